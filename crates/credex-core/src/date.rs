@@ -1,0 +1,132 @@
+//! Calendar dates in China Standard Time (UTC+8) and the injectable clock.
+//!
+//! Every date in the schema is a `YYYY-MM-DD` calendar date in UTC+8: publication
+//! periods, decision and status dates. "Today" is likewise the UTC+8 date, taken
+//! from a [`Clock`] so that tests and `credexctl` can move time.
+
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, Utc};
+use std::sync::atomic::{AtomicI64, Ordering};
+
+/// A calendar date (UTC+8).
+pub type Date = NaiveDate;
+
+const CST_OFFSET_SECS: i32 = 8 * 3600;
+
+/// Parses a `YYYY-MM-DD` calendar date; the error says what is wrong with the text.
+pub fn parse_date(text: &str) -> Result<Date, String> {
+    let bytes = text.as_bytes();
+    let shape_ok = bytes.len() == 10
+        && bytes[4] == b'-'
+        && bytes[7] == b'-'
+        && bytes
+            .iter()
+            .enumerate()
+            .all(|(i, b)| i == 4 || i == 7 || b.is_ascii_digit());
+    if !shape_ok {
+        return Err(format!("{text:?} is not a date of the form YYYY-MM-DD"));
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| format!("{text:?} is not a calendar date"))
+}
+
+/// Formats a date as `YYYY-MM-DD`.
+pub fn format_date(date: Date) -> String {
+    format!("{:04}-{:02}-{:02}", date.year(), date.month(), date.day())
+}
+
+/// The UTC+8 calendar date of a Unix-millisecond instant.
+pub fn date_of_millis(unix_millis: i64) -> Date {
+    let cst = FixedOffset::east_opt(CST_OFFSET_SECS).expect("UTC+8 is a valid offset");
+    DateTime::<Utc>::from_timestamp_millis(unix_millis)
+        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+        .with_timezone(&cst)
+        .date_naive()
+}
+
+/// Where "now" comes from. The node uses [`SystemClock`]; tests inject a [`FixedClock`].
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Unix milliseconds.
+    fn now_millis(&self) -> i64;
+
+    /// Today's calendar date in UTC+8.
+    fn today(&self) -> Date {
+        date_of_millis(self.now_millis())
+    }
+}
+
+/// The system's wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_millis(&self) -> i64 {
+        Utc::now().timestamp_millis()
+    }
+}
+
+/// A clock that stands still until moved; for tests and simulated time.
+#[derive(Debug)]
+pub struct FixedClock(AtomicI64);
+
+impl FixedClock {
+    /// A clock at the given Unix milliseconds.
+    pub fn at_millis(unix_millis: i64) -> Self {
+        Self(AtomicI64::new(unix_millis))
+    }
+
+    /// A clock at noon (UTC+8) of the given date.
+    pub fn at_date(date: Date) -> Self {
+        Self::at_millis(noon_cst_millis(date))
+    }
+
+    /// Moves the clock to noon (UTC+8) of the given date.
+    pub fn set_date(&self, date: Date) {
+        self.0.store(noon_cst_millis(date), Ordering::SeqCst);
+    }
+}
+
+impl Clock for FixedClock {
+    fn now_millis(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+fn noon_cst_millis(date: Date) -> i64 {
+    let noon = date.and_hms_opt(12, 0, 0).expect("noon exists");
+    (noon.and_utc().timestamp() - i64::from(CST_OFFSET_SECS)) * 1000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use expect_test::expect;
+
+    fn check(input: &str, expect: expect_test::Expect) {
+        let got = match parse_date(input) {
+            Ok(d) => format!("ok {}", format_date(d)),
+            Err(e) => format!("err {e}"),
+        };
+        expect.assert_eq(&got);
+    }
+
+    #[test]
+    fn parses_calendar_dates_only() {
+        check("2026-04-01", expect![["ok 2026-04-01"]]);
+        check("2024-02-29", expect![["ok 2024-02-29"]]);
+        check("2026-02-29", expect![[r#"err "2026-02-29" is not a calendar date"#]]);
+        check("2026-13-01", expect![[r#"err "2026-13-01" is not a calendar date"#]]);
+        check("2026-4-1", expect![[r#"err "2026-4-1" is not a date of the form YYYY-MM-DD"#]]);
+        check("20260401", expect![[r#"err "20260401" is not a date of the form YYYY-MM-DD"#]]);
+        check("", expect![[r#"err "" is not a date of the form YYYY-MM-DD"#]]);
+    }
+
+    #[test]
+    fn today_is_the_utc8_date() {
+        // 2026-03-31T16:30:00Z is 2026-04-01 00:30 in Changsha.
+        let clock = FixedClock::at_millis(1_774_974_600_000);
+        assert_eq!(format_date(clock.today()), "2026-04-01");
+        let d = parse_date("2026-05-20").unwrap();
+        clock.set_date(d);
+        assert_eq!(clock.today(), d);
+    }
+}

@@ -1,0 +1,27 @@
+//! credex-core: the pure domain of credex. No I/O, no async runtime, no gRPC, no storage.
+//!
+//! # Layout
+//! - [`ident`]: USCC (GB 32100) and resident ID number (GB 11643) validation, masking, the legacy allow-list.
+//! - [`catalogue`]: the shared category catalogue, a versioned data file compiled in.
+//! - [`date`]: UTC+8 calendar dates and the injectable [`date::Clock`].
+//! - [`validate`]: record validation; every error names its field path.
+//! - [`entry`]: entry encoding, Ed25519 signing with domain separation, single and batch verification.
+//! - [`merkle`]: RFC 6962 tree hashing, inclusion and consistency proofs over a hash store.
+//! - [`note`]: C2SP signed-note checkpoints and tlog-cosignature cosignatures.
+//! - [`policy`]: recognition policies: which lists and categories a node recognises from which origins.
+//! - [`view`]: the mutually recognised view as a pure function of records, policy and date.
+//!
+//! The schema's messages (`credex_proto::v1`) are the domain's record types: the shared
+//! schema is the contract between cities, so the core validates and signs those exact types.
+
+pub mod catalogue;
+pub mod date;
+pub mod entry;
+pub mod ident;
+pub mod merkle;
+pub mod note;
+pub mod policy;
+pub mod validate;
+pub mod view;
+
+pub use credex_proto::v1 as pb;
