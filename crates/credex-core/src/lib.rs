@@ -5,6 +5,7 @@
 //! - [`catalogue`]: the shared category catalogue, a versioned data file compiled in.
 //! - [`date`]: UTC+8 calendar dates and the injectable [`date::Clock`].
 //! - [`validate`]: record validation; every error names its field path.
+//! - [`keys`]: log and witness Ed25519 keys in signed-note key encodings, with key ids.
 //! - [`entry`]: entry encoding, Ed25519 signing with domain separation, single and batch verification.
 //! - [`merkle`]: RFC 6962 tree hashing, inclusion and consistency proofs over a hash store.
 //! - [`note`]: C2SP signed-note checkpoints and tlog-cosignature cosignatures.
@@ -17,6 +18,7 @@
 pub mod catalogue;
 pub mod date;
 pub mod entry;
+pub mod keys;
 pub mod ident;
 pub mod merkle;
 pub mod note;

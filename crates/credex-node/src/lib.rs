@@ -1,0 +1,1 @@
+//! credex-node (being written).

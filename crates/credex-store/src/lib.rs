@@ -1,0 +1,1 @@
+//! credex-store: sled persistence (being written).
