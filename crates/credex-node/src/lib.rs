@@ -1,1 +1,23 @@
-//! credex-node (being written).
+//! credex-node: `credexd`, the city node.
+//!
+//! # Layout
+//! - [`server`]: [`server::run`], the whole node as a library function, and its ordered shutdown.
+//! - [`config`]: the node config and the consortium file (TOML, `CREDEX_*` overrides).
+//! - [`tls`]: rustls mutual TLS, SPIFFE identities, the TLS listener and dialer for tonic.
+//! - [`auth`]: per-RPC authorisation.
+//! - [`engine`]: the domain service — receive path, publishing, checkpoints, witness, view,
+//!   proofs — with no gRPC types.
+//! - [`sync`]: Exchange.Sync, serving and pulling, with reconnect and a verification pipeline.
+//! - [`service`]: the gRPC adapters; the one place engine errors become statuses.
+//! - [`metrics`]: Prometheus metrics and their HTTP endpoint.
+//!
+//! Only this crate (and `credex-cli`) knows tonic; only `credex-store` knows sled.
+
+pub mod auth;
+pub mod config;
+pub mod engine;
+pub mod metrics;
+pub mod server;
+pub mod service;
+pub mod sync;
+pub mod tls;

@@ -1,0 +1,356 @@
+//! Per-RPC authorisation: which caller identities (SPIFFE IDs from [`crate::tls`]) may call
+//! which RPC on this node.
+//!
+//! | RPCs | admitted callers |
+//! |---|---|
+//! | Exchange.Sync, Witness.AddCheckpoint | `node` of any member city |
+//! | Publisher.Publish | `publisher` of this city |
+//! | View.* | `reader`, `operator`, `auditor` of this city |
+//! | Operator.* | `operator` of this city |
+//! | Audit.* | `auditor` of any member city, `operator` of this city |
+//!
+//! A caller from another consortium, from a city that is not a member, or without an identity
+//! is refused everything. Every refusal is `PERMISSION_DENIED` naming who asked for what.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use tracing::warn;
+
+use crate::config::Config;
+use crate::tls::{Identity, Role};
+
+/// Every RPC of the credex services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rpc {
+    Sync,
+    AddCheckpoint,
+    Publish,
+    ViewLookup,
+    ViewList,
+    ViewWatch,
+    Status,
+    ListQuarantine,
+    GetProof,
+    GetConsistency,
+    ListEvidence,
+    GetEntries,
+    ListCheckpoints,
+}
+
+/// Who an RPC admits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    MemberNodes,
+    OwnPublisher,
+    OwnViewers,
+    OwnOperator,
+    Auditors,
+}
+
+impl Rpc {
+    pub const ALL: [Rpc; 13] = [
+        Rpc::Sync,
+        Rpc::AddCheckpoint,
+        Rpc::Publish,
+        Rpc::ViewLookup,
+        Rpc::ViewList,
+        Rpc::ViewWatch,
+        Rpc::Status,
+        Rpc::ListQuarantine,
+        Rpc::GetProof,
+        Rpc::GetConsistency,
+        Rpc::ListEvidence,
+        Rpc::GetEntries,
+        Rpc::ListCheckpoints,
+    ];
+
+    /// `Service.Method`, as in `Publisher.Publish`.
+    pub fn name(self) -> &'static str {
+        self.describe().0
+    }
+
+    /// The HTTP/2 path gRPC uses, as in `/credex.v1.Publisher/Publish`.
+    pub fn grpc_path(self) -> &'static str {
+        self.describe().1
+    }
+
+    /// The RPC a gRPC request path addresses; `None` for paths outside the credex services
+    /// (health, reflection), which the caller decides about.
+    pub fn from_grpc_path(path: &str) -> Option<Rpc> {
+        Rpc::ALL.into_iter().find(|rpc| rpc.grpc_path() == path)
+    }
+
+    fn describe(self) -> (&'static str, &'static str, Access) {
+        match self {
+            Rpc::Sync => (
+                "Exchange.Sync",
+                "/credex.v1.Exchange/Sync",
+                Access::MemberNodes,
+            ),
+            Rpc::AddCheckpoint => (
+                "Witness.AddCheckpoint",
+                "/credex.v1.Witness/AddCheckpoint",
+                Access::MemberNodes,
+            ),
+            Rpc::Publish => (
+                "Publisher.Publish",
+                "/credex.v1.Publisher/Publish",
+                Access::OwnPublisher,
+            ),
+            Rpc::ViewLookup => ("View.Lookup", "/credex.v1.View/Lookup", Access::OwnViewers),
+            Rpc::ViewList => ("View.List", "/credex.v1.View/List", Access::OwnViewers),
+            Rpc::ViewWatch => ("View.Watch", "/credex.v1.View/Watch", Access::OwnViewers),
+            Rpc::Status => (
+                "Operator.Status",
+                "/credex.v1.Operator/Status",
+                Access::OwnOperator,
+            ),
+            Rpc::ListQuarantine => (
+                "Operator.ListQuarantine",
+                "/credex.v1.Operator/ListQuarantine",
+                Access::OwnOperator,
+            ),
+            Rpc::GetProof => (
+                "Audit.GetProof",
+                "/credex.v1.Audit/GetProof",
+                Access::Auditors,
+            ),
+            Rpc::GetConsistency => (
+                "Audit.GetConsistency",
+                "/credex.v1.Audit/GetConsistency",
+                Access::Auditors,
+            ),
+            Rpc::ListEvidence => (
+                "Audit.ListEvidence",
+                "/credex.v1.Audit/ListEvidence",
+                Access::Auditors,
+            ),
+            Rpc::GetEntries => (
+                "Audit.GetEntries",
+                "/credex.v1.Audit/GetEntries",
+                Access::Auditors,
+            ),
+            Rpc::ListCheckpoints => (
+                "Audit.ListCheckpoints",
+                "/credex.v1.Audit/ListCheckpoints",
+                Access::Auditors,
+            ),
+        }
+    }
+
+    fn access(self) -> Access {
+        self.describe().2
+    }
+}
+
+impl fmt::Display for Rpc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Decides every RPC on one node, given the consortium and its member cities.
+#[derive(Debug, Clone)]
+pub struct Authorizer {
+    consortium: String,
+    city: String,
+    members: BTreeSet<String>,
+}
+
+impl Authorizer {
+    /// The authoriser of `city`'s node in `consortium`; `members` are all member city ids.
+    pub fn new<S: Into<String>>(
+        consortium: &str,
+        city: &str,
+        members: impl IntoIterator<Item = S>,
+    ) -> Self {
+        Self {
+            consortium: consortium.to_owned(),
+            city: city.to_owned(),
+            members: members.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// The authoriser of the node a loaded config describes.
+    pub fn for_config(config: &Config) -> Self {
+        Self::new(
+            &config.consortium.name,
+            &config.node.city,
+            config.consortium.cities(),
+        )
+    }
+
+    /// `Ok` when `who` may call `rpc` here, else `PERMISSION_DENIED` saying who may not call what
+    /// and why. `who` is `None` when the client's certificate had no usable identity.
+    pub fn check(&self, who: Option<&Identity>, rpc: Rpc) -> Result<(), tonic::Status> {
+        let Some(who) = who else {
+            warn!(
+                rpc = rpc.name(),
+                "permission denied to a client without identity"
+            );
+            return Err(tonic::Status::permission_denied(format!(
+                "a client without a credex identity may not call {rpc} on {}",
+                self.city
+            )));
+        };
+        let why_not = if who.consortium != self.consortium {
+            format!(
+                "its consortium is {}, not {}",
+                who.consortium, self.consortium
+            )
+        } else if !self.members.contains(&who.city) {
+            format!("{} is not a member of {}", who.city, self.consortium)
+        } else if self.admits(who, rpc.access()) {
+            return Ok(());
+        } else {
+            format!("{rpc} is for {}", self.describe(rpc.access()))
+        };
+        warn!(caller = %who, rpc = rpc.name(), "permission denied");
+        Err(tonic::Status::permission_denied(format!(
+            "{who} may not call {rpc} on {}: {why_not}",
+            self.city
+        )))
+    }
+
+    fn admits(&self, who: &Identity, access: Access) -> bool {
+        let own = who.city == self.city;
+        match access {
+            Access::MemberNodes => who.role == Role::Node,
+            Access::OwnPublisher => own && who.role == Role::Publisher,
+            Access::OwnViewers => {
+                own && matches!(who.role, Role::Reader | Role::Operator | Role::Auditor)
+            }
+            Access::OwnOperator => own && who.role == Role::Operator,
+            Access::Auditors => who.role == Role::Auditor || (own && who.role == Role::Operator),
+        }
+    }
+
+    fn describe(&self, access: Access) -> String {
+        let city = &self.city;
+        match access {
+            Access::MemberNodes => "the node of any member city".to_owned(),
+            Access::OwnPublisher => format!("the publisher of {city}"),
+            Access::OwnViewers => format!("a reader, operator or auditor of {city}"),
+            Access::OwnOperator => format!("an operator of {city}"),
+            Access::Auditors => format!("an auditor of any member city or an operator of {city}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use expect_test::expect;
+
+    fn authorizer() -> Authorizer {
+        Authorizer::new(
+            "mid-yangtze",
+            "changsha",
+            ["changsha", "wuhan", "hefei", "nanchang"],
+        )
+    }
+
+    fn id(consortium: &str, city: &str, role: Role) -> Identity {
+        Identity::new(consortium, city, role).unwrap()
+    }
+
+    #[test]
+    fn admits_exactly_the_roles_of_the_design() {
+        let auth = authorizer();
+        let mut table = String::new();
+        for rpc in Rpc::ALL {
+            let mut admitted = Vec::new();
+            for city in ["changsha", "wuhan"] {
+                for role in Role::ALL {
+                    if auth
+                        .check(Some(&id("mid-yangtze", city, role)), rpc)
+                        .is_ok()
+                    {
+                        admitted.push(format!("{city}/{role}"));
+                    }
+                }
+            }
+            // Callers outside the consortium's membership are refused everything.
+            for outsider in [
+                id("mid-yangtze", "xian", Role::Node),
+                id("mid-yangtze", "xian", Role::Auditor),
+                id("other", "changsha", Role::Operator),
+                id("other", "wuhan", Role::Node),
+            ] {
+                assert!(
+                    auth.check(Some(&outsider), rpc).is_err(),
+                    "{outsider} {rpc}"
+                );
+            }
+            assert!(auth.check(None, rpc).is_err(), "anonymous {rpc}");
+            table.push_str(&format!("{:<24} {}\n", rpc.name(), admitted.join(" ")));
+        }
+        expect![[r#"
+            Exchange.Sync            changsha/node wuhan/node
+            Witness.AddCheckpoint    changsha/node wuhan/node
+            Publisher.Publish        changsha/publisher
+            View.Lookup              changsha/operator changsha/auditor changsha/reader
+            View.List                changsha/operator changsha/auditor changsha/reader
+            View.Watch               changsha/operator changsha/auditor changsha/reader
+            Operator.Status          changsha/operator
+            Operator.ListQuarantine  changsha/operator
+            Audit.GetProof           changsha/operator changsha/auditor wuhan/auditor
+            Audit.GetConsistency     changsha/operator changsha/auditor wuhan/auditor
+            Audit.ListEvidence       changsha/operator changsha/auditor wuhan/auditor
+            Audit.GetEntries         changsha/operator changsha/auditor wuhan/auditor
+            Audit.ListCheckpoints    changsha/operator changsha/auditor wuhan/auditor
+        "#]]
+        .assert_eq(&table);
+    }
+
+    #[test]
+    fn refusals_name_who_and_what() {
+        let auth = authorizer();
+        let refusal = |who: Option<Identity>, rpc| {
+            let status = auth.check(who.as_ref(), rpc).unwrap_err();
+            assert_eq!(status.code(), tonic::Code::PermissionDenied);
+            format!("{}\n", status.message())
+        };
+        let text = [
+            refusal(Some(id("mid-yangtze", "wuhan", Role::Reader)), Rpc::Publish),
+            refusal(Some(id("mid-yangtze", "wuhan", Role::Publisher)), Rpc::Sync),
+            refusal(
+                Some(id("mid-yangtze", "changsha", Role::Reader)),
+                Rpc::Status,
+            ),
+            refusal(
+                Some(id("mid-yangtze", "wuhan", Role::Operator)),
+                Rpc::ViewLookup,
+            ),
+            refusal(
+                Some(id("mid-yangtze", "wuhan", Role::Operator)),
+                Rpc::GetProof,
+            ),
+            refusal(Some(id("mid-yangtze", "xian", Role::Node)), Rpc::Sync),
+            refusal(Some(id("other", "wuhan", Role::Node)), Rpc::Sync),
+            refusal(None, Rpc::ViewList),
+        ]
+        .concat();
+        expect![[r#"
+            spiffe://mid-yangtze/wuhan/reader may not call Publisher.Publish on changsha: Publisher.Publish is for the publisher of changsha
+            spiffe://mid-yangtze/wuhan/publisher may not call Exchange.Sync on changsha: Exchange.Sync is for the node of any member city
+            spiffe://mid-yangtze/changsha/reader may not call Operator.Status on changsha: Operator.Status is for an operator of changsha
+            spiffe://mid-yangtze/wuhan/operator may not call View.Lookup on changsha: View.Lookup is for a reader, operator or auditor of changsha
+            spiffe://mid-yangtze/wuhan/operator may not call Audit.GetProof on changsha: Audit.GetProof is for an auditor of any member city or an operator of changsha
+            spiffe://mid-yangtze/xian/node may not call Exchange.Sync on changsha: xian is not a member of mid-yangtze
+            spiffe://other/wuhan/node may not call Exchange.Sync on changsha: its consortium is other, not mid-yangtze
+            a client without a credex identity may not call View.List on changsha
+        "#]].assert_eq(&text);
+    }
+
+    #[test]
+    fn grpc_paths_map_back_to_their_rpcs() {
+        for rpc in Rpc::ALL {
+            let (service, method) = rpc.name().split_once('.').unwrap();
+            assert_eq!(rpc.grpc_path(), format!("/credex.v1.{service}/{method}"));
+            assert_eq!(Rpc::from_grpc_path(rpc.grpc_path()), Some(rpc));
+        }
+        assert_eq!(Rpc::from_grpc_path("/grpc.health.v1.Health/Check"), None);
+    }
+}

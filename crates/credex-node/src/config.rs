@@ -1,0 +1,1538 @@
+//! The node's TOML config and the consortium file it points to: typed, validated in one step,
+//! with environment overrides passed in as a map.
+//!
+//! # Node config
+//! ```toml
+//! [node]
+//! city = "changsha"                      # this city's id in the consortium
+//! consortium_file = "consortium.toml"
+//! data_dir = "data/changsha"
+//! listen = "0.0.0.0:7001"                # gRPC, mutual TLS
+//! metrics_listen = "127.0.0.1:9101"      # optional, plain HTTP Prometheus
+//!
+//! [tls]                                  # PEM files
+//! ca_cert = "ca.pem"                     # optional: defaults to the consortium's ca_cert
+//! cert = "changsha-node.pem"
+//! key = "changsha-node.key"
+//!
+//! [keys]                                 # files holding signed-note signer keys
+//! log_key = "changsha-log.key"
+//! witness_key = "changsha-witness.key"
+//!
+//! [[peers]]                              # optional: defaults to every other member at its
+//! city = "wuhan"                         # consortium address; may be any subset of them
+//! address = "wuhan.example:7001"
+//!
+//! [sync]                                 # all optional, defaults shown
+//! batch_max_entries = 256
+//! batch_max_delay_ms = 50
+//! reconnect_backoff_min_ms = 100
+//! reconnect_backoff_max_ms = 30000
+//!
+//! [recognition]                          # credex_core::policy::RecognitionPolicy
+//!
+//! [identifiers]
+//! legacy_uscc_allow_list = []            # early-pilot USCCs that fail their checksum
+//!
+//! [log]
+//! filter = "info"                        # tracing EnvFilter syntax
+//! format = "text"                        # or "json"
+//! ```
+//! Relative paths resolve against the folder of the file that holds them (environment
+//! overrides included), so a config folder can move as a whole.
+//!
+//! # Environment overrides
+//! | variable | key | |
+//! |---|---|---|
+//! | `CREDEX_LISTEN` | `node.listen` | |
+//! | `CREDEX_DATA_DIR` | `node.data_dir` | |
+//! | `CREDEX_METRICS_LISTEN` | `node.metrics_listen` | empty turns metrics off |
+//! | `CREDEX_LOG` | `log.filter` | |
+//! | `CREDEX_LOG_FORMAT` | `log.format` | |
+//! | `CREDEX_PEERS` | `peers` | `city=host:port,city=host:port`; empty means no peers |
+//!
+//! Other `CREDEX_*` variables are left to their users (the binaries' flags).
+//!
+//! # Consortium file
+//! ```toml
+//! name = "mid-yangtze"                   # in SPIFFE IDs and origins credex/<name>/<city>
+//! ca_cert = "ca.pem"
+//! [[members]]
+//! city = "changsha"
+//! name_zh = "长沙"
+//! division = "430100"                    # administrative division code
+//! log_key = "credex/mid-yangtze/changsha+<id>+<key>"              # Ed25519 verifier key
+//! witness_key = "credex/mid-yangtze/changsha/witness+<id>+<key>"  # cosignature/v1 verifier key
+//! address = "changsha.example:7001"
+//! ```
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use credex_core::ident::LegacyAllowList;
+use credex_core::keys::{KeyAlgorithm, KeyError, PublicKey, SigningKeyPair};
+use credex_core::policy::{PolicyError, RecognitionPolicy};
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::tls::{Identity, Role, TlsFiles, check_label, parse_address};
+
+/// Bounds of `[sync]`: a batch is one atomic write and one checkpoint, so it must stay small
+/// enough to commit quickly, and the backoff must neither spin nor give up on a peer for hours.
+const BATCH_MAX_ENTRIES: (u64, u64) = (1, 10_000);
+const BATCH_MAX_DELAY_MS: (u64, u64) = (1, 10_000);
+const BACKOFF_MS: (u64, u64) = (1, 3_600_000);
+/// Longest `name_zh`, in characters: city names are a few characters, this only stops garbage.
+const NAME_ZH_MAX_CHARS: usize = 32;
+
+/// What is wrong with a config or consortium file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {what} {path}: {source}")]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("{what} {path}: {source}")]
+    Parse {
+        what: &'static str,
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    /// `value` is shown as written (strings quoted); it is left out for secrets.
+    #[error("{path}: {what} key {key}: {value}{problem}")]
+    Invalid {
+        what: &'static str,
+        path: PathBuf,
+        key: String,
+        value: String,
+        problem: String,
+    },
+    #[error("{path}: {source}")]
+    Policy { path: PathBuf, source: PolicyError },
+    #[error("{path}: {what} in it: {source}")]
+    SignerKey {
+        what: &'static str,
+        path: PathBuf,
+        source: KeyError,
+    },
+    #[error(
+        "{path}: {what} {found} is not the one the consortium pins for {city} ({expected}+{expected_id:08x})",
+        found = format_args!("{}+{:08x}", .found, .found_id)
+    )]
+    SignerKeyMismatch {
+        what: &'static str,
+        path: PathBuf,
+        city: String,
+        found: String,
+        found_id: u32,
+        expected: String,
+        expected_id: u32,
+    },
+    #[error("cannot write {what} as TOML: {source}")]
+    Encode {
+        what: &'static str,
+        source: toml::ser::Error,
+    },
+}
+
+/// A node's validated config. Built by [`Config::load`]; `credexctl` builds one directly and
+/// writes it with [`Config::to_toml`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub node: NodeConfig,
+    pub tls: TlsFiles,
+    pub keys: KeyFiles,
+    pub peers: Vec<PeerConfig>,
+    pub sync: SyncConfig,
+    /// Its own origin is set to `node.city` by [`Config::load`].
+    pub recognition: RecognitionPolicy,
+    pub identifiers: IdentifiersConfig,
+    pub log: LogConfig,
+    /// The consortium file `node.consortium_file` names, loaded and validated with the config.
+    #[serde(skip)]
+    pub consortium: Consortium,
+}
+
+/// `[node]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeConfig {
+    pub city: String,
+    pub consortium_file: PathBuf,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// `[keys]`: files holding this city's signed-note signer keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFiles {
+    pub log_key: PathBuf,
+    pub witness_key: PathBuf,
+}
+
+/// One `[[peers]]` entry: a member this node keeps a Sync stream to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    pub city: String,
+    /// `host:port` or `[ipv6]:port`.
+    pub address: String,
+}
+
+/// `[sync]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    /// A batch closes at this many entries...
+    pub batch_max_entries: u64,
+    /// ...or this long after its first entry, whichever comes first.
+    pub batch_max_delay_ms: u64,
+    pub reconnect_backoff_min_ms: u64,
+    pub reconnect_backoff_max_ms: u64,
+}
+
+impl Default for SyncConfig {
+    /// The design's batch: 256 entries or 50 ms.
+    fn default() -> Self {
+        Self {
+            batch_max_entries: 256,
+            batch_max_delay_ms: 50,
+            reconnect_backoff_min_ms: 100,
+            reconnect_backoff_max_ms: 30_000,
+        }
+    }
+}
+
+impl SyncConfig {
+    pub fn batch_max_delay(&self) -> Duration {
+        Duration::from_millis(self.batch_max_delay_ms)
+    }
+
+    pub fn reconnect_backoff_min(&self) -> Duration {
+        Duration::from_millis(self.reconnect_backoff_min_ms)
+    }
+
+    pub fn reconnect_backoff_max(&self) -> Duration {
+        Duration::from_millis(self.reconnect_backoff_max_ms)
+    }
+}
+
+/// `[identifiers]`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IdentifiersConfig {
+    #[serde(serialize_with = "serialize_allow_list")]
+    pub legacy_uscc_allow_list: LegacyAllowList,
+}
+
+fn serialize_allow_list<S: Serializer>(list: &LegacyAllowList, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(list.iter())
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogConfig {
+    /// A `tracing_subscriber::EnvFilter` directive, e.g. `info,credex_node=debug`.
+    pub filter: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            filter: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(()),
+        }
+    }
+}
+
+/// This city's signing keys, read by [`Config::signing_keys`].
+#[derive(Debug)]
+pub struct SigningKeys {
+    pub log: SigningKeyPair,
+    pub witness: SigningKeyPair,
+}
+
+/// The consortium file: the members and the keys every node pins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Consortium {
+    pub name: String,
+    pub ca_cert: PathBuf,
+    pub members: Vec<Member>,
+}
+
+/// One `[[members]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Member {
+    pub city: String,
+    pub name_zh: String,
+    /// Administrative division code, six digits (e.g. `430100`).
+    pub division: String,
+    /// Ed25519 verifier key named `credex/<consortium>/<city>`.
+    pub log_key: PublicKey,
+    /// cosignature/v1 verifier key named `credex/<consortium>/<city>/witness`.
+    pub witness_key: PublicKey,
+    /// `host:port` of its node.
+    pub address: String,
+}
+
+// ------------------------------------------------------------------ files as written
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    node: RawNode,
+    tls: RawTls,
+    keys: KeyFiles,
+    peers: Option<Vec<PeerConfig>>,
+    #[serde(default)]
+    sync: SyncConfig,
+    #[serde(default)]
+    recognition: RecognitionPolicy,
+    #[serde(default)]
+    identifiers: RawIdentifiers,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    city: String,
+    consortium_file: PathBuf,
+    data_dir: PathBuf,
+    listen: String,
+    metrics_listen: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    ca_cert: Option<PathBuf>,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawIdentifiers {
+    #[serde(default)]
+    legacy_uscc_allow_list: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLog {
+    filter: String,
+    format: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        let defaults = LogConfig::default();
+        Self {
+            filter: defaults.filter,
+            format: "text".to_owned(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConsortium {
+    name: String,
+    ca_cert: PathBuf,
+    members: Vec<RawMember>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMember {
+    city: String,
+    name_zh: String,
+    division: String,
+    log_key: String,
+    witness_key: String,
+    address: String,
+}
+
+// ------------------------------------------------------------------ validation
+
+/// Builds [`ConfigError::Invalid`] for one file, naming where an overridden value came from.
+struct Checker<'a> {
+    what: &'static str,
+    path: &'a Path,
+    /// Key → the environment variable that set it.
+    from_env: HashMap<&'static str, &'static str>,
+}
+
+impl Checker<'_> {
+    fn invalid(
+        &self,
+        key: &str,
+        value: impl Into<Shown>,
+        problem: impl fmt::Display,
+    ) -> ConfigError {
+        let key = match self.from_env.get(key) {
+            Some(var) => format!("{key} (from {var})"),
+            None => key.to_owned(),
+        };
+        let value = match value.into() {
+            Shown::Text(text) => format!("{text:?} "),
+            Shown::Number(n) => format!("{n} "),
+            Shown::Hidden => String::new(),
+        };
+        ConfigError::Invalid {
+            what: self.what,
+            path: self.path.to_owned(),
+            key,
+            value,
+            problem: problem.to_string(),
+        }
+    }
+
+    fn label(&self, key: &str, value: &str) -> Result<(), ConfigError> {
+        check_label("name", value).map_err(|e| match e {
+            crate::tls::TlsError::BadName { reason, .. } => self.invalid(key, value, reason),
+            other => self.invalid(key, value, other),
+        })
+    }
+
+    fn address(&self, key: &str, value: &str) -> Result<(), ConfigError> {
+        parse_address(value)
+            .map(drop)
+            .map_err(|problem| self.invalid(key, value, problem))
+    }
+
+    fn socket_addr(&self, key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+        value
+            .parse()
+            .map_err(|_| self.invalid(key, value, "is not a socket address (ip:port)"))
+    }
+
+    fn path(&self, key: &str, base: &Path, value: &Path) -> Result<PathBuf, ConfigError> {
+        if value.as_os_str().is_empty() {
+            return Err(self.invalid(key, "", "is empty"));
+        }
+        Ok(base.join(value))
+    }
+
+    fn range(&self, key: &str, value: u64, (min, max): (u64, u64)) -> Result<(), ConfigError> {
+        if (min..=max).contains(&value) {
+            Ok(())
+        } else {
+            Err(self.invalid(key, value, format!("is not from {min} to {max}")))
+        }
+    }
+}
+
+enum Shown {
+    Text(String),
+    Number(u64),
+    Hidden,
+}
+
+impl From<&str> for Shown {
+    fn from(text: &str) -> Self {
+        Shown::Text(text.to_owned())
+    }
+}
+
+impl From<u64> for Shown {
+    fn from(n: u64) -> Self {
+        Shown::Number(n)
+    }
+}
+
+fn read(what: &'static str, path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        what,
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn folder_of(path: &Path) -> &Path {
+    path.parent().unwrap_or(Path::new(""))
+}
+
+impl Config {
+    /// Reads the config at `path`, applies the `CREDEX_*` overrides in `env` (pass
+    /// `std::env::vars().collect()` in production), loads the consortium file it names, and
+    /// validates everything; the first problem found is the error.
+    pub fn load(path: &Path, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        let text = read("config file", path)?;
+        let mut raw: RawConfig = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            what: "config file",
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
+        let mut checker = Checker {
+            what: "config",
+            path,
+            from_env: HashMap::new(),
+        };
+        apply_env(&mut raw, env, &mut checker)?;
+        let base = folder_of(path);
+        let consortium_file =
+            checker.path("node.consortium_file", base, &raw.node.consortium_file)?;
+        let consortium = Consortium::load(&consortium_file)?;
+        validate(raw, base, consortium_file, consortium, &checker)
+    }
+
+    /// The config as TOML, in the layout [`Config::load`] reads.
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string_pretty(self).map_err(|source| ConfigError::Encode {
+            what: "config",
+            source,
+        })
+    }
+
+    /// This node's own identity: `spiffe://<consortium>/<city>/node`.
+    pub fn identity(&self) -> Identity {
+        self.consortium.node_identity(&self.node.city)
+    }
+
+    /// This city's entry in the consortium (validated to exist by [`Config::load`]).
+    pub fn member(&self) -> Option<&Member> {
+        self.consortium.member(&self.node.city)
+    }
+
+    /// Reads this city's signer keys and checks them against the public keys the consortium
+    /// pins for it, so a node never signs with a key its peers would reject.
+    pub fn signing_keys(&self) -> Result<SigningKeys, ConfigError> {
+        let member = self.member();
+        let load = |what: &'static str, path: &Path, pinned: Option<&PublicKey>| {
+            let text = read(what, path)?;
+            let pair =
+                SigningKeyPair::parse(text.trim()).map_err(|source| ConfigError::SignerKey {
+                    what,
+                    path: path.to_owned(),
+                    source,
+                })?;
+            match pinned {
+                Some(pinned) if *pinned == pair.public() => Ok(pair),
+                _ => Err(ConfigError::SignerKeyMismatch {
+                    what,
+                    path: path.to_owned(),
+                    city: self.node.city.clone(),
+                    found: pair.name().to_owned(),
+                    found_id: pair.key_id(),
+                    expected: pinned.map_or_else(|| "none".to_owned(), |k| k.name().to_owned()),
+                    expected_id: pinned.map_or(0, PublicKey::key_id),
+                }),
+            }
+        };
+        Ok(SigningKeys {
+            log: load("log key", &self.keys.log_key, member.map(|m| &m.log_key))?,
+            witness: load(
+                "witness key",
+                &self.keys.witness_key,
+                member.map(|m| &m.witness_key),
+            )?,
+        })
+    }
+}
+
+fn apply_env(
+    raw: &mut RawConfig,
+    env: &HashMap<String, String>,
+    checker: &mut Checker<'_>,
+) -> Result<(), ConfigError> {
+    let mut take = |var: &'static str, key: &'static str| {
+        let value = env.get(var)?;
+        checker.from_env.insert(key, var);
+        Some(value.clone())
+    };
+    if let Some(listen) = take("CREDEX_LISTEN", "node.listen") {
+        raw.node.listen = listen;
+    }
+    if let Some(data_dir) = take("CREDEX_DATA_DIR", "node.data_dir") {
+        raw.node.data_dir = data_dir.into();
+    }
+    if let Some(metrics) = take("CREDEX_METRICS_LISTEN", "node.metrics_listen") {
+        raw.node.metrics_listen = (!metrics.is_empty()).then_some(metrics);
+    }
+    if let Some(filter) = take("CREDEX_LOG", "log.filter") {
+        raw.log.filter = filter;
+    }
+    if let Some(format) = take("CREDEX_LOG_FORMAT", "log.format") {
+        raw.log.format = format;
+    }
+    if let Some(peers) = take("CREDEX_PEERS", "peers") {
+        let mut parsed = Vec::new();
+        for item in peers
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+        {
+            let Some((city, address)) = item.split_once('=') else {
+                return Err(checker.invalid("peers", item, "is not city=host:port"));
+            };
+            parsed.push(PeerConfig {
+                city: city.trim().to_owned(),
+                address: address.trim().to_owned(),
+            });
+        }
+        raw.peers = Some(parsed);
+    }
+    Ok(())
+}
+
+fn validate(
+    raw: RawConfig,
+    base: &Path,
+    consortium_file: PathBuf,
+    consortium: Consortium,
+    checker: &Checker<'_>,
+) -> Result<Config, ConfigError> {
+    let city = raw.node.city;
+    checker.label("node.city", &city)?;
+    if consortium.member(&city).is_none() {
+        return Err(checker.invalid(
+            "node.city",
+            city.as_str(),
+            format!(
+                "is not a member of consortium {} (members: {})",
+                consortium.name,
+                consortium.cities().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    let listen = checker.socket_addr("node.listen", &raw.node.listen)?;
+    let metrics_listen = match &raw.node.metrics_listen {
+        Some(addr) => {
+            let addr_parsed = checker.socket_addr("node.metrics_listen", addr)?;
+            if addr_parsed == listen {
+                return Err(checker.invalid(
+                    "node.metrics_listen",
+                    addr.as_str(),
+                    "is node.listen too; metrics need a port of their own",
+                ));
+            }
+            Some(addr_parsed)
+        }
+        None => None,
+    };
+    let node = NodeConfig {
+        data_dir: checker.path("node.data_dir", base, &raw.node.data_dir)?,
+        city,
+        consortium_file,
+        listen,
+        metrics_listen,
+    };
+
+    let tls = TlsFiles {
+        ca_cert: match &raw.tls.ca_cert {
+            Some(ca_cert) => checker.path("tls.ca_cert", base, ca_cert)?,
+            None => consortium.ca_cert.clone(),
+        },
+        cert: checker.path("tls.cert", base, &raw.tls.cert)?,
+        key: checker.path("tls.key", base, &raw.tls.key)?,
+    };
+    let keys = KeyFiles {
+        log_key: checker.path("keys.log_key", base, &raw.keys.log_key)?,
+        witness_key: checker.path("keys.witness_key", base, &raw.keys.witness_key)?,
+    };
+
+    let peers = validate_peers(raw.peers, &node.city, &consortium, checker)?;
+    let sync = validate_sync(raw.sync, checker)?;
+
+    let recognition = raw.recognition.with_own_origin(&node.city);
+    let cities: Vec<&str> = consortium.cities().collect();
+    recognition
+        .validate(&cities)
+        .map_err(|source| ConfigError::Policy {
+            path: checker.path.to_owned(),
+            source,
+        })?;
+
+    for (i, code) in raw.identifiers.legacy_uscc_allow_list.iter().enumerate() {
+        LegacyAllowList::new([code]).map_err(|e| {
+            checker.invalid(
+                &format!("identifiers.legacy_uscc_allow_list[{i}]"),
+                Shown::Hidden,
+                e,
+            )
+        })?;
+    }
+    let identifiers = IdentifiersConfig {
+        legacy_uscc_allow_list: LegacyAllowList::new(&raw.identifiers.legacy_uscc_allow_list)
+            .map_err(|e| checker.invalid("identifiers.legacy_uscc_allow_list", Shown::Hidden, e))?,
+    };
+
+    let format = raw.log.format.parse().map_err(|()| {
+        checker.invalid(
+            "log.format",
+            raw.log.format.as_str(),
+            "is neither text nor json",
+        )
+    })?;
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&raw.log.filter) {
+        return Err(checker.invalid(
+            "log.filter",
+            raw.log.filter.as_str(),
+            format!("is not a tracing filter: {e}"),
+        ));
+    }
+    let log = LogConfig {
+        filter: raw.log.filter,
+        format,
+    };
+
+    Ok(Config {
+        node,
+        tls,
+        keys,
+        peers,
+        sync,
+        recognition,
+        identifiers,
+        log,
+        consortium,
+    })
+}
+
+fn validate_peers(
+    peers: Option<Vec<PeerConfig>>,
+    city: &str,
+    consortium: &Consortium,
+    checker: &Checker<'_>,
+) -> Result<Vec<PeerConfig>, ConfigError> {
+    let Some(peers) = peers else {
+        // Without a [[peers]] list, sync with every other member at its published address.
+        return Ok(consortium
+            .members
+            .iter()
+            .filter(|m| m.city != city)
+            .map(|m| PeerConfig {
+                city: m.city.clone(),
+                address: m.address.clone(),
+            })
+            .collect());
+    };
+    let from_env = checker.from_env.contains_key("peers");
+    let mut seen = HashSet::new();
+    for (i, peer) in peers.iter().enumerate() {
+        // An override is one string, so its errors point at the variable, not an index.
+        let key = |field| {
+            if from_env {
+                "peers".to_owned()
+            } else {
+                format!("peers[{i}].{field}")
+            }
+        };
+        let problem = if peer.city == city {
+            Some("is this node itself".to_owned())
+        } else if consortium.member(&peer.city).is_none() {
+            Some(format!("is not a member of consortium {}", consortium.name))
+        } else if !seen.insert(peer.city.as_str()) {
+            Some("is listed twice".to_owned())
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(checker.invalid(&key("city"), peer.city.as_str(), problem));
+        }
+        checker.address(&key("address"), &peer.address)?;
+    }
+    Ok(peers)
+}
+
+fn validate_sync(sync: SyncConfig, checker: &Checker<'_>) -> Result<SyncConfig, ConfigError> {
+    checker.range(
+        "sync.batch_max_entries",
+        sync.batch_max_entries,
+        BATCH_MAX_ENTRIES,
+    )?;
+    checker.range(
+        "sync.batch_max_delay_ms",
+        sync.batch_max_delay_ms,
+        BATCH_MAX_DELAY_MS,
+    )?;
+    checker.range(
+        "sync.reconnect_backoff_min_ms",
+        sync.reconnect_backoff_min_ms,
+        BACKOFF_MS,
+    )?;
+    checker.range(
+        "sync.reconnect_backoff_max_ms",
+        sync.reconnect_backoff_max_ms,
+        (sync.reconnect_backoff_min_ms, BACKOFF_MS.1),
+    )?;
+    Ok(sync)
+}
+
+impl Consortium {
+    /// Reads and validates the consortium file at `path`.
+    pub fn load(path: &Path) -> Result<Consortium, ConfigError> {
+        let text = read("consortium file", path)?;
+        let raw: RawConsortium = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            what: "consortium file",
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
+        let checker = Checker {
+            what: "consortium",
+            path,
+            from_env: HashMap::new(),
+        };
+        validate_consortium(raw, folder_of(path), &checker)
+    }
+
+    /// The consortium as TOML, in the layout [`Consortium::load`] reads.
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string_pretty(self).map_err(|source| ConfigError::Encode {
+            what: "consortium",
+            source,
+        })
+    }
+
+    pub fn member(&self, city: &str) -> Option<&Member> {
+        self.members.iter().find(|m| m.city == city)
+    }
+
+    /// Member city ids, in file order.
+    pub fn cities(&self) -> impl Iterator<Item = &str> {
+        self.members.iter().map(|m| m.city.as_str())
+    }
+
+    /// The checkpoint origin (and log key name) of `city`: `credex/<consortium>/<city>`.
+    pub fn origin(&self, city: &str) -> String {
+        format!("credex/{}/{city}", self.name)
+    }
+
+    /// The name of `city`'s witness key: `credex/<consortium>/<city>/witness`.
+    pub fn witness_name(&self, city: &str) -> String {
+        format!("credex/{}/{city}/witness", self.name)
+    }
+
+    /// The identity `city`'s node presents: `spiffe://<consortium>/<city>/node`.
+    pub fn node_identity(&self, city: &str) -> Identity {
+        Identity {
+            consortium: self.name.clone(),
+            city: city.to_owned(),
+            role: Role::Node,
+        }
+    }
+}
+
+fn validate_consortium(
+    raw: RawConsortium,
+    base: &Path,
+    checker: &Checker<'_>,
+) -> Result<Consortium, ConfigError> {
+    checker.label("name", &raw.name)?;
+    let mut consortium = Consortium {
+        ca_cert: checker.path("ca_cert", base, &raw.ca_cert)?,
+        name: raw.name,
+        members: Vec::with_capacity(raw.members.len()),
+    };
+    if raw.members.is_empty() {
+        return Err(checker.invalid("members", Shown::Hidden, "is empty"));
+    }
+    // Key material → where it was first seen, so reuse across cities or roles is caught.
+    let mut keys_seen: BTreeMap<[u8; 32], String> = BTreeMap::new();
+    let mut cities_seen: HashMap<String, usize> = HashMap::new();
+    let mut divisions_seen: HashMap<String, usize> = HashMap::new();
+    for (i, m) in raw.members.into_iter().enumerate() {
+        let key = |field: &str| format!("members[{i}].{field}");
+        checker.label(&key("city"), &m.city)?;
+        if let Some(first) = cities_seen.insert(m.city.clone(), i) {
+            return Err(checker.invalid(
+                &key("city"),
+                m.city.as_str(),
+                format!("repeats members[{first}].city"),
+            ));
+        }
+        let name_zh = m.name_zh.trim();
+        if name_zh.is_empty() || name_zh.chars().count() > NAME_ZH_MAX_CHARS {
+            return Err(checker.invalid(
+                &key("name_zh"),
+                m.name_zh.as_str(),
+                format!("must be 1 to {NAME_ZH_MAX_CHARS} characters"),
+            ));
+        }
+        if m.division.len() != 6 || !m.division.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(checker.invalid(
+                &key("division"),
+                m.division.as_str(),
+                "is not a six-digit division code",
+            ));
+        }
+        if let Some(first) = divisions_seen.insert(m.division.clone(), i) {
+            return Err(checker.invalid(
+                &key("division"),
+                m.division.as_str(),
+                format!("repeats members[{first}].division"),
+            ));
+        }
+        checker.address(&key("address"), &m.address)?;
+        let log_key = member_key(
+            checker,
+            &key("log_key"),
+            &m.log_key,
+            KeyAlgorithm::Ed25519,
+            &consortium.origin(&m.city),
+        )?;
+        let witness_key = member_key(
+            checker,
+            &key("witness_key"),
+            &m.witness_key,
+            KeyAlgorithm::CosignatureV1,
+            &consortium.witness_name(&m.city),
+        )?;
+        for (field, public) in [("log_key", &log_key), ("witness_key", &witness_key)] {
+            let here = key(field);
+            if let Some(first) = keys_seen.insert(public.verifying_key().to_bytes(), here.clone()) {
+                return Err(checker.invalid(
+                    &here,
+                    Shown::Hidden,
+                    format!("uses the same key pair as {first}; every key must be its own"),
+                ));
+            }
+        }
+        consortium.members.push(Member {
+            city: m.city,
+            name_zh: name_zh.to_owned(),
+            division: m.division,
+            log_key,
+            witness_key,
+            address: m.address,
+        });
+    }
+    Ok(consortium)
+}
+
+fn member_key(
+    checker: &Checker<'_>,
+    key: &str,
+    text: &str,
+    algorithm: KeyAlgorithm,
+    name: &str,
+) -> Result<PublicKey, ConfigError> {
+    // The text is not echoed: a signer key pasted here by mistake must not reach a log.
+    let public = PublicKey::parse(text).map_err(|e| checker.invalid(key, Shown::Hidden, e))?;
+    if public.algorithm() != algorithm {
+        return Err(checker.invalid(
+            key,
+            Shown::Hidden,
+            format!(
+                "key {} is {}, expected {algorithm}",
+                public.name(),
+                public.algorithm()
+            ),
+        ));
+    }
+    if public.name() != name {
+        return Err(checker.invalid(
+            key,
+            Shown::Hidden,
+            format!("key is named {}, expected {name}", public.name()),
+        ));
+    }
+    Ok(public)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use expect_test::{Expect, expect};
+
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/config");
+    const CHANGSHA: &str = include_str!("../tests/fixtures/config/changsha.toml");
+    const CONSORTIUM: &str = include_str!("../tests/fixtures/config/consortium.toml");
+
+    fn env(vars: &[(&str, &str)]) -> HashMap<String, String> {
+        vars.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(FIXTURES).join(name)
+    }
+
+    /// The config written with the fixture folder shown as `FIXTURES`.
+    fn shown(config: &Config) -> String {
+        config.to_toml().unwrap().replace(FIXTURES, "FIXTURES")
+    }
+
+    #[test]
+    fn loads_the_documented_config() {
+        let config = Config::load(&fixture("changsha.toml"), &env(&[])).unwrap();
+        assert_eq!(
+            config.identity().to_string(),
+            "spiffe://mid-yangtze/changsha/node"
+        );
+        assert_eq!(config.recognition.own_origin(), Some("changsha"));
+        assert_eq!(config.sync.batch_max_delay(), Duration::from_millis(50));
+        expect![[r#"
+            [node]
+            city = "changsha"
+            consortium_file = "FIXTURES/consortium.toml"
+            data_dir = "FIXTURES/data/changsha"
+            listen = "127.0.0.1:7001"
+            metrics_listen = "127.0.0.1:9101"
+
+            [tls]
+            ca_cert = "FIXTURES/../tls/ca.pem"
+            cert = "FIXTURES/../tls/changsha-node.pem"
+            key = "FIXTURES/../tls/changsha-node.key"
+
+            [keys]
+            log_key = "FIXTURES/changsha-log.key"
+            witness_key = "FIXTURES/changsha-witness.key"
+
+            [[peers]]
+            city = "wuhan"
+            address = "127.0.0.1:7002"
+
+            [[peers]]
+            city = "nanchang"
+            address = "localhost:7004"
+
+            [sync]
+            batch_max_entries = 128
+            batch_max_delay_ms = 50
+            reconnect_backoff_min_ms = 100
+            reconnect_backoff_max_ms = 5000
+
+            [recognition.default]
+            lists = [
+                "black",
+                "red",
+            ]
+            categories = ["*"]
+
+            [recognition.origins.wuhan]
+            lists = ["*"]
+            categories = [
+                "court.*",
+                "tax.*",
+            ]
+
+            [identifiers]
+            legacy_uscc_allow_list = ["91350100M000100Y42"]
+
+            [log]
+            filter = "info,credex_node=debug"
+            format = "json"
+        "#]]
+        .assert_eq(&shown(&config));
+    }
+
+    #[test]
+    fn fills_in_defaults() {
+        let config = Config::load(&fixture("minimal.toml"), &env(&[])).unwrap();
+        expect![[r#"
+            [node]
+            city = "wuhan"
+            consortium_file = "FIXTURES/consortium.toml"
+            data_dir = "/var/lib/credex"
+            listen = "0.0.0.0:7002"
+
+            [tls]
+            ca_cert = "FIXTURES/../tls/ca.pem"
+            cert = "/etc/credex/wuhan-node.pem"
+            key = "/etc/credex/wuhan-node.key"
+
+            [keys]
+            log_key = "/etc/credex/wuhan-log.key"
+            witness_key = "/etc/credex/wuhan-witness.key"
+
+            [[peers]]
+            city = "changsha"
+            address = "127.0.0.1:7001"
+
+            [[peers]]
+            city = "hefei"
+            address = "127.0.0.1:7003"
+
+            [[peers]]
+            city = "nanchang"
+            address = "127.0.0.1:7004"
+
+            [sync]
+            batch_max_entries = 256
+            batch_max_delay_ms = 50
+            reconnect_backoff_min_ms = 100
+            reconnect_backoff_max_ms = 30000
+
+            [recognition.default]
+            lists = ["*"]
+            categories = ["*"]
+
+            [recognition.origins]
+
+            [identifiers]
+            legacy_uscc_allow_list = []
+
+            [log]
+            filter = "info"
+            format = "text"
+        "#]]
+        .assert_eq(&shown(&config));
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let config = Config::load(
+            &fixture("changsha.toml"),
+            &env(&[
+                ("CREDEX_LISTEN", "[::1]:8001"),
+                ("CREDEX_DATA_DIR", "/srv/credex"),
+                ("CREDEX_METRICS_LISTEN", ""),
+                ("CREDEX_LOG", "warn"),
+                ("CREDEX_LOG_FORMAT", "text"),
+                ("CREDEX_PEERS", "hefei=hefei.example:7003, wuhan=[::1]:7002"),
+                ("CREDEX_CONFIG", "ignored: not a config key"),
+            ]),
+        )
+        .unwrap();
+        let summary = format!(
+            "listen {}\ndata_dir {}\nmetrics {:?}\nlog {} {:?}\npeers {:?}\n",
+            config.node.listen,
+            config.node.data_dir.display(),
+            config.node.metrics_listen,
+            config.log.filter,
+            config.log.format,
+            config.peers,
+        );
+        expect![[r#"
+            listen [::1]:8001
+            data_dir /srv/credex
+            metrics None
+            log warn Text
+            peers [PeerConfig { city: "hefei", address: "hefei.example:7003" }, PeerConfig { city: "wuhan", address: "[::1]:7002" }]
+        "#]].assert_eq(&summary);
+        let no_peers = Config::load(&fixture("changsha.toml"), &env(&[("CREDEX_PEERS", "")]));
+        assert!(no_peers.unwrap().peers.is_empty());
+    }
+
+    #[test]
+    fn writes_what_it_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::load(&fixture("changsha.toml"), &env(&[])).unwrap();
+        let consortium_copy = dir.path().join("consortium.toml");
+        std::fs::write(&consortium_copy, config.consortium.to_toml().unwrap()).unwrap();
+        assert_eq!(
+            Consortium::load(&consortium_copy).unwrap(),
+            config.consortium
+        );
+
+        let mut moved = config.clone();
+        moved.node.consortium_file = consortium_copy;
+        let path = dir.path().join("changsha.toml");
+        std::fs::write(&path, moved.to_toml().unwrap()).unwrap();
+        let reloaded = Config::load(&path, &env(&[])).unwrap();
+        assert_eq!(reloaded.to_toml().unwrap(), moved.to_toml().unwrap());
+        assert_eq!(reloaded.consortium, config.consortium);
+    }
+
+    /// Loads `config` (and `consortium`) from a temporary folder: the error, with the folder
+    /// shown as `DIR`.
+    fn load_error(config: &str, consortium: &str, vars: &[(&str, &str)]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("consortium.toml"), consortium).unwrap();
+        let path = dir.path().join("changsha.toml");
+        std::fs::write(&path, config).unwrap();
+        let error = Config::load(&path, &env(vars)).unwrap_err().to_string();
+        error.replace(&dir.path().display().to_string(), "DIR")
+    }
+
+    #[test]
+    fn names_the_key_and_value_of_every_bad_config_value() {
+        fn check(from: &str, to: &str, expect: Expect) {
+            assert!(CHANGSHA.contains(from), "{from}");
+            expect.assert_eq(&load_error(
+                &CHANGSHA.replacen(from, to, 1),
+                CONSORTIUM,
+                &[],
+            ));
+        }
+        check(
+            "127.0.0.1:7001",
+            "127.0.0.1:99999",
+            expect![[
+                r#"DIR/changsha.toml: config key node.listen: "127.0.0.1:99999" is not a socket address (ip:port)"#
+            ]],
+        );
+        check(
+            "127.0.0.1:9101",
+            "127.0.0.1:7001",
+            expect![[
+                r#"DIR/changsha.toml: config key node.metrics_listen: "127.0.0.1:7001" is node.listen too; metrics need a port of their own"#
+            ]],
+        );
+        check(
+            "city = \"changsha\"",
+            "city = \"xian\"",
+            expect![[
+                r#"DIR/changsha.toml: config key node.city: "xian" is not a member of consortium mid-yangtze (members: changsha, wuhan, hefei, nanchang)"#
+            ]],
+        );
+        check(
+            "city = \"changsha\"",
+            "city = \"Changsha\"",
+            expect![[
+                r#"DIR/changsha.toml: config key node.city: "Changsha" may hold only a-z, 0-9 and -"#
+            ]],
+        );
+        check(
+            "data/changsha",
+            "",
+            expect![[r#"DIR/changsha.toml: config key node.data_dir: "" is empty"#]],
+        );
+        check(
+            "city = \"wuhan\"",
+            "city = \"changsha\"",
+            expect![[
+                r#"DIR/changsha.toml: config key peers[0].city: "changsha" is this node itself"#
+            ]],
+        );
+        check(
+            "city = \"nanchang\"",
+            "city = \"wuhan\"",
+            expect![[r#"DIR/changsha.toml: config key peers[1].city: "wuhan" is listed twice"#]],
+        );
+        check(
+            "city = \"nanchang\"",
+            "city = \"xian\"",
+            expect![[
+                r#"DIR/changsha.toml: config key peers[1].city: "xian" is not a member of consortium mid-yangtze"#
+            ]],
+        );
+        check(
+            "localhost:7004",
+            "localhost",
+            expect![[
+                r#"DIR/changsha.toml: config key peers[1].address: "localhost" is not host:port"#
+            ]],
+        );
+        check(
+            "localhost:7004",
+            "local host:7004",
+            expect![[
+                r#"DIR/changsha.toml: config key peers[1].address: "local host:7004" has a host that is neither an IP address nor a DNS name"#
+            ]],
+        );
+        check(
+            "batch_max_entries = 128",
+            "batch_max_entries = 0",
+            expect![
+                "DIR/changsha.toml: config key sync.batch_max_entries: 0 is not from 1 to 10000"
+            ],
+        );
+        check(
+            "reconnect_backoff_max_ms = 5000",
+            "reconnect_backoff_max_ms = 50",
+            expect![
+                "DIR/changsha.toml: config key sync.reconnect_backoff_max_ms: 50 is not from 100 to 3600000"
+            ],
+        );
+        check(
+            "origins.wuhan]",
+            "origins.xian]",
+            expect![[
+                r#"DIR/changsha.toml: recognition.origins.xian: "xian" is not a member of the consortium (members: changsha, hefei, nanchang, wuhan)"#
+            ]],
+        );
+        check(
+            "origins.wuhan]",
+            "origins.changsha]",
+            expect![[
+                r#"DIR/changsha.toml: recognition.origins.changsha: "changsha" is this node's own origin, whose records are always recognised; remove the entry"#
+            ]],
+        );
+        check(
+            "\"court.*\"",
+            "\"court\"",
+            expect![[r#"
+            config file DIR/changsha.toml: TOML parse error at line 35, column 14
+               |
+            35 | categories = ["court", "tax.*"]
+               |              ^^^^^^^^^^^^^^^^^^
+            category pattern "court": a category code has the form <field>.<name>; write "court.*" for every category of field court
+        "#]],
+        );
+        check(
+            "M000100Y42",
+            "M000100Y43",
+            expect![[
+                r#"DIR/changsha.toml: config key identifiers.legacy_uscc_allow_list[0]: uscc "91350100M000100Y43": passes its check character, so it does not belong in the legacy allow-list"#
+            ]],
+        );
+        check(
+            "format = \"json\"",
+            "format = \"yaml\"",
+            expect![[
+                r#"DIR/changsha.toml: config key log.format: "yaml" is neither text nor json"#
+            ]],
+        );
+        check(
+            "info,credex_node=debug",
+            "info,[",
+            expect![[
+                r#"DIR/changsha.toml: config key log.filter: "info,[" is not a tracing filter: invalid filter directive"#
+            ]],
+        );
+        check(
+            "listen = ",
+            "lsiten = ",
+            expect![[r#"
+            config file DIR/changsha.toml: TOML parse error at line 6, column 1
+              |
+            6 | lsiten = "127.0.0.1:7001"
+              | ^^^^^^
+            unknown field `lsiten`, expected one of `city`, `consortium_file`, `data_dir`, `listen`, `metrics_listen`
+        "#]],
+        );
+        check(
+            "batch_max_entries = 128",
+            "batch_max_entries = \"128\"",
+            expect![[r#"
+                config file DIR/changsha.toml: TOML parse error at line 27, column 21
+                   |
+                27 | batch_max_entries = "128"
+                   |                     ^^^^^
+                invalid type: string "128", expected u64
+            "#]],
+        );
+        check(
+            "[keys]",
+            "[key]",
+            expect![[r#"
+            config file DIR/changsha.toml: TOML parse error at line 13, column 2
+               |
+            13 | [key]
+               |  ^^^
+            unknown field `key`, expected one of `node`, `tls`, `keys`, `peers`, `sync`, `recognition`, `identifiers`, `log`
+        "#]],
+        );
+    }
+
+    #[test]
+    fn names_the_environment_variable_of_a_bad_override() {
+        fn check(var: &str, value: &str, expect: Expect) {
+            expect.assert_eq(&load_error(CHANGSHA, CONSORTIUM, &[(var, value)]));
+        }
+        check(
+            "CREDEX_LISTEN",
+            "localhost:7001",
+            expect![[
+                r#"DIR/changsha.toml: config key node.listen (from CREDEX_LISTEN): "localhost:7001" is not a socket address (ip:port)"#
+            ]],
+        );
+        check(
+            "CREDEX_METRICS_LISTEN",
+            "9101",
+            expect![[
+                r#"DIR/changsha.toml: config key node.metrics_listen (from CREDEX_METRICS_LISTEN): "9101" is not a socket address (ip:port)"#
+            ]],
+        );
+        check(
+            "CREDEX_LOG_FORMAT",
+            "JSON",
+            expect![[
+                r#"DIR/changsha.toml: config key log.format (from CREDEX_LOG_FORMAT): "JSON" is neither text nor json"#
+            ]],
+        );
+        check(
+            "CREDEX_PEERS",
+            "wuhan",
+            expect![[
+                r#"DIR/changsha.toml: config key peers (from CREDEX_PEERS): "wuhan" is not city=host:port"#
+            ]],
+        );
+        check(
+            "CREDEX_PEERS",
+            "wuhan=127.0.0.1:7002,changsha=127.0.0.1:7001",
+            expect![[
+                r#"DIR/changsha.toml: config key peers (from CREDEX_PEERS): "changsha" is this node itself"#
+            ]],
+        );
+        check(
+            "CREDEX_PEERS",
+            "hefei=hefei",
+            expect![[
+                r#"DIR/changsha.toml: config key peers (from CREDEX_PEERS): "hefei" is not host:port"#
+            ]],
+        );
+    }
+
+    #[test]
+    fn checks_members_and_their_keys() {
+        fn check(consortium: &str, expect: Expect) {
+            expect.assert_eq(&load_error(CHANGSHA, consortium, &[]));
+        }
+        let member_line = |city: &str, field: &str| {
+            let start = CONSORTIUM.find(&format!("city = \"{city}\"")).unwrap();
+            let line = CONSORTIUM[start..]
+                .lines()
+                .find(|l| l.starts_with(&format!("{field} = ")))
+                .unwrap();
+            line.to_owned()
+        };
+        let edit = |from: &str, to: &str| {
+            assert!(CONSORTIUM.contains(from), "{from}");
+            CONSORTIUM.replacen(from, to, 1)
+        };
+        check(
+            &edit("mid-yangtze\"", "Mid Yangtze\""),
+            expect![[
+                r#"DIR/consortium.toml: consortium key name: "Mid Yangtze" may hold only a-z, 0-9 and -"#
+            ]],
+        );
+        check(
+            &edit("city = \"wuhan\"", "city = \"changsha\""),
+            expect![[
+                r#"DIR/consortium.toml: consortium key members[1].city: "changsha" repeats members[0].city"#
+            ]],
+        );
+        check(
+            &edit("\"长沙\"", "\"  \""),
+            expect![[
+                r#"DIR/consortium.toml: consortium key members[0].name_zh: "  " must be 1 to 32 characters"#
+            ]],
+        );
+        check(
+            &edit("420100", "43010"),
+            expect![[
+                r#"DIR/consortium.toml: consortium key members[1].division: "43010" is not a six-digit division code"#
+            ]],
+        );
+        check(
+            &edit("420100", "430100"),
+            expect![[
+                r#"DIR/consortium.toml: consortium key members[1].division: "430100" repeats members[0].division"#
+            ]],
+        );
+        check(
+            &edit("127.0.0.1:7002", "127.0.0.1"),
+            expect![[
+                r#"DIR/consortium.toml: consortium key members[1].address: "127.0.0.1" is not host:port"#
+            ]],
+        );
+        // Wuhan's log key under changsha: the name gives it away.
+        check(
+            &edit(
+                &member_line("changsha", "log_key"),
+                &member_line("wuhan", "log_key"),
+            ),
+            expect![
+                "DIR/consortium.toml: consortium key members[0].log_key: key is named credex/mid-yangtze/wuhan, expected credex/mid-yangtze/changsha"
+            ],
+        );
+        // A witness key where the log key belongs.
+        let witness_as_log =
+            member_line("changsha", "witness_key").replace("witness_key", "log_key");
+        check(
+            &edit(&member_line("changsha", "log_key"), &witness_as_log),
+            expect![
+                "DIR/consortium.toml: consortium key members[0].log_key: key credex/mid-yangtze/changsha/witness is cosignature/v1, expected ed25519"
+            ],
+        );
+        check(
+            &edit(
+                &member_line("changsha", "log_key"),
+                "log_key = \"not a key\"",
+            ),
+            expect![
+                "DIR/consortium.toml: consortium key members[0].log_key: verifier key is malformed: expected <name>+<key id>+<key data>"
+            ],
+        );
+        // A signer key pasted by mistake is refused without being echoed.
+        let secret = std::fs::read_to_string(fixture("changsha-log.key")).unwrap();
+        let error = load_error(
+            CHANGSHA,
+            &edit(
+                &member_line("changsha", "log_key"),
+                &format!("log_key = \"{}\"", secret.trim()),
+            ),
+            &[],
+        );
+        assert!(!error.contains(secret.trim()), "{error}");
+        expect!["DIR/consortium.toml: consortium key members[0].log_key: verifier key is malformed: it is a signer key (PRIVATE+KEY+...); give the public verifier key"].assert_eq(&error);
+        // One key pair used by two cities.
+        let changsha_log = Consortium::load(&fixture("consortium.toml"))
+            .unwrap()
+            .members[0]
+            .log_key
+            .clone();
+        let reused = PublicKey::from_verifying_key(
+            "credex/mid-yangtze/wuhan",
+            KeyAlgorithm::Ed25519,
+            changsha_log.verifying_key(),
+        )
+        .unwrap();
+        check(
+            &edit(
+                &member_line("wuhan", "log_key"),
+                &format!("log_key = \"{reused}\""),
+            ),
+            expect![
+                "DIR/consortium.toml: consortium key members[1].log_key: uses the same key pair as members[0].log_key; every key must be its own"
+            ],
+        );
+        let no_members =
+            CONSORTIUM.split("[[members]]").next().unwrap().to_owned() + "members = []\n";
+        check(
+            &no_members,
+            expect!["DIR/consortium.toml: consortium key members: is empty"],
+        );
+        check(
+            &edit("ca_cert", "ca_certs"),
+            expect![[r#"
+            consortium file DIR/consortium.toml: TOML parse error at line 3, column 1
+              |
+            3 | ca_certs = "../tls/ca.pem"
+              | ^^^^^^^^
+            unknown field `ca_certs`, expected one of `name`, `ca_cert`, `members`
+        "#]],
+        );
+    }
+
+    #[test]
+    fn reads_signing_keys_that_match_the_consortium() {
+        let config = Config::load(&fixture("changsha.toml"), &env(&[])).unwrap();
+        let keys = config.signing_keys().unwrap();
+        assert_eq!(keys.log.public(), config.member().unwrap().log_key);
+        assert_eq!(keys.witness.public(), config.member().unwrap().witness_key);
+
+        let mut wrong = config.clone();
+        wrong.keys.log_key = fixture("wuhan-log.key");
+        let error = wrong.signing_keys().unwrap_err().to_string();
+        expect!["FIXTURES/wuhan-log.key: log key credex/mid-yangtze/wuhan+93e18478 is not the one the consortium pins for changsha (credex/mid-yangtze/changsha+0f725965)"].assert_eq(&error.replace(FIXTURES, "FIXTURES"));
+        wrong.keys.witness_key = fixture("changsha-log.key");
+        wrong.keys.log_key = fixture("changsha-log.key");
+        let error = wrong.signing_keys().unwrap_err().to_string();
+        expect!["FIXTURES/changsha-log.key: witness key credex/mid-yangtze/changsha+0f725965 is not the one the consortium pins for changsha (credex/mid-yangtze/changsha/witness+6d4f9818)"].assert_eq(&error.replace(FIXTURES, "FIXTURES"));
+    }
+}

@@ -1,0 +1,216 @@
+//! The node's domain service: everything `credexd` does, with no gRPC types in sight.
+//!
+//! The gRPC services (`service`) and the sync loops (`sync`) are thin adapters over
+//! [`Engine`]. It owns the store and is the only writer to it: every change goes through
+//! [`ingest`] (entries from peers), [`publish`] (the city's own records) or [`checkpoints`]
+//! (checkpoints from peers), each committing one atomic batch.
+//!
+//! # Layout
+//! - [`ingest`]: the receive path: verify, append, validate, quarantine.
+//! - [`publish`]: group commit of the city's own records and checkpoint signing.
+//! - [`checkpoints`]: received checkpoints, consistency with the log, equivocation evidence.
+//! - [`query`]: the view (lookup, list), proofs and status.
+//! - [`witness`]: Witness.AddCheckpoint (C2SP tlog-witness semantics).
+
+pub mod changes;
+pub mod checkpoints;
+pub mod ingest;
+pub mod publish;
+pub mod query;
+pub mod witness;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use credex_core::catalogue::Catalogue;
+use credex_core::date::Clock;
+use credex_core::ident::LegacyAllowList;
+use credex_core::keys::{PublicKey, SigningKeyPair};
+use credex_core::policy::RecognitionPolicy;
+use credex_store::{Store, StoreError};
+use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+
+/// One member city as this node knows it: the keys its entries and checkpoints verify under.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// City id, e.g. "changsha": the `origin` of its entries and its store key.
+    pub city: String,
+    /// Checkpoint origin line, `credex/<consortium>/<city>` (also its log key's name).
+    pub checkpoint_origin: String,
+    pub log_key: PublicKey,
+    pub witness_key: PublicKey,
+}
+
+/// What an [`Engine`] is built from; the daemon fills it from the config files.
+#[derive(Debug)]
+pub struct EngineParts {
+    pub consortium: String,
+    pub city: String,
+    pub members: Vec<Member>,
+    pub log_key: SigningKeyPair,
+    pub witness_key: SigningKeyPair,
+    pub policy: RecognitionPolicy,
+    pub allow_list: LegacyAllowList,
+    pub clock: Arc<dyn Clock>,
+    pub store: Store,
+    pub batch_max_entries: usize,
+    pub batch_max_delay: std::time::Duration,
+}
+
+/// Why an engine operation failed. The gRPC layer maps each kind to a status in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The caller's input is wrong; the message names the field and the problem.
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is well-formed but cannot be served in this state (e.g. an origin is forked).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("node is shutting down")]
+    ShuttingDown,
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Per-origin progress broadcast to live sync streams: the committed log sizes by origin.
+pub type Frontiers = BTreeMap<String, u64>;
+
+/// The node's domain service. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Engine {
+    pub consortium: String,
+    pub city: String,
+    members: BTreeMap<String, Member>,
+    log_key: SigningKeyPair,
+    witness_key: SigningKeyPair,
+    pub policy: RecognitionPolicy,
+    pub allow_list: LegacyAllowList,
+    pub catalogue: &'static Catalogue,
+    pub clock: Arc<dyn Clock>,
+    pub store: Store,
+    pub metrics: Metrics,
+    /// Serialises the read-check-write of every apply: the store has one writer.
+    write_lock: tokio::sync::Mutex<()>,
+    /// Committed sizes, for live sync streams to wake on.
+    advanced: watch::Sender<Frontiers>,
+    /// Highest checkpoint size seen per origin in any verified checkpoint (for lag).
+    best_seen: Mutex<BTreeMap<String, u64>>,
+    /// Checkpoints ahead of the local log, checked when their entries arrive.
+    pending: Mutex<checkpoints::Pending>,
+    pub batch_max_entries: usize,
+    pub batch_max_delay: std::time::Duration,
+}
+
+impl Engine {
+    pub fn new(parts: EngineParts) -> Result<Arc<Engine>, EngineError> {
+        let members: BTreeMap<_, _> = parts
+            .members
+            .into_iter()
+            .map(|m| (m.city.clone(), m))
+            .collect();
+        if !members.contains_key(&parts.city) {
+            return Err(EngineError::Internal(format!(
+                "city {} is not a member of consortium {}",
+                parts.city, parts.consortium
+            )));
+        }
+        let frontiers: Frontiers = parts
+            .store
+            .origins()
+            .into_iter()
+            .map(|(o, s)| (o, s.size))
+            .collect();
+        let metrics = Metrics::new(&parts.city);
+        let engine = Engine {
+            consortium: parts.consortium,
+            city: parts.city,
+            members,
+            log_key: parts.log_key,
+            witness_key: parts.witness_key,
+            policy: parts.policy,
+            allow_list: parts.allow_list,
+            catalogue: Catalogue::builtin(),
+            clock: parts.clock,
+            store: parts.store,
+            metrics,
+            write_lock: tokio::sync::Mutex::new(()),
+            advanced: watch::channel(frontiers).0,
+            best_seen: Mutex::new(BTreeMap::new()),
+            pending: Mutex::new(BTreeMap::new()),
+            batch_max_entries: parts.batch_max_entries.max(1),
+            batch_max_delay: parts.batch_max_delay,
+        };
+        engine.refresh_gauges();
+        Ok(Arc::new(engine))
+    }
+
+    pub fn member(&self, city: &str) -> Option<&Member> {
+        self.members.get(city)
+    }
+
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.members.values()
+    }
+
+    pub fn me(&self) -> &Member {
+        &self.members[&self.city]
+    }
+
+    pub fn witness_key(&self) -> &SigningKeyPair {
+        &self.witness_key
+    }
+
+    /// A receiver of committed-size changes, for live sync streams.
+    pub fn subscribe(&self) -> watch::Receiver<Frontiers> {
+        self.advanced.subscribe()
+    }
+
+    /// Largest size seen in any verified checkpoint of `origin`, or the local size if larger.
+    pub fn best_seen(&self, origin: &str) -> u64 {
+        let local = self.store.origin_state(origin).size;
+        let seen = self
+            .best_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(origin)
+            .copied()
+            .unwrap_or(0);
+        local.max(seen)
+    }
+
+    fn note_seen(&self, origin: &str, size: u64) {
+        let mut seen = self.best_seen.lock().unwrap_or_else(|e| e.into_inner());
+        let e = seen.entry(origin.to_owned()).or_default();
+        *e = (*e).max(size);
+    }
+
+    /// Publishes the committed sizes after a write, and updates the gauges.
+    fn announce(&self) {
+        let frontiers: Frontiers = self
+            .store
+            .origins()
+            .into_iter()
+            .map(|(o, s)| (o, s.size))
+            .collect();
+        self.advanced.send_replace(frontiers);
+        self.refresh_gauges();
+    }
+
+    fn refresh_gauges(&self) {
+        for (origin, state) in self.store.origins() {
+            let best = self.best_seen(&origin);
+            self.metrics.set_origin(
+                &origin,
+                state.size,
+                best.saturating_sub(state.size),
+                state.forked,
+            );
+        }
+    }
+}

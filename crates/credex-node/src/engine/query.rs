@@ -1,0 +1,394 @@
+//! Reads: the mutually recognised view (lookup and list), audit proofs, and the origin and
+//! quarantine parts of the status.
+//!
+//! The view is computed on read from the logs through `credex_core::view` — the pure
+//! function of (accepted entries, policy, date) — so it can never drift from the logs, and
+//! expiry needs no background job: a record leaves the view the day after its `ends_on`.
+
+use credex_core::date::{self, Date};
+use credex_core::entry;
+use credex_core::ident::SubjectId;
+use credex_core::merkle;
+use credex_core::pb;
+use credex_core::view::{self, RecordVersion, SubjectView};
+use prost::Message;
+
+use super::{Engine, EngineError};
+
+/// Most records one List page returns.
+pub const MAX_PAGE: usize = 1000;
+/// Most entries one GetEntries call returns.
+pub const MAX_ENTRIES_PAGE: usize = 10_000;
+
+/// A subject's view on a date.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    pub subject: SubjectId,
+    pub view: SubjectView,
+    pub as_of: Date,
+}
+
+/// Filters of View.List.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub origin: Option<String>,
+    pub list: Option<pb::ListKind>,
+    pub category: Option<String>,
+}
+
+/// One page of View.List.
+#[derive(Debug, Clone)]
+pub struct ListPage {
+    pub records: Vec<view::InForce>,
+    pub next_page_token: String,
+}
+
+/// Per-origin figures of the status.
+#[derive(Debug, Clone)]
+pub struct OriginFigures {
+    pub origin: String,
+    pub local_size: u64,
+    pub best_seen_size: u64,
+    pub checkpoint_size: u64,
+    pub checkpoint_age_ms: i64,
+    pub cosignatures: u32,
+    pub forked: bool,
+}
+
+impl Engine {
+    /// The date a request asks about: `as_of` if given, else today (UTC+8).
+    pub fn as_of(&self, as_of: &str) -> Result<Date, EngineError> {
+        if as_of.is_empty() {
+            return Ok(self.clock.today());
+        }
+        date::parse_date(as_of).map_err(|e| EngineError::InvalidArgument(format!("as_of: {e}")))
+    }
+
+    /// Every record about one subject, in force or not and why.
+    pub fn lookup(&self, subject_id: &str, as_of: &str) -> Result<Lookup, EngineError> {
+        let subject = SubjectId::parse(subject_id, &self.allow_list)
+            .map_err(|e| EngineError::InvalidArgument(format!("subject_id: {e}")))?;
+        let as_of = self.as_of(as_of)?;
+        let mut versions = Vec::new();
+        for hit in self.store.subject(subject.as_str())? {
+            versions.push(self.record_version(&hit.origin, hit.seq)?);
+        }
+        let view = view::subject_view(&versions, &self.policy, as_of);
+        Ok(Lookup {
+            subject,
+            view,
+            as_of,
+        })
+    }
+
+    /// Records in force, filtered, in (origin, record_id) order, one page at a time. The page
+    /// token is `<origin>/<record_id>` of the last record returned.
+    pub fn list(
+        &self,
+        filter: &ListFilter,
+        page_size: usize,
+        page_token: &str,
+        as_of: &str,
+    ) -> Result<ListPage, EngineError> {
+        let as_of = self.as_of(as_of)?;
+        let page_size = match page_size {
+            0 => 100,
+            n => n.min(MAX_PAGE),
+        };
+        let (mut origin_after, mut id_after) = match page_token.split_once('/') {
+            Some((o, id)) if self.member(o).is_some() => (o.to_owned(), Some(id.to_owned())),
+            None if page_token.is_empty() => (String::new(), None),
+            _ => {
+                return Err(EngineError::InvalidArgument(format!(
+                    "page_token: {page_token:?} is not a token this node issued"
+                )));
+            }
+        };
+        let mut origins: Vec<String> = self.members().map(|m| m.city.clone()).collect();
+        origins.sort();
+        let mut records = Vec::new();
+        for origin in origins {
+            if filter.origin.as_ref().is_some_and(|o| *o != origin) || origin < origin_after {
+                continue;
+            }
+            if origin != origin_after {
+                origin_after = origin.clone();
+                id_after = None;
+            }
+            loop {
+                let chunk = self.store.records(&origin, id_after.as_deref(), 512)?;
+                if chunk.is_empty() {
+                    break;
+                }
+                for (record_id, loc) in &chunk {
+                    id_after = Some(record_id.clone());
+                    let version = self.record_version(&origin, loc.seq)?;
+                    let record = &version.record;
+                    if filter.list.is_some_and(|l| record.list != l as i32)
+                        || filter
+                            .category
+                            .as_ref()
+                            .is_some_and(|c| *c != record.category)
+                    {
+                        continue;
+                    }
+                    if let Ok(in_force) = view::evaluate_version(&version, &self.policy, as_of) {
+                        records.push(in_force);
+                        if records.len() == page_size {
+                            return Ok(ListPage {
+                                records,
+                                next_page_token: format!("{origin}/{record_id}"),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        Ok(ListPage {
+            records,
+            next_page_token: String::new(),
+        })
+    }
+
+    /// The record version held at `origin`/`seq`, as the view sees it.
+    pub fn record_version(&self, origin: &str, seq: u64) -> Result<RecordVersion, EngineError> {
+        let leaf = self.store.leaf(origin, seq)?.ok_or_else(|| {
+            EngineError::Internal(format!(
+                "index names {origin} seq {seq}, which is not stored"
+            ))
+        })?;
+        let parts = entry::parse_leaf(&leaf)
+            .map_err(|e| EngineError::Internal(format!("{origin} seq {seq}: {e}")))?;
+        let entry = pb::Entry::decode(parts.entry)
+            .map_err(|e| EngineError::Internal(format!("{origin} seq {seq}: {e}")))?;
+        let record = entry.record.unwrap_or_default();
+        let checkpoint_size = self
+            .store
+            .checkpoint(origin)?
+            .map_or(0, |c| if c.size > seq { c.size } else { 0 });
+        Ok(RecordVersion {
+            origin: origin.to_owned(),
+            seq,
+            unknown_category: !self.catalogue.is_known(&record.category),
+            record,
+            checkpoint_size,
+            invalid: self.store.invalid(origin, seq)?,
+        })
+    }
+
+    fn known_origin(&self, origin: &str) -> Result<(), EngineError> {
+        if self.member(origin).is_none() {
+            return Err(EngineError::InvalidArgument(format!(
+                "origin: {origin:?} is not a member of consortium {}",
+                self.consortium
+            )));
+        }
+        Ok(())
+    }
+
+    /// A proof bundle for the entry at `seq` (or the latest version of `record_id`) against
+    /// the newest checkpoint that covers it.
+    pub fn proof(
+        &self,
+        origin: &str,
+        seq: Option<u64>,
+        record_id: Option<&str>,
+    ) -> Result<pb::ProofBundle, EngineError> {
+        self.known_origin(origin)?;
+        let seq = match (seq, record_id) {
+            (Some(seq), _) => seq,
+            (None, Some(id)) => {
+                self.store
+                    .record(origin, id)?
+                    .ok_or_else(|| {
+                        EngineError::NotFound(format!(
+                            "record_id: {origin} has no record {id:?} on this node"
+                        ))
+                    })?
+                    .seq
+            }
+            (None, None) => {
+                return Err(EngineError::InvalidArgument(
+                    "target: give a seq or a record_id".into(),
+                ));
+            }
+        };
+        let checkpoint = self.store.checkpoint(origin)?.ok_or_else(|| {
+            EngineError::NotFound(format!(
+                "origin: this node holds no checkpoint of {origin} yet"
+            ))
+        })?;
+        if seq >= checkpoint.size {
+            return Err(EngineError::NotFound(format!(
+                "seq: {seq} is not covered by the newest checkpoint of {origin} (size {}) yet",
+                checkpoint.size
+            )));
+        }
+        let leaf = self.store.leaf(origin, seq)?.ok_or_else(|| {
+            EngineError::Internal(format!(
+                "{origin} seq {seq} is below the checkpoint but not stored"
+            ))
+        })?;
+        let path = merkle::inclusion_proof(seq, checkpoint.size, &self.store.hash_reader(origin))
+            .map_err(|e| EngineError::Internal(format!("inclusion proof: {e}")))?;
+        Ok(pb::ProofBundle {
+            origin: origin.to_owned(),
+            index: seq,
+            signed_entry: leaf,
+            inclusion_path: path.iter().map(|h| h.0.to_vec()).collect(),
+            checkpoint: Some(pb::SignedCheckpoint {
+                note: checkpoint.note,
+            }),
+        })
+    }
+
+    /// A consistency proof between two sizes of `origin`'s log (`new_size` 0: the newest checkpoint's).
+    pub fn consistency(
+        &self,
+        origin: &str,
+        old_size: u64,
+        new_size: u64,
+    ) -> Result<pb::ConsistencyProof, EngineError> {
+        self.known_origin(origin)?;
+        let (new_size, checkpoint) = if new_size == 0 {
+            let cp = self.store.checkpoint(origin)?.ok_or_else(|| {
+                EngineError::NotFound(format!(
+                    "origin: this node holds no checkpoint of {origin} yet"
+                ))
+            })?;
+            (cp.size, Some(cp.note))
+        } else {
+            (new_size, self.store.checkpoint_at(origin, new_size)?)
+        };
+        let size = self.store.origin_state(origin).size;
+        if old_size > new_size || new_size > size {
+            return Err(EngineError::InvalidArgument(format!(
+                "old_size, new_size: need old_size <= new_size <= {size} (the entries held of {origin}), got {old_size} and {new_size}"
+            )));
+        }
+        let path = merkle::consistency_proof(old_size, new_size, &self.store.hash_reader(origin))
+            .map_err(|e| EngineError::Internal(format!("consistency proof: {e}")))?;
+        Ok(pb::ConsistencyProof {
+            origin: origin.to_owned(),
+            old_size,
+            new_size,
+            path: path.iter().map(|h| h.0.to_vec()).collect(),
+            checkpoint: checkpoint.map(|note| pb::SignedCheckpoint { note }),
+        })
+    }
+
+    /// A range of `origin`'s log, verbatim.
+    pub fn entries(
+        &self,
+        origin: &str,
+        start: u64,
+        limit: usize,
+    ) -> Result<pb::EntryBatch, EngineError> {
+        self.known_origin(origin)?;
+        let limit = match limit {
+            0 => 1000,
+            n => n.min(MAX_ENTRIES_PAGE),
+        };
+        Ok(pb::EntryBatch {
+            origin: origin.to_owned(),
+            first_seq: start,
+            entries: self.store.leaves(origin, start, limit)?,
+        })
+    }
+
+    /// The checkpoint history held for `origin`, oldest first.
+    pub fn checkpoint_history(&self, origin: &str) -> Result<Vec<Vec<u8>>, EngineError> {
+        self.known_origin(origin)?;
+        Ok(self
+            .store
+            .checkpoints(origin, 0, usize::MAX)?
+            .into_iter()
+            .map(|n| n.note)
+            .collect())
+    }
+
+    /// Equivocation evidence held, for one origin or all.
+    pub fn evidence(&self, origin: Option<&str>) -> Result<Vec<pb::Evidence>, EngineError> {
+        let origins: Vec<String> = match origin {
+            Some(o) => {
+                self.known_origin(o)?;
+                vec![o.to_owned()]
+            }
+            None => self.members().map(|m| m.city.clone()).collect(),
+        };
+        let mut all = Vec::new();
+        for origin in origins {
+            for blob in self.store.evidence(&origin)? {
+                let evidence = pb::Evidence::decode(blob.as_slice()).map_err(|e| {
+                    EngineError::Internal(format!("stored evidence of {origin}: {e}"))
+                })?;
+                all.push(evidence);
+            }
+        }
+        Ok(all)
+    }
+
+    /// Size, lag, checkpoint and fork state of every member origin.
+    pub fn origin_figures(&self) -> Result<Vec<OriginFigures>, EngineError> {
+        let now = self.clock.now_millis();
+        let mut figures = Vec::new();
+        for member in self.members() {
+            let origin = member.city.as_str();
+            let state = self.store.origin_state(origin);
+            let (checkpoint_size, checkpoint_age_ms, cosignatures) =
+                match self.store.checkpoint(origin)? {
+                    Some(cp) => {
+                        let signed = self.verify_note(origin, &cp.note)?;
+                        let newest = signed.cosignatures.iter().map(|c| c.timestamp).max();
+                        let age = newest.map_or(0, |t| now - (t as i64) * 1000);
+                        (cp.size, age.max(0), signed.cosignatures.len() as u32)
+                    }
+                    None => (0, 0, 0),
+                };
+            figures.push(OriginFigures {
+                origin: origin.to_owned(),
+                local_size: state.size,
+                best_seen_size: self.best_seen(origin),
+                checkpoint_size,
+                checkpoint_age_ms,
+                cosignatures,
+                forked: state.forked,
+            });
+        }
+        Ok(figures)
+    }
+
+    /// How many subjects and records the view holds today, and how many are excluded.
+    /// A full scan of the record index: O(records).
+    pub fn view_counts(&self) -> Result<pb::ViewCounts, EngineError> {
+        let today = self.clock.today();
+        let mut counts = pb::ViewCounts::default();
+        let mut subjects = std::collections::BTreeSet::new();
+        for member in self.members() {
+            let mut after: Option<String> = None;
+            loop {
+                let chunk = self.store.records(&member.city, after.as_deref(), 1024)?;
+                let Some((last, _)) = chunk.last() else { break };
+                after = Some(last.clone());
+                for (_, loc) in &chunk {
+                    let version = self.record_version(&member.city, loc.seq)?;
+                    match view::evaluate_version(&version, &self.policy, today) {
+                        Ok(_) => {
+                            counts.records_in_force += 1;
+                            if let Some(s) = &version.record.subject {
+                                subjects.insert(if s.uscc.is_empty() {
+                                    s.id_number.clone()
+                                } else {
+                                    s.uscc.clone()
+                                });
+                            }
+                        }
+                        Err(_) => counts.excluded += 1,
+                    }
+                }
+            }
+        }
+        counts.subjects = subjects.len() as u64;
+        Ok(counts)
+    }
+}

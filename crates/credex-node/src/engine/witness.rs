@@ -1,0 +1,145 @@
+//! Witness.AddCheckpoint with C2SP tlog-witness semantics: this node cosigns a peer's
+//! checkpoint only if it is consistent with the last checkpoint of that origin it cosigned,
+//! and persists the new state in one atomic, durable write before answering.
+
+use credex_core::merkle;
+use credex_core::note;
+use credex_core::pb;
+use credex_store::WriteBatch;
+use tracing::{info, warn};
+
+use super::{Engine, EngineError};
+
+/// The witness's answer.
+#[derive(Debug, Clone)]
+pub enum WitnessAnswer {
+    /// The cosignature line to add to the note.
+    Cosigned(Vec<u8>),
+    /// Refused, with this node's latest cosigned checkpoint of that origin.
+    Refused {
+        reason: String,
+        latest: Option<Vec<u8>>,
+        latest_size: u64,
+    },
+}
+
+impl Engine {
+    /// Cosigns `note` if it extends, consistently, the last checkpoint of its origin this
+    /// witness cosigned (`old_size` is the caller's belief of that size).
+    pub async fn add_checkpoint(
+        &self,
+        old_size: u64,
+        proof: &[Vec<u8>],
+        note: &[u8],
+    ) -> Result<WitnessAnswer, EngineError> {
+        let origin = self.origin_of_note(note)?;
+        let signed = self.verify_note(&origin, note)?;
+        let cp = &signed.checkpoint;
+        let proof: Vec<merkle::Hash> = proof
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                merkle::hash_from_bytes(h).map_err(|e| {
+                    EngineError::InvalidArgument(format!("consistency_proof[{i}]: {e}"))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let _writer = self.write_lock.lock().await;
+        let held = self.store.witness(&origin)?;
+        let (held_size, held_note) = match &held {
+            Some(h) => (h.size, Some(h.note.clone())),
+            None => (0, None),
+        };
+        let refuse = |reason: String| WitnessAnswer::Refused {
+            reason,
+            latest: held_note.clone(),
+            latest_size: held_size,
+        };
+        if self.store.origin_state(&origin).forked {
+            return Ok(refuse(format!(
+                "origin {origin} is marked forked on this node"
+            )));
+        }
+        if old_size != held_size {
+            return Ok(refuse(format!(
+                "old_size {old_size} does not match the last cosigned size {held_size} of {origin}"
+            )));
+        }
+        if cp.size < held_size {
+            return Ok(refuse(format!(
+                "checkpoint size {} is older than the last cosigned size {held_size}",
+                cp.size
+            )));
+        }
+        if let Some(held_note) = &held_note {
+            let held_cp = self.verify_note(&origin, held_note)?.checkpoint;
+            if let Err(e) =
+                merkle::verify_consistency(&proof, held_size, held_cp.root, cp.size, cp.root)
+            {
+                if cp.size == held_size {
+                    // Same size, another root, both signed by the origin: equivocation.
+                    drop(_writer);
+                    self.equivocation_from_witness(&origin, held_note.clone(), note.to_vec())?;
+                    return Ok(refuse(format!(
+                        "checkpoint conflicts with the cosigned one at size {held_size}"
+                    )));
+                }
+                return Ok(refuse(format!(
+                    "consistency proof from size {held_size}: {e}"
+                )));
+            }
+        }
+        let now_secs = u64::try_from(self.clock.now_millis() / 1000).unwrap_or(0);
+        let line = note::cosign(cp, self.witness_key(), now_secs)
+            .map_err(|e| EngineError::Internal(format!("cosigning: {e}")))?;
+        let mut batch = WriteBatch::new();
+        batch.set_witness(&origin, cp.size, note.to_vec());
+        self.store.apply(batch)?;
+        self.store.flush_async().await?;
+        info!(origin, size = cp.size, "cosigned");
+        Ok(WitnessAnswer::Cosigned(line))
+    }
+
+    /// The member whose checkpoint origin line `note` starts with.
+    fn origin_of_note(&self, note: &[u8]) -> Result<String, EngineError> {
+        let first = note.split(|&b| b == b'\n').next().unwrap_or_default();
+        let first = std::str::from_utf8(first).unwrap_or_default();
+        self.members()
+            .find(|m| m.checkpoint_origin == first)
+            .map(|m| m.city.clone())
+            .ok_or_else(|| {
+                EngineError::InvalidArgument(format!(
+                    "checkpoint: origin line {first:?} names no member of consortium {}",
+                    self.consortium
+                ))
+            })
+    }
+
+    fn equivocation_from_witness(
+        &self,
+        origin: &str,
+        a: Vec<u8>,
+        b: Vec<u8>,
+    ) -> Result<(), EngineError> {
+        warn!(origin, "equivocation seen while witnessing");
+        let evidence = pb::Evidence {
+            origin: origin.to_owned(),
+            kind: pb::evidence::Kind::ConflictingCheckpoints as i32,
+            checkpoints: vec![
+                pb::SignedCheckpoint { note: a },
+                pb::SignedCheckpoint { note: b },
+            ],
+            detected_at: self.clock.now_millis(),
+            detected_via: "witness".to_owned(),
+            ..Default::default()
+        };
+        let mut batch = WriteBatch::new();
+        batch
+            .add_evidence(origin, prost::Message::encode_to_vec(&evidence))
+            .mark_forked(origin);
+        self.store.apply(batch)?;
+        self.store.flush()?;
+        self.announce();
+        Ok(())
+    }
+}

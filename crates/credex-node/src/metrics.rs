@@ -1,0 +1,198 @@
+//! Prometheus metrics: what an operator graphs and alerts on. Served as text on the
+//! optional `metrics_listen` address (plain HTTP; it carries no record data).
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tracing::debug;
+
+use crate::engine::ingest::IngestOutcome;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OriginLabel {
+    origin: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLabel {
+    peer: String,
+}
+
+/// The node's metrics. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    appended: Family<OriginLabel, Counter>,
+    quarantined: Family<OriginLabel, Counter>,
+    invalid: Family<OriginLabel, Counter>,
+    bad_checkpoints: Family<OriginLabel, Counter>,
+    published: Counter,
+    log_size: Family<OriginLabel, Gauge>,
+    lag: Family<OriginLabel, Gauge>,
+    forked: Family<OriginLabel, Gauge>,
+    peer_connected: Family<PeerLabel, Gauge>,
+}
+
+impl Metrics {
+    pub fn new(city: &str) -> Metrics {
+        let mut registry = Registry::with_prefix_and_labels(
+            "credex",
+            [(
+                std::borrow::Cow::Borrowed("city"),
+                std::borrow::Cow::Owned(city.to_owned()),
+            )]
+            .into_iter(),
+        );
+        let m = Metrics {
+            registry: Arc::new(Registry::default()),
+            appended: Family::default(),
+            quarantined: Family::default(),
+            invalid: Family::default(),
+            bad_checkpoints: Family::default(),
+            published: Counter::default(),
+            log_size: Family::default(),
+            lag: Family::default(),
+            forked: Family::default(),
+            peer_connected: Family::default(),
+        };
+        registry.register(
+            "entries_appended",
+            "Entries appended from peers",
+            m.appended.clone(),
+        );
+        registry.register(
+            "entries_quarantined",
+            "Entries refused as not authentic",
+            m.quarantined.clone(),
+        );
+        registry.register(
+            "entries_invalid",
+            "Authentic entries failing this node's validation",
+            m.invalid.clone(),
+        );
+        registry.register(
+            "checkpoints_invalid",
+            "Checkpoints whose signatures did not verify",
+            m.bad_checkpoints.clone(),
+        );
+        registry.register(
+            "records_published",
+            "Records this city published",
+            m.published.clone(),
+        );
+        registry.register("log_size", "Entries held per origin", m.log_size.clone());
+        registry.register(
+            "origin_lag",
+            "Entries behind the largest checkpoint seen per origin",
+            m.lag.clone(),
+        );
+        registry.register(
+            "origin_forked",
+            "1 when the origin equivocated",
+            m.forked.clone(),
+        );
+        registry.register(
+            "peer_connected",
+            "1 while the sync stream to a peer is up",
+            m.peer_connected.clone(),
+        );
+        Metrics {
+            registry: Arc::new(registry),
+            ..m
+        }
+    }
+
+    pub(crate) fn count_ingest(&self, origin: &str, outcome: &IngestOutcome) {
+        let label = OriginLabel {
+            origin: origin.to_owned(),
+        };
+        self.appended.get_or_create(&label).inc_by(outcome.appended);
+        self.quarantined
+            .get_or_create(&label)
+            .inc_by(outcome.quarantined);
+        self.invalid.get_or_create(&label).inc_by(outcome.invalid);
+    }
+
+    pub(crate) fn count_bad_checkpoint(&self, origin: &str) {
+        self.bad_checkpoints
+            .get_or_create(&OriginLabel {
+                origin: origin.to_owned(),
+            })
+            .inc();
+    }
+
+    pub(crate) fn count_published(&self, n: u64) {
+        self.published.inc_by(n);
+    }
+
+    pub(crate) fn set_origin(&self, origin: &str, size: u64, lag: u64, forked: bool) {
+        let label = OriginLabel {
+            origin: origin.to_owned(),
+        };
+        self.log_size.get_or_create(&label).set(size as i64);
+        self.lag.get_or_create(&label).set(lag as i64);
+        self.forked.get_or_create(&label).set(i64::from(forked));
+    }
+
+    pub(crate) fn set_peer_connected(&self, peer: &str, connected: bool) {
+        self.peer_connected
+            .get_or_create(&PeerLabel {
+                peer: peer.to_owned(),
+            })
+            .set(i64::from(connected));
+    }
+
+    /// The metrics in the Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// Serves `GET /metrics` (any path, in fact) until `shutdown` resolves. A minimal HTTP/1.0
+/// responder: one request per connection, bounded read, no keep-alive.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Metrics,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let (mut socket, peer) = tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    debug!(error = %e, "metrics accept failed");
+                    continue;
+                }
+            },
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            let read =
+                tokio::time::timeout(std::time::Duration::from_secs(5), socket.read(&mut buf))
+                    .await;
+            if !matches!(read, Ok(Ok(n)) if n > 0) {
+                return;
+            }
+            let body = metrics.encode();
+            let response = format!(
+                "HTTP/1.0 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            if let Err(e) = socket.write_all(response.as_bytes()).await {
+                debug!(%peer, error = %e, "metrics write failed");
+            }
+        });
+    }
+}

@@ -1,0 +1,199 @@
+//! The server as a library function: [`run`] starts everything a node does and stops it, in
+//! order, when `shutdown` resolves. `credexd`'s `main` only parses arguments, sets up tracing,
+//! loads the config and calls it; the cluster tests call it in-process.
+//!
+//! Shutdown order: stop the sync loops and close live streams; stop accepting and drain the
+//! gRPC server; drain the publish queue (queued requests are answered); flush the store.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use credex_core::date::{Clock, SystemClock};
+use credex_store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::transport::Server;
+use tracing::info;
+
+use crate::auth::Authorizer;
+use crate::config::Config;
+use crate::engine::{Engine, EngineParts, Member, publish};
+use crate::service::Api;
+use crate::sync::{self, PeerLink, PeerTable};
+use crate::{metrics, tls};
+
+/// What [`run`] needs besides the config: the listeners, already bound (so tests pre-bind
+/// ports and nothing races for them), and the clock.
+#[derive(Debug)]
+pub struct Listeners {
+    pub grpc: TcpListener,
+    pub metrics: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the addresses the config names.
+    pub async fn bind(config: &Config) -> anyhow::Result<Listeners> {
+        let grpc = TcpListener::bind(config.node.listen)
+            .await
+            .with_context(|| format!("binding node.listen {}", config.node.listen))?;
+        let metrics = match config.node.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding node.metrics_listen {addr}"))?,
+            ),
+            None => None,
+        };
+        Ok(Listeners { grpc, metrics })
+    }
+}
+
+/// Builds the engine of the node `config` describes, opening its store.
+pub fn engine(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Engine>> {
+    let keys = config.signing_keys().context("loading signing keys")?;
+    std::fs::create_dir_all(&config.node.data_dir)
+        .with_context(|| format!("creating data dir {}", config.node.data_dir.display()))?;
+    let store = Store::open(&config.node.data_dir.join("store"))
+        .with_context(|| format!("opening the store in {}", config.node.data_dir.display()))?;
+    let consortium = &config.consortium;
+    let members = consortium
+        .members
+        .iter()
+        .map(|m| Member {
+            city: m.city.clone(),
+            checkpoint_origin: consortium.origin(&m.city),
+            log_key: m.log_key.clone(),
+            witness_key: m.witness_key.clone(),
+        })
+        .collect();
+    let engine = Engine::new(EngineParts {
+        consortium: consortium.name.clone(),
+        city: config.node.city.clone(),
+        members,
+        log_key: keys.log,
+        witness_key: keys.witness,
+        policy: config.recognition.clone(),
+        allow_list: config.identifiers.legacy_uscc_allow_list.clone(),
+        clock,
+        store,
+        batch_max_entries: usize::try_from(config.sync.batch_max_entries).unwrap_or(usize::MAX),
+        batch_max_delay: config.sync.batch_max_delay(),
+    })?;
+    Ok(engine)
+}
+
+/// Runs the node until `shutdown` resolves, then stops it in order.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    run_with_clock(config, listeners, Arc::new(SystemClock), shutdown).await
+}
+
+/// [`run`] with an injected clock (tests move time to check expiry).
+pub async fn run_with_clock(
+    config: Config,
+    listeners: Listeners,
+    clock: Arc<dyn Clock>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let engine = engine(&config, clock)?;
+    let server_tls = tls::load_server_config(&config.tls).context("loading TLS material")?;
+    let client_tls = tls::load_client_config(&config.tls).context("loading TLS material")?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (publisher, publisher_task) = publish::start(engine.clone());
+    let peers = Arc::new(PeerTable::default());
+
+    let mut sync_tasks = Vec::new();
+    for peer in &config.peers {
+        let link = PeerLink {
+            city: peer.city.clone(),
+            address: peer.address.clone(),
+            tls: client_tls.clone(),
+            backoff_min: config.sync.reconnect_backoff_min(),
+            backoff_max: config.sync.reconnect_backoff_max(),
+        };
+        sync_tasks.push(tokio::spawn(sync::run_peer(
+            engine.clone(),
+            link,
+            peers.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    let metrics_task = listeners.metrics.map(|listener| {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(metrics::serve(
+            listener,
+            engine.metrics.clone(),
+            async move {
+                sync::stopped(&mut stop).await;
+            },
+        ))
+    });
+
+    let api = Api {
+        engine: engine.clone(),
+        auth: Authorizer::for_config(&config),
+        publisher: publisher.clone(),
+        peers,
+        shutdown: stop_rx.clone(),
+    };
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<credex_core::pb::exchange_server::ExchangeServer<Api>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(credex_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building the reflection service")?;
+
+    let local = listeners.grpc.local_addr().ok();
+    let incoming = tls::serve_incoming(listeners.grpc, server_tls);
+    let max = sync::MAX_FRAME_BYTES;
+    use credex_core::pb::{
+        audit_server::AuditServer, exchange_server::ExchangeServer,
+        operator_server::OperatorServer, publisher_server::PublisherServer,
+        view_server::ViewServer, witness_server::WitnessServer,
+    };
+    let router = Server::builder()
+        .http2_keepalive_interval(Some(tls::KEEP_ALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(tls::KEEP_ALIVE_TIMEOUT))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(ExchangeServer::new(api.clone()).max_encoding_message_size(max))
+        .add_service(WitnessServer::new(api.clone()))
+        .add_service(PublisherServer::new(api.clone()).max_decoding_message_size(max))
+        .add_service(ViewServer::new(api.clone()))
+        .add_service(AuditServer::new(api.clone()).max_encoding_message_size(max))
+        .add_service(OperatorServer::new(api.clone()));
+    info!(city = %engine.city, addr = ?local, peers = config.peers.len(), "credexd serving");
+
+    let stop_for_server = stop_tx.clone();
+    let serve = router.serve_with_incoming_shutdown(incoming, async move {
+        shutdown.await;
+        info!("shutting down");
+        // Live sync and watch streams end when they see this, so the server can drain.
+        let _ = stop_for_server.send(true);
+    });
+    let served = serve.await;
+    let _ = stop_tx.send(true);
+    health_reporter
+        .set_not_serving::<credex_core::pb::exchange_server::ExchangeServer<Api>>()
+        .await;
+    for task in sync_tasks {
+        let _ = task.await;
+    }
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
+    // The servers' clones of the queue are gone with the router; dropping ours lets the
+    // publisher answer what is queued and end.
+    drop(api);
+    drop(publisher);
+    let _ = publisher_task.await;
+    engine.store.flush().context("flushing the store")?;
+    info!("stopped");
+    served.context("serving gRPC")
+}

@@ -1,0 +1,423 @@
+//! The gRPC services: thin adapters that authorise the caller, convert protobuf requests to
+//! engine calls, and map [`EngineError`] to a `tonic::Status` in one place ([`status`]).
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use credex_core::pb;
+use credex_core::pb::{
+    audit_server::Audit, exchange_server::Exchange, operator_server::Operator,
+    publisher_server::Publisher, view_server::View, witness_server::Witness,
+};
+use futures::Stream;
+use tokio::sync::watch;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::auth::{Authorizer, Rpc};
+use crate::engine::publish::PublishQueue;
+use crate::engine::query::ListFilter;
+use crate::engine::witness::WitnessAnswer;
+use crate::engine::{Engine, EngineError};
+use crate::sync::{self, PeerTable};
+use crate::tls;
+
+/// Every credex service of one node.
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub engine: Arc<Engine>,
+    pub auth: Authorizer,
+    pub publisher: PublishQueue,
+    pub peers: Arc<PeerTable>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// The one place engine errors become gRPC statuses.
+pub fn status(error: EngineError) -> Status {
+    match error {
+        EngineError::InvalidArgument(m) => Status::invalid_argument(m),
+        EngineError::NotFound(m) => Status::not_found(m),
+        EngineError::FailedPrecondition(m) => Status::failed_precondition(m),
+        EngineError::ShuttingDown => Status::unavailable("node is shutting down"),
+        e @ (EngineError::Store(_) | EngineError::Internal(_)) => {
+            tracing::error!(error = %e, "internal error");
+            Status::internal(e.to_string())
+        }
+    }
+}
+
+impl Api {
+    fn authorize<T>(&self, request: &Request<T>, rpc: Rpc) -> Result<(), Status> {
+        self.auth.check(tls::peer_identity(request), rpc)
+    }
+
+    fn caller<T>(request: &Request<T>) -> String {
+        tls::peer_identity(request).map_or_else(|| "unknown".to_owned(), |i| i.city.clone())
+    }
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl Exchange for Api {
+    type SyncStream = ReceiverStream<Result<pb::SyncFrame, Status>>;
+
+    async fn sync(
+        &self,
+        request: Request<pb::SyncRequest>,
+    ) -> Result<Response<Self::SyncStream>, Status> {
+        self.authorize(&request, Rpc::Sync)?;
+        let peer = Self::caller(&request);
+        let rx = sync::serve(
+            self.engine.clone(),
+            request.into_inner(),
+            peer,
+            self.shutdown.clone(),
+        );
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+#[tonic::async_trait]
+impl Witness for Api {
+    async fn add_checkpoint(
+        &self,
+        request: Request<pb::AddCheckpointRequest>,
+    ) -> Result<Response<pb::AddCheckpointResponse>, Status> {
+        self.authorize(&request, Rpc::AddCheckpoint)?;
+        let req = request.into_inner();
+        let note = req
+            .checkpoint
+            .ok_or_else(|| Status::invalid_argument("checkpoint: required"))?
+            .note;
+        let answer = self
+            .engine
+            .add_checkpoint(req.old_size, &req.consistency_proof, &note)
+            .await
+            .map_err(status)?;
+        let result = match answer {
+            WitnessAnswer::Cosigned(line) => pb::add_checkpoint_response::Result::Cosignature(line),
+            WitnessAnswer::Refused {
+                reason,
+                latest,
+                latest_size,
+            } => pb::add_checkpoint_response::Result::Refusal(pb::WitnessRefusal {
+                reason,
+                latest: latest.map(|note| pb::SignedCheckpoint { note }),
+                latest_size,
+            }),
+        };
+        Ok(Response::new(pb::AddCheckpointResponse {
+            result: Some(result),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl Publisher for Api {
+    async fn publish(
+        &self,
+        request: Request<pb::PublishRequest>,
+    ) -> Result<Response<pb::PublishResponse>, Status> {
+        self.authorize(&request, Rpc::Publish)?;
+        let receipt = self
+            .publisher
+            .publish(request.into_inner().records)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::PublishResponse {
+            published: receipt
+                .published
+                .into_iter()
+                .map(|p| pb::PublishedEntry {
+                    record_id: p.record_id,
+                    version: p.version,
+                    seq: p.seq,
+                })
+                .collect(),
+            tree_size: receipt.tree_size,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl View for Api {
+    async fn lookup(
+        &self,
+        request: Request<pb::LookupRequest>,
+    ) -> Result<Response<pb::LookupResponse>, Status> {
+        self.authorize(&request, Rpc::ViewLookup)?;
+        let req = request.into_inner();
+        let lookup = self
+            .engine
+            .lookup(&req.subject_id, &req.as_of)
+            .map_err(status)?;
+        Ok(Response::new(pb::LookupResponse {
+            subject_id: lookup.subject.masked(),
+            in_force: lookup.view.in_force.iter().map(|r| r.to_pb()).collect(),
+            excluded: lookup.view.excluded.iter().map(|r| r.to_pb()).collect(),
+            as_of: credex_core::date::format_date(lookup.as_of),
+        }))
+    }
+
+    async fn list(
+        &self,
+        request: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
+        self.authorize(&request, Rpc::ViewList)?;
+        let req = request.into_inner();
+        let list = match pb::ListKind::try_from(req.list) {
+            Ok(pb::ListKind::Unspecified) => None,
+            Ok(kind) => Some(kind),
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "list: {} is not a list kind",
+                    req.list
+                )));
+            }
+        };
+        let filter = ListFilter {
+            origin: Some(req.origin).filter(|o| !o.is_empty()),
+            list,
+            category: Some(req.category).filter(|c| !c.is_empty()),
+        };
+        let page = self
+            .engine
+            .list(&filter, req.page_size as usize, &req.page_token, &req.as_of)
+            .map_err(status)?;
+        Ok(Response::new(pb::ListResponse {
+            records: page.records.iter().map(|r| r.to_pb()).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    type WatchStream = BoxStream<pb::ViewChange>;
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        self.authorize(&request, Rpc::ViewWatch)?;
+        let after = request.into_inner().after;
+        let engine = self.engine.clone();
+        let mut shutdown = self.shutdown.clone();
+        // `after` 0 means from now on; otherwise resume after that change.
+        let mut next = if after == 0 {
+            engine.store.change_head()
+        } else {
+            after + 1
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            let mut advanced = engine.subscribe();
+            loop {
+                advanced.borrow_and_update();
+                let changes = match engine.changes(next, 256) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = tx.send(Err(status(e))).await;
+                        return;
+                    }
+                };
+                let caught_up = changes.len() < 256;
+                for change in changes {
+                    next = change.change_seq + 1;
+                    if tx.send(Ok(change)).await.is_err() {
+                        return;
+                    }
+                }
+                if caught_up {
+                    tokio::select! {
+                        changed = advanced.changed() => if changed.is_err() { return },
+                        () = crate::sync::stopped(&mut shutdown) => return,
+                        () = tx.closed() => return,
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+#[tonic::async_trait]
+impl Audit for Api {
+    async fn get_proof(
+        &self,
+        request: Request<pb::GetProofRequest>,
+    ) -> Result<Response<pb::ProofBundle>, Status> {
+        self.authorize(&request, Rpc::GetProof)?;
+        let req = request.into_inner();
+        let (seq, record_id) = match &req.target {
+            Some(pb::get_proof_request::Target::Seq(seq)) => (Some(*seq), None),
+            Some(pb::get_proof_request::Target::RecordId(id)) => (None, Some(id.as_str())),
+            None => (None, None),
+        };
+        let bundle = self
+            .engine
+            .proof(&req.origin, seq, record_id)
+            .map_err(status)?;
+        Ok(Response::new(bundle))
+    }
+
+    async fn get_consistency(
+        &self,
+        request: Request<pb::GetConsistencyRequest>,
+    ) -> Result<Response<pb::ConsistencyProof>, Status> {
+        self.authorize(&request, Rpc::GetConsistency)?;
+        let req = request.into_inner();
+        let proof = self
+            .engine
+            .consistency(&req.origin, req.old_size, req.new_size)
+            .map_err(status)?;
+        Ok(Response::new(proof))
+    }
+
+    async fn list_evidence(
+        &self,
+        request: Request<pb::ListEvidenceRequest>,
+    ) -> Result<Response<pb::ListEvidenceResponse>, Status> {
+        self.authorize(&request, Rpc::ListEvidence)?;
+        let origin = request.into_inner().origin;
+        let evidence = self
+            .engine
+            .evidence(Some(origin.as_str()).filter(|o| !o.is_empty()))
+            .map_err(status)?;
+        Ok(Response::new(pb::ListEvidenceResponse { evidence }))
+    }
+
+    async fn get_entries(
+        &self,
+        request: Request<pb::GetEntriesRequest>,
+    ) -> Result<Response<pb::EntryBatch>, Status> {
+        self.authorize(&request, Rpc::GetEntries)?;
+        let req = request.into_inner();
+        let batch = self
+            .engine
+            .entries(&req.origin, req.start, req.limit as usize)
+            .map_err(status)?;
+        Ok(Response::new(batch))
+    }
+
+    async fn list_checkpoints(
+        &self,
+        request: Request<pb::ListCheckpointsRequest>,
+    ) -> Result<Response<pb::ListCheckpointsResponse>, Status> {
+        self.authorize(&request, Rpc::ListCheckpoints)?;
+        let notes = self
+            .engine
+            .checkpoint_history(&request.into_inner().origin)
+            .map_err(status)?;
+        Ok(Response::new(pb::ListCheckpointsResponse {
+            checkpoints: notes
+                .into_iter()
+                .map(|note| pb::SignedCheckpoint { note })
+                .collect(),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl Operator for Api {
+    async fn status(
+        &self,
+        request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        self.authorize(&request, Rpc::Status)?;
+        let engine = self.engine.clone();
+        let peers = self.peers.snapshot();
+        // Status scans the view; keep it off the async workers.
+        let response =
+            tokio::task::spawn_blocking(move || -> Result<pb::StatusResponse, EngineError> {
+                let origins = engine
+                    .origin_figures()?
+                    .into_iter()
+                    .map(|o| pb::OriginStatus {
+                        lag: o.best_seen_size.saturating_sub(o.local_size),
+                        origin: o.origin,
+                        local_size: o.local_size,
+                        best_seen_size: o.best_seen_size,
+                        checkpoint_age_ms: o.checkpoint_age_ms,
+                        published_size: if o.cosignatures >= 2 {
+                            o.checkpoint_size
+                        } else {
+                            0
+                        },
+                        final_size: if o.cosignatures as usize >= engine.members().count() - 1
+                            && o.cosignatures > 0
+                        {
+                            o.checkpoint_size
+                        } else {
+                            0
+                        },
+                        cosignatures: o.cosignatures,
+                        forked: o.forked,
+                    })
+                    .collect();
+                let quarantine = engine
+                    .store
+                    .quarantine_counts()?
+                    .into_iter()
+                    .map(|(reason, count)| pb::QuarantineCount { reason, count })
+                    .collect();
+                let mut invalid_entries = 0;
+                for member in engine.members() {
+                    invalid_entries += engine
+                        .store
+                        .invalid_entries(&member.city, 0, usize::MAX)?
+                        .len() as u64;
+                }
+                Ok(pb::StatusResponse {
+                    city: engine.city.clone(),
+                    consortium: engine.consortium.clone(),
+                    peers: peers
+                        .into_iter()
+                        .map(|(city, p)| pb::PeerStatus {
+                            city,
+                            address: p.address,
+                            connected: p.connected,
+                            last_contact: p.last_contact_ms,
+                            last_error: p.last_error,
+                            round_trip_ms: p.round_trip_ms,
+                        })
+                        .collect(),
+                    origins,
+                    quarantine,
+                    view: Some(engine.view_counts()?),
+                    invalid_entries,
+                })
+            })
+            .await
+            .map_err(|e| Status::internal(format!("status task: {e}")))?
+            .map_err(status)?;
+        Ok(Response::new(response))
+    }
+
+    async fn list_quarantine(
+        &self,
+        request: Request<pb::ListQuarantineRequest>,
+    ) -> Result<Response<pb::ListQuarantineResponse>, Status> {
+        self.authorize(&request, Rpc::ListQuarantine)?;
+        let req = request.into_inner();
+        let limit = match req.limit {
+            0 => 100,
+            n => (n as usize).min(1000),
+        };
+        let origin = Some(req.origin.as_str()).filter(|o| !o.is_empty());
+        let entries = self
+            .engine
+            .store
+            .quarantined(origin, None, limit)
+            .map_err(|e| status(e.into()))?
+            .into_iter()
+            .map(|q| pb::QuarantinedEntry {
+                origin: q.record.origin,
+                seq: q.record.seq,
+                reason: format!("{}: {}", q.record.reason, q.record.detail),
+                signed_entry: q.record.leaf,
+                received_from: q.record.received_from,
+                received_at: q.record.received_at_ms as i64,
+            })
+            .collect();
+        Ok(Response::new(pb::ListQuarantineResponse { entries }))
+    }
+}

@@ -1,0 +1,1245 @@
+//! Mutual TLS for every credex port: consortium-CA certificates, SPIFFE identities, and the glue
+//! that runs tonic servers and channels over rustls.
+//!
+//! # Identities
+//! Every certificate carries exactly one URI SAN `spiffe://<consortium>/<city>/<role>`; that, not
+//! a host name, is what a peer is. [`Identity`] is its parsed form.
+//!
+//! # Verification
+//! - Servers ([`server_config`]) require a client certificate chaining to the consortium CA
+//!   (rustls `WebPkiClientVerifier`, EKU clientAuth). What the client may do is decided per RPC by
+//!   [`crate::auth`] from the [`Identity`] that [`peer_identity`] reads out of the request.
+//! - Clients ([`client_config`]) verify the server's chain against the consortium CA (EKU
+//!   serverAuth) but do not match host names: all cities may sit behind `127.0.0.1` or behind one
+//!   load balancer, so a DNS name cannot say *which city* answered. Instead [`connect`] checks,
+//!   right after the handshake and before a single request is sent, that the server's SPIFFE ID is
+//!   exactly the node identity the caller expects. This is SPIFFE's X509-SVID rule: the ID is the
+//!   name that is verified.
+//!
+//! # Plugging into tonic
+//! tonic's own TLS settings cannot take a custom verifier, so the server side accepts TCP itself
+//! ([`serve_incoming`], to pass to `Server::serve_with_incoming_shutdown`) and the client side
+//! dials through a custom connector ([`connect`], [`connect_lazy`]). ALPN is `h2` on both sides.
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use hyper_util::rt::TokioIo;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tonic::transport::server::Connected;
+use tonic::transport::{Channel, Endpoint};
+use tracing::{debug, warn};
+use x509_parser::extensions::GeneralName;
+
+/// A slow or stalled client gives up its handshake slot after this long.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Handshakes in flight at once per listener. Beyond this, new connections wait in the kernel's
+/// accept queue, which bounds the memory a flood of half-open connections can take.
+pub const MAX_PENDING_HANDSHAKES: usize = 256;
+
+/// How long [`connect`] waits for TCP and the TLS handshake.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// HTTP/2 keep-alive on client channels: a peer that vanishes without closing its socket (a
+/// partition, a killed VM) is noticed within interval + timeout, so a live Sync stream reconnects.
+pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(15);
+/// How long a keep-alive ping may go unanswered before the connection counts as dead.
+pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// After an accept error that is not about one connection (e.g. out of file descriptors),
+/// pause before retrying instead of spinning.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+const ALPN_H2: &[u8] = b"h2";
+
+/// What went wrong loading TLS material, reading an identity or connecting.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {what} {path}: {source}")]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("{what} {source_name}: malformed PEM: {source}")]
+    Pem {
+        what: &'static str,
+        source_name: String,
+        source: io::Error,
+    },
+    #[error("{what} {source_name}: no PEM certificate in it")]
+    NoCertificate {
+        what: &'static str,
+        source_name: String,
+    },
+    #[error("private key {source_name}: no PEM private key in it")]
+    NoPrivateKey { source_name: String },
+    #[error("CA certificate {source_name}: not usable as a trust anchor: {source}")]
+    TrustAnchor {
+        source_name: String,
+        source: rustls::Error,
+    },
+    #[error("client certificate verifier: {0}")]
+    ClientVerifier(#[from] rustls::server::VerifierBuilderError),
+    #[error("{what}: {source}")]
+    Rustls {
+        what: &'static str,
+        source: rustls::Error,
+    },
+    #[error("certificate is not valid X.509 DER: {reason}")]
+    X509 { reason: String },
+    #[error("certificate has no spiffe:// URI SAN")]
+    NoSpiffeId,
+    #[error("certificate has several spiffe:// URI SANs ({uris}); exactly one is allowed")]
+    SeveralSpiffeIds { uris: String },
+    #[error("spiffe id {uri:?}: {reason}")]
+    BadSpiffeId { uri: String, reason: String },
+    #[error("{what} {value:?}: {reason}")]
+    BadName {
+        what: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    #[error("unknown role {0:?}: expected node, publisher, operator, auditor or reader")]
+    UnknownRole(String),
+    #[error("address {addr:?} {reason}")]
+    BadAddress { addr: String, reason: &'static str },
+    #[error("tcp: {0}")]
+    Tcp(#[source] io::Error),
+    #[error("tls handshake: {0}")]
+    Handshake(#[source] io::Error),
+    #[error("server presented no certificate")]
+    NoServerCertificate,
+    #[error("server certificate: {0}")]
+    ServerIdentity(#[source] Box<TlsError>),
+    #[error("server is {found}, expected {expected}")]
+    WrongServer { expected: Identity, found: Identity },
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect { addr: String, reason: String },
+}
+
+/// The `[tls]` section of a node's config, and what every client needs: PEM file paths.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// The consortium CA certificate(s) every peer's certificate must chain to.
+    pub ca_cert: PathBuf,
+    /// This party's certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key of `cert` (PKCS#8, SEC1 or PKCS#1).
+    pub key: PathBuf,
+}
+
+/// What a certificate holder is allowed to be; the last segment of its SPIFFE ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// A city's credexd: syncs with and witnesses for peers.
+    Node,
+    /// A city's own credit platform: publishes that city's records.
+    Publisher,
+    /// Watches sync health; may also read the view and audit.
+    Operator,
+    /// Verifies provenance and log consistency.
+    Auditor,
+    /// A downstream system querying the view.
+    Reader,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Node,
+        Role::Publisher,
+        Role::Operator,
+        Role::Auditor,
+        Role::Reader,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Node => "node",
+            Role::Publisher => "publisher",
+            Role::Operator => "operator",
+            Role::Auditor => "auditor",
+            Role::Reader => "reader",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = TlsError;
+
+    fn from_str(s: &str) -> Result<Self, TlsError> {
+        Role::ALL
+            .into_iter()
+            .find(|role| role.as_str() == s)
+            .ok_or_else(|| TlsError::UnknownRole(s.to_owned()))
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Checks a consortium name or city id: a lowercase DNS label (`[a-z0-9-]`, 1 to 63 characters,
+/// no leading or trailing `-`). Both appear in SPIFFE IDs and in checkpoint origins
+/// (`credex/<consortium>/<city>`), so they must be plain enough for either.
+pub fn check_label(what: &'static str, value: &str) -> Result<(), TlsError> {
+    let bad = |reason| TlsError::BadName {
+        what,
+        value: value.to_owned(),
+        reason,
+    };
+    if value.is_empty() {
+        return Err(bad("is empty"));
+    }
+    if value.len() > 63 {
+        return Err(bad("is longer than 63 characters"));
+    }
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(bad("may hold only a-z, 0-9 and -"));
+    }
+    if value.starts_with('-') || value.ends_with('-') {
+        return Err(bad("may not start or end with -"));
+    }
+    Ok(())
+}
+
+/// A certificate holder: `spiffe://<consortium>/<city>/<role>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Identity {
+    pub consortium: String,
+    pub city: String,
+    pub role: Role,
+}
+
+impl Identity {
+    /// An identity with checked names.
+    pub fn new(consortium: &str, city: &str, role: Role) -> Result<Self, TlsError> {
+        check_label("consortium name", consortium)?;
+        check_label("city id", city)?;
+        Ok(Self {
+            consortium: consortium.to_owned(),
+            city: city.to_owned(),
+            role,
+        })
+    }
+
+    /// Parses `spiffe://<consortium>/<city>/<role>`.
+    pub fn parse_spiffe_id(uri: &str) -> Result<Self, TlsError> {
+        let bad = |reason: String| TlsError::BadSpiffeId {
+            uri: uri.to_owned(),
+            reason,
+        };
+        let rest = uri
+            .strip_prefix("spiffe://")
+            .ok_or_else(|| bad("does not start with spiffe://".to_owned()))?;
+        let segments: Vec<&str> = rest.split('/').collect();
+        let [consortium, city, role] = segments[..] else {
+            return Err(bad(format!(
+                "expected spiffe://<consortium>/<city>/<role>, found {} segment(s)",
+                segments.len()
+            )));
+        };
+        let role = role.parse().map_err(|e: TlsError| bad(e.to_string()))?;
+        Identity::new(consortium, city, role).map_err(|e| bad(e.to_string()))
+    }
+
+    /// The SPIFFE ID, `spiffe://<consortium>/<city>/<role>`.
+    pub fn spiffe_id(&self) -> String {
+        self.to_string()
+    }
+
+    /// Reads the identity from a DER certificate's single `spiffe://` URI SAN. Other URI SANs
+    /// are ignored; none or several SPIFFE IDs is an error, since the holder would be ambiguous.
+    pub fn from_cert_der(der: &[u8]) -> Result<Self, TlsError> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| TlsError::X509 {
+            reason: e.to_string(),
+        })?;
+        let san = cert
+            .subject_alternative_name()
+            .map_err(|e| TlsError::X509 {
+                reason: e.to_string(),
+            })?;
+        let spiffe_ids: Vec<&str> = san
+            .iter()
+            .flat_map(|ext| ext.value.general_names.iter())
+            .filter_map(|name| match name {
+                GeneralName::URI(uri) if uri.starts_with("spiffe://") => Some(*uri),
+                _ => None,
+            })
+            .collect();
+        match spiffe_ids[..] {
+            [] => Err(TlsError::NoSpiffeId),
+            [uri] => Identity::parse_spiffe_id(uri),
+            _ => Err(TlsError::SeveralSpiffeIds {
+                uris: spiffe_ids.join(", "),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "spiffe://{}/{}/{}",
+            self.consortium, self.city, self.role
+        )
+    }
+}
+
+/// Loaded PEM material: trust anchors, this party's chain and its key.
+#[derive(Debug)]
+pub struct TlsMaterial {
+    roots: RootCertStore,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
+
+impl TlsMaterial {
+    /// Reads the three PEM files.
+    pub fn load(files: &TlsFiles) -> Result<Self, TlsError> {
+        let read = |what, path: &Path| {
+            std::fs::read(path).map_err(|source| TlsError::Read {
+                what,
+                path: path.to_owned(),
+                source,
+            })
+        };
+        Self::from_named_pem(
+            (
+                &read("CA certificate", &files.ca_cert)?,
+                &files.ca_cert.display().to_string(),
+            ),
+            (
+                &read("certificate", &files.cert)?,
+                &files.cert.display().to_string(),
+            ),
+            (
+                &read("private key", &files.key)?,
+                &files.key.display().to_string(),
+            ),
+        )
+    }
+
+    /// Parses PEM held in memory (as `credexctl` produces it).
+    pub fn from_pem(ca_cert: &[u8], cert: &[u8], key: &[u8]) -> Result<Self, TlsError> {
+        Self::from_named_pem(
+            (ca_cert, "(in memory)"),
+            (cert, "(in memory)"),
+            (key, "(in memory)"),
+        )
+    }
+
+    fn from_named_pem(
+        (ca_pem, ca_name): (&[u8], &str),
+        (cert_pem, cert_name): (&[u8], &str),
+        (key_pem, key_name): (&[u8], &str),
+    ) -> Result<Self, TlsError> {
+        let mut roots = RootCertStore::empty();
+        for anchor in parse_certs("CA certificate", ca_name, ca_pem)? {
+            roots.add(anchor).map_err(|source| TlsError::TrustAnchor {
+                source_name: ca_name.to_owned(),
+                source,
+            })?;
+        }
+        let chain = parse_certs("certificate", cert_name, cert_pem)?;
+        let key = rustls_pemfile::private_key(&mut &key_pem[..])
+            .map_err(|source| TlsError::Pem {
+                what: "private key",
+                source_name: key_name.to_owned(),
+                source,
+            })?
+            .ok_or_else(|| TlsError::NoPrivateKey {
+                source_name: key_name.to_owned(),
+            })?;
+        Ok(Self { roots, chain, key })
+    }
+
+    /// The identity in this party's own certificate.
+    pub fn identity(&self) -> Result<Identity, TlsError> {
+        Identity::from_cert_der(&self.chain[0])
+    }
+}
+
+fn parse_certs(
+    what: &'static str,
+    source_name: &str,
+    pem: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = rustls_pemfile::certs(&mut &pem[..])
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| TlsError::Pem {
+            what,
+            source_name: source_name.to_owned(),
+            source,
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate {
+            what,
+            source_name: source_name.to_owned(),
+        });
+    }
+    Ok(certs)
+}
+
+/// The process may link several rustls providers; naming ring keeps the choice explicit
+/// instead of depending on a process-wide default someone else installs.
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A server config that demands a client certificate chaining to the consortium CA.
+pub fn server_config(material: &TlsMaterial) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = provider();
+    let verifier = WebPkiClientVerifier::builder_with_provider(
+        Arc::new(material.roots.clone()),
+        provider.clone(),
+    )
+    .build()?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|source| TlsError::Rustls {
+            what: "server protocol versions",
+            source,
+        })?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(material.chain.clone(), material.key.clone_key())
+        .map_err(|source| TlsError::Rustls {
+            what: "server certificate and key",
+            source,
+        })?;
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A client config that presents this party's certificate and accepts servers whose certificate
+/// chains to the consortium CA and names a `node`. Which node is checked by [`connect`].
+pub fn client_config(material: &TlsMaterial) -> Result<Arc<ClientConfig>, TlsError> {
+    let provider = provider();
+    let verifier = Arc::new(SpiffeServerVerifier {
+        roots: material.roots.clone(),
+        algorithms: provider.signature_verification_algorithms,
+    });
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|source| TlsError::Rustls {
+            what: "client protocol versions",
+            source,
+        })?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_client_auth_cert(material.chain.clone(), material.key.clone_key())
+        .map_err(|source| TlsError::Rustls {
+            what: "client certificate and key",
+            source,
+        })?;
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// [`TlsMaterial::load`] then [`server_config`].
+pub fn load_server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
+    server_config(&TlsMaterial::load(files)?)
+}
+
+/// [`TlsMaterial::load`] then [`client_config`].
+pub fn load_client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>, TlsError> {
+    client_config(&TlsMaterial::load(files)?)
+}
+
+/// Full WebPKI chain validation without host-name matching; see the module doc for why the
+/// SPIFFE ID replaces the host name.
+#[derive(Debug)]
+struct SpiffeServerVerifier {
+    roots: RootCertStore,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for SpiffeServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let cert = ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_cert_signed_by_trust_anchor(
+            &cert,
+            &self.roots,
+            intermediates,
+            now,
+            self.algorithms.all,
+        )?;
+        let identity = Identity::from_cert_der(end_entity).map_err(certificate_error)?;
+        if identity.role != Role::Node {
+            return Err(certificate_error(TlsError::BadSpiffeId {
+                uri: identity.spiffe_id(),
+                reason: "a server must be a node".to_owned(),
+            }));
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+fn certificate_error(error: TlsError) -> rustls::Error {
+    rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+        Arc::new(error),
+    )))
+}
+
+/// What a server knows about the other end of a connection; tonic puts a clone into every
+/// request's extensions (see [`peer_identity`]).
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    pub remote_addr: Option<SocketAddr>,
+    /// `None` when the client's certificate, although CA-signed, carries no valid SPIFFE ID;
+    /// such a client is refused by every RPC.
+    pub identity: Option<Identity>,
+}
+
+/// The identity of the client that sent `request`, if it came over [`serve_incoming`].
+pub fn peer_identity<T>(request: &tonic::Request<T>) -> Option<&Identity> {
+    peer_info(request)?.identity.as_ref()
+}
+
+/// The connection details of the client that sent `request`, if it came over [`serve_incoming`].
+pub fn peer_info<T>(request: &tonic::Request<T>) -> Option<&PeerInfo> {
+    request.extensions().get::<PeerInfo>()
+}
+
+/// A server-side TLS connection whose client identity was read once, at the handshake.
+pub struct TlsConn {
+    stream: tokio_rustls::server::TlsStream<TcpStream>,
+    peer: PeerInfo,
+}
+
+impl TlsConn {
+    pub fn peer(&self) -> &PeerInfo {
+        &self.peer
+    }
+}
+
+impl fmt::Debug for TlsConn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsConn")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connected for TlsConn {
+    type ConnectInfo = PeerInfo;
+
+    fn connect_info(&self) -> PeerInfo {
+        self.peer.clone()
+    }
+}
+
+impl AsyncRead for TlsConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// The TLS connections arriving on `listener`, for `Server::serve_with_incoming_shutdown`.
+///
+/// Handshakes run concurrently (up to [`MAX_PENDING_HANDSHAKES`]) inside the stream itself, so
+/// one slow client cannot hold up others, and dropping the stream (server shutdown) cancels
+/// them all: there is no background task to stop. A failed or timed-out handshake is logged and
+/// skipped, never an error of the stream, so a port scanner cannot stop the server.
+pub fn serve_incoming(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+) -> impl Stream<Item = Result<TlsConn, io::Error>> + Send + 'static {
+    let acceptor = TlsAcceptor::from(tls);
+    futures::stream::unfold(listener, accept_tcp)
+        .map(move |(stream, remote)| handshake(acceptor.clone(), stream, remote))
+        .buffer_unordered(MAX_PENDING_HANDSHAKES)
+        .filter_map(|conn| std::future::ready(conn.map(Ok)))
+}
+
+async fn accept_tcp(listener: TcpListener) -> Option<((TcpStream, SocketAddr), TcpListener)> {
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return Some((accepted, listener)),
+            Err(error) if is_connection_error(&error) => {
+                debug!(%error, "connection failed before accept");
+            }
+            Err(error) => {
+                warn!(%error, "accept failed; retrying");
+                tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+            }
+        }
+    }
+}
+
+fn is_connection_error(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+async fn handshake(
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    remote: SocketAddr,
+) -> Option<TlsConn> {
+    // gRPC sends many small frames; Nagle would add latency to every unary reply.
+    if let Err(error) = stream.set_nodelay(true) {
+        debug!(%remote, %error, "cannot set TCP_NODELAY");
+    }
+    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            warn!(%remote, %error, "tls handshake failed");
+            return None;
+        }
+        Err(_) => {
+            warn!(%remote, timeout = ?HANDSHAKE_TIMEOUT, "tls handshake timed out");
+            return None;
+        }
+    };
+    let leaf = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certs| certs.first());
+    let identity = match leaf.map(|der| Identity::from_cert_der(der)) {
+        Some(Ok(identity)) => Some(identity),
+        Some(Err(error)) => {
+            warn!(%remote, %error, "client certificate has no usable identity");
+            None
+        }
+        None => None,
+    };
+    debug!(%remote, identity = identity.as_ref().map(tracing::field::display), "tls connection accepted");
+    Some(TlsConn {
+        stream,
+        peer: PeerInfo {
+            remote_addr: Some(remote),
+            identity,
+        },
+    })
+}
+
+/// Opens a channel to the node at `addr` (`host:port`) over mutual TLS and fails unless the
+/// server proves to be `server` (its SPIFFE ID). The channel redials through the same checks
+/// whenever it reconnects.
+pub async fn connect(
+    addr: &str,
+    server: &Identity,
+    tls: Arc<ClientConfig>,
+) -> Result<Channel, TlsError> {
+    let (endpoint, connector) = dialer(addr, server, tls)?;
+    endpoint
+        .connect_with_connector(connector)
+        .await
+        .map_err(|error| TlsError::Connect {
+            addr: addr.to_owned(),
+            reason: dial_failure(&error),
+        })
+}
+
+/// Like [`connect`] but dials on first use, so a peer that is down now does not fail the call.
+pub fn connect_lazy(
+    addr: &str,
+    server: &Identity,
+    tls: Arc<ClientConfig>,
+) -> Result<Channel, TlsError> {
+    let (endpoint, connector) = dialer(addr, server, tls)?;
+    Ok(endpoint.connect_with_connector_lazy(connector))
+}
+
+/// The connector tonic calls for every (re)connection: TCP, TLS, then the SPIFFE ID check.
+#[derive(Clone)]
+struct Dialer {
+    addr: Arc<str>,
+    server: Arc<Identity>,
+    server_name: ServerName<'static>,
+    connector: TlsConnector,
+}
+
+type ClientTlsStream = tokio_rustls::client::TlsStream<TcpStream>;
+
+fn dialer(
+    addr: &str,
+    server: &Identity,
+    tls: Arc<ClientConfig>,
+) -> Result<(Endpoint, Dialer), TlsError> {
+    let server_name = server_name(addr)?;
+    // The URI only supplies the :authority header; the Dialer does the dialling, so the scheme
+    // is http to keep tonic from wrapping the stream in TLS of its own.
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|_| TlsError::BadAddress {
+            addr: addr.to_owned(),
+            reason: "is not a valid URI authority",
+        })?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+        .keep_alive_while_idle(true);
+    let dialer = Dialer {
+        addr: addr.into(),
+        server: Arc::new(server.clone()),
+        server_name,
+        connector: TlsConnector::from(tls),
+    };
+    Ok((endpoint, dialer))
+}
+
+impl tower::Service<http::Uri> for Dialer {
+    type Response = TokioIo<ClientTlsStream>;
+    type Error = TlsError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, TlsError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), TlsError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _uri: http::Uri) -> Self::Future {
+        let dialer = self.clone();
+        Box::pin(async move { dialer.dial().await.map(TokioIo::new) })
+    }
+}
+
+impl Dialer {
+    async fn dial(&self) -> Result<ClientTlsStream, TlsError> {
+        let tcp = TcpStream::connect(&*self.addr)
+            .await
+            .map_err(TlsError::Tcp)?;
+        tcp.set_nodelay(true).map_err(TlsError::Tcp)?;
+        let stream = self
+            .connector
+            .connect(self.server_name.clone(), tcp)
+            .await
+            .map_err(TlsError::Handshake)?;
+        let leaf = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|certs| certs.first())
+            .ok_or(TlsError::NoServerCertificate)?;
+        let found = Identity::from_cert_der(leaf)
+            .map_err(|source| TlsError::ServerIdentity(Box::new(source)))?;
+        if found != *self.server {
+            return Err(TlsError::WrongServer {
+                expected: (*self.server).clone(),
+                found,
+            });
+        }
+        Ok(stream)
+    }
+}
+
+/// The TLS server name for `host:port` (or `[v6]:port`): sent as SNI when it is a DNS name, never
+/// matched against the certificate (see the module doc).
+fn server_name(addr: &str) -> Result<ServerName<'static>, TlsError> {
+    parse_address(addr).map_err(|reason| TlsError::BadAddress {
+        addr: addr.to_owned(),
+        reason,
+    })
+}
+
+/// Checks a peer address, `host:port` or `[ipv6]:port`, and returns its host; the error says
+/// what is wrong with it.
+pub fn parse_address(addr: &str) -> Result<ServerName<'static>, &'static str> {
+    let (host, port) = if let Some(rest) = addr.strip_prefix('[') {
+        rest.split_once("]:").ok_or("is not [ipv6]:port")?
+    } else {
+        addr.rsplit_once(':').ok_or("is not host:port")?
+    };
+    match port.parse::<u16>() {
+        Ok(0) | Err(_) => return Err("has a port that is not a number from 1 to 65535"),
+        Ok(_) => {}
+    }
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(ServerName::IpAddress(ip.into()));
+    }
+    ServerName::try_from(host.to_owned())
+        .map_err(|_| "has a host that is neither an IP address nor a DNS name")
+}
+
+/// Why dialling failed: the [`Dialer`]'s own error when there is one (tonic wraps it in a
+/// generic "transport error"), else the whole chain of causes.
+fn dial_failure(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut source = Some(error);
+    while let Some(cause) = source {
+        if let Some(tls) = cause.downcast_ref::<TlsError>() {
+            return tls.to_string();
+        }
+        source = cause.source();
+    }
+    error_chain(error)
+}
+
+/// `error: cause: cause`, since tonic's transport errors hide the useful part in their sources.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use expect_test::{Expect, expect};
+    use std::sync::Mutex;
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+
+    const CA: &[u8] = include_bytes!("../tests/fixtures/tls/ca.pem");
+    const OTHER_CA: &[u8] = include_bytes!("../tests/fixtures/tls/other-ca.pem");
+
+    macro_rules! fixture {
+        ($name:literal) => {
+            include_bytes!(concat!("../tests/fixtures/tls/", $name))
+        };
+    }
+
+    fn material(ca: &[u8], name: &str) -> TlsMaterial {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
+        let cert = std::fs::read(format!("{dir}/{name}.pem")).unwrap();
+        let key = std::fs::read(format!("{dir}/{name}.key")).unwrap();
+        TlsMaterial::from_pem(ca, &cert, &key).unwrap()
+    }
+
+    fn node(city: &str) -> Identity {
+        Identity::new("mid-yangtze", city, Role::Node).unwrap()
+    }
+
+    fn first_der(pem: &[u8]) -> Vec<u8> {
+        parse_certs("certificate", "test", pem).unwrap()[0].to_vec()
+    }
+
+    #[test]
+    fn parses_spiffe_ids() {
+        fn check(uri: &str, expect: Expect) {
+            let actual = match Identity::parse_spiffe_id(uri) {
+                Ok(id) => format!("{} / {} / {:?} -> {id}", id.consortium, id.city, id.role),
+                Err(e) => format!("error: {e}"),
+            };
+            expect.assert_eq(&actual);
+        }
+        check(
+            "spiffe://mid-yangtze/changsha/node",
+            expect!["mid-yangtze / changsha / Node -> spiffe://mid-yangtze/changsha/node"],
+        );
+        check(
+            "spiffe://c1/x-2/reader",
+            expect!["c1 / x-2 / Reader -> spiffe://c1/x-2/reader"],
+        );
+        check(
+            "https://mid-yangtze/changsha/node",
+            expect![[
+                r#"error: spiffe id "https://mid-yangtze/changsha/node": does not start with spiffe://"#
+            ]],
+        );
+        check(
+            "spiffe://mid-yangtze/changsha",
+            expect![[
+                r#"error: spiffe id "spiffe://mid-yangtze/changsha": expected spiffe://<consortium>/<city>/<role>, found 2 segment(s)"#
+            ]],
+        );
+        check(
+            "spiffe://mid-yangtze/changsha/node/extra",
+            expect![[
+                r#"error: spiffe id "spiffe://mid-yangtze/changsha/node/extra": expected spiffe://<consortium>/<city>/<role>, found 4 segment(s)"#
+            ]],
+        );
+        check(
+            "spiffe://mid-yangtze/changsha/admin",
+            expect![[
+                r#"error: spiffe id "spiffe://mid-yangtze/changsha/admin": unknown role "admin": expected node, publisher, operator, auditor or reader"#
+            ]],
+        );
+        check(
+            "spiffe://mid-yangtze/ChangSha/node",
+            expect![[
+                r#"error: spiffe id "spiffe://mid-yangtze/ChangSha/node": city id "ChangSha": may hold only a-z, 0-9 and -"#
+            ]],
+        );
+        check(
+            "spiffe:///changsha/node",
+            expect![[
+                r#"error: spiffe id "spiffe:///changsha/node": consortium name "": is empty"#
+            ]],
+        );
+        check(
+            "spiffe://mid-yangtze/-changsha/node",
+            expect![[
+                r#"error: spiffe id "spiffe://mid-yangtze/-changsha/node": city id "-changsha": may not start or end with -"#
+            ]],
+        );
+        check(
+            &format!("spiffe://{}/changsha/node", "a".repeat(64)),
+            expect![[
+                r#"error: spiffe id "spiffe://aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/changsha/node": consortium name "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa": is longer than 63 characters"#
+            ]],
+        );
+    }
+
+    #[test]
+    fn roles_round_trip_through_their_names() {
+        for role in Role::ALL {
+            assert_eq!(role.as_str().parse::<Role>().unwrap(), role);
+        }
+        expect![[r#"unknown role "Node": expected node, publisher, operator, auditor or reader"#]]
+            .assert_eq(&"Node".parse::<Role>().unwrap_err().to_string());
+    }
+
+    #[test]
+    fn reads_identity_from_certificates() {
+        fn check(der: &[u8], expect: Expect) {
+            let actual = match Identity::from_cert_der(der) {
+                Ok(id) => id.to_string(),
+                Err(e) => format!("error: {e}"),
+            };
+            expect.assert_eq(&actual);
+        }
+        check(
+            &first_der(fixture!("changsha-node.pem")),
+            expect!["spiffe://mid-yangtze/changsha/node"],
+        );
+        check(
+            &first_der(fixture!("changsha-reader.pem")),
+            expect!["spiffe://mid-yangtze/changsha/reader"],
+        );
+        check(
+            &first_der(fixture!("no-spiffe.pem")),
+            expect!["error: certificate has no spiffe:// URI SAN"],
+        );
+        check(
+            &first_der(fixture!("two-spiffe.pem")),
+            expect![
+                "error: certificate has several spiffe:// URI SANs (spiffe://mid-yangtze/changsha/node, spiffe://mid-yangtze/wuhan/node); exactly one is allowed"
+            ],
+        );
+        check(
+            &first_der(fixture!("bad-role.pem")),
+            expect![[
+                r#"error: spiffe id "spiffe://mid-yangtze/changsha/admin": unknown role "admin": expected node, publisher, operator, auditor or reader"#
+            ]],
+        );
+        check(
+            b"not a certificate",
+            expect!["error: certificate is not valid X.509 DER: Parsing Error: NomError(Eof)"],
+        );
+    }
+
+    #[test]
+    fn reports_bad_tls_material() {
+        fn check(result: Result<TlsMaterial, TlsError>, expect: Expect) {
+            expect.assert_eq(&result.unwrap_err().to_string());
+        }
+        let cert = fixture!("changsha-node.pem");
+        let key = fixture!("changsha-node.key");
+        check(
+            TlsMaterial::from_pem(b"", cert, key),
+            expect!["CA certificate (in memory): no PEM certificate in it"],
+        );
+        check(
+            TlsMaterial::from_pem(CA, key, key),
+            expect!["certificate (in memory): no PEM certificate in it"],
+        );
+        check(
+            TlsMaterial::from_pem(CA, cert, cert),
+            expect!["private key (in memory): no PEM private key in it"],
+        );
+        check(
+            TlsMaterial::from_pem(
+                CA,
+                b"-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+                key,
+            ),
+            expect!["certificate (in memory): malformed PEM: InvalidCharacter(33)"],
+        );
+        check(
+            TlsMaterial::load(&TlsFiles {
+                ca_cert: "/nonexistent/ca.pem".into(),
+                cert: "/nonexistent/cert.pem".into(),
+                key: "/nonexistent/key.pem".into(),
+            }),
+            expect![
+                "cannot read CA certificate /nonexistent/ca.pem: No such file or directory (os error 2)"
+            ],
+        );
+        // A key that does not belong to the certificate is caught when the config is built.
+        let mismatched = TlsMaterial::from_pem(CA, cert, fixture!("wuhan-node.key")).unwrap();
+        expect!["server certificate and key: keys may not be consistent: KeyMismatch"]
+            .assert_eq(&server_config(&mismatched).unwrap_err().to_string());
+    }
+
+    #[test]
+    fn derives_server_names_from_addresses() {
+        fn check(addr: &str, expect: Expect) {
+            let actual = match server_name(addr) {
+                Ok(name) => format!("{name:?}"),
+                Err(e) => format!("error: {e}"),
+            };
+            expect.assert_eq(&actual);
+        }
+        check(
+            "127.0.0.1:7001",
+            expect!["IpAddress(V4(Ipv4Addr([127, 0, 0, 1])))"],
+        );
+        check(
+            "[::1]:7001",
+            expect!["IpAddress(V6(Ipv6Addr([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1])))"],
+        );
+        check(
+            "changsha.credex.internal:7001",
+            expect![[r#"DnsName("changsha.credex.internal")"#]],
+        );
+        check(
+            "changsha",
+            expect![[r#"error: address "changsha" is not host:port"#]],
+        );
+        check(
+            "changsha:0",
+            expect![[
+                r#"error: address "changsha:0" has a port that is not a number from 1 to 65535"#
+            ]],
+        );
+        check(
+            "changsha:99999",
+            expect![[
+                r#"error: address "changsha:99999" has a port that is not a number from 1 to 65535"#
+            ]],
+        );
+        check(
+            "[::1]7001",
+            expect![[r#"error: address "[::1]7001" is not [ipv6]:port"#]],
+        );
+        check(
+            "bad host:7001",
+            expect![[
+                r#"error: address "bad host:7001" has a host that is neither an IP address nor a DNS name"#
+            ]],
+        );
+    }
+
+    /// A health server on 127.0.0.1 behind [`serve_incoming`], recording the identity of every
+    /// request's caller as the request extensions show it.
+    struct TestServer {
+        addr: String,
+        seen: Arc<Mutex<Vec<String>>>,
+        shutdown: tokio::sync::oneshot::Sender<()>,
+        task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    }
+
+    impl TestServer {
+        async fn start(material: &TlsMaterial) -> Self {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap().to_string();
+            let incoming = serve_incoming(listener, server_config(material).unwrap());
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let record = seen.clone();
+            let interceptor = move |request: tonic::Request<()>| {
+                let who = peer_identity(&request).map_or("(none)".to_owned(), |id| id.to_string());
+                record.lock().unwrap().push(who);
+                Ok(request)
+            };
+            let (_, health) = tonic_health::server::health_reporter();
+            let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(
+                tonic::transport::Server::builder()
+                    .layer(tonic::service::InterceptorLayer::new(interceptor))
+                    .add_service(health)
+                    .serve_with_incoming_shutdown(incoming, async {
+                        signal.await.ok();
+                    }),
+            );
+            Self {
+                addr,
+                seen,
+                shutdown,
+                task,
+            }
+        }
+
+        async fn stop(self) {
+            self.shutdown.send(()).unwrap();
+            self.task.await.unwrap().unwrap();
+        }
+    }
+
+    async fn health_check(channel: Channel) -> Result<i32, tonic::Status> {
+        let response = HealthClient::new(channel)
+            .check(HealthCheckRequest::default())
+            .await?;
+        Ok(response.into_inner().status)
+    }
+
+    /// Connects and makes one call; the error text of whichever step failed, with the
+    /// server's ephemeral port written as PORT.
+    async fn call(addr: &str, server: &Identity, client: &TlsMaterial) -> Result<i32, String> {
+        let port = addr.rsplit_once(':').unwrap().1;
+        let channel = connect(addr, server, client_config(client).unwrap())
+            .await
+            .map_err(|e| e.to_string().replace(port, "PORT"))?;
+        health_check(channel).await.map_err(|e| error_chain(&e))
+    }
+
+    /// With TLS 1.3 a server rejects a client certificate after the client has finished its
+    /// handshake, so the rejection surfaces at connect or at the first call, depending on which
+    /// reads the server's alert first; either way the alert is the stable part.
+    async fn refusal(addr: &str, server: &Identity, client: &TlsMaterial) -> String {
+        let text = match connect(addr, server, client_config(client).unwrap()).await {
+            Err(e) => e.to_string(),
+            Ok(channel) => error_chain(&health_check(channel).await.unwrap_err()),
+        };
+        tls_alert(&text).unwrap_or(text)
+    }
+
+    /// `received fatal alert: <name>` out of an error text, if it holds one.
+    fn tls_alert(text: &str) -> Option<String> {
+        const ALERT: &str = "received fatal alert: ";
+        let start = text.find(ALERT)? + ALERT.len();
+        let name: String = text[start..]
+            .chars()
+            .take_while(char::is_ascii_alphanumeric)
+            .collect();
+        Some(format!("{ALERT}{name}"))
+    }
+
+    #[tokio::test]
+    async fn serves_mutual_tls_and_exposes_the_client_identity() {
+        let server = TestServer::start(&material(CA, "changsha-node")).await;
+        let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+
+        // A client that sends nothing must not hold up the handshakes of others.
+        let _stalled = TcpStream::connect(&server.addr).await.unwrap();
+
+        let wuhan = material(CA, "wuhan-node");
+        assert_eq!(
+            call(&server.addr, &node("changsha"), &wuhan).await,
+            Ok(serving)
+        );
+        let reader = material(CA, "changsha-reader");
+        assert_eq!(
+            call(&server.addr, &node("changsha"), &reader).await,
+            Ok(serving)
+        );
+
+        // The server is changsha: a client expecting wuhan there refuses it.
+        let refused = call(&server.addr, &node("wuhan"), &wuhan).await;
+        expect!["cannot connect to 127.0.0.1:PORT: server is spiffe://mid-yangtze/changsha/node, expected spiffe://mid-yangtze/wuhan/node"]
+            .assert_eq(&refused.unwrap_err());
+        // A certificate from another CA is refused by the server...
+        let intruder = material(CA, "intruder");
+        expect!["received fatal alert: UnknownCA"]
+            .assert_eq(&refusal(&server.addr, &node("changsha"), &intruder).await);
+        // ...and a client that does not trust the consortium CA refuses the server.
+        let distrustful = material(OTHER_CA, "wuhan-node");
+        let refused = call(&server.addr, &node("changsha"), &distrustful).await;
+        expect!["cannot connect to 127.0.0.1:PORT: tls handshake: invalid peer certificate: UnknownIssuer"]
+            .assert_eq(&refused.unwrap_err());
+
+        // Failed handshakes are skipped, not fatal: the server still serves.
+        assert_eq!(
+            call(&server.addr, &node("changsha"), &wuhan).await,
+            Ok(serving)
+        );
+        expect![[r#"
+            [
+                "spiffe://mid-yangtze/wuhan/node",
+                "spiffe://mid-yangtze/changsha/reader",
+                "spiffe://mid-yangtze/wuhan/node",
+            ]
+        "#]]
+        .assert_debug_eq(&server.seen.lock().unwrap());
+        server.stop().await;
+    }
+}

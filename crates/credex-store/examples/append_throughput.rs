@@ -1,0 +1,98 @@
+//! Catch-up throughput: appends N entries of ~1 KiB to one origin in batches, with a record
+//! index entry each and one flush per batch, as the node does when it syncs a peer's log.
+//! Prints the figure beside the ceiling measured in the same run: sled writing and flushing the
+//! same leaves alone, with no hashing or indexing.
+//!
+//! `cargo run -p credex-store --example append_throughput -- [entries] [batch] [leaf bytes]`
+
+use std::time::{Duration, Instant};
+
+use credex_store::{Store, WriteBatch};
+
+const ORIGIN: &str = "credex/bench/origin";
+
+fn leaf(seq: u64, len: usize) -> Vec<u8> {
+    let mut v = seq.to_be_bytes().to_vec();
+    v.resize(len, (seq % 251) as u8);
+    v
+}
+
+fn arg(n: usize, default: u64) -> u64 {
+    std::env::args()
+        .nth(n)
+        .map_or(default, |a| a.parse().expect("numeric argument"))
+}
+
+fn report(what: &str, entries: u64, bytes: u64, elapsed: Duration) {
+    let secs = elapsed.as_secs_f64();
+    println!(
+        "{what:<28} {entries} entries in {secs:.2} s: {:.0} entries/s, {:.1} MiB/s",
+        entries as f64 / secs,
+        bytes as f64 / secs / (1 << 20) as f64
+    );
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let entries = arg(1, 1_000_000);
+    let batch_size = arg(2, 512);
+    let leaf_len = arg(3, 1024) as usize;
+    let bytes = entries * leaf_len as u64;
+
+    // Ceiling: the same leaves through sled alone, same batching and flushing.
+    let raw_dir = tempfile::tempdir()?;
+    let db = sled::Config::new()
+        .path(raw_dir.path())
+        .mode(sled::Mode::HighThroughput)
+        .open()?;
+    let start = Instant::now();
+    let mut seq = 0;
+    while seq < entries {
+        let mut batch = sled::Batch::default();
+        for s in seq..(seq + batch_size).min(entries) {
+            batch.insert(&s.to_be_bytes()[..], leaf(s, leaf_len));
+        }
+        db.apply_batch(batch)?;
+        db.flush()?;
+        seq += batch_size;
+    }
+    let raw = start.elapsed();
+    drop(db);
+    drop(raw_dir);
+
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path())?;
+    let (mut applying, mut flushing) = (Duration::ZERO, Duration::ZERO);
+    let start = Instant::now();
+    let mut seq = 0;
+    while seq < entries {
+        let mut batch = WriteBatch::new();
+        for s in seq..(seq + batch_size).min(entries) {
+            batch.append(ORIGIN, s, leaf(s, leaf_len)).index_record(
+                ORIGIN,
+                &format!("r{}", s % 100_000),
+                s / 100_000 + 1,
+                s,
+                &[format!("uscc:{}", s % 100_000)],
+            );
+        }
+        let t = Instant::now();
+        store.apply(batch)?;
+        applying += t.elapsed();
+        let t = Instant::now();
+        store.flush()?;
+        flushing += t.elapsed();
+        seq += batch_size;
+    }
+    let ours = start.elapsed();
+
+    report("sled alone (ceiling)", entries, bytes, raw);
+    report("credex-store", entries, bytes, ours);
+    println!(
+        "credex-store: {:.2} s applying, {:.2} s flushing, {:.0}% of the ceiling's rate",
+        applying.as_secs_f64(),
+        flushing.as_secs_f64(),
+        100.0 * raw.as_secs_f64() / ours.as_secs_f64()
+    );
+    assert_eq!(store.origin_state(ORIGIN).size, entries);
+    Ok(())
+}

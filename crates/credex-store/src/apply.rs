@@ -1,0 +1,453 @@
+//! [`Store::apply`]: checks a [`WriteBatch`], computes its tree hashes and roots, and commits it
+//! as one atomic sled batch.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::ops::Range;
+use std::sync::atomic::Ordering;
+
+use credex_core::merkle::{self, Hash};
+use tlog_tiles::tlog::stored_hash_count;
+
+use crate::batch::{Op, QuarantineRecord, WriteBatch};
+use crate::codec::{self, Enc, OriginMeta, RecordValue, or_corrupt};
+use crate::error::StoreError;
+use crate::hashes::{self, Overlay};
+use crate::keys;
+use crate::store::{OriginState, OriginTable, Store};
+
+/// What a successful [`Store::apply`] committed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    /// New state of every origin the batch touched, by name.
+    pub origins: Vec<(String, OriginState)>,
+    /// Change seqs given to the batch's [`WriteBatch::push_change`]s, in order.
+    pub changes: Range<u64>,
+}
+
+impl Store {
+    /// Commits everything in `batch` in one atomic write, or nothing if any operation is refused
+    /// (see [`StoreError`]). Not durable until the next [`Store::flush`]; readers see the batch
+    /// whole or not at all.
+    ///
+    /// Applies are serialised: the store is the only writer of its database and keeps per-origin
+    /// sizes and roots in memory on that basis.
+    pub fn apply(&self, batch: WriteBatch) -> Result<Applied, StoreError> {
+        // The writer state is only replaced after a successful write, so a panic in an earlier
+        // apply cannot have left it half-updated.
+        let mut counters = self.inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if self.inner.poisoned.load(Ordering::Acquire) {
+            return Err(StoreError::Poisoned);
+        }
+        let first_change = self.inner.change_head.load(Ordering::Acquire);
+        let plan = {
+            let table = self.table();
+            let mut plan = Plan {
+                db: &self.inner.db,
+                origins: Origins {
+                    table: &table,
+                    next_id: u32::try_from(table.names.len()).expect("fewer than 2^32 origins"),
+                    pending: HashMap::new(),
+                },
+                records: HashMap::new(),
+                seq_refs: Vec::new(),
+                next_arrival: counters.next_arrival,
+                counts: counters.quarantine_counts.clone(),
+                next_change: first_change,
+                batch: sled::Batch::default(),
+            };
+            for op in batch.ops {
+                plan.op(op)?;
+            }
+            plan.finish()?
+        };
+
+        let mut touched = plan.origins;
+        touched.sort_by_key(|(_, meta, _)| meta.id);
+        {
+            // Held across the sled write so that a reader who has seen any of the batch in
+            // sled (which blocks readers while it applies) then sees origin states at least as
+            // new: sizes and roots never lag data already observed.
+            let mut table = self.table_mut();
+            if let Err(e) = self.inner.db.apply_batch(plan.batch) {
+                self.inner.poisoned.store(true, Ordering::Release);
+                return Err(e.into());
+            }
+            for (name, meta, new) in &touched {
+                if *new {
+                    debug_assert_eq!(table.names.len(), meta.id as usize);
+                    table.names.push(name.clone());
+                }
+                table.by_name.insert(name.clone(), *meta);
+            }
+            self.inner
+                .change_head
+                .store(plan.next_change, Ordering::Release);
+        }
+        counters.next_arrival = plan.next_arrival;
+        counters.quarantine_counts = plan.counts;
+
+        let mut origins: Vec<_> = touched
+            .into_iter()
+            .map(|(name, meta, _)| (name, meta.state))
+            .collect();
+        origins.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(Applied {
+            origins,
+            changes: first_change..plan.next_change,
+        })
+    }
+}
+
+/// A batch being checked and turned into sled writes.
+struct Plan<'a> {
+    db: &'a sled::Db,
+    origins: Origins<'a>,
+    /// Record index values as of this point of the batch; `None` = not indexed.
+    records: HashMap<(u32, String), Option<RecordValue>>,
+    /// Seqs named by index and invalid marks, checked against the final sizes.
+    seq_refs: Vec<SeqRef>,
+    next_arrival: u64,
+    counts: HashMap<String, u64>,
+    next_change: u64,
+    batch: sled::Batch,
+}
+
+struct SeqRef {
+    origin: String,
+    what: &'static str,
+    seq: u64,
+}
+
+/// The batch's view of each origin it touches.
+struct Origins<'a> {
+    table: &'a OriginTable,
+    next_id: u32,
+    pending: HashMap<String, Pending>,
+}
+
+struct Pending {
+    meta: OriginMeta,
+    start: Option<OriginMeta>,
+    /// Stored-hash index of the first hash this batch adds: the count of committed ones.
+    tail_start: u64,
+    /// Tree hashes computed in this batch, from `tail_start` on.
+    tail: Vec<Hash>,
+    /// Size of the latest checkpoint (`None` = none stored), once read.
+    checkpoint_size: Option<Option<u64>>,
+    /// Size of the witness state (`None` = none stored), once read.
+    witness_size: Option<Option<u64>>,
+}
+
+/// What commit needs per touched origin: name, new metadata, newly registered.
+type Touched = (String, OriginMeta, bool);
+
+struct Finished {
+    batch: sled::Batch,
+    origins: Vec<Touched>,
+    next_arrival: u64,
+    counts: HashMap<String, u64>,
+    next_change: u64,
+}
+
+impl Origins<'_> {
+    /// The pending state of `name`, registering a new origin under the next id.
+    fn get(&mut self, name: &str) -> Result<&mut Pending, StoreError> {
+        if !self.pending.contains_key(name) {
+            keys::check_len("origin", name)?;
+            let start = self.table.by_name.get(name).copied();
+            let meta = start.unwrap_or_else(|| {
+                let id = self.next_id;
+                self.next_id += 1;
+                OriginMeta {
+                    id,
+                    state: OriginState::EMPTY,
+                    evidence: 0,
+                }
+            });
+            self.pending.insert(
+                name.to_owned(),
+                Pending {
+                    meta,
+                    start,
+                    tail_start: stored_hash_count(meta.state.size),
+                    tail: Vec::new(),
+                    checkpoint_size: None,
+                    witness_size: None,
+                },
+            );
+        }
+        Ok(self.pending.get_mut(name).expect("inserted above"))
+    }
+}
+
+impl Plan<'_> {
+    fn op(&mut self, op: Op) -> Result<(), StoreError> {
+        match op {
+            Op::Append { origin, seq, leaf } => self.append(&origin, seq, leaf)?,
+            Op::SetCheckpoint { origin, size, note } => {
+                let o = self.origins.get(&origin)?;
+                let id = o.meta.id;
+                let latest = note_size(
+                    self.db,
+                    &mut o.checkpoint_size,
+                    keys::CHECKPOINT,
+                    id,
+                    || format!("latest checkpoint of origin {origin}"),
+                )?;
+                if latest.is_none_or(|l| size >= l) {
+                    self.batch.insert(
+                        &keys::id(keys::CHECKPOINT, id)[..],
+                        codec::encode_sized_note(size, &note),
+                    );
+                    o.checkpoint_size = Some(Some(size));
+                }
+                self.batch
+                    .insert(&keys::id_u64(keys::CHECKPOINT_AT, id, size)[..], note);
+            }
+            Op::SetWitness { origin, size, note } => {
+                let o = self.origins.get(&origin)?;
+                let id = o.meta.id;
+                let stored = note_size(self.db, &mut o.witness_size, keys::WITNESS, id, || {
+                    format!("witness state of origin {origin}")
+                })?;
+                if let Some(stored) = stored.filter(|&s| size < s) {
+                    return Err(StoreError::WitnessRollback {
+                        origin,
+                        stored,
+                        got: size,
+                    });
+                }
+                self.batch.insert(
+                    &keys::id(keys::WITNESS, id)[..],
+                    codec::encode_sized_note(size, &note),
+                );
+                o.witness_size = Some(Some(size));
+            }
+            Op::AddEvidence { origin, evidence } => {
+                let o = self.origins.get(&origin)?;
+                let key = keys::id_u64(keys::EVIDENCE, o.meta.id, o.meta.evidence);
+                self.batch.insert(&key[..], evidence);
+                o.meta.evidence += 1;
+            }
+            Op::MarkForked { origin } => {
+                self.origins.get(&origin)?.meta.state.forked = true;
+            }
+            Op::IndexRecord {
+                origin,
+                record_id,
+                version,
+                seq,
+                subjects,
+            } => self.index_record(origin, record_id, version, seq, subjects)?,
+            Op::MarkInvalid {
+                origin,
+                seq,
+                reason,
+            } => {
+                let id = self.origins.get(&origin)?.meta.id;
+                self.batch
+                    .insert(&keys::id_u64(keys::INVALID, id, seq)[..], reason.as_bytes());
+                self.seq_refs.push(SeqRef {
+                    origin,
+                    what: "invalid mark",
+                    seq,
+                });
+            }
+            Op::Quarantine(record) => self.quarantine(record)?,
+            Op::PutPeer { peer, state } => {
+                keys::check_len("peer name", &peer)?;
+                self.batch.insert(keys::named(keys::PEER, &peer), state);
+            }
+            Op::PushChange(change) => {
+                self.batch
+                    .insert(&keys::u64_key(keys::CHANGE, self.next_change)[..], change);
+                self.next_change += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, origin: &str, seq: u64, leaf: Vec<u8>) -> Result<(), StoreError> {
+        let o = self.origins.get(origin)?;
+        let size = o.meta.state.size;
+        if o.meta.state.forked {
+            return Err(StoreError::Forked {
+                origin: origin.to_owned(),
+            });
+        }
+        if seq != size {
+            return Err(if seq > size {
+                StoreError::Gap {
+                    origin: origin.to_owned(),
+                    expected: size,
+                    got: seq,
+                }
+            } else {
+                StoreError::Conflict {
+                    origin: origin.to_owned(),
+                    seq,
+                    size,
+                }
+            });
+        }
+        let id = o.meta.id;
+        let new = {
+            let overlay = Overlay::new(self.db, id, origin, o.tail_start, &o.tail);
+            merkle::hashes_to_store(seq, &leaf, &overlay).map_err(|e| overlay.into_error(e))?
+        };
+        // The new hashes continue the stored-hash array exactly where the tail ends.
+        let next = o.tail_start + o.tail.len() as u64;
+        if new.first().is_some_and(|(i, _)| *i != next) {
+            return Err(StoreError::corrupt(format!(
+                "origin {origin}: leaf {seq} stores hashes from index {}, expected {next}",
+                new[0].0
+            )));
+        }
+        o.tail.extend(new.into_iter().map(|(_, h)| h));
+        self.batch
+            .insert(&keys::id_u64(keys::LEAF, id, seq)[..], leaf);
+        o.meta.state.size = size + 1;
+        Ok(())
+    }
+
+    fn index_record(
+        &mut self,
+        origin: String,
+        record_id: String,
+        version: u64,
+        seq: u64,
+        mut subjects: Vec<String>,
+    ) -> Result<(), StoreError> {
+        keys::check_len("record id", &record_id)?;
+        for s in &subjects {
+            keys::check_len("subject key", s)?;
+        }
+        let id = self.origins.get(&origin)?.meta.id;
+        self.seq_refs.push(SeqRef {
+            origin: origin.clone(),
+            what: "record index",
+            seq,
+        });
+        let current = match self.records.entry((id, record_id.clone())) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let stored = self.db.get(keys::id_str(keys::RECORD, id, &record_id))?;
+                let stored = match stored {
+                    None => None,
+                    Some(v) => Some(or_corrupt(RecordValue::decode(&v), || {
+                        format!("record index entry of {origin} record {record_id}")
+                    })?),
+                };
+                e.insert(stored)
+            }
+        };
+        if current.as_ref().is_some_and(|c| c.version >= version) {
+            return Ok(());
+        }
+        subjects.sort();
+        subjects.dedup();
+        if let Some(old) = current.as_ref() {
+            for s in old.subjects.iter().filter(|s| !subjects.contains(s)) {
+                self.batch.remove(keys::subject(s, id, &record_id));
+            }
+        }
+        for s in &subjects {
+            self.batch.insert(keys::subject(s, id, &record_id), &[][..]);
+        }
+        let value = RecordValue {
+            version,
+            seq,
+            subjects,
+        };
+        self.batch
+            .insert(keys::id_str(keys::RECORD, id, &record_id), value.encode());
+        *current = Some(value);
+        Ok(())
+    }
+
+    fn quarantine(&mut self, record: QuarantineRecord) -> Result<(), StoreError> {
+        keys::check_len("origin", &record.origin)?;
+        keys::check_len("reason code", &record.reason)?;
+        let arrival = self.next_arrival;
+        self.next_arrival += 1;
+        self.batch.insert(
+            keys::quarantine(&record.origin, record.seq, arrival),
+            record.encode_value(),
+        );
+        self.batch.insert(
+            keys::named(keys::COUNTER, keys::ARRIVAL_COUNTER),
+            Enc::default().u64(self.next_arrival).finish(),
+        );
+        let count = self.counts.entry(record.reason.clone()).or_insert(0);
+        *count += 1;
+        self.batch.insert(
+            keys::named(keys::QUARANTINE_COUNT, &record.reason),
+            Enc::default().u64(*count).finish(),
+        );
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Finished, StoreError> {
+        for r in &self.seq_refs {
+            let size = self.origins.pending[&r.origin].meta.state.size;
+            if r.seq >= size {
+                return Err(StoreError::UnknownSeq {
+                    origin: r.origin.clone(),
+                    what: r.what,
+                    seq: r.seq,
+                    size,
+                });
+            }
+        }
+        let mut origins = Vec::with_capacity(self.origins.pending.len());
+        for (name, mut o) in self.origins.pending {
+            let start_size = o.start.map_or(0, |s| s.state.size);
+            if o.meta.state.size != start_size {
+                let overlay = Overlay::new(self.db, o.meta.id, &name, o.tail_start, &o.tail);
+                o.meta.state.root =
+                    merkle::root(o.meta.state.size, &overlay).map_err(|e| overlay.into_error(e))?;
+                hashes::write_tail(
+                    self.db,
+                    &mut self.batch,
+                    o.meta.id,
+                    &name,
+                    o.tail_start,
+                    &o.tail,
+                )?;
+            }
+            if o.start != Some(o.meta) {
+                self.batch
+                    .insert(keys::named(keys::ORIGIN, &name), o.meta.encode());
+            }
+            origins.push((name, o.meta, o.start.is_none()));
+        }
+        Ok(Finished {
+            batch: self.batch,
+            origins,
+            next_arrival: self.next_arrival,
+            counts: self.counts,
+            next_change: self.next_change,
+        })
+    }
+}
+
+/// The size in the sized note at `prefix ‖ id` (latest checkpoint, witness state), read from
+/// sled at most once per batch through `cache`.
+fn note_size(
+    db: &sled::Db,
+    cache: &mut Option<Option<u64>>,
+    prefix: u8,
+    id: u32,
+    what: impl FnOnce() -> String,
+) -> Result<Option<u64>, StoreError> {
+    if let Some(size) = *cache {
+        return Ok(size);
+    }
+    let size = match db.get(keys::id(prefix, id))? {
+        None => None,
+        Some(v) => Some(or_corrupt(codec::decode_sized_note(&v), what)?.0),
+    };
+    *cache = Some(size);
+    Ok(size)
+}

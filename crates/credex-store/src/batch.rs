@@ -1,0 +1,200 @@
+//! [`WriteBatch`]: everything one applied batch changes, built up by the node and committed by
+//! [`crate::Store::apply`] in one atomic write.
+
+/// A rejected entry kept with the reason it was rejected (DESIGN.md principle 6: never
+/// silently dropped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantineRecord {
+    /// The origin the entry claims; not necessarily a member, so not interned.
+    pub origin: String,
+    /// The seq the entry claims.
+    pub seq: u64,
+    /// Machine-readable reason code (`bad_signature`, `unknown_key`, …); counts are kept per code.
+    pub reason: String,
+    /// Human-readable detail.
+    pub detail: String,
+    /// The leaf bytes exactly as received.
+    pub leaf: Vec<u8>,
+    /// Peer city the entry came from.
+    pub received_from: String,
+    /// Arrival time, Unix milliseconds.
+    pub received_at_ms: u64,
+}
+
+/// One change in a batch, applied in the order it was added.
+#[derive(Debug, Clone)]
+pub(crate) enum Op {
+    Append {
+        origin: String,
+        seq: u64,
+        leaf: Vec<u8>,
+    },
+    SetCheckpoint {
+        origin: String,
+        size: u64,
+        note: Vec<u8>,
+    },
+    SetWitness {
+        origin: String,
+        size: u64,
+        note: Vec<u8>,
+    },
+    AddEvidence {
+        origin: String,
+        evidence: Vec<u8>,
+    },
+    MarkForked {
+        origin: String,
+    },
+    IndexRecord {
+        origin: String,
+        record_id: String,
+        version: u64,
+        seq: u64,
+        subjects: Vec<String>,
+    },
+    MarkInvalid {
+        origin: String,
+        seq: u64,
+        reason: String,
+    },
+    Quarantine(QuarantineRecord),
+    PutPeer {
+        peer: String,
+        state: Vec<u8>,
+    },
+    PushChange(Vec<u8>),
+}
+
+/// Everything one applied batch changes. Operations take effect in the order they were added;
+/// [`crate::Store::apply`] commits all of them or none.
+#[derive(Debug, Clone, Default)]
+pub struct WriteBatch {
+    pub(crate) ops: Vec<Op>,
+}
+
+impl WriteBatch {
+    pub fn new() -> WriteBatch {
+        WriteBatch::default()
+    }
+
+    /// Number of operations added.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Appends `leaf` (the SignedEntry bytes as its origin encoded them) at `seq`. `seq` must be
+    /// exactly the origin's size at that point of the batch, counting earlier appends in it; the
+    /// origin must not be forked.
+    pub fn append(&mut self, origin: &str, seq: u64, leaf: impl Into<Vec<u8>>) -> &mut Self {
+        self.ops.push(Op::Append {
+            origin: origin.to_owned(),
+            seq,
+            leaf: leaf.into(),
+        });
+        self
+    }
+
+    /// Stores a checkpoint note of `origin` at tree size `size` in the history; it also becomes
+    /// the latest unless the latest is larger. A note at a size already held replaces it (a
+    /// checkpoint gathers cosignatures).
+    pub fn set_checkpoint(
+        &mut self,
+        origin: &str,
+        size: u64,
+        note: impl Into<Vec<u8>>,
+    ) -> &mut Self {
+        self.ops.push(Op::SetCheckpoint {
+            origin: origin.to_owned(),
+            size,
+            note: note.into(),
+        });
+        self
+    }
+
+    /// Records the checkpoint of `origin` this node just cosigned as a witness. Refused if it is
+    /// smaller than the one recorded before.
+    pub fn set_witness(&mut self, origin: &str, size: u64, note: impl Into<Vec<u8>>) -> &mut Self {
+        self.ops.push(Op::SetWitness {
+            origin: origin.to_owned(),
+            size,
+            note: note.into(),
+        });
+        self
+    }
+
+    /// Adds one piece of equivocation evidence for `origin`, kept verbatim.
+    pub fn add_evidence(&mut self, origin: &str, evidence: impl Into<Vec<u8>>) -> &mut Self {
+        self.ops.push(Op::AddEvidence {
+            origin: origin.to_owned(),
+            evidence: evidence.into(),
+        });
+        self
+    }
+
+    /// Marks `origin` forked: later appends to it are refused, in this batch and after.
+    pub fn mark_forked(&mut self, origin: &str) -> &mut Self {
+        self.ops.push(Op::MarkForked {
+            origin: origin.to_owned(),
+        });
+        self
+    }
+
+    /// Records that version `version` of `record_id` is the entry at `seq` and is found under
+    /// `subject_keys`. The index keeps the highest version: an equal or lower one is ignored.
+    /// The subject index follows the latest version, so subject keys only an older version had
+    /// are dropped. `seq` must be in the log by the end of the batch.
+    pub fn index_record<S: AsRef<str>>(
+        &mut self,
+        origin: &str,
+        record_id: &str,
+        version: u64,
+        seq: u64,
+        subject_keys: &[S],
+    ) -> &mut Self {
+        self.ops.push(Op::IndexRecord {
+            origin: origin.to_owned(),
+            record_id: record_id.to_owned(),
+            version,
+            seq,
+            subjects: subject_keys.iter().map(|s| s.as_ref().to_owned()).collect(),
+        });
+        self
+    }
+
+    /// Lists the entry at `seq` as invalid (authentic but failing this node's validation).
+    /// `seq` must be in the log by the end of the batch.
+    pub fn mark_invalid(&mut self, origin: &str, seq: u64, reason: &str) -> &mut Self {
+        self.ops.push(Op::MarkInvalid {
+            origin: origin.to_owned(),
+            seq,
+            reason: reason.to_owned(),
+        });
+        self
+    }
+
+    /// Quarantines a rejected entry; the store numbers arrivals and counts reasons.
+    pub fn quarantine(&mut self, record: QuarantineRecord) -> &mut Self {
+        self.ops.push(Op::Quarantine(record));
+        self
+    }
+
+    /// Replaces the opaque state kept for peer city `peer`.
+    pub fn put_peer(&mut self, peer: &str, state: impl Into<Vec<u8>>) -> &mut Self {
+        self.ops.push(Op::PutPeer {
+            peer: peer.to_owned(),
+            state: state.into(),
+        });
+        self
+    }
+
+    /// Appends an opaque view change to the change feed; it gets the next change seq.
+    pub fn push_change(&mut self, change: impl Into<Vec<u8>>) -> &mut Self {
+        self.ops.push(Op::PushChange(change.into()));
+        self
+    }
+}

@@ -1,0 +1,246 @@
+//! Keyspaces of the one sled tree and their key encodings.
+//!
+//! Every key starts with one keyspace byte. Integers are big-endian and fixed width so that
+//! sled's byte order is numeric order and a range scan walks seqs, sizes and change numbers in
+//! order. Origins are interned to a dense `u32` id (the registry maps name → id), so the hot keys
+//! (leaves, tree hashes) are 13 bytes and inline in sled. Strings that are not the last component
+//! of a key carry a `u16` length prefix, which keeps one string from being a prefix of another's
+//! key range.
+
+use crate::error::StoreError;
+
+/// Layout version, the value of the [`FORMAT`] key.
+pub(crate) const FORMAT_VERSION: &str = "credex-store/1";
+
+/// `FORMAT` → [`FORMAT_VERSION`].
+pub(crate) const FORMAT: u8 = 0x00;
+/// `ORIGIN ‖ name` → origin metadata (id, size, root, forked, evidence count).
+pub(crate) const ORIGIN: u8 = 0x01;
+/// `LEAF ‖ id ‖ seq` → the SignedEntry bytes, verbatim.
+pub(crate) const LEAF: u8 = 0x02;
+/// `HASH ‖ id ‖ stored-hash index` → 32-byte tree hash.
+pub(crate) const HASH: u8 = 0x03;
+/// `CHECKPOINT ‖ id` → latest checkpoint: size ‖ note.
+pub(crate) const CHECKPOINT: u8 = 0x04;
+/// `CHECKPOINT_AT ‖ id ‖ size` → checkpoint note.
+pub(crate) const CHECKPOINT_AT: u8 = 0x05;
+/// `WITNESS ‖ id` → last checkpoint this node cosigned: size ‖ note.
+pub(crate) const WITNESS: u8 = 0x06;
+/// `EVIDENCE ‖ id ‖ n` → equivocation evidence blob number n.
+pub(crate) const EVIDENCE: u8 = 0x07;
+/// `RECORD ‖ id ‖ record_id` → latest version, its seq, its subject keys.
+pub(crate) const RECORD: u8 = 0x08;
+/// `SUBJECT ‖ len16 ‖ subject ‖ id ‖ record_id` → empty.
+pub(crate) const SUBJECT: u8 = 0x09;
+/// `INVALID ‖ id ‖ seq` → reason.
+pub(crate) const INVALID: u8 = 0x0a;
+/// `QUARANTINE ‖ len16 ‖ origin ‖ seq ‖ arrival` → quarantine record.
+pub(crate) const QUARANTINE: u8 = 0x0b;
+/// `QUARANTINE_COUNT ‖ reason` → u64 count.
+pub(crate) const QUARANTINE_COUNT: u8 = 0x0c;
+/// `PEER ‖ city` → opaque peer state.
+pub(crate) const PEER: u8 = 0x0d;
+/// `CHANGE ‖ change seq` → opaque view change.
+pub(crate) const CHANGE: u8 = 0x0e;
+/// `COUNTER ‖ name` → u64.
+pub(crate) const COUNTER: u8 = 0x0f;
+
+/// Counter holding the next quarantine arrival number.
+pub(crate) const ARRIVAL_COUNTER: &str = "quarantine-arrival";
+
+/// Longest origin, record id, subject key, reason code or peer name accepted, in bytes. Far
+/// above any real value; it exists so the `u16` length prefixes can never overflow and no
+/// single key grows without bound.
+pub const MAX_NAME_LEN: usize = 1024;
+
+/// Refuses a key component longer than [`MAX_NAME_LEN`].
+pub(crate) fn check_len(what: &'static str, value: &str) -> Result<(), StoreError> {
+    if value.len() <= MAX_NAME_LEN {
+        return Ok(());
+    }
+    let shown: String = value.chars().take(40).collect();
+    Err(StoreError::TooLong {
+        what,
+        value: format!("{shown}…"),
+        len: value.len(),
+        max: MAX_NAME_LEN,
+    })
+}
+
+/// `prefix ‖ name`.
+pub(crate) fn named(prefix: u8, name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + name.len());
+    k.push(prefix);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// `prefix ‖ id`.
+pub(crate) fn id(prefix: u8, id: u32) -> [u8; 5] {
+    let mut k = [0; 5];
+    k[0] = prefix;
+    k[1..].copy_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// `prefix ‖ id ‖ n`.
+pub(crate) fn id_u64(prefix: u8, id: u32, n: u64) -> [u8; 13] {
+    let mut k = [0; 13];
+    k[0] = prefix;
+    k[1..5].copy_from_slice(&id.to_be_bytes());
+    k[5..].copy_from_slice(&n.to_be_bytes());
+    k
+}
+
+/// `prefix ‖ id ‖ s`, with `s` last and so unprefixed.
+pub(crate) fn id_str(prefix: u8, id: u32, s: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(5 + s.len());
+    k.push(prefix);
+    k.extend_from_slice(&id.to_be_bytes());
+    k.extend_from_slice(s.as_bytes());
+    k
+}
+
+/// `prefix ‖ n`.
+pub(crate) fn u64_key(prefix: u8, n: u64) -> [u8; 9] {
+    let mut k = [0; 9];
+    k[0] = prefix;
+    k[1..].copy_from_slice(&n.to_be_bytes());
+    k
+}
+
+/// `prefix ‖ len16 ‖ s`: the scan prefix of everything under one string.
+fn len_prefixed(prefix: u8, s: &str, extra: usize) -> Vec<u8> {
+    debug_assert!(
+        s.len() <= MAX_NAME_LEN,
+        "caller checks key component lengths"
+    );
+    let mut k = Vec::with_capacity(3 + s.len() + extra);
+    k.push(prefix);
+    // Checked against MAX_NAME_LEN before any key is built, so it fits in u16.
+    k.extend_from_slice(&(s.len() as u16).to_be_bytes());
+    k.extend_from_slice(s.as_bytes());
+    k
+}
+
+/// Scan prefix of one subject's index entries.
+pub(crate) fn subject_prefix(subject: &str) -> Vec<u8> {
+    len_prefixed(SUBJECT, subject, 0)
+}
+
+/// One subject index entry.
+pub(crate) fn subject(subject: &str, id: u32, record_id: &str) -> Vec<u8> {
+    let mut k = len_prefixed(SUBJECT, subject, 4 + record_id.len());
+    k.extend_from_slice(&id.to_be_bytes());
+    k.extend_from_slice(record_id.as_bytes());
+    k
+}
+
+/// Splits the `id ‖ record_id` tail off a subject index key whose prefix is `prefix_len` long.
+pub(crate) fn split_subject(key: &[u8], prefix_len: usize) -> Option<(u32, String)> {
+    let tail = key.get(prefix_len..)?;
+    let id = u32::from_be_bytes(tail.get(..4)?.try_into().ok()?);
+    let record_id = String::from_utf8(tail[4..].to_vec()).ok()?;
+    Some((id, record_id))
+}
+
+/// Scan prefix of one origin's quarantine entries.
+pub(crate) fn quarantine_prefix(origin: &str) -> Vec<u8> {
+    len_prefixed(QUARANTINE, origin, 0)
+}
+
+/// One quarantine entry.
+pub(crate) fn quarantine(origin: &str, seq: u64, arrival: u64) -> Vec<u8> {
+    let mut k = len_prefixed(QUARANTINE, origin, 16);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k.extend_from_slice(&arrival.to_be_bytes());
+    k
+}
+
+/// The `(origin, seq, arrival)` of a quarantine key.
+pub(crate) fn split_quarantine(key: &[u8]) -> Option<(String, u64, u64)> {
+    let rest = key.strip_prefix(&[QUARANTINE])?;
+    let len = usize::from(u16::from_be_bytes(rest.get(..2)?.try_into().ok()?));
+    let origin = std::str::from_utf8(rest.get(2..2 + len)?).ok()?.to_owned();
+    let nums = rest.get(2 + len..)?;
+    if nums.len() != 16 {
+        return None;
+    }
+    let seq = u64::from_be_bytes(nums[..8].try_into().ok()?);
+    let arrival = u64::from_be_bytes(nums[8..].try_into().ok()?);
+    Some((origin, seq, arrival))
+}
+
+/// The trailing big-endian `u64` of a fixed-width key.
+pub(crate) fn trailing_u64(key: &[u8]) -> Option<u64> {
+    let start = key.len().checked_sub(8)?;
+    Some(u64::from_be_bytes(key[start..].try_into().ok()?))
+}
+
+/// The smallest key strictly greater than `key`, to start a scan after it.
+pub(crate) fn after(key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 1);
+    k.extend_from_slice(key);
+    k.push(0);
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integer_keys_sort_numerically() {
+        let seqs = [0u64, 1, 255, 256, 65_535, 65_536, 1 << 40, u64::MAX];
+        for pair in seqs.windows(2) {
+            assert!(id_u64(LEAF, 7, pair[0]) < id_u64(LEAF, 7, pair[1]));
+            assert!(u64_key(CHANGE, pair[0]) < u64_key(CHANGE, pair[1]));
+        }
+        // All of origin 7's keys sort before any of origin 8's.
+        assert!(id_u64(LEAF, 7, u64::MAX) < id_u64(LEAF, 8, 0));
+    }
+
+    #[test]
+    fn one_subject_is_never_a_prefix_of_another() {
+        // Without the length prefix "uscc:9" would scan into "uscc:91...".
+        let short = subject_prefix("uscc:9");
+        let long = subject("uscc:91", 0, "r1");
+        assert!(!long.starts_with(&short));
+        assert!(subject("uscc:9", 0, "r1").starts_with(&short));
+    }
+
+    #[test]
+    fn subject_keys_split_back() {
+        let prefix = subject_prefix("id:430102199003077777");
+        let key = subject("id:430102199003077777", 3, "CS-17");
+        assert_eq!(
+            split_subject(&key, prefix.len()),
+            Some((3, "CS-17".to_owned()))
+        );
+    }
+
+    #[test]
+    fn quarantine_keys_split_back() {
+        let key = quarantine("credex/mid-yangtze/wuhan", 42, 7);
+        assert_eq!(
+            split_quarantine(&key),
+            Some(("credex/mid-yangtze/wuhan".to_owned(), 42, 7))
+        );
+        assert!(key.starts_with(&quarantine_prefix("credex/mid-yangtze/wuhan")));
+        assert!(!key.starts_with(&quarantine_prefix("credex/mid-yangtze/wu")));
+        assert_eq!(split_quarantine(&key[..key.len() - 1]), None);
+    }
+
+    #[test]
+    fn overlong_names_are_refused() {
+        assert!(check_len("origin", &"a".repeat(MAX_NAME_LEN)).is_ok());
+        let err = check_len("origin", &"a".repeat(MAX_NAME_LEN + 1)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "origin \"{}…\" is 1025 bytes, longer than the limit of 1024",
+                "a".repeat(40)
+            )
+        );
+    }
+}

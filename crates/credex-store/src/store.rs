@@ -1,0 +1,660 @@
+//! [`Store`]: opening the database, the in-memory origin table, and every reader.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use credex_core::merkle::{self, Hash};
+
+use crate::batch::QuarantineRecord;
+use crate::codec::{self, OriginMeta, RecordValue, or_corrupt};
+use crate::error::StoreError;
+use crate::hashes::OriginHashes;
+use crate::keys;
+
+/// Tuning knobs for [`Store::open_with`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Bytes of sled page cache.
+    pub cache_capacity: u64,
+    /// How long open waits for the database's file lock before reporting
+    /// [`StoreError::Locked`]. Dropping the last [`Store`] does not release the lock at once:
+    /// sled's thread pool lets go of the database a moment later, so a reopen in the same
+    /// process (a restarted node in tests) must wait for it.
+    pub lock_wait: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        // sled's own default is 1 GiB; a node also holds its view in memory, so take less.
+        StoreOptions {
+            cache_capacity: 512 << 20,
+            lock_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The committed state of one origin's log.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OriginState {
+    /// Number of entries; the next append's seq.
+    pub size: u64,
+    /// RFC 6962 root of the first `size` entries.
+    pub root: Hash,
+    /// Equivocation was seen: the log takes no more entries.
+    pub forked: bool,
+}
+
+impl OriginState {
+    /// An origin the store holds nothing of.
+    pub const EMPTY: OriginState = OriginState {
+        size: 0,
+        root: tlog_tiles::tlog::EMPTY_HASH,
+        forked: false,
+    };
+}
+
+/// A checkpoint or witness state: the tree size it is about and the note, verbatim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredNote {
+    pub size: u64,
+    pub note: Vec<u8>,
+}
+
+/// Where the latest indexed version of a record lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordLocation {
+    pub version: u64,
+    pub seq: u64,
+}
+
+/// A record found under a subject key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectHit {
+    pub origin: String,
+    pub record_id: String,
+    pub version: u64,
+    pub seq: u64,
+}
+
+/// A quarantined entry with its arrival number (global, increasing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    pub arrival: u64,
+    pub record: QuarantineRecord,
+}
+
+/// Committed per-origin metadata, mirrored in memory so size and root reads cost no I/O.
+/// Loaded at open, replaced after each successful apply.
+#[derive(Debug, Default)]
+pub(crate) struct OriginTable {
+    pub(crate) by_name: HashMap<String, OriginMeta>,
+    /// Names by interned id; ids are dense from 0.
+    pub(crate) names: Vec<String>,
+}
+
+/// Writer-only state, guarded by the writer mutex held for a whole apply.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) next_arrival: u64,
+    pub(crate) quarantine_counts: HashMap<String, u64>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) db: sled::Db,
+    pub(crate) writer: Mutex<Counters>,
+    pub(crate) origins: RwLock<OriginTable>,
+    /// Seq the next change gets; also the number of changes ever pushed.
+    pub(crate) change_head: AtomicU64,
+    /// Set when sled failed inside `apply_batch`: its in-memory tree may then hold part of a
+    /// batch that recovery would drop, so nothing more is written until a reopen.
+    pub(crate) poisoned: AtomicBool,
+}
+
+/// The node's database: one sled tree with keyspace-prefixed keys. Cheap to clone; all clones
+/// share one database. See the crate docs for the layout and the single-writer contract.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path` with default options.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with(path, &StoreOptions::default())
+    }
+
+    /// Opens (or creates) the store at `path`, checks that every origin's metadata agrees with
+    /// its log and tree, and loads the in-memory tables.
+    pub fn open_with(path: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
+        let db = open_db(path, options)?;
+        check_format(&db)?;
+        let table = load_origins(&db)?;
+        let counters = load_counters(&db)?;
+        let change_head = match db.scan_prefix([keys::CHANGE]).next_back().transpose()? {
+            None => 0,
+            Some((k, _)) => or_corrupt(keys::trailing_u64(&k), || "change feed key".into())?
+                .checked_add(1)
+                .ok_or_else(|| StoreError::corrupt("change feed seq at u64::MAX"))?,
+        };
+        let store = Store {
+            inner: Arc::new(Inner {
+                db,
+                writer: Mutex::new(counters),
+                origins: RwLock::new(table),
+                change_head: AtomicU64::new(change_head),
+                poisoned: AtomicBool::new(false),
+            }),
+        };
+        for (name, state) in store.origins() {
+            store.check_origin(&name, state)?;
+        }
+        Ok(store)
+    }
+
+    /// Cheap consistency check run at open: the log ends exactly at the recorded size and the
+    /// stored tree hashes give the recorded root.
+    fn check_origin(&self, name: &str, state: OriginState) -> Result<(), StoreError> {
+        let last_present = state.size == 0 || self.leaf(name, state.size - 1)?.is_some();
+        if !last_present || self.leaf(name, state.size)?.is_some() {
+            return Err(StoreError::corrupt(format!(
+                "origin {name}: metadata says {} entries, the log disagrees",
+                state.size
+            )));
+        }
+        let root = merkle::root(state.size, &self.hash_reader(name)).map_err(|source| {
+            StoreError::Merkle {
+                origin: name.to_owned(),
+                source,
+            }
+        })?;
+        if root != state.root {
+            return Err(StoreError::corrupt(format!(
+                "origin {name}: stored tree hashes give root {root} at size {}, metadata says {}",
+                state.size, state.root
+            )));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn table(&self) -> RwLockReadGuard<'_, OriginTable> {
+        // The table is replaced wholesale per origin after a successful write, so a panic
+        // elsewhere cannot leave it half-updated; a poisoned lock is still consistent.
+        self.inner.origins.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn table_mut(&self) -> RwLockWriteGuard<'_, OriginTable> {
+        self.inner
+            .origins
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn origin_id(&self, origin: &str) -> Option<u32> {
+        self.table().by_name.get(origin).map(|m| m.id)
+    }
+
+    /// Committed state of `origin`; [`OriginState::EMPTY`] for one the store has never seen.
+    pub fn origin_state(&self, origin: &str) -> OriginState {
+        self.table()
+            .by_name
+            .get(origin)
+            .map_or(OriginState::EMPTY, |m| m.state)
+    }
+
+    /// Every origin the store holds anything of, by name.
+    pub fn origins(&self) -> Vec<(String, OriginState)> {
+        let mut all: Vec<_> = self
+            .table()
+            .by_name
+            .iter()
+            .map(|(name, m)| (name.clone(), m.state))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// The leaf at `seq`, exactly as appended.
+    pub fn leaf(&self, origin: &str, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(id) = self.origin_id(origin) else {
+            return Ok(None);
+        };
+        Ok(self
+            .inner
+            .db
+            .get(keys::id_u64(keys::LEAF, id, seq))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Up to `limit` consecutive leaves from `start`.
+    pub fn leaves(
+        &self,
+        origin: &str,
+        start: u64,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let Some(id) = self.origin_id(origin) else {
+            return Ok(Vec::new());
+        };
+        let from = keys::id_u64(keys::LEAF, id, start);
+        let prefix = keys::id(keys::LEAF, id);
+        let mut out = Vec::new();
+        for (expected, item) in (start..).zip(self.inner.db.range(from..).take(limit)) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            if keys::trailing_u64(&k) != Some(expected) {
+                return Err(StoreError::corrupt(format!(
+                    "origin {origin}: log has a hole at seq {expected}"
+                )));
+            }
+            out.push(v.to_vec());
+        }
+        Ok(out)
+    }
+
+    /// A [`HashReader`](credex_core::merkle::HashReader) over `origin`'s committed tree hashes, for roots and proofs.
+    pub fn hash_reader(&self, origin: &str) -> OriginHashes<'_> {
+        OriginHashes {
+            db: &self.inner.db,
+            id: self.origin_id(origin),
+        }
+    }
+
+    /// The latest (largest) checkpoint stored for `origin`.
+    pub fn checkpoint(&self, origin: &str) -> Result<Option<StoredNote>, StoreError> {
+        self.sized_note(origin, keys::CHECKPOINT, "latest checkpoint")
+    }
+
+    /// The checkpoint stored for `origin` at tree size `size`.
+    pub fn checkpoint_at(&self, origin: &str, size: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(id) = self.origin_id(origin) else {
+            return Ok(None);
+        };
+        Ok(self
+            .inner
+            .db
+            .get(keys::id_u64(keys::CHECKPOINT_AT, id, size))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Up to `limit` stored checkpoints of `origin` with size at least `from_size`, by size.
+    pub fn checkpoints(
+        &self,
+        origin: &str,
+        from_size: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredNote>, StoreError> {
+        let Some(id) = self.origin_id(origin) else {
+            return Ok(Vec::new());
+        };
+        self.scan_u64(&keys::id(keys::CHECKPOINT_AT, id), from_size, limit)?
+            .into_iter()
+            .map(|(size, note)| Ok(StoredNote { size, note }))
+            .collect()
+    }
+
+    /// The last checkpoint of `origin` this node cosigned as a witness.
+    pub fn witness(&self, origin: &str) -> Result<Option<StoredNote>, StoreError> {
+        self.sized_note(origin, keys::WITNESS, "witness state")
+    }
+
+    fn sized_note(
+        &self,
+        origin: &str,
+        prefix: u8,
+        what: &str,
+    ) -> Result<Option<StoredNote>, StoreError> {
+        let Some(id) = self.origin_id(origin) else {
+            return Ok(None);
+        };
+        let Some(v) = self.inner.db.get(keys::id(prefix, id))? else {
+            return Ok(None);
+        };
+        let (size, note) = or_corrupt(codec::decode_sized_note(&v), || {
+            format!("{what} of origin {origin}")
+        })?;
+        Ok(Some(StoredNote { size, note }))
+    }
+
+    /// Every piece of equivocation evidence stored for `origin`, oldest first.
+    pub fn evidence(&self, origin: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+        let Some(id) = self.origin_id(origin) else {
+            return Ok(Vec::new());
+        };
+        Ok(self
+            .scan_u64(&keys::id(keys::EVIDENCE, id), 0, usize::MAX)?
+            .into_iter()
+            .map(|(_, blob)| blob)
+            .collect())
+    }
+
+    /// Latest indexed version of a record and its seq.
+    pub fn record(
+        &self,
+        origin: &str,
+        record_id: &str,
+    ) -> Result<Option<RecordLocation>, StoreError> {
+        let Some(id) = self.origin_id(origin) else {
+            return Ok(None);
+        };
+        let Some(v) = self
+            .inner
+            .db
+            .get(keys::id_str(keys::RECORD, id, record_id))?
+        else {
+            return Ok(None);
+        };
+        let rec = decode_record(&v, origin, record_id)?;
+        Ok(Some(RecordLocation {
+            version: rec.version,
+            seq: rec.seq,
+        }))
+    }
+
+    /// Every record whose latest version is indexed under `subject_key`, by origin id then
+    /// record id.
+    pub fn subject(&self, subject_key: &str) -> Result<Vec<SubjectHit>, StoreError> {
+        if keys::check_len("subject key", subject_key).is_err() {
+            return Ok(Vec::new());
+        }
+        let prefix = keys::subject_prefix(subject_key);
+        let mut hits = Vec::new();
+        for item in self.inner.db.scan_prefix(&prefix) {
+            let (k, _) = item?;
+            let (id, record_id) = or_corrupt(keys::split_subject(&k, prefix.len()), || {
+                format!("subject index key under {subject_key:?}")
+            })?;
+            let origin = self.table().names.get(id as usize).cloned();
+            let origin = or_corrupt(origin, || {
+                format!("subject {subject_key:?} names unknown origin id {id}")
+            })?;
+            let v = self
+                .inner
+                .db
+                .get(keys::id_str(keys::RECORD, id, &record_id))?;
+            let v = or_corrupt(v, || {
+                format!(
+                    "subject {subject_key:?} names record {record_id} of {origin}, which is not indexed"
+                )
+            })?;
+            let rec = decode_record(&v, &origin, &record_id)?;
+            hits.push(SubjectHit {
+                origin,
+                record_id,
+                version: rec.version,
+                seq: rec.seq,
+            });
+        }
+        Ok(hits)
+    }
+
+    /// Why the entry at `seq` is invalid, if it is.
+    pub fn invalid(&self, origin: &str, seq: u64) -> Result<Option<String>, StoreError> {
+        let Some(id) = self.origin_id(origin) else {
+            return Ok(None);
+        };
+        let Some(v) = self.inner.db.get(keys::id_u64(keys::INVALID, id, seq))? else {
+            return Ok(None);
+        };
+        or_corrupt(codec::decode_str(&v).map(Some), || {
+            format!("invalid reason of {origin} seq {seq}")
+        })
+    }
+
+    /// Up to `limit` invalid entries of `origin` from `from_seq`: (seq, reason).
+    pub fn invalid_entries(
+        &self,
+        origin: &str,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, String)>, StoreError> {
+        let Some(id) = self.origin_id(origin) else {
+            return Ok(Vec::new());
+        };
+        self.scan_u64(&keys::id(keys::INVALID, id), from_seq, limit)?
+            .into_iter()
+            .map(|(seq, v)| {
+                let reason = or_corrupt(codec::decode_str(&v), || {
+                    format!("invalid reason of {origin} seq {seq}")
+                })?;
+                Ok((seq, reason))
+            })
+            .collect()
+    }
+
+    /// Up to `limit` quarantined entries, only `origin`'s if given, starting after `after` (the
+    /// last item of the previous page). Entries are grouped by origin (in key order: shorter
+    /// names first), then ordered by seq and arrival.
+    pub fn quarantined(
+        &self,
+        origin: Option<&str>,
+        after: Option<&Quarantined>,
+        limit: usize,
+    ) -> Result<Vec<Quarantined>, StoreError> {
+        let prefix = match origin {
+            Some(o) if keys::check_len("origin", o).is_err() => return Ok(Vec::new()),
+            Some(o) => keys::quarantine_prefix(o),
+            None => vec![keys::QUARANTINE],
+        };
+        let start = match after {
+            Some(q) if keys::check_len("origin", &q.record.origin).is_ok() => {
+                keys::after(&keys::quarantine(&q.record.origin, q.record.seq, q.arrival))
+            }
+            _ => prefix.clone(),
+        };
+        let mut out = Vec::new();
+        for item in self.inner.db.range(start.max(prefix.clone())..) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let (origin, seq, arrival) =
+                or_corrupt(keys::split_quarantine(&k), || "quarantine key".into())?;
+            let record = or_corrupt(QuarantineRecord::decode_value(origin, seq, &v), || {
+                format!("quarantine record {arrival}")
+            })?;
+            out.push(Quarantined { arrival, record });
+        }
+        Ok(out)
+    }
+
+    /// Number of quarantined entries per reason code.
+    pub fn quarantine_counts(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        let mut counts = BTreeMap::new();
+        for item in self.inner.db.scan_prefix([keys::QUARANTINE_COUNT]) {
+            let (k, v) = item?;
+            let reason = or_corrupt(codec::decode_str(&k[1..]), || "quarantine reason".into())?;
+            let n = or_corrupt(codec::decode_u64(&v), || {
+                format!("quarantine count of {reason}")
+            })?;
+            counts.insert(reason, n);
+        }
+        Ok(counts)
+    }
+
+    /// The opaque state kept for peer city `peer`.
+    pub fn peer(&self, peer: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .inner
+            .db
+            .get(keys::named(keys::PEER, peer))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Every peer's opaque state, by peer name.
+    pub fn peers(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.inner
+            .db
+            .scan_prefix([keys::PEER])
+            .map(|item| {
+                let (k, v) = item?;
+                let peer = or_corrupt(codec::decode_str(&k[1..]), || "peer name".into())?;
+                Ok((peer, v.to_vec()))
+            })
+            .collect()
+    }
+
+    /// Up to `limit` view changes from change seq `from`: (change seq, change).
+    pub fn changes(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.scan_u64(&[keys::CHANGE], from, limit)
+    }
+
+    /// The change seq the next pushed change gets: changes `0..change_head()` exist.
+    pub fn change_head(&self) -> u64 {
+        self.inner.change_head.load(Ordering::Acquire)
+    }
+
+    /// Bytes the database occupies on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.inner.db.size_on_disk()?)
+    }
+
+    /// Makes every applied batch durable (fsync). Call once per batch before acknowledging it.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.inner.db.flush()?;
+        Ok(())
+    }
+
+    /// [`Store::flush`] without blocking the caller's thread: sled runs the fsync on its own
+    /// thread pool.
+    pub async fn flush_async(&self) -> Result<(), StoreError> {
+        self.inner.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Scans `prefix ‖ u64` keys from `from`, returning (u64, value).
+    fn scan_u64(
+        &self,
+        prefix: &[u8],
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let mut start = prefix.to_vec();
+        start.extend_from_slice(&from.to_be_bytes());
+        let mut out = Vec::new();
+        for item in self.inner.db.range(start..) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            let n = or_corrupt(
+                keys::trailing_u64(&k).filter(|_| k.len() == prefix.len() + 8),
+                || format!("key {k:?} in keyspace {:#04x}", prefix[0]),
+            )?;
+            out.push((n, v.to_vec()));
+        }
+        Ok(out)
+    }
+}
+
+fn decode_record(v: &[u8], origin: &str, record_id: &str) -> Result<RecordValue, StoreError> {
+    or_corrupt(RecordValue::decode(v), || {
+        format!("record index entry of {origin} record {record_id}")
+    })
+}
+
+fn open_db(path: &Path, options: &StoreOptions) -> Result<sled::Db, StoreError> {
+    let config = sled::Config::new()
+        .path(path)
+        .cache_capacity(options.cache_capacity)
+        .mode(sled::Mode::HighThroughput);
+    let deadline = Instant::now() + options.lock_wait;
+    loop {
+        match config.open() {
+            // sled reports a held lock only as this formatted io error.
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                if Instant::now() >= deadline {
+                    return Err(StoreError::Locked {
+                        path: path.to_owned(),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// Checks the layout version, writing it into a new database.
+fn check_format(db: &sled::Db) -> Result<(), StoreError> {
+    match db.get([keys::FORMAT])? {
+        Some(v) if v == keys::FORMAT_VERSION.as_bytes() => Ok(()),
+        Some(v) => Err(StoreError::UnsupportedFormat {
+            found: String::from_utf8_lossy(&v).into_owned(),
+            expected: keys::FORMAT_VERSION,
+        }),
+        None if db.is_empty() => {
+            db.insert([keys::FORMAT], keys::FORMAT_VERSION.as_bytes())?;
+            db.flush()?;
+            Ok(())
+        }
+        None => Err(StoreError::corrupt(
+            "database has data but no format version",
+        )),
+    }
+}
+
+fn load_origins(db: &sled::Db) -> Result<OriginTable, StoreError> {
+    let mut by_name = HashMap::new();
+    let mut by_id: BTreeMap<u32, String> = BTreeMap::new();
+    for item in db.scan_prefix([keys::ORIGIN]) {
+        let (k, v) = item?;
+        let name = or_corrupt(codec::decode_str(&k[1..]), || "origin name".into())?;
+        let meta = or_corrupt(OriginMeta::decode(&v), || {
+            format!("metadata of origin {name}")
+        })?;
+        if let Some(other) = by_id.insert(meta.id, name.clone()) {
+            return Err(StoreError::corrupt(format!(
+                "origins {other} and {name} share id {}",
+                meta.id
+            )));
+        }
+        by_name.insert(name, meta);
+    }
+    // Ids are handed out densely, so the table can index names by id.
+    if let Some((&last, _)) = by_id.last_key_value()
+        && last as usize + 1 != by_id.len()
+    {
+        return Err(StoreError::corrupt(format!(
+            "origin ids are not dense: {} origins, highest id {last}",
+            by_id.len()
+        )));
+    }
+    Ok(OriginTable {
+        by_name,
+        names: by_id.into_values().collect(),
+    })
+}
+
+fn load_counters(db: &sled::Db) -> Result<Counters, StoreError> {
+    let next_arrival = match db.get(keys::named(keys::COUNTER, keys::ARRIVAL_COUNTER))? {
+        None => 0,
+        Some(v) => or_corrupt(codec::decode_u64(&v), || {
+            "quarantine arrival counter".into()
+        })?,
+    };
+    let mut quarantine_counts = HashMap::new();
+    for item in db.scan_prefix([keys::QUARANTINE_COUNT]) {
+        let (k, v) = item?;
+        let reason = or_corrupt(codec::decode_str(&k[1..]), || "quarantine reason".into())?;
+        let n = or_corrupt(codec::decode_u64(&v), || {
+            format!("quarantine count of {reason}")
+        })?;
+        quarantine_counts.insert(reason, n);
+    }
+    Ok(Counters {
+        next_arrival,
+        quarantine_counts,
+    })
+}

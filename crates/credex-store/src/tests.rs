@@ -1,0 +1,883 @@
+//! Tests of the store through its public API, plus a few that tamper with the sled tree
+//! underneath to check what open detects.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+
+use credex_core::merkle::{self, HashReader, MemoryHashStore};
+use proptest::prelude::*;
+use tempfile::TempDir;
+
+use crate::keys;
+use crate::*;
+
+const CS: &str = "credex/mid-yangtze/changsha";
+const WH: &str = "credex/mid-yangtze/wuhan";
+
+fn temp() -> (TempDir, Store) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(dir.path()).expect("open store");
+    (dir, store)
+}
+
+fn reopen(dir: &TempDir, store: Store) -> Store {
+    drop(store);
+    Store::open(dir.path()).expect("reopen store")
+}
+
+fn leaf(origin: &str, seq: u64) -> Vec<u8> {
+    format!("{origin}#{seq}").into_bytes()
+}
+
+/// Appends `n` leaves to `origin` in one batch.
+fn append(store: &Store, origin: &str, n: u64) -> Applied {
+    let size = store.origin_state(origin).size;
+    let mut batch = WriteBatch::new();
+    for seq in size..size + n {
+        batch.append(origin, seq, leaf(origin, seq));
+    }
+    store.apply(batch).expect("apply appends")
+}
+
+fn memory_tree(origin: &str, size: u64) -> MemoryHashStore {
+    let mut tree = MemoryHashStore::new();
+    for seq in 0..size {
+        tree.append(&leaf(origin, seq)).expect("memory append");
+    }
+    tree
+}
+
+/// Polls a future to completion on this thread.
+fn block_on<F: Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = pin!(f);
+    loop {
+        if let Poll::Ready(out) = f.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
+}
+
+#[test]
+fn store_and_flush_future_are_send_and_sync() {
+    fn send_sync<T: Send + Sync + Clone>(_: &T) {}
+    fn send<T: Send>(_: &T) {}
+    let (_dir, store) = temp();
+    send_sync(&store);
+    let flush = store.flush_async();
+    send(&flush);
+    block_on(flush).expect("flush");
+    store.flush().expect("flush");
+}
+
+#[test]
+fn a_new_store_is_empty() {
+    let (_dir, store) = temp();
+    assert_eq!(store.origin_state(CS), OriginState::EMPTY);
+    assert_eq!(store.origins(), vec![]);
+    assert_eq!(store.leaf(CS, 0).unwrap(), None);
+    assert_eq!(store.leaves(CS, 0, 10).unwrap(), Vec::<Vec<u8>>::new());
+    assert_eq!(store.change_head(), 0);
+    assert_eq!(store.quarantine_counts().unwrap(), BTreeMap::new());
+    assert_eq!(
+        merkle::root(0, &store.hash_reader(CS)).unwrap(),
+        OriginState::EMPTY.root
+    );
+}
+
+#[test]
+fn appended_leaves_read_back_verbatim_with_the_rfc6962_root() {
+    let (dir, store) = temp();
+    let applied = append(&store, CS, 5);
+    let tree = memory_tree(CS, 5);
+    let expected = OriginState {
+        size: 5,
+        root: tree.root(),
+        forked: false,
+    };
+    assert_eq!(applied.origins, vec![(CS.to_owned(), expected)]);
+    assert_eq!(applied.changes, 0..0);
+    assert_eq!(store.origin_state(CS), expected);
+    assert_eq!(store.leaf(CS, 3).unwrap(), Some(leaf(CS, 3)));
+    assert_eq!(store.leaf(CS, 5).unwrap(), None);
+    assert_eq!(
+        store.leaves(CS, 1, 3).unwrap(),
+        vec![leaf(CS, 1), leaf(CS, 2), leaf(CS, 3)]
+    );
+    assert_eq!(store.leaves(CS, 4, 10).unwrap(), vec![leaf(CS, 4)]);
+    assert_eq!(store.leaves(CS, 5, 10).unwrap(), Vec::<Vec<u8>>::new());
+    // Another origin's leaves never leak into this origin's range.
+    append(&store, WH, 2);
+    assert_eq!(store.leaves(CS, 4, 10).unwrap(), vec![leaf(CS, 4)]);
+
+    let store = reopen(&dir, store);
+    assert_eq!(store.origin_state(CS), expected);
+    assert_eq!(store.origin_state(WH).size, 2);
+}
+
+#[test]
+fn stored_hashes_serve_inclusion_and_consistency_proofs() {
+    let (_dir, store) = temp();
+    for n in [1, 6, 1, 13, 64] {
+        append(&store, CS, n);
+    }
+    let state = store.origin_state(CS);
+    let reader = store.hash_reader(CS);
+    for index in [0, 1, 7, 40, 84] {
+        let proof = merkle::inclusion_proof(index, state.size, &reader).unwrap();
+        let leaf_hash = merkle::leaf_hash(&leaf(CS, index));
+        merkle::verify_inclusion(&proof, index, state.size, leaf_hash, state.root).unwrap();
+    }
+    let old = memory_tree(CS, 20).root();
+    let proof = merkle::consistency_proof(20, state.size, &reader).unwrap();
+    merkle::verify_consistency(&proof, 20, old, state.size, state.root).unwrap();
+    // A reader for an unknown origin holds nothing.
+    assert!(merkle::root(1, &store.hash_reader("unknown")).is_err());
+}
+
+#[test]
+fn tree_hashes_spanning_many_pages_match_the_in_memory_tree() {
+    use tlog_tiles::tlog::stored_hash_count;
+    let (dir, store) = temp();
+    // Batches that end inside, exactly at and far past page boundaries (about two hashes per
+    // leaf, 256 hashes per page).
+    for n in [1, 127, 128, 300, 1, 0, 2] {
+        append(&store, CS, n);
+    }
+    let store = reopen(&dir, store);
+    let size = store.origin_state(CS).size;
+    assert_eq!(size, 559);
+    let count = stored_hash_count(size);
+    let all: Vec<u64> = (0..count).collect();
+    let tree = memory_tree(CS, size);
+    assert!(
+        store.hash_reader(CS).read_hashes(&all).unwrap() == tree.read_hashes(&all).unwrap(),
+        "stored hashes differ from the recomputation"
+    );
+    assert!(store.hash_reader(CS).read_hashes(&[count]).is_err());
+    // Every page but the last is full; the last holds exactly the rest.
+    let pages = count.div_ceil(crate::hashes::PAGE);
+    for page in 0..pages {
+        let value = store
+            .inner
+            .db
+            .get(crate::hashes::page_key(0, page))
+            .unwrap()
+            .unwrap();
+        let want = (count - page * crate::hashes::PAGE).min(crate::hashes::PAGE) * 32;
+        assert_eq!(value.len() as u64, want, "page {page}");
+    }
+}
+
+#[test]
+fn appends_must_continue_the_log_exactly() {
+    let (_dir, store) = temp();
+    append(&store, CS, 3);
+    let before = store.origin_state(CS);
+
+    let mut batch = WriteBatch::new();
+    batch.push_change("c").append(CS, 4, leaf(CS, 4));
+    let err = store.apply(batch).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "origin credex/mid-yangtze/changsha: append at seq 4 leaves a gap, the log holds 3 entries"
+    );
+
+    let mut batch = WriteBatch::new();
+    batch
+        .append(CS, 3, leaf(CS, 3))
+        .append(CS, 3, b"other".to_vec());
+    let err = store.apply(batch).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "origin credex/mid-yangtze/changsha: seq 3 is already stored, the log holds 4 entries"
+    );
+
+    // Nothing of a refused batch is written, not even its other operations.
+    assert_eq!(store.origin_state(CS), before);
+    assert_eq!(store.leaf(CS, 3).unwrap(), None);
+    assert_eq!(store.change_head(), 0);
+    assert_eq!(store.changes(0, 10).unwrap(), vec![]);
+}
+
+#[test]
+fn appends_to_several_origins_in_one_batch_each_get_their_own_tree() {
+    let (_dir, store) = temp();
+    let mut batch = WriteBatch::new();
+    for seq in 0..10 {
+        batch.append(CS, seq, leaf(CS, seq));
+        if seq < 4 {
+            batch.append(WH, seq, leaf(WH, seq));
+        }
+    }
+    let applied = store.apply(batch).unwrap();
+    assert_eq!(
+        applied
+            .origins
+            .iter()
+            .map(|(o, s)| (o.as_str(), s.size, s.root))
+            .collect::<Vec<_>>(),
+        vec![
+            (CS, 10, memory_tree(CS, 10).root()),
+            (WH, 4, memory_tree(WH, 4).root()),
+        ]
+    );
+}
+
+#[test]
+fn a_forked_origin_takes_no_more_entries() {
+    let (dir, store) = temp();
+    append(&store, CS, 2);
+    let mut batch = WriteBatch::new();
+    batch.mark_forked(CS).append(CS, 2, leaf(CS, 2));
+    assert!(matches!(
+        store.apply(batch),
+        Err(StoreError::Forked { origin }) if origin == CS
+    ));
+    assert!(!store.origin_state(CS).forked);
+
+    let mut batch = WriteBatch::new();
+    batch.mark_forked(CS);
+    let applied = store.apply(batch).unwrap();
+    assert!(applied.origins[0].1.forked);
+    let store = reopen(&dir, store);
+    let state = store.origin_state(CS);
+    assert!(state.forked);
+    assert_eq!(state.size, 2);
+    let mut batch = WriteBatch::new();
+    batch.append(CS, 2, leaf(CS, 2));
+    assert!(matches!(store.apply(batch), Err(StoreError::Forked { .. })));
+}
+
+#[test]
+fn the_latest_checkpoint_is_the_largest_and_history_keeps_every_size() {
+    let (dir, store) = temp();
+    let mut batch = WriteBatch::new();
+    batch
+        .set_checkpoint(CS, 10, b"cp10".to_vec())
+        .set_checkpoint(CS, 20, b"cp20".to_vec())
+        .set_checkpoint(CS, 15, b"cp15".to_vec());
+    store.apply(batch).unwrap();
+    let note = |size: u64, note: &[u8]| StoredNote {
+        size,
+        note: note.to_vec(),
+    };
+    assert_eq!(store.checkpoint(CS).unwrap(), Some(note(20, b"cp20")));
+    assert_eq!(
+        store.checkpoints(CS, 0, 10).unwrap(),
+        vec![note(10, b"cp10"), note(15, b"cp15"), note(20, b"cp20")]
+    );
+    assert_eq!(
+        store.checkpoints(CS, 11, 1).unwrap(),
+        vec![note(15, b"cp15")]
+    );
+
+    // A later batch below the latest only adds history; one at the latest size replaces it
+    // (more cosignatures).
+    let mut batch = WriteBatch::new();
+    batch
+        .set_checkpoint(CS, 12, b"cp12".to_vec())
+        .set_checkpoint(CS, 20, b"cp20+cosig".to_vec());
+    store.apply(batch).unwrap();
+    let store = reopen(&dir, store);
+    assert_eq!(store.checkpoint(CS).unwrap(), Some(note(20, b"cp20+cosig")));
+    assert_eq!(store.checkpoint_at(CS, 12).unwrap(), Some(b"cp12".to_vec()));
+    assert_eq!(store.checkpoint_at(CS, 13).unwrap(), None);
+    assert_eq!(store.checkpoint(WH).unwrap(), None);
+    // A checkpoint may run ahead of the entries held: the log is still empty.
+    assert_eq!(store.origin_state(CS), OriginState::EMPTY);
+}
+
+#[test]
+fn witness_state_never_goes_back() {
+    let (dir, store) = temp();
+    let mut batch = WriteBatch::new();
+    batch.set_witness(WH, 7, b"w7".to_vec());
+    store.apply(batch).unwrap();
+    let store = reopen(&dir, store);
+
+    let mut batch = WriteBatch::new();
+    batch.set_witness(WH, 6, b"w6".to_vec());
+    let err = store.apply(batch).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "origin credex/mid-yangtze/wuhan: witness state is at size 7, refusing to go back to size 6"
+    );
+
+    let mut batch = WriteBatch::new();
+    batch
+        .set_witness(WH, 7, b"w7 again".to_vec())
+        .set_witness(WH, 9, b"w9".to_vec());
+    store.apply(batch).unwrap();
+    assert_eq!(
+        store.witness(WH).unwrap(),
+        Some(StoredNote {
+            size: 9,
+            note: b"w9".to_vec()
+        })
+    );
+    assert_eq!(store.witness(CS).unwrap(), None);
+}
+
+#[test]
+fn evidence_accumulates_in_arrival_order() {
+    let (dir, store) = temp();
+    let mut batch = WriteBatch::new();
+    batch
+        .add_evidence(WH, b"first".to_vec())
+        .add_evidence(WH, b"second".to_vec());
+    store.apply(batch).unwrap();
+    let store = reopen(&dir, store);
+    let mut batch = WriteBatch::new();
+    batch.add_evidence(WH, b"third".to_vec());
+    store.apply(batch).unwrap();
+    assert_eq!(
+        store.evidence(WH).unwrap(),
+        vec![b"first".to_vec(), b"second".to_vec(), b"third".to_vec()]
+    );
+    assert_eq!(store.evidence(CS).unwrap(), Vec::<Vec<u8>>::new());
+}
+
+#[test]
+fn the_record_index_keeps_the_highest_version() {
+    let (dir, store) = temp();
+    append(&store, CS, 4);
+    let mut batch = WriteBatch::new();
+    batch
+        .index_record(CS, "CS-1", 1, 0, &["uscc:A"])
+        .index_record(CS, "CS-1", 2, 2, &["uscc:A"])
+        // An older or repeated version changes nothing.
+        .index_record(CS, "CS-1", 1, 1, &["uscc:OLD"])
+        .index_record(CS, "CS-1", 2, 3, &["uscc:OLD"]);
+    store.apply(batch).unwrap();
+    let store = reopen(&dir, store);
+    assert_eq!(
+        store.record(CS, "CS-1").unwrap(),
+        Some(RecordLocation { version: 2, seq: 2 })
+    );
+    assert_eq!(store.record(CS, "CS-2").unwrap(), None);
+    assert_eq!(store.record(WH, "CS-1").unwrap(), None);
+    assert_eq!(store.subject("uscc:OLD").unwrap(), vec![]);
+}
+
+#[test]
+fn the_subject_index_follows_each_records_latest_version() {
+    let (_dir, store) = temp();
+    append(&store, CS, 3);
+    append(&store, WH, 1);
+    let mut batch = WriteBatch::new();
+    batch
+        .index_record(CS, "CS-1", 1, 0, &["uscc:A", "id:P"])
+        .index_record(CS, "CS-2", 1, 1, &["uscc:A"])
+        .index_record(WH, "WH-1", 1, 0, &["uscc:A", "uscc:A"]);
+    store.apply(batch).unwrap();
+    let hit = |origin: &str, record_id: &str, version, seq| SubjectHit {
+        origin: origin.to_owned(),
+        record_id: record_id.to_owned(),
+        version,
+        seq,
+    };
+    assert_eq!(
+        store.subject("uscc:A").unwrap(),
+        vec![
+            hit(CS, "CS-1", 1, 0),
+            hit(CS, "CS-2", 1, 1),
+            hit(WH, "WH-1", 1, 0)
+        ]
+    );
+    assert_eq!(store.subject("id:P").unwrap(), vec![hit(CS, "CS-1", 1, 0)]);
+
+    // Version 2 corrects the subject: the old key no longer finds the record.
+    let mut batch = WriteBatch::new();
+    batch.index_record(CS, "CS-1", 2, 2, &["uscc:B", "id:P"]);
+    store.apply(batch).unwrap();
+    assert_eq!(
+        store.subject("uscc:A").unwrap(),
+        vec![hit(CS, "CS-2", 1, 1), hit(WH, "WH-1", 1, 0)]
+    );
+    assert_eq!(
+        store.subject("uscc:B").unwrap(),
+        vec![hit(CS, "CS-1", 2, 2)]
+    );
+    assert_eq!(store.subject("id:P").unwrap(), vec![hit(CS, "CS-1", 2, 2)]);
+    assert_eq!(store.subject("uscc:").unwrap(), vec![]);
+}
+
+#[test]
+fn records_are_listed_in_record_id_order_page_by_page() {
+    let (_dir, store) = temp();
+    append(&store, CS, 3);
+    append(&store, WH, 1);
+    let mut batch = WriteBatch::new();
+    batch
+        .index_record(CS, "CS-2", 1, 0, &["s"])
+        .index_record(CS, "CS-10", 1, 1, &["s"])
+        .index_record(CS, "CS-2", 2, 2, &["s"])
+        .index_record(WH, "WH-1", 1, 0, &["s"]);
+    store.apply(batch).unwrap();
+    let loc = |version, seq| RecordLocation { version, seq };
+    assert_eq!(
+        store.records(CS, None, 10).unwrap(),
+        vec![
+            ("CS-10".to_owned(), loc(1, 1)),
+            ("CS-2".to_owned(), loc(2, 2))
+        ]
+    );
+    assert_eq!(
+        store.records(CS, None, 1).unwrap(),
+        vec![("CS-10".to_owned(), loc(1, 1))]
+    );
+    assert_eq!(
+        store.records(CS, Some("CS-10"), 10).unwrap(),
+        vec![("CS-2".to_owned(), loc(2, 2))]
+    );
+    assert_eq!(store.records(CS, Some("CS-2"), 10).unwrap(), vec![]);
+    assert_eq!(store.records("unknown", None, 10).unwrap(), vec![]);
+}
+
+#[test]
+fn index_and_invalid_marks_must_name_stored_entries() {
+    let (_dir, store) = temp();
+    append(&store, CS, 2);
+    let mut batch = WriteBatch::new();
+    batch.index_record(CS, "CS-1", 1, 2, &["uscc:A"]);
+    assert_eq!(
+        store.apply(batch).unwrap_err().to_string(),
+        "origin credex/mid-yangtze/changsha: record index names seq 2, but the log holds 2 entries"
+    );
+    let mut batch = WriteBatch::new();
+    batch.mark_invalid(WH, 0, "unknown list");
+    assert_eq!(
+        store.apply(batch).unwrap_err().to_string(),
+        "origin credex/mid-yangtze/wuhan: invalid mark names seq 0, but the log holds 0 entries"
+    );
+    // The refused batch registered no origin.
+    assert_eq!(store.origins().len(), 1);
+
+    // An entry appended earlier in the same batch counts.
+    let mut batch = WriteBatch::new();
+    batch
+        .mark_invalid(CS, 2, "category code is empty")
+        .index_record(CS, "CS-1", 1, 2, &["uscc:A"])
+        .append(CS, 2, leaf(CS, 2));
+    store.apply(batch).unwrap();
+    assert_eq!(
+        store.record(CS, "CS-1").unwrap(),
+        Some(RecordLocation { version: 1, seq: 2 })
+    );
+}
+
+#[test]
+fn invalid_entries_are_listed_with_their_reason() {
+    let (_dir, store) = temp();
+    append(&store, CS, 5);
+    let mut batch = WriteBatch::new();
+    batch
+        .mark_invalid(CS, 4, "publication.ends_on: before starts_on")
+        .mark_invalid(CS, 1, "subject.uscc: check character");
+    store.apply(batch).unwrap();
+    assert_eq!(
+        store.invalid(CS, 1).unwrap().as_deref(),
+        Some("subject.uscc: check character")
+    );
+    assert_eq!(store.invalid(CS, 2).unwrap(), None);
+    assert_eq!(
+        store.invalid_entries(CS, 0, 10).unwrap(),
+        vec![
+            (1, "subject.uscc: check character".to_owned()),
+            (4, "publication.ends_on: before starts_on".to_owned())
+        ]
+    );
+    assert_eq!(store.invalid_entries(CS, 2, 10).unwrap().len(), 1);
+}
+
+fn rejected(origin: &str, seq: u64, reason: &str) -> QuarantineRecord {
+    QuarantineRecord {
+        origin: origin.to_owned(),
+        seq,
+        reason: reason.to_owned(),
+        detail: format!("{reason} at {seq}"),
+        leaf: leaf(origin, seq),
+        received_from: "hefei".to_owned(),
+        received_at_ms: 1_760_000_000_000 + seq,
+    }
+}
+
+#[test]
+fn quarantine_keeps_every_rejected_entry_and_counts_reasons() {
+    let (dir, store) = temp();
+    let mut batch = WriteBatch::new();
+    batch
+        .quarantine(rejected(WH, 5, "bad_signature"))
+        .quarantine(rejected(WH, 5, "bad_signature"))
+        .quarantine(rejected("not/a/member", 0, "unknown_origin"));
+    store.apply(batch).unwrap();
+    let store = reopen(&dir, store);
+    let mut batch = WriteBatch::new();
+    batch.quarantine(rejected(CS, 1, "bad_signature"));
+    store.apply(batch).unwrap();
+
+    assert_eq!(
+        store.quarantine_counts().unwrap(),
+        BTreeMap::from([
+            ("bad_signature".to_owned(), 3),
+            ("unknown_origin".to_owned(), 1)
+        ])
+    );
+    let all = store.quarantined(None, None, 100).unwrap();
+    let ids: Vec<_> = all
+        .iter()
+        .map(|q| (q.record.origin.as_str(), q.record.seq, q.arrival))
+        .collect();
+    // Grouped by origin (shorter names first, from the length prefix), then by seq and
+    // arrival; arrival numbers continue across a reopen.
+    assert_eq!(
+        ids,
+        vec![("not/a/member", 0, 2), (WH, 5, 0), (WH, 5, 1), (CS, 1, 3)]
+    );
+    assert_eq!(all[1].record, rejected(WH, 5, "bad_signature"));
+    // Quarantining registers no origin.
+    assert_eq!(store.origins(), vec![]);
+
+    let page = store.quarantined(None, Some(&all[1]), 2).unwrap();
+    assert_eq!(page, all[2..4].to_vec());
+    let wuhan = store.quarantined(Some(WH), None, 100).unwrap();
+    assert_eq!(wuhan, all[1..3].to_vec());
+    assert_eq!(
+        store.quarantined(Some(WH), Some(&all[1]), 100).unwrap(),
+        all[2..3].to_vec()
+    );
+    assert_eq!(
+        store.quarantined(Some("credex"), None, 100).unwrap(),
+        vec![]
+    );
+}
+
+#[test]
+fn peer_state_is_replaced_per_peer() {
+    let (dir, store) = temp();
+    let mut batch = WriteBatch::new();
+    batch
+        .put_peer("wuhan", b"v1".to_vec())
+        .put_peer("hefei", b"h".to_vec())
+        .put_peer("wuhan", b"v2".to_vec());
+    store.apply(batch).unwrap();
+    let store = reopen(&dir, store);
+    assert_eq!(store.peer("wuhan").unwrap(), Some(b"v2".to_vec()));
+    assert_eq!(store.peer("nanchang").unwrap(), None);
+    assert_eq!(
+        store.peers().unwrap(),
+        vec![
+            ("hefei".to_owned(), b"h".to_vec()),
+            ("wuhan".to_owned(), b"v2".to_vec())
+        ]
+    );
+}
+
+#[test]
+fn the_change_feed_numbers_changes_without_gaps() {
+    let (dir, store) = temp();
+    let mut batch = WriteBatch::new();
+    batch.push_change("a").push_change("b");
+    assert_eq!(store.apply(batch).unwrap().changes, 0..2);
+    let store = reopen(&dir, store);
+    assert_eq!(store.change_head(), 2);
+    let mut batch = WriteBatch::new();
+    batch.push_change("c");
+    assert_eq!(store.apply(batch).unwrap().changes, 2..3);
+    assert_eq!(store.apply(WriteBatch::new()).unwrap().changes, 3..3);
+    assert_eq!(
+        store.changes(1, 10).unwrap(),
+        vec![(1, b"b".to_vec()), (2, b"c".to_vec())]
+    );
+    assert_eq!(store.changes(0, 1).unwrap(), vec![(0, b"a".to_vec())]);
+    assert_eq!(store.changes(3, 10).unwrap(), vec![]);
+}
+
+#[test]
+fn origins_are_listed_by_name_and_keep_their_ids_across_reopen() {
+    let (dir, store) = temp();
+    append(&store, WH, 1);
+    append(&store, CS, 2);
+    let store = reopen(&dir, store);
+    append(&store, "credex/mid-yangtze/hefei", 3);
+    let store = reopen(&dir, store);
+    let names: Vec<_> = store
+        .origins()
+        .into_iter()
+        .map(|(n, s)| (n, s.size))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            (CS.to_owned(), 2),
+            ("credex/mid-yangtze/hefei".to_owned(), 3),
+            (WH.to_owned(), 1)
+        ]
+    );
+    assert_eq!(store.leaves(WH, 0, 10).unwrap(), vec![leaf(WH, 0)]);
+}
+
+#[test]
+fn overlong_key_components_are_refused() {
+    let (_dir, store) = temp();
+    let long = "x".repeat(MAX_NAME_LEN + 1);
+    let mut batch = WriteBatch::new();
+    batch.append(&long, 0, b"l".to_vec());
+    assert!(matches!(
+        store.apply(batch),
+        Err(StoreError::TooLong {
+            what: "origin",
+            len: 1025,
+            ..
+        })
+    ));
+    append(&store, CS, 1);
+    let mut batch = WriteBatch::new();
+    batch.index_record(CS, "r", 1, 0, &[long.as_str()]);
+    assert!(matches!(
+        store.apply(batch),
+        Err(StoreError::TooLong {
+            what: "subject key",
+            ..
+        })
+    ));
+    assert_eq!(store.subject(&long).unwrap(), vec![]);
+}
+
+#[test]
+fn a_store_open_elsewhere_is_reported_locked() {
+    let (dir, _store) = temp();
+    let options = StoreOptions {
+        lock_wait: std::time::Duration::from_millis(20),
+        ..StoreOptions::default()
+    };
+    let err = Store::open_with(dir.path(), &options).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "store {} is in use: another process or Store holds its lock",
+            dir.path().display()
+        )
+    );
+}
+
+#[test]
+fn open_refuses_another_layout_version() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.insert([keys::FORMAT], b"credex-store/0".to_vec())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let err = Store::open(dir.path()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "store format is \"credex-store/0\", this build reads \"credex-store/1\""
+    );
+}
+
+#[test]
+fn open_detects_a_log_that_disagrees_with_its_metadata() {
+    let (dir, store) = temp();
+    append(&store, CS, 3);
+    drop(store);
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.remove(keys::id_u64(keys::LEAF, 0, 2)).unwrap();
+        db.flush().unwrap();
+    }
+    let err = Store::open(dir.path()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "store is corrupt: origin credex/mid-yangtze/changsha: metadata says 3 entries, the log disagrees"
+    );
+}
+
+#[test]
+fn open_detects_a_tampered_tree_hash() {
+    let (dir, store) = temp();
+    append(&store, CS, 4);
+    drop(store);
+    {
+        let db = sled::open(dir.path()).unwrap();
+        // Index 6 is the level-2 hash over leaves 0..4, the root of a 4-leaf tree; it sits in
+        // page 0 of origin id 0.
+        let key = crate::hashes::page_key(0, 0);
+        let mut page = db.get(key).unwrap().unwrap().to_vec();
+        assert_eq!(page.len(), 7 * 32);
+        page[6 * 32..].fill(0);
+        db.insert(key, page).unwrap();
+        db.flush().unwrap();
+    }
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(
+        err.to_string().starts_with(
+            "store is corrupt: origin credex/mid-yangtze/changsha: stored tree hashes give root"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn readers_never_see_an_index_ahead_of_the_origin_state() {
+    let (_dir, store) = temp();
+    append(&store, CS, 1);
+    let mut batch = WriteBatch::new();
+    batch.index_record(CS, "r", 1, 0, &["s"]);
+    store.apply(batch).unwrap();
+    let batches = 200u64;
+    let reader = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            let mut checks = 0u64;
+            loop {
+                let loc = store.record(CS, "r").unwrap().expect("indexed");
+                let state = store.origin_state(CS);
+                assert!(
+                    loc.seq < state.size,
+                    "index at {loc:?}, size {}",
+                    state.size
+                );
+                let head = store.change_head();
+                if head > 0 {
+                    assert_eq!(store.changes(head - 1, 1).unwrap().len(), 1);
+                }
+                checks += 1;
+                if loc.version == batches + 1 {
+                    return checks;
+                }
+            }
+        })
+    };
+    for v in 2..=batches + 1 {
+        let seq = store.origin_state(CS).size;
+        let mut batch = WriteBatch::new();
+        batch
+            .append(CS, seq, leaf(CS, seq))
+            .index_record(CS, "r", v, seq, &["s"])
+            .push_change(v.to_be_bytes().to_vec());
+        store.apply(batch).unwrap();
+    }
+    assert!(reader.join().unwrap() > 0);
+}
+
+/// One operation of the model-based property test.
+#[derive(Debug, Clone)]
+enum ModelOp {
+    Append {
+        origin: usize,
+        count: u64,
+    },
+    Index {
+        origin: usize,
+        record: u8,
+        version: u64,
+        subjects: Vec<u8>,
+    },
+}
+
+fn model_op() -> impl Strategy<Value = ModelOp> {
+    prop_oneof![
+        3 => (0..3usize, 0..40u64).prop_map(|(origin, count)| ModelOp::Append { origin, count }),
+        1 => (0..3usize, 0..4u8, 1..5u64, prop::collection::vec(0..4u8, 0..3)).prop_map(
+            |(origin, record, version, subjects)| ModelOp::Index { origin, record, version, subjects }
+        ),
+    ]
+}
+
+const ORIGINS: [&str; 3] = [CS, WH, "credex/mid-yangtze/nanchang"];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Random batch sequences keep every root equal to the recomputed one and the indexes
+    /// equal to a model's, before and after a reopen.
+    #[test]
+    fn random_batches_keep_roots_and_indexes_right(
+        batches in prop::collection::vec(prop::collection::vec(model_op(), 0..6), 1..8)
+    ) {
+        let (dir, mut store) = temp();
+        let mut sizes = [0u64; 3];
+        // (origin, record) → (version, seq, subjects) of the highest version.
+        let mut records: HashMap<(usize, u8), (u64, u64, BTreeSet<u8>)> = HashMap::new();
+        for (i, ops) in batches.iter().enumerate() {
+            let mut batch = WriteBatch::new();
+            let mut next = sizes;
+            let mut model = records.clone();
+            for op in ops {
+                match op {
+                    ModelOp::Append { origin, count } => {
+                        for _ in 0..*count {
+                            batch.append(ORIGINS[*origin], next[*origin], leaf(ORIGINS[*origin], next[*origin]));
+                            next[*origin] += 1;
+                        }
+                    }
+                    ModelOp::Index { origin, record, version, subjects } => {
+                        // Index the newest entry, or an entry that does not exist yet.
+                        let seq = next[*origin].saturating_sub(1);
+                        let keys: Vec<String> = subjects.iter().map(|s| format!("s{s}")).collect();
+                        batch.index_record(ORIGINS[*origin], &format!("r{record}"), *version, seq, &keys);
+                        let key = (*origin, *record);
+                        if model.get(&key).is_none_or(|(v, _, _)| v < version) {
+                            model.insert(key, (*version, seq, subjects.iter().copied().collect()));
+                        }
+                    }
+                }
+            }
+            let refused = ops.iter().any(|op| matches!(op, ModelOp::Index { origin, .. } if next[*origin] == 0));
+            let result = store.apply(batch);
+            if refused {
+                let unknown_seq = matches!(result, Err(StoreError::UnknownSeq { .. }));
+                prop_assert!(unknown_seq, "{result:?}");
+            } else {
+                prop_assert!(result.is_ok(), "{result:?}");
+                sizes = next;
+                records = model;
+            }
+            if i % 3 == 2 {
+                store = reopen(&dir, store);
+            }
+            for (o, origin) in ORIGINS.iter().enumerate() {
+                let state = store.origin_state(origin);
+                prop_assert_eq!(state.size, sizes[o]);
+                prop_assert_eq!(state.root, memory_tree(origin, sizes[o]).root());
+                prop_assert_eq!(merkle::root(state.size, &store.hash_reader(origin)).unwrap(), state.root);
+            }
+            for ((o, r), (version, seq, _)) in &records {
+                prop_assert_eq!(
+                    store.record(ORIGINS[*o], &format!("r{r}")).unwrap(),
+                    Some(RecordLocation { version: *version, seq: *seq })
+                );
+            }
+            for s in 0..4u8 {
+                let mut want: Vec<(String, String)> = records
+                    .iter()
+                    .filter(|(_, (_, _, subjects))| subjects.contains(&s))
+                    .map(|((o, r), _)| (ORIGINS[*o].to_owned(), format!("r{r}")))
+                    .collect();
+                want.sort();
+                let mut got: Vec<(String, String)> = store
+                    .subject(&format!("s{s}"))
+                    .unwrap()
+                    .into_iter()
+                    .map(|h| (h.origin, h.record_id))
+                    .collect();
+                got.sort();
+                prop_assert_eq!(got, want);
+            }
+        }
+    }
+}
