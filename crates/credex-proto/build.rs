@@ -4,8 +4,8 @@ use std::{env, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    let files = ["record.proto", "log.proto", "services.proto"]
-        .map(|f| root.join("credex/v1").join(f));
+    let files =
+        ["record.proto", "log.proto", "services.proto"].map(|f| root.join("credex/v1").join(f));
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }

@@ -113,11 +113,26 @@ mod tests {
     fn parses_calendar_dates_only() {
         check("2026-04-01", expect![["ok 2026-04-01"]]);
         check("2024-02-29", expect![["ok 2024-02-29"]]);
-        check("2026-02-29", expect![[r#"err "2026-02-29" is not a calendar date"#]]);
-        check("2026-13-01", expect![[r#"err "2026-13-01" is not a calendar date"#]]);
-        check("2026-4-1", expect![[r#"err "2026-4-1" is not a date of the form YYYY-MM-DD"#]]);
-        check("20260401", expect![[r#"err "20260401" is not a date of the form YYYY-MM-DD"#]]);
-        check("", expect![[r#"err "" is not a date of the form YYYY-MM-DD"#]]);
+        check(
+            "2026-02-29",
+            expect![[r#"err "2026-02-29" is not a calendar date"#]],
+        );
+        check(
+            "2026-13-01",
+            expect![[r#"err "2026-13-01" is not a calendar date"#]],
+        );
+        check(
+            "2026-4-1",
+            expect![[r#"err "2026-4-1" is not a date of the form YYYY-MM-DD"#]],
+        );
+        check(
+            "20260401",
+            expect![[r#"err "20260401" is not a date of the form YYYY-MM-DD"#]],
+        );
+        check(
+            "",
+            expect![[r#"err "" is not a date of the form YYYY-MM-DD"#]],
+        );
     }
 
     #[test]

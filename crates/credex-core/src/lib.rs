@@ -18,8 +18,8 @@
 pub mod catalogue;
 pub mod date;
 pub mod entry;
-pub mod keys;
 pub mod ident;
+pub mod keys;
 pub mod merkle;
 pub mod note;
 pub mod policy;

@@ -15,7 +15,8 @@ pub mod v1 {
 }
 
 /// The encoded `FileDescriptorSet` of every credex proto file.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/credex_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/credex_descriptor.bin"));
 
 /// The schema version entries carry in `Entry.schema_version`.
 pub const SCHEMA_VERSION: u32 = 1;

@@ -1,0 +1,91 @@
+//! `credexctl list`: records in force in a node's view, filtered by origin, list and
+//! category, one page or all of them.
+
+use anyhow::Result;
+use credex_core::date::{Date, format_date};
+use credex_node::tls::Role;
+use credex_proto::v1::{ListRequest, ViewRecord};
+use serde::Serialize;
+
+use crate::Global;
+use crate::client;
+use credex_cli::json::{self, ViewRecordJson};
+use credex_cli::output::print_json;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only records from this city.
+    #[arg(long, value_name = "CITY")]
+    origin: Option<String>,
+    /// Only this list: red, black, watch or penalty.
+    #[arg(long, value_name = "LIST", value_parser = list_kind)]
+    list: Option<i32>,
+    /// Only this catalogue category, e.g. court.dishonest_debtor.
+    #[arg(long, value_name = "CODE")]
+    category: Option<String>,
+    /// Evaluate the view as of this date (YYYY-MM-DD, UTC+8) instead of today.
+    #[arg(long, value_name = "DATE", value_parser = super::date_arg)]
+    as_of: Option<Date>,
+    /// Records per page (the node caps it at 1000).
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    page_size: u32,
+    /// Continue from the token a previous page ended with.
+    #[arg(long, value_name = "TOKEN", conflicts_with = "all")]
+    page_token: Option<String>,
+    /// Fetch every page.
+    #[arg(long)]
+    all: bool,
+}
+
+fn list_kind(text: &str) -> Result<i32, String> {
+    json::parse_enum(json::LIST_KINDS, text)
+}
+
+#[derive(Debug, Serialize)]
+struct ListJson<'a> {
+    node: &'a str,
+    records: Vec<ViewRecordJson<'a>>,
+    next_page_token: &'a str,
+}
+
+pub async fn run(global: &Global, args: Args) -> Result<()> {
+    let conn = client::connect(global, Role::Reader).await?;
+    let mut request = ListRequest {
+        origin: args.origin.unwrap_or_default(),
+        list: args.list.unwrap_or_default(),
+        category: args.category.unwrap_or_default(),
+        page_size: args.page_size,
+        page_token: args.page_token.unwrap_or_default(),
+        as_of: args.as_of.map(format_date).unwrap_or_default(),
+    };
+    let mut records: Vec<ViewRecord> = Vec::new();
+    let next_page_token = loop {
+        let page = conn
+            .view()
+            .list(conn.request(request.clone()))
+            .await
+            .map_err(|s| conn.rpc_error("View.List", s))?
+            .into_inner();
+        records.extend(page.records);
+        if !args.all || page.next_page_token.is_empty() {
+            break page.next_page_token;
+        }
+        request.page_token = page.next_page_token;
+    };
+    if global.json {
+        return print_json(&ListJson {
+            node: &conn.city,
+            records: records.iter().map(ViewRecordJson::new).collect(),
+            next_page_token: &next_page_token,
+        });
+    }
+    if records.is_empty() {
+        println!("no record in force matches");
+    } else {
+        super::lookup::view_table(&records, true).print();
+    }
+    if !next_page_token.is_empty() {
+        eprintln!("more records: --page-token {next_page_token} (or --all)");
+    }
+    Ok(())
+}

@@ -1,0 +1,236 @@
+//! `credexctl lookup <USCC|ID>`: every record in force for one subject across the cities
+//! this node recognises, and the records about it that are not in force, with the reason.
+
+use anyhow::Result;
+use credex_core::date::{Date, format_date};
+use credex_node::tls::Role;
+use credex_proto::v1::{LookupRequest, LookupResponse, ViewRecord};
+use serde::Serialize;
+
+use crate::Global;
+use crate::client::{self, Connection};
+use credex_cli::json::{self, ExcludedRecordJson, ViewRecordJson};
+use credex_cli::output::{Table, print_json};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A unified social credit code (统一社会信用代码) or resident ID number (居民身份证号码).
+    #[arg(value_name = "USCC|ID")]
+    subject: String,
+    /// Evaluate the view as of this date (YYYY-MM-DD, UTC+8) instead of today.
+    #[arg(long, value_name = "DATE", value_parser = super::date_arg)]
+    as_of: Option<Date>,
+}
+
+pub async fn run(global: &Global, args: Args) -> Result<()> {
+    let conn = client::connect(global, Role::Reader).await?;
+    let response = lookup(&conn, &args.subject, args.as_of).await?;
+    if global.json {
+        print_json(&LookupJson::new(&conn.city, &response))
+    } else {
+        print!("{}", render(&conn.city, &response));
+        Ok(())
+    }
+}
+
+/// Calls View.Lookup.
+pub async fn lookup(
+    conn: &Connection,
+    subject: &str,
+    as_of: Option<Date>,
+) -> Result<LookupResponse> {
+    let request = LookupRequest {
+        subject_id: subject.to_owned(),
+        as_of: as_of.map(format_date).unwrap_or_default(),
+    };
+    let response = conn
+        .view()
+        .lookup(conn.request(request))
+        .await
+        .map_err(|s| conn.rpc_error("View.Lookup", s))?;
+    Ok(response.into_inner())
+}
+
+/// The `--json` document of a lookup.
+#[derive(Debug, Serialize)]
+pub struct LookupJson<'a> {
+    node: &'a str,
+    subject_id: &'a str,
+    as_of: &'a str,
+    in_force: Vec<ViewRecordJson<'a>>,
+    excluded: Vec<ExcludedRecordJson<'a>>,
+}
+
+impl<'a> LookupJson<'a> {
+    pub fn new(node: &'a str, r: &'a LookupResponse) -> Self {
+        Self {
+            node,
+            subject_id: &r.subject_id,
+            as_of: &r.as_of,
+            in_force: r.in_force.iter().map(ViewRecordJson::new).collect(),
+            excluded: r.excluded.iter().map(ExcludedRecordJson::new).collect(),
+        }
+    }
+}
+
+/// A lookup as text: a header line, the records in force and the excluded ones.
+pub fn render(node: &str, r: &LookupResponse) -> String {
+    let name = r
+        .in_force
+        .iter()
+        .find_map(|v| v.record.as_ref()?.subject.as_ref())
+        .map(|s| s.name.as_str());
+    let mut out = format!(
+        "{}{} — view of {node} as of {}\n",
+        r.subject_id,
+        name.map(|n| format!(" {n}")).unwrap_or_default(),
+        r.as_of
+    );
+    if r.in_force.is_empty() {
+        out.push_str("no record in force\n");
+    } else {
+        out.push_str(&format!("{} in force:\n", count(r.in_force.len())));
+        out.push_str(&view_table(&r.in_force, false).render());
+    }
+    if !r.excluded.is_empty() {
+        out.push_str(&format!("{} not in force:\n", count(r.excluded.len())));
+        let mut t = Table::new(&[
+            "ORIGIN", "SEQ", "RECORD", "V", "LIST", "CATEGORY", "REASON", "DETAIL",
+        ])
+        .right(&[1, 3]);
+        for e in &r.excluded {
+            let (origin, seq) = e.provenance.as_ref().map_or(("-".into(), "-".into()), |p| {
+                (p.origin.clone(), p.seq.to_string())
+            });
+            t.row(vec![
+                origin,
+                seq,
+                e.record_id.clone(),
+                e.version.to_string(),
+                json::display_enum(json::LIST_KINDS, e.list),
+                e.category.clone(),
+                json::display_enum(json::EXCLUSION_REASONS, e.reason),
+                e.detail.clone(),
+            ]);
+        }
+        out.push_str(&t.render());
+    }
+    out
+}
+
+fn count(n: usize) -> String {
+    if n == 1 {
+        "1 record".to_owned()
+    } else {
+        format!("{n} records")
+    }
+}
+
+/// View records as a table; `with_subject` adds the subject's name and identifier (for
+/// listings, where rows are about different subjects).
+pub fn view_table(records: &[ViewRecord], with_subject: bool) -> Table {
+    let mut headers = vec![
+        "ORIGIN", "SEQ", "RECORD", "V", "LIST", "SEVERITY", "CATEGORY",
+    ];
+    if with_subject {
+        headers.extend(["SUBJECT", "USCC / ID"]);
+    }
+    headers.extend(["AUTHORITY", "PUBLICATION", "NOTE"]);
+    let mut t = Table::new(&headers).right(&[1, 3]);
+    for v in records {
+        let default = Default::default();
+        let r = v.record.as_ref().unwrap_or(&default);
+        let (origin, seq) = v.provenance.as_ref().map_or(("-".into(), "-".into()), |p| {
+            (p.origin.clone(), p.seq.to_string())
+        });
+        let mut row = vec![
+            origin,
+            seq,
+            r.record_id.clone(),
+            r.version.to_string(),
+            json::display_enum(json::LIST_KINDS, r.list),
+            json::display_enum(json::SEVERITIES, r.severity),
+            r.category.clone(),
+        ];
+        if with_subject {
+            let s = r.subject.clone().unwrap_or_default();
+            let id = if s.uscc.is_empty() {
+                s.id_number
+            } else {
+                s.uscc
+            };
+            row.extend([s.name, id]);
+        }
+        let publication = r
+            .publication
+            .as_ref()
+            .map_or("-".into(), |p| format!("{} – {}", p.starts_on, p.ends_on));
+        let mut notes = Vec::new();
+        if v.under_objection {
+            notes.push("under objection");
+        }
+        if v.unknown_category {
+            notes.push("unknown category");
+        }
+        row.extend([
+            r.authority.as_ref().map_or("-".into(), |a| a.name.clone()),
+            publication,
+            notes.join(", "),
+        ]);
+        t.row(row);
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use credex_cli::city::capitals;
+    use credex_cli::generator::{Generator, JOINT_CHANGSHA_CATEGORY, joint_subject};
+    use credex_core::date::parse_date;
+    use credex_proto::v1::{ExcludedRecord, ExclusionReason, ListKind, Provenance};
+    use expect_test::expect;
+
+    #[test]
+    fn renders_in_force_and_excluded_records() {
+        let today = parse_date("2026-05-20").expect("a date");
+        let record = Generator::new(&capitals()[0], 3, today)
+            .black_listing(joint_subject(), JOINT_CHANGSHA_CATEGORY);
+        let response = LookupResponse {
+            subject_id: "91430100MA4L8Q2K7F".into(),
+            in_force: vec![ViewRecord {
+                record: Some(record),
+                provenance: Some(Provenance {
+                    origin: "changsha".into(),
+                    seq: 12,
+                    checkpoint_size: 40,
+                }),
+                under_objection: false,
+                unknown_category: false,
+            }],
+            excluded: vec![ExcludedRecord {
+                record_id: "wuhan-badfe5258d95d2c1".into(),
+                version: 2,
+                provenance: Some(Provenance {
+                    origin: "wuhan".into(),
+                    seq: 57,
+                    checkpoint_size: 57,
+                }),
+                reason: ExclusionReason::Repaired.into(),
+                detail: "信用修复".into(),
+                list: ListKind::Black.into(),
+                category: "labour.wage_arrears".into(),
+            }],
+            as_of: "2026-05-20".into(),
+        };
+        expect![[r#"
+            91430100MA4L8Q2K7F 长沙市天心区恒通建设工程有限公司 — view of hefei as of 2026-05-20
+            1 record in force:
+            ORIGIN    SEQ  RECORD                     V  LIST   SEVERITY  CATEGORY                AUTHORITY           PUBLICATION              NOTE
+            changsha   12  changsha-c8cca9d64da65acc  1  black  serious   court.dishonest_debtor  长沙市中级人民法院  2026-01-23 – 2027-05-02
+            1 record not in force:
+            ORIGIN  SEQ  RECORD                  V  LIST   CATEGORY             REASON    DETAIL
+            wuhan    57  wuhan-badfe5258d95d2c1  2  black  labour.wage_arrears  repaired  信用修复
+        "#]].assert_eq(&render("hefei", &response));
+    }
+}

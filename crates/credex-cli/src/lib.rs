@@ -1,0 +1,22 @@
+//! credex-cli: the library behind `credexctl`, shared with the cluster tests and benchmarks.
+//!
+//! # Layout
+//! - [`consortium`]: `consortium init`, a whole dev consortium in one folder.
+//! - [`home`]: the consortium folder's layout.
+//! - [`pki`]: the dev CA and certificates (rcgen).
+//! - [`city`]: member cities on the command line; the four capitals.
+//! - [`generator`]: realistic generated credit records.
+//! - [`json`]: the JSON Lines record format of `publish` and `gen`.
+//! - [`output`]: tables and JSON output.
+//! - [`health`]: waiting for nodes to serve.
+//! - [`bench`]: `bench catchup`.
+
+pub mod bench;
+pub mod city;
+pub mod consortium;
+pub mod generator;
+pub mod health;
+pub mod home;
+pub mod json;
+pub mod output;
+pub mod pki;

@@ -1,0 +1,209 @@
+//! Convergence, 奖惩同步 (repair and revocation reach every view), expiry, relaying, restart.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use credex_cli::city::capitals;
+use credex_cli::generator::{self, Generator};
+use credex_core::date::format_date;
+use credex_core::pb;
+
+use crate::sandbox::{Sandbox, start_date, wait_until};
+
+fn revoked(record: &pb::CreditRecord, on: &str) -> pb::CreditRecord {
+    pb::CreditRecord {
+        version: record.version + 1,
+        status: Some(pb::RecordStatus {
+            kind: pb::StatusKind::Revoked.into(),
+            reason: "行政复议决定撤销原处罚决定".to_owned(),
+            effective_on: on.to_owned(),
+        }),
+        ..record.clone()
+    }
+}
+
+fn origins_in_force(view: &pb::LookupResponse) -> Vec<String> {
+    let mut origins: Vec<String> = view
+        .in_force
+        .iter()
+        .filter_map(|r| r.provenance.as_ref().map(|p| p.origin.clone()))
+        .collect();
+    origins.sort();
+    origins
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_cities_converge_and_repair_and_revocation_reach_every_view() -> Result<()> {
+    let sandbox = Sandbox::builder().start().await?;
+    let today = start_date();
+    let joint = generator::joint_subject();
+    let mut expected = BTreeMap::new();
+    let mut joint_records = BTreeMap::new();
+    for (i, city) in capitals().iter().enumerate() {
+        let mut generator = Generator::new(city, 7, today);
+        let mut records: Vec<pb::CreditRecord> = (0..20).map(|_| generator.record()).collect();
+        let category = match city.id.as_str() {
+            "changsha" => Some(generator::JOINT_CHANGSHA_CATEGORY),
+            "wuhan" => Some(generator::JOINT_WUHAN_CATEGORY),
+            _ => None,
+        };
+        if let Some(category) = category {
+            let record = generator.black_listing(joint.clone(), category);
+            joint_records.insert(city.id.clone(), record.clone());
+            records.push(record);
+        }
+        let n = records.len() as u64;
+        let response = sandbox.publish(&city.id, records).await?;
+        assert_eq!(
+            response.tree_size, n,
+            "city {i} published into an empty log"
+        );
+        expected.insert(city.id.clone(), n);
+    }
+    sandbox.wait_converged(&expected).await?;
+
+    for city in sandbox.running() {
+        let view = sandbox.lookup(city, &joint.uscc).await?;
+        assert_eq!(
+            origins_in_force(&view),
+            ["changsha", "wuhan"],
+            "{city} sees both listings"
+        );
+    }
+
+    // Wuhan repairs its record: it leaves every view.
+    let repaired = generator::repaired(&joint_records["wuhan"], today);
+    sandbox.publish("wuhan", vec![repaired]).await?;
+    for city in sandbox.running() {
+        wait_until(&format!("{city} drops the repaired record"), || async {
+            Ok(origins_in_force(&sandbox.lookup(city, &joint.uscc).await?) == ["changsha"])
+        })
+        .await?;
+        let view = sandbox.lookup(city, &joint.uscc).await?;
+        let excluded: Vec<(String, i32)> = view
+            .excluded
+            .iter()
+            .map(|e| (e.provenance.clone().unwrap_or_default().origin, e.reason))
+            .collect();
+        assert_eq!(
+            excluded,
+            [("wuhan".to_owned(), pb::ExclusionReason::Repaired as i32)]
+        );
+    }
+
+    // Changsha's decision is annulled: revoked everywhere too.
+    let revocation = revoked(&joint_records["changsha"], &format_date(today));
+    sandbox.publish("changsha", vec![revocation]).await?;
+    for city in sandbox.running() {
+        wait_until(&format!("{city} drops the revoked record"), || async {
+            Ok(sandbox.lookup(city, &joint.uscc).await?.in_force.is_empty())
+        })
+        .await?;
+    }
+    // Every node agrees on every log, byte for byte (same roots in every status).
+    let status = sandbox.status("hefei").await?;
+    assert!(
+        status.quarantine.is_empty(),
+        "nothing quarantined: {:?}",
+        status.quarantine
+    );
+    assert_eq!(status.invalid_entries, 0);
+    sandbox.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn expiry_follows_the_injected_clock() -> Result<()> {
+    let cities = capitals()[..2].to_vec();
+    let sandbox = Sandbox::builder().cities(cities.clone()).start().await?;
+    let today = start_date();
+    let mut generator = Generator::new(&cities[0], 11, today);
+    let mut record = generator.record();
+    let publication = record.publication.get_or_insert_default();
+    publication.starts_on = format_date(today);
+    publication.ends_on = format_date(today + chrono::Days::new(10));
+    let subject = {
+        let s = record.subject.clone().unwrap_or_default();
+        if s.uscc.is_empty() {
+            s.id_number
+        } else {
+            s.uscc
+        }
+    };
+    sandbox.publish("changsha", vec![record]).await?;
+    sandbox
+        .wait_converged(&BTreeMap::from([("changsha".to_owned(), 1)]))
+        .await?;
+    for city in ["changsha", "wuhan"] {
+        assert_eq!(
+            sandbox.lookup(city, &subject).await?.in_force.len(),
+            1,
+            "{city}: in force on the last day but ten"
+        );
+    }
+    // The last day of publication is still in force; the day after is not.
+    sandbox.clock.set_date(today + chrono::Days::new(10));
+    assert_eq!(sandbox.lookup("wuhan", &subject).await?.in_force.len(), 1);
+    sandbox.clock.set_date(today + chrono::Days::new(11));
+    for city in ["changsha", "wuhan"] {
+        let view = sandbox.lookup(city, &subject).await?;
+        assert!(view.in_force.is_empty(), "{city}: expired");
+        assert_eq!(view.excluded[0].reason, pb::ExclusionReason::Expired as i32);
+    }
+    sandbox.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cities_without_a_direct_link_converge_through_relaying() -> Result<()> {
+    let cities = capitals()[..3].to_vec();
+    let sandbox = Sandbox::builder()
+        .cities(cities.clone())
+        .without_link("changsha", "wuhan")
+        .start()
+        .await?;
+    let today = start_date();
+    let mut expected = BTreeMap::new();
+    for city in &cities {
+        let mut generator = Generator::new(city, 3, today);
+        let records: Vec<_> = (0..30).map(|_| generator.record()).collect();
+        sandbox.publish(&city.id, records).await?;
+        expected.insert(city.id.clone(), 30);
+    }
+    sandbox.wait_converged(&expected).await?;
+    let status = sandbox.status("wuhan").await?;
+    let peers: Vec<&str> = status.peers.iter().map(|p| p.city.as_str()).collect();
+    assert_eq!(
+        peers,
+        ["hefei"],
+        "wuhan has no link to changsha, yet holds its log"
+    );
+    sandbox.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_node_resumes_where_it_was() -> Result<()> {
+    let cities = capitals()[..2].to_vec();
+    let mut sandbox = Sandbox::builder().cities(cities.clone()).start().await?;
+    let today = start_date();
+    let mut generator = Generator::new(&cities[0], 5, today);
+    sandbox
+        .publish("changsha", (0..50).map(|_| generator.record()).collect())
+        .await?;
+    sandbox
+        .wait_converged(&BTreeMap::from([("changsha".to_owned(), 50)]))
+        .await?;
+    sandbox.stop_node("wuhan").await?;
+    sandbox
+        .publish("changsha", (0..50).map(|_| generator.record()).collect())
+        .await?;
+    sandbox.start_node("wuhan").await?;
+    // Resumed from its store: it already holds the first 50 the moment it is back.
+    let sizes = sandbox.sizes("wuhan").await?;
+    assert!(
+        sizes["changsha"] >= 50,
+        "wuhan kept its log across the restart: {sizes:?}"
+    );
+    sandbox
+        .wait_converged(&BTreeMap::from([("changsha".to_owned(), 100)]))
+        .await?;
+    sandbox.shutdown().await
+}

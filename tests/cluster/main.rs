@@ -1,0 +1,8 @@
+//! Cluster tests: credex nodes through the real gRPC + mutual TLS stack and real stores.
+//! One binary; the sandbox in [`sandbox`] starts the nodes.
+
+mod catchup;
+mod convergence;
+mod sandbox;
+mod security;
+mod tampering;

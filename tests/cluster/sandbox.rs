@@ -1,0 +1,310 @@
+//! The cluster sandbox: a consortium in a temp folder and N `credexd` nodes run in-process
+//! through `credex_node::server::run_with_clock` — the real gRPC + mutual TLS stack and real
+//! sled stores — on ports bound before any node starts, with one injected clock.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use credex_cli::city::CitySpec;
+use credex_cli::home::Home;
+use credex_core::date::{Date, FixedClock, parse_date};
+use credex_core::pb;
+use credex_node::config::Config;
+use credex_node::server::{self, Listeners};
+use credex_node::tls::{self, Identity, Role, TlsFiles};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+/// How long any condition may take before a test fails.
+pub const DEADLINE: Duration = Duration::from_secs(180);
+
+/// The date the sandbox clock starts at (noon, UTC+8).
+pub fn start_date() -> Date {
+    parse_date("2026-11-23").expect("a date")
+}
+
+struct RunningNode {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<()>>,
+}
+
+/// A running consortium.
+pub struct Sandbox {
+    _dir: tempfile::TempDir,
+    pub home: Home,
+    pub clock: Arc<FixedClock>,
+    addrs: BTreeMap<String, SocketAddr>,
+    /// city → the peers it syncs with.
+    links: BTreeMap<String, Vec<String>>,
+    nodes: BTreeMap<String, RunningNode>,
+}
+
+/// Builds a [`Sandbox`].
+#[derive(Default)]
+pub struct SandboxBuilder {
+    cities: Option<Vec<CitySpec>>,
+    cut: Vec<(String, String)>,
+    stopped: Vec<String>,
+}
+
+impl SandboxBuilder {
+    /// The member cities (default: the four capitals).
+    pub fn cities(mut self, cities: Vec<CitySpec>) -> Self {
+        self.cities = Some(cities);
+        self
+    }
+
+    /// Removes the direct link between two cities from both their configs.
+    pub fn without_link(mut self, a: &str, b: &str) -> Self {
+        self.cut.push((a.to_owned(), b.to_owned()));
+        self
+    }
+
+    /// Creates `city`'s node but does not start it.
+    pub fn stopped(mut self, city: &str) -> Self {
+        self.stopped.push(city.to_owned());
+        self
+    }
+
+    pub async fn start(self) -> Result<Sandbox> {
+        let cities = self.cities.unwrap_or_else(credex_cli::city::capitals);
+        let dir = tempfile::tempdir()?;
+        let home = credex_cli::consortium::init(&credex_cli::consortium::InitOptions {
+            out: dir.path().join("consortium"),
+            name: "mid-yangtze".to_owned(),
+            cities: cities.clone(),
+            host: "127.0.0.1".to_owned(),
+            base_port: 7100,
+        })?;
+        let mut listeners = BTreeMap::new();
+        let mut addrs = BTreeMap::new();
+        for city in &cities {
+            let listener = TcpListener::bind("127.0.0.1:0").await?;
+            addrs.insert(city.id.clone(), listener.local_addr()?);
+            listeners.insert(city.id.clone(), listener);
+        }
+        let mut links = BTreeMap::new();
+        for city in &cities {
+            let peers: Vec<String> = cities
+                .iter()
+                .map(|c| c.id.clone())
+                .filter(|p| *p != city.id)
+                .filter(|p| {
+                    !self
+                        .cut
+                        .iter()
+                        .any(|(a, b)| (a == &city.id && b == p) || (b == &city.id && a == p))
+                })
+                .collect();
+            links.insert(city.id.clone(), peers);
+        }
+        let mut sandbox = Sandbox {
+            _dir: dir,
+            home,
+            clock: Arc::new(FixedClock::at_date(start_date())),
+            addrs,
+            links,
+            nodes: BTreeMap::new(),
+        };
+        for (city, listener) in listeners {
+            if !self.stopped.contains(&city) {
+                sandbox.start_on(&city, listener).await?;
+            }
+        }
+        Ok(sandbox)
+    }
+}
+
+impl Sandbox {
+    pub fn builder() -> SandboxBuilder {
+        SandboxBuilder::default()
+    }
+
+    /// The config `city`'s node runs with: its own file, with the sandbox's ports and links.
+    pub fn config(&self, city: &str) -> Result<Config> {
+        let peers: Vec<String> = self.links[city]
+            .iter()
+            .map(|p| format!("{p}={}", self.addrs[p]))
+            .collect();
+        let env = HashMap::from([
+            ("CREDEX_LISTEN".to_owned(), self.addrs[city].to_string()),
+            ("CREDEX_PEERS".to_owned(), peers.join(",")),
+            ("CREDEX_METRICS_LISTEN".to_owned(), String::new()),
+        ]);
+        let mut config = Config::load(&self.home.node_config(city), &env)?;
+        // Quick reconnects: tests restart nodes and wait for the others to notice.
+        config.sync.reconnect_backoff_min_ms = 50;
+        config.sync.reconnect_backoff_max_ms = 500;
+        Ok(config)
+    }
+
+    async fn start_on(&mut self, city: &str, listener: TcpListener) -> Result<()> {
+        let config = self.config(city)?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let clock = self.clock.clone();
+        let task = tokio::spawn(async move {
+            let listeners = Listeners {
+                grpc: listener,
+                metrics: None,
+            };
+            server::run_with_clock(config, listeners, clock, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        self.nodes
+            .insert(city.to_owned(), RunningNode { stop, task });
+        self.wait_healthy(city).await
+    }
+
+    /// Starts (or restarts) `city`'s node on its address.
+    pub async fn start_node(&mut self, city: &str) -> Result<()> {
+        let listener = TcpListener::bind(self.addrs[city])
+            .await
+            .with_context(|| format!("rebinding {city}'s port"))?;
+        self.start_on(city, listener).await
+    }
+
+    /// Stops `city`'s node gracefully and waits until it has flushed and closed its store.
+    pub async fn stop_node(&mut self, city: &str) -> Result<()> {
+        let node = self.nodes.remove(city).context("node is not running")?;
+        let _ = node.stop.send(());
+        tokio::time::timeout(DEADLINE, node.task)
+            .await
+            .context("node did not stop in time")??
+    }
+
+    /// Replaces the peers `city` syncs with, from its next start on.
+    pub fn set_links(&mut self, city: &str, peers: &[&str]) {
+        self.links.insert(
+            city.to_owned(),
+            peers.iter().map(|p| (*p).to_owned()).collect(),
+        );
+    }
+
+    pub fn addr(&self, city: &str) -> SocketAddr {
+        self.addrs[city]
+    }
+
+    /// A channel to `city`'s node as `role` of `as_city`.
+    pub async fn channel_as(&self, city: &str, as_city: &str, role: Role) -> Result<Channel> {
+        let files = TlsFiles {
+            ca_cert: self.home.ca_cert(),
+            cert: self.home.cert(as_city, role),
+            key: self.home.key(as_city, role),
+        };
+        self.channel_with(city, &files).await
+    }
+
+    /// A channel to `city`'s node with the given TLS files.
+    pub async fn channel_with(&self, city: &str, files: &TlsFiles) -> Result<Channel> {
+        let tls = tls::load_client_config(files)?;
+        let server = Identity::new("mid-yangtze", city, Role::Node)?;
+        Ok(tls::connect(&self.addrs[city].to_string(), &server, tls).await?)
+    }
+
+    pub async fn channel(&self, city: &str, role: Role) -> Result<Channel> {
+        self.channel_as(city, city, role).await
+    }
+
+    async fn wait_healthy(&self, city: &str) -> Result<()> {
+        wait_until(&format!("{city} serving"), || async {
+            Ok(self.status(city).await.is_ok())
+        })
+        .await
+    }
+
+    pub async fn publish(
+        &self,
+        city: &str,
+        records: Vec<pb::CreditRecord>,
+    ) -> Result<pb::PublishResponse> {
+        let mut client =
+            pb::publisher_client::PublisherClient::new(self.channel(city, Role::Publisher).await?)
+                .max_encoding_message_size(64 << 20);
+        Ok(client
+            .publish(pb::PublishRequest { records })
+            .await?
+            .into_inner())
+    }
+
+    pub async fn lookup(&self, city: &str, subject: &str) -> Result<pb::LookupResponse> {
+        let mut client = pb::view_client::ViewClient::new(self.channel(city, Role::Reader).await?);
+        let request = pb::LookupRequest {
+            subject_id: subject.to_owned(),
+            as_of: String::new(),
+        };
+        Ok(client.lookup(request).await?.into_inner())
+    }
+
+    pub async fn status(&self, city: &str) -> Result<pb::StatusResponse> {
+        let mut client =
+            pb::operator_client::OperatorClient::new(self.channel(city, Role::Operator).await?);
+        Ok(client.status(pb::StatusRequest {}).await?.into_inner())
+    }
+
+    /// The log sizes `city` holds, by origin.
+    pub async fn sizes(&self, city: &str) -> Result<BTreeMap<String, u64>> {
+        Ok(self
+            .status(city)
+            .await?
+            .origins
+            .into_iter()
+            .map(|o| (o.origin, o.local_size))
+            .collect())
+    }
+
+    /// Waits until every running node holds `expected` entries of every origin listed.
+    pub async fn wait_converged(&self, expected: &BTreeMap<String, u64>) -> Result<()> {
+        for city in self.nodes.keys() {
+            wait_until(&format!("{city} holds {expected:?}"), || async {
+                let sizes = self.sizes(city).await?;
+                Ok(expected.iter().all(|(o, n)| sizes.get(o) == Some(n)))
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    pub fn running(&self) -> impl Iterator<Item = &str> {
+        self.nodes.keys().map(String::as_str)
+    }
+
+    /// Stops every node.
+    pub async fn shutdown(mut self) -> Result<()> {
+        let cities: Vec<String> = self.nodes.keys().cloned().collect();
+        for city in cities {
+            self.stop_node(&city).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Polls `condition` until it holds, failing after [`DEADLINE`]. Errors inside the condition
+/// (a node still starting, say) count as "not yet".
+pub async fn wait_until<F, Fut>(what: &str, mut condition: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<bool>>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut last_error = String::new();
+    loop {
+        match condition().await {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => last_error = format!("{e:#}"),
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("timed out waiting for: {what} (last error: {last_error})");
+        }
+        // Polling interval of a condition wait, not synchronisation by sleeping.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,1 @@
+//! The cluster tests live in `cluster/`; this crate has no library code.
