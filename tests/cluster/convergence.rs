@@ -61,6 +61,19 @@ async fn four_cities_converge_and_repair_and_revocation_reach_every_view() -> Re
         expected.insert(city.id.clone(), n);
     }
     sandbox.wait_converged(&expected).await?;
+    // Every origin's newest checkpoint is cosigned by the three other cities' witnesses, and
+    // the cosigned note reaches every node: published (2) and final (all peers).
+    for city in sandbox.running() {
+        wait_until(&format!("{city} holds final checkpoints"), || async {
+            let status = sandbox.status(city).await?;
+            Ok(status.origins.iter().all(|o| {
+                o.cosignatures == 3
+                    && o.final_size == expected[&o.origin]
+                    && o.published_size == o.final_size
+            }))
+        })
+        .await?;
+    }
 
     for city in sandbox.running() {
         let view = sandbox.lookup(city, &joint.uscc).await?;

@@ -3,6 +3,7 @@
 
 mod catchup;
 mod convergence;
+mod equivocation;
 mod sandbox;
 mod security;
 mod tampering;

@@ -103,6 +103,8 @@ pub struct Engine {
     best_seen: Mutex<BTreeMap<String, u64>>,
     /// Checkpoints ahead of the local log, checked when their entries arrive.
     pending: Mutex<checkpoints::Pending>,
+    /// When this node stored each origin's newest checkpoint (size, Unix ms), for its age.
+    checkpoint_times: Mutex<BTreeMap<String, (u64, i64)>>,
     pub batch_max_entries: usize,
     pub batch_max_delay: std::time::Duration,
 }
@@ -143,6 +145,7 @@ impl Engine {
             advanced: watch::channel(frontiers).0,
             best_seen: Mutex::new(BTreeMap::new()),
             pending: Mutex::new(BTreeMap::new()),
+            checkpoint_times: Mutex::new(BTreeMap::new()),
             batch_max_entries: parts.batch_max_entries.max(1),
             batch_max_delay: parts.batch_max_delay,
         };
@@ -182,6 +185,31 @@ impl Engine {
             .copied()
             .unwrap_or(0);
         local.max(seen)
+    }
+
+    /// Notes that a checkpoint of `origin` at `size` was stored now (a larger size only).
+    fn note_checkpoint_stored(&self, origin: &str, size: u64) {
+        let now = self.clock.now_millis();
+        let mut times = self
+            .checkpoint_times
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let e = times.entry(origin.to_owned()).or_insert((size, now));
+        if size > e.0 {
+            *e = (size, now);
+        }
+    }
+
+    /// When the newest checkpoint of `origin` at `size` was stored, if this process saw it.
+    fn checkpoint_stored_at(&self, origin: &str, size: u64) -> Option<i64> {
+        let times = self
+            .checkpoint_times
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        times
+            .get(origin)
+            .filter(|(s, _)| *s == size)
+            .map(|(_, t)| *t)
     }
 
     fn note_seen(&self, origin: &str, size: u64) {

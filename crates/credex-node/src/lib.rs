@@ -7,6 +7,7 @@
 //! - [`auth`]: per-RPC authorisation.
 //! - [`engine`]: the domain service — receive path, publishing, checkpoints, witness, view,
 //!   proofs — with no gRPC types.
+//! - [`cosign`]: collecting witnesses' cosignatures for this city's checkpoints.
 //! - [`sync`]: Exchange.Sync, serving and pulling, with reconnect and a verification pipeline.
 //! - [`service`]: the gRPC adapters; the one place engine errors become statuses.
 //! - [`metrics`]: Prometheus metrics and their HTTP endpoint.
@@ -15,6 +16,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod cosign;
 pub mod engine;
 pub mod metrics;
 pub mod server;

@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::engine::{Engine, EngineParts, Member, publish};
 use crate::service::Api;
 use crate::sync::{self, PeerLink, PeerTable};
-use crate::{metrics, tls};
+use crate::{cosign, metrics, tls};
 
 /// What [`run`] needs besides the config: the listeners, already bound (so tests pre-bind
 /// ports and nothing races for them), and the clock.
@@ -105,22 +105,31 @@ pub async fn run_with_clock(
     let (publisher, publisher_task) = publish::start(engine.clone());
     let peers = Arc::new(PeerTable::default());
 
-    let mut sync_tasks = Vec::new();
-    for peer in &config.peers {
-        let link = PeerLink {
+    let links: Vec<PeerLink> = config
+        .peers
+        .iter()
+        .map(|peer| PeerLink {
             city: peer.city.clone(),
             address: peer.address.clone(),
             tls: client_tls.clone(),
             backoff_min: config.sync.reconnect_backoff_min(),
             backoff_max: config.sync.reconnect_backoff_max(),
-        };
-        sync_tasks.push(tokio::spawn(sync::run_peer(
+        })
+        .collect();
+    let mut tasks = Vec::new();
+    for link in &links {
+        tasks.push(tokio::spawn(sync::run_peer(
             engine.clone(),
-            link,
+            link.clone(),
             peers.clone(),
             stop_rx.clone(),
         )));
     }
+    tasks.push(tokio::spawn(cosign::run(
+        engine.clone(),
+        links,
+        stop_rx.clone(),
+    )));
     let metrics_task = listeners.metrics.map(|listener| {
         let mut stop = stop_rx.clone();
         tokio::spawn(metrics::serve(
@@ -182,7 +191,7 @@ pub async fn run_with_clock(
     health_reporter
         .set_not_serving::<credex_core::pb::exchange_server::ExchangeServer<Api>>()
         .await;
-    for task in sync_tasks {
+    for task in tasks {
         let _ = task.await;
     }
     if let Some(task) = metrics_task {

@@ -46,6 +46,23 @@ pub fn status(error: EngineError) -> Status {
     }
 }
 
+/// Masks every resident ID number in a view record (DESIGN.md: masked in listings) except
+/// `asked`, the number the caller looked up and so already knows.
+fn masked(mut record: pb::ViewRecord, asked: Option<&str>) -> pb::ViewRecord {
+    let mask = |id: &mut String| {
+        if !id.is_empty() && Some(id.as_str()) != asked {
+            *id = credex_core::ident::mask_id_number(id);
+        }
+    };
+    if let Some(subject) = record.record.as_mut().and_then(|r| r.subject.as_mut()) {
+        mask(&mut subject.id_number);
+        if let Some(rep) = subject.legal_representative.as_mut() {
+            mask(&mut rep.id_number);
+        }
+    }
+    record
+}
+
 impl Api {
     fn authorize<T>(&self, request: &Request<T>, rpc: Rpc) -> Result<(), Status> {
         self.auth.check(tls::peer_identity(request), rpc)
@@ -152,9 +169,15 @@ impl View for Api {
             .engine
             .lookup(&req.subject_id, &req.as_of)
             .map_err(status)?;
+        let asked = lookup.subject.as_str();
         Ok(Response::new(pb::LookupResponse {
             subject_id: lookup.subject.masked(),
-            in_force: lookup.view.in_force.iter().map(|r| r.to_pb()).collect(),
+            in_force: lookup
+                .view
+                .in_force
+                .iter()
+                .map(|r| masked(r.to_pb(), Some(asked)))
+                .collect(),
             excluded: lookup.view.excluded.iter().map(|r| r.to_pb()).collect(),
             as_of: credex_core::date::format_date(lookup.as_of),
         }))
@@ -186,7 +209,11 @@ impl View for Api {
             .list(&filter, req.page_size as usize, &req.page_token, &req.as_of)
             .map_err(status)?;
         Ok(Response::new(pb::ListResponse {
-            records: page.records.iter().map(|r| r.to_pb()).collect(),
+            records: page
+                .records
+                .iter()
+                .map(|r| masked(r.to_pb(), None))
+                .collect(),
             next_page_token: page.next_page_token,
         }))
     }

@@ -83,10 +83,13 @@ pub fn serve(
 }
 
 /// What this node has sent the peer so far, per origin.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 struct Sent {
     size: u64,
     checkpoint_size: u64,
+    /// The note at `checkpoint_size` the peer holds: one that differs (more cosignatures, or
+    /// another root — equivocation the peer must see) is sent.
+    checkpoint_note: Vec<u8>,
 }
 
 async fn serve_frames(
@@ -101,16 +104,17 @@ async fn serve_frames(
     };
     let mut sent: BTreeMap<String, Sent> = BTreeMap::new();
     for f in &request.frontiers {
-        let checkpoint_size = f
+        let (checkpoint_size, checkpoint_note) = f
             .checkpoint
             .as_ref()
             .and_then(|c| engine.verify_note(&f.origin, &c.note).ok())
-            .map_or(0, |s| s.checkpoint.size);
+            .map_or((0, Vec::new()), |s| (s.checkpoint.size, s.note));
         sent.insert(
             f.origin.clone(),
             Sent {
                 size: f.size,
                 checkpoint_size,
+                checkpoint_note,
             },
         );
     }
@@ -125,27 +129,32 @@ async fn serve_frames(
                 .store
                 .checkpoint(&origin)
                 .map_err(|e| e.to_string())?;
-            if let Some(cp) = checkpoint.filter(|cp| cp.size > s.checkpoint_size) {
-                {
-                    let from_size = if s.size <= cp.size { s.size } else { 0 };
-                    let proof = merkle::consistency_proof(
-                        from_size,
-                        cp.size,
-                        &engine.store.hash_reader(&origin),
-                    )
-                    .map_err(|e| format!("consistency proof for {origin}: {e}"))?;
-                    let frame = pb::sync_frame::Frame::Checkpoint(pb::CheckpointFrame {
-                        origin: origin.clone(),
-                        checkpoint: Some(pb::SignedCheckpoint { note: cp.note }),
-                        from_size,
-                        consistency_proof: proof.iter().map(|h| h.0.to_vec()).collect(),
-                    });
-                    if !send(tx, frame).await {
-                        return Ok(());
-                    }
-                    s.checkpoint_size = cp.size;
-                    idle = false;
+            let newer = |cp: &credex_store::StoredNote| {
+                cp.size > s.checkpoint_size
+                    || (cp.size == s.checkpoint_size && cp.note != s.checkpoint_note)
+            };
+            if let Some(cp) = checkpoint.filter(newer) {
+                let from_size = if s.size <= cp.size { s.size } else { 0 };
+                let proof = merkle::consistency_proof(
+                    from_size,
+                    cp.size,
+                    &engine.store.hash_reader(&origin),
+                )
+                .map_err(|e| format!("consistency proof for {origin}: {e}"))?;
+                let size = cp.size;
+                let frame = pb::sync_frame::Frame::Checkpoint(pb::CheckpointFrame {
+                    origin: origin.clone(),
+                    checkpoint: Some(pb::SignedCheckpoint {
+                        note: cp.note.clone(),
+                    }),
+                    from_size,
+                    consistency_proof: proof.iter().map(|h| h.0.to_vec()).collect(),
+                });
+                if !send(tx, frame).await {
+                    return Ok(());
                 }
+                (s.checkpoint_size, s.checkpoint_note) = (size, cp.note);
+                idle = false;
             }
             while s.size < state.size {
                 let leaves = engine

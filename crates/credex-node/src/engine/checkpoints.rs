@@ -168,7 +168,38 @@ impl Engine {
         let mut batch = WriteBatch::new();
         batch.set_checkpoint(origin, cp.size, note);
         self.store.apply(batch)?;
+        self.note_checkpoint_stored(origin, cp.size);
         Ok(CheckpointOutcome::Stored)
+    }
+
+    /// Merges witnesses' cosignature lines into the stored checkpoint of `origin` at `size`.
+    pub async fn add_cosignatures(
+        &self,
+        origin: &str,
+        size: u64,
+        lines: Vec<Vec<u8>>,
+    ) -> Result<(), EngineError> {
+        let _writer = self.write_lock.lock().await;
+        let Some(held) = self.store.checkpoint_at(origin, size)? else {
+            return Ok(());
+        };
+        let merged = note::add_signature_lines(&held, &lines)
+            .map_err(|e| EngineError::Internal(format!("merging cosignatures: {e}")))?;
+        // Only lines that verify under a member's witness key are kept in what is served.
+        let verified = self.verify_note(origin, &merged)?;
+        let mut batch = WriteBatch::new();
+        batch.set_checkpoint(origin, size, merged);
+        self.store.apply(batch)?;
+        self.store.flush_async().await?;
+        drop(_writer);
+        info!(
+            origin,
+            size,
+            cosignatures = verified.cosignatures.len(),
+            "checkpoint cosigned"
+        );
+        self.announce();
+        Ok(())
     }
 
     fn record_equivocation(

@@ -226,6 +226,7 @@ impl Engine {
         cp_batch.set_checkpoint(origin, state.size, note);
         self.store.apply(cp_batch)?;
         self.store.flush_async().await?;
+        self.note_checkpoint_stored(origin, state.size);
         info!(origin, size = state.size, root = %hex_root(&state.root), "published");
         Ok(state.size)
     }

@@ -339,9 +339,17 @@ impl Engine {
                 match self.store.checkpoint(origin)? {
                     Some(cp) => {
                         let signed = self.verify_note(origin, &cp.note)?;
-                        let newest = signed.cosignatures.iter().map(|c| c.timestamp).max();
-                        let age = newest.map_or(0, |t| now - (t as i64) * 1000);
-                        (cp.size, age.max(0), signed.cosignatures.len() as u32)
+                        // Age since this node stored it; after a restart, since its newest
+                        // cosignature.
+                        let stored_at = self.checkpoint_stored_at(origin, cp.size).or_else(|| {
+                            signed
+                                .cosignatures
+                                .iter()
+                                .map(|c| c.timestamp as i64 * 1000)
+                                .max()
+                        });
+                        let age = stored_at.map_or(0, |t| (now - t).max(0));
+                        (cp.size, age, signed.cosignatures.len() as u32)
                     }
                     None => (0, 0, 0),
                 };

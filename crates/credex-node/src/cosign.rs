@@ -1,0 +1,141 @@
+//! Collecting witnesses' cosignatures for this city's checkpoints (DESIGN.md "Witness").
+//!
+//! After each new checkpoint of its own log, the node asks every configured peer's
+//! Witness.AddCheckpoint to cosign it, proving consistency from the size that witness last
+//! cosigned (learnt from its refusals), and merges the cosignature lines into the stored
+//! note. The cosigned note then gossips through Sync like any checkpoint. A checkpoint with
+//! two cosignatures is *published*; with every other member's, *final*.
+//!
+//! Intermediate checkpoints of a bulk load are skipped: the task always works on the newest.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use credex_core::merkle;
+use credex_core::pb;
+use credex_core::pb::witness_client::WitnessClient;
+use futures::future::join_all;
+use tokio::sync::watch;
+use tonic::transport::Channel;
+use tracing::{Instrument, debug, info_span, warn};
+
+use crate::engine::Engine;
+use crate::sync::{self, PeerLink};
+use crate::tls::{self, Identity, Role};
+
+/// One witness: how to reach it and the size it last cosigned, as far as this node knows.
+struct WitnessPeer {
+    link: PeerLink,
+    channel: Option<Channel>,
+    cosigned_size: u64,
+}
+
+/// Runs until `shutdown` turns true.
+pub async fn run(engine: Arc<Engine>, peers: Vec<PeerLink>, mut shutdown: watch::Receiver<bool>) {
+    let own = engine.city.clone();
+    let mut witnesses: Vec<WitnessPeer> = peers
+        .into_iter()
+        .map(|link| WitnessPeer {
+            link,
+            channel: None,
+            cosigned_size: 0,
+        })
+        .collect();
+    if witnesses.is_empty() {
+        return;
+    }
+    let mut advanced = engine.subscribe();
+    let mut done: BTreeMap<String, u64> = BTreeMap::new();
+    async move {
+        loop {
+            let checkpoint = match engine.store.checkpoint(&own) {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(error = %e, "reading own checkpoint");
+                    None
+                }
+            };
+            if let Some(cp) = checkpoint {
+                let asked: Vec<_> = witnesses
+                    .iter_mut()
+                    .filter(|w| done.get(&w.link.city).copied() != Some(cp.size))
+                    .map(|w| ask(&engine, w, &cp.note, cp.size))
+                    .collect();
+                let answers = join_all(asked).await;
+                let mut lines = Vec::new();
+                for (city, line) in answers.into_iter().flatten() {
+                    done.insert(city, cp.size);
+                    lines.push(line);
+                }
+                if !lines.is_empty()
+                    && let Err(e) = engine.add_cosignatures(&own, cp.size, lines).await
+                {
+                    warn!(error = %e, "storing cosignatures");
+                }
+            }
+            tokio::select! {
+                changed = advanced.changed() => if changed.is_err() { return },
+                () = sync::stopped(&mut shutdown) => return,
+            }
+        }
+    }
+    .instrument(info_span!("cosign"))
+    .await;
+}
+
+/// Asks one witness to cosign `note` (of `size`); retries once from the size the witness
+/// reports when it refuses for a stale `old_size`.
+async fn ask(
+    engine: &Engine,
+    witness: &mut WitnessPeer,
+    note: &[u8],
+    size: u64,
+) -> Option<(String, Vec<u8>)> {
+    let city = witness.link.city.clone();
+    if witness.channel.is_none() {
+        let server = Identity::new(&engine.consortium, &city, Role::Node).ok()?;
+        match tls::connect_lazy(&witness.link.address, &server, witness.link.tls.clone()) {
+            Ok(c) => witness.channel = Some(c),
+            Err(e) => {
+                warn!(witness = %city, error = %e, "witness unreachable");
+                return None;
+            }
+        }
+    }
+    let mut client = WitnessClient::new(witness.channel.clone()?);
+    for _ in 0..2 {
+        let old_size = witness.cosigned_size.min(size);
+        let proof =
+            merkle::consistency_proof(old_size, size, &engine.store.hash_reader(&engine.city))
+                .ok()?;
+        let request = pb::AddCheckpointRequest {
+            old_size,
+            consistency_proof: proof.iter().map(|h| h.0.to_vec()).collect(),
+            checkpoint: Some(pb::SignedCheckpoint {
+                note: note.to_vec(),
+            }),
+        };
+        let answer = match client.add_checkpoint(request).await {
+            Ok(r) => r.into_inner(),
+            Err(status) => {
+                debug!(witness = %city, code = ?status.code(), message = status.message(), "cosigning failed");
+                return None;
+            }
+        };
+        match answer.result {
+            Some(pb::add_checkpoint_response::Result::Cosignature(line)) => {
+                witness.cosigned_size = size;
+                return Some((city, line));
+            }
+            Some(pb::add_checkpoint_response::Result::Refusal(refusal)) => {
+                if refusal.latest_size == old_size || refusal.latest_size > size {
+                    warn!(witness = %city, reason = refusal.reason, "witness refused the checkpoint");
+                    return None;
+                }
+                witness.cosigned_size = refusal.latest_size;
+            }
+            None => return None,
+        }
+    }
+    None
+}

@@ -1,0 +1,198 @@
+//! An origin that signs two histories and shows one to some peers and the other to the rest:
+//! every honest node detects it, keeps the evidence verbatim, marks the origin forked and
+//! stops ingesting it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use credex_cli::city::capitals;
+use credex_cli::generator::Generator;
+use credex_core::entry;
+use credex_core::keys::SigningKeyPair;
+use credex_core::merkle::MemoryHashStore;
+use credex_core::note::{self, Checkpoint};
+use credex_core::pb;
+use credex_core::pb::exchange_server::{Exchange, ExchangeServer};
+use credex_node::tls::{self, Role, TlsFiles};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Server;
+use tonic::{Request, Response, Status};
+
+use crate::sandbox::{Sandbox, start_date, wait_until};
+
+const ORIGIN: &str = "nanchang";
+const ENTRIES: usize = 5;
+
+/// One signed history of the equivocating origin: its leaves and its checkpoint.
+#[derive(Clone)]
+struct History {
+    leaves: Vec<Vec<u8>>,
+    checkpoint: Vec<u8>,
+}
+
+fn history(key: &SigningKeyPair, seed: u64) -> Result<History> {
+    let city = capitals()
+        .into_iter()
+        .find(|c| c.id == ORIGIN)
+        .context("a capital")?;
+    let mut generator = Generator::new(&city, seed, start_date());
+    let mut tree = MemoryHashStore::new();
+    let mut leaves = Vec::new();
+    for seq in 0..ENTRIES as u64 {
+        let entry = pb::Entry {
+            origin: ORIGIN.to_owned(),
+            seq,
+            logged_at: 1_790_000_000_000,
+            schema_version: credex_proto::SCHEMA_VERSION,
+            record: Some(generator.record()),
+        };
+        let leaf = entry::sign_entry(key, entry::encode_entry(&entry));
+        tree.append(&leaf)?;
+        leaves.push(leaf);
+    }
+    let checkpoint = note::sign_checkpoint(
+        &Checkpoint {
+            origin: key.name().to_owned(),
+            size: tree.size(),
+            root: tree.root(),
+        },
+        key,
+    )?;
+    Ok(History { leaves, checkpoint })
+}
+
+/// The equivocating origin's node: history B to hefei, history A to everyone else.
+struct TwoFaced {
+    a: Arc<History>,
+    b: Arc<History>,
+}
+
+#[tonic::async_trait]
+impl Exchange for TwoFaced {
+    type SyncStream = ReceiverStream<Result<pb::SyncFrame, Status>>;
+
+    async fn sync(
+        &self,
+        request: Request<pb::SyncRequest>,
+    ) -> Result<Response<Self::SyncStream>, Status> {
+        let caller = tls::peer_identity(&request)
+            .map(|i| i.city.clone())
+            .unwrap_or_default();
+        let history = if caller == "hefei" {
+            self.b.clone()
+        } else {
+            self.a.clone()
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            let frames = [
+                pb::sync_frame::Frame::Entries(pb::EntryBatch {
+                    origin: ORIGIN.to_owned(),
+                    first_seq: 0,
+                    entries: history.leaves.clone(),
+                }),
+                pb::sync_frame::Frame::Checkpoint(pb::CheckpointFrame {
+                    origin: ORIGIN.to_owned(),
+                    checkpoint: Some(pb::SignedCheckpoint {
+                        note: history.checkpoint.clone(),
+                    }),
+                    from_size: 0,
+                    consistency_proof: Vec::new(),
+                }),
+            ];
+            for frame in frames {
+                if tx
+                    .send(Ok(pb::SyncFrame { frame: Some(frame) }))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            // A live stream: stays open until the receiver goes.
+            tx.closed().await;
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_equivocating_origin_is_detected_by_every_honest_node() -> Result<()> {
+    let mut sandbox = Sandbox::builder()
+        .stopped(ORIGIN)
+        .stopped("changsha")
+        .stopped("wuhan")
+        .stopped("hefei")
+        .start()
+        .await?;
+    let key = SigningKeyPair::parse(
+        std::fs::read_to_string(sandbox.home.city_dir(ORIGIN).join("log.key"))?.trim(),
+    )?;
+    let a = Arc::new(history(&key, 1)?);
+    let b = Arc::new(history(&key, 2)?);
+
+    let files = TlsFiles {
+        ca_cert: sandbox.home.ca_cert(),
+        cert: sandbox.home.cert(ORIGIN, Role::Node),
+        key: sandbox.home.key(ORIGIN, Role::Node),
+    };
+    let listener = TcpListener::bind(sandbox.addr(ORIGIN)).await?;
+    let incoming = tls::serve_incoming(listener, tls::load_server_config(&files)?);
+    let origin = tokio::spawn(
+        Server::builder()
+            .add_service(ExchangeServer::new(TwoFaced { a, b }))
+            .serve_with_incoming(incoming),
+    );
+
+    // Each honest node first hears only the origin, so each holds one history...
+    let honest = ["changsha", "wuhan", "hefei"];
+    for city in honest {
+        sandbox.set_links(city, &[ORIGIN]);
+        sandbox.start_node(city).await?;
+    }
+    let held = BTreeMap::from([(ORIGIN.to_owned(), ENTRIES as u64)]);
+    sandbox.wait_converged(&held).await?;
+    // ...then they talk to each other, and gossip exposes the two histories.
+    for city in honest {
+        sandbox.stop_node(city).await?;
+        let others: Vec<&str> = honest
+            .iter()
+            .copied()
+            .filter(|c| *c != city)
+            .chain([ORIGIN])
+            .collect();
+        sandbox.set_links(city, &others);
+        sandbox.start_node(city).await?;
+    }
+    for city in honest {
+        wait_until(&format!("{city} marks {ORIGIN} forked"), || async {
+            let status = sandbox.status(city).await?;
+            Ok(status
+                .origins
+                .iter()
+                .any(|o| o.origin == ORIGIN && o.forked))
+        })
+        .await?;
+        let mut audit =
+            pb::audit_client::AuditClient::new(sandbox.channel(city, Role::Auditor).await?);
+        let evidence = audit
+            .list_evidence(pb::ListEvidenceRequest {
+                origin: ORIGIN.to_owned(),
+            })
+            .await?
+            .into_inner()
+            .evidence;
+        let first = evidence.first().context("evidence is served")?;
+        let pieces = first.checkpoints.len() + first.signed_entries.len();
+        assert_eq!(
+            pieces, 2,
+            "{city} keeps both signed pieces verbatim: {first:?}"
+        );
+        // A forked origin takes no more entries: its log stays where it was.
+        assert_eq!(sandbox.sizes(city).await?[ORIGIN], ENTRIES as u64);
+    }
+    origin.abort();
+    sandbox.shutdown().await
+}
