@@ -7,6 +7,7 @@ use credex_cli::city::capitals;
 use credex_cli::generator::{self, Generator};
 use credex_core::date::format_date;
 use credex_core::pb;
+use credex_node::tls::Role;
 
 use crate::sandbox::{Sandbox, start_date, wait_until};
 
@@ -218,5 +219,63 @@ async fn a_restarted_node_resumes_where_it_was() -> Result<()> {
     sandbox
         .wait_converged(&BTreeMap::from([("changsha".to_owned(), 100)]))
         .await?;
+    sandbox.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn watch_streams_records_entering_and_leaving_the_view() -> Result<()> {
+    let cities = capitals()[..2].to_vec();
+    let sandbox = Sandbox::builder().cities(cities.clone()).start().await?;
+    let mut view = pb::view_client::ViewClient::new(sandbox.channel("wuhan", Role::Reader).await?);
+    let mut changes = view
+        .watch(pb::WatchRequest { after: 0 })
+        .await?
+        .into_inner();
+
+    let mut generator = Generator::new(&cities[0], 21, start_date());
+    let record = generator.record();
+    sandbox.publish("changsha", vec![record.clone()]).await?;
+    let entered = tokio::time::timeout(crate::sandbox::DEADLINE, changes.message())
+        .await??
+        .expect("a change");
+    assert_eq!(
+        (
+            entered.origin.as_str(),
+            entered.record_id.as_str(),
+            entered.kind
+        ),
+        (
+            "changsha",
+            record.record_id.as_str(),
+            pb::view_change::Kind::Entered as i32
+        )
+    );
+    sandbox
+        .publish("changsha", vec![generator::repaired(&record, start_date())])
+        .await?;
+    let left = tokio::time::timeout(crate::sandbox::DEADLINE, changes.message())
+        .await??
+        .expect("a change");
+    assert_eq!(
+        (left.kind, left.reason, left.version),
+        (
+            pb::view_change::Kind::Left as i32,
+            pb::ExclusionReason::Repaired as i32,
+            2
+        )
+    );
+    assert!(left.change_seq > entered.change_seq);
+
+    // Resuming after the first change replays the second.
+    let mut resumed = view
+        .watch(pb::WatchRequest {
+            after: entered.change_seq,
+        })
+        .await?
+        .into_inner();
+    let replayed = tokio::time::timeout(crate::sandbox::DEADLINE, resumed.message())
+        .await??
+        .expect("a change");
+    assert_eq!(replayed, left);
     sandbox.shutdown().await
 }

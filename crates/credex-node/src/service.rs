@@ -228,11 +228,12 @@ impl View for Api {
         let after = request.into_inner().after;
         let engine = self.engine.clone();
         let mut shutdown = self.shutdown.clone();
-        // `after` 0 means from now on; otherwise resume after that change.
+        // `after` 0 means from now on; otherwise resume after change seq `after`, which is
+        // store change `after - 1` (see `Engine::changes`).
         let mut next = if after == 0 {
             engine.store.change_head()
         } else {
-            after + 1
+            after
         };
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         tokio::spawn(async move {
@@ -248,7 +249,7 @@ impl View for Api {
                 };
                 let caught_up = changes.len() < 256;
                 for change in changes {
-                    next = change.change_seq + 1;
+                    next = change.change_seq;
                     if tx.send(Ok(change)).await.is_err() {
                         return;
                     }

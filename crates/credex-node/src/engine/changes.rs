@@ -89,7 +89,9 @@ impl<'a> ChangeTracker<'a> {
 }
 
 impl Engine {
-    /// Up to `limit` changes from change seq `from`, with their seqs filled in.
+    /// Up to `limit` changes from the store's change `from` on, with their change seqs filled
+    /// in. Change seqs start at 1 (store change n is change seq n + 1), so that 0 can mean
+    /// "from now on" in View.Watch.
     pub fn changes(&self, from: u64, limit: usize) -> Result<Vec<pb::ViewChange>, EngineError> {
         self.store
             .changes(from, limit)?
@@ -97,7 +99,7 @@ impl Engine {
             .map(|(seq, bytes)| {
                 let mut change: pb::ViewChange = prost::Message::decode(bytes.as_slice())
                     .map_err(|e| EngineError::Internal(format!("stored view change {seq}: {e}")))?;
-                change.change_seq = seq;
+                change.change_seq = seq + 1;
                 Ok(change)
             })
             .collect()
