@@ -1,6 +1,7 @@
 //! Prometheus metrics: what an operator graphs and alerts on. Served as text on the
 //! optional `metrics_listen` address (plain HTTP; it carries no record data).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -43,68 +44,69 @@ impl Metrics {
     pub fn new(city: &str) -> Metrics {
         let mut registry = Registry::with_prefix_and_labels(
             "credex",
-            [(
-                std::borrow::Cow::Borrowed("city"),
-                std::borrow::Cow::Owned(city.to_owned()),
-            )]
-            .into_iter(),
+            [(Cow::Borrowed("city"), Cow::Owned(city.to_owned()))].into_iter(),
         );
-        let m = Metrics {
-            registry: Arc::new(Registry::default()),
-            appended: Family::default(),
-            quarantined: Family::default(),
-            invalid: Family::default(),
-            bad_checkpoints: Family::default(),
-            published: Counter::default(),
-            log_size: Family::default(),
-            lag: Family::default(),
-            forked: Family::default(),
-            peer_connected: Family::default(),
-        };
+        let appended = Family::default();
+        let quarantined = Family::default();
+        let invalid = Family::default();
+        let bad_checkpoints = Family::default();
+        let published = Counter::default();
+        let log_size = Family::default();
+        let lag = Family::default();
+        let forked = Family::default();
+        let peer_connected = Family::default();
         registry.register(
             "entries_appended",
             "Entries appended from peers",
-            m.appended.clone(),
+            appended.clone(),
         );
         registry.register(
             "entries_quarantined",
             "Entries refused as not authentic",
-            m.quarantined.clone(),
+            quarantined.clone(),
         );
         registry.register(
             "entries_invalid",
             "Authentic entries failing this node's validation",
-            m.invalid.clone(),
+            invalid.clone(),
         );
         registry.register(
             "checkpoints_invalid",
             "Checkpoints whose signatures did not verify",
-            m.bad_checkpoints.clone(),
+            bad_checkpoints.clone(),
         );
         registry.register(
             "records_published",
             "Records this city published",
-            m.published.clone(),
+            published.clone(),
         );
-        registry.register("log_size", "Entries held per origin", m.log_size.clone());
+        registry.register("log_size", "Entries held per origin", log_size.clone());
         registry.register(
             "origin_lag",
             "Entries behind the largest checkpoint seen per origin",
-            m.lag.clone(),
+            lag.clone(),
         );
         registry.register(
             "origin_forked",
             "1 when the origin equivocated",
-            m.forked.clone(),
+            forked.clone(),
         );
         registry.register(
             "peer_connected",
             "1 while the sync stream to a peer is up",
-            m.peer_connected.clone(),
+            peer_connected.clone(),
         );
         Metrics {
             registry: Arc::new(registry),
-            ..m
+            appended,
+            quarantined,
+            invalid,
+            bad_checkpoints,
+            published,
+            log_size,
+            lag,
+            forked,
+            peer_connected,
         }
     }
 
@@ -194,5 +196,61 @@ pub async fn serve(
                 debug!(%peer, error = %e, "metrics write failed");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_carry_the_city_and_per_origin_figures() {
+        let metrics = Metrics::new("changsha");
+        metrics.count_ingest(
+            "wuhan",
+            &IngestOutcome {
+                appended: 3,
+                quarantined: 1,
+                ..Default::default()
+            },
+        );
+        metrics.set_origin("wuhan", 3, 2, false);
+        metrics.set_peer_connected("wuhan", true);
+        let text = metrics.encode();
+        for line in [
+            r#"credex_entries_appended_total{city="changsha",origin="wuhan"} 3"#,
+            r#"credex_entries_quarantined_total{city="changsha",origin="wuhan"} 1"#,
+            r#"credex_log_size{city="changsha",origin="wuhan"} 3"#,
+            r#"credex_origin_lag{city="changsha",origin="wuhan"} 2"#,
+            r#"credex_peer_connected{city="changsha",peer="wuhan"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_endpoint_serves_the_text_format() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let metrics = Metrics::new("wuhan");
+        metrics.count_published(5);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, metrics, async {
+            let _ = stopped.await;
+        }));
+        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        socket
+            .write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = String::new();
+        socket.read_to_string(&mut response).await.unwrap();
+        assert!(response.starts_with("HTTP/1.0 200 OK"), "{response}");
+        assert!(
+            response.contains(r#"credex_records_published_total{city="wuhan"} 5"#),
+            "{response}"
+        );
+        let _ = stop.send(());
+        server.await.unwrap();
     }
 }
