@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
+use credex_cli::audit;
 use credex_cli::city::capitals;
 use credex_cli::generator::{self, Generator};
 use credex_core::date::format_date;
@@ -84,6 +85,39 @@ async fn four_cities_converge_and_repair_and_revocation_reach_every_view() -> Re
             "{city} sees both listings"
         );
     }
+
+    // An auditor exports a proof bundle of Wuhan's listing from Hefei's node; written to a
+    // file, it verifies offline against the pinned keys with a quorum of two cosignatures.
+    let mut audit = pb::audit_client::AuditClient::new(
+        sandbox
+            .channel_as("hefei", "changsha", Role::Auditor)
+            .await?,
+    );
+    let bundle = audit
+        .get_proof(pb::GetProofRequest {
+            origin: "wuhan".to_owned(),
+            target: Some(pb::get_proof_request::Target::RecordId(
+                joint_records["wuhan"].record_id.clone(),
+            )),
+        })
+        .await?
+        .into_inner();
+    let file = audit::ProofFile {
+        extension: None,
+        proof: audit::TlogProof::from_bundle(&bundle)?,
+    }
+    .to_bytes();
+    let consortium = sandbox.home.load_consortium()?;
+    let report = audit::verify_proof(&audit::ProofFile::parse(&file)?, &consortium, 2)?;
+    assert_eq!(report.city, "wuhan");
+    assert_eq!(report.entry.record, Some(joint_records["wuhan"].clone()));
+    let mut tampered = file.clone();
+    let at = tampered.len() / 3;
+    tampered[at] ^= 0x01;
+    let refused = audit::ProofFile::parse(&tampered)
+        .map_err(|e| e.to_string())
+        .and_then(|f| audit::verify_proof(&f, &consortium, 2).map_err(|e| e.to_string()));
+    assert!(refused.is_err(), "a tampered bundle is refused");
 
     // Wuhan repairs its record: it leaves every view.
     let repaired = generator::repaired(&joint_records["wuhan"], today);

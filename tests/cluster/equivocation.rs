@@ -190,6 +190,20 @@ async fn an_equivocating_origin_is_detected_by_every_honest_node() -> Result<()>
             pieces, 2,
             "{city} keeps both signed pieces verbatim: {first:?}"
         );
+        // Exported as `credexctl audit evidence` writes it, the evidence proves the
+        // equivocation offline with nothing but the consortium's pinned keys.
+        let file = credex_cli::audit::encode_evidence(&evidence);
+        let consortium = sandbox.home.load_consortium()?;
+        for item in credex_cli::audit::parse_evidence(&file)? {
+            let report = credex_cli::audit::verify_evidence(&item, &consortium)?;
+            assert!(
+                matches!(
+                    report.verdict,
+                    credex_cli::audit::EvidenceVerdict::Proven(_)
+                ),
+                "{city}: {report:?}"
+            );
+        }
         // A forked origin takes no more entries: its log stays where it was.
         assert_eq!(sandbox.sizes(city).await?[ORIGIN], ENTRIES as u64);
     }

@@ -244,15 +244,23 @@ impl Sandbox {
     }
 
     pub async fn status(&self, city: &str) -> Result<pb::StatusResponse> {
+        self.status_with(city, pb::StatusRequest::default()).await
+    }
+
+    async fn status_with(
+        &self,
+        city: &str,
+        request: pb::StatusRequest,
+    ) -> Result<pb::StatusResponse> {
         let mut client =
             pb::operator_client::OperatorClient::new(self.channel(city, Role::Operator).await?);
-        Ok(client.status(pb::StatusRequest {}).await?.into_inner())
+        Ok(client.status(request).await?.into_inner())
     }
 
     /// The log sizes `city` holds, by origin.
     pub async fn sizes(&self, city: &str) -> Result<BTreeMap<String, u64>> {
         Ok(self
-            .status(city)
+            .status_with(city, pb::StatusRequest { skip_view: true })
             .await?
             .origins
             .into_iter()

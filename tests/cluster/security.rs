@@ -17,7 +17,7 @@ async fn clients_of_another_ca_or_the_wrong_role_or_city_are_refused() -> Result
     let mut ok = pb::operator_client::OperatorClient::new(
         sandbox.channel("changsha", Role::Operator).await?,
     );
-    ok.status(pb::StatusRequest {}).await?;
+    ok.status(pb::StatusRequest::default()).await?;
 
     // A reader may not publish.
     let mut reader = pb::publisher_client::PublisherClient::new(
@@ -52,7 +52,7 @@ async fn clients_of_another_ca_or_the_wrong_role_or_city_are_refused() -> Result
     );
     assert_eq!(
         wuhan_operator
-            .status(pb::StatusRequest {})
+            .status(pb::StatusRequest::default())
             .await
             .unwrap_err()
             .code(),
@@ -87,7 +87,7 @@ async fn clients_of_another_ca_or_the_wrong_role_or_city_are_refused() -> Result
     let refused = match sandbox.channel_with("changsha", &foreign).await {
         Err(_) => true,
         Ok(channel) => pb::operator_client::OperatorClient::new(channel)
-            .status(pb::StatusRequest {})
+            .status(pb::StatusRequest::default())
             .await
             .is_err(),
     };

@@ -135,7 +135,7 @@ pub async fn catchup(options: &CatchupOptions) -> Result<CatchupFigures> {
                 .map(pb::operator_client::OperatorClient::new);
         }
         let size = match client.as_mut() {
-            Some(c) => match c.status(pb::StatusRequest {}).await {
+            Some(c) => match c.status(pb::StatusRequest { skip_view: true }).await {
                 Ok(s) => s
                     .into_inner()
                     .origins

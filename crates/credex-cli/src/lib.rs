@@ -10,7 +10,9 @@
 //! - [`output`]: tables and JSON output.
 //! - [`health`]: waiting for nodes to serve.
 //! - [`bench`]: `bench catchup`.
+//! - [`audit`]: offline verification of proof bundles, evidence files and log replays (`credexctl audit`).
 
+pub mod audit;
 pub mod bench;
 pub mod city;
 pub mod consortium;

@@ -46,7 +46,7 @@ pub struct Global {
     #[arg(long, global = true, env = "CREDEX_CITY", value_name = "ID")]
     pub city: Option<String>,
     /// The client certificate to use: publisher, operator, auditor or reader [default: per
-    /// command: publish→publisher, lookup and list→reader, status→operator].
+    /// command: publish→publisher, lookup and list→reader, status→operator, audit→auditor].
     #[arg(long, global = true, value_name = "ROLE", value_parser = parse_role)]
     pub role: Option<Role>,
     /// Machine-readable JSON on stdout instead of tables.
@@ -90,6 +90,9 @@ enum Command {
     /// Benchmarks, each printed beside the ceiling it measured in the same run.
     #[command(subcommand)]
     Bench(cmd::bench::Command),
+    /// Proof bundles, offline verification, log replay and equivocation evidence.
+    #[command(subcommand)]
+    Audit(cmd::audit::Command),
 }
 
 #[tokio::main]
@@ -110,6 +113,7 @@ async fn main() -> ExitCode {
         Command::Gen(args) => cmd::generate::run(&cli.global, args),
         Command::Demo(args) => demo::run(&cli.global, args).await,
         Command::Bench(command) => cmd::bench::run(&cli.global, command).await,
+        Command::Audit(command) => cmd::audit::run(&cli.global, command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -255,7 +255,10 @@ mod tests {
             Ok(channel) => channel,
             Err(error) => return refused(error.to_string()),
         };
-        match OperatorClient::new(channel).status(StatusRequest {}).await {
+        match OperatorClient::new(channel)
+            .status(StatusRequest::default())
+            .await
+        {
             Ok(response) => {
                 let caller = response.metadata().get("x-caller").unwrap();
                 format!("served {}", caller.to_str().unwrap())

@@ -351,6 +351,7 @@ impl Operator for Api {
         request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         self.authorize(&request, Rpc::Status)?;
+        let skip_view = request.get_ref().skip_view;
         let engine = self.engine.clone();
         let peers = self.peers.snapshot();
         // Status scans the view; keep it off the async workers.
@@ -410,7 +411,11 @@ impl Operator for Api {
                         .collect(),
                     origins,
                     quarantine,
-                    view: Some(engine.view_counts()?),
+                    view: if skip_view {
+                        None
+                    } else {
+                        Some(engine.view_counts()?)
+                    },
                     invalid_entries,
                 })
             })

@@ -31,7 +31,9 @@ pub const HEARTBEAT: Duration = Duration::from_secs(5);
 /// Largest gRPC message a sync frame may be: a full frame of maximal leaves.
 pub const MAX_FRAME_BYTES: usize = 64 << 20;
 /// Prepared batches waiting to commit: verification runs this far ahead of the writer.
-const PIPELINE_DEPTH: usize = 3;
+const PIPELINE_DEPTH: usize = 4;
+/// Most entries one receive-path commit groups (one atomic write, one flush).
+const MAX_COMMIT_ENTRIES: usize = 8192;
 
 /// What the operator sees of one peer.
 #[derive(Debug, Clone, Default)]
@@ -306,21 +308,48 @@ async fn pull(engine: &Arc<Engine>, link: &PeerLink, peers: &PeerTable) -> Resul
         let engine = engine.clone();
         let from = link.city.clone();
         async move {
-            while let Some(staged) = prepared_rx.recv().await {
+            let mut carry: Option<Staged> = None;
+            loop {
+                let staged = match carry.take() {
+                    Some(s) => s,
+                    None => match prepared_rx.recv().await {
+                        Some(s) => s,
+                        None => break,
+                    },
+                };
                 match staged {
                     Staged::Entries(handle) => {
-                        let prepared = handle
+                        let mut prepared = handle
                             .await
                             .map_err(|e| format!("verification task: {e}"))?;
-                        let outcome = engine
-                            .commit(prepared, &from)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        if outcome.gap {
-                            // Entries ahead of our log: reconnect, which asks again from our frontier.
-                            return Err("batch ahead of the local log; resyncing".to_owned());
+                        // Group commit: batches of the same origin already verified behind
+                        // this one go into the same atomic write and flush.
+                        while prepared.items.len() < MAX_COMMIT_ENTRIES {
+                            match prepared_rx.try_recv() {
+                                Ok(Staged::Entries(next)) if next.is_finished() => {
+                                    let next = next
+                                        .await
+                                        .map_err(|e| format!("verification task: {e}"))?;
+                                    let contiguous = next.origin == prepared.origin
+                                        && next.first_seq
+                                            == prepared.first_seq + prepared.items.len() as u64;
+                                    if contiguous {
+                                        prepared.items.extend(next.items);
+                                    } else {
+                                        carry = Some(Staged::Ready(next));
+                                        break;
+                                    }
+                                }
+                                Ok(other) => {
+                                    carry = Some(other);
+                                    break;
+                                }
+                                Err(_) => break,
+                            }
                         }
+                        commit(&engine, prepared, &from).await?;
                     }
+                    Staged::Ready(prepared) => commit(&engine, prepared, &from).await?,
                     Staged::Checkpoint(origin, note) => {
                         engine
                             .receive_checkpoint(&origin, &note, &from)
@@ -371,7 +400,21 @@ async fn pull(engine: &Arc<Engine>, link: &PeerLink, peers: &PeerTable) -> Resul
 
 enum Staged {
     Entries(tokio::task::JoinHandle<Prepared>),
+    /// Verified already (taken out of the queue while grouping a commit).
+    Ready(Prepared),
     Checkpoint(String, Vec<u8>),
+}
+
+async fn commit(engine: &Engine, prepared: Prepared, from: &str) -> Result<(), String> {
+    let outcome = engine
+        .commit(prepared, from)
+        .await
+        .map_err(|e| e.to_string())?;
+    if outcome.gap {
+        // Entries ahead of our log: reconnect, which asks again from our frontier.
+        return Err("batch ahead of the local log; resyncing".to_owned());
+    }
+    Ok(())
 }
 
 /// This node's frontier for every member origin.

@@ -28,7 +28,7 @@ pub async fn run(global: &Global, _args: Args) -> Result<()> {
 pub async fn status(conn: &Connection) -> Result<StatusResponse> {
     let response = conn
         .operator()
-        .status(conn.request(StatusRequest {}))
+        .status(conn.request(StatusRequest::default()))
         .await
         .map_err(|s| conn.rpc_error("Operator.Status", s))?;
     Ok(response.into_inner())
