@@ -210,3 +210,90 @@ async fn an_equivocating_origin_is_detected_by_every_honest_node() -> Result<()>
     origin.abort();
     sandbox.shutdown().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_witness_refuses_and_records_two_checkpoints_of_one_size() -> Result<()> {
+    let cities = capitals()[..2].to_vec();
+    let sandbox = Sandbox::builder()
+        .cities(
+            cities
+                .into_iter()
+                .chain(capitals().into_iter().filter(|c| c.id == ORIGIN))
+                .collect(),
+        )
+        .stopped(ORIGIN)
+        .start()
+        .await?;
+    let key = SigningKeyPair::parse(
+        std::fs::read_to_string(sandbox.home.city_dir(ORIGIN).join("log.key"))?.trim(),
+    )?;
+    let a = history(&key, 1)?;
+    let b = history(&key, 2)?;
+    // The origin itself asks Wuhan's witness to cosign, with its node certificate.
+    let origin_files = TlsFiles {
+        ca_cert: sandbox.home.ca_cert(),
+        cert: sandbox.home.cert(ORIGIN, Role::Node),
+        key: sandbox.home.key(ORIGIN, Role::Node),
+    };
+    let mut witness =
+        pb::witness_client::WitnessClient::new(sandbox.channel_with("wuhan", &origin_files).await?);
+    let request = |note: &[u8], old_size| pb::AddCheckpointRequest {
+        old_size,
+        consistency_proof: Vec::new(),
+        checkpoint: Some(pb::SignedCheckpoint {
+            note: note.to_vec(),
+        }),
+    };
+    let first = witness
+        .add_checkpoint(request(&a.checkpoint, 0))
+        .await?
+        .into_inner();
+    assert!(
+        matches!(
+            first.result,
+            Some(pb::add_checkpoint_response::Result::Cosignature(_))
+        ),
+        "{first:?}"
+    );
+    let second = witness
+        .add_checkpoint(request(&b.checkpoint, ENTRIES as u64))
+        .await?
+        .into_inner();
+    let Some(pb::add_checkpoint_response::Result::Refusal(refusal)) = second.result else {
+        panic!("the witness refuses the second history: {second:?}");
+    };
+    assert_eq!(refusal.latest_size, ENTRIES as u64);
+    assert_eq!(
+        refusal.latest.map(|c| c.note),
+        Some(a.checkpoint.clone()),
+        "it returns what it cosigned"
+    );
+    wait_until("wuhan marks the origin forked", || async {
+        let status = sandbox.status("wuhan").await?;
+        Ok(status
+            .origins
+            .iter()
+            .any(|o| o.origin == ORIGIN && o.forked))
+    })
+    .await?;
+    let mut audit =
+        pb::audit_client::AuditClient::new(sandbox.channel("wuhan", Role::Auditor).await?);
+    let evidence = audit
+        .list_evidence(pb::ListEvidenceRequest {
+            origin: ORIGIN.to_owned(),
+        })
+        .await?
+        .into_inner()
+        .evidence;
+    let consortium = sandbox.home.load_consortium()?;
+    let report =
+        credex_cli::audit::verify_evidence(evidence.first().context("evidence")?, &consortium)?;
+    assert!(
+        matches!(
+            report.verdict,
+            credex_cli::audit::EvidenceVerdict::Proven(_)
+        ),
+        "{report:?}"
+    );
+    sandbox.shutdown().await
+}

@@ -202,7 +202,8 @@ impl Engine {
         Ok(())
     }
 
-    fn record_equivocation(
+    /// Keeps two contradicting signed checkpoints of `origin` as evidence and marks it forked.
+    pub(super) fn record_equivocation(
         &self,
         origin: &str,
         kind: pb::evidence::Kind,

@@ -78,8 +78,15 @@ impl Engine {
             {
                 if cp.size == held_size {
                     // Same size, another root, both signed by the origin: equivocation.
+                    warn!(origin, "equivocation seen while witnessing");
+                    self.record_equivocation(
+                        &origin,
+                        pb::evidence::Kind::ConflictingCheckpoints,
+                        vec![held_note.clone(), note.to_vec()],
+                        "witness",
+                    )?;
                     drop(_writer);
-                    self.equivocation_from_witness(&origin, held_note.clone(), note.to_vec())?;
+                    self.announce();
                     return Ok(refuse(format!(
                         "checkpoint conflicts with the cosigned one at size {held_size}"
                     )));
@@ -113,33 +120,5 @@ impl Engine {
                     self.consortium
                 ))
             })
-    }
-
-    fn equivocation_from_witness(
-        &self,
-        origin: &str,
-        a: Vec<u8>,
-        b: Vec<u8>,
-    ) -> Result<(), EngineError> {
-        warn!(origin, "equivocation seen while witnessing");
-        let evidence = pb::Evidence {
-            origin: origin.to_owned(),
-            kind: pb::evidence::Kind::ConflictingCheckpoints as i32,
-            checkpoints: vec![
-                pb::SignedCheckpoint { note: a },
-                pb::SignedCheckpoint { note: b },
-            ],
-            detected_at: self.clock.now_millis(),
-            detected_via: "witness".to_owned(),
-            ..Default::default()
-        };
-        let mut batch = WriteBatch::new();
-        batch
-            .add_evidence(origin, prost::Message::encode_to_vec(&evidence))
-            .mark_forked(origin);
-        self.store.apply(batch)?;
-        self.store.flush()?;
-        self.announce();
-        Ok(())
     }
 }
