@@ -44,6 +44,8 @@ impl<'a> ChangeTracker<'a> {
         let key = (origin.to_owned(), record.record_id.clone());
         let was = match self.in_force.get(&key) {
             Some(&v) => v,
+            // A first version has no predecessor to read (the common case of a catch-up).
+            None if record.version <= 1 => false,
             None => match self.engine.store.record(origin, &record.record_id)? {
                 Some(loc) => {
                     let previous = self.engine.record_version(origin, loc.seq)?;
