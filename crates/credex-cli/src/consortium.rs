@@ -43,12 +43,12 @@ pub struct InitOptions {
 pub fn init(options: &InitOptions) -> Result<Home> {
     tls::check_label("consortium name", &options.name)?;
     if options.cities.is_empty() {
-        bail!("--city: a consortium needs at least one city");
+        bail!("--member: a consortium needs at least one city");
     }
     for (i, city) in options.cities.iter().enumerate() {
         check_city_id(&city.id).map_err(anyhow::Error::msg)?;
         if options.cities[..i].iter().any(|c| c.id == city.id) {
-            bail!("--city: {} is listed twice", city.id);
+            bail!("--member: {} is listed twice", city.id);
         }
     }
     let last_port = u32::from(options.base_port) + 100 + options.cities.len() as u32;
