@@ -263,15 +263,7 @@ pub struct ProofFile {
 
 impl ProofFile {
     pub fn parse(bytes: &[u8]) -> Result<Self, FormatError> {
-        if bytes.len() > MAX_PROOF_FILE_BYTES {
-            return Err(FormatError {
-                line: 0,
-                problem: format!(
-                    "proof file is {} bytes, more than the {MAX_PROOF_FILE_BYTES} allowed",
-                    bytes.len()
-                ),
-            });
-        }
+        check_size("proof file", bytes, MAX_PROOF_FILE_BYTES)?;
         let mut r = Reader::new(bytes, 0);
         if !bytes.starts_with(format!("{EXTENSION_HEADER}\n").as_bytes()) {
             return Ok(Self {
@@ -306,6 +298,20 @@ impl ProofFile {
     }
 }
 
+/// Refuses a file larger than `max` before parsing any of it.
+fn check_size(what: &str, bytes: &[u8], max: usize) -> Result<(), FormatError> {
+    if bytes.len() > max {
+        return Err(FormatError {
+            line: 0,
+            problem: format!(
+                "{what} is {} bytes, more than the {max} allowed",
+                bytes.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Writes evidence in the evidence file format.
 pub fn encode_evidence(items: &[pb::Evidence]) -> Vec<u8> {
     let mut out = format!("{EVIDENCE_HEADER}\n").into_bytes();
@@ -318,15 +324,7 @@ pub fn encode_evidence(items: &[pb::Evidence]) -> Vec<u8> {
 
 /// Reads an evidence file.
 pub fn parse_evidence(bytes: &[u8]) -> Result<Vec<pb::Evidence>, FormatError> {
-    if bytes.len() > MAX_EVIDENCE_FILE_BYTES {
-        return Err(FormatError {
-            line: 0,
-            problem: format!(
-                "evidence file is {} bytes, more than the {MAX_EVIDENCE_FILE_BYTES} allowed",
-                bytes.len()
-            ),
-        });
-    }
+    check_size("evidence file", bytes, MAX_EVIDENCE_FILE_BYTES)?;
     let mut r = Reader::new(bytes, 0);
     r.header(EVIDENCE_HEADER)?;
     let mut items = Vec::new();

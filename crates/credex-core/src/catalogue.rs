@@ -325,45 +325,36 @@ fn check_category(c: RawCategory, fields: &[Field]) -> Result<Category, Catalogu
         }
     }
 
-    if c.lists.is_empty() {
-        return Err(CatalogueError::NoLists { code: c.code });
-    }
-    let mut lists = Vec::with_capacity(c.lists.len());
-    for name in &c.lists {
-        let Some(kind) = list_kind_of(name) else {
-            return Err(CatalogueError::UnknownList {
-                code: c.code,
-                name: name.clone(),
-            });
-        };
-        if lists.contains(&kind) {
-            return Err(CatalogueError::RepeatedList {
-                code: c.code,
-                name: name.clone(),
-            });
-        }
-        lists.push(kind);
-    }
-
-    if c.subjects.is_empty() {
-        return Err(CatalogueError::NoSubjects { code: c.code });
-    }
-    let mut subjects = Vec::with_capacity(c.subjects.len());
-    for name in &c.subjects {
-        let Some(kind) = subject_kind_of(name) else {
-            return Err(CatalogueError::UnknownSubject {
-                code: c.code,
-                name: name.clone(),
-            });
-        };
-        if subjects.contains(&kind) {
-            return Err(CatalogueError::RepeatedSubject {
-                code: c.code,
-                name: name.clone(),
-            });
-        }
-        subjects.push(kind);
-    }
+    let lists = parse_kinds(
+        &c.lists,
+        list_kind_of,
+        || CatalogueError::NoLists {
+            code: c.code.clone(),
+        },
+        |name| CatalogueError::UnknownList {
+            code: c.code.clone(),
+            name,
+        },
+        |name| CatalogueError::RepeatedList {
+            code: c.code.clone(),
+            name,
+        },
+    )?;
+    let subjects = parse_kinds(
+        &c.subjects,
+        subject_kind_of,
+        || CatalogueError::NoSubjects {
+            code: c.code.clone(),
+        },
+        |name| CatalogueError::UnknownSubject {
+            code: c.code.clone(),
+            name,
+        },
+        |name| CatalogueError::RepeatedSubject {
+            code: c.code.clone(),
+            name,
+        },
+    )?;
 
     Ok(Category {
         code: c.code,
@@ -373,6 +364,28 @@ fn check_category(c: RawCategory, fields: &[Field]) -> Result<Category, Catalogu
         lists,
         subjects,
     })
+}
+
+/// A non-empty list of distinct kind names, each known to `kind_of`.
+fn parse_kinds<K: PartialEq>(
+    names: &[String],
+    kind_of: fn(&str) -> Option<K>,
+    empty: impl FnOnce() -> CatalogueError,
+    unknown: impl Fn(String) -> CatalogueError,
+    repeated: impl Fn(String) -> CatalogueError,
+) -> Result<Vec<K>, CatalogueError> {
+    if names.is_empty() {
+        return Err(empty());
+    }
+    let mut kinds = Vec::with_capacity(names.len());
+    for name in names {
+        let kind = kind_of(name).ok_or_else(|| unknown(name.clone()))?;
+        if kinds.contains(&kind) {
+            return Err(repeated(name.clone()));
+        }
+        kinds.push(kind);
+    }
+    Ok(kinds)
 }
 
 /// The list kind a catalogue file names, e.g. `"black"`.

@@ -366,18 +366,8 @@ impl Operator for Api {
                         local_size: o.local_size,
                         best_seen_size: o.best_seen_size,
                         checkpoint_age_ms: o.checkpoint_age_ms,
-                        published_size: if o.cosignatures >= 2 {
-                            o.checkpoint_size
-                        } else {
-                            0
-                        },
-                        final_size: if o.cosignatures as usize >= engine.members().count() - 1
-                            && o.cosignatures > 0
-                        {
-                            o.checkpoint_size
-                        } else {
-                            0
-                        },
+                        published_size: o.published_size,
+                        final_size: o.final_size,
                         cosignatures: o.cosignatures,
                         forked: o.forked,
                     })

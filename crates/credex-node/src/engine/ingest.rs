@@ -150,11 +150,11 @@ impl Engine {
                     verified,
                     validation,
                 } => {
-                    let record = verified.entry.record.as_ref();
-                    match validation {
+                    batch.append(origin, seq, verified.leaf);
+                    // Index the record (an invalid one under its identifiers as given, so a
+                    // lookup still finds it and reports it invalid) at the version it claims.
+                    let indexed = match &validation {
                         Ok(valid) => {
-                            let keys: Vec<&str> =
-                                valid.subject_keys.iter().map(|k| k.as_str()).collect();
                             changes.observe(
                                 &mut batch,
                                 origin,
@@ -162,29 +162,32 @@ impl Engine {
                                 &valid.normalised,
                                 valid.subject_keys.first(),
                             )?;
-                            batch.append(origin, seq, verified.leaf).index_record(
-                                origin,
-                                &valid.normalised.record_id,
-                                u64::from(valid.normalised.version),
-                                seq,
-                                &keys,
-                            );
+                            let keys = valid
+                                .subject_keys
+                                .iter()
+                                .map(|k| k.as_str().to_owned())
+                                .collect();
+                            Some((&valid.normalised, keys))
                         }
-                        Err(reason) => {
-                            batch.append(origin, seq, verified.leaf);
-                            if let Some(record) = record.filter(|r| !r.record_id.is_empty()) {
-                                let keys = raw_subject_keys(record);
-                                batch.index_record(
-                                    origin,
-                                    &record.record_id,
-                                    u64::from(record.version),
-                                    seq,
-                                    &keys,
-                                );
-                            }
-                            batch.mark_invalid(origin, seq, &reason);
-                            outcome.invalid += 1;
-                        }
+                        Err(_) => verified
+                            .entry
+                            .record
+                            .as_ref()
+                            .filter(|r| !r.record_id.is_empty())
+                            .map(|r| (r, raw_subject_keys(r))),
+                    };
+                    if let Some((record, keys)) = indexed {
+                        batch.index_record(
+                            origin,
+                            &record.record_id,
+                            u64::from(record.version),
+                            seq,
+                            &keys,
+                        );
+                    }
+                    if let Err(reason) = &validation {
+                        batch.mark_invalid(origin, seq, reason);
+                        outcome.invalid += 1;
                     }
                     outcome.appended += 1;
                     next += 1;
@@ -255,8 +258,7 @@ fn quarantine(
     });
 }
 
-/// Index keys of a record that failed validation: its identifiers as given (uppercased), so
-/// a lookup still finds it and reports it invalid.
+/// Index keys of a record that failed validation: its identifiers as given (uppercased).
 fn raw_subject_keys(record: &pb::CreditRecord) -> Vec<String> {
     let Some(subject) = &record.subject else {
         return Vec::new();

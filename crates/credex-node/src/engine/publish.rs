@@ -282,6 +282,6 @@ impl Engine {
     }
 }
 
-pub(crate) fn hex_root(root: &merkle::Hash) -> String {
+fn hex_root(root: &merkle::Hash) -> String {
     root.0.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -52,6 +52,10 @@ pub struct OriginFigures {
     pub checkpoint_size: u64,
     pub checkpoint_age_ms: i64,
     pub cosignatures: u32,
+    /// The newest checkpoint's size if it is published (two cosignatures), else 0.
+    pub published_size: u64,
+    /// The newest checkpoint's size if it is final (every other member cosigned), else 0.
+    pub final_size: u64,
     pub forked: bool,
 }
 
@@ -115,6 +119,7 @@ impl Engine {
                 origin_after = origin.clone();
                 id_after = None;
             }
+            let newest = self.store.checkpoint(&origin)?.map_or(0, |c| c.size);
             loop {
                 let chunk = self.store.records(&origin, id_after.as_deref(), 512)?;
                 if chunk.is_empty() {
@@ -122,7 +127,7 @@ impl Engine {
                 }
                 for (record_id, loc) in &chunk {
                     id_after = Some(record_id.clone());
-                    let version = self.record_version(&origin, loc.seq)?;
+                    let version = self.record_version_under(&origin, loc.seq, newest)?;
                     let record = &version.record;
                     if filter.list.is_some_and(|l| record.list != l as i32)
                         || filter
@@ -152,6 +157,18 @@ impl Engine {
 
     /// The record version held at `origin`/`seq`, as the view sees it.
     pub fn record_version(&self, origin: &str, seq: u64) -> Result<RecordVersion, EngineError> {
+        let newest = self.store.checkpoint(origin)?.map_or(0, |c| c.size);
+        self.record_version_under(origin, seq, newest)
+    }
+
+    /// [`Engine::record_version`] given the size of `origin`'s newest checkpoint, for callers
+    /// reading many records of one origin.
+    fn record_version_under(
+        &self,
+        origin: &str,
+        seq: u64,
+        newest_checkpoint: u64,
+    ) -> Result<RecordVersion, EngineError> {
         let leaf = self.store.leaf(origin, seq)?.ok_or_else(|| {
             EngineError::Internal(format!(
                 "index names {origin} seq {seq}, which is not stored"
@@ -162,10 +179,11 @@ impl Engine {
         let entry = pb::Entry::decode(parts.entry)
             .map_err(|e| EngineError::Internal(format!("{origin} seq {seq}: {e}")))?;
         let record = entry.record.unwrap_or_default();
-        let checkpoint_size = self
-            .store
-            .checkpoint(origin)?
-            .map_or(0, |c| if c.size > seq { c.size } else { 0 });
+        let checkpoint_size = if newest_checkpoint > seq {
+            newest_checkpoint
+        } else {
+            0
+        };
         Ok(RecordVersion {
             origin: origin.to_owned(),
             seq,
@@ -353,6 +371,8 @@ impl Engine {
                     }
                     None => (0, 0, 0),
                 };
+            let peers = self.members.len().saturating_sub(1);
+            let size_if = |holds: bool| if holds { checkpoint_size } else { 0 };
             figures.push(OriginFigures {
                 origin: origin.to_owned(),
                 local_size: state.size,
@@ -360,6 +380,8 @@ impl Engine {
                 checkpoint_size,
                 checkpoint_age_ms,
                 cosignatures,
+                published_size: size_if(cosignatures >= 2),
+                final_size: size_if(cosignatures > 0 && cosignatures as usize >= peers),
                 forked: state.forked,
             });
         }
@@ -379,7 +401,8 @@ impl Engine {
                 let Some((last, _)) = chunk.last() else { break };
                 after = Some(last.clone());
                 for (_, loc) in &chunk {
-                    let version = self.record_version(&member.city, loc.seq)?;
+                    // Provenance plays no part in whether a record is in force.
+                    let version = self.record_version_under(&member.city, loc.seq, 0)?;
                     match view::evaluate_version(&version, &self.policy, today) {
                         Ok(_) => {
                             counts.records_in_force += 1;
