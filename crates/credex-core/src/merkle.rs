@@ -214,6 +214,79 @@ pub fn verify_consistency(
         .map_err(|_| ProofError::ConsistencyMismatch { old, new })
 }
 
+/// The consistency proof from `old` to `new` in *seeded* form, for evidence and gossip: the RFC
+/// 9162 proof, preceded, when `old` is a power of two, by the root of the first `old` leaves.
+///
+/// RFC 9162 leaves that hash out of the proof when `old` is a power of two, because a verifier
+/// who trusts its old root can supply it. A proof meant to show that the larger tree's history
+/// *differs* from the old root must carry it: [`consistency_roots`] then computes both roots
+/// from the proof alone. Empty when `old` is 0 or equal to `new`.
+pub fn seeded_consistency_proof<R: HashReader>(
+    old: u64,
+    new: u64,
+    reader: &R,
+) -> Result<Vec<Hash>, ProofError> {
+    let mut proof = consistency_proof(old, new, reader)?;
+    if old > 0 && old < new && old.is_power_of_two() {
+        proof.insert(0, root(old, reader)?);
+    }
+    Ok(proof)
+}
+
+/// The roots of the tree of size `old` and of the tree of size `new` that a seeded consistency
+/// proof (see [`seeded_consistency_proof`]) commits to, computed from the proof alone (RFC 9162
+/// section 2.1.4.2, which derives both roots from one proof). `0 < old < new` is required.
+///
+/// This is what makes an equivocation of different sizes provable offline: if the proof yields
+/// the root of a checkpoint the origin signed at `new`, and a root at `old` that differs from
+/// another checkpoint the origin signed at `old`, the origin signed two histories. A proof that
+/// does not yield the signed `new` root proves nothing.
+pub fn consistency_roots(proof: &[Hash], old: u64, new: u64) -> Result<(Hash, Hash), ProofError> {
+    if old >= new {
+        return Err(ProofError::SizesOutOfOrder { old, new });
+    }
+    if old == 0 {
+        return Err(ProofError::EmptyTreeRoot { got: EMPTY_HASH });
+    }
+    check_size(new)?;
+    let want = consistency_proof_len(old, new) + usize::from(old.is_power_of_two());
+    if proof.len() != want {
+        return Err(ProofError::WrongProofLength {
+            kind: ProofKind::Consistency,
+            got: proof.len(),
+            want,
+        });
+    }
+    let node = |l: &Hash, r: &Hash| tlog::node_hash(*l, *r);
+    let (mut fnode, mut snode) = (old - 1, new - 1);
+    while fnode & 1 == 1 {
+        fnode >>= 1;
+        snode >>= 1;
+    }
+    let (mut fr, mut sr) = (proof[0], proof[0]);
+    for c in &proof[1..] {
+        if snode == 0 {
+            return Err(ProofError::ConsistencyMismatch { old, new });
+        }
+        if fnode & 1 == 1 || fnode == snode {
+            fr = node(c, &fr);
+            sr = node(c, &sr);
+            while fnode & 1 == 0 && fnode != 0 {
+                fnode >>= 1;
+                snode >>= 1;
+            }
+        } else {
+            sr = node(&sr, c);
+        }
+        fnode >>= 1;
+        snode >>= 1;
+    }
+    if snode != 0 {
+        return Err(ProofError::ConsistencyMismatch { old, new });
+    }
+    Ok((fr, sr))
+}
+
 /// Length of the audit path for `index < size`: one hash per level below the point where the
 /// paths to `index` and to the last leaf split, plus one per complete left subtree above it
 /// (transparency-dev/merkle `decompInclProof`).
@@ -864,6 +937,55 @@ mod tests {
                 verify_consistency(&proof, old as u64, old_root, size as u64, new_root).unwrap();
             }
         }
+    }
+
+    /// A seeded proof yields both roots, for every pair of sizes up to 64; a proof taken from a
+    /// forked history (same leaves up to `split`, different after) yields the fork's old root,
+    /// never the honest one, while still reproducing its own new root.
+    #[test]
+    fn seeded_proofs_yield_both_roots_and_expose_forks() {
+        let f = fixture();
+        for new in 2..=64usize {
+            for old in 1..new {
+                let (o, n) = (old as u64, new as u64);
+                let proof = seeded_consistency_proof(o, n, &f.store).unwrap();
+                let roots = consistency_roots(&proof, o, n).unwrap();
+                assert_eq!(roots, (f.roots[old], f.roots[new]), "proof {old} to {new}");
+                // The same proof, minus its seed, is the RFC proof.
+                let rfc = consistency_proof(o, n, &f.store).unwrap();
+                assert_eq!(&proof[proof.len() - rfc.len()..], &rfc[..]);
+                if old.is_power_of_two() {
+                    assert!(
+                        consistency_roots(&rfc, o, n).is_err(),
+                        "unseeded {old} to {new}"
+                    );
+                }
+                for split in 0..old {
+                    let mut forked = MemoryHashStore::new();
+                    let mut fork_leaves = f.leaves[..split].to_vec();
+                    fork_leaves.extend((split..new).map(|i| format!("fork leaf {i}").into_bytes()));
+                    for leaf in &fork_leaves {
+                        forked.append(leaf).unwrap();
+                    }
+                    let proof = seeded_consistency_proof(o, n, &forked).unwrap();
+                    let (old_root, new_root) = consistency_roots(&proof, o, n).unwrap();
+                    assert_eq!(
+                        new_root,
+                        ref_root(&fork_leaves),
+                        "fork {split}: {old} to {new}"
+                    );
+                    assert_eq!(old_root, ref_root(&fork_leaves[..old]));
+                    assert_ne!(old_root, f.roots[old], "fork at {split} shows at {old}");
+                }
+            }
+        }
+        assert!(consistency_roots(&[], 0, 3).is_err());
+        assert!(consistency_roots(&[], 3, 3).is_err());
+        let proof = seeded_consistency_proof(5, 9, &f.store).unwrap();
+        let mut longer = proof.clone();
+        longer.push(f.roots[9]);
+        assert!(consistency_roots(&longer, 5, 9).is_err());
+        assert!(consistency_roots(&proof[1..], 5, 9).is_err());
     }
 
     fn size_and_index() -> impl Strategy<Value = (usize, usize)> {
