@@ -51,6 +51,7 @@ impl Store {
                 },
                 records: HashMap::new(),
                 seq_refs: Vec::new(),
+                required: HashMap::new(),
                 next_arrival: counters.next_arrival,
                 counts: counters.quarantine_counts.clone(),
                 next_change: first_change,
@@ -107,6 +108,8 @@ struct Plan<'a> {
     records: HashMap<(u32, String), Option<RecordValue>>,
     /// Seqs named by index and invalid marks, checked against the final sizes.
     seq_refs: Vec<SeqRef>,
+    /// Roots the batch's appends must pass through: origin → size → root.
+    required: HashMap<String, std::collections::BTreeMap<u64, Hash>>,
     next_arrival: u64,
     counts: HashMap<String, u64>,
     next_change: u64,
@@ -259,6 +262,24 @@ impl Plan<'_> {
                 keys::check_len("peer name", &peer)?;
                 self.batch.insert(keys::named(keys::PEER, &peer), state);
             }
+            Op::RequireRoot { origin, size, root } => {
+                let o = self.origins.get(&origin)?;
+                if size < o.meta.state.size {
+                    return Err(StoreError::RootMismatch {
+                        origin,
+                        size,
+                        got: o.meta.state.root,
+                        want: root,
+                    });
+                }
+                self.required
+                    .entry(origin.clone())
+                    .or_default()
+                    .insert(size, root);
+                if size == o.meta.state.size {
+                    self.check_required(&origin)?;
+                }
+            }
             Op::PushChange(change) => {
                 self.batch
                     .insert(&keys::u64_key(keys::CHANGE, self.next_change)[..], change);
@@ -308,6 +329,38 @@ impl Plan<'_> {
         self.batch
             .insert(&keys::id_u64(keys::LEAF, id, seq)[..], leaf);
         o.meta.state.size = size + 1;
+        if self
+            .required
+            .get(origin)
+            .is_some_and(|r| r.contains_key(&(size + 1)))
+        {
+            self.check_required(origin)?;
+        }
+        Ok(())
+    }
+
+    /// Checks the root `origin` has at its current size in the batch against the one required
+    /// there.
+    fn check_required(&mut self, origin: &str) -> Result<(), StoreError> {
+        let o = self.origins.get(origin)?;
+        let size = o.meta.state.size;
+        let Some(want) = self.required.get_mut(origin).and_then(|r| r.remove(&size)) else {
+            return Ok(());
+        };
+        let got = if size == o.start.map_or(0, |s| s.state.size) {
+            o.meta.state.root
+        } else {
+            let overlay = Overlay::new(self.db, o.meta.id, origin, o.tail_start, &o.tail);
+            merkle::root(size, &overlay).map_err(|e| overlay.into_error(e))?
+        };
+        if got != want {
+            return Err(StoreError::RootMismatch {
+                origin: origin.to_owned(),
+                size,
+                got,
+                want,
+            });
+        }
         Ok(())
     }
 
@@ -415,6 +468,16 @@ impl Plan<'_> {
                     o.tail_start,
                     &o.tail,
                 )?;
+            }
+            // A required root at a size the appends never reached.
+            if let Some((&size, &want)) = self.required.get(&name).and_then(|r| r.first_key_value())
+            {
+                return Err(StoreError::RootMismatch {
+                    origin: name,
+                    size,
+                    got: o.meta.state.root,
+                    want,
+                });
             }
             if o.start != Some(o.meta) {
                 self.batch

@@ -1,6 +1,8 @@
 //! [`WriteBatch`]: everything one applied batch changes, built up by the node and committed by
 //! [`crate::Store::apply`] in one atomic write.
 
+use credex_core::merkle::Hash;
+
 /// A rejected entry kept with the reason it was rejected (DESIGN.md principle 6: never
 /// silently dropped).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +66,11 @@ pub(crate) enum Op {
         state: Vec<u8>,
     },
     PushChange(Vec<u8>),
+    RequireRoot {
+        origin: String,
+        size: u64,
+        root: Hash,
+    },
 }
 
 /// Everything one applied batch changes. Operations take effect in the order they were added;
@@ -188,6 +195,21 @@ impl WriteBatch {
         self.ops.push(Op::PutPeer {
             peer: peer.to_owned(),
             state: state.into(),
+        });
+        self
+    }
+
+    /// Makes the whole batch conditional: it commits only if `origin`'s log, at the point where
+    /// the batch's appends make it `size` entries long (or now, if it already is), has the RFC
+    /// 6962 root `root`, and the appends do reach `size` ([`crate::StoreError::RootMismatch`]
+    /// otherwise, and nothing is written). Add it before the appends that reach `size`. The receive path
+    /// appends a peer's entries only under a root their origin signed (DESIGN.md "Receiver
+    /// checks"); the store computes that root anyway, so the check costs nothing extra.
+    pub fn require_root(&mut self, origin: &str, size: u64, root: Hash) -> &mut Self {
+        self.ops.push(Op::RequireRoot {
+            origin: origin.to_owned(),
+            size,
+            root,
         });
         self
     }

@@ -5,7 +5,7 @@ use credex_core::merkle::ProofError;
 /// Why a store operation failed.
 ///
 /// The variants raised by [`crate::Store::apply`] for a bad batch (`Gap`, `Conflict`, `Forked`,
-/// `UnknownSeq`, `WitnessRollback`, `TooLong`) leave the store untouched: nothing of the batch
+/// `UnknownSeq`, `WitnessRollback`, `TooLong`, `RootMismatch`) leave the store untouched: nothing of the batch
 /// is written.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -57,6 +57,15 @@ pub enum StoreError {
         origin: String,
         #[source]
         source: ProofError,
+    },
+    #[error(
+        "origin {origin}: the batch leaves a tree of size {size} with root {got}, the required root is {want}"
+    )]
+    RootMismatch {
+        origin: String,
+        size: u64,
+        got: credex_core::merkle::Hash,
+        want: credex_core::merkle::Hash,
     },
     #[error("an earlier write failed halfway, the store must be reopened")]
     Poisoned,

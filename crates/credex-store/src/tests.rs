@@ -236,6 +236,72 @@ fn appends_to_several_origins_in_one_batch_each_get_their_own_tree() {
 }
 
 #[test]
+fn a_batch_requiring_a_root_commits_only_with_exactly_that_root() {
+    let (_dir, store) = temp();
+    append(&store, CS, 3);
+    let signed = memory_tree(CS, 5).root();
+    let build = |root| {
+        let mut batch = WriteBatch::new();
+        for seq in 3..5 {
+            batch.append(CS, seq, leaf(CS, seq));
+        }
+        batch.set_checkpoint(CS, 5, b"note".to_vec());
+        batch.require_root(CS, 5, root);
+        batch
+    };
+    let other = memory_tree(WH, 5).root();
+    let err = store
+        .apply(build(other))
+        .expect_err("another root is refused");
+    assert!(
+        matches!(err, StoreError::RootMismatch { size: 5, .. }),
+        "{err}"
+    );
+    assert_eq!(
+        store.origin_state(CS).size,
+        3,
+        "nothing of the batch is written"
+    );
+    assert_eq!(store.leaf(CS, 3).unwrap(), None);
+    assert_eq!(store.checkpoint_at(CS, 5).unwrap(), None);
+    // The size is part of the requirement: the right root of a smaller tree does not do.
+    let mut short = WriteBatch::new();
+    short.append(CS, 3, leaf(CS, 3)).require_root(CS, 5, signed);
+    assert!(matches!(
+        store.apply(short),
+        Err(StoreError::RootMismatch { size: 5, .. })
+    ));
+    store.apply(build(signed)).expect("the signed root commits");
+    assert_eq!(store.origin_state(CS).size, 5);
+    assert_eq!(store.origin_state(CS).root, signed);
+    // Roots required on the way are checked where the appends pass them.
+    let mut batch = WriteBatch::new();
+    batch
+        .require_root(CS, 5, signed)
+        .require_root(CS, 6, memory_tree(CS, 6).root())
+        .require_root(CS, 8, memory_tree(CS, 8).root());
+    for seq in 5..8 {
+        batch.append(CS, seq, leaf(CS, seq));
+    }
+    store.apply(batch).expect("every root on the way is right");
+    let mut batch = WriteBatch::new();
+    batch
+        .require_root(CS, 9, other)
+        .require_root(CS, 10, memory_tree(CS, 10).root());
+    for seq in 8..10 {
+        batch.append(CS, seq, leaf(CS, seq));
+    }
+    let err = store
+        .apply(batch)
+        .expect_err("a wrong root on the way is refused");
+    assert!(
+        matches!(err, StoreError::RootMismatch { size: 9, .. }),
+        "{err}"
+    );
+    assert_eq!(store.origin_state(CS).size, 8);
+}
+
+#[test]
 fn a_forked_origin_takes_no_more_entries() {
     let (dir, store) = temp();
     append(&store, CS, 2);
