@@ -61,11 +61,20 @@
 //! ```
 //! Protobuf carries the checkpoint notes and signed entries as bytes fields, untouched, and
 //! one item per line lets files exported from several nodes be concatenated (less their
-//! header lines). What is provable offline, and so what [`verify_evidence`] confirms: two
-//! checkpoints validly signed by the origin with equal size and different roots, or two
-//! different leaves validly signed by the origin for one seq. Two checkpoints of different
-//! sizes with a consistency proof that fails prove nothing by themselves (a bad proof does not
-//! show that no good one exists): that evidence is [`EvidenceVerdict::Unproven`].
+//! header lines). What is provable offline, and so what [`verify_evidence`] confirms
+//! (DESIGN.md "Equivocation"), every checkpoint verified with the origin's pinned log key:
+//! - two checkpoints of equal size and different roots;
+//! - two checkpoints of sizes m < n (in either order) and a *seeded* consistency proof from m
+//!   to n taken from the size-n tree ([`merkle::seeded_consistency_proof`]: the RFC 9162 proof,
+//!   preceded by the root at m when m is a power of two; for other m it is the plain RFC proof).
+//!   RFC 9162 computes both roots from the proof alone ([`merkle::consistency_roots`]): when
+//!   the root at n it yields is the signed one and the root at m is not, the origin signed a
+//!   tree of size n whose first m leaves are not the tree of size m it also signed. A proof
+//!   that verifies normally refutes the evidence ([`EvidenceError::ConsistencyHolds`]); one that
+//!   does not reproduce the signed root at n proves nothing ([`EvidenceVerdict::Unproven`]).
+//!   The evidence does not say which pair the proof is for: with more than two checkpoints,
+//!   every pair of sizes whose proof length matches is tried, the smallest and largest first;
+//! - two different leaves for one seq.
 //!
 //! # Quorum
 //! A checkpoint with two cosignatures is *published* (DESIGN.md "Witness"), so the default
@@ -1045,6 +1054,14 @@ fn entries(n: u64) -> String {
     }
 }
 
+fn hash_count(n: usize) -> String {
+    if n == 1 {
+        "1 hash".to_owned()
+    } else {
+        format!("{n} hashes")
+    }
+}
+
 fn plural(n: usize, what: &str) -> String {
     if n == 1 {
         format!("1 {what}")
@@ -1139,6 +1156,16 @@ pub enum Equivocation {
     Checkpoints { size: u64, roots: [Hash; 2] },
     /// Two different leaves signed by the origin for one seq.
     Entries { seq: u64, leaf_hashes: [Hash; 2] },
+    /// Two checkpoints signed by the origin, of sizes `old_size < new_size`, and a consistency
+    /// proof that reproduces the root signed at `new_size` and yields, for that tree's first
+    /// `old_size` leaves, a root other than the one signed at `old_size`.
+    Histories {
+        old_size: u64,
+        new_size: u64,
+        signed_old_root: Hash,
+        implied_old_root: Hash,
+        new_root: Hash,
+    },
 }
 
 /// A piece of evidence whose signatures verified.
@@ -1227,47 +1254,104 @@ fn conflicting_checkpoints(checkpoints: &[Checkpoint]) -> Option<Equivocation> {
     })
 }
 
+/// Checkpoints of different sizes and the consistency proof that comes with them. The proof
+/// is for one pair of sizes, which the evidence does not name, so every pair of distinct
+/// signed claims `m < n` is tried, the widest (smallest and largest size) first; a pair
+/// whose proof length does not fit is skipped. The first pair that proves an equivocation
+/// decides; failing that, a pair the proof shows consistent refutes the evidence.
 fn inconsistent_checkpoints(
     e: &pb::Evidence,
     checkpoints: &[Checkpoint],
 ) -> Result<EvidenceVerdict, EvidenceError> {
-    let old = checkpoints
+    // One claim per (size, root): a checkpoint listed twice, say with more cosignatures, is one.
+    let mut claims: Vec<&Checkpoint> = checkpoints.iter().collect();
+    claims.sort_by_key(|c| (c.size, c.root.0));
+    claims.dedup_by_key(|c| (c.size, c.root));
+    let mut pairs: Vec<(&Checkpoint, &Checkpoint)> = claims
         .iter()
-        .min_by_key(|c| c.size)
-        .expect("at least two checkpoints");
-    let new = checkpoints
-        .iter()
-        .max_by_key(|c| c.size)
-        .expect("at least two checkpoints");
-    if old.size == new.size {
+        .enumerate()
+        .flat_map(|(i, old)| {
+            claims[i + 1..]
+                .iter()
+                .filter(|new| new.size > old.size)
+                .map(move |new| (*old, *new))
+        })
+        .collect();
+    pairs.sort_by_key(|(old, new)| (std::cmp::Reverse(new.size - old.size), old.size));
+    let Some(&(widest_old, widest_new)) = pairs.first() else {
         return Err(EvidenceError::NoConflict(format!(
             "the checkpoints all have size {} and the same root",
-            old.size
+            checkpoints[0].size
         )));
-    }
-    let proof = e
+    };
+    let proof = match e
         .consistency_proof
         .iter()
         .map(|h| merkle::hash_from_bytes(h))
-        .collect::<Result<Vec<_>, _>>();
-    let failure = match proof {
-        Err(err) => err,
-        Ok(proof) => {
-            match merkle::verify_consistency(&proof, old.size, old.root, new.size, new.root) {
-                Ok(()) => {
-                    return Err(EvidenceError::ConsistencyHolds {
-                        old: old.size,
-                        new: new.size,
-                    });
-                }
-                Err(err) => err,
-            }
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(proof) => proof,
+        Err(err) => {
+            return Ok(EvidenceVerdict::Unproven(format!(
+                "the checkpoints are signed by the origin, but the consistency proof is malformed ({err}), so it proves nothing"
+            )));
         }
     };
-    Ok(EvidenceVerdict::Unproven(format!(
-        "both checkpoints are signed by the origin, but the consistency proof supplied from size {} to {} fails ({failure}), and a failing proof does not show that none exists: ask the origin for one (Audit.GetConsistency); if it cannot give one, it forked",
-        old.size, new.size
-    )))
+    let mut holds = None;
+    let mut not_reproduced = None;
+    let mut wrong_length = None;
+    for (old, new) in pairs {
+        // A plain RFC 9162 proof (no seed when `old` is a power of two) can still show the
+        // two checkpoints consistent, which refutes the evidence.
+        if merkle::verify_consistency(&proof, old.size, old.root, new.size, new.root).is_ok() {
+            holds.get_or_insert((old.size, new.size));
+            continue;
+        }
+        match merkle::consistency_roots(&proof, old.size, new.size) {
+            Ok((implied_old_root, computed_new)) if computed_new == new.root => {
+                if implied_old_root == old.root {
+                    holds.get_or_insert((old.size, new.size));
+                } else {
+                    return Ok(EvidenceVerdict::Proven(Equivocation::Histories {
+                        old_size: old.size,
+                        new_size: new.size,
+                        signed_old_root: old.root,
+                        implied_old_root,
+                        new_root: new.root,
+                    }));
+                }
+            }
+            Ok((_, computed_new)) => {
+                not_reproduced.get_or_insert((
+                    old.size,
+                    new.size,
+                    format!("it yields {computed_new}, the origin signed {}", new.root),
+                ));
+            }
+            Err(ProofError::WrongProofLength { want, .. }) => {
+                wrong_length.get_or_insert(want);
+            }
+            Err(err) => {
+                not_reproduced.get_or_insert((old.size, new.size, err.to_string()));
+            }
+        }
+    }
+    if let Some((old, new)) = holds {
+        return Err(EvidenceError::ConsistencyHolds { old, new });
+    }
+    Ok(EvidenceVerdict::Unproven(match not_reproduced {
+        Some((old, new, why)) => format!(
+            "the checkpoints are signed by the origin, but the consistency proof from size {old} to {new} does not reproduce the root signed at size {new} ({why}), so it says nothing about that tree's first {old} leaves: it proves nothing"
+        ),
+        None => format!(
+            "the checkpoints are signed by the origin, but the consistency proof has {}, the length of no proof between two of the signed sizes ({}; a seeded proof from {} to {} has {}), so it proves nothing",
+            hash_count(proof.len()),
+            sizes(checkpoints),
+            widest_old.size,
+            widest_new.size,
+            hash_count(wrong_length.unwrap_or_default()),
+        ),
+    }))
 }
 
 fn conflicting_entries(
@@ -1353,6 +1437,15 @@ pub fn render_evidence_report(r: &EvidenceReport) -> String {
         EvidenceVerdict::Proven(Equivocation::Entries { seq, leaf_hashes }) => format!(
             "{head}: PROVEN — two different entries for seq {seq} signed by the origin, leaf hashes {} and {}",
             leaf_hashes[0], leaf_hashes[1]
+        ),
+        EvidenceVerdict::Proven(Equivocation::Histories {
+            old_size,
+            new_size,
+            signed_old_root,
+            implied_old_root,
+            new_root,
+        }) => format!(
+            "{head}: PROVEN — the origin signed a tree of size {new_size} (root {new_root}) whose first {old_size} leaves have root {implied_old_root} by the consistency proof, and a tree of size {old_size} with root {signed_old_root}"
         ),
         EvidenceVerdict::Unproven(why) => format!("{head}: NOT PROVEN — {why}"),
     }
@@ -2459,6 +2552,15 @@ mod tests {
         (honest, forked)
     }
 
+    /// Evidence of kind inconsistent checkpoints: these notes, in this order, and `proof`.
+    fn sizes_apart(notes: Vec<Vec<u8>>, proof: Vec<Hash>) -> pb::Evidence {
+        pb::Evidence {
+            checkpoints: notes.into_iter().map(signed).collect(),
+            consistency_proof: proof.iter().map(|h| h.0.to_vec()).collect(),
+            ..evidence(pb::evidence::Kind::InconsistentCheckpoints)
+        }
+    }
+
     #[test]
     fn evidence_is_confirmed_only_when_it_proves_an_equivocation() {
         use pb::evidence::Kind;
@@ -2472,11 +2574,8 @@ mod tests {
             signed_entries: vec![a.to_vec(), b.to_vec()],
             ..evidence(Kind::ConflictingEntries)
         };
-        let inconsistent = |proof: Vec<Hash>| pb::Evidence {
-            checkpoints: vec![signed(honest.note(5, &[])), signed(forked.note(11, &[]))],
-            consistency_proof: proof.iter().map(|h| h.0.to_vec()).collect(),
-            ..evidence(Kind::InconsistentCheckpoints)
-        };
+        let inconsistent =
+            |proof: Vec<Hash>| sizes_apart(vec![honest.note(5, &[]), forked.note(11, &[])], proof);
         let mut forged_leaf = forked.leaves[4].clone();
         forged_leaf[12] ^= 1;
         let wuhan = Log::with_records(1, 11, 7);
@@ -2545,21 +2644,76 @@ mod tests {
                 },
             ),
             (
-                "inconsistent, with the failing proof the peer supplied",
-                inconsistent(merkle::consistency_proof(5, 11, &honest.tree).unwrap()),
+                "sizes 5 and 11, proof from the size-11 tree",
+                inconsistent(merkle::seeded_consistency_proof(5, 11, &forked.tree).unwrap()),
             ),
-            ("inconsistent, no proof supplied", inconsistent(Vec::new())),
+            (
+                "sizes 8 and 11 (a power of two), seeded proof from the size-11 tree, larger first",
+                sizes_apart(
+                    vec![forked.note(11, &[]), honest.note(8, &[])],
+                    merkle::seeded_consistency_proof(8, 11, &forked.tree).unwrap(),
+                ),
+            ),
+            (
+                "sizes 8 and 11, unseeded proof",
+                sizes_apart(
+                    vec![honest.note(8, &[]), forked.note(11, &[])],
+                    merkle::consistency_proof(8, 11, &forked.tree).unwrap(),
+                ),
+            ),
+            (
+                "sizes 5 and 11, proof from the other tree",
+                inconsistent(merkle::seeded_consistency_proof(5, 11, &honest.tree).unwrap()),
+            ),
+            (
+                "sizes 8 and 11, seeded proof from the other tree",
+                sizes_apart(
+                    vec![honest.note(8, &[]), forked.note(11, &[])],
+                    merkle::seeded_consistency_proof(8, 11, &honest.tree).unwrap(),
+                ),
+            ),
+            (
+                "sizes 5 and 11, no proof supplied",
+                inconsistent(Vec::new()),
+            ),
+            (
+                "sizes 5 and 11, a malformed hash",
+                pb::Evidence {
+                    consistency_proof: vec![vec![0; 31]],
+                    ..inconsistent(Vec::new())
+                },
+            ),
+            (
+                "sizes 5, 8 and 11, proof from 8 to 11",
+                sizes_apart(
+                    vec![
+                        honest.note(5, &[]),
+                        honest.note(8, &[]),
+                        forked.note(11, &[]),
+                    ],
+                    merkle::seeded_consistency_proof(8, 11, &forked.tree).unwrap(),
+                ),
+            ),
             (
                 "inconsistent claimed, but the proof holds",
-                pb::Evidence {
-                    checkpoints: vec![signed(honest.note(5, &[])), signed(honest.note(11, &[]))],
-                    consistency_proof: merkle::consistency_proof(5, 11, &honest.tree)
-                        .unwrap()
-                        .iter()
-                        .map(|h| h.0.to_vec())
-                        .collect(),
-                    ..evidence(Kind::InconsistentCheckpoints)
-                },
+                sizes_apart(
+                    vec![honest.note(5, &[]), honest.note(11, &[])],
+                    merkle::seeded_consistency_proof(5, 11, &honest.tree).unwrap(),
+                ),
+            ),
+            (
+                "inconsistent claimed, but the seeded proof from 8 holds",
+                sizes_apart(
+                    vec![honest.note(11, &[]), honest.note(8, &[])],
+                    merkle::seeded_consistency_proof(8, 11, &honest.tree).unwrap(),
+                ),
+            ),
+            (
+                "inconsistent claimed, but the unseeded proof from 8 holds",
+                sizes_apart(
+                    vec![honest.note(8, &[]), honest.note(11, &[])],
+                    merkle::consistency_proof(8, 11, &honest.tree).unwrap(),
+                ),
             ),
             (
                 "inconsistent kind holding an equal-size conflict",
@@ -2611,13 +2765,61 @@ mod tests {
             the same entry twice: refused: no conflict: no two different entries share a seq (seqs 4, 4)
             entries at different seqs: refused: no conflict: no two different entries share a seq (seqs 4, 5)
             another city's entries: refused: signed entry 1: leaf is signed by key id abf5c54c, expected credex/mid-yangtze/changsha+8ddcab5f
-            inconsistent, with the failing proof the peer supplied: changsha, inconsistent checkpoints, detected via sync:wuhan at 2026-01-01 00:00:00 +08:00: NOT PROVEN — both checkpoints are signed by the origin, but the consistency proof supplied from size 5 to 11 fails (consistency proof from size 5 to size 11 does not match the two roots), and a failing proof does not show that none exists: ask the origin for one (Audit.GetConsistency); if it cannot give one, it forked
-            inconsistent, no proof supplied: changsha, inconsistent checkpoints, detected via sync:wuhan at 2026-01-01 00:00:00 +08:00: NOT PROVEN — both checkpoints are signed by the origin, but the consistency proof supplied from size 5 to 11 fails (consistency proof length is 0, expected 5 hashes), and a failing proof does not show that none exists: ask the origin for one (Audit.GetConsistency); if it cannot give one, it forked
+            sizes 5 and 11, proof from the size-11 tree: changsha, inconsistent checkpoints, detected via sync:wuhan at 2026-01-01 00:00:00 +08:00: PROVEN — the origin signed a tree of size 11 (root t2qC1TvLQEpk83iM98W51tB5m+Nx3xzGoJywtQTUe7w=) whose first 5 leaves have root mnPfIMLgiJVTc81JrWaFHCwIimyEAicTJmjlnBtlO0o= by the consistency proof, and a tree of size 5 with root HnBOz0aKP1q1FodHQ3MWloQyfP23LJeZLM0me9yS57g=
+            sizes 8 and 11 (a power of two), seeded proof from the size-11 tree, larger first: changsha, inconsistent checkpoints, detected via sync:wuhan at 2026-01-01 00:00:00 +08:00: PROVEN — the origin signed a tree of size 11 (root t2qC1TvLQEpk83iM98W51tB5m+Nx3xzGoJywtQTUe7w=) whose first 8 leaves have root iuZrUiuG+4VCcJ2Ux6yXykcbStFwilbAfvTroY4psGk= by the consistency proof, and a tree of size 8 with root Z78unpi0Q4YHZmmnkXatasZ7yXNhWTmuFLYsGNUc0hY=
+            sizes 8 and 11, unseeded proof: changsha, inconsistent checkpoints, detected via sync:wuhan at 2026-01-01 00:00:00 +08:00: NOT PROVEN — the checkpoints are signed by the origin, but the consistency proof has 1 hash, the length of no proof between two of the signed sizes (8, 11; a seeded proof from 8 to 11 has 2 hashes), so it proves nothing
+            sizes 5 and 11, proof from the other tree: changsha, inconsistent checkpoints, detected via sync:wuhan at 2026-01-01 00:00:00 +08:00: NOT PROVEN — the checkpoints are signed by the origin, but the consistency proof from size 5 to 11 does not reproduce the root signed at size 11 (it yields WqIeGIg3raPcyBvxQUY62kbYA3BXkikovu3BQoFKgns=, the origin signed t2qC1TvLQEpk83iM98W51tB5m+Nx3xzGoJywtQTUe7w=), so it says nothing about that tree's first 5 leaves: it proves nothing
+            sizes 8 and 11, seeded proof from the other tree: changsha, inconsistent checkpoints, detected via sync:wuhan at 2026-01-01 00:00:00 +08:00: NOT PROVEN — the checkpoints are signed by the origin, but the consistency proof from size 8 to 11 does not reproduce the root signed at size 11 (it yields WqIeGIg3raPcyBvxQUY62kbYA3BXkikovu3BQoFKgns=, the origin signed t2qC1TvLQEpk83iM98W51tB5m+Nx3xzGoJywtQTUe7w=), so it says nothing about that tree's first 8 leaves: it proves nothing
+            sizes 5 and 11, no proof supplied: changsha, inconsistent checkpoints, detected via sync:wuhan at 2026-01-01 00:00:00 +08:00: NOT PROVEN — the checkpoints are signed by the origin, but the consistency proof has 0 hashes, the length of no proof between two of the signed sizes (5, 11; a seeded proof from 5 to 11 has 5 hashes), so it proves nothing
+            sizes 5 and 11, a malformed hash: changsha, inconsistent checkpoints, detected via sync:wuhan at 2026-01-01 00:00:00 +08:00: NOT PROVEN — the checkpoints are signed by the origin, but the consistency proof is malformed (hash is 31 bytes, expected 32), so it proves nothing
+            sizes 5, 8 and 11, proof from 8 to 11: changsha, inconsistent checkpoints, detected via sync:wuhan at 2026-01-01 00:00:00 +08:00: PROVEN — the origin signed a tree of size 11 (root t2qC1TvLQEpk83iM98W51tB5m+Nx3xzGoJywtQTUe7w=) whose first 8 leaves have root iuZrUiuG+4VCcJ2Ux6yXykcbStFwilbAfvTroY4psGk= by the consistency proof, and a tree of size 8 with root Z78unpi0Q4YHZmmnkXatasZ7yXNhWTmuFLYsGNUc0hY=
             inconsistent claimed, but the proof holds: refused: the consistency proof from size 5 to size 11 verifies: the checkpoints are consistent
+            inconsistent claimed, but the seeded proof from 8 holds: refused: the consistency proof from size 8 to size 11 verifies: the checkpoints are consistent
+            inconsistent claimed, but the unseeded proof from 8 holds: refused: the consistency proof from size 8 to size 11 verifies: the checkpoints are consistent
             inconsistent kind holding an equal-size conflict: changsha, inconsistent checkpoints, detected via sync:wuhan at 2026-01-01 00:00:00 +08:00: PROVEN — two checkpoints of size 11 signed by the origin have roots WqIeGIg3raPcyBvxQUY62kbYA3BXkikovu3BQoFKgns= and t2qC1TvLQEpk83iM98W51tB5m+Nx3xzGoJywtQTUe7w=
             unknown origin: refused: origin "shanghai" is not a member of consortium mid-yangtze
             unknown kind: refused: unknown evidence kind 9
         "#]].assert_eq(&out);
+    }
+
+    #[test]
+    fn a_fork_of_different_sizes_is_proven_by_a_seeded_proof_from_the_larger_tree() {
+        // The two logs share their first 4 entries: below that the histories agree.
+        let (honest, forked) = fork();
+        let consortium = consortium();
+        let verdict = |e: pb::Evidence| verify_evidence(&e, &consortium).map(|r| r.verdict);
+        for (small, large) in [(&honest, &forked), (&forked, &honest)] {
+            for m in 1..11 {
+                let proof = merkle::seeded_consistency_proof(m, 11, &large.tree).unwrap();
+                let notes = vec![small.note(m, &[]), large.note(11, &[])];
+                let reversed = notes.iter().rev().cloned().collect();
+                for e in [
+                    sizes_apart(notes, proof.clone()),
+                    sizes_apart(reversed, proof),
+                ] {
+                    let got = verdict(e);
+                    if m <= 4 {
+                        assert!(
+                            matches!(got, Err(EvidenceError::ConsistencyHolds { old, new: 11 }) if old == m),
+                            "m = {m}: {got:?}"
+                        );
+                        continue;
+                    }
+                    // The oracle: the roots of the two trees, computed from their leaves.
+                    assert_eq!(
+                        got.unwrap(),
+                        EvidenceVerdict::Proven(Equivocation::Histories {
+                            old_size: m,
+                            new_size: 11,
+                            signed_old_root: merkle::root(m, &small.tree).unwrap(),
+                            implied_old_root: merkle::root(m, &large.tree).unwrap(),
+                            new_root: merkle::root(11, &large.tree).unwrap(),
+                        }),
+                        "m = {m}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
