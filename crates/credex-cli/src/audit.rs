@@ -1496,6 +1496,18 @@ pub enum ReplayFailure {
         seq: u64,
         source: ProofError,
     },
+    /// The tree of every entry served, the log the node holds, has a root that no checkpoint
+    /// of its size carries (`held` of that size were verified, none with this root).
+    UnsignedRoot {
+        size: u64,
+        root: Hash,
+        held: usize,
+    },
+    /// The node holds equivocation evidence about the origin, so it marks it forked.
+    Forked {
+        city: String,
+        evidence: usize,
+    },
 }
 
 impl fmt::Display for ReplayFailure {
@@ -1532,6 +1544,25 @@ impl fmt::Display for ReplayFailure {
                 "checkpoint of size {size} covers more than the {entries} entries served"
             ),
             Self::Tree { seq, source } => write!(f, "entry {seq}: hashing into the tree: {source}"),
+            Self::UnsignedRoot { size, root, held } => write!(
+                f,
+                "the log held, {} with root {root}, matches no checkpoint of size {size} the origin signed ({}): the node holds a root its origin never signed",
+                entries(*size),
+                if *held == 0 {
+                    "none of that size".to_owned()
+                } else {
+                    format!("{held} of that size, with another root")
+                }
+            ),
+            Self::Forked { city, evidence } => write!(
+                f,
+                "origin is marked forked at this node; {} (`credexctl audit evidence --origin {city}` exports them for `audit verify`)",
+                if *evidence == 1 {
+                    "1 piece of evidence".to_owned()
+                } else {
+                    format!("{evidence} pieces of evidence")
+                }
+            ),
         }
     }
 }
@@ -1544,7 +1575,12 @@ impl fmt::Display for ReplayFailure {
 /// against the pinned keys and, once the tree reaches its size, its root compared with the
 /// tree's. Between successive checkpoints whose roots both matched, a consistency proof
 /// computed from the tree is checked against the two signed roots; when a root did not
-/// match, that mismatch is the failure reported.
+/// match, that mismatch is the failure reported. Last, the whole tree — the log the node
+/// holds — must have the root of a checkpoint of its size (DESIGN.md "Receiver checks": a
+/// log never holds a root its origin did not sign); a log of its origin's first history up
+/// to one checkpoint and another history's entries after it fails there. A node that marks
+/// the origin forked ([`LogReplay::marked_forked`]) fails the replay too, whatever the
+/// entries show.
 #[derive(Debug)]
 pub struct LogReplay {
     city: String,
@@ -1562,6 +1598,8 @@ pub struct LogReplay {
     entries_valid: u64,
     roots_matched: usize,
     consistency_checked: usize,
+    /// Pieces of evidence the node holds about the origin, when it holds any.
+    forked: Option<usize>,
     failures: Vec<ReplayFailure>,
     failure_count: u64,
 }
@@ -1573,14 +1611,16 @@ pub struct ReplayReport {
     pub entries: u64,
     pub entries_valid: u64,
     pub root: Hash,
-    /// Checkpoints the node listed.
+    /// Checkpoints the node listed (of a second listing, those taken).
     pub checkpoints_held: usize,
     pub checkpoints_verified: usize,
     pub roots_matched: usize,
     pub consistency_checked: usize,
     /// The largest checkpoint whose root matched the tree.
     pub newest: Option<CheckpointReport>,
-    /// The first failures, in the order found.
+    /// Pieces of evidence about the origin, when the node marks it forked.
+    pub forked: Option<usize>,
+    /// The first failures, in the order found (a forked origin first).
     pub failures: Vec<ReplayFailure>,
     /// All failures, including those not kept.
     pub failure_count: u64,
@@ -1611,6 +1651,7 @@ impl LogReplay {
             entries_valid: 0,
             roots_matched: 0,
             consistency_checked: 0,
+            forked: None,
             failures: Vec::new(),
             failure_count: 0,
         };
@@ -1645,6 +1686,58 @@ impl LogReplay {
     /// The largest verified checkpoint's size: how far the log should go.
     pub fn target_size(&self) -> u64 {
         self.checkpoints.last().map_or(0, |(c, _)| c.size)
+    }
+
+    /// Whether the tree replayed so far has the root of a verified checkpoint of its size
+    /// (trivially so when empty).
+    pub fn root_signed(&self) -> bool {
+        self.tree.size() == 0
+            || self
+                .last_matched
+                .as_ref()
+                .is_some_and(|c| c.size == self.tree.size())
+    }
+
+    /// Adds checkpoints listed after the last entry was served: the node signs a checkpoint
+    /// just after the entries it covers are durable, and the log may have grown since the
+    /// history was first listed. Only those of the tree's size that are new (by root) are
+    /// taken, verified and compared with the tree; larger ones cover entries this replay did
+    /// not fetch, smaller ones were listed before.
+    pub fn add_checkpoints(&mut self, consortium: &Consortium, notes: &[Vec<u8>]) {
+        let size = self.tree.size();
+        let Some(member) = consortium.member(&self.city) else {
+            return;
+        };
+        for n in notes {
+            let Ok(peeked) = peek_checkpoint(n) else {
+                continue;
+            };
+            let known = self
+                .checkpoints
+                .iter()
+                .any(|(c, _)| c.size == peeked.size && c.root == peeked.root);
+            if peeked.size != size || known {
+                continue;
+            }
+            let position = self.checkpoints_held;
+            self.checkpoints_held += 1;
+            match verify_note(n, member, consortium) {
+                // Every checkpoint before `next` has at most this size, every one after it a
+                // larger one: inserting at `next` keeps the order `check_due` relies on.
+                Ok((signed, report)) => {
+                    self.checkpoints
+                        .insert(self.next, (signed.checkpoint, report));
+                }
+                Err(source) => self.fail(ReplayFailure::Checkpoint { position, source }),
+            }
+        }
+        self.check_due();
+    }
+
+    /// Records that the node holds `evidence` pieces of equivocation evidence about the
+    /// origin (Audit.ListEvidence), so marks it forked: the replay fails.
+    pub fn marked_forked(&mut self, evidence: usize) {
+        self.forked = Some(evidence);
     }
 
     /// Replays the next leaf.
@@ -1727,6 +1820,30 @@ impl LogReplay {
         for size in beyond {
             self.fail(ReplayFailure::BeyondLog { size, entries });
         }
+        if !self.root_signed() {
+            let held = self
+                .checkpoints
+                .iter()
+                .filter(|(c, _)| c.size == entries)
+                .count();
+            self.fail(ReplayFailure::UnsignedRoot {
+                size: entries,
+                root: self.tree.root(),
+                held,
+            });
+        }
+        if let Some(evidence) = self.forked {
+            // First, as it is the node's own verdict on the origin.
+            self.failure_count += 1;
+            self.failures.truncate(MAX_REPLAY_FAILURES - 1);
+            self.failures.insert(
+                0,
+                ReplayFailure::Forked {
+                    city: self.city.clone(),
+                    evidence,
+                },
+            );
+        }
         ReplayReport {
             city: self.city,
             entries,
@@ -1737,6 +1854,7 @@ impl LogReplay {
             roots_matched: self.roots_matched,
             consistency_checked: self.consistency_checked,
             newest: self.newest,
+            forked: self.forked,
             failures: self.failures,
             failure_count: self.failure_count,
         }
@@ -2875,11 +2993,12 @@ mod tests {
             log.note(7, &[witness_key(1)]),
             log.note(7, &[witness_key(1), witness_key(3)]),
             log.note(10, &wuhan_hefei()),
+            log.note(11, &[witness_key(3)]),
         ];
         expect![[r#"
             changsha: 11 entries replayed, 11 valid; tree root WqIeGIg3raPcyBvxQUY62kbYA3BXkikovu3BQoFKgns=
-            checkpoints: 5 held, 5 signed by the origin, 5 matching the tree, 3 consistency proofs between successive ones
-            newest checkpoint matching the tree: size 10, 2 cosignatures from other members' witnesses (wuhan, hefei); 1 entry after it
+            checkpoints: 6 held, 6 signed by the origin, 6 matching the tree, 4 consistency proofs between successive ones
+            newest checkpoint matching the tree: size 11, 1 cosignature from other members' witnesses (nanchang); 0 entries after it
         "#]].assert_eq(&replay(&log, &log.leaves, &notes));
     }
 
@@ -2931,6 +3050,7 @@ mod tests {
             FAILED entry 4: signature does not verify under key credex/mid-yangtze/changsha+8ddcab5f
             FAILED checkpoint of size 7: its signed root IlYx6hT4OXfVTS0lf1ju+EAlFGzF6jDXOiwQbp+nGSM= is not wlHR4h2ODlo7AguROZfxvoPrxRwIN7OufxUnwicOzec=, the root of the entries served
             FAILED checkpoint of size 11: its signed root WqIeGIg3raPcyBvxQUY62kbYA3BXkikovu3BQoFKgns= is not B6DoESXT7O+5/Z/UHbcd0U7Ay1cAYcDeSVtUrfODxSA=, the root of the entries served
+            FAILED the log held, 11 entries with root B6DoESXT7O+5/Z/UHbcd0U7Ay1cAYcDeSVtUrfODxSA=, matches no checkpoint of size 11 the origin signed (1 of that size, with another root): the node holds a root its origin never signed
             --- entries 5 and 6 swapped
             changsha: 11 entries replayed, 9 valid; tree root olUpeFTE9SPgVQTrSu++IbBtNVmwjN7xBVV4Gtp+6YQ=
             checkpoints: 3 held, 3 signed by the origin, 1 matching the tree, 0 consistency proofs between successive ones
@@ -2939,6 +3059,7 @@ mod tests {
             FAILED entry 6: it says seq 5
             FAILED checkpoint of size 7: its signed root IlYx6hT4OXfVTS0lf1ju+EAlFGzF6jDXOiwQbp+nGSM= is not BgdMGjdO19sjDdwHPD1HZbwLupZQ0m6MFEXn865ny6Q=, the root of the entries served
             FAILED checkpoint of size 11: its signed root WqIeGIg3raPcyBvxQUY62kbYA3BXkikovu3BQoFKgns= is not olUpeFTE9SPgVQTrSu++IbBtNVmwjN7xBVV4Gtp+6YQ=, the root of the entries served
+            FAILED the log held, 11 entries with root olUpeFTE9SPgVQTrSu++IbBtNVmwjN7xBVV4Gtp+6YQ=, matches no checkpoint of size 11 the origin signed (1 of that size, with another root): the node holds a root its origin never signed
             --- a forked checkpoint in the history
             changsha: 11 entries replayed, 11 valid; tree root WqIeGIg3raPcyBvxQUY62kbYA3BXkikovu3BQoFKgns=
             checkpoints: 4 held, 4 signed by the origin, 3 matching the tree, 2 consistency proofs between successive ones
@@ -2955,10 +3076,151 @@ mod tests {
             checkpoints: 3 held, 3 signed by the origin, 2 matching the tree, 1 consistency proof between successive ones
             newest checkpoint matching the tree: size 7, 0 cosignatures from other members' witnesses; 1 entry after it
             FAILED checkpoint of size 11 covers more than the 8 entries served
+            FAILED the log held, 8 entries with root Z78unpi0Q4YHZmmnkXatasZ7yXNhWTmuFLYsGNUc0hY=, matches no checkpoint of size 8 the origin signed (none of that size): the node holds a root its origin never signed
         "#]].assert_eq(&out);
         assert!(matches!(
             LogReplay::new(&consortium(), "shanghai", &[]),
             Err(VerifyError::UnknownCity { .. })
         ));
+    }
+
+    #[test]
+    fn a_log_whose_root_its_origin_never_signed_fails_the_replay() {
+        // History A, and history B that agrees with it on the first 4 entries only.
+        let a = Log::with_records(0, 20, 7);
+        let mut b = Log::new(0);
+        for leaf in &a.leaves[..4] {
+            b.append_leaf(leaf.clone());
+        }
+        let mut generator = Generator::new(&capitals()[0], 99, parse_date("2026-05-20").unwrap());
+        for _ in 4..20 {
+            b.append_record(generator.record());
+        }
+        // What the node served: A's seqs 0-14, then B's 15-19. Every entry is signed by the
+        // origin, and so is every checkpoint of A up to 15.
+        let mut mixed = a.leaves[..15].to_vec();
+        mixed.extend_from_slice(&b.leaves[15..]);
+        let a_notes = vec![a.note(5, &[]), a.note(10, &[]), a.note(15, &[])];
+        let with = |extra: Vec<u8>| {
+            let mut n = a_notes.clone();
+            n.push(extra);
+            n
+        };
+        // The oracle for the mixed tree's root: built here leaf by leaf.
+        let mut tree = MemoryHashStore::new();
+        for leaf in &mixed {
+            tree.append(leaf).unwrap();
+        }
+        let mixed_root = tree.root().to_string();
+        let cases = [
+            ("A's 0-14 and B's 15-19", replay(&a, &mixed, &a_notes)),
+            (
+                "the same, with B's checkpoint of size 20",
+                replay(&a, &mixed, &with(b.note(20, &[]))),
+            ),
+            (
+                "all of A, its last checkpoint at 15",
+                replay(&a, &a.leaves, &a_notes),
+            ),
+            (
+                "all of A and its checkpoint of size 20",
+                replay(&a, &a.leaves, &with(a.note(20, &[]))),
+            ),
+        ];
+        for (name, report) in &cases[..3] {
+            assert!(report.contains("FAILED"), "{name} fails:\n{report}");
+        }
+        assert!(!cases[3].1.contains("FAILED"), "{}", cases[3].1);
+        let out: String = cases
+            .iter()
+            .map(|(name, report)| format!("--- {name}\n{report}"))
+            .collect();
+        assert!(out.contains(&format!("the log held, 20 entries with root {mixed_root}")));
+        expect![[r#"
+            --- A's 0-14 and B's 15-19
+            changsha: 20 entries replayed, 20 valid; tree root ZfLy8fj4XXqSBdv/P1kYdKs1JrEy0zUKsQC01s+H+XI=
+            checkpoints: 3 held, 3 signed by the origin, 3 matching the tree, 2 consistency proofs between successive ones
+            newest checkpoint matching the tree: size 15, 0 cosignatures from other members' witnesses; 5 entries after it
+            FAILED the log held, 20 entries with root ZfLy8fj4XXqSBdv/P1kYdKs1JrEy0zUKsQC01s+H+XI=, matches no checkpoint of size 20 the origin signed (none of that size): the node holds a root its origin never signed
+            --- the same, with B's checkpoint of size 20
+            changsha: 20 entries replayed, 20 valid; tree root ZfLy8fj4XXqSBdv/P1kYdKs1JrEy0zUKsQC01s+H+XI=
+            checkpoints: 4 held, 4 signed by the origin, 3 matching the tree, 2 consistency proofs between successive ones
+            newest checkpoint matching the tree: size 15, 0 cosignatures from other members' witnesses; 5 entries after it
+            FAILED checkpoint of size 20: its signed root tmpWmC0NuCi4jdhcE5ABoXWDWfpFs+2/dXsrRL+/8fI= is not ZfLy8fj4XXqSBdv/P1kYdKs1JrEy0zUKsQC01s+H+XI=, the root of the entries served
+            FAILED the log held, 20 entries with root ZfLy8fj4XXqSBdv/P1kYdKs1JrEy0zUKsQC01s+H+XI=, matches no checkpoint of size 20 the origin signed (1 of that size, with another root): the node holds a root its origin never signed
+            --- all of A, its last checkpoint at 15
+            changsha: 20 entries replayed, 20 valid; tree root HjwIonn4e5wJHARIZuaz8SEjH4SEYwbmkNw5dyar/Xs=
+            checkpoints: 3 held, 3 signed by the origin, 3 matching the tree, 2 consistency proofs between successive ones
+            newest checkpoint matching the tree: size 15, 0 cosignatures from other members' witnesses; 5 entries after it
+            FAILED the log held, 20 entries with root HjwIonn4e5wJHARIZuaz8SEjH4SEYwbmkNw5dyar/Xs=, matches no checkpoint of size 20 the origin signed (none of that size): the node holds a root its origin never signed
+            --- all of A and its checkpoint of size 20
+            changsha: 20 entries replayed, 20 valid; tree root HjwIonn4e5wJHARIZuaz8SEjH4SEYwbmkNw5dyar/Xs=
+            checkpoints: 4 held, 4 signed by the origin, 4 matching the tree, 3 consistency proofs between successive ones
+            newest checkpoint matching the tree: size 20, 0 cosignatures from other members' witnesses; 0 entries after it
+        "#]].assert_eq(&out);
+    }
+
+    #[test]
+    fn a_checkpoint_listed_after_the_entries_signs_the_root_and_a_forked_origin_fails() {
+        // The node held 11 entries when it served them, and has grown to 12 since.
+        let log = Log::with_records(0, 12, 7);
+        let notes = vec![log.note(3, &[]), log.note(7, &[])];
+        let consortium = consortium();
+        let run = |relisted: &[Vec<u8>], forked: Option<usize>| {
+            let mut replay = LogReplay::new(&consortium, &log.city, &notes).unwrap();
+            for leaf in &log.leaves[..11] {
+                replay.push(leaf);
+            }
+            assert!(!replay.root_signed(), "no checkpoint of size 11 listed yet");
+            replay.add_checkpoints(&consortium, relisted);
+            if let Some(n) = forked {
+                replay.marked_forked(n);
+            }
+            render_replay_report(&replay.finish())
+        };
+        let (_, forked) = fork();
+        let cases = [
+            (
+                "relisted: sizes 3, 7, 11 and 12",
+                run(
+                    &[
+                        log.note(3, &[]),
+                        log.note(7, &[]),
+                        log.note(11, &wuhan_hefei()),
+                        log.note(12, &[]),
+                    ],
+                    None,
+                ),
+            ),
+            (
+                "relisted: another root at size 11",
+                run(&[forked.note(11, &[])], None),
+            ),
+            (
+                "relisted: size 11, the node holds evidence",
+                run(&[log.note(11, &[])], Some(2)),
+            ),
+        ];
+        let out: String = cases
+            .iter()
+            .map(|(name, report)| format!("--- {name}\n{report}"))
+            .collect();
+        expect![[r#"
+            --- relisted: sizes 3, 7, 11 and 12
+            changsha: 11 entries replayed, 11 valid; tree root WqIeGIg3raPcyBvxQUY62kbYA3BXkikovu3BQoFKgns=
+            checkpoints: 3 held, 3 signed by the origin, 3 matching the tree, 2 consistency proofs between successive ones
+            newest checkpoint matching the tree: size 11, 2 cosignatures from other members' witnesses (wuhan, hefei); 0 entries after it
+            --- relisted: another root at size 11
+            changsha: 11 entries replayed, 11 valid; tree root WqIeGIg3raPcyBvxQUY62kbYA3BXkikovu3BQoFKgns=
+            checkpoints: 3 held, 3 signed by the origin, 2 matching the tree, 1 consistency proof between successive ones
+            newest checkpoint matching the tree: size 7, 0 cosignatures from other members' witnesses; 4 entries after it
+            FAILED checkpoint of size 11: its signed root t2qC1TvLQEpk83iM98W51tB5m+Nx3xzGoJywtQTUe7w= is not WqIeGIg3raPcyBvxQUY62kbYA3BXkikovu3BQoFKgns=, the root of the entries served
+            FAILED the log held, 11 entries with root WqIeGIg3raPcyBvxQUY62kbYA3BXkikovu3BQoFKgns=, matches no checkpoint of size 11 the origin signed (1 of that size, with another root): the node holds a root its origin never signed
+            --- relisted: size 11, the node holds evidence
+            changsha: 11 entries replayed, 11 valid; tree root WqIeGIg3raPcyBvxQUY62kbYA3BXkikovu3BQoFKgns=
+            checkpoints: 3 held, 3 signed by the origin, 3 matching the tree, 2 consistency proofs between successive ones
+            newest checkpoint matching the tree: size 11, 0 cosignatures from other members' witnesses; 0 entries after it
+            FAILED origin is marked forked at this node; 2 pieces of evidence (`credexctl audit evidence --origin changsha` exports them for `audit verify`)
+        "#]].assert_eq(&out);
     }
 }
