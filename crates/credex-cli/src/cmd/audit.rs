@@ -49,9 +49,13 @@ pub enum Command {
     /// leading to it (Audit.GetConsistency).
     Extend(ExtendArgs),
     /// Verify a proof bundle or an evidence file offline against the consortium's pinned
-    /// keys; exits non-zero naming the check that failed.
+    /// keys; exits non-zero naming the check that failed. An evidence file passes (PROVEN for
+    /// each piece, exit 0) only when it holds at least one piece and every piece proves an
+    /// equivocation; a piece refused or not proven, or a file with none, exits non-zero.
     Verify(VerifyArgs),
     /// Replay an origin's whole log from the node and check every entry and checkpoint.
+    /// Exits non-zero on any failure, including a log whose root matches no checkpoint the
+    /// origin signed at its size, and an origin the node marks forked (holds evidence about).
     Log(LogArgs),
     /// Export the equivocation evidence the node holds (Audit.ListEvidence).
     Evidence(EvidenceArgs),
@@ -375,12 +379,15 @@ fn verify_evidence_file(
     }
     if global.json {
         print_json(&json!({ "file": name, "items": docs }))?;
-    } else if items.is_empty() {
-        println!("{name}: no evidence");
     } else {
         for line in &lines {
             println!("{line}");
         }
+    }
+    // A file with nothing in it proves nothing: an auditor scripting `verify` on an export
+    // must not read an empty one as confirmation.
+    if items.is_empty() {
+        bail!("{name}: no evidence, nothing confirmed");
     }
     if proven < items.len() {
         bail!(
@@ -389,7 +396,7 @@ fn verify_evidence_file(
             items.len()
         );
     }
-    if !global.json && !items.is_empty() {
+    if !global.json {
         println!(
             "CONFIRMED: every piece of evidence in {name} proves an equivocation ({})",
             items.len()
@@ -656,4 +663,41 @@ fn checkpoint_json(c: &CheckpointReport) -> Value {
         "own_cosignature": c.own_cosignature,
         "ignored_signatures": c.ignored,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_evidence_file_with_no_evidence_or_a_refused_piece_fails_verification() {
+        let global = Global {
+            home: None,
+            city: None,
+            role: None,
+            json: false,
+            timeout: 30,
+        };
+        let consortium = Consortium {
+            name: "mid-yangtze".to_owned(),
+            ca_cert: "ca.pem".into(),
+            members: Vec::new(),
+        };
+        let outcome = |items: &[credex_proto::v1::Evidence]| {
+            verify_evidence_file(&global, "forks.evidence", items, &consortium)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            outcome(&[]),
+            Err("forks.evidence: no evidence, nothing confirmed".to_owned())
+        );
+        let refused = credex_proto::v1::Evidence {
+            origin: "shanghai".to_owned(),
+            ..Default::default()
+        };
+        assert_eq!(
+            outcome(&[refused]),
+            Err("forks.evidence: 0 pieces of evidence of 1 confirmed".to_owned())
+        );
+    }
 }
