@@ -61,11 +61,20 @@
 //! ```
 //! Protobuf carries the checkpoint notes and signed entries as bytes fields, untouched, and
 //! one item per line lets files exported from several nodes be concatenated (less their
-//! header lines). What is provable offline, and so what [`verify_evidence`] confirms: two
-//! checkpoints validly signed by the origin with equal size and different roots, or two
-//! different leaves validly signed by the origin for one seq. Two checkpoints of different
-//! sizes with a consistency proof that fails prove nothing by themselves (a bad proof does not
-//! show that no good one exists): that evidence is [`EvidenceVerdict::Unproven`].
+//! header lines). What is provable offline, and so what [`verify_evidence`] confirms
+//! (DESIGN.md "Equivocation"), every checkpoint verified with the origin's pinned log key:
+//! - two checkpoints of equal size and different roots;
+//! - two checkpoints of sizes m < n (in either order) and a *seeded* consistency proof from m
+//!   to n taken from the size-n tree ([`merkle::seeded_consistency_proof`]: the RFC 9162 proof,
+//!   preceded by the root at m when m is a power of two; for other m it is the plain RFC proof).
+//!   RFC 9162 computes both roots from the proof alone ([`merkle::consistency_roots`]): when
+//!   the root at n it yields is the signed one and the root at m is not, the origin signed a
+//!   tree of size n whose first m leaves are not the tree of size m it also signed. A proof
+//!   that verifies normally refutes the evidence ([`EvidenceError::ConsistencyHolds`]); one that
+//!   does not reproduce the signed root at n proves nothing ([`EvidenceVerdict::Unproven`]).
+//!   The evidence does not say which pair the proof is for: with more than two checkpoints,
+//!   every pair of sizes whose proof length matches is tried, the smallest and largest first;
+//! - two different leaves for one seq.
 //!
 //! # Quorum
 //! A checkpoint with two cosignatures is *published* (DESIGN.md "Witness"), so the default
@@ -1045,6 +1054,14 @@ fn entries(n: u64) -> String {
     }
 }
 
+fn hash_count(n: usize) -> String {
+    if n == 1 {
+        "1 hash".to_owned()
+    } else {
+        format!("{n} hashes")
+    }
+}
+
 fn plural(n: usize, what: &str) -> String {
     if n == 1 {
         format!("1 {what}")
@@ -1139,6 +1156,16 @@ pub enum Equivocation {
     Checkpoints { size: u64, roots: [Hash; 2] },
     /// Two different leaves signed by the origin for one seq.
     Entries { seq: u64, leaf_hashes: [Hash; 2] },
+    /// Two checkpoints signed by the origin, of sizes `old_size < new_size`, and a consistency
+    /// proof that reproduces the root signed at `new_size` and yields, for that tree's first
+    /// `old_size` leaves, a root other than the one signed at `old_size`.
+    Histories {
+        old_size: u64,
+        new_size: u64,
+        signed_old_root: Hash,
+        implied_old_root: Hash,
+        new_root: Hash,
+    },
 }
 
 /// A piece of evidence whose signatures verified.
@@ -1227,47 +1254,104 @@ fn conflicting_checkpoints(checkpoints: &[Checkpoint]) -> Option<Equivocation> {
     })
 }
 
+/// Checkpoints of different sizes and the consistency proof that comes with them. The proof
+/// is for one pair of sizes, which the evidence does not name, so every pair of distinct
+/// signed claims `m < n` is tried, the widest (smallest and largest size) first; a pair
+/// whose proof length does not fit is skipped. The first pair that proves an equivocation
+/// decides; failing that, a pair the proof shows consistent refutes the evidence.
 fn inconsistent_checkpoints(
     e: &pb::Evidence,
     checkpoints: &[Checkpoint],
 ) -> Result<EvidenceVerdict, EvidenceError> {
-    let old = checkpoints
+    // One claim per (size, root): a checkpoint listed twice, say with more cosignatures, is one.
+    let mut claims: Vec<&Checkpoint> = checkpoints.iter().collect();
+    claims.sort_by_key(|c| (c.size, c.root.0));
+    claims.dedup_by_key(|c| (c.size, c.root));
+    let mut pairs: Vec<(&Checkpoint, &Checkpoint)> = claims
         .iter()
-        .min_by_key(|c| c.size)
-        .expect("at least two checkpoints");
-    let new = checkpoints
-        .iter()
-        .max_by_key(|c| c.size)
-        .expect("at least two checkpoints");
-    if old.size == new.size {
+        .enumerate()
+        .flat_map(|(i, old)| {
+            claims[i + 1..]
+                .iter()
+                .filter(|new| new.size > old.size)
+                .map(move |new| (*old, *new))
+        })
+        .collect();
+    pairs.sort_by_key(|(old, new)| (std::cmp::Reverse(new.size - old.size), old.size));
+    let Some(&(widest_old, widest_new)) = pairs.first() else {
         return Err(EvidenceError::NoConflict(format!(
             "the checkpoints all have size {} and the same root",
-            old.size
+            checkpoints[0].size
         )));
-    }
-    let proof = e
+    };
+    let proof = match e
         .consistency_proof
         .iter()
         .map(|h| merkle::hash_from_bytes(h))
-        .collect::<Result<Vec<_>, _>>();
-    let failure = match proof {
-        Err(err) => err,
-        Ok(proof) => {
-            match merkle::verify_consistency(&proof, old.size, old.root, new.size, new.root) {
-                Ok(()) => {
-                    return Err(EvidenceError::ConsistencyHolds {
-                        old: old.size,
-                        new: new.size,
-                    });
-                }
-                Err(err) => err,
-            }
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(proof) => proof,
+        Err(err) => {
+            return Ok(EvidenceVerdict::Unproven(format!(
+                "the checkpoints are signed by the origin, but the consistency proof is malformed ({err}), so it proves nothing"
+            )));
         }
     };
-    Ok(EvidenceVerdict::Unproven(format!(
-        "both checkpoints are signed by the origin, but the consistency proof supplied from size {} to {} fails ({failure}), and a failing proof does not show that none exists: ask the origin for one (Audit.GetConsistency); if it cannot give one, it forked",
-        old.size, new.size
-    )))
+    let mut holds = None;
+    let mut not_reproduced = None;
+    let mut wrong_length = None;
+    for (old, new) in pairs {
+        // A plain RFC 9162 proof (no seed when `old` is a power of two) can still show the
+        // two checkpoints consistent, which refutes the evidence.
+        if merkle::verify_consistency(&proof, old.size, old.root, new.size, new.root).is_ok() {
+            holds.get_or_insert((old.size, new.size));
+            continue;
+        }
+        match merkle::consistency_roots(&proof, old.size, new.size) {
+            Ok((implied_old_root, computed_new)) if computed_new == new.root => {
+                if implied_old_root == old.root {
+                    holds.get_or_insert((old.size, new.size));
+                } else {
+                    return Ok(EvidenceVerdict::Proven(Equivocation::Histories {
+                        old_size: old.size,
+                        new_size: new.size,
+                        signed_old_root: old.root,
+                        implied_old_root,
+                        new_root: new.root,
+                    }));
+                }
+            }
+            Ok((_, computed_new)) => {
+                not_reproduced.get_or_insert((
+                    old.size,
+                    new.size,
+                    format!("it yields {computed_new}, the origin signed {}", new.root),
+                ));
+            }
+            Err(ProofError::WrongProofLength { want, .. }) => {
+                wrong_length.get_or_insert(want);
+            }
+            Err(err) => {
+                not_reproduced.get_or_insert((old.size, new.size, err.to_string()));
+            }
+        }
+    }
+    if let Some((old, new)) = holds {
+        return Err(EvidenceError::ConsistencyHolds { old, new });
+    }
+    Ok(EvidenceVerdict::Unproven(match not_reproduced {
+        Some((old, new, why)) => format!(
+            "the checkpoints are signed by the origin, but the consistency proof from size {old} to {new} does not reproduce the root signed at size {new} ({why}), so it says nothing about that tree's first {old} leaves: it proves nothing"
+        ),
+        None => format!(
+            "the checkpoints are signed by the origin, but the consistency proof has {}, the length of no proof between two of the signed sizes ({}; a seeded proof from {} to {} has {}), so it proves nothing",
+            hash_count(proof.len()),
+            sizes(checkpoints),
+            widest_old.size,
+            widest_new.size,
+            hash_count(wrong_length.unwrap_or_default()),
+        ),
+    }))
 }
 
 fn conflicting_entries(
@@ -1354,6 +1438,15 @@ pub fn render_evidence_report(r: &EvidenceReport) -> String {
             "{head}: PROVEN — two different entries for seq {seq} signed by the origin, leaf hashes {} and {}",
             leaf_hashes[0], leaf_hashes[1]
         ),
+        EvidenceVerdict::Proven(Equivocation::Histories {
+            old_size,
+            new_size,
+            signed_old_root,
+            implied_old_root,
+            new_root,
+        }) => format!(
+            "{head}: PROVEN — the origin signed a tree of size {new_size} (root {new_root}) whose first {old_size} leaves have root {implied_old_root} by the consistency proof, and a tree of size {old_size} with root {signed_old_root}"
+        ),
         EvidenceVerdict::Unproven(why) => format!("{head}: NOT PROVEN — {why}"),
     }
 }
@@ -1403,6 +1496,18 @@ pub enum ReplayFailure {
         seq: u64,
         source: ProofError,
     },
+    /// The tree of every entry served, the log the node holds, has a root that no checkpoint
+    /// of its size carries (`held` of that size were verified, none with this root).
+    UnsignedRoot {
+        size: u64,
+        root: Hash,
+        held: usize,
+    },
+    /// The node holds equivocation evidence about the origin, so it marks it forked.
+    Forked {
+        city: String,
+        evidence: usize,
+    },
 }
 
 impl fmt::Display for ReplayFailure {
@@ -1439,6 +1544,25 @@ impl fmt::Display for ReplayFailure {
                 "checkpoint of size {size} covers more than the {entries} entries served"
             ),
             Self::Tree { seq, source } => write!(f, "entry {seq}: hashing into the tree: {source}"),
+            Self::UnsignedRoot { size, root, held } => write!(
+                f,
+                "the log held, {} with root {root}, matches no checkpoint of size {size} the origin signed ({}): the node holds a root its origin never signed",
+                entries(*size),
+                if *held == 0 {
+                    "none of that size".to_owned()
+                } else {
+                    format!("{held} of that size, with another root")
+                }
+            ),
+            Self::Forked { city, evidence } => write!(
+                f,
+                "origin is marked forked at this node; {} (`credexctl audit evidence --origin {city}` exports them for `audit verify`)",
+                if *evidence == 1 {
+                    "1 piece of evidence".to_owned()
+                } else {
+                    format!("{evidence} pieces of evidence")
+                }
+            ),
         }
     }
 }
@@ -1451,7 +1575,12 @@ impl fmt::Display for ReplayFailure {
 /// against the pinned keys and, once the tree reaches its size, its root compared with the
 /// tree's. Between successive checkpoints whose roots both matched, a consistency proof
 /// computed from the tree is checked against the two signed roots; when a root did not
-/// match, that mismatch is the failure reported.
+/// match, that mismatch is the failure reported. Last, the whole tree — the log the node
+/// holds — must have the root of a checkpoint of its size (DESIGN.md "Receiver checks": a
+/// log never holds a root its origin did not sign); a log of its origin's first history up
+/// to one checkpoint and another history's entries after it fails there. A node that marks
+/// the origin forked ([`LogReplay::marked_forked`]) fails the replay too, whatever the
+/// entries show.
 #[derive(Debug)]
 pub struct LogReplay {
     city: String,
@@ -1469,6 +1598,8 @@ pub struct LogReplay {
     entries_valid: u64,
     roots_matched: usize,
     consistency_checked: usize,
+    /// Pieces of evidence the node holds about the origin, when it holds any.
+    forked: Option<usize>,
     failures: Vec<ReplayFailure>,
     failure_count: u64,
 }
@@ -1480,14 +1611,16 @@ pub struct ReplayReport {
     pub entries: u64,
     pub entries_valid: u64,
     pub root: Hash,
-    /// Checkpoints the node listed.
+    /// Checkpoints the node listed (of a second listing, those taken).
     pub checkpoints_held: usize,
     pub checkpoints_verified: usize,
     pub roots_matched: usize,
     pub consistency_checked: usize,
     /// The largest checkpoint whose root matched the tree.
     pub newest: Option<CheckpointReport>,
-    /// The first failures, in the order found.
+    /// Pieces of evidence about the origin, when the node marks it forked.
+    pub forked: Option<usize>,
+    /// The first failures, in the order found (a forked origin first).
     pub failures: Vec<ReplayFailure>,
     /// All failures, including those not kept.
     pub failure_count: u64,
@@ -1518,6 +1651,7 @@ impl LogReplay {
             entries_valid: 0,
             roots_matched: 0,
             consistency_checked: 0,
+            forked: None,
             failures: Vec::new(),
             failure_count: 0,
         };
@@ -1552,6 +1686,58 @@ impl LogReplay {
     /// The largest verified checkpoint's size: how far the log should go.
     pub fn target_size(&self) -> u64 {
         self.checkpoints.last().map_or(0, |(c, _)| c.size)
+    }
+
+    /// Whether the tree replayed so far has the root of a verified checkpoint of its size
+    /// (trivially so when empty).
+    pub fn root_signed(&self) -> bool {
+        self.tree.size() == 0
+            || self
+                .last_matched
+                .as_ref()
+                .is_some_and(|c| c.size == self.tree.size())
+    }
+
+    /// Adds checkpoints listed after the last entry was served: the node signs a checkpoint
+    /// just after the entries it covers are durable, and the log may have grown since the
+    /// history was first listed. Only those of the tree's size that are new (by root) are
+    /// taken, verified and compared with the tree; larger ones cover entries this replay did
+    /// not fetch, smaller ones were listed before.
+    pub fn add_checkpoints(&mut self, consortium: &Consortium, notes: &[Vec<u8>]) {
+        let size = self.tree.size();
+        let Some(member) = consortium.member(&self.city) else {
+            return;
+        };
+        for n in notes {
+            let Ok(peeked) = peek_checkpoint(n) else {
+                continue;
+            };
+            let known = self
+                .checkpoints
+                .iter()
+                .any(|(c, _)| c.size == peeked.size && c.root == peeked.root);
+            if peeked.size != size || known {
+                continue;
+            }
+            let position = self.checkpoints_held;
+            self.checkpoints_held += 1;
+            match verify_note(n, member, consortium) {
+                // Every checkpoint before `next` has at most this size, every one after it a
+                // larger one: inserting at `next` keeps the order `check_due` relies on.
+                Ok((signed, report)) => {
+                    self.checkpoints
+                        .insert(self.next, (signed.checkpoint, report));
+                }
+                Err(source) => self.fail(ReplayFailure::Checkpoint { position, source }),
+            }
+        }
+        self.check_due();
+    }
+
+    /// Records that the node holds `evidence` pieces of equivocation evidence about the
+    /// origin (Audit.ListEvidence), so marks it forked: the replay fails.
+    pub fn marked_forked(&mut self, evidence: usize) {
+        self.forked = Some(evidence);
     }
 
     /// Replays the next leaf.
@@ -1634,6 +1820,30 @@ impl LogReplay {
         for size in beyond {
             self.fail(ReplayFailure::BeyondLog { size, entries });
         }
+        if !self.root_signed() {
+            let held = self
+                .checkpoints
+                .iter()
+                .filter(|(c, _)| c.size == entries)
+                .count();
+            self.fail(ReplayFailure::UnsignedRoot {
+                size: entries,
+                root: self.tree.root(),
+                held,
+            });
+        }
+        if let Some(evidence) = self.forked {
+            // First, as it is the node's own verdict on the origin.
+            self.failure_count += 1;
+            self.failures.truncate(MAX_REPLAY_FAILURES - 1);
+            self.failures.insert(
+                0,
+                ReplayFailure::Forked {
+                    city: self.city.clone(),
+                    evidence,
+                },
+            );
+        }
         ReplayReport {
             city: self.city,
             entries,
@@ -1644,6 +1854,7 @@ impl LogReplay {
             roots_matched: self.roots_matched,
             consistency_checked: self.consistency_checked,
             newest: self.newest,
+            forked: self.forked,
             failures: self.failures,
             failure_count: self.failure_count,
         }
@@ -2459,6 +2670,15 @@ mod tests {
         (honest, forked)
     }
 
+    /// Evidence of kind inconsistent checkpoints: these notes, in this order, and `proof`.
+    fn sizes_apart(notes: Vec<Vec<u8>>, proof: Vec<Hash>) -> pb::Evidence {
+        pb::Evidence {
+            checkpoints: notes.into_iter().map(signed).collect(),
+            consistency_proof: proof.iter().map(|h| h.0.to_vec()).collect(),
+            ..evidence(pb::evidence::Kind::InconsistentCheckpoints)
+        }
+    }
+
     #[test]
     fn evidence_is_confirmed_only_when_it_proves_an_equivocation() {
         use pb::evidence::Kind;
@@ -2472,11 +2692,8 @@ mod tests {
             signed_entries: vec![a.to_vec(), b.to_vec()],
             ..evidence(Kind::ConflictingEntries)
         };
-        let inconsistent = |proof: Vec<Hash>| pb::Evidence {
-            checkpoints: vec![signed(honest.note(5, &[])), signed(forked.note(11, &[]))],
-            consistency_proof: proof.iter().map(|h| h.0.to_vec()).collect(),
-            ..evidence(Kind::InconsistentCheckpoints)
-        };
+        let inconsistent =
+            |proof: Vec<Hash>| sizes_apart(vec![honest.note(5, &[]), forked.note(11, &[])], proof);
         let mut forged_leaf = forked.leaves[4].clone();
         forged_leaf[12] ^= 1;
         let wuhan = Log::with_records(1, 11, 7);
@@ -2545,21 +2762,76 @@ mod tests {
                 },
             ),
             (
-                "inconsistent, with the failing proof the peer supplied",
-                inconsistent(merkle::consistency_proof(5, 11, &honest.tree).unwrap()),
+                "sizes 5 and 11, proof from the size-11 tree",
+                inconsistent(merkle::seeded_consistency_proof(5, 11, &forked.tree).unwrap()),
             ),
-            ("inconsistent, no proof supplied", inconsistent(Vec::new())),
+            (
+                "sizes 8 and 11 (a power of two), seeded proof from the size-11 tree, larger first",
+                sizes_apart(
+                    vec![forked.note(11, &[]), honest.note(8, &[])],
+                    merkle::seeded_consistency_proof(8, 11, &forked.tree).unwrap(),
+                ),
+            ),
+            (
+                "sizes 8 and 11, unseeded proof",
+                sizes_apart(
+                    vec![honest.note(8, &[]), forked.note(11, &[])],
+                    merkle::consistency_proof(8, 11, &forked.tree).unwrap(),
+                ),
+            ),
+            (
+                "sizes 5 and 11, proof from the other tree",
+                inconsistent(merkle::seeded_consistency_proof(5, 11, &honest.tree).unwrap()),
+            ),
+            (
+                "sizes 8 and 11, seeded proof from the other tree",
+                sizes_apart(
+                    vec![honest.note(8, &[]), forked.note(11, &[])],
+                    merkle::seeded_consistency_proof(8, 11, &honest.tree).unwrap(),
+                ),
+            ),
+            (
+                "sizes 5 and 11, no proof supplied",
+                inconsistent(Vec::new()),
+            ),
+            (
+                "sizes 5 and 11, a malformed hash",
+                pb::Evidence {
+                    consistency_proof: vec![vec![0; 31]],
+                    ..inconsistent(Vec::new())
+                },
+            ),
+            (
+                "sizes 5, 8 and 11, proof from 8 to 11",
+                sizes_apart(
+                    vec![
+                        honest.note(5, &[]),
+                        honest.note(8, &[]),
+                        forked.note(11, &[]),
+                    ],
+                    merkle::seeded_consistency_proof(8, 11, &forked.tree).unwrap(),
+                ),
+            ),
             (
                 "inconsistent claimed, but the proof holds",
-                pb::Evidence {
-                    checkpoints: vec![signed(honest.note(5, &[])), signed(honest.note(11, &[]))],
-                    consistency_proof: merkle::consistency_proof(5, 11, &honest.tree)
-                        .unwrap()
-                        .iter()
-                        .map(|h| h.0.to_vec())
-                        .collect(),
-                    ..evidence(Kind::InconsistentCheckpoints)
-                },
+                sizes_apart(
+                    vec![honest.note(5, &[]), honest.note(11, &[])],
+                    merkle::seeded_consistency_proof(5, 11, &honest.tree).unwrap(),
+                ),
+            ),
+            (
+                "inconsistent claimed, but the seeded proof from 8 holds",
+                sizes_apart(
+                    vec![honest.note(11, &[]), honest.note(8, &[])],
+                    merkle::seeded_consistency_proof(8, 11, &honest.tree).unwrap(),
+                ),
+            ),
+            (
+                "inconsistent claimed, but the unseeded proof from 8 holds",
+                sizes_apart(
+                    vec![honest.note(8, &[]), honest.note(11, &[])],
+                    merkle::consistency_proof(8, 11, &honest.tree).unwrap(),
+                ),
             ),
             (
                 "inconsistent kind holding an equal-size conflict",
@@ -2611,13 +2883,61 @@ mod tests {
             the same entry twice: refused: no conflict: no two different entries share a seq (seqs 4, 4)
             entries at different seqs: refused: no conflict: no two different entries share a seq (seqs 4, 5)
             another city's entries: refused: signed entry 1: leaf is signed by key id abf5c54c, expected credex/mid-yangtze/changsha+8ddcab5f
-            inconsistent, with the failing proof the peer supplied: changsha, inconsistent checkpoints, detected via sync:wuhan at 2026-01-01 00:00:00 +08:00: NOT PROVEN — both checkpoints are signed by the origin, but the consistency proof supplied from size 5 to 11 fails (consistency proof from size 5 to size 11 does not match the two roots), and a failing proof does not show that none exists: ask the origin for one (Audit.GetConsistency); if it cannot give one, it forked
-            inconsistent, no proof supplied: changsha, inconsistent checkpoints, detected via sync:wuhan at 2026-01-01 00:00:00 +08:00: NOT PROVEN — both checkpoints are signed by the origin, but the consistency proof supplied from size 5 to 11 fails (consistency proof length is 0, expected 5 hashes), and a failing proof does not show that none exists: ask the origin for one (Audit.GetConsistency); if it cannot give one, it forked
+            sizes 5 and 11, proof from the size-11 tree: changsha, inconsistent checkpoints, detected via sync:wuhan at 2026-01-01 00:00:00 +08:00: PROVEN — the origin signed a tree of size 11 (root t2qC1TvLQEpk83iM98W51tB5m+Nx3xzGoJywtQTUe7w=) whose first 5 leaves have root mnPfIMLgiJVTc81JrWaFHCwIimyEAicTJmjlnBtlO0o= by the consistency proof, and a tree of size 5 with root HnBOz0aKP1q1FodHQ3MWloQyfP23LJeZLM0me9yS57g=
+            sizes 8 and 11 (a power of two), seeded proof from the size-11 tree, larger first: changsha, inconsistent checkpoints, detected via sync:wuhan at 2026-01-01 00:00:00 +08:00: PROVEN — the origin signed a tree of size 11 (root t2qC1TvLQEpk83iM98W51tB5m+Nx3xzGoJywtQTUe7w=) whose first 8 leaves have root iuZrUiuG+4VCcJ2Ux6yXykcbStFwilbAfvTroY4psGk= by the consistency proof, and a tree of size 8 with root Z78unpi0Q4YHZmmnkXatasZ7yXNhWTmuFLYsGNUc0hY=
+            sizes 8 and 11, unseeded proof: changsha, inconsistent checkpoints, detected via sync:wuhan at 2026-01-01 00:00:00 +08:00: NOT PROVEN — the checkpoints are signed by the origin, but the consistency proof has 1 hash, the length of no proof between two of the signed sizes (8, 11; a seeded proof from 8 to 11 has 2 hashes), so it proves nothing
+            sizes 5 and 11, proof from the other tree: changsha, inconsistent checkpoints, detected via sync:wuhan at 2026-01-01 00:00:00 +08:00: NOT PROVEN — the checkpoints are signed by the origin, but the consistency proof from size 5 to 11 does not reproduce the root signed at size 11 (it yields WqIeGIg3raPcyBvxQUY62kbYA3BXkikovu3BQoFKgns=, the origin signed t2qC1TvLQEpk83iM98W51tB5m+Nx3xzGoJywtQTUe7w=), so it says nothing about that tree's first 5 leaves: it proves nothing
+            sizes 8 and 11, seeded proof from the other tree: changsha, inconsistent checkpoints, detected via sync:wuhan at 2026-01-01 00:00:00 +08:00: NOT PROVEN — the checkpoints are signed by the origin, but the consistency proof from size 8 to 11 does not reproduce the root signed at size 11 (it yields WqIeGIg3raPcyBvxQUY62kbYA3BXkikovu3BQoFKgns=, the origin signed t2qC1TvLQEpk83iM98W51tB5m+Nx3xzGoJywtQTUe7w=), so it says nothing about that tree's first 8 leaves: it proves nothing
+            sizes 5 and 11, no proof supplied: changsha, inconsistent checkpoints, detected via sync:wuhan at 2026-01-01 00:00:00 +08:00: NOT PROVEN — the checkpoints are signed by the origin, but the consistency proof has 0 hashes, the length of no proof between two of the signed sizes (5, 11; a seeded proof from 5 to 11 has 5 hashes), so it proves nothing
+            sizes 5 and 11, a malformed hash: changsha, inconsistent checkpoints, detected via sync:wuhan at 2026-01-01 00:00:00 +08:00: NOT PROVEN — the checkpoints are signed by the origin, but the consistency proof is malformed (hash is 31 bytes, expected 32), so it proves nothing
+            sizes 5, 8 and 11, proof from 8 to 11: changsha, inconsistent checkpoints, detected via sync:wuhan at 2026-01-01 00:00:00 +08:00: PROVEN — the origin signed a tree of size 11 (root t2qC1TvLQEpk83iM98W51tB5m+Nx3xzGoJywtQTUe7w=) whose first 8 leaves have root iuZrUiuG+4VCcJ2Ux6yXykcbStFwilbAfvTroY4psGk= by the consistency proof, and a tree of size 8 with root Z78unpi0Q4YHZmmnkXatasZ7yXNhWTmuFLYsGNUc0hY=
             inconsistent claimed, but the proof holds: refused: the consistency proof from size 5 to size 11 verifies: the checkpoints are consistent
+            inconsistent claimed, but the seeded proof from 8 holds: refused: the consistency proof from size 8 to size 11 verifies: the checkpoints are consistent
+            inconsistent claimed, but the unseeded proof from 8 holds: refused: the consistency proof from size 8 to size 11 verifies: the checkpoints are consistent
             inconsistent kind holding an equal-size conflict: changsha, inconsistent checkpoints, detected via sync:wuhan at 2026-01-01 00:00:00 +08:00: PROVEN — two checkpoints of size 11 signed by the origin have roots WqIeGIg3raPcyBvxQUY62kbYA3BXkikovu3BQoFKgns= and t2qC1TvLQEpk83iM98W51tB5m+Nx3xzGoJywtQTUe7w=
             unknown origin: refused: origin "shanghai" is not a member of consortium mid-yangtze
             unknown kind: refused: unknown evidence kind 9
         "#]].assert_eq(&out);
+    }
+
+    #[test]
+    fn a_fork_of_different_sizes_is_proven_by_a_seeded_proof_from_the_larger_tree() {
+        // The two logs share their first 4 entries: below that the histories agree.
+        let (honest, forked) = fork();
+        let consortium = consortium();
+        let verdict = |e: pb::Evidence| verify_evidence(&e, &consortium).map(|r| r.verdict);
+        for (small, large) in [(&honest, &forked), (&forked, &honest)] {
+            for m in 1..11 {
+                let proof = merkle::seeded_consistency_proof(m, 11, &large.tree).unwrap();
+                let notes = vec![small.note(m, &[]), large.note(11, &[])];
+                let reversed = notes.iter().rev().cloned().collect();
+                for e in [
+                    sizes_apart(notes, proof.clone()),
+                    sizes_apart(reversed, proof),
+                ] {
+                    let got = verdict(e);
+                    if m <= 4 {
+                        assert!(
+                            matches!(got, Err(EvidenceError::ConsistencyHolds { old, new: 11 }) if old == m),
+                            "m = {m}: {got:?}"
+                        );
+                        continue;
+                    }
+                    // The oracle: the roots of the two trees, computed from their leaves.
+                    assert_eq!(
+                        got.unwrap(),
+                        EvidenceVerdict::Proven(Equivocation::Histories {
+                            old_size: m,
+                            new_size: 11,
+                            signed_old_root: merkle::root(m, &small.tree).unwrap(),
+                            implied_old_root: merkle::root(m, &large.tree).unwrap(),
+                            new_root: merkle::root(11, &large.tree).unwrap(),
+                        }),
+                        "m = {m}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
@@ -2673,11 +2993,12 @@ mod tests {
             log.note(7, &[witness_key(1)]),
             log.note(7, &[witness_key(1), witness_key(3)]),
             log.note(10, &wuhan_hefei()),
+            log.note(11, &[witness_key(3)]),
         ];
         expect![[r#"
             changsha: 11 entries replayed, 11 valid; tree root WqIeGIg3raPcyBvxQUY62kbYA3BXkikovu3BQoFKgns=
-            checkpoints: 5 held, 5 signed by the origin, 5 matching the tree, 3 consistency proofs between successive ones
-            newest checkpoint matching the tree: size 10, 2 cosignatures from other members' witnesses (wuhan, hefei); 1 entry after it
+            checkpoints: 6 held, 6 signed by the origin, 6 matching the tree, 4 consistency proofs between successive ones
+            newest checkpoint matching the tree: size 11, 1 cosignature from other members' witnesses (nanchang); 0 entries after it
         "#]].assert_eq(&replay(&log, &log.leaves, &notes));
     }
 
@@ -2729,6 +3050,7 @@ mod tests {
             FAILED entry 4: signature does not verify under key credex/mid-yangtze/changsha+8ddcab5f
             FAILED checkpoint of size 7: its signed root IlYx6hT4OXfVTS0lf1ju+EAlFGzF6jDXOiwQbp+nGSM= is not wlHR4h2ODlo7AguROZfxvoPrxRwIN7OufxUnwicOzec=, the root of the entries served
             FAILED checkpoint of size 11: its signed root WqIeGIg3raPcyBvxQUY62kbYA3BXkikovu3BQoFKgns= is not B6DoESXT7O+5/Z/UHbcd0U7Ay1cAYcDeSVtUrfODxSA=, the root of the entries served
+            FAILED the log held, 11 entries with root B6DoESXT7O+5/Z/UHbcd0U7Ay1cAYcDeSVtUrfODxSA=, matches no checkpoint of size 11 the origin signed (1 of that size, with another root): the node holds a root its origin never signed
             --- entries 5 and 6 swapped
             changsha: 11 entries replayed, 9 valid; tree root olUpeFTE9SPgVQTrSu++IbBtNVmwjN7xBVV4Gtp+6YQ=
             checkpoints: 3 held, 3 signed by the origin, 1 matching the tree, 0 consistency proofs between successive ones
@@ -2737,6 +3059,7 @@ mod tests {
             FAILED entry 6: it says seq 5
             FAILED checkpoint of size 7: its signed root IlYx6hT4OXfVTS0lf1ju+EAlFGzF6jDXOiwQbp+nGSM= is not BgdMGjdO19sjDdwHPD1HZbwLupZQ0m6MFEXn865ny6Q=, the root of the entries served
             FAILED checkpoint of size 11: its signed root WqIeGIg3raPcyBvxQUY62kbYA3BXkikovu3BQoFKgns= is not olUpeFTE9SPgVQTrSu++IbBtNVmwjN7xBVV4Gtp+6YQ=, the root of the entries served
+            FAILED the log held, 11 entries with root olUpeFTE9SPgVQTrSu++IbBtNVmwjN7xBVV4Gtp+6YQ=, matches no checkpoint of size 11 the origin signed (1 of that size, with another root): the node holds a root its origin never signed
             --- a forked checkpoint in the history
             changsha: 11 entries replayed, 11 valid; tree root WqIeGIg3raPcyBvxQUY62kbYA3BXkikovu3BQoFKgns=
             checkpoints: 4 held, 4 signed by the origin, 3 matching the tree, 2 consistency proofs between successive ones
@@ -2753,10 +3076,151 @@ mod tests {
             checkpoints: 3 held, 3 signed by the origin, 2 matching the tree, 1 consistency proof between successive ones
             newest checkpoint matching the tree: size 7, 0 cosignatures from other members' witnesses; 1 entry after it
             FAILED checkpoint of size 11 covers more than the 8 entries served
+            FAILED the log held, 8 entries with root Z78unpi0Q4YHZmmnkXatasZ7yXNhWTmuFLYsGNUc0hY=, matches no checkpoint of size 8 the origin signed (none of that size): the node holds a root its origin never signed
         "#]].assert_eq(&out);
         assert!(matches!(
             LogReplay::new(&consortium(), "shanghai", &[]),
             Err(VerifyError::UnknownCity { .. })
         ));
+    }
+
+    #[test]
+    fn a_log_whose_root_its_origin_never_signed_fails_the_replay() {
+        // History A, and history B that agrees with it on the first 4 entries only.
+        let a = Log::with_records(0, 20, 7);
+        let mut b = Log::new(0);
+        for leaf in &a.leaves[..4] {
+            b.append_leaf(leaf.clone());
+        }
+        let mut generator = Generator::new(&capitals()[0], 99, parse_date("2026-05-20").unwrap());
+        for _ in 4..20 {
+            b.append_record(generator.record());
+        }
+        // What the node served: A's seqs 0-14, then B's 15-19. Every entry is signed by the
+        // origin, and so is every checkpoint of A up to 15.
+        let mut mixed = a.leaves[..15].to_vec();
+        mixed.extend_from_slice(&b.leaves[15..]);
+        let a_notes = vec![a.note(5, &[]), a.note(10, &[]), a.note(15, &[])];
+        let with = |extra: Vec<u8>| {
+            let mut n = a_notes.clone();
+            n.push(extra);
+            n
+        };
+        // The oracle for the mixed tree's root: built here leaf by leaf.
+        let mut tree = MemoryHashStore::new();
+        for leaf in &mixed {
+            tree.append(leaf).unwrap();
+        }
+        let mixed_root = tree.root().to_string();
+        let cases = [
+            ("A's 0-14 and B's 15-19", replay(&a, &mixed, &a_notes)),
+            (
+                "the same, with B's checkpoint of size 20",
+                replay(&a, &mixed, &with(b.note(20, &[]))),
+            ),
+            (
+                "all of A, its last checkpoint at 15",
+                replay(&a, &a.leaves, &a_notes),
+            ),
+            (
+                "all of A and its checkpoint of size 20",
+                replay(&a, &a.leaves, &with(a.note(20, &[]))),
+            ),
+        ];
+        for (name, report) in &cases[..3] {
+            assert!(report.contains("FAILED"), "{name} fails:\n{report}");
+        }
+        assert!(!cases[3].1.contains("FAILED"), "{}", cases[3].1);
+        let out: String = cases
+            .iter()
+            .map(|(name, report)| format!("--- {name}\n{report}"))
+            .collect();
+        assert!(out.contains(&format!("the log held, 20 entries with root {mixed_root}")));
+        expect![[r#"
+            --- A's 0-14 and B's 15-19
+            changsha: 20 entries replayed, 20 valid; tree root ZfLy8fj4XXqSBdv/P1kYdKs1JrEy0zUKsQC01s+H+XI=
+            checkpoints: 3 held, 3 signed by the origin, 3 matching the tree, 2 consistency proofs between successive ones
+            newest checkpoint matching the tree: size 15, 0 cosignatures from other members' witnesses; 5 entries after it
+            FAILED the log held, 20 entries with root ZfLy8fj4XXqSBdv/P1kYdKs1JrEy0zUKsQC01s+H+XI=, matches no checkpoint of size 20 the origin signed (none of that size): the node holds a root its origin never signed
+            --- the same, with B's checkpoint of size 20
+            changsha: 20 entries replayed, 20 valid; tree root ZfLy8fj4XXqSBdv/P1kYdKs1JrEy0zUKsQC01s+H+XI=
+            checkpoints: 4 held, 4 signed by the origin, 3 matching the tree, 2 consistency proofs between successive ones
+            newest checkpoint matching the tree: size 15, 0 cosignatures from other members' witnesses; 5 entries after it
+            FAILED checkpoint of size 20: its signed root tmpWmC0NuCi4jdhcE5ABoXWDWfpFs+2/dXsrRL+/8fI= is not ZfLy8fj4XXqSBdv/P1kYdKs1JrEy0zUKsQC01s+H+XI=, the root of the entries served
+            FAILED the log held, 20 entries with root ZfLy8fj4XXqSBdv/P1kYdKs1JrEy0zUKsQC01s+H+XI=, matches no checkpoint of size 20 the origin signed (1 of that size, with another root): the node holds a root its origin never signed
+            --- all of A, its last checkpoint at 15
+            changsha: 20 entries replayed, 20 valid; tree root HjwIonn4e5wJHARIZuaz8SEjH4SEYwbmkNw5dyar/Xs=
+            checkpoints: 3 held, 3 signed by the origin, 3 matching the tree, 2 consistency proofs between successive ones
+            newest checkpoint matching the tree: size 15, 0 cosignatures from other members' witnesses; 5 entries after it
+            FAILED the log held, 20 entries with root HjwIonn4e5wJHARIZuaz8SEjH4SEYwbmkNw5dyar/Xs=, matches no checkpoint of size 20 the origin signed (none of that size): the node holds a root its origin never signed
+            --- all of A and its checkpoint of size 20
+            changsha: 20 entries replayed, 20 valid; tree root HjwIonn4e5wJHARIZuaz8SEjH4SEYwbmkNw5dyar/Xs=
+            checkpoints: 4 held, 4 signed by the origin, 4 matching the tree, 3 consistency proofs between successive ones
+            newest checkpoint matching the tree: size 20, 0 cosignatures from other members' witnesses; 0 entries after it
+        "#]].assert_eq(&out);
+    }
+
+    #[test]
+    fn a_checkpoint_listed_after_the_entries_signs_the_root_and_a_forked_origin_fails() {
+        // The node held 11 entries when it served them, and has grown to 12 since.
+        let log = Log::with_records(0, 12, 7);
+        let notes = vec![log.note(3, &[]), log.note(7, &[])];
+        let consortium = consortium();
+        let run = |relisted: &[Vec<u8>], forked: Option<usize>| {
+            let mut replay = LogReplay::new(&consortium, &log.city, &notes).unwrap();
+            for leaf in &log.leaves[..11] {
+                replay.push(leaf);
+            }
+            assert!(!replay.root_signed(), "no checkpoint of size 11 listed yet");
+            replay.add_checkpoints(&consortium, relisted);
+            if let Some(n) = forked {
+                replay.marked_forked(n);
+            }
+            render_replay_report(&replay.finish())
+        };
+        let (_, forked) = fork();
+        let cases = [
+            (
+                "relisted: sizes 3, 7, 11 and 12",
+                run(
+                    &[
+                        log.note(3, &[]),
+                        log.note(7, &[]),
+                        log.note(11, &wuhan_hefei()),
+                        log.note(12, &[]),
+                    ],
+                    None,
+                ),
+            ),
+            (
+                "relisted: another root at size 11",
+                run(&[forked.note(11, &[])], None),
+            ),
+            (
+                "relisted: size 11, the node holds evidence",
+                run(&[log.note(11, &[])], Some(2)),
+            ),
+        ];
+        let out: String = cases
+            .iter()
+            .map(|(name, report)| format!("--- {name}\n{report}"))
+            .collect();
+        expect![[r#"
+            --- relisted: sizes 3, 7, 11 and 12
+            changsha: 11 entries replayed, 11 valid; tree root WqIeGIg3raPcyBvxQUY62kbYA3BXkikovu3BQoFKgns=
+            checkpoints: 3 held, 3 signed by the origin, 3 matching the tree, 2 consistency proofs between successive ones
+            newest checkpoint matching the tree: size 11, 2 cosignatures from other members' witnesses (wuhan, hefei); 0 entries after it
+            --- relisted: another root at size 11
+            changsha: 11 entries replayed, 11 valid; tree root WqIeGIg3raPcyBvxQUY62kbYA3BXkikovu3BQoFKgns=
+            checkpoints: 3 held, 3 signed by the origin, 2 matching the tree, 1 consistency proof between successive ones
+            newest checkpoint matching the tree: size 7, 0 cosignatures from other members' witnesses; 4 entries after it
+            FAILED checkpoint of size 11: its signed root t2qC1TvLQEpk83iM98W51tB5m+Nx3xzGoJywtQTUe7w= is not WqIeGIg3raPcyBvxQUY62kbYA3BXkikovu3BQoFKgns=, the root of the entries served
+            FAILED the log held, 11 entries with root WqIeGIg3raPcyBvxQUY62kbYA3BXkikovu3BQoFKgns=, matches no checkpoint of size 11 the origin signed (1 of that size, with another root): the node holds a root its origin never signed
+            --- relisted: size 11, the node holds evidence
+            changsha: 11 entries replayed, 11 valid; tree root WqIeGIg3raPcyBvxQUY62kbYA3BXkikovu3BQoFKgns=
+            checkpoints: 3 held, 3 signed by the origin, 3 matching the tree, 2 consistency proofs between successive ones
+            newest checkpoint matching the tree: size 11, 0 cosignatures from other members' witnesses; 0 entries after it
+            FAILED origin is marked forked at this node; 2 pieces of evidence (`credexctl audit evidence --origin changsha` exports them for `audit verify`)
+        "#]].assert_eq(&out);
     }
 }

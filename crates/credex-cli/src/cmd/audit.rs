@@ -36,6 +36,10 @@ use crate::client::{self, Connection};
 const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 /// Largest page Audit.GetEntries serves.
 const MAX_PAGE: u32 = 10_000;
+/// Times `audit log` lists the checkpoints again when the log it replayed has no checkpoint
+/// of its size yet, and the pause between tries: a node signs within its 50 ms batch window.
+const RELIST_ATTEMPTS: usize = 3;
+const RELIST_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -45,9 +49,13 @@ pub enum Command {
     /// leading to it (Audit.GetConsistency).
     Extend(ExtendArgs),
     /// Verify a proof bundle or an evidence file offline against the consortium's pinned
-    /// keys; exits non-zero naming the check that failed.
+    /// keys; exits non-zero naming the check that failed. An evidence file passes (PROVEN for
+    /// each piece, exit 0) only when it holds at least one piece and every piece proves an
+    /// equivocation; a piece refused or not proven, or a file with none, exits non-zero.
     Verify(VerifyArgs),
     /// Replay an origin's whole log from the node and check every entry and checkpoint.
+    /// Exits non-zero on any failure, including a log whose root matches no checkpoint the
+    /// origin signed at its size, and an origin the node marks forked (holds evidence about).
     Log(LogArgs),
     /// Export the equivocation evidence the node holds (Audit.ListEvidence).
     Evidence(EvidenceArgs),
@@ -371,12 +379,15 @@ fn verify_evidence_file(
     }
     if global.json {
         print_json(&json!({ "file": name, "items": docs }))?;
-    } else if items.is_empty() {
-        println!("{name}: no evidence");
     } else {
         for line in &lines {
             println!("{line}");
         }
+    }
+    // A file with nothing in it proves nothing: an auditor scripting `verify` on an export
+    // must not read an empty one as confirmation.
+    if items.is_empty() {
+        bail!("{name}: no evidence, nothing confirmed");
     }
     if proven < items.len() {
         bail!(
@@ -385,7 +396,7 @@ fn verify_evidence_file(
             items.len()
         );
     }
-    if !global.json && !items.is_empty() {
+    if !global.json {
         println!(
             "CONFIRMED: every piece of evidence in {name} proves an equivocation ({})",
             items.len()
@@ -400,18 +411,20 @@ async fn log(global: &Global, args: LogArgs) -> Result<()> {
     let consortium = home(global)?.load_consortium()?;
     let conn = client::connect(global, Role::Auditor).await?;
     let mut client = audit_client(&conn);
-    let notes: Vec<Vec<u8>> = client
-        .list_checkpoints(conn.request(ListCheckpointsRequest {
+    let notes = list_checkpoints(&mut client, &conn, &args.origin).await?;
+    let mut replay = LogReplay::new(&consortium, &args.origin, &notes)?;
+    // The node holds evidence about an origin exactly when it marks it forked.
+    let evidence = client
+        .list_evidence(conn.request(ListEvidenceRequest {
             origin: args.origin.clone(),
         }))
         .await
-        .map_err(|s| conn.rpc_error("Audit.ListCheckpoints", s))?
+        .map_err(|s| conn.rpc_error("Audit.ListEvidence", s))?
         .into_inner()
-        .checkpoints
-        .into_iter()
-        .map(|c| c.note)
-        .collect();
-    let mut replay = LogReplay::new(&consortium, &args.origin, &notes)?;
+        .evidence;
+    if !evidence.is_empty() {
+        replay.marked_forked(evidence.len());
+    }
 
     let bar = ProgressBar::new(replay.target_size());
     if global.json {
@@ -455,6 +468,18 @@ async fn log(global: &Global, args: LogArgs) -> Result<()> {
         bar.set_position(replay.size());
     }
     bar.finish_and_clear();
+    // The log may have grown since the history was listed, and a node stores a checkpoint a
+    // moment after the entries it covers: look again before calling the root unsigned.
+    for attempt in 0..RELIST_ATTEMPTS {
+        if replay.root_signed() {
+            break;
+        }
+        if attempt > 0 {
+            tokio::time::sleep(RELIST_DELAY).await;
+        }
+        let notes = list_checkpoints(&mut client, &conn, &args.origin).await?;
+        replay.add_checkpoints(&consortium, &notes);
+    }
 
     let report = replay.finish();
     if global.json {
@@ -469,6 +494,8 @@ async fn log(global: &Global, args: LogArgs) -> Result<()> {
             "roots_matched": report.roots_matched,
             "consistency_checked": report.consistency_checked,
             "newest": report.newest.as_ref().map(checkpoint_json),
+            "forked": report.forked.is_some(),
+            "evidence": report.forked.unwrap_or(0),
             "failure_count": report.failure_count,
             "failures": report.failures.iter().map(ToString::to_string).collect::<Vec<_>>(),
         }))?;
@@ -485,13 +512,31 @@ async fn log(global: &Global, args: LogArgs) -> Result<()> {
         None => {
             if !global.json {
                 println!(
-                    "OK: the log of {} as {} serves it verifies: every entry, checkpoint and consistency proof",
-                    args.origin, conn.city
+                    "OK: the log of {} as {} serves it verifies: every entry, checkpoint and consistency proof, and its root at size {} is one the origin signed",
+                    args.origin, conn.city, report.entries
                 );
             }
             Ok(())
         }
     }
+}
+
+async fn list_checkpoints(
+    client: &mut AuditClient<Channel>,
+    conn: &Connection,
+    origin: &str,
+) -> Result<Vec<Vec<u8>>> {
+    Ok(client
+        .list_checkpoints(conn.request(ListCheckpointsRequest {
+            origin: origin.to_owned(),
+        }))
+        .await
+        .map_err(|s| conn.rpc_error("Audit.ListCheckpoints", s))?
+        .into_inner()
+        .checkpoints
+        .into_iter()
+        .map(|c| c.note)
+        .collect())
 }
 
 // ------------------------------------------------------------------ evidence
@@ -618,4 +663,41 @@ fn checkpoint_json(c: &CheckpointReport) -> Value {
         "own_cosignature": c.own_cosignature,
         "ignored_signatures": c.ignored,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_evidence_file_with_no_evidence_or_a_refused_piece_fails_verification() {
+        let global = Global {
+            home: None,
+            city: None,
+            role: None,
+            json: false,
+            timeout: 30,
+        };
+        let consortium = Consortium {
+            name: "mid-yangtze".to_owned(),
+            ca_cert: "ca.pem".into(),
+            members: Vec::new(),
+        };
+        let outcome = |items: &[credex_proto::v1::Evidence]| {
+            verify_evidence_file(&global, "forks.evidence", items, &consortium)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            outcome(&[]),
+            Err("forks.evidence: no evidence, nothing confirmed".to_owned())
+        );
+        let refused = credex_proto::v1::Evidence {
+            origin: "shanghai".to_owned(),
+            ..Default::default()
+        };
+        assert_eq!(
+            outcome(&[refused]),
+            Err("forks.evidence: 0 pieces of evidence of 1 confirmed".to_owned())
+        );
+    }
 }
