@@ -33,6 +33,11 @@ struct History {
 }
 
 fn history(key: &SigningKeyPair, seed: u64) -> Result<History> {
+    diverging(key, &[], seed, ENTRIES)
+}
+
+/// A history that starts with `shared` and continues with records from `seed` up to `size`.
+fn diverging(key: &SigningKeyPair, shared: &[Vec<u8>], seed: u64, size: usize) -> Result<History> {
     let city = capitals()
         .into_iter()
         .find(|c| c.id == ORIGIN)
@@ -40,7 +45,11 @@ fn history(key: &SigningKeyPair, seed: u64) -> Result<History> {
     let mut generator = Generator::new(&city, seed, start_date());
     let mut tree = MemoryHashStore::new();
     let mut leaves = Vec::new();
-    for seq in 0..ENTRIES as u64 {
+    for leaf in shared {
+        tree.append(leaf)?;
+        leaves.push(leaf.clone());
+    }
+    for seq in shared.len() as u64..size as u64 {
         let entry = pb::Entry {
             origin: ORIGIN.to_owned(),
             seq,
@@ -67,6 +76,24 @@ fn history(key: &SigningKeyPair, seed: u64) -> Result<History> {
 struct TwoFaced {
     a: Arc<History>,
     b: Arc<History>,
+}
+
+impl TwoFaced {
+    async fn serve(self, sandbox: &Sandbox) -> Result<tokio::task::JoinHandle<()>> {
+        let files = TlsFiles {
+            ca_cert: sandbox.home.ca_cert(),
+            cert: sandbox.home.cert(ORIGIN, Role::Node),
+            key: sandbox.home.key(ORIGIN, Role::Node),
+        };
+        let listener = TcpListener::bind(sandbox.addr(ORIGIN)).await?;
+        let incoming = tls::serve_incoming(listener, tls::load_server_config(&files)?);
+        let server = Server::builder()
+            .add_service(ExchangeServer::new(self))
+            .serve_with_incoming(incoming);
+        Ok(tokio::spawn(async move {
+            let _ = server.await;
+        }))
+    }
 }
 
 #[tonic::async_trait]
@@ -133,18 +160,7 @@ async fn an_equivocating_origin_is_detected_by_every_honest_node() -> Result<()>
     let a = Arc::new(history(&key, 1)?);
     let b = Arc::new(history(&key, 2)?);
 
-    let files = TlsFiles {
-        ca_cert: sandbox.home.ca_cert(),
-        cert: sandbox.home.cert(ORIGIN, Role::Node),
-        key: sandbox.home.key(ORIGIN, Role::Node),
-    };
-    let listener = TcpListener::bind(sandbox.addr(ORIGIN)).await?;
-    let incoming = tls::serve_incoming(listener, tls::load_server_config(&files)?);
-    let origin = tokio::spawn(
-        Server::builder()
-            .add_service(ExchangeServer::new(TwoFaced { a, b }))
-            .serve_with_incoming(incoming),
-    );
+    let origin = TwoFaced { a, b }.serve(&sandbox).await?;
 
     // Each honest node first hears only the origin, so each holds one history...
     let honest = ["changsha", "wuhan", "hefei"];
@@ -207,6 +223,161 @@ async fn an_equivocating_origin_is_detected_by_every_honest_node() -> Result<()>
         // A forked origin takes no more entries: its log stays where it was.
         assert_eq!(sandbox.sizes(city).await?[ORIGIN], ENTRIES as u64);
     }
+    origin.abort();
+    sandbox.shutdown().await
+}
+
+/// The log an auditor of `city` replays for the origin: every leaf, verbatim.
+async fn held_log(sandbox: &Sandbox, city: &str) -> Result<Vec<Vec<u8>>> {
+    let mut audit = pb::audit_client::AuditClient::new(sandbox.channel(city, Role::Auditor).await?);
+    let batch = audit
+        .get_entries(pb::GetEntriesRequest {
+            origin: ORIGIN.to_owned(),
+            start: 0,
+            limit: 1000,
+        })
+        .await?
+        .into_inner();
+    Ok(batch.entries)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn histories_of_different_sizes_are_proven_at_every_honest_node() -> Result<()> {
+    let mut sandbox = Sandbox::builder()
+        .stopped(ORIGIN)
+        .stopped("changsha")
+        .stopped("wuhan")
+        .stopped("hefei")
+        .start()
+        .await?;
+    let key = SigningKeyPair::parse(
+        std::fs::read_to_string(sandbox.home.city_dir(ORIGIN).join("log.key"))?.trim(),
+    )?;
+    // A: 5 entries, shown to changsha and wuhan. B: A's first 3, then 5 others: 8 entries,
+    // shown to hefei. Neither checkpoint has the other's size.
+    let a = Arc::new(history(&key, 1)?);
+    let b = Arc::new(diverging(&key, &a.leaves[..3], 2, 8)?);
+    let origin = TwoFaced {
+        a: a.clone(),
+        b: b.clone(),
+    }
+    .serve(&sandbox)
+    .await?;
+    let honest = ["changsha", "wuhan", "hefei"];
+    for city in honest {
+        sandbox.set_links(city, &[ORIGIN]);
+        sandbox.start_node(city).await?;
+    }
+    for (city, size) in [("changsha", 5), ("wuhan", 5), ("hefei", 8)] {
+        wait_until(&format!("{city} holds {size} entries"), || async {
+            Ok(sandbox.sizes(city).await?.get(ORIGIN) == Some(&size))
+        })
+        .await?;
+    }
+    // Meshed, every honest node sees the other history's checkpoint: the smaller one against
+    // its own tree, the larger one through the consistency proof that comes with it.
+    for city in honest {
+        sandbox.stop_node(city).await?;
+        let others: Vec<&str> = honest.iter().copied().filter(|c| *c != city).collect();
+        sandbox.set_links(city, &others);
+        sandbox.start_node(city).await?;
+    }
+    let consortium = sandbox.home.load_consortium()?;
+    for city in honest {
+        wait_until(&format!("{city} marks {ORIGIN} forked"), || async {
+            let status = sandbox.status(city).await?;
+            Ok(status
+                .origins
+                .iter()
+                .any(|o| o.origin == ORIGIN && o.forked))
+        })
+        .await?;
+        // Each still holds exactly one history the origin signed, never a splice of two.
+        let expected = if city == "hefei" {
+            &b.leaves
+        } else {
+            &a.leaves
+        };
+        assert_eq!(&held_log(&sandbox, city).await?, expected, "{city}'s log");
+        let mut audit =
+            pb::audit_client::AuditClient::new(sandbox.channel(city, Role::Auditor).await?);
+        let evidence = audit
+            .list_evidence(pb::ListEvidenceRequest {
+                origin: ORIGIN.to_owned(),
+            })
+            .await?
+            .into_inner()
+            .evidence;
+        assert!(!evidence.is_empty(), "{city} serves its evidence");
+        let file = credex_cli::audit::encode_evidence(&evidence);
+        for item in credex_cli::audit::parse_evidence(&file)? {
+            let report = credex_cli::audit::verify_evidence(&item, &consortium)?;
+            assert!(
+                matches!(
+                    report.verdict,
+                    credex_cli::audit::EvidenceVerdict::Proven(
+                        credex_cli::audit::Equivocation::Histories { .. }
+                    )
+                ),
+                "{city}: {report:?}"
+            );
+        }
+    }
+    origin.abort();
+    sandbox.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn entries_no_signed_checkpoint_covers_are_never_appended() -> Result<()> {
+    let mut sandbox = Sandbox::builder()
+        .stopped(ORIGIN)
+        .stopped("changsha")
+        .stopped("wuhan")
+        .stopped("hefei")
+        .start()
+        .await?;
+    let key = SigningKeyPair::parse(
+        std::fs::read_to_string(sandbox.home.city_dir(ORIGIN).join("log.key"))?.trim(),
+    )?;
+    let a = history(&key, 1)?;
+    let b = history(&key, 2)?;
+    // Every entry is validly signed by the origin, but the checkpoint sent with them is over
+    // another history of the same size: no root the origin signed covers them.
+    let liar = Arc::new(History {
+        leaves: a.leaves.clone(),
+        checkpoint: b.checkpoint.clone(),
+    });
+    let origin = TwoFaced {
+        a: liar.clone(),
+        b: liar,
+    }
+    .serve(&sandbox)
+    .await?;
+    sandbox.set_links("changsha", &[ORIGIN]);
+    sandbox.start_node("changsha").await?;
+    wait_until("changsha quarantines the uncovered entries", || async {
+        let status = sandbox.status("changsha").await?;
+        assert_eq!(
+            sandbox
+                .sizes("changsha")
+                .await?
+                .get(ORIGIN)
+                .copied()
+                .unwrap_or(0),
+            0,
+            "nothing is appended"
+        );
+        Ok(status
+            .quarantine
+            .iter()
+            .any(|q| q.reason == "unsigned_root" && q.count >= ENTRIES as u64))
+    })
+    .await?;
+    let status = sandbox.status("changsha").await?;
+    assert!(
+        status.origins.iter().all(|o| !o.forked),
+        "entries that match no signed root prove nothing against the origin"
+    );
     origin.abort();
     sandbox.shutdown().await
 }

@@ -73,6 +73,13 @@ impl SandboxBuilder {
     }
 
     pub async fn start(self) -> Result<Sandbox> {
+        // `CREDEX_TEST_LOG=debug` shows the nodes' logs beside a failing test's output.
+        if let Ok(filter) = std::env::var("CREDEX_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
         let cities = self.cities.unwrap_or_else(credex_cli::city::capitals);
         let dir = tempfile::tempdir()?;
         let home = credex_cli::consortium::init(&credex_cli::consortium::InitOptions {

@@ -21,7 +21,8 @@ use tonic::Status;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::engine::Engine;
-use crate::engine::ingest::Prepared;
+use crate::engine::checkpoints::SentProof;
+use crate::engine::ingest::{MAX_WAITING_ENTRIES, Prepared};
 use crate::tls::{self, Identity, Role};
 
 /// Entries per EntryBatch frame unless the receiver asks for fewer.
@@ -74,7 +75,7 @@ pub fn serve(
     let span = info_span!("sync_serve", peer = %peer);
     tokio::spawn(
         async move {
-            if let Err(e) = serve_frames(&engine, request, &tx, shutdown).await {
+            if let Err(e) = serve_frames(&engine, request, &tx, shutdown, &peer).await {
                 debug!(error = %e, "sync stream ended");
                 let _ = tx.send(Err(Status::internal(e))).await;
             }
@@ -87,10 +88,10 @@ pub fn serve(
 /// What this node has sent the peer so far, per origin.
 #[derive(Debug, Default, Clone)]
 struct Sent {
+    /// The peer's log size once it has taken everything sent.
     size: u64,
-    checkpoint_size: u64,
-    /// The note at `checkpoint_size` the peer holds: one that differs (more cosignatures, or
-    /// another root — equivocation the peer must see) is sent.
+    /// The newest checkpoint note the peer holds or was sent: one that differs (newer, more
+    /// cosignatures, or another history — equivocation the peer must see) is sent.
     checkpoint_note: Vec<u8>,
 }
 
@@ -99,6 +100,7 @@ async fn serve_frames(
     request: pb::SyncRequest,
     tx: &mpsc::Sender<Result<pb::SyncFrame, Status>>,
     mut shutdown: watch::Receiver<bool>,
+    peer: &str,
 ) -> Result<(), String> {
     let frame_entries = match request.max_batch as usize {
         0 => DEFAULT_FRAME_ENTRIES,
@@ -106,19 +108,22 @@ async fn serve_frames(
     };
     let mut sent: BTreeMap<String, Sent> = BTreeMap::new();
     for f in &request.frontiers {
-        let (checkpoint_size, checkpoint_note) = f
-            .checkpoint
-            .as_ref()
-            .and_then(|c| engine.verify_note(&f.origin, &c.note).ok())
-            .map_or((0, Vec::new()), |s| (s.checkpoint.size, s.note));
-        sent.insert(
-            f.origin.clone(),
-            Sent {
-                size: f.size,
-                checkpoint_size,
-                checkpoint_note,
-            },
-        );
+        let mut s = Sent {
+            size: f.size,
+            ..Sent::default()
+        };
+        if let Some(c) = &f.checkpoint {
+            // Gossip runs both ways: the peer's checkpoint is held against this node's tree
+            // too (one it cannot check yet stays pending until its entries arrive).
+            if engine.member(&f.origin).is_some() {
+                engine
+                    .receive_checkpoint(&f.origin, &c.note, &SentProof::default(), peer)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            s.checkpoint_note = c.note.clone();
+        }
+        sent.insert(f.origin.clone(), s);
     }
     // Subscribe before the first pass, so nothing committed during catch-up is missed.
     let mut advanced = engine.subscribe();
@@ -127,55 +132,63 @@ async fn serve_frames(
         let mut idle = true;
         for (origin, state) in engine.store.origins() {
             let s = sent.entry(origin.clone()).or_default();
-            let checkpoint = engine
+            // Gossip: the newest checkpoint, whenever it differs from the one the peer holds,
+            // whatever its size — a smaller one is how a peer ahead of this node learns that
+            // the origin showed this node another history.
+            let head = engine
                 .store
                 .checkpoint(&origin)
                 .map_err(|e| e.to_string())?;
-            let newer = |cp: &credex_store::StoredNote| {
-                cp.size > s.checkpoint_size
-                    || (cp.size == s.checkpoint_size && cp.note != s.checkpoint_note)
-            };
-            if let Some(cp) = checkpoint.filter(newer) {
-                let from_size = if s.size <= cp.size { s.size } else { 0 };
-                let proof = merkle::consistency_proof(
-                    from_size,
-                    cp.size,
-                    &engine.store.hash_reader(&origin),
-                )
-                .map_err(|e| format!("consistency proof for {origin}: {e}"))?;
-                let size = cp.size;
-                let frame = pb::sync_frame::Frame::Checkpoint(pb::CheckpointFrame {
-                    origin: origin.clone(),
-                    checkpoint: Some(pb::SignedCheckpoint {
-                        note: cp.note.clone(),
-                    }),
-                    from_size,
-                    consistency_proof: proof.iter().map(|h| h.0.to_vec()).collect(),
-                });
-                if !send(tx, frame).await {
+            if let Some(cp) = head.filter(|cp| cp.note != s.checkpoint_note) {
+                if !send_checkpoint(engine, tx, &origin, s.size, &cp).await? {
                     return Ok(());
                 }
-                (s.checkpoint_size, s.checkpoint_note) = (size, cp.note);
+                s.checkpoint_note = cp.note;
                 idle = false;
             }
-            while s.size < state.size {
-                let leaves = engine
+            // Catch-up: entries only up to a checkpoint the origin signed, each run preceded by
+            // that checkpoint, so the peer appends every run as soon as it arrives. A forked
+            // origin's entries are not served; its checkpoint still is (above), so every peer
+            // can check for itself that the origin signed two histories.
+            while s.size < state.size && !state.forked {
+                let next = engine
                     .store
-                    .leaves(&origin, s.size, frame_entries)
-                    .map_err(|e| e.to_string())?;
-                if leaves.is_empty() {
-                    break;
-                }
-                let n = leaves.len() as u64;
-                let frame = pb::sync_frame::Frame::Entries(pb::EntryBatch {
-                    origin: origin.clone(),
-                    first_seq: s.size,
-                    entries: leaves,
-                });
-                if !send(tx, frame).await {
+                    .checkpoints(&origin, s.size + 1, 1)
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .next()
+                    .filter(|cp| cp.size <= state.size);
+                let Some(next) = next else {
+                    break; // The rest is not under a signed root yet (an own batch signing).
+                };
+                if next.note != s.checkpoint_note
+                    && !send_checkpoint(engine, tx, &origin, s.size, &next).await?
+                {
                     return Ok(());
                 }
-                s.size += n;
+                while s.size < next.size {
+                    let limit = frame_entries.min((next.size - s.size) as usize);
+                    let leaves = engine
+                        .store
+                        .leaves(&origin, s.size, limit)
+                        .map_err(|e| e.to_string())?;
+                    if leaves.is_empty() {
+                        return Err(format!(
+                            "{origin}: no leaf at {} below size {}",
+                            s.size, state.size
+                        ));
+                    }
+                    let n = leaves.len() as u64;
+                    let frame = pb::sync_frame::Frame::Entries(pb::EntryBatch {
+                        origin: origin.clone(),
+                        first_seq: s.size,
+                        entries: leaves,
+                    });
+                    if !send(tx, frame).await {
+                        return Ok(());
+                    }
+                    s.size += n;
+                }
                 idle = false;
             }
         }
@@ -201,6 +214,31 @@ async fn serve_frames(
             () = tx.closed() => return Ok(()),
         }
     }
+}
+
+/// Sends a checkpoint of `origin` with a seeded consistency proof from `peer_size`, the size the
+/// peer holds, when that is smaller (a checkpoint at or below the peer's size needs none: the
+/// peer holds the hashes to check it). False when the peer has gone.
+async fn send_checkpoint(
+    engine: &Engine,
+    tx: &mpsc::Sender<Result<pb::SyncFrame, Status>>,
+    origin: &str,
+    peer_size: u64,
+    cp: &credex_store::StoredNote,
+) -> Result<bool, String> {
+    let from_size = if peer_size < cp.size { peer_size } else { 0 };
+    let proof =
+        merkle::seeded_consistency_proof(from_size, cp.size, &engine.store.hash_reader(origin))
+            .map_err(|e| format!("consistency proof for {origin}: {e}"))?;
+    let frame = pb::sync_frame::Frame::Checkpoint(pb::CheckpointFrame {
+        origin: origin.to_owned(),
+        checkpoint: Some(pb::SignedCheckpoint {
+            note: cp.note.clone(),
+        }),
+        from_size,
+        consistency_proof: proof.iter().map(|h| h.0.to_vec()).collect(),
+    });
+    Ok(send(tx, frame).await)
 }
 
 /// Resolves once `shutdown` turns true (or its sender is gone). Holds no borrow of the
@@ -302,61 +340,57 @@ async fn pull(engine: &Arc<Engine>, link: &PeerLink, peers: &PeerTable) -> Resul
     engine.metrics.set_peer_connected(&link.city, true);
     info!(rtt_ms = rtt, "sync stream up");
 
-    // Stage two: commit prepared batches in order.
+    // Stage two: in order, checkpoints to the engine and entries into each origin's inbox;
+    // whenever nothing more is ready (or an inbox is full), commit what signed roots cover.
     let (prepared_tx, mut prepared_rx) = mpsc::channel::<Staged>(PIPELINE_DEPTH);
     let committer = {
         let engine = engine.clone();
         let from = link.city.clone();
         async move {
-            let mut carry: Option<Staged> = None;
-            loop {
-                let staged = match carry.take() {
-                    Some(s) => s,
-                    None => match prepared_rx.recv().await {
-                        Some(s) => s,
-                        None => break,
-                    },
-                };
-                match staged {
-                    Staged::Entries(handle) => {
-                        let mut prepared = handle
-                            .await
-                            .map_err(|e| format!("verification task: {e}"))?;
-                        // Group commit: batches of the same origin already verified behind
-                        // this one go into the same atomic write and flush.
-                        while prepared.items.len() < MAX_COMMIT_ENTRIES {
-                            match prepared_rx.try_recv() {
-                                Ok(Staged::Entries(next)) if next.is_finished() => {
-                                    let next = next
-                                        .await
-                                        .map_err(|e| format!("verification task: {e}"))?;
-                                    let contiguous = next.origin == prepared.origin
-                                        && next.first_seq
-                                            == prepared.first_seq + prepared.items.len() as u64;
-                                    if contiguous {
-                                        prepared.items.extend(next.items);
-                                    } else {
-                                        carry = Some(Staged::Ready(next));
-                                        break;
-                                    }
-                                }
-                                Ok(other) => {
-                                    carry = Some(other);
-                                    break;
-                                }
-                                Err(_) => break,
+            let mut inboxes: BTreeMap<String, Prepared> = BTreeMap::new();
+            while let Some(first) = prepared_rx.recv().await {
+                let mut next = Some(first);
+                while let Some(staged) = next.take() {
+                    match staged {
+                        Staged::Entries(handle) => {
+                            let prepared = handle
+                                .await
+                                .map_err(|e| format!("verification task: {e}"))?;
+                            let origin = prepared.origin.clone();
+                            let inbox = inboxes.entry(origin.clone()).or_insert_with(|| Prepared {
+                                origin: origin.clone(),
+                                first_seq: prepared.first_seq,
+                                items: Vec::new(),
+                            });
+                            if let Err(stray) = inbox.extend(prepared) {
+                                return Err(format!(
+                                    "{origin}: entries from seq {} do not continue the run ending at {}; resyncing",
+                                    stray.first_seq,
+                                    inbox.end()
+                                ));
+                            }
+                            if inbox.items.len() >= MAX_COMMIT_ENTRIES {
+                                commit(&engine, inbox, &from).await?;
                             }
                         }
-                        commit(&engine, prepared, &from).await?;
+                        Staged::Checkpoint(origin, note, proof) => {
+                            engine
+                                .receive_checkpoint(&origin, &note, &proof, &from)
+                                .await
+                                .map_err(|e| e.to_string())?;
+                        }
                     }
-                    Staged::Ready(prepared) => commit(&engine, prepared, &from).await?,
-                    Staged::Checkpoint(origin, note) => {
-                        engine
-                            .receive_checkpoint(&origin, &note, &from)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                    }
+                    // Group commit: take in whatever is already verified behind this one.
+                    next = match prepared_rx.try_recv() {
+                        Ok(Staged::Entries(h)) if !h.is_finished() => {
+                            commit_all(&engine, &mut inboxes, &from).await?;
+                            Some(Staged::Entries(h))
+                        }
+                        Ok(staged) => Some(staged),
+                        Err(_) => None,
+                    };
                 }
+                commit_all(&engine, &mut inboxes, &from).await?;
             }
             Ok::<(), String>(())
         }
@@ -376,7 +410,11 @@ async fn pull(engine: &Arc<Engine>, link: &PeerLink, peers: &PeerTable) -> Resul
                 }
                 Some(pb::sync_frame::Frame::Checkpoint(cp)) => {
                     let note = cp.checkpoint.map(|c| c.note).unwrap_or_default();
-                    Staged::Checkpoint(cp.origin, note)
+                    let proof = SentProof {
+                        from_size: cp.from_size,
+                        hashes: cp.consistency_proof,
+                    };
+                    Staged::Checkpoint(cp.origin, note, proof)
                 }
                 Some(pb::sync_frame::Frame::Heartbeat(_)) | None => continue,
             };
@@ -400,19 +438,44 @@ async fn pull(engine: &Arc<Engine>, link: &PeerLink, peers: &PeerTable) -> Resul
 
 enum Staged {
     Entries(tokio::task::JoinHandle<Prepared>),
-    /// Verified already (taken out of the queue while grouping a commit).
-    Ready(Prepared),
-    Checkpoint(String, Vec<u8>),
+    Checkpoint(String, Vec<u8>, SentProof),
 }
 
-async fn commit(engine: &Engine, prepared: Prepared, from: &str) -> Result<(), String> {
+/// Commits what signed roots cover of every inbox.
+async fn commit_all(
+    engine: &Engine,
+    inboxes: &mut BTreeMap<String, Prepared>,
+    from: &str,
+) -> Result<(), String> {
+    for inbox in inboxes.values_mut().filter(|i| !i.items.is_empty()) {
+        commit(engine, inbox, from).await?;
+    }
+    Ok(())
+}
+
+/// Commits what signed roots cover of one inbox; an error ends the stream (which reconnects
+/// and asks again from the local frontier).
+async fn commit(engine: &Engine, inbox: &mut Prepared, from: &str) -> Result<(), String> {
+    let origin = inbox.origin.clone();
     let outcome = engine
-        .commit(prepared, from)
+        .commit(inbox, from)
         .await
         .map_err(|e| e.to_string())?;
     if outcome.gap {
-        // Entries ahead of our log: reconnect, which asks again from our frontier.
-        return Err("batch ahead of the local log; resyncing".to_owned());
+        return Err(format!(
+            "{origin}: entries ahead of the local log; resyncing"
+        ));
+    }
+    if outcome.unsigned {
+        return Err(format!(
+            "{origin}: entries that do not give the root their origin signed were quarantined; resyncing"
+        ));
+    }
+    if inbox.items.len() > MAX_WAITING_ENTRIES {
+        return Err(format!(
+            "{origin}: {} entries and no checkpoint of the origin covers them; resyncing",
+            inbox.items.len()
+        ));
     }
     Ok(())
 }

@@ -1,15 +1,21 @@
 //! Checkpoints received from peers (DESIGN.md "Receiver checks", "Equivocation"): the
-//! origin's signature and any cosignatures verify; the checkpoint agrees with every
-//! checkpoint of that origin already held and with the root of the entries held at its size.
-//! A disagreement between two things the origin signed is equivocation: both are kept
-//! verbatim as evidence, and the origin is marked forked.
+//! origin's signature and any cosignatures verify, and every checkpoint is held against the
+//! node's own tree, whatever its size:
+//! - one at a size the node holds is compared with the node's own root there;
+//! - a larger one comes with a *seeded* consistency proof from a size the node holds
+//!   ([`merkle::consistency_roots`] computes both roots from it): if the proof yields the
+//!   checkpoint's root and the node's own root, the checkpoint is pending until its entries
+//!   arrive ([`super::ingest`] appends under it); if it yields the checkpoint's root and another
+//!   root at the node's size, the origin signed two histories.
 //!
-//! A checkpoint ahead of the local log is remembered (it sets the lag) and checked once the
-//! entries it covers have arrived.
+//! A disagreement between two things the origin signed is equivocation: both are kept verbatim
+//! as evidence (with the proof, when the sizes differ, so it is provable offline) and the origin
+//! is marked forked. A checkpoint whose proof does not even yield its own root proves nothing
+//! and is not adopted.
 
 use std::collections::BTreeMap;
 
-use credex_core::merkle;
+use credex_core::merkle::{self, Hash};
 use credex_core::note::{self, SignedCheckpoint};
 use credex_core::pb;
 use credex_store::WriteBatch;
@@ -17,27 +23,46 @@ use tracing::{info, warn};
 
 use super::{Engine, EngineError};
 
-/// Checkpoints ahead of the local log kept per origin; older ones add nothing once a newer
-/// one is checked, so the bound only guards memory against a chatty peer.
-const MAX_PENDING: usize = 8;
+/// Checkpoints ahead of the local log kept per origin. A stream brings one per batch of its
+/// origin and a commit takes every one its entries pass, so this bounds memory against a chatty
+/// peer while leaving room for a whole grouped commit of small batches.
+const MAX_PENDING: usize = 1024;
 
 /// What became of a received checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckpointOutcome {
     /// Checked against the local log and stored.
     Stored,
-    /// Ahead of the local log; checked when the entries arrive.
+    /// Ahead of the local log; its entries are appended under it when they arrive.
     Pending,
     /// Already held with at least these signatures.
     Known,
-    /// Its signatures do not verify; ignored (a peer cannot forge it into evidence).
+    /// Its signatures do not verify, or its consistency proof does not yield its own root:
+    /// ignored (a peer cannot forge it into evidence).
     Invalid,
     /// It contradicts what the origin signed before: evidence stored, origin forked.
     Equivocation,
 }
 
-/// Pending checkpoints: origin → size → verbatim note.
-pub(crate) type Pending = BTreeMap<String, BTreeMap<u64, Vec<u8>>>;
+/// A verified checkpoint ahead of the local log.
+#[derive(Debug, Clone)]
+pub struct PendingCheckpoint {
+    /// The note, verbatim.
+    pub note: Vec<u8>,
+    /// Its root, read when its signature was verified.
+    pub root: Hash,
+}
+
+/// Pending checkpoints: origin → size → checkpoint.
+pub(crate) type Pending = BTreeMap<String, BTreeMap<u64, PendingCheckpoint>>;
+
+/// A consistency proof sent with a checkpoint: from `from_size` to the checkpoint's size, seeded
+/// (see [`merkle::seeded_consistency_proof`]). Empty when the sender had none to give.
+#[derive(Debug, Clone, Default)]
+pub struct SentProof {
+    pub from_size: u64,
+    pub hashes: Vec<Vec<u8>>,
+}
 
 impl Engine {
     /// Verifies a checkpoint's signatures against the origin's log key and the members'
@@ -53,11 +78,13 @@ impl Engine {
             .map_err(|e| EngineError::InvalidArgument(format!("checkpoint of {origin}: {e}")))
     }
 
-    /// Takes in a checkpoint of `origin` that `from` sent.
+    /// Takes in a checkpoint of `origin` that `from` sent, with the consistency proof it came
+    /// with.
     pub async fn receive_checkpoint(
         &self,
         origin: &str,
         note: &[u8],
+        proof: &SentProof,
         from: &str,
     ) -> Result<CheckpointOutcome, EngineError> {
         let signed = match self.verify_note(origin, note) {
@@ -68,29 +95,71 @@ impl Engine {
                 return Ok(CheckpointOutcome::Invalid);
             }
         };
-        self.note_seen(origin, signed.checkpoint.size);
         let _writer = self.write_lock.lock().await;
-        let outcome = self.check_and_store(origin, &signed, &format!("sync:{from}"))?;
+        let outcome = self.check_and_store(origin, &signed, proof, &format!("sync:{from}"))?;
         drop(_writer);
-        if outcome == CheckpointOutcome::Pending {
-            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            let sizes = pending.entry(origin.to_owned()).or_default();
-            sizes.insert(signed.checkpoint.size, signed.note);
-            while sizes.len() > MAX_PENDING {
-                sizes.pop_first();
+        match outcome {
+            CheckpointOutcome::Pending => {
+                self.note_seen(origin, signed.checkpoint.size);
+                let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                let sizes = pending.entry(origin.to_owned()).or_default();
+                sizes.insert(
+                    signed.checkpoint.size,
+                    PendingCheckpoint {
+                        note: signed.note,
+                        root: signed.checkpoint.root,
+                    },
+                );
+                // The smallest are the ones the next entries need; larger ones come again.
+                while sizes.len() > MAX_PENDING {
+                    sizes.pop_last();
+                }
             }
-        }
-        if outcome == CheckpointOutcome::Equivocation {
-            self.announce();
+            CheckpointOutcome::Invalid => {
+                warn!(
+                    origin,
+                    from,
+                    size = signed.checkpoint.size,
+                    "consistency proof does not yield the checkpoint's root"
+                );
+                self.metrics.count_bad_checkpoint(origin);
+            }
+            CheckpointOutcome::Equivocation => self.announce(),
+            CheckpointOutcome::Stored | CheckpointOutcome::Known => {}
         }
         self.refresh_gauges();
         Ok(outcome)
     }
 
-    /// Checks pending checkpoints of `origin` that the local log now covers.
+    /// The pending checkpoints of `origin` with sizes in `(size, end]`, ascending.
+    pub(crate) fn pending_within(
+        &self,
+        origin: &str,
+        size: u64,
+        end: u64,
+    ) -> Vec<(u64, PendingCheckpoint)> {
+        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.get(origin).map_or_else(Vec::new, |sizes| {
+            sizes
+                .range(size + 1..=end)
+                .map(|(s, cp)| (*s, cp.clone()))
+                .collect()
+        })
+    }
+
+    /// Drops the pending checkpoints of `origin` up to `size`, now appended under.
+    pub(crate) fn consume_pending(&self, origin: &str, size: u64) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(sizes) = pending.get_mut(origin) {
+            *sizes = sizes.split_off(&(size + 1));
+        }
+    }
+
+    /// Checks pending checkpoints of `origin` that the local log now covers (entries of another
+    /// stream passed them) against the local tree.
     pub(crate) async fn settle_checkpoints(&self, origin: &str) -> Result<(), EngineError> {
         let size = self.store.origin_state(origin).size;
-        let ready: Vec<Vec<u8>> = {
+        let ready: Vec<PendingCheckpoint> = {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             let Some(sizes) = pending.get_mut(origin) else {
                 return Ok(());
@@ -98,12 +167,12 @@ impl Engine {
             let later = sizes.split_off(&(size + 1));
             std::mem::replace(sizes, later).into_values().collect()
         };
-        for note in ready {
-            // Verified when it arrived; verifying again keeps this path free of trust in memory.
-            let signed = self.verify_note(origin, &note)?;
+        for cp in ready {
+            let signed = self.verify_note(origin, &cp.note)?;
             let _writer = self.write_lock.lock().await;
-            if self.check_and_store(origin, &signed, "sync")? == CheckpointOutcome::Equivocation {
-                drop(_writer);
+            let outcome = self.check_and_store(origin, &signed, &SentProof::default(), "sync")?;
+            drop(_writer);
+            if outcome == CheckpointOutcome::Equivocation {
                 self.announce();
             }
         }
@@ -115,6 +184,7 @@ impl Engine {
         &self,
         origin: &str,
         signed: &SignedCheckpoint,
+        proof: &SentProof,
         via: &str,
     ) -> Result<CheckpointOutcome, EngineError> {
         let state = self.store.origin_state(origin);
@@ -130,6 +200,7 @@ impl Engine {
                     origin,
                     pb::evidence::Kind::ConflictingCheckpoints,
                     vec![held, signed.note.clone()],
+                    Vec::new(),
                     via,
                 )?;
                 return Ok(CheckpointOutcome::Equivocation);
@@ -139,20 +210,34 @@ impl Engine {
             }
         }
         if cp.size > state.size {
-            return Ok(CheckpointOutcome::Pending);
+            return self.check_ahead(origin, signed, proof, state.size, via);
         }
-        let local_root = merkle::root(cp.size, &self.store.hash_reader(origin))
-            .map_err(|e| EngineError::Internal(format!("root of {origin} at {}: {e}", cp.size)))?;
+        let local_root = self.root_at(origin, cp.size)?;
         if local_root != cp.root {
-            // The origin signed entries whose tree has another root at this size.
-            let mut notes = vec![signed.note.clone()];
-            if let Some(latest) = self.store.checkpoint(origin)? {
-                notes.push(latest.note);
-            }
+            // The origin signed a tree of this size with another root than the one held. The
+            // evidence: that checkpoint, the largest one held (signed by the origin over the
+            // local tree), and the proof between them taken from the local tree, which yields
+            // the local root at the smaller size.
+            let Some(latest) = self.store.checkpoint(origin)?.filter(|l| l.size > cp.size) else {
+                warn!(
+                    origin,
+                    via,
+                    size = cp.size,
+                    "checkpoint contradicts the local log, which has no larger signed checkpoint"
+                );
+                return Ok(CheckpointOutcome::Invalid);
+            };
+            let proof = merkle::seeded_consistency_proof(
+                cp.size,
+                latest.size,
+                &self.store.hash_reader(origin),
+            )
+            .map_err(|e| EngineError::Internal(format!("proof of {origin}: {e}")))?;
             self.record_equivocation(
                 origin,
-                pb::evidence::Kind::ConflictingCheckpoints,
-                notes,
+                pb::evidence::Kind::InconsistentCheckpoints,
+                vec![signed.note.clone(), latest.note],
+                proof,
                 via,
             )?;
             return Ok(CheckpointOutcome::Equivocation);
@@ -170,6 +255,70 @@ impl Engine {
         self.store.apply(batch)?;
         self.note_checkpoint_stored(origin, cp.size);
         Ok(CheckpointOutcome::Stored)
+    }
+
+    /// A checkpoint larger than the local log: pending if its proof shows it extends the local
+    /// tree (or it has no proof from a size the node holds: then its entries' root is what
+    /// decides), equivocation if its proof yields its own root and another local root.
+    fn check_ahead(
+        &self,
+        origin: &str,
+        signed: &SignedCheckpoint,
+        proof: &SentProof,
+        local_size: u64,
+        via: &str,
+    ) -> Result<CheckpointOutcome, EngineError> {
+        let cp = &signed.checkpoint;
+        let from = proof.from_size;
+        if from == 0 || from > local_size {
+            return Ok(CheckpointOutcome::Pending);
+        }
+        let hashes: Vec<Hash> = match proof
+            .hashes
+            .iter()
+            .map(|h| merkle::hash_from_bytes(h))
+            .collect()
+        {
+            Ok(h) => h,
+            Err(_) => return Ok(CheckpointOutcome::Invalid),
+        };
+        let (old_root, new_root) = match merkle::consistency_roots(&hashes, from, cp.size) {
+            Ok(roots) => roots,
+            Err(_) => return Ok(CheckpointOutcome::Invalid),
+        };
+        if new_root != cp.root {
+            return Ok(CheckpointOutcome::Invalid);
+        }
+        if old_root == self.root_at(origin, from)? {
+            return Ok(CheckpointOutcome::Pending);
+        }
+        // The proof comes from a tree with the signed root at `cp.size` whose first `from`
+        // leaves differ from the local ones. The local tree at `from` is under a checkpoint the
+        // origin signed (entries are only appended under one), which makes it provable.
+        let Some(ours) = self.store.checkpoint_at(origin, from)? else {
+            warn!(
+                origin,
+                via,
+                from,
+                size = cp.size,
+                "checkpoint inconsistent with the local log, which holds no signed checkpoint at the proof's size"
+            );
+            return Ok(CheckpointOutcome::Invalid);
+        };
+        self.record_equivocation(
+            origin,
+            pb::evidence::Kind::InconsistentCheckpoints,
+            vec![ours, signed.note.clone()],
+            hashes,
+            via,
+        )?;
+        Ok(CheckpointOutcome::Equivocation)
+    }
+
+    /// The root of the first `size` leaves of `origin`'s log held here.
+    fn root_at(&self, origin: &str, size: u64) -> Result<Hash, EngineError> {
+        merkle::root(size, &self.store.hash_reader(origin))
+            .map_err(|e| EngineError::Internal(format!("root of {origin} at {size}: {e}")))
     }
 
     /// Merges witnesses' cosignature lines into the stored checkpoint of `origin` at `size`.
@@ -208,6 +357,7 @@ impl Engine {
         origin: &str,
         kind: pb::evidence::Kind,
         notes: Vec<Vec<u8>>,
+        proof: Vec<Hash>,
         via: &str,
     ) -> Result<(), EngineError> {
         warn!(origin, via, ?kind, "equivocation: origin marked forked");
@@ -218,6 +368,7 @@ impl Engine {
                 .into_iter()
                 .map(|note| pb::SignedCheckpoint { note })
                 .collect(),
+            consistency_proof: proof.iter().map(|h| h.0.to_vec()).collect(),
             detected_at: self.clock.now_millis(),
             detected_via: via.to_owned(),
             ..Default::default()

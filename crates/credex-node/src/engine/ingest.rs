@@ -1,26 +1,62 @@
-//! The receive path (DESIGN.md "Receiver checks"): entries from peers are verified against
-//! their origin's key, appended when authentic and next in line, validated against this
-//! node's schema and catalogue, and quarantined with their reason when not authentic.
+//! The receive path (DESIGN.md "Receiver checks": append only under a signed root).
+//!
+//! A peer's entries of an origin are appended only when the tree the node will hold afterwards
+//! has the root of a checkpoint that origin validly signed. Entries wait in the stream's inbox
+//! (a [`Prepared`] run, bounded by [`MAX_WAITING_ENTRIES`]) until a checkpoint covers them; the
+//! store recomputes the RFC 6962 root from the entries as it appends them (it stores those
+//! hashes anyway) and the batch commits only if every checkpoint it passes matches
+//! ([`credex_store::WriteBatch::require_root`]). The log therefore never holds a root its
+//! origin did not sign, and a relay cannot splice two histories.
 //!
 //! Split in two so catch-up can pipeline: [`Engine::prepare`] does the CPU work (signature
 //! verification on all cores, record validation) without any lock, and [`Engine::commit`]
-//! re-checks the log position under the write lock and commits one atomic batch.
+//! takes what a signed root covers under the write lock in one atomic batch. Under a signed
+//! root, an entry whose own signature fails is still the origin's (its root covers it): it is
+//! appended, listed invalid with its reason, kept out of the view and raised as an alert.
+//! Entries no signed root covers are quarantined as `unsigned_root` and never appended.
 
 use credex_core::entry::{self, VerifiedEntry};
 use credex_core::keys::PublicKey;
 use credex_core::pb;
 use credex_core::validate::{Mode, Validated, Validator};
-use credex_store::{QuarantineRecord, WriteBatch};
+use credex_store::{QuarantineRecord, StoreError, WriteBatch};
 use tracing::{debug, warn};
 
 use super::{Engine, EngineError};
 
-/// A batch of leaves of one origin, verified and validated, not yet committed.
+/// Most entries of one origin a stream holds waiting for a checkpoint that covers them. An
+/// origin signs a checkpoint after every batch (at most 10,000 records, a Publish request), and
+/// a serving node sends the checkpoints it holds between the entries, so an honest stream never
+/// needs more.
+pub const MAX_WAITING_ENTRIES: usize = 16_384;
+
+/// A run of leaves of one origin, contiguous from `first_seq`, verified and validated, not yet
+/// committed: a stream's inbox for that origin.
 #[derive(Debug)]
 pub struct Prepared {
     pub origin: String,
     pub first_seq: u64,
     pub items: Vec<PreparedLeaf>,
+}
+
+impl Prepared {
+    /// The seq after the last leaf.
+    pub fn end(&self) -> u64 {
+        self.first_seq + self.items.len() as u64
+    }
+
+    /// Appends `next` if it continues this run of the same origin; gives it back otherwise.
+    pub fn extend(&mut self, next: Prepared) -> Result<(), Prepared> {
+        if self.items.is_empty() && self.origin == next.origin {
+            *self = next;
+            return Ok(());
+        }
+        if next.origin != self.origin || next.first_seq != self.end() {
+            return Err(next);
+        }
+        self.items.extend(next.items);
+        Ok(())
+    }
 }
 
 #[derive(Debug)]
@@ -30,12 +66,22 @@ pub enum PreparedLeaf {
         verified: Box<VerifiedEntry>,
         validation: Result<Box<Validated>, String>,
     },
-    /// Not an authentic entry of this origin at this seq; quarantined if it reaches commit.
+    /// Not an authentic entry of this origin at this seq: quarantined unless a root the origin
+    /// signed covers it (then it is the origin's own bad entry, appended and listed invalid).
     Rejected {
         leaf: Vec<u8>,
         reason: &'static str,
         detail: String,
     },
+}
+
+impl PreparedLeaf {
+    fn leaf(&self) -> &[u8] {
+        match self {
+            PreparedLeaf::Authentic { verified, .. } => &verified.leaf,
+            PreparedLeaf::Rejected { leaf, .. } => leaf,
+        }
+    }
 }
 
 /// What one commit did.
@@ -45,10 +91,15 @@ pub struct IngestOutcome {
     /// Leaves this node already held, byte for byte.
     pub duplicates: u64,
     pub quarantined: u64,
-    /// Appended, but failing this node's validation (kept out of the view).
+    /// Appended under a signed root, but failing their own signature or this node's
+    /// validation (kept out of the view).
     pub invalid: u64,
-    /// The batch started beyond the local log: nothing after the gap was taken.
+    /// Entries left in the inbox, waiting for a checkpoint that covers them.
+    pub waiting: u64,
+    /// The inbox started beyond the local log: nothing after the gap was taken.
     pub gap: bool,
+    /// Entries whose tree does not have the root their origin signed at that size: quarantined.
+    pub unsigned: bool,
     /// The origin is (now) marked forked and takes no more entries.
     pub forked: bool,
 }
@@ -85,154 +136,313 @@ impl Engine {
         }
     }
 
-    /// Commits a prepared batch: appends what is authentic and next in line, in one atomic,
-    /// durable write; quarantines what is not authentic; detects two different authentic
-    /// entries at one seq (equivocation).
+    /// Takes from `inbox` what this node can: leaves it already holds are checked against the
+    /// held bytes (two different authentic entries at one seq are equivocation), then the
+    /// longest prefix that ends at a checkpoint the origin signed is appended in one atomic,
+    /// durable write with every checkpoint it passes. What no checkpoint covers yet stays in
+    /// `inbox`.
     pub async fn commit(
         &self,
-        prepared: Prepared,
+        inbox: &mut Prepared,
         from: &str,
     ) -> Result<IngestOutcome, EngineError> {
-        let _writer = self.write_lock.lock().await;
-        let origin = prepared.origin.as_str();
-        let state = self.store.origin_state(origin);
         let mut outcome = IngestOutcome::default();
+        if self.member(&inbox.origin).is_none() {
+            let mut batch = WriteBatch::new();
+            let now = self.clock.now_millis();
+            for (i, item) in inbox.items.drain(..).enumerate() {
+                let seq = inbox.first_seq + i as u64;
+                if let PreparedLeaf::Rejected {
+                    leaf,
+                    reason,
+                    detail,
+                } = item
+                {
+                    quarantine(
+                        &mut batch,
+                        &inbox.origin,
+                        seq,
+                        reason,
+                        detail,
+                        leaf,
+                        from,
+                        now,
+                    );
+                    outcome.quarantined += 1;
+                }
+            }
+            self.write(batch).await?;
+            self.metrics.count_ingest(&inbox.origin, &outcome);
+            return Ok(outcome);
+        }
+        let writer = self.write_lock.lock().await;
+        self.take_held(inbox, from, &mut outcome).await?;
+        let origin = inbox.origin.clone();
+        let mut settled = false;
+        while !outcome.forked && !inbox.items.is_empty() {
+            let size = self.store.origin_state(&origin).size;
+            if inbox.first_seq > size {
+                outcome.gap = true;
+                inbox.items.clear();
+                break;
+            }
+            let roots = self.pending_within(&origin, size, inbox.end());
+            let Some(&(last, _)) = roots.last() else {
+                break;
+            };
+            let take = (last - size) as usize;
+            match self
+                .append_signed(inbox, take, &roots, from, &mut outcome)
+                .await?
+            {
+                true => settled = true,
+                false => break,
+            }
+        }
+        outcome.waiting = inbox.items.len() as u64;
+        drop(writer);
+        self.metrics.count_ingest(&origin, &outcome);
+        if outcome.quarantined > 0 || outcome.forked || outcome.invalid > 0 {
+            warn!(
+                origin,
+                from,
+                quarantined = outcome.quarantined,
+                invalid = outcome.invalid,
+                forked = outcome.forked,
+                unsigned = outcome.unsigned,
+                "entries from peer not taken as sent"
+            );
+        }
+        if outcome.appended > 0 || outcome.forked {
+            self.announce();
+        }
+        if settled {
+            self.settle_checkpoints(&origin).await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Checks the leaves at the front of `inbox` that the log already holds, and drops them.
+    async fn take_held(
+        &self,
+        inbox: &mut Prepared,
+        from: &str,
+        outcome: &mut IngestOutcome,
+    ) -> Result<(), EngineError> {
+        let origin = inbox.origin.clone();
+        let state = self.store.origin_state(&origin);
         if state.forked {
             outcome.forked = true;
-            return Ok(outcome);
+            inbox.items.clear();
+            return Ok(());
+        }
+        let held = state.size.saturating_sub(inbox.first_seq);
+        let held = usize::try_from(held)
+            .unwrap_or(usize::MAX)
+            .min(inbox.items.len());
+        if held == 0 {
+            return Ok(());
         }
         let now = self.clock.now_millis();
         let mut batch = WriteBatch::new();
-        let mut next = state.size;
-        let mut changes = super::changes::ChangeTracker::new(self);
-        for (i, item) in prepared.items.into_iter().enumerate() {
-            let seq = prepared.first_seq + i as u64;
-            if seq > next {
-                outcome.gap = true;
-                break;
-            }
-            if seq < next {
-                // Already held: the same bytes are a duplicate; different authentic bytes are
-                // equivocation; different unauthentic bytes are quarantined.
-                let held = self.store.leaf(origin, seq)?.unwrap_or_default();
-                match item {
-                    PreparedLeaf::Authentic { verified, .. } if verified.leaf != held => {
-                        warn!(origin, seq, from, "two different signed entries at one seq");
-                        let evidence = pb::Evidence {
-                            origin: origin.to_owned(),
-                            kind: pb::evidence::Kind::ConflictingEntries as i32,
-                            signed_entries: vec![held, verified.leaf],
-                            detected_at: now,
-                            detected_via: format!("sync:{from}"),
-                            ..Default::default()
-                        };
-                        batch
-                            .add_evidence(origin, prost::Message::encode_to_vec(&evidence))
-                            .mark_forked(origin);
-                        outcome.forked = true;
-                        break;
-                    }
-                    PreparedLeaf::Authentic { .. } => outcome.duplicates += 1,
-                    PreparedLeaf::Rejected { leaf, .. } if leaf == held => outcome.duplicates += 1,
-                    PreparedLeaf::Rejected {
-                        leaf,
-                        reason,
-                        detail,
-                    } => {
-                        quarantine(&mut batch, origin, seq, reason, detail, leaf, from, now);
-                        outcome.quarantined += 1;
-                    }
-                }
-                continue;
-            }
+        for (i, item) in inbox.items.drain(..held).enumerate() {
+            let seq = inbox.first_seq + i as u64;
+            // A seq below the log size whose leaf is missing is a broken store, not evidence.
+            let held_leaf = self.store.leaf(&origin, seq)?.ok_or_else(|| {
+                EngineError::Internal(format!(
+                    "store: {origin} seq {seq} is below the log size {} but has no leaf",
+                    state.size
+                ))
+            })?;
             match item {
-                PreparedLeaf::Authentic {
-                    verified,
-                    validation,
-                } => {
-                    batch.append(origin, seq, verified.leaf);
-                    // Index the record (an invalid one under its identifiers as given, so a
-                    // lookup still finds it and reports it invalid) at the version it claims.
-                    let indexed = match &validation {
-                        Ok(valid) => {
-                            changes.observe(
-                                &mut batch,
-                                origin,
-                                seq,
-                                &valid.normalised,
-                                valid.subject_keys.first(),
-                            )?;
-                            let keys = valid
-                                .subject_keys
-                                .iter()
-                                .map(|k| k.as_str().to_owned())
-                                .collect();
-                            Some((&valid.normalised, keys))
-                        }
-                        Err(_) => verified
-                            .entry
-                            .record
-                            .as_ref()
-                            .filter(|r| !r.record_id.is_empty())
-                            .map(|r| (r, raw_subject_keys(r))),
+                item if item.leaf() == held_leaf.as_slice() => outcome.duplicates += 1,
+                PreparedLeaf::Authentic { verified, .. } => {
+                    warn!(origin, seq, from, "two different signed entries at one seq");
+                    let evidence = pb::Evidence {
+                        origin: origin.clone(),
+                        kind: pb::evidence::Kind::ConflictingEntries as i32,
+                        signed_entries: vec![held_leaf, verified.leaf],
+                        detected_at: now,
+                        detected_via: format!("sync:{from}"),
+                        ..Default::default()
                     };
-                    if let Some((record, keys)) = indexed {
-                        batch.index_record(
-                            origin,
-                            &record.record_id,
-                            u64::from(record.version),
-                            seq,
-                            &keys,
-                        );
-                    }
-                    if let Err(reason) = &validation {
-                        batch.mark_invalid(origin, seq, reason);
-                        outcome.invalid += 1;
-                    }
-                    outcome.appended += 1;
-                    next += 1;
+                    batch
+                        .add_evidence(&origin, prost::Message::encode_to_vec(&evidence))
+                        .mark_forked(&origin);
+                    outcome.forked = true;
+                    break;
                 }
                 PreparedLeaf::Rejected {
                     leaf,
                     reason,
                     detail,
                 } => {
-                    // The log must stay gapless: nothing after a rejected entry can be taken
-                    // from this batch. The rest is fetched again (from this or another peer).
-                    quarantine(&mut batch, origin, seq, reason, detail, leaf, from, now);
+                    quarantine(&mut batch, &origin, seq, reason, detail, leaf, from, now);
                     outcome.quarantined += 1;
-                    break;
                 }
             }
         }
-        if batch.is_empty() {
-            return Ok(outcome);
+        inbox.first_seq += held as u64;
+        if outcome.forked {
+            inbox.items.clear();
         }
-        self.store.apply(batch)?;
-        self.store.flush_async().await?;
-        self.metrics.count_ingest(origin, &outcome);
-        if outcome.quarantined > 0 || outcome.forked {
-            warn!(
-                origin,
-                from,
-                quarantined = outcome.quarantined,
-                forked = outcome.forked,
-                "rejected entries from peer"
+        self.write(batch).await
+    }
+
+    /// Appends the first `take` leaves of `inbox` with the checkpoints `roots` (sizes within
+    /// them, ascending), requiring each root. False when the entries do not give the signed
+    /// roots: they are quarantined as `unsigned_root` and the inbox is emptied.
+    async fn append_signed(
+        &self,
+        inbox: &mut Prepared,
+        take: usize,
+        roots: &[(u64, super::checkpoints::PendingCheckpoint)],
+        from: &str,
+        outcome: &mut IngestOutcome,
+    ) -> Result<bool, EngineError> {
+        let origin = inbox.origin.clone();
+        let mut batch = WriteBatch::new();
+        for (size, cp) in roots {
+            batch.require_root(&origin, *size, cp.root).set_checkpoint(
+                &origin,
+                *size,
+                cp.note.clone(),
             );
         }
+        let mut changes = super::changes::ChangeTracker::new(self);
+        let mut invalid = 0;
+        for (i, item) in inbox.items[..take].iter().enumerate() {
+            let seq = inbox.first_seq + i as u64;
+            batch.append(&origin, seq, item.leaf());
+            let reason = match item {
+                PreparedLeaf::Authentic {
+                    validation: Ok(valid),
+                    ..
+                } => {
+                    changes.observe(
+                        &mut batch,
+                        &origin,
+                        seq,
+                        &valid.normalised,
+                        valid.subject_keys.first(),
+                    )?;
+                    let keys: Vec<&str> = valid.subject_keys.iter().map(|k| k.as_str()).collect();
+                    let record = &valid.normalised;
+                    batch.index_record(
+                        &origin,
+                        &record.record_id,
+                        u64::from(record.version),
+                        seq,
+                        &keys,
+                    );
+                    None
+                }
+                PreparedLeaf::Authentic {
+                    verified,
+                    validation: Err(reason),
+                } => {
+                    // Indexed under its identifiers as given, so a lookup still finds it and
+                    // reports it invalid, at the version it claims.
+                    if let Some(record) = verified
+                        .entry
+                        .record
+                        .as_ref()
+                        .filter(|r| !r.record_id.is_empty())
+                    {
+                        batch.index_record(
+                            &origin,
+                            &record.record_id,
+                            u64::from(record.version),
+                            seq,
+                            &raw_subject_keys(record),
+                        );
+                    }
+                    Some(reason.clone())
+                }
+                PreparedLeaf::Rejected { reason, detail, .. } => {
+                    Some(format!("{reason}: {detail}"))
+                }
+            };
+            if let Some(reason) = reason {
+                batch.mark_invalid(&origin, seq, &reason);
+                invalid += 1;
+            }
+        }
+        match self.store.apply(batch) {
+            Ok(_) => {}
+            Err(StoreError::RootMismatch {
+                size, got, want, ..
+            }) => {
+                let first = inbox.first_seq;
+                let detail = format!(
+                    "entries {first}..{} give the tree of size {size} root {got}, but {origin} signed root {want} at that size",
+                    first + take as u64
+                );
+                warn!(
+                    origin,
+                    from, size, "entries do not give the root their origin signed"
+                );
+                let now = self.clock.now_millis();
+                let mut batch = WriteBatch::new();
+                for (i, item) in inbox.items.drain(..take).enumerate() {
+                    // A leaf that fails on its own says so; the rest are only uncovered.
+                    let (leaf, reason, detail) = match item {
+                        PreparedLeaf::Authentic { verified, .. } => {
+                            (verified.leaf, "unsigned_root", detail.clone())
+                        }
+                        PreparedLeaf::Rejected {
+                            leaf,
+                            reason,
+                            detail: own,
+                        } => (leaf, reason, format!("{own}; {detail}")),
+                    };
+                    let seq = first + i as u64;
+                    quarantine(&mut batch, &origin, seq, reason, detail, leaf, from, now);
+                    outcome.quarantined += 1;
+                }
+                inbox.items.clear();
+                outcome.unsigned = true;
+                self.write(batch).await?;
+                return Ok(false);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.store.flush_async().await?;
+        let first = inbox.first_seq;
+        inbox.items.drain(..take);
+        inbox.first_seq += take as u64;
+        let (last, _) = roots.last().expect("a root to append under");
+        self.consume_pending(&origin, *last);
+        for (size, _) in roots {
+            self.note_checkpoint_stored(&origin, *size);
+        }
+        if invalid > 0 {
+            // The origin signed a root over entries that fail their own checks: its fault.
+            warn!(
+                origin,
+                from, invalid, "appended under a signed root but invalid"
+            );
+        }
+        outcome.appended += take as u64;
+        outcome.invalid += invalid;
         debug!(
             origin,
             from,
-            appended = outcome.appended,
-            size = next,
-            "ingested"
+            first,
+            size = *last,
+            "appended under a signed root"
         );
-        drop(_writer);
-        self.announce();
-        if outcome.appended > 0 {
-            self.settle_checkpoints(origin).await?;
+        Ok(true)
+    }
+
+    /// Applies and flushes `batch`, if it holds anything.
+    async fn write(&self, batch: WriteBatch) -> Result<(), EngineError> {
+        if batch.is_empty() {
+            return Ok(());
         }
-        Ok(outcome)
+        self.store.apply(batch)?;
+        self.store.flush_async().await?;
+        Ok(())
     }
 }
 

@@ -83,6 +83,7 @@ impl Engine {
                         &origin,
                         pb::evidence::Kind::ConflictingCheckpoints,
                         vec![held_note.clone(), note.to_vec()],
+                        Vec::new(),
                         "witness",
                     )?;
                     drop(_writer);
