@@ -3,8 +3,13 @@
 //! Prints the figure beside the ceiling measured in the same run: sled writing and flushing the
 //! same leaves alone, with no hashing or indexing.
 //!
-//! `cargo run -p credex-store --example append_throughput -- [entries] [batch] [leaf bytes]`
+//! Also prints the bytes each leaves on disk (apparent size and allocated blocks of every file
+//! under the database directory, after the last flush).
+//!
+//! `cargo run --release -p credex-store --example append_throughput -- [entries] [batch] [leaf bytes]`
 
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use credex_store::{Store, WriteBatch};
@@ -32,6 +37,35 @@ fn report(what: &str, entries: u64, bytes: u64, elapsed: Duration) {
     );
 }
 
+/// (apparent bytes, allocated bytes) of every file under `dir`.
+fn disk_usage(dir: &Path) -> std::io::Result<(u64, u64)> {
+    let mut total = (0, 0);
+    for item in std::fs::read_dir(dir)? {
+        let item = item?;
+        let meta = item.metadata()?;
+        let (len, blocks) = if meta.is_dir() {
+            disk_usage(&item.path())?
+        } else {
+            (meta.len(), meta.blocks() * 512)
+        };
+        total.0 += len;
+        total.1 += blocks;
+    }
+    Ok(total)
+}
+
+fn report_disk(what: &str, entries: u64, dir: &Path) -> std::io::Result<()> {
+    // Blocks are what the disk gives up; the apparent size shows sled's sparse preallocation.
+    let (len, allocated) = disk_usage(dir)?;
+    println!(
+        "{what:<28} on disk: {:.0} B/entry apparent, {:.0} B/entry allocated ({:.1} MiB)",
+        len as f64 / entries as f64,
+        allocated as f64 / entries as f64,
+        allocated as f64 / (1 << 20) as f64
+    );
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let entries = arg(1, 1_000_000);
     let batch_size = arg(2, 512);
@@ -57,6 +91,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let raw = start.elapsed();
     drop(db);
+    report_disk("sled alone (ceiling)", entries, raw_dir.path())?;
     drop(raw_dir);
 
     let dir = tempfile::tempdir()?;
@@ -84,6 +119,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         seq += batch_size;
     }
     let ours = start.elapsed();
+    assert_eq!(store.origin_state(ORIGIN).size, entries);
+    drop(store);
+    report_disk("credex-store", entries, dir.path())?;
 
     report("sled alone (ceiling)", entries, bytes, raw);
     report("credex-store", entries, bytes, ours);
@@ -93,6 +131,5 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         flushing.as_secs_f64(),
         100.0 * raw.as_secs_f64() / ours.as_secs_f64()
     );
-    assert_eq!(store.origin_state(ORIGIN).size, entries);
     Ok(())
 }
