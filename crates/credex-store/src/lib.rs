@@ -22,8 +22,8 @@
 //! origin (by interned id) holding its leaves, the SignedEntry bytes verbatim, concatenated in
 //! seq order. A leaf is written once and read often, by seq or in runs; sled, log-structured,
 //! rewrites the B-tree nodes around every insert and keeps their old copies until it cleans
-//! them, where a flat file keeps the leaf's bytes once (`examples/append_throughput.rs`:
-//! 1,468 bytes on disk per 577-byte entry with leaves in sled, 899 without). Where each leaf
+//! them, where a flat file keeps the leaf's bytes once (`examples/append_throughput.rs`: about
+//! 1,400 bytes on disk per 577-byte entry with leaves in sled, about 880 without). Where each leaf
 //! ends is in sled (keyspace 0x02, 256 offsets a value),
 //! so the committed size, the offsets and the tree hashes change in one atomic sled batch and
 //! sled alone says which bytes of a file are committed. Readers `pread` the files through

@@ -923,6 +923,8 @@ fn readers_never_see_an_index_ahead_of_the_origin_state() {
                     "index at {loc:?}, size {}",
                     state.size
                 );
+                // The leaf it names is already readable from the file, whole.
+                assert_eq!(store.leaf(CS, loc.seq).unwrap(), Some(leaf(CS, loc.seq)));
                 let head = store.change_head();
                 if head > 0 {
                     assert_eq!(store.changes(head - 1, 1).unwrap().len(), 1);
