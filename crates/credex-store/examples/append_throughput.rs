@@ -1,10 +1,18 @@
 //! Catch-up throughput: appends N entries of ~1 KiB to one origin in batches, with a record
 //! index entry each and one flush per batch, as the node does when it syncs a peer's log.
-//! Prints the figure beside the ceiling measured in the same run: sled writing and flushing the
-//! same leaves alone, with no hashing or indexing.
+//! Prints the figure beside two peers measured in the same run: the ceiling, sled writing and
+//! flushing the same leaves alone (what the store did before leaves moved to files), with no
+//! hashing or indexing; and the floor of the file path, the same leaves appended to one file
+//! with an `fdatasync` per batch.
 //!
-//! `cargo run -p credex-store --example append_throughput -- [entries] [batch] [leaf bytes]`
+//! Also prints the bytes each entry leaves on disk (apparent size and allocated blocks of every
+//! file under the database directory, after the last flush), and the rate of reading the log
+//! back with `Store::leaves` in pages of 1,000 (warm page cache: the read path's CPU cost).
+//!
+//! `cargo run --release -p credex-store --example append_throughput -- [entries] [batch] [leaf bytes]`
 
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use credex_store::{Store, WriteBatch};
@@ -32,6 +40,35 @@ fn report(what: &str, entries: u64, bytes: u64, elapsed: Duration) {
     );
 }
 
+/// (apparent bytes, allocated bytes) of every file under `dir`.
+fn disk_usage(dir: &Path) -> std::io::Result<(u64, u64)> {
+    let mut total = (0, 0);
+    for item in std::fs::read_dir(dir)? {
+        let item = item?;
+        let meta = item.metadata()?;
+        let (len, blocks) = if meta.is_dir() {
+            disk_usage(&item.path())?
+        } else {
+            (meta.len(), meta.blocks() * 512)
+        };
+        total.0 += len;
+        total.1 += blocks;
+    }
+    Ok(total)
+}
+
+fn report_disk(what: &str, entries: u64, dir: &Path) -> std::io::Result<()> {
+    // Blocks are what the disk gives up; the apparent size shows sled's sparse preallocation.
+    let (len, allocated) = disk_usage(dir)?;
+    println!(
+        "{what:<28} on disk: {:.0} B/entry apparent, {:.0} B/entry allocated ({:.1} MiB)",
+        len as f64 / entries as f64,
+        allocated as f64 / entries as f64,
+        allocated as f64 / (1 << 20) as f64
+    );
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let entries = arg(1, 1_000_000);
     let batch_size = arg(2, 512);
@@ -57,7 +94,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let raw = start.elapsed();
     drop(db);
+    report_disk("sled alone (ceiling)", entries, raw_dir.path())?;
     drop(raw_dir);
+
+    // Floor of the file path: the leaves appended to one file, one write and fdatasync a batch.
+    let file_dir = tempfile::tempdir()?;
+    let file = std::fs::File::create(file_dir.path().join("leaves.dat"))?;
+    let start = Instant::now();
+    let (mut seq, mut at) = (0, 0);
+    while seq < entries {
+        let mut data = Vec::new();
+        for s in seq..(seq + batch_size).min(entries) {
+            data.extend_from_slice(&leaf(s, leaf_len));
+        }
+        file.write_all_at(&data, at)?;
+        file.sync_data()?;
+        at += data.len() as u64;
+        seq += batch_size;
+    }
+    let file_only = start.elapsed();
+    drop(file);
+    drop(file_dir);
 
     let dir = tempfile::tempdir()?;
     let store = Store::open(dir.path())?;
@@ -84,15 +141,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         seq += batch_size;
     }
     let ours = start.elapsed();
+    assert_eq!(store.origin_state(ORIGIN).size, entries);
+
+    let start = Instant::now();
+    let mut seq = 0;
+    while seq < entries {
+        let page = store.leaves(ORIGIN, seq, 1000)?;
+        assert_eq!(page[0], leaf(seq, leaf_len));
+        seq += page.len() as u64;
+    }
+    let reading = start.elapsed();
+    drop(store);
+    report_disk("credex-store", entries, dir.path())?;
 
     report("sled alone (ceiling)", entries, bytes, raw);
+    report("file + fdatasync alone", entries, bytes, file_only);
     report("credex-store", entries, bytes, ours);
+    report("credex-store leaves() read", entries, bytes, reading);
     println!(
         "credex-store: {:.2} s applying, {:.2} s flushing, {:.0}% of the ceiling's rate",
         applying.as_secs_f64(),
         flushing.as_secs_f64(),
         100.0 * raw.as_secs_f64() / ours.as_secs_f64()
     );
-    assert_eq!(store.origin_state(ORIGIN).size, entries);
     Ok(())
 }

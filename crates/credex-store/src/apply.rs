@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::ops::Range;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use credex_core::merkle::{self, Hash};
@@ -14,6 +15,7 @@ use crate::codec::{self, Enc, OriginMeta, RecordValue, or_corrupt};
 use crate::error::StoreError;
 use crate::hashes::{self, Overlay};
 use crate::keys;
+use crate::leaves::{self, Ends, LeafFile};
 use crate::store::{OriginState, OriginTable, Store};
 
 /// What a successful [`Store::apply`] committed.
@@ -29,6 +31,9 @@ impl Store {
     /// Commits everything in `batch` in one atomic write, or nothing if any operation is refused
     /// (see [`StoreError`]). Not durable until the next [`Store::flush`]; readers see the batch
     /// whole or not at all.
+    ///
+    /// A batch with appends first writes its leaves to their origins' data files and syncs them
+    /// (`fdatasync`), then commits the sled batch: see the crate docs, "Crash consistency".
     ///
     /// Applies are serialised: the store is the only writer of its database and keeps per-origin
     /// sizes and roots in memory on that basis.
@@ -63,6 +68,7 @@ impl Store {
             plan.finish()?
         };
 
+        let mut new_files = self.write_leaves(&plan.leaf_writes)?.into_iter();
         let mut touched = plan.origins;
         touched.sort_by_key(|(_, meta, _)| meta.id);
         {
@@ -78,6 +84,10 @@ impl Store {
                 if *new {
                     debug_assert_eq!(table.names.len(), meta.id as usize);
                     table.names.push(name.clone());
+                    // New origins' files come in id order, as `touched` does.
+                    table
+                        .files
+                        .push(new_files.next().expect("a file per new origin"));
                 }
                 table.by_name.insert(name.clone(), *meta);
             }
@@ -97,6 +107,50 @@ impl Store {
             origins,
             changes: first_change..plan.next_change,
         })
+    }
+
+    /// Creates the data files of the batch's new origins (in id order, returned) and writes
+    /// and syncs every origin's new leaves at its committed end. On failure every file written
+    /// is cut back to its committed end, so a later batch never overwrites bytes in place; if
+    /// that fails too, the store is poisoned until a reopen (which truncates).
+    fn write_leaves(&self, writes: &[LeafWrite]) -> Result<Vec<Arc<LeafFile>>, StoreError> {
+        let mut new_files = Vec::new();
+        let mut written = Vec::new();
+        let result = self.try_write_leaves(writes, &mut new_files, &mut written);
+        if result.is_err() {
+            for (file, at) in written {
+                if file.truncate(at).is_err() {
+                    self.inner.poisoned.store(true, Ordering::Release);
+                }
+            }
+        }
+        result.map(|()| new_files)
+    }
+
+    fn try_write_leaves(
+        &self,
+        writes: &[LeafWrite],
+        new_files: &mut Vec<Arc<LeafFile>>,
+        written: &mut Vec<(Arc<LeafFile>, u64)>,
+    ) -> Result<(), StoreError> {
+        for w in writes {
+            let file = if w.new {
+                let file = Arc::new(LeafFile::create(&self.inner.leaf_dir, w.id)?);
+                new_files.push(Arc::clone(&file));
+                file
+            } else {
+                Arc::clone(&self.table().files[w.id as usize])
+            };
+            if !w.data.is_empty() {
+                written.push((Arc::clone(&file), w.at));
+                file.append(&w.data, w.at)?;
+            }
+        }
+        if !new_files.is_empty() {
+            // The new files' names must be durable before sled registers their origins.
+            leaves::sync_dir(&self.inner.leaf_dir)?;
+        }
+        Ok(())
     }
 }
 
@@ -140,6 +194,22 @@ struct Pending {
     checkpoint_size: Option<Option<u64>>,
     /// Size of the witness state (`None` = none stored), once read.
     witness_size: Option<Option<u64>>,
+    /// Where the committed leaves end in the data file, read at the batch's first append.
+    data_start: Option<u64>,
+    /// The batch's leaves, concatenated, to be written at `data_start` in one write.
+    leaf_data: Vec<u8>,
+    /// End offset in the data file of each leaf the batch appends.
+    leaf_ends: Vec<u64>,
+}
+
+/// Leaves to write to one origin's data file before the sled batch commits.
+struct LeafWrite {
+    id: u32,
+    /// The origin is registered by this batch: its file is created.
+    new: bool,
+    /// The committed end of the file.
+    at: u64,
+    data: Vec<u8>,
 }
 
 /// What commit needs per touched origin: name, new metadata, newly registered.
@@ -147,6 +217,7 @@ type Touched = (String, OriginMeta, bool);
 
 struct Finished {
     batch: sled::Batch,
+    leaf_writes: Vec<LeafWrite>,
     origins: Vec<Touched>,
     next_arrival: u64,
     counts: HashMap<String, u64>,
@@ -177,6 +248,9 @@ impl Origins<'_> {
                     tail: Vec::new(),
                     checkpoint_size: None,
                     witness_size: None,
+                    data_start: None,
+                    leaf_data: Vec::new(),
+                    leaf_ends: Vec::new(),
                 },
             );
         }
@@ -326,8 +400,15 @@ impl Plan<'_> {
             )));
         }
         o.tail.extend(new.into_iter().map(|(_, h)| h));
-        self.batch
-            .insert(&keys::id_u64(keys::LEAF, id, seq)[..], leaf);
+        let start = match o.data_start {
+            Some(start) => start,
+            // The first append of the batch for this origin: `size` is the committed size.
+            None => *o
+                .data_start
+                .insert(Ends::new(self.db, id, origin).committed_end(size)?),
+        };
+        o.leaf_data.extend_from_slice(&leaf);
+        o.leaf_ends.push(start + o.leaf_data.len() as u64);
         o.meta.state.size = size + 1;
         if self
             .required
@@ -454,6 +535,7 @@ impl Plan<'_> {
             }
         }
         let mut origins = Vec::with_capacity(self.origins.pending.len());
+        let mut leaf_writes = Vec::new();
         for (name, mut o) in self.origins.pending {
             let start_size = o.start.map_or(0, |s| s.state.size);
             if o.meta.state.size != start_size {
@@ -468,6 +550,22 @@ impl Plan<'_> {
                     o.tail_start,
                     &o.tail,
                 )?;
+                leaves::write_ends(
+                    self.db,
+                    &mut self.batch,
+                    o.meta.id,
+                    &name,
+                    start_size,
+                    &o.leaf_ends,
+                )?;
+            }
+            if o.start.is_none() || !o.leaf_data.is_empty() {
+                leaf_writes.push(LeafWrite {
+                    id: o.meta.id,
+                    new: o.start.is_none(),
+                    at: o.data_start.unwrap_or(0),
+                    data: o.leaf_data,
+                });
             }
             // A required root at a size the appends never reached.
             if let Some((&size, &want)) = self.required.get(&name).and_then(|r| r.first_key_value())
@@ -485,8 +583,11 @@ impl Plan<'_> {
             }
             origins.push((name, o.meta, o.start.is_none()));
         }
+        // New origins first, in id order: `write_leaves` returns their files in this order.
+        leaf_writes.sort_by_key(|w| (!w.new, w.id));
         Ok(Finished {
             batch: self.batch,
+            leaf_writes,
             origins,
             next_arrival: self.next_arrival,
             counts: self.counts,

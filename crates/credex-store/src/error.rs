@@ -11,6 +11,12 @@ use credex_core::merkle::ProofError;
 pub enum StoreError {
     #[error("database i/o: {0}")]
     Sled(#[from] sled::Error),
+    #[error("leaf file {}: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("store {} is in use: another process or Store holds its lock", path.display())]
     Locked { path: std::path::PathBuf },
     #[error("store is corrupt: {what}")]

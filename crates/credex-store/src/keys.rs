@@ -3,21 +3,21 @@
 //! Every key starts with one keyspace byte. Integers are big-endian and fixed width so that
 //! sled's byte order is numeric order and a range scan walks seqs, sizes and change numbers in
 //! order. Origins are interned to a dense `u32` id (the registry maps name → id), so the hot keys
-//! (leaves, tree hashes) are 13 bytes and inline in sled. Strings that are not the last component
-//! of a key carry a `u16` length prefix, which keeps one string from being a prefix of another's
-//! key range.
+//! (leaf end offsets, tree hashes) are 13 bytes and inline in sled. Strings that are not the last
+//! component of a key carry a `u16` length prefix, which keeps one string from being a prefix of
+//! another's key range.
 
 use crate::error::StoreError;
 
 /// Layout version, the value of the [`FORMAT`] key.
-pub(crate) const FORMAT_VERSION: &str = "credex-store/1";
+pub(crate) const FORMAT_VERSION: &str = "credex-store/2";
 
 /// `FORMAT` → [`FORMAT_VERSION`].
 pub(crate) const FORMAT: u8 = 0x00;
 /// `ORIGIN ‖ name` → origin metadata (id, size, root, forked, evidence count).
 pub(crate) const ORIGIN: u8 = 0x01;
-/// `LEAF ‖ id ‖ seq` → the SignedEntry bytes, verbatim.
-pub(crate) const LEAF: u8 = 0x02;
+/// `LEAF_END ‖ id ‖ seq / 256` → up to 256 u64 end offsets of leaves in the origin's data file.
+pub(crate) const LEAF_END: u8 = 0x02;
 /// `HASH ‖ id ‖ stored-hash index` → 32-byte tree hash.
 pub(crate) const HASH: u8 = 0x03;
 /// `CHECKPOINT ‖ id` → latest checkpoint: size ‖ note.
@@ -193,11 +193,11 @@ mod tests {
     fn integer_keys_sort_numerically() {
         let seqs = [0u64, 1, 255, 256, 65_535, 65_536, 1 << 40, u64::MAX];
         for pair in seqs.windows(2) {
-            assert!(id_u64(LEAF, 7, pair[0]) < id_u64(LEAF, 7, pair[1]));
+            assert!(id_u64(HASH, 7, pair[0]) < id_u64(HASH, 7, pair[1]));
             assert!(u64_key(CHANGE, pair[0]) < u64_key(CHANGE, pair[1]));
         }
         // All of origin 7's keys sort before any of origin 8's.
-        assert!(id_u64(LEAF, 7, u64::MAX) < id_u64(LEAF, 8, 0));
+        assert!(id_u64(HASH, 7, u64::MAX) < id_u64(HASH, 8, 0));
     }
 
     #[test]

@@ -6,31 +6,44 @@
 //!
 //! # Layout
 //! - `store`: [`Store`] — opening, the in-memory origin table, every reader, flushing.
-//! - `apply`: [`Store::apply`] — checks a batch, computes tree hashes and roots, writes it
-//!   atomically.
+//! - `apply`: [`Store::apply`] — checks a batch, computes tree hashes and roots, writes its
+//!   leaves to their files and the rest atomically to sled.
 //! - `batch`: the [`WriteBatch`] builder and [`QuarantineRecord`].
 //! - `records`: [`Store::records`] — paged listing of the record index.
 //! - `keys`: the keyspaces and their key encodings (the table below is their summary).
+//! - `leaves`: the per-origin leaf data files and the leaf end offsets kept in sled.
 //! - `hashes`: tree hashes stored in pages of 256 by stored-hash index, and the readers over
 //!   them ([`OriginHashes`] for proofs, the batch overlay for appends).
 //! - `codec`: binary value encodings.
 //! - `error`: [`StoreError`].
 //!
-//! # One tree, prefixed keyspaces
-//! Everything lives in sled's default tree; the first key byte names the keyspace. One batch is
-//! then one `Tree::apply_batch`, which sled recovers atomically after a crash (the log records
-//! the batch as a unit). Several trees would need a multi-tree transaction for the same
-//! guarantee, which costs conflict tracking and an extra copy of every write, for nothing: the
-//! store has a single writer. Integers in keys are big-endian and fixed width so scans run in
-//! numeric order; origins are interned to a dense `u32` id so leaf and hash keys are 13 bytes.
-//! Tree hashes are packed 256 to a value, so a batch adds about one key per entry (its leaf)
-//! plus a few hash pages, not three keys per entry.
+//! # Leaves in files, everything else in one sled tree
+//! The store's directory holds sled's files and `leaves/<id>.dat`, one append-only file per
+//! origin (by interned id) holding its leaves, the SignedEntry bytes verbatim, concatenated in
+//! seq order. A leaf is written once and read often, by seq or in runs; sled, log-structured,
+//! rewrites the B-tree nodes around every insert and keeps their old copies until it cleans
+//! them, where a flat file keeps the leaf's bytes once (`examples/append_throughput.rs`: about
+//! 1,400 bytes on disk per 577-byte entry with leaves in sled, about 880 without). Where each leaf
+//! ends is in sled (keyspace 0x02, 256 offsets a value),
+//! so the committed size, the offsets and the tree hashes change in one atomic sled batch and
+//! sled alone says which bytes of a file are committed. Readers `pread` the files through
+//! handles opened once and shared; committed bytes never change, so a read takes no lock
+//! beyond the short one on the origin table that gives it the committed size.
+//!
+//! Everything else lives in sled's default tree; the first key byte names the keyspace. One
+//! batch is then one `Tree::apply_batch`, which sled recovers atomically after a crash (the
+//! log records the batch as a unit). Several trees would need a multi-tree transaction for the
+//! same guarantee, which costs conflict tracking and an extra copy of every write, for nothing:
+//! the store has a single writer. Integers in keys are big-endian and fixed width so scans run
+//! in numeric order; origins are interned to a dense `u32` id so offset and hash keys are 13
+//! bytes. Tree hashes and leaf offsets are packed 256 to a value, so a batch of 256 appends
+//! writes a handful of sled keys for the log, not one or three per entry.
 //!
 //! | byte | key                                    | value                                          |
 //! |------|----------------------------------------|------------------------------------------------|
-//! | 0x00 | —                                      | layout version `credex-store/1`                |
+//! | 0x00 | —                                      | layout version `credex-store/2`                |
 //! | 0x01 | origin name                            | id u32, size u64, root, forked u8, evidence u64 |
-//! | 0x02 | id, seq                                | SignedEntry leaf bytes, verbatim               |
+//! | 0x02 | id, seq / 256                          | up to 256 leaf end offsets u64 in `leaves/<id>.dat` |
 //! | 0x03 | id, stored-hash index / 256            | up to 256 tree hashes (Go sumdb `tlog` layout) |
 //! | 0x04 | id                                     | latest checkpoint: size u64 ‖ note             |
 //! | 0x05 | id, size                               | checkpoint note (history)                      |
@@ -46,28 +59,58 @@
 //! | 0x0f | counter name                           | u64 (next quarantine arrival)                  |
 //!
 //! Quarantine keys carry the origin name rather than an id: a rejected entry may claim any
-//! origin, and that must not register it.
+//! origin, and that must not register it (its leaf stays in the quarantine value).
+//!
+//! Layout `credex-store/1` kept every leaf as a sled value under 0x02. A database in that or
+//! any other layout is refused with [`StoreError::UnsupportedFormat`]; there is no migration (a
+//! node can resync its peers' logs into a new store, its own log from a peer that holds it).
 //!
 //! # Writes, durability and the single writer
 //! [`Store::apply`] checks the whole batch first (appends continue each log exactly at its
 //! size; index and invalid marks name stored seqs; witness state never goes back), computes the
 //! stored tree hashes of every appended leaf — reading hashes computed earlier in the same batch
-//! from an in-memory overlay, so a batch reads only O(log n) committed hashes — and the new roots,
-//! then writes everything, metadata included, in one sled batch. Nothing is written if any check
-//! fails. Group commit: apply does not fsync; the node calls [`Store::flush`] or
-//! [`Store::flush_async`] once per batch before acknowledging anything in it.
+//! from an in-memory overlay, so a batch reads only O(log n) committed hashes — and the new roots.
+//! Nothing is written if any check fails. Then it writes each origin's new leaves with one
+//! positioned write at the committed end of its file, `fdatasync`s the file, and only then
+//! applies everything else, metadata and leaf offsets included, as one sled batch. Group commit:
+//! sled is not flushed by apply; the node calls [`Store::flush`] or [`Store::flush_async`] once
+//! per batch before acknowledging anything in it, which is sled's flush alone.
+//!
+//! Why the leaf files are synced inside apply rather than in flush: sled flushes by itself too
+//! (every 500 ms, and whenever a log buffer fills), so a batch can become durable in sled before
+//! anyone calls flush. If the files were synced only in flush, a power loss in that window
+//! would leave sled with a size whose leaves never reached the disk — a store that no longer
+//! opens. Syncing before sled even sees the batch rules this out for a power loss as for a
+//! kill, and costs no extra fsync: the node's pattern is apply then flush, two syncs (file,
+//! sled) either way. What it costs is that apply blocks on the file's sync, so callers on an
+//! async runtime should run apply on a blocking thread, as they should for sled's writes.
 //!
 //! Each [`Store`] assumes it is the only writer of its database (sled also locks the directory
-//! against a second process). Applies are serialised by a mutex, and on that basis per-origin
-//! size, root and forked flag are kept in memory, loaded at open and updated after each
-//! successful apply, so [`Store::origin_state`] costs no I/O. sled blocks readers while it
-//! applies a batch, so a reader sees a batch whole or not at all.
+//! against a second process, and the leaf files are opened only after that lock is held).
+//! Applies are serialised by a mutex, and on that basis per-origin size, root, forked flag and
+//! data file are kept in memory, loaded at open and updated after each successful apply, so
+//! [`Store::origin_state`] costs no I/O. sled blocks readers while it applies a batch, and the
+//! origin table is write-locked across that, so a reader sees a batch whole or not at all; leaf
+//! readers bound every seq by the committed size they read from the table.
 //!
 //! # Crash consistency
 //! A store reopened after the process was killed at any point holds a prefix of the applied
-//! batches that includes every flushed one. [`Store::open`] also checks that each origin's
-//! metadata agrees with its log and its stored hashes give the recorded root.
-//! `tests/crash.rs` kills a writer process mid-write repeatedly and checks all of this.
+//! batches that includes every flushed one. The leaf files are never behind sled: a batch's
+//! leaves are written (and synced) before its sled write starts, and file writes survive a
+//! killed process in the page cache. They are often ahead: a batch whose leaves were written
+//! but whose sled write never became durable leaves a torn tail past the committed end, which
+//! [`Store::open`] truncates before anything can be written at those offsets again (a failed
+//! apply truncates its own writes, or poisons the store until a reopen). A file shorter than
+//! its committed log, or missing, is reported as [`StoreError::Corrupt`]. Open also checks
+//! that sled holds leaf offsets for exactly the recorded size, that the last leaf in the file
+//! hashes to its stored leaf hash, and that the stored tree hashes give the recorded root.
+//!
+//! On power loss the same holds as far as the file system and disk honour `fdatasync` and
+//! sled's `fsync`: a flushed batch is durable in both, and an unflushed one is either whole in
+//! sled (its leaves were synced before) or absent from it (its leaves, if on disk, are a torn
+//! tail). A new origin's file is created and the directory synced before sled registers it.
+//! `tests/crash.rs` kills a writer process mid-write repeatedly and checks all of this; it
+//! cannot simulate a power loss.
 
 mod apply;
 mod batch;
@@ -75,6 +118,7 @@ mod codec;
 mod error;
 mod hashes;
 mod keys;
+mod leaves;
 mod records;
 mod store;
 

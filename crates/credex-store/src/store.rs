@@ -1,23 +1,25 @@
 //! [`Store`]: opening the database, the in-memory origin table, and every reader.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use credex_core::merkle::{self, Hash};
+use credex_core::merkle::{self, Hash, HashReader};
 
 use crate::batch::QuarantineRecord;
 use crate::codec::{self, OriginMeta, RecordValue, or_corrupt};
 use crate::error::StoreError;
 use crate::hashes::OriginHashes;
 use crate::keys;
+use crate::leaves::{self, LeafFile};
 
 /// Tuning knobs for [`Store::open_with`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
-    /// Bytes of sled page cache.
+    /// Bytes of sled page cache. Leaves are not in sled (they are read from their files
+    /// through the OS page cache), so this caches metadata, tree hashes and indexes only.
     pub cache_capacity: u64,
     /// How long open waits for the database's file lock before reporting
     /// [`StoreError::Locked`]. Dropping the last [`Store`] does not release the lock at once:
@@ -28,9 +30,12 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        // sled's own default is 1 GiB; a node also holds its view in memory, so take less.
+        // sled's own default is 1 GiB. With the leaves in files, sled holds about 70 bytes
+        // an entry of tree hashes and offsets plus the indexes, and the OS caches the leaf
+        // files; 64 MiB covers the hot pages of a node on a small (2-core) machine, which also
+        // holds its view in memory.
         StoreOptions {
-            cache_capacity: 512 << 20,
+            cache_capacity: 64 << 20,
             lock_wait: Duration::from_secs(5),
         }
     }
@@ -93,6 +98,8 @@ pub(crate) struct OriginTable {
     pub(crate) by_name: HashMap<String, OriginMeta>,
     /// Names by interned id; ids are dense from 0.
     pub(crate) names: Vec<String>,
+    /// Leaf data files by interned id: every registered origin has one.
+    pub(crate) files: Vec<Arc<LeafFile>>,
 }
 
 /// Writer-only state, guarded by the writer mutex held for a whole apply.
@@ -105,6 +112,8 @@ pub(crate) struct Counters {
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) db: sled::Db,
+    /// The folder of the leaf data files.
+    pub(crate) leaf_dir: PathBuf,
     pub(crate) writer: Mutex<Counters>,
     pub(crate) origins: RwLock<OriginTable>,
     /// Seq the next change gets; also the number of changes ever pushed.
@@ -132,7 +141,9 @@ impl Store {
     pub fn open_with(path: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
         let db = open_db(path, options)?;
         check_format(&db)?;
-        let table = load_origins(&db)?;
+        let mut table = load_origins(&db)?;
+        let leaf_dir = leaves::dir(path);
+        table.files = leaves::open_all(&db, &leaf_dir, &table)?;
         let counters = load_counters(&db)?;
         let change_head = match db.scan_prefix([keys::CHANGE]).next_back().transpose()? {
             None => 0,
@@ -143,6 +154,7 @@ impl Store {
         let store = Store {
             inner: Arc::new(Inner {
                 db,
+                leaf_dir,
                 writer: Mutex::new(counters),
                 origins: RwLock::new(table),
                 change_head: AtomicU64::new(change_head),
@@ -155,15 +167,36 @@ impl Store {
         Ok(store)
     }
 
-    /// Cheap consistency check run at open: the log ends exactly at the recorded size and the
-    /// stored tree hashes give the recorded root.
+    /// Cheap consistency check run at open: sled holds leaf end offsets for exactly the
+    /// recorded size, the last leaf is in its file and hashes to the stored leaf hash, and the
+    /// stored tree hashes give the recorded root. (Open has already cut the file to its
+    /// committed end and refused one shorter than that.)
     fn check_origin(&self, name: &str, state: OriginState) -> Result<(), StoreError> {
-        let last_present = state.size == 0 || self.leaf(name, state.size - 1)?.is_some();
-        if !last_present || self.leaf(name, state.size)?.is_some() {
+        let (id, file) = {
+            let table = self.table();
+            let id = table.by_name[name].id;
+            (id, Arc::clone(&table.files[id as usize]))
+        };
+        let mut reader = leaves::Reader::new(&self.inner.db, id, name, &file);
+        if reader.ends.has_end(state.size)? {
             return Err(StoreError::corrupt(format!(
-                "origin {name}: metadata says {} entries, the log disagrees",
+                "origin {name}: metadata says {} entries, the log holds more",
                 state.size
             )));
+        }
+        if let Some(last) = state.size.checked_sub(1) {
+            let leaf = reader.leaf(last)?;
+            let hashes = self.hash_reader(name);
+            let stored = hashes
+                .read_hashes(&[tlog_tiles::tlog::stored_hash_index(0, last)])
+                .map_err(|e| {
+                    StoreError::corrupt(format!("origin {name}: leaf hash {last}: {e}"))
+                })?;
+            if stored[0] != merkle::leaf_hash(&leaf) {
+                return Err(StoreError::corrupt(format!(
+                    "origin {name}: leaf {last} in the file does not match its stored hash"
+                )));
+            }
         }
         let root = merkle::root(state.size, &self.hash_reader(name)).map_err(|source| {
             StoreError::Merkle {
@@ -217,16 +250,24 @@ impl Store {
         all
     }
 
+    /// The origin's id, committed size and data file, read under one short table lock: the
+    /// file read that follows needs no lock, as committed bytes never change.
+    fn leaf_file(&self, origin: &str) -> Option<(u32, u64, Arc<LeafFile>)> {
+        let table = self.table();
+        let meta = table.by_name.get(origin)?;
+        let file = Arc::clone(&table.files[meta.id as usize]);
+        Some((meta.id, meta.state.size, file))
+    }
+
     /// The leaf at `seq`, exactly as appended.
     pub fn leaf(&self, origin: &str, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(id) = self.origin_id(origin) else {
-            return Ok(None);
-        };
-        Ok(self
-            .inner
-            .db
-            .get(keys::id_u64(keys::LEAF, id, seq))?
-            .map(|v| v.to_vec()))
+        match self.leaf_file(origin) {
+            Some((id, size, file)) if seq < size => {
+                let mut reader = leaves::Reader::new(&self.inner.db, id, origin, &file);
+                reader.leaf(seq).map(Some)
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Up to `limit` consecutive leaves from `start`.
@@ -236,25 +277,13 @@ impl Store {
         start: u64,
         limit: usize,
     ) -> Result<Vec<Vec<u8>>, StoreError> {
-        let Some(id) = self.origin_id(origin) else {
-            return Ok(Vec::new());
-        };
-        let from = keys::id_u64(keys::LEAF, id, start);
-        let prefix = keys::id(keys::LEAF, id);
-        let mut out = Vec::new();
-        for (expected, item) in (start..).zip(self.inner.db.range(from..).take(limit)) {
-            let (k, v) = item?;
-            if !k.starts_with(&prefix) {
-                break;
+        match self.leaf_file(origin) {
+            Some((id, size, file)) if start < size => {
+                let n = (size - start).min(u64::try_from(limit).unwrap_or(u64::MAX));
+                leaves::Reader::new(&self.inner.db, id, origin, &file).leaves(start, n)
             }
-            if keys::trailing_u64(&k) != Some(expected) {
-                return Err(StoreError::corrupt(format!(
-                    "origin {origin}: log has a hole at seq {expected}"
-                )));
-            }
-            out.push(v.to_vec());
+            _ => Ok(Vec::new()),
         }
-        Ok(out)
     }
 
     /// A [`HashReader`](credex_core::merkle::HashReader) over `origin`'s committed tree hashes, for roots and proofs.
@@ -512,12 +541,19 @@ impl Store {
         self.inner.change_head.load(Ordering::Acquire)
     }
 
-    /// Bytes the database occupies on disk.
+    /// Bytes the database occupies on disk: sled's files and the leaf data files.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self.inner.db.size_on_disk()?)
+        let files: Vec<_> = self.table().files.clone();
+        let mut total = self.inner.db.size_on_disk()?;
+        for file in files {
+            total += file.len()?;
+        }
+        Ok(total)
     }
 
     /// Makes every applied batch durable (fsync). Call once per batch before acknowledging it.
+    /// The leaves of an applied batch are already durable (apply syncs them), so this is sled's
+    /// flush alone.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.inner.db.flush()?;
         Ok(())
@@ -634,6 +670,7 @@ fn load_origins(db: &sled::Db) -> Result<OriginTable, StoreError> {
     Ok(OriginTable {
         by_name,
         names: by_id.into_values().collect(),
+        files: Vec::new(),
     })
 }
 

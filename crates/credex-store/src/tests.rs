@@ -178,6 +178,21 @@ fn tree_hashes_spanning_many_pages_match_the_in_memory_tree() {
         let want = (count - page * crate::hashes::PAGE).min(crate::hashes::PAGE) * 32;
         assert_eq!(value.len() as u64, want, "page {page}");
     }
+    // The leaves' end offsets span pages of 256 too, and every leaf reads back from any start.
+    let want: Vec<_> = (0..size).map(|seq| leaf(CS, seq)).collect();
+    for start in [0, 1, 255, 256, 257, 511, 512, 558, 559] {
+        assert_eq!(
+            store.leaves(CS, start, usize::MAX).unwrap(),
+            want[start as usize..],
+            "from {start}"
+        );
+    }
+    for seq in [0, 255, 256, 511, 512, 558] {
+        assert_eq!(
+            store.leaf(CS, seq).unwrap(),
+            Some(want[seq as usize].clone())
+        );
+    }
 }
 
 #[test]
@@ -206,6 +221,12 @@ fn appends_must_continue_the_log_exactly() {
 
     // Nothing of a refused batch is written, not even its other operations.
     assert_eq!(store.origin_state(CS), before);
+    assert_eq!(
+        std::fs::metadata(crate::leaves::file_path(&store.inner.leaf_dir, 0))
+            .unwrap()
+            .len(),
+        leaf_bytes(CS, 3)
+    );
     assert_eq!(store.leaf(CS, 3).unwrap(), None);
     assert_eq!(store.change_head(), 0);
     assert_eq!(store.changes(0, 10).unwrap(), vec![]);
@@ -740,18 +761,125 @@ fn a_store_open_elsewhere_is_reported_locked() {
 }
 
 #[test]
-fn open_refuses_another_layout_version() {
+fn open_refuses_a_database_of_the_previous_layout() {
     let dir = tempfile::tempdir().unwrap();
     {
+        // Version 1 kept the leaves in sled; there is no migration.
         let db = sled::open(dir.path()).unwrap();
-        db.insert([keys::FORMAT], b"credex-store/0".to_vec())
+        db.insert([keys::FORMAT], b"credex-store/1".to_vec())
             .unwrap();
         db.flush().unwrap();
     }
     let err = Store::open(dir.path()).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "store format is \"credex-store/0\", this build reads \"credex-store/1\""
+        "store format is \"credex-store/1\", this build reads \"credex-store/2\""
+    );
+}
+
+/// The data file of origin id `id` in the store at `dir`.
+fn data_file(dir: &TempDir, id: u32) -> std::path::PathBuf {
+    crate::leaves::file_path(&crate::leaves::dir(dir.path()), id)
+}
+
+fn file_len(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).unwrap().len()
+}
+
+/// Total bytes of `origin`'s first `size` leaves, as the test helper makes them.
+fn leaf_bytes(origin: &str, size: u64) -> u64 {
+    (0..size).map(|seq| leaf(origin, seq).len() as u64).sum()
+}
+
+#[test]
+fn leaves_live_concatenated_in_one_file_per_origin() {
+    let (dir, store) = temp();
+    append(&store, CS, 3);
+    append(&store, WH, 2);
+    let mut want = Vec::new();
+    for seq in 0..3 {
+        want.extend(leaf(CS, seq));
+    }
+    assert_eq!(std::fs::read(data_file(&dir, 0)).unwrap(), want);
+    assert_eq!(file_len(&data_file(&dir, 1)), leaf_bytes(WH, 2));
+    // No leaf bytes are in sled: its values are metadata, hashes and offsets.
+    for item in store.inner.db.iter() {
+        let (_, v) = item.unwrap();
+        assert!(
+            !v.windows(CS.len()).any(|w| w == CS.as_bytes()),
+            "a leaf in sled: {v:?}"
+        );
+    }
+}
+
+#[test]
+fn a_torn_tail_past_the_committed_log_is_cut_off_at_open() {
+    let (dir, store) = temp();
+    append(&store, CS, 3);
+    drop(store);
+    // What a batch leaves when its leaves were written and its sled write never was.
+    let path = data_file(&dir, 0);
+    let mut torn = std::fs::read(&path).unwrap();
+    torn.extend_from_slice(b"half of a leaf that never committed");
+    std::fs::write(&path, torn).unwrap();
+
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(file_len(&path), leaf_bytes(CS, 3));
+    append(&store, CS, 2);
+    let store = reopen(&dir, store);
+    let want: Vec<_> = (0..5).map(|seq| leaf(CS, seq)).collect();
+    assert_eq!(store.leaves(CS, 0, 10).unwrap(), want);
+    assert_eq!(store.origin_state(CS).root, memory_tree(CS, 5).root());
+}
+
+#[test]
+fn a_leaf_file_shorter_than_the_committed_log_is_corruption() {
+    let (dir, store) = temp();
+    append(&store, CS, 3);
+    drop(store);
+    let path = data_file(&dir, 0);
+    let need = leaf_bytes(CS, 3);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(need - 1)
+        .unwrap();
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "store is corrupt: origin {CS}: leaf file {} holds {} bytes, its 3 entries need {need}",
+            path.display(),
+            need - 1
+        )
+    );
+
+    std::fs::remove_file(&path).unwrap();
+    let err = Store::open(dir.path()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "store is corrupt: origin {CS}: leaf file {} is missing, the log holds 3 entries",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn open_detects_a_last_leaf_that_differs_from_its_stored_hash() {
+    let (dir, store) = temp();
+    append(&store, CS, 3);
+    drop(store);
+    let path = data_file(&dir, 0);
+    let mut bytes = std::fs::read(&path).unwrap();
+    *bytes.last_mut().unwrap() ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    let err = Store::open(dir.path()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("store is corrupt: origin {CS}: leaf 2 in the file does not match its stored hash")
     );
 }
 
@@ -761,15 +889,59 @@ fn open_detects_a_log_that_disagrees_with_its_metadata() {
     append(&store, CS, 3);
     drop(store);
     {
+        // An end offset for seq 3: sled says the log is longer than its metadata does.
         let db = sled::open(dir.path()).unwrap();
-        db.remove(keys::id_u64(keys::LEAF, 0, 2)).unwrap();
+        let key = crate::leaves::page_key(0, 0);
+        let mut page = db.get(key).unwrap().unwrap().to_vec();
+        assert_eq!(page.len(), 3 * 8);
+        page.extend_from_slice(&leaf_bytes(CS, 3).to_be_bytes());
+        db.insert(key, page).unwrap();
         db.flush().unwrap();
     }
     let err = Store::open(dir.path()).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "store is corrupt: origin credex/mid-yangtze/changsha: metadata says 3 entries, the log disagrees"
+        "store is corrupt: origin credex/mid-yangtze/changsha: metadata says 3 entries, the log holds more"
     );
+}
+
+#[test]
+fn a_data_file_no_committed_origin_owns_is_not_inherited() {
+    let (dir, store) = temp();
+    append(&store, CS, 1);
+    drop(store);
+    // Left by a batch that registered a second origin (id 1) and never committed.
+    std::fs::write(data_file(&dir, 1), b"leaves of an origin that never was").unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert!(!data_file(&dir, 1).exists());
+    append(&store, WH, 2);
+    assert_eq!(
+        store.leaves(WH, 0, 10).unwrap(),
+        vec![leaf(WH, 0), leaf(WH, 1)]
+    );
+    assert_eq!(file_len(&data_file(&dir, 1)), leaf_bytes(WH, 2));
+}
+
+#[test]
+fn ranges_longer_than_one_read_come_back_whole() {
+    let (_dir, store) = temp();
+    // Nine 1 MiB leaves and small ones between them: `leaves` reads at most 4 MiB at once.
+    let big = |seq: u64| vec![seq as u8; 1 << 20];
+    let mut want = Vec::new();
+    let mut batch = WriteBatch::new();
+    for seq in 0..20 {
+        let l = if seq % 2 == 0 {
+            big(seq)
+        } else {
+            leaf(CS, seq)
+        };
+        batch.append(CS, seq, l.clone());
+        want.push(l);
+    }
+    store.apply(batch).unwrap();
+    assert_eq!(store.leaves(CS, 0, usize::MAX).unwrap(), want);
+    assert_eq!(store.leaves(CS, 5, 7).unwrap(), want[5..12]);
+    assert_eq!(store.leaf(CS, 18).unwrap(), Some(want[18].clone()));
 }
 
 #[test]
@@ -817,6 +989,8 @@ fn readers_never_see_an_index_ahead_of_the_origin_state() {
                     "index at {loc:?}, size {}",
                     state.size
                 );
+                // The leaf it names is already readable from the file, whole.
+                assert_eq!(store.leaf(CS, loc.seq).unwrap(), Some(leaf(CS, loc.seq)));
                 let head = store.change_head();
                 if head > 0 {
                     assert_eq!(store.changes(head - 1, 1).unwrap().len(), 1);
