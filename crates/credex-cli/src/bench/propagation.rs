@@ -154,10 +154,7 @@ pub async fn propagation(options: &PropagationOptions) -> Result<PropagationFigu
                     propagation_ms.len(),
                     sent_at.len(),
                     SETTLE.as_secs(),
-                    errors
-                        .iter()
-                        .map(|e| format!("; {e}"))
-                        .collect::<String>()
+                    errors.iter().map(|e| format!("; {e}")).collect::<String>()
                 );
             }
         };
@@ -210,7 +207,10 @@ pub fn print(figures: &PropagationFigures, json: bool) -> Result<()> {
         "", "p50 ms", "p90 ms", "p99 ms", "max ms"
     );
     for (label, p) in [
-        ("publish sent → in every peer's view", figures.propagation_ms),
+        (
+            "publish sent → in every peer's view",
+            figures.propagation_ms,
+        ),
         ("publish sent → acknowledged (durable)", figures.publish_ms),
     ] {
         println!(

@@ -54,9 +54,8 @@ pub async fn publish(options: &PublishOptions) -> Result<PublishFigures> {
     }
     let limits = options.limits;
     let cluster = Cluster::start(1).await?;
-    let client = pb::publisher_client::PublisherClient::new(
-        cluster.channel(CITY, Role::Publisher).await?,
-    );
+    let client =
+        pb::publisher_client::PublisherClient::new(cluster.channel(CITY, Role::Publisher).await?);
 
     // Records are generated on a thread of their own, as `credexctl publish` reads its input
     // there, and sent as they come.
