@@ -44,6 +44,14 @@ impl Cluster {
     /// Starts a node for each of the first `members` capitals and waits until every node serves
     /// and is connected to every other.
     pub(crate) async fn start(members: usize) -> Result<Cluster> {
+        Cluster::start_with(members, |_| {}).await
+    }
+
+    /// [`Cluster::start`] with each node's config changed by `configure` first.
+    pub(crate) async fn start_with(
+        members: usize,
+        configure: impl Fn(&mut Config),
+    ) -> Result<Cluster> {
         let cities = capitals()[..members].to_vec();
         let dir = tempfile::tempdir()?;
         let home = init(&InitOptions {
@@ -71,7 +79,8 @@ impl Cluster {
             nodes: BTreeMap::new(),
         };
         for (city, listener) in listeners {
-            let config = cluster.config(&city)?;
+            let mut config = cluster.config(&city)?;
+            configure(&mut config);
             cluster
                 .data_dirs
                 .insert(city.clone(), config.node.data_dir.clone());

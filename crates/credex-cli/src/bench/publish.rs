@@ -195,3 +195,77 @@ pub fn print(figures: &PublishFigures, json: bool) -> Result<()> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    async fn publisher(
+        cluster: &Cluster,
+    ) -> Result<pb::publisher_client::PublisherClient<tonic::transport::Channel>> {
+        Ok(pb::publisher_client::PublisherClient::new(
+            cluster.channel(CITY, Role::Publisher).await?,
+        ))
+    }
+
+    fn generator() -> Generator {
+        let city = crate::city::capitals()
+            .into_iter()
+            .find(|c| c.id == CITY)
+            .expect("a capital");
+        Generator::new(&city, 3, SystemClock.today())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_record_at_an_idle_origin_is_not_held_for_the_batch_window() -> Result<()> {
+        // A window far longer than the test may take: a node that waited for it would time out.
+        let cluster = Cluster::start_with(1, |config| {
+            config.sync.batch_max_delay_ms = 600_000;
+        })
+        .await?;
+        let mut client = publisher(&cluster).await?;
+        let request = pb::PublishRequest {
+            records: vec![generator().record()],
+        };
+        let answer = tokio::time::timeout(Duration::from_secs(30), client.publish(request))
+            .await
+            .context("the record was held")??
+            .into_inner();
+        assert_eq!(answer.tree_size, 1);
+        cluster.stop().await?;
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_batch_is_acknowledged_at_a_size_with_its_own_checkpoint() -> Result<()> {
+        let cluster = Cluster::start_with(1, |config| {
+            config.sync.batch_max_entries = 16;
+        })
+        .await?;
+        let client = publisher(&cluster).await?;
+        let mut generator = generator();
+        // Concurrent requests, so that some queue behind a commit and are batched together.
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..40 {
+            let records = (0..5).map(|_| generator.record()).collect();
+            let mut client = client.clone();
+            calls.spawn(async move { client.publish(pb::PublishRequest { records }).await });
+        }
+        let mut acknowledged = BTreeSet::new();
+        while let Some(call) = calls.join_next().await {
+            acknowledged.insert(call??.into_inner().tree_size);
+        }
+        let stopped = cluster.stop().await?;
+        let store = Store::open(&stopped.data_dirs[CITY].join("store"))?;
+        let checkpointed: BTreeSet<u64> = store
+            .checkpoints(CITY, 0, usize::MAX)?
+            .into_iter()
+            .map(|c| c.size)
+            .collect();
+        // Each acknowledged size ends a batch; the batches are all the checkpoints there are.
+        assert_eq!(checkpointed, acknowledged);
+        assert_eq!(acknowledged.last(), Some(&200));
+        Ok(())
+    }
+}
