@@ -592,11 +592,20 @@ mod tests {
         assert_eq!((end.malformed, end.errors.len()), (25, MAX_REPORTED_ERRORS));
     }
 
-    /// A fake Publisher: answers each request after `delay_ms(request)`, refuses requests that
-    /// hold a record id starting with "bad", and records the most requests it held at once.
+    /// A fake Publisher: answers each request after a given delay, refuses requests holding a
+    /// record id that starts with "bad", and records what it published and its most requests
+    /// in flight at once.
     #[derive(Clone, Default)]
     struct FakeNode {
-        state: Arc<Mutex<(u64, usize, usize, Vec<String>)>>,
+        state: Arc<Mutex<FakeState>>,
+    }
+
+    #[derive(Default)]
+    struct FakeState {
+        size: u64,
+        in_flight: usize,
+        most_in_flight: usize,
+        published: Vec<String>,
     }
 
     impl FakeNode {
@@ -609,12 +618,12 @@ mod tests {
             async move {
                 {
                     let mut s = state.lock().unwrap();
-                    s.1 += 1;
-                    s.2 = s.2.max(s.1);
+                    s.in_flight += 1;
+                    s.most_in_flight = s.most_in_flight.max(s.in_flight);
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
                 let mut s = state.lock().unwrap();
-                s.1 -= 1;
+                s.in_flight -= 1;
                 if request
                     .records
                     .iter()
@@ -626,20 +635,28 @@ mod tests {
                     .records
                     .iter()
                     .map(|r| {
-                        s.0 += 1;
-                        s.3.push(r.record_id.clone());
+                        s.size += 1;
+                        s.published.push(r.record_id.clone());
                         PublishedEntry {
                             record_id: r.record_id.clone(),
                             version: 1,
-                            seq: s.0 - 1,
+                            seq: s.size - 1,
                         }
                     })
                     .collect();
                 Ok(PublishResponse {
                     published,
-                    tree_size: s.0,
+                    tree_size: s.size,
                 })
             }
+        }
+
+        fn most_in_flight(&self) -> usize {
+            self.state.lock().unwrap().most_in_flight
+        }
+
+        fn published(&self) -> Vec<String> {
+            self.state.lock().unwrap().published.clone()
         }
     }
 
@@ -687,11 +704,7 @@ mod tests {
             (8, 8, 8)
         );
         assert!(sent.refused.is_empty());
-        assert_eq!(
-            node.state.lock().unwrap().2,
-            3,
-            "at most 3 in flight, and 3 used"
-        );
+        assert_eq!(node.most_in_flight(), 3, "at most 3 in flight, and 3 used");
     }
 
     #[tokio::test(start_paused = true)]
@@ -708,7 +721,7 @@ mod tests {
         )
         .await;
         // Without the wait, the third request would reach the node before the first.
-        assert_eq!(node.state.lock().unwrap().3, ["b", "a", "a", "c"]);
+        assert_eq!(node.published(), ["b", "a", "a", "c"]);
     }
 
     #[tokio::test(start_paused = true)]

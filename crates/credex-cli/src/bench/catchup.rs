@@ -252,7 +252,7 @@ fn write_source_log(config: &Config, entries: u64, sample: usize) -> Result<Vec<
                 }
                 batch.append(origin, seq, leaf);
                 seq += 1;
-                if seq % CHECKPOINT_EVERY == 0 {
+                if seq.is_multiple_of(CHECKPOINT_EVERY) {
                     break;
                 }
             }
