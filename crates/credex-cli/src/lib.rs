@@ -7,9 +7,10 @@
 //! - [`city`]: member cities on the command line; the four capitals.
 //! - [`generator`]: realistic generated credit records.
 //! - [`json`]: the JSON Lines record format of `publish` and `gen`.
+//! - [`publish`]: streaming publish: records read, batched and sent as they come.
 //! - [`output`]: tables and JSON output.
 //! - [`health`]: waiting for nodes to serve.
-//! - [`bench`]: `bench catchup`.
+//! - [`bench`]: `bench catchup`, `bench publish`, `bench propagation`.
 //! - [`audit`]: offline verification of proof bundles, evidence files and log replays (`credexctl audit`).
 
 pub mod audit;
@@ -22,3 +23,4 @@ pub mod home;
 pub mod json;
 pub mod output;
 pub mod pki;
+pub mod publish;

@@ -98,9 +98,16 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The benchmarks run nodes in-process and stop them all at once: each sees its peers'
+    // streams close, which is no news there.
+    let default_filter = match cli.command {
+        Command::Bench(_) => "warn,credex_node::sync=error",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_env("CREDEX_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
+            EnvFilter::try_from_env("CREDEX_LOG")
+                .unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();

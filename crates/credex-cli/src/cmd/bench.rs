@@ -1,8 +1,11 @@
-//! `credexctl bench …`: benchmarks that print their figure beside the ceiling they measured
-//! in the same run. Build with `--release` for meaningful figures.
+//! `credexctl bench …`: benchmarks that print their figure beside what they measured it
+//! against in the same run. Build with `--release` for meaningful figures.
 
 use anyhow::Result;
-use credex_cli::bench::{self, CatchupOptions};
+use credex_cli::bench::catchup::{self, CatchupOptions};
+use credex_cli::bench::propagation::{self, PropagationOptions};
+use credex_cli::bench::publish::{self, PublishOptions};
+use credex_cli::publish::Limits;
 
 use crate::Global;
 
@@ -12,6 +15,13 @@ pub enum Command {
     /// signature; prints entries/s beside the machine's Ed25519 verification rate on all
     /// cores and their ratio.
     Catchup(CatchupArgs),
+    /// Durable publish throughput through a node (Publisher.Publish over mutual TLS, the
+    /// streaming client of `credexctl publish`); prints records/s beside sled writing the same
+    /// leaves with one flush per batch of the same size, and their ratio.
+    Publish(PublishArgs),
+    /// Four nodes; one city publishes at a steady rate and each record's time until it is in
+    /// every other city's view (View.Watch) is measured; prints p50/p90/p99/max.
+    Propagation(PropagationArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -24,15 +34,58 @@ pub struct CatchupArgs {
     sample: usize,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct PublishArgs {
+    /// Records to publish.
+    #[arg(long, default_value_t = 100_000)]
+    records: u64,
+    /// Records per Publish request (and per batch of the ceiling's writes).
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    batch_size: u32,
+    /// Publish requests in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    in_flight: u32,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PropagationArgs {
+    /// Records to publish.
+    #[arg(long, default_value_t = 200)]
+    count: u64,
+    /// Records published per second.
+    #[arg(long, default_value_t = 20.0)]
+    rate: f64,
+}
+
 pub async fn run(global: &Global, command: Command) -> Result<()> {
     match command {
         Command::Catchup(args) => {
-            let figures = bench::catchup(&CatchupOptions {
+            let figures = catchup::catchup(&CatchupOptions {
                 entries: args.entries,
                 sample: args.sample,
             })
             .await?;
-            bench::print(&figures, global.json)
+            catchup::print(&figures, global.json)
+        }
+        Command::Publish(args) => {
+            let figures = publish::publish(&PublishOptions {
+                records: args.records,
+                limits: Limits {
+                    records: args.batch_size as usize,
+                    in_flight: args.in_flight as usize,
+                    ..Limits::default()
+                },
+            })
+            .await?;
+            publish::print(&figures, global.json)
+        }
+        Command::Propagation(args) => {
+            let figures = propagation::propagation(&PropagationOptions {
+                count: args.count,
+                rate: args.rate,
+            })
+            .await?;
+            propagation::print(&figures, global.json)
         }
     }
 }

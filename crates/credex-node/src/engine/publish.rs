@@ -1,11 +1,16 @@
 //! Publishing the city's own records: validate, assign seq, sign, append, then sign a
-//! checkpoint — with group commit, so a bulk load pays one durable write per batch of up to
-//! `batch_max_entries` records (or `batch_max_delay` of waiting), not one per record.
+//! checkpoint — with adaptive group commit. A request that finds the origin idle is committed
+//! and checkpointed at once; requests that arrive while a batch commits queue up and are
+//! committed together as the next batch (up to `batch_max_entries` records), so a bulk load
+//! pays one durable write per batch, not one per record, and a lone record waits for nothing.
+//! (`sync.batch_max_delay_ms` no longer holds a batch open: the commit in flight is the
+//! window.)
 //!
 //! A request is accepted or refused whole. It is acknowledged only once its entries are
 //! durable; the checkpoint over them is signed only after that (DESIGN.md: a node signs no
 //! checkpoint before the entries it covers are durable, so a crash never looks like
-//! equivocation).
+//! equivocation). Every batch gets its own checkpoint: a receiver appends an origin's entries
+//! only up to sizes the origin signed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +22,6 @@ use credex_core::pb;
 use credex_core::validate::{Mode, Validator};
 use credex_store::WriteBatch;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::{Engine, EngineError};
@@ -93,27 +97,85 @@ pub fn start(engine: Arc<Engine>) -> (PublishQueue, tokio::task::JoinHandle<()>)
     (PublishQueue { tx }, task)
 }
 
+/// One batch at a time: the requests that queued while the previous batch committed, or the
+/// one that found the origin idle. Nothing waits for company, so a record published at an idle
+/// origin commits at once, and under load batches grow to what arrives during one commit.
 async fn run(engine: Arc<Engine>, mut rx: mpsc::Receiver<Job>) {
     while let Some(first) = rx.recv().await {
-        let deadline = Instant::now() + engine.batch_max_delay;
-        let mut count = first.records.len();
-        let mut jobs = vec![first];
-        while count < engine.batch_max_entries {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(job)) => {
-                    count += job.records.len();
-                    jobs.push(job);
-                }
-                Ok(None) | Err(_) => break,
-            }
-        }
+        let jobs = gather(first, &mut rx, engine.batch_max_entries);
         engine.commit_own(jobs).await;
     }
 }
 
+/// `first` and the requests queued behind it right now, up to `max_entries` records; a request
+/// is never split, so one request larger than `max_entries` is a batch of its own.
+fn gather(first: Job, rx: &mut mpsc::Receiver<Job>, max_entries: usize) -> Vec<Job> {
+    let mut count = first.records.len();
+    let mut jobs = vec![first];
+    while count < max_entries {
+        match rx.try_recv() {
+            Ok(job) => {
+                count += job.records.len();
+                jobs.push(job);
+            }
+            Err(_) => break,
+        }
+    }
+    jobs
+}
+
+/// A request whose records were appended (not yet durable), and where they landed.
+type Accepted = (
+    oneshot::Sender<Result<PublishReceipt, EngineError>>,
+    Vec<Published>,
+);
+
 impl Engine {
-    async fn commit_own(&self, jobs: Vec<Job>) {
+    async fn commit_own(self: &Arc<Self>, jobs: Vec<Job>) {
         let writer = self.write_lock.lock().await;
+        let engine = self.clone();
+        // Validation, signing and the store write are CPU and disk work: off the runtime. A
+        // panic there drops the replies, and the callers see the queue gone.
+        let Ok((accepted, applied)) =
+            tokio::task::spawn_blocking(move || engine.append_own(jobs)).await
+        else {
+            warn!("publish batch panicked");
+            return;
+        };
+        if accepted.is_empty() {
+            return;
+        }
+        let result = match applied {
+            Ok(()) => self.commit_appended().await,
+            Err(e) => Err(e),
+        };
+        drop(writer);
+        match result {
+            Ok(tree_size) => {
+                self.metrics
+                    .count_published(accepted.iter().map(|(_, p)| p.len() as u64).sum());
+                self.announce();
+                for (reply, published) in accepted {
+                    let _ = reply.send(Ok(PublishReceipt {
+                        published,
+                        tree_size,
+                    }));
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "publish batch failed");
+                let message = e.to_string();
+                for (reply, _) in accepted {
+                    let _ = reply.send(Err(EngineError::Internal(message.clone())));
+                }
+            }
+        }
+    }
+
+    /// Validates every request, signs the accepted ones' entries and applies them in one
+    /// atomic write. Refused requests are answered here; the accepted ones are returned with
+    /// the outcome of the write. Runs under the write lock, on a blocking thread.
+    fn append_own(&self, jobs: Vec<Job>) -> (Vec<Accepted>, Result<(), EngineError>) {
         let origin = self.city.clone();
         let state = self.store.origin_state(&origin);
         if state.forked {
@@ -122,7 +184,7 @@ impl Engine {
                     "origin {origin} is marked forked on this node; it publishes nothing more"
                 ))));
             }
-            return;
+            return (Vec::new(), Ok(()));
         }
         let validator = Validator {
             catalogue: self.catalogue,
@@ -184,35 +246,16 @@ impl Engine {
             }
         }
         if accepted.is_empty() {
-            return;
+            return (accepted, Ok(()));
         }
-        let result = self.write_own_batch(&origin, batch).await;
-        drop(writer);
-        match result {
-            Ok(tree_size) => {
-                self.metrics
-                    .count_published(accepted.iter().map(|(_, p)| p.len() as u64).sum());
-                self.announce();
-                for (reply, published) in accepted {
-                    let _ = reply.send(Ok(PublishReceipt {
-                        published,
-                        tree_size,
-                    }));
-                }
-            }
-            Err(e) => {
-                warn!(error = %e, "publish batch failed");
-                let message = e.to_string();
-                for (reply, _) in accepted {
-                    let _ = reply.send(Err(EngineError::Internal(message.clone())));
-                }
-            }
-        }
+        let applied = self.store.apply(batch).map(drop).map_err(EngineError::from);
+        (accepted, applied)
     }
 
-    /// Appends and flushes the batch, then signs and stores the checkpoint over it.
-    async fn write_own_batch(&self, origin: &str, batch: WriteBatch) -> Result<u64, EngineError> {
-        self.store.apply(batch)?;
+    /// Flushes the appended batch, then signs and stores the checkpoint over it: every batch
+    /// gets its own checkpoint, signed only once the entries it covers are durable.
+    async fn commit_appended(&self) -> Result<u64, EngineError> {
+        let origin = self.city.as_str();
         self.store.flush_async().await?;
         let state = self.store.origin_state(origin);
         let checkpoint = Checkpoint {
@@ -284,4 +327,39 @@ impl Engine {
 
 fn hex_root(root: &merkle::Hash) -> String {
     root.0.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(records: usize) -> Job {
+        Job {
+            records: vec![pb::CreditRecord::default(); records],
+            reply: oneshot::channel().0,
+        }
+    }
+
+    fn sizes(jobs: &[Job]) -> Vec<usize> {
+        jobs.iter().map(|j| j.records.len()).collect()
+    }
+
+    #[test]
+    fn a_request_at_an_idle_origin_is_a_batch_of_its_own() {
+        let (_tx, mut rx) = mpsc::channel(8);
+        assert_eq!(sizes(&gather(job(1), &mut rx, 256)), [1]);
+    }
+
+    #[test]
+    fn requests_queued_behind_a_commit_form_the_next_batch_up_to_the_cap() {
+        let (tx, mut rx) = mpsc::channel(8);
+        for n in [100, 100, 100, 5] {
+            tx.try_send(job(n)).expect("room");
+        }
+        // 1 + 100 + 100 < 256, so the third request still joins; then the batch is full.
+        assert_eq!(sizes(&gather(job(1), &mut rx, 256)), [1, 100, 100, 100]);
+        assert_eq!(sizes(&gather(job(300), &mut rx, 256)), [300]);
+        let first = rx.try_recv().expect("the 5-record request is still queued");
+        assert_eq!(sizes(&gather(first, &mut rx, 256)), [5]);
+    }
 }
