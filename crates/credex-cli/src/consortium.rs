@@ -14,7 +14,7 @@ use credex_core::keys::{KeyAlgorithm, SigningKeyPair};
 use credex_core::policy::RecognitionPolicy;
 use credex_node::config::{
     Config, Consortium, IdentifiersConfig, KeyFiles, LogConfig, Member, NodeConfig, PeerConfig,
-    SyncConfig,
+    StorageConfig, SyncConfig,
 };
 use credex_node::tls::{self, Identity, Role, TlsFiles};
 
@@ -145,6 +145,7 @@ pub fn init(options: &InitOptions) -> Result<Home> {
                 })
                 .collect(),
             sync: SyncConfig::default(),
+            storage: StorageConfig::default(),
             recognition: RecognitionPolicy::default(),
             identifiers: IdentifiersConfig::default(),
             log: LogConfig::default(),

@@ -25,9 +25,11 @@
 //!
 //! [sync]                                 # all optional, defaults shown
 //! batch_max_entries = 256
-//! batch_max_delay_ms = 50
 //! reconnect_backoff_min_ms = 100
 //! reconnect_backoff_max_ms = 30000
+//!
+//! [storage]                              # optional
+//! cache_mb = 64                          # sled page cache, MiB (8 to 65536)
 //!
 //! [recognition]                          # credex_core::policy::RecognitionPolicy
 //!
@@ -84,7 +86,7 @@ use crate::tls::{Identity, Role, TlsFiles, check_label, parse_address};
 /// Bounds of `[sync]`: a batch is one atomic write and one checkpoint, so it must stay small
 /// enough to commit quickly, and the backoff must neither spin nor give up on a peer for hours.
 const BATCH_MAX_ENTRIES: (u64, u64) = (1, 10_000);
-const BATCH_MAX_DELAY_MS: (u64, u64) = (1, 10_000);
+const STORAGE_CACHE_MB: (u64, u64) = (8, 65_536);
 const BACKOFF_MS: (u64, u64) = (1, 3_600_000);
 /// Longest `name_zh`, in characters: city names are a few characters, this only stops garbage.
 const NAME_ZH_MAX_CHARS: usize = 32;
@@ -150,6 +152,7 @@ pub struct Config {
     pub keys: KeyFiles,
     pub peers: Vec<PeerConfig>,
     pub sync: SyncConfig,
+    pub storage: StorageConfig,
     /// Its own origin is set to `node.city` by [`Config::load`].
     pub recognition: RecognitionPolicy,
     pub identifiers: IdentifiersConfig,
@@ -191,20 +194,19 @@ pub struct PeerConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SyncConfig {
-    /// A batch closes at this many entries...
+    /// A publish batch (one atomic write, one signed checkpoint) takes at most this many
+    /// entries; a record at an idle node commits at once, and requests that queue while a batch
+    /// commits form the next one.
     pub batch_max_entries: u64,
-    /// ...or this long after its first entry, whichever comes first.
-    pub batch_max_delay_ms: u64,
     pub reconnect_backoff_min_ms: u64,
     pub reconnect_backoff_max_ms: u64,
 }
 
 impl Default for SyncConfig {
-    /// The design's batch: 256 entries or 50 ms.
+    /// The design's batch: at most 256 entries.
     fn default() -> Self {
         Self {
             batch_max_entries: 256,
-            batch_max_delay_ms: 50,
             reconnect_backoff_min_ms: 100,
             reconnect_backoff_max_ms: 30_000,
         }
@@ -212,16 +214,33 @@ impl Default for SyncConfig {
 }
 
 impl SyncConfig {
-    pub fn batch_max_delay(&self) -> Duration {
-        Duration::from_millis(self.batch_max_delay_ms)
-    }
-
     pub fn reconnect_backoff_min(&self) -> Duration {
         Duration::from_millis(self.reconnect_backoff_min_ms)
     }
 
     pub fn reconnect_backoff_max(&self) -> Duration {
         Duration::from_millis(self.reconnect_backoff_max_ms)
+    }
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Bytes of sled page cache, in MiB. Leaves live in append-only files read through the OS
+    /// page cache, so sled caches only indexes and tree hashes.
+    pub cache_mb: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { cache_mb: 64 }
+    }
+}
+
+impl StorageConfig {
+    pub fn cache_bytes(&self) -> u64 {
+        self.cache_mb << 20
     }
 }
 
@@ -313,6 +332,8 @@ struct RawConfig {
     peers: Option<Vec<PeerConfig>>,
     #[serde(default)]
     sync: SyncConfig,
+    #[serde(default)]
+    storage: StorageConfig,
     #[serde(default)]
     recognition: RecognitionPolicy,
     #[serde(default)]
@@ -663,6 +684,8 @@ fn validate(
 
     let peers = validate_peers(raw.peers, &node.city, &consortium, checker)?;
     let sync = validate_sync(raw.sync, checker)?;
+    checker.range("storage.cache_mb", raw.storage.cache_mb, STORAGE_CACHE_MB)?;
+    let storage = raw.storage;
 
     let recognition = raw.recognition.with_own_origin(&node.city);
     let cities: Vec<&str> = consortium.cities().collect();
@@ -712,6 +735,7 @@ fn validate(
         keys,
         peers,
         sync,
+        storage,
         recognition,
         identifiers,
         log,
@@ -770,11 +794,6 @@ fn validate_sync(sync: SyncConfig, checker: &Checker<'_>) -> Result<SyncConfig, 
         "sync.batch_max_entries",
         sync.batch_max_entries,
         BATCH_MAX_ENTRIES,
-    )?;
-    checker.range(
-        "sync.batch_max_delay_ms",
-        sync.batch_max_delay_ms,
-        BATCH_MAX_DELAY_MS,
     )?;
     checker.range(
         "sync.reconnect_backoff_min_ms",
@@ -992,7 +1011,6 @@ mod tests {
             "spiffe://mid-yangtze/changsha/node"
         );
         assert_eq!(config.recognition.own_origin(), Some("changsha"));
-        assert_eq!(config.sync.batch_max_delay(), Duration::from_millis(50));
         expect![[r#"
             [node]
             city = "changsha"
@@ -1020,9 +1038,11 @@ mod tests {
 
             [sync]
             batch_max_entries = 128
-            batch_max_delay_ms = 50
             reconnect_backoff_min_ms = 100
             reconnect_backoff_max_ms = 5000
+
+            [storage]
+            cache_mb = 64
 
             [recognition.default]
             lists = [
@@ -1081,9 +1101,11 @@ mod tests {
 
             [sync]
             batch_max_entries = 256
-            batch_max_delay_ms = 50
             reconnect_backoff_min_ms = 100
             reconnect_backoff_max_ms = 30000
+
+            [storage]
+            cache_mb = 64
 
             [recognition.default]
             lists = ["*"]
@@ -1252,6 +1274,22 @@ mod tests {
         );
         check(
             "reconnect_backoff_max_ms = 5000",
+            "reconnect_backoff_max_ms = 5000\n\n[storage]\ncache_mb = 4",
+            expect!["DIR/changsha.toml: config key storage.cache_mb: 4 is not from 8 to 65536"],
+        );
+        check(
+            "batch_max_entries = 128",
+            "batch_max_entries = 128\nbatch_max_delay_ms = 50",
+            expect![[r#"
+                config file DIR/changsha.toml: TOML parse error at line 28, column 1
+                   |
+                28 | batch_max_delay_ms = 50
+                   | ^^^^^^^^^^^^^^^^^^
+                unknown field `batch_max_delay_ms`, expected one of `batch_max_entries`, `reconnect_backoff_min_ms`, `reconnect_backoff_max_ms`
+            "#]],
+        );
+        check(
+            "reconnect_backoff_max_ms = 5000",
             "reconnect_backoff_max_ms = 50",
             expect![
                 "DIR/changsha.toml: config key sync.reconnect_backoff_max_ms: 50 is not from 100 to 3600000"
@@ -1329,12 +1367,12 @@ mod tests {
             "[keys]",
             "[key]",
             expect![[r#"
-            config file DIR/changsha.toml: TOML parse error at line 13, column 2
-               |
-            13 | [key]
-               |  ^^^
-            unknown field `key`, expected one of `node`, `tls`, `keys`, `peers`, `sync`, `recognition`, `identifiers`, `log`
-        "#]],
+                config file DIR/changsha.toml: TOML parse error at line 13, column 2
+                   |
+                13 | [key]
+                   |  ^^^
+                unknown field `key`, expected one of `node`, `tls`, `keys`, `peers`, `sync`, `storage`, `recognition`, `identifiers`, `log`
+            "#]],
         );
     }
 

@@ -56,7 +56,6 @@ pub struct EngineParts {
     pub clock: Arc<dyn Clock>,
     pub store: Store,
     pub batch_max_entries: usize,
-    pub batch_max_delay: std::time::Duration,
 }
 
 /// Why an engine operation failed. The gRPC layer maps each kind to a status in one place.
@@ -106,7 +105,6 @@ pub struct Engine {
     /// When this node stored each origin's newest checkpoint (size, Unix ms), for its age.
     checkpoint_times: Mutex<BTreeMap<String, (u64, i64)>>,
     pub batch_max_entries: usize,
-    pub batch_max_delay: std::time::Duration,
 }
 
 impl Engine {
@@ -147,7 +145,6 @@ impl Engine {
             pending: Mutex::new(BTreeMap::new()),
             checkpoint_times: Mutex::new(BTreeMap::new()),
             batch_max_entries: parts.batch_max_entries.max(1),
-            batch_max_delay: parts.batch_max_delay,
         };
         engine.refresh_gauges();
         Ok(Arc::new(engine))

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use credex_core::date::{Clock, SystemClock};
-use credex_store::Store;
+use credex_store::{Store, StoreOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::transport::Server;
@@ -53,7 +53,11 @@ pub fn engine(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Engi
     let keys = config.signing_keys().context("loading signing keys")?;
     std::fs::create_dir_all(&config.node.data_dir)
         .with_context(|| format!("creating data dir {}", config.node.data_dir.display()))?;
-    let store = Store::open(&config.node.data_dir.join("store"))
+    let options = StoreOptions {
+        cache_capacity: config.storage.cache_bytes(),
+        ..StoreOptions::default()
+    };
+    let store = Store::open_with(&config.node.data_dir.join("store"), &options)
         .with_context(|| format!("opening the store in {}", config.node.data_dir.display()))?;
     let consortium = &config.consortium;
     let members = consortium
@@ -77,7 +81,6 @@ pub fn engine(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Engi
         clock,
         store,
         batch_max_entries: usize::try_from(config.sync.batch_max_entries).unwrap_or(usize::MAX),
-        batch_max_delay: config.sync.batch_max_delay(),
     })?;
     Ok(engine)
 }

@@ -3,8 +3,7 @@
 //! and checkpointed at once; requests that arrive while a batch commits queue up and are
 //! committed together as the next batch (up to `batch_max_entries` records), so a bulk load
 //! pays one durable write per batch, not one per record, and a lone record waits for nothing.
-//! (`sync.batch_max_delay_ms` no longer holds a batch open: the commit in flight is the
-//! window.)
+//! There is no time window: the commit in flight is the window.
 //!
 //! A request is accepted or refused whole. It is acknowledged only once its entries are
 //! durable; the checkpoint over them is signed only after that (DESIGN.md: a node signs no
