@@ -145,9 +145,9 @@ impl Exchange for TwoFaced {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_equivocating_origin_is_detected_by_every_honest_node() -> Result<()> {
-    let mut sandbox = Sandbox::builder()
+/// A sandbox of the four capitals, all stopped, and the origin's log key.
+async fn all_stopped() -> Result<(Sandbox, SigningKeyPair)> {
+    let sandbox = Sandbox::builder()
         .stopped(ORIGIN)
         .stopped("changsha")
         .stopped("wuhan")
@@ -157,6 +157,35 @@ async fn an_equivocating_origin_is_detected_by_every_honest_node() -> Result<()>
     let key = SigningKeyPair::parse(
         std::fs::read_to_string(sandbox.home.city_dir(ORIGIN).join("log.key"))?.trim(),
     )?;
+    Ok((sandbox, key))
+}
+
+async fn wait_forked(sandbox: &Sandbox, city: &str) -> Result<()> {
+    wait_until(&format!("{city} marks {ORIGIN} forked"), || async {
+        let status = sandbox.status(city).await?;
+        Ok(status
+            .origins
+            .iter()
+            .any(|o| o.origin == ORIGIN && o.forked))
+    })
+    .await
+}
+
+/// The equivocation evidence `city` serves about the origin.
+async fn evidence_of(sandbox: &Sandbox, city: &str) -> Result<Vec<pb::Evidence>> {
+    let mut audit = pb::audit_client::AuditClient::new(sandbox.channel(city, Role::Auditor).await?);
+    Ok(audit
+        .list_evidence(pb::ListEvidenceRequest {
+            origin: ORIGIN.to_owned(),
+        })
+        .await?
+        .into_inner()
+        .evidence)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_equivocating_origin_is_detected_by_every_honest_node() -> Result<()> {
+    let (mut sandbox, key) = all_stopped().await?;
     let a = Arc::new(history(&key, 1)?);
     let b = Arc::new(history(&key, 2)?);
 
@@ -183,23 +212,8 @@ async fn an_equivocating_origin_is_detected_by_every_honest_node() -> Result<()>
         sandbox.start_node(city).await?;
     }
     for city in honest {
-        wait_until(&format!("{city} marks {ORIGIN} forked"), || async {
-            let status = sandbox.status(city).await?;
-            Ok(status
-                .origins
-                .iter()
-                .any(|o| o.origin == ORIGIN && o.forked))
-        })
-        .await?;
-        let mut audit =
-            pb::audit_client::AuditClient::new(sandbox.channel(city, Role::Auditor).await?);
-        let evidence = audit
-            .list_evidence(pb::ListEvidenceRequest {
-                origin: ORIGIN.to_owned(),
-            })
-            .await?
-            .into_inner()
-            .evidence;
+        wait_forked(&sandbox, city).await?;
+        let evidence = evidence_of(&sandbox, city).await?;
         let first = evidence.first().context("evidence is served")?;
         let pieces = first.checkpoints.len() + first.signed_entries.len();
         assert_eq!(
@@ -243,16 +257,7 @@ async fn held_log(sandbox: &Sandbox, city: &str) -> Result<Vec<Vec<u8>>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn histories_of_different_sizes_are_proven_at_every_honest_node() -> Result<()> {
-    let mut sandbox = Sandbox::builder()
-        .stopped(ORIGIN)
-        .stopped("changsha")
-        .stopped("wuhan")
-        .stopped("hefei")
-        .start()
-        .await?;
-    let key = SigningKeyPair::parse(
-        std::fs::read_to_string(sandbox.home.city_dir(ORIGIN).join("log.key"))?.trim(),
-    )?;
+    let (mut sandbox, key) = all_stopped().await?;
     // A: 5 entries, shown to changsha and wuhan. B: A's first 3, then 5 others: 8 entries,
     // shown to hefei. Neither checkpoint has the other's size.
     let a = Arc::new(history(&key, 1)?);
@@ -284,14 +289,7 @@ async fn histories_of_different_sizes_are_proven_at_every_honest_node() -> Resul
     }
     let consortium = sandbox.home.load_consortium()?;
     for city in honest {
-        wait_until(&format!("{city} marks {ORIGIN} forked"), || async {
-            let status = sandbox.status(city).await?;
-            Ok(status
-                .origins
-                .iter()
-                .any(|o| o.origin == ORIGIN && o.forked))
-        })
-        .await?;
+        wait_forked(&sandbox, city).await?;
         // Each still holds exactly one history the origin signed, never a splice of two.
         let expected = if city == "hefei" {
             &b.leaves
@@ -299,15 +297,7 @@ async fn histories_of_different_sizes_are_proven_at_every_honest_node() -> Resul
             &a.leaves
         };
         assert_eq!(&held_log(&sandbox, city).await?, expected, "{city}'s log");
-        let mut audit =
-            pb::audit_client::AuditClient::new(sandbox.channel(city, Role::Auditor).await?);
-        let evidence = audit
-            .list_evidence(pb::ListEvidenceRequest {
-                origin: ORIGIN.to_owned(),
-            })
-            .await?
-            .into_inner()
-            .evidence;
+        let evidence = evidence_of(&sandbox, city).await?;
         assert!(!evidence.is_empty(), "{city} serves its evidence");
         let file = credex_cli::audit::encode_evidence(&evidence);
         for item in credex_cli::audit::parse_evidence(&file)? {
@@ -329,16 +319,7 @@ async fn histories_of_different_sizes_are_proven_at_every_honest_node() -> Resul
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn entries_no_signed_checkpoint_covers_are_never_appended() -> Result<()> {
-    let mut sandbox = Sandbox::builder()
-        .stopped(ORIGIN)
-        .stopped("changsha")
-        .stopped("wuhan")
-        .stopped("hefei")
-        .start()
-        .await?;
-    let key = SigningKeyPair::parse(
-        std::fs::read_to_string(sandbox.home.city_dir(ORIGIN).join("log.key"))?.trim(),
-    )?;
+    let (mut sandbox, key) = all_stopped().await?;
     let a = history(&key, 1)?;
     let b = history(&key, 2)?;
     // Every entry is validly signed by the origin, but the checkpoint sent with them is over
