@@ -19,6 +19,9 @@ pub mod publish;
 pub mod query;
 pub mod witness;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 

@@ -1,0 +1,345 @@
+//! The receive path tested directly: an engine on a temp-dir store with a fixed clock and
+//! generated member keys, fed prepared entries and checkpoints as a sync stream would, with no
+//! network and no timing. Wuhan is the origin under test; Changsha is the node.
+
+use std::sync::Arc;
+
+use credex_core::date::FixedClock;
+use credex_core::entry;
+use credex_core::keys::{KeyAlgorithm, SigningKeyPair};
+use credex_core::merkle::{self, Hash, MemoryHashStore};
+use credex_core::note::{self, Checkpoint};
+use credex_core::pb;
+use credex_core::policy::RecognitionPolicy;
+use credex_store::Store;
+use prost::Message as _;
+use tempfile::TempDir;
+
+use super::checkpoints::{CheckpointOutcome, SentProof};
+use super::ingest::Prepared;
+use super::{Engine, EngineParts, Member};
+
+const CONSORTIUM: &str = "test";
+const NODE: &str = "changsha";
+const ORIGIN: &str = "wuhan";
+
+struct Harness {
+    _dir: TempDir,
+    engine: Arc<Engine>,
+    origin_key: SigningKeyPair,
+}
+
+fn keys(city: &str) -> (SigningKeyPair, SigningKeyPair) {
+    let origin = Checkpoint::origin_for(CONSORTIUM, city);
+    let log = SigningKeyPair::generate(&origin, KeyAlgorithm::Ed25519).expect("log key");
+    let witness =
+        SigningKeyPair::generate(&format!("{origin}/witness"), KeyAlgorithm::CosignatureV1)
+            .expect("witness key");
+    (log, witness)
+}
+
+fn harness() -> Harness {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (node_log, node_witness) = keys(NODE);
+    let (origin_log, origin_witness) = keys(ORIGIN);
+    let member = |city: &str, log: &SigningKeyPair, witness: &SigningKeyPair| Member {
+        city: city.to_owned(),
+        checkpoint_origin: Checkpoint::origin_for(CONSORTIUM, city),
+        log_key: log.public(),
+        witness_key: witness.public(),
+    };
+    let members = vec![
+        member(NODE, &node_log, &node_witness),
+        member(ORIGIN, &origin_log, &origin_witness),
+    ];
+    let engine = Engine::new(EngineParts {
+        consortium: CONSORTIUM.to_owned(),
+        city: NODE.to_owned(),
+        members,
+        log_key: node_log,
+        witness_key: node_witness,
+        policy: RecognitionPolicy::recognise_all(NODE),
+        allow_list: Default::default(),
+        clock: Arc::new(FixedClock::at_millis(1_790_000_000_000)),
+        store: Store::open(&dir.path().join("store")).expect("store"),
+        batch_max_entries: 256,
+    })
+    .expect("engine");
+    Harness {
+        _dir: dir,
+        engine,
+        origin_key: origin_log,
+    }
+}
+
+/// One history of the origin: its leaves and their tree.
+struct Log {
+    leaves: Vec<Vec<u8>>,
+    tree: MemoryHashStore,
+}
+
+impl Log {
+    /// `size` entries; those from `diverge` on are tagged with `branch`, so two logs with the
+    /// same leaves before `diverge` share that prefix.
+    fn new(key: &SigningKeyPair, size: u64, diverge: u64, branch: &str) -> Log {
+        let mut log = Log {
+            leaves: Vec::new(),
+            tree: MemoryHashStore::new(),
+        };
+        for seq in 0..size {
+            let tag = if seq < diverge { "trunk" } else { branch };
+            let entry = pb::Entry {
+                origin: ORIGIN.to_owned(),
+                seq,
+                logged_at: 1_790_000_000_000,
+                schema_version: credex_proto::SCHEMA_VERSION,
+                // Not a valid record (no subject): appended under a signed root all the same,
+                // and listed invalid.
+                record: Some(pb::CreditRecord {
+                    record_id: format!("{tag}-{seq}"),
+                    version: 1,
+                    ..Default::default()
+                }),
+            };
+            log.push(entry::sign_entry(key, entry::encode_entry(&entry)));
+        }
+        log
+    }
+
+    fn push(&mut self, leaf: Vec<u8>) {
+        self.tree.append(&leaf).expect("append");
+        self.leaves.push(leaf);
+    }
+
+    fn root(&self, size: u64) -> Hash {
+        merkle::root(size, &self.tree).expect("root")
+    }
+
+    fn checkpoint(&self, key: &SigningKeyPair, size: u64) -> Vec<u8> {
+        let cp = Checkpoint {
+            origin: key.name().to_owned(),
+            size,
+            root: self.root(size),
+        };
+        note::sign_checkpoint(&cp, key).expect("sign")
+    }
+
+    /// The seeded consistency proof from `from` to `to`, as a serving node sends it.
+    fn proof(&self, from: u64, to: u64) -> SentProof {
+        let hashes = merkle::seeded_consistency_proof(from, to, &self.tree).expect("proof");
+        SentProof {
+            from_size: from,
+            hashes: hashes.iter().map(|h| h.0.to_vec()).collect(),
+        }
+    }
+
+    fn inbox(&self, engine: &Engine, from: u64, to: u64) -> Prepared {
+        let leaves = self.leaves[from as usize..to as usize].to_vec();
+        engine.prepare(ORIGIN, from, leaves)
+    }
+}
+
+impl Harness {
+    fn size(&self) -> u64 {
+        self.engine.store.origin_state(ORIGIN).size
+    }
+
+    fn forked(&self) -> bool {
+        self.engine.store.origin_state(ORIGIN).forked
+    }
+
+    async fn checkpoint(&self, note: &[u8], proof: SentProof) -> CheckpointOutcome {
+        self.engine
+            .receive_checkpoint(ORIGIN, note, &proof, "hefei")
+            .await
+            .expect("receive checkpoint")
+    }
+
+    /// Appends `log[..size]` under its checkpoint at `size`.
+    async fn hold(&self, log: &Log, size: u64) {
+        let note = log.checkpoint(&self.origin_key, size);
+        self.checkpoint(&note, SentProof::default()).await;
+        let mut inbox = log.inbox(&self.engine, self.size(), size);
+        self.engine
+            .commit(&mut inbox, "hefei")
+            .await
+            .expect("commit");
+        assert_eq!(self.size(), size);
+    }
+
+    fn evidence(&self) -> Vec<pb::Evidence> {
+        self.engine
+            .store
+            .evidence(ORIGIN)
+            .expect("evidence")
+            .iter()
+            .map(|e| pb::Evidence::decode(e.as_slice()).expect("evidence decodes"))
+            .collect()
+    }
+}
+
+/// What the evidence's seeded proof yields: (root at the smaller size, root at the larger).
+fn proof_roots(e: &pb::Evidence, old: u64, new: u64) -> (Hash, Hash) {
+    let proof: Vec<Hash> = e
+        .consistency_proof
+        .iter()
+        .map(|h| merkle::hash_from_bytes(h).expect("hash"))
+        .collect();
+    merkle::consistency_roots(&proof, old, new).expect("proof roots")
+}
+
+#[tokio::test]
+async fn entries_wait_until_a_checkpoint_their_origin_signed_covers_them() {
+    let h = harness();
+    let log = Log::new(&h.origin_key, 5, 5, "a");
+    let mut inbox = log.inbox(&h.engine, 0, 5);
+    let outcome = h.engine.commit(&mut inbox, "hefei").await.unwrap();
+    assert_eq!((outcome.appended, outcome.waiting, h.size()), (0, 5, 0));
+
+    let note3 = log.checkpoint(&h.origin_key, 3);
+    assert_eq!(
+        h.checkpoint(&note3, SentProof::default()).await,
+        CheckpointOutcome::Pending
+    );
+    let outcome = h.engine.commit(&mut inbox, "hefei").await.unwrap();
+    assert_eq!((outcome.appended, outcome.waiting, h.size()), (3, 2, 3));
+    // The checkpoint over the appended entries is stored with them, and their records (no
+    // subject) are listed invalid rather than dropped.
+    assert_eq!(
+        h.engine.store.checkpoint_at(ORIGIN, 3).unwrap(),
+        Some(note3)
+    );
+    assert_eq!(outcome.invalid, 3);
+    assert!(h.engine.store.invalid(ORIGIN, 0).unwrap().is_some());
+
+    let note5 = log.checkpoint(&h.origin_key, 5);
+    let pending = h.checkpoint(&note5, log.proof(3, 5)).await;
+    assert_eq!(pending, CheckpointOutcome::Pending);
+    h.engine.commit(&mut inbox, "hefei").await.unwrap();
+    assert_eq!(h.size(), 5);
+    assert_eq!(h.engine.store.origin_state(ORIGIN).root, log.root(5));
+}
+
+#[tokio::test]
+async fn entries_that_do_not_give_the_signed_root_are_quarantined_never_appended() {
+    let h = harness();
+    let a = Log::new(&h.origin_key, 5, 0, "a");
+    let b = Log::new(&h.origin_key, 5, 0, "b");
+    h.checkpoint(&b.checkpoint(&h.origin_key, 5), SentProof::default())
+        .await;
+    let mut inbox = a.inbox(&h.engine, 0, 5);
+    let outcome = h.engine.commit(&mut inbox, "hefei").await.unwrap();
+    assert!(outcome.unsigned);
+    assert_eq!((outcome.appended, outcome.quarantined, h.size()), (0, 5, 0));
+    let counts = h.engine.store.quarantine_counts().unwrap();
+    assert_eq!(counts.get("unsigned_root"), Some(&5));
+    assert!(
+        !h.forked(),
+        "entries no root covers prove nothing against the origin"
+    );
+}
+
+#[tokio::test]
+async fn a_smaller_checkpoint_of_another_history_is_proven_equivocation() {
+    let h = harness();
+    let a = Log::new(&h.origin_key, 6, 0, "a");
+    let b = Log::new(&h.origin_key, 3, 1, "b");
+    h.hold(&a, 5).await;
+    let b3 = b.checkpoint(&h.origin_key, 3);
+    let outcome = h.checkpoint(&b3, SentProof::default()).await;
+    assert_eq!(outcome, CheckpointOutcome::Equivocation);
+    assert!(h.forked());
+    let evidence = h.evidence();
+    let e = &evidence[0];
+    assert_eq!(e.kind, pb::evidence::Kind::InconsistentCheckpoints as i32);
+    let notes: Vec<&[u8]> = e.checkpoints.iter().map(|c| c.note.as_slice()).collect();
+    assert_eq!(notes, [b3.as_slice(), &a.checkpoint(&h.origin_key, 5)]);
+    // The proof, from the node's own tree, yields A's root at 5 and, at 3, a root other than
+    // the one the origin signed for B.
+    let (old, new) = proof_roots(e, 3, 5);
+    assert_eq!((old, new), (a.root(3), a.root(5)));
+    assert_ne!(old, b.root(3));
+    // A forked origin takes no more entries, even under its own valid checkpoint.
+    let a6 = a.checkpoint(&h.origin_key, 6);
+    assert_eq!(
+        h.checkpoint(&a6, a.proof(5, 6)).await,
+        CheckpointOutcome::Known
+    );
+    let mut inbox = a.inbox(&h.engine, 5, 6);
+    assert!(h.engine.commit(&mut inbox, "hefei").await.unwrap().forked);
+    assert_eq!(h.size(), 5);
+}
+
+#[tokio::test]
+async fn a_larger_checkpoint_whose_proof_shows_another_history_is_proven_equivocation() {
+    let h = harness();
+    let a = Log::new(&h.origin_key, 5, 5, "a");
+    let b = Log::new(&h.origin_key, 8, 2, "b");
+    h.hold(&a, 5).await;
+    let b8 = b.checkpoint(&h.origin_key, 8);
+    let outcome = h.checkpoint(&b8, b.proof(5, 8)).await;
+    assert_eq!(outcome, CheckpointOutcome::Equivocation);
+    let e = &h.evidence()[0];
+    assert_eq!(e.kind, pb::evidence::Kind::InconsistentCheckpoints as i32);
+    let (old, new) = proof_roots(e, 5, 8);
+    assert_eq!(new, b.root(8), "the proof yields the signed larger root");
+    assert_ne!(old, a.root(5), "and another root at the held size");
+    assert_eq!(e.checkpoints[0].note, a.checkpoint(&h.origin_key, 5));
+}
+
+#[tokio::test]
+async fn a_checkpoint_whose_proof_does_not_yield_its_root_is_not_adopted() {
+    let h = harness();
+    let a = Log::new(&h.origin_key, 8, 8, "a");
+    let b = Log::new(&h.origin_key, 8, 2, "b");
+    h.hold(&a, 5).await;
+    // A's checkpoint at 8 with a proof from B's tree: it proves nothing either way.
+    let a8 = a.checkpoint(&h.origin_key, 8);
+    assert_eq!(
+        h.checkpoint(&a8, b.proof(5, 8)).await,
+        CheckpointOutcome::Invalid
+    );
+    assert!(!h.forked());
+    let mut inbox = a.inbox(&h.engine, 5, 8);
+    h.engine.commit(&mut inbox, "hefei").await.unwrap();
+    assert_eq!(h.size(), 5, "an unadopted checkpoint covers nothing");
+    // The honest proof makes it pending, and the entries commit under it.
+    assert_eq!(
+        h.checkpoint(&a8, a.proof(5, 8)).await,
+        CheckpointOutcome::Pending
+    );
+    h.engine.commit(&mut inbox, "hefei").await.unwrap();
+    assert_eq!(h.size(), 8);
+}
+
+#[tokio::test]
+async fn two_different_signed_entries_at_one_seq_are_equivocation() {
+    let h = harness();
+    let a = Log::new(&h.origin_key, 5, 5, "a");
+    let b = Log::new(&h.origin_key, 5, 3, "b");
+    h.hold(&a, 5).await;
+    let mut inbox = b.inbox(&h.engine, 0, 5);
+    let outcome = h.engine.commit(&mut inbox, "hefei").await.unwrap();
+    assert!(outcome.forked);
+    assert_eq!(outcome.duplicates, 3, "the shared prefix is the same bytes");
+    let e = &h.evidence()[0];
+    assert_eq!(e.kind, pb::evidence::Kind::ConflictingEntries as i32);
+    assert_eq!(e.signed_entries, [a.leaves[3].clone(), b.leaves[3].clone()]);
+}
+
+#[tokio::test]
+async fn an_entry_its_origin_signed_a_root_over_is_appended_even_with_a_bad_signature() {
+    let h = harness();
+    let mut log = Log::new(&h.origin_key, 2, 2, "a");
+    let mut bad = Log::new(&h.origin_key, 3, 3, "a").leaves.pop().unwrap();
+    *bad.last_mut().unwrap() ^= 1;
+    log.push(bad);
+    h.hold(&log, 3).await;
+    let reason = h
+        .engine
+        .store
+        .invalid(ORIGIN, 2)
+        .unwrap()
+        .expect("listed invalid");
+    assert!(reason.starts_with("bad_signature"), "{reason}");
+}
