@@ -46,6 +46,14 @@ pub struct PublishFigures {
     pub ceiling_seconds: f64,
     pub ceiling_records_per_second: f64,
     pub ratio: f64,
+    /// Resident memory of the bench process (the node and the streaming client) after the
+    /// load, and its peak, in MiB (Linux `/proc/self/status`; 0 where unavailable).
+    pub rss_mib: f64,
+    pub peak_rss_mib: f64,
+    /// The node's data dir (store, leaf files, everything) divided by the records.
+    pub disk_bytes_per_record: f64,
+    /// sled alone holding the same leaves, divided by the records.
+    pub ceiling_disk_bytes_per_record: f64,
 }
 
 pub async fn publish(options: &PublishOptions) -> Result<PublishFigures> {
@@ -113,11 +121,13 @@ pub async fn publish(options: &PublishOptions) -> Result<PublishFigures> {
         bail!("published {} of {total} records", sent.published);
     }
 
+    let (rss_mib, peak_rss_mib) = process_memory_mib();
     let stopped = cluster.stop().await?;
+    let disk = dir_bytes(&stopped.data_dirs[CITY])?;
     let store = Store::open(&stopped.data_dirs[CITY].join("store"))?;
     let batches = store.checkpoints(CITY, 0, usize::MAX)?.len() as u64;
     eprintln!("writing the same leaves with sled alone…");
-    let (ceiling, leaf_bytes) = sled_ceiling(&store, total, limits.records)?;
+    let (ceiling, leaf_bytes, ceiling_disk) = sled_ceiling(&store, total, limits.records)?;
     let ceiling_seconds = ceiling.as_secs_f64();
     let rate = total as f64 / seconds;
     let ceiling_rate = total as f64 / ceiling_seconds;
@@ -132,13 +142,46 @@ pub async fn publish(options: &PublishOptions) -> Result<PublishFigures> {
         ceiling_seconds,
         ceiling_records_per_second: ceiling_rate,
         ratio: rate / ceiling_rate,
+        rss_mib,
+        peak_rss_mib,
+        disk_bytes_per_record: disk as f64 / total as f64,
+        ceiling_disk_bytes_per_record: ceiling_disk as f64 / total as f64,
     })
+}
+
+/// Current and peak resident memory of this process in MiB, from `/proc/self/status`.
+fn process_memory_mib() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kib| kib / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Bytes of every file under `path`.
+fn dir_bytes(path: &std::path::Path) -> Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(path)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() {
+            dir_bytes(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(total)
 }
 
 /// Writes the first `records` leaves of the published log into a fresh sled database opened
 /// as the store opens its own, in batches of `batch` with one flush each. Returns the time the
-/// writes and flushes took (reading the leaves back is not counted) and the bytes written.
-fn sled_ceiling(store: &Store, records: u64, batch: usize) -> Result<(Duration, u64)> {
+/// writes and flushes took (reading the leaves back is not counted), the bytes written and the
+/// bytes the database then occupies on disk.
+fn sled_ceiling(store: &Store, records: u64, batch: usize) -> Result<(Duration, u64, u64)> {
     let dir = tempfile::tempdir()?;
     let db = sled::Config::new()
         .path(dir.path())
@@ -164,7 +207,8 @@ fn sled_ceiling(store: &Store, records: u64, batch: usize) -> Result<(Duration, 
         db.flush()?;
         took += started.elapsed();
     }
-    Ok((took, bytes))
+    drop(db);
+    Ok((took, bytes, dir_bytes(dir.path())?))
 }
 
 /// Prints the figures beside their ceiling, as a table or JSON.
@@ -192,6 +236,14 @@ pub fn print(figures: &PublishFigures, json: bool) -> Result<()> {
         figures.request_records,
         figures.ceiling_records_per_second,
         figures.ratio
+    );
+    println!(
+        "  memory: bench process (node + client) {:.0} MiB after the load, peak {:.0} MiB",
+        figures.rss_mib, figures.peak_rss_mib
+    );
+    println!(
+        "  disk: {:.0} bytes per record in the node's data dir; sled alone holding the same leaves {:.0} bytes per record",
+        figures.disk_bytes_per_record, figures.ceiling_disk_bytes_per_record
     );
     Ok(())
 }
