@@ -12,9 +12,11 @@
 #     clock_timestamp() when the apply worker inserts it; p50/p90/p99/max of the difference.
 #
 # then `credexctl bench catchup --entries ENTRIES` (one node catches up a log from another over
-# mutual TLS, verifying every signature) and `credexctl bench propagation` (4 nodes; publish →
-# in all three peers' views) at the same rate and count, and prints each credex figure beside
-# PostgreSQL's with the ratio credex / PostgreSQL.
+# mutual TLS, verifying every signature), `credexctl bench publish --records ENTRIES` (durable
+# publish rate, the node's RSS and disk per entry) and `credexctl bench propagation` (4 nodes;
+# publish → in all three peers' views) at the same rate and count, and prints each credex figure
+# beside PostgreSQL's (the subscriber's table with index and TOAST for disk per row) with the
+# ratio credex / PostgreSQL.
 #
 #   deploy/bench/replication-vs-postgres.sh [ENTRIES]
 #
@@ -182,6 +184,9 @@ pg_backlog_secs="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
 pg_backlog_rate="$(div "$entries" "$pg_backlog_secs" 0)"
 sub -c "DROP SUBSCRIPTION sub_backlog"
 echo "caught up in $pg_backlog_secs s: $pg_backlog_rate rows/s" >&2
+sub -c "VACUUM backlog"
+pg_disk_per_row="$(sub -c "SELECT round(pg_total_relation_size('backlog')::numeric / $entries)")"
+echo "the subscriber's table with its index and TOAST: $pg_disk_per_row bytes per row" >&2
 
 # ------------------------------------------------------------------ (b) live latency
 live_count=$((rate * live_seconds))
@@ -229,6 +234,14 @@ cx_secs="$(jq -r '.seconds * 1000 | round / 1000' <<<"$catchup")"
 cx_strict="$(jq -r '.strict_verify_per_second | floor' <<<"$catchup")"
 cx_strict_ratio="$(jq -r '.ratio_to_strict * 100 | round / 100' <<<"$catchup")"
 
+say "credex: bench publish --records $entries"
+publish="$("$credexctl" --json bench publish --records "$entries")"
+cx_publish_rate="$(jq -r '.records_per_second | floor' <<<"$publish")"
+cx_sled_rate="$(jq -r '.ceiling_records_per_second | floor' <<<"$publish")"
+cx_disk_per_entry="$(jq -r '.disk_bytes_per_record | round' <<<"$publish")"
+cx_rss="$(jq -r '.rss_mib | round' <<<"$publish")"
+cx_peak_rss="$(jq -r '.peak_rss_mib | round' <<<"$publish")"
+
 say "credex: bench propagation --count $live_count --rate $rate"
 propagation="$("$credexctl" --json bench propagation --count "$live_count" --rate "$rate")"
 cx() { jq -r ".propagation_ms.$1" <<<"$propagation" | awk '{ printf "%.1f", $1 }'; }
@@ -253,3 +266,9 @@ for p in p50 p90 p99 max; do
 done
 echo "  PostgreSQL: INSERT → applied on its one subscriber ($pg_n rows, pgbench -R: Poisson arrivals)"
 echo "  credex: Publish sent → in the view of all three peers (View.Watch; $(jq -r .records <<<"$propagation") records, evenly spaced)"
+echo
+printf '%-48s %14s %14s %10s\n' "publishing and footprint" "PostgreSQL" "credex" "credex/PG"
+printf '%-48s %12s/s %12s/s %10s\n' "durable writes, $batch per commit" "$pg_load_rate" "$cx_publish_rate" "$(div "$cx_publish_rate" "$pg_load_rate")"
+printf '%-48s %14s %12s/s %10s\n' "  credex ceiling: sled writing the same leaves" "" "$cx_sled_rate" "$(div "$cx_publish_rate" "$cx_sled_rate")"
+printf '%-48s %12s B %12s B %10s\n' "disk per row / entry after $entries" "$pg_disk_per_row" "$cx_disk_per_entry" "$(div "$cx_disk_per_entry" "$pg_disk_per_row")"
+printf '%-48s %14s %10s MiB\n' "  credex node RSS after publishing (peak)" "" "$cx_rss ($cx_peak_rss)"
