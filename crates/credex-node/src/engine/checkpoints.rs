@@ -138,6 +138,9 @@ impl Engine {
         size: u64,
         end: u64,
     ) -> Vec<(u64, PendingCheckpoint)> {
+        if end <= size {
+            return Vec::new();
+        }
         let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         pending.get(origin).map_or_else(Vec::new, |sizes| {
             sizes
