@@ -114,10 +114,10 @@ impl<'a> ChangeTracker<'a> {
         record: &pb::CreditRecord,
         subject: Option<&SubjectId>,
     ) -> Result<Option<String>, EngineError> {
-        if let Some(previous) = self.previous(origin, record)? {
-            if let Err(e) = history::check_successor(&previous, record) {
-                return Ok(Some(e.to_string()));
-            }
+        if let Some(previous) = self.previous(origin, record)?
+            && let Err(e) = history::check_successor(&previous, record)
+        {
+            return Ok(Some(e.to_string()));
         }
         let (engine, today) = (self.engine, self.today);
         let version = RecordVersion {

@@ -327,11 +327,11 @@ impl Engine {
                 Some(&at) => Some(valid[at].normalised.clone()),
                 None => changes.previous(&self.city, &v.normalised)?,
             };
-            if let Some(previous) = previous {
-                if let Err(e) = credex_core::history::check_successor(&previous, &v.normalised) {
-                    problems.push(format!("records[{i}]: {e}"));
-                    continue;
-                }
+            if let Some(previous) = previous
+                && let Err(e) = credex_core::history::check_successor(&previous, &v.normalised)
+            {
+                problems.push(format!("records[{i}]: {e}"));
+                continue;
             }
             in_request.insert(id, record.version);
             earlier.insert(id, valid.len());
