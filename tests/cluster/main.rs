@@ -7,3 +7,4 @@ mod equivocation;
 mod sandbox;
 mod security;
 mod tampering;
+mod valid_time;

@@ -246,6 +246,7 @@ impl Sandbox {
         let request = pb::LookupRequest {
             subject_id: subject.to_owned(),
             as_of: String::new(),
+            as_known_at: 0,
         };
         Ok(client.lookup(request).await?.into_inner())
     }

@@ -9,6 +9,7 @@
 //! - [`entry`]: entry encoding, Ed25519 signing with domain separation, single and batch verification.
 //! - [`merkle`]: RFC 6962 tree hashing, inclusion and consistency proofs over a hash store.
 //! - [`note`]: C2SP signed-note checkpoints and tlog-cosignature cosignatures.
+//! - [`history`]: a record's versions over time: fixed identity, final revocation, the version in force on a date.
 //! - [`policy`]: recognition policies: which lists and categories a node recognises from which origins.
 //! - [`view`]: the mutually recognised view as a pure function of records, policy and date.
 //!
@@ -18,6 +19,7 @@
 pub mod catalogue;
 pub mod date;
 pub mod entry;
+pub mod history;
 pub mod ident;
 pub mod keys;
 pub mod merkle;

@@ -1,13 +1,18 @@
 //! The mutually recognised view as a pure function of records, policy and date.
 //!
-//! Per subject, the view holds every recognised record whose latest version is in force:
-//! status ACTIVE or UNDER_OBJECTION (flagged) and today within `[starts_on, ends_on]`, both
-//! ends inclusive. Every other latest version is listed as excluded with its reason, so a
-//! lookup can say why a record it holds is not applied. Nothing here reads a clock or a store:
+//! Per subject, the view on a date D holds every recognised record in force on D: the version
+//! that holds on D (valid time, see [`crate::history`]: each status from its own
+//! `effective_on`) has status ACTIVE or UNDER_OBJECTION (flagged) and D within its
+//! `[starts_on, ends_on]`, both ends inclusive. Versions listed invalid play no part. Every
+//! other record is listed as excluded with its reason and the version that holds, so a
+//! lookup can say why a record it holds is not applied. Transaction time is the caller's:
+//! "what the view showed at T" is this function over the versions logged by T.
+//! Nothing here reads a clock or a store:
 //! the same versions, policy and date give the same view whether it is rebuilt from the logs
 //! or maintained entry by entry (DESIGN.md, principle 5).
 
 use crate::date::{Date, parse_date};
+use crate::history;
 use crate::pb;
 use crate::pb::{ListKind, StatusKind};
 use crate::policy::RecognitionPolicy;
@@ -22,6 +27,8 @@ pub struct RecordVersion {
     pub seq: u64,
     pub record: pb::CreditRecord,
     pub checkpoint_size: u64,
+    /// `Entry.logged_at`: when the origin logged this version, Unix ms (transaction time).
+    pub logged_at: i64,
     /// Set when the record failed this node's validation (appended but kept out of the view).
     pub invalid: Option<String>,
     pub unknown_category: bool,
@@ -259,20 +266,58 @@ fn status_detail(what: &str, status: &pb::RecordStatus) -> String {
     detail
 }
 
-/// The latest version of each (origin, record_id) among `versions` (highest record.version;
-/// among equal versions the lowest seq — they are identical unless the origin equivocated),
-/// evaluated.
+/// One record's versions (any order, duplicates allowed) evaluated on `on`: the valid version
+/// that holds on `on` ([`history::in_force_version`]), through [`evaluate_version`]. Among
+/// equal version numbers the lowest seq counts (they are identical unless the origin
+/// equivocated). With no valid version, the latest one is reported (invalid). `None` only for
+/// no versions at all.
+pub fn evaluate_record(
+    versions: &[&RecordVersion],
+    policy: &RecognitionPolicy,
+    on: Date,
+) -> Option<Result<InForce, Excluded>> {
+    let mut by_number: BTreeMap<u32, &RecordVersion> = BTreeMap::new();
+    for &v in versions {
+        by_number
+            .entry(v.record.version)
+            .and_modify(|held| {
+                if v.precedence() > held.precedence() {
+                    *held = v;
+                }
+            })
+            .or_insert(v);
+    }
+    let valid: Vec<&RecordVersion> = by_number
+        .values()
+        .copied()
+        .filter(|v| v.invalid.is_none())
+        .collect();
+    let records: Vec<&pb::CreditRecord> = valid.iter().map(|v| &v.record).collect();
+    let held = match history::in_force_version(&records, on) {
+        Some(i) => valid[i],
+        None => *by_number.values().next_back()?,
+    };
+    Some(evaluate_version(held, policy, on))
+}
+
+/// Every (origin, record_id) among `versions`, evaluated on `on` from its whole history
+/// ([`evaluate_record`]).
 pub fn subject_view<'a>(
     versions: impl IntoIterator<Item = &'a RecordVersion>,
     policy: &RecognitionPolicy,
-    today: Date,
+    on: Date,
 ) -> SubjectView {
+    let mut records: BTreeMap<(&str, &str), Vec<&RecordVersion>> = BTreeMap::new();
+    for v in versions {
+        records.entry(v.key()).or_default().push(v);
+    }
     let mut view = SubjectView::default();
-    // latest_versions yields keys in order, so both lists come out sorted.
-    for latest in latest_versions(versions) {
-        match evaluate_version(latest, policy, today) {
-            Ok(in_force) => view.in_force.push(in_force),
-            Err(excluded) => view.excluded.push(excluded),
+    // The map yields keys in order, so both lists come out sorted.
+    for history in records.values() {
+        match evaluate_record(history, policy, on) {
+            Some(Ok(in_force)) => view.in_force.push(in_force),
+            Some(Err(excluded)) => view.excluded.push(excluded),
+            None => {}
         }
     }
     view
@@ -304,7 +349,8 @@ pub enum ViewChangeKind {
     Entered,
     /// Was in force, and is not, for this reason.
     Left(Exclusion),
-    /// In force before and after, at a newer version.
+    /// In force before and after, at another version: usually a newer one; an older one when
+    /// it arrives after a newer version whose status does not hold yet.
     Updated,
 }
 
@@ -341,6 +387,7 @@ impl ViewChange {
             version: self.version,
             kind: kind.into(),
             reason: reason.into(),
+            effective_on: String::new(),
         }
     }
 }
@@ -446,6 +493,7 @@ mod tests {
                 ..Default::default()
             },
             checkpoint_size: seq + 1,
+            logged_at: 0,
             invalid: None,
             unknown_category: false,
         }
@@ -643,6 +691,118 @@ mod tests {
         );
     }
 
+    /// Evaluates one record's history (in arrival order as given) on each date.
+    fn check_history(history: &[RecordVersion], dates: &[&str], expect: Expect) {
+        let policy = policy();
+        let refs: Vec<&RecordVersion> = history.iter().collect();
+        let got: String = dates
+            .iter()
+            .map(|d| {
+                let result = evaluate_record(&refs, &policy, date(d)).expect("versions given");
+                let held = match &result {
+                    Ok(f) => f.version.record.version,
+                    Err(e) => e.version.record.version,
+                };
+                format!("{d}: v{held} {}\n", render(&result))
+            })
+            .collect();
+        expect.assert_eq(&got);
+    }
+
+    #[test]
+    fn valid_time_evaluation_over_version_histories() {
+        use StatusKind::*;
+        let v1 = || with_dates(version("hefei", 0, "HF-1", 1), "2026-04-01", "2027-12-31");
+        let later = |seq: u64, n: u32, kind, on: &str| {
+            let mut v = with_status(v1(), kind, "x", on);
+            v.seq = seq;
+            v.record.version = n;
+            v
+        };
+        // A repair published now, effective 2027-06-01: in force before, out from that day.
+        check_history(
+            &[later(5, 2, Repaired, "2027-06-01"), v1()],
+            &["2026-05-01", "2027-05-31", "2027-06-01"],
+            expect![[r#"
+                2026-05-01: v1 in force
+                2027-05-31: v1 in force
+                2027-06-01: v2 excluded repaired: repaired on 2027-06-01: x
+            "#]],
+        );
+        // As of a date before a past repair, the record was in force.
+        check_history(
+            &[v1(), later(1, 2, Repaired, "2026-12-02")],
+            &["2026-11-30", "2026-12-01", "2026-12-02"],
+            expect![[r#"
+                2026-11-30: v1 in force
+                2026-12-01: v1 in force
+                2026-12-02: v2 excluded repaired: repaired on 2026-12-02: x
+            "#]],
+        );
+        // An objection from its date, resolved by an undated ACTIVE version, then revoked.
+        check_history(
+            &[
+                v1(),
+                later(1, 2, UnderObjection, "2026-06-01"),
+                later(2, 3, Active, ""),
+                later(3, 4, Revoked, "2026-09-01"),
+            ],
+            &["2026-05-31", "2026-06-01", "2026-08-31", "2026-09-01"],
+            expect![[r#"
+                2026-05-31: v1 in force
+                2026-06-01: v3 in force
+                2026-08-31: v3 in force
+                2026-09-01: v4 excluded revoked: revoked on 2026-09-01: x
+            "#]],
+        );
+        // An objection still open, then expiry: the window is the version in force's.
+        let mut extended = later(2, 3, UnderObjection, "2026-07-01");
+        extended
+            .record
+            .publication
+            .as_mut()
+            .expect("publication")
+            .ends_on = "2028-01-31".to_owned();
+        check_history(
+            &[v1(), later(1, 2, UnderObjection, "2026-06-01"), extended],
+            &[
+                "2026-06-30",
+                "2027-12-31",
+                "2028-01-01",
+                "2028-01-31",
+                "2028-02-01",
+            ],
+            expect![[r#"
+                2026-06-30: v2 in force, under objection
+                2027-12-31: v3 in force, under objection
+                2028-01-01: v3 in force, under objection
+                2028-01-31: v3 in force, under objection
+                2028-02-01: v3 excluded expired: publication ended on 2028-01-31
+            "#]],
+        );
+        // Not yet published, then in force; an invalid later version plays no part; a record
+        // with only invalid versions is reported invalid.
+        let mut bad = later(1, 2, Repaired, "2026-05-01");
+        bad.invalid =
+            Some("subject.uscc: a record's subject never changes across versions".to_owned());
+        check_history(
+            &[v1(), bad.clone()],
+            &["2026-03-31", "2026-04-01", "2026-06-01"],
+            expect![[r#"
+                2026-03-31: v1 excluded not_yet_published: publication starts on 2026-04-01
+                2026-04-01: v1 in force
+                2026-06-01: v1 in force
+            "#]],
+        );
+        check_history(
+            &[bad],
+            &["2026-06-01"],
+            expect![[r#"
+                2026-06-01: v2 excluded invalid: subject.uscc: a record's subject never changes across versions
+            "#]],
+        );
+    }
+
     #[test]
     fn latest_is_the_highest_version_then_the_lowest_seq() {
         let v1 = version("wuhan", 0, "WH-1", 1);
@@ -733,6 +893,7 @@ mod tests {
                 version: 2,
                 kind: pb::view_change::Kind::Left.into(),
                 reason: pb::ExclusionReason::Repaired.into(),
+                effective_on: String::new(),
             }
         );
     }
@@ -894,11 +1055,11 @@ mod tests {
             .collect()
     }
 
-    /// A small stand-in for the store: a record index holding each record's latest version and
-    /// the last view of each subject, updated one version at a time.
+    /// A small stand-in for the store: every version of each record and the last view of each
+    /// subject, updated one version at a time.
     #[derive(Default)]
     struct Index {
-        latest: BTreeMap<(String, String), RecordVersion>,
+        versions: BTreeMap<(String, String), Vec<RecordVersion>>,
         views: BTreeMap<String, SubjectView>,
     }
 
@@ -910,11 +1071,13 @@ mod tests {
             today: Date,
         ) -> Vec<ViewChange> {
             let key = (v.origin.clone(), v.record.record_id.clone());
-            let chosen = latest_versions(self.latest.get(&key).into_iter().chain([v]))[0].clone();
-            self.latest.insert(key, chosen);
+            self.versions.entry(key).or_default().push(v.clone());
             let subject = subject_of(v);
             let after = subject_view(
-                self.latest.values().filter(|l| subject_of(l) == subject),
+                self.versions
+                    .values()
+                    .flatten()
+                    .filter(|l| subject_of(l) == subject),
                 policy,
                 today,
             );
@@ -984,7 +1147,7 @@ mod tests {
                         }
                         ViewChangeKind::Updated => {
                             let was = watched.insert(key, change.version);
-                            prop_assert!(was.is_some_and(|was| was < change.version));
+                            prop_assert!(was.is_some_and(|was| was != change.version));
                         }
                         ViewChangeKind::Left(_) => {
                             prop_assert!(watched.remove(&key).is_some());

@@ -21,6 +21,8 @@ pub mod witness;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod view_tests;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

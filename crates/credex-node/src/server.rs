@@ -128,6 +128,10 @@ pub async fn run_with_clock(
             stop_rx.clone(),
         )));
     }
+    tasks.push(tokio::spawn(crate::engine::changes::run_ticks(
+        engine.clone(),
+        stop_rx.clone(),
+    )));
     tasks.push(tokio::spawn(cosign::run(
         engine.clone(),
         links,

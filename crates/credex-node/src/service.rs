@@ -167,7 +167,7 @@ impl View for Api {
         let req = request.into_inner();
         let lookup = self
             .engine
-            .lookup(&req.subject_id, &req.as_of)
+            .lookup(&req.subject_id, &req.as_of, req.as_known_at)
             .map_err(status)?;
         let asked = lookup.subject.as_str();
         Ok(Response::new(pb::LookupResponse {
@@ -206,7 +206,13 @@ impl View for Api {
         };
         let page = self
             .engine
-            .list(&filter, req.page_size as usize, &req.page_token, &req.as_of)
+            .list(
+                &filter,
+                req.page_size as usize,
+                &req.page_token,
+                &req.as_of,
+                req.as_known_at,
+            )
             .map_err(status)?;
         Ok(Response::new(pb::ListResponse {
             records: page

@@ -332,6 +332,24 @@ impl Plan<'_> {
                 });
             }
             Op::Quarantine(record) => self.quarantine(record)?,
+            Op::Schedule {
+                origin,
+                record_id,
+                day,
+            } => {
+                keys::check_len("record id", &record_id)?;
+                let id = self.origins.get(&origin)?.meta.id;
+                self.batch.insert(keys::due(day, id, &record_id), &[][..]);
+            }
+            Op::Unschedule {
+                origin,
+                record_id,
+                day,
+            } => {
+                keys::check_len("record id", &record_id)?;
+                let id = self.origins.get(&origin)?.meta.id;
+                self.batch.remove(keys::due(day, id, &record_id));
+            }
             Op::PutPeer { peer, state } => {
                 keys::check_len("peer name", &peer)?;
                 self.batch.insert(keys::named(keys::PEER, &peer), state);
@@ -476,6 +494,8 @@ impl Plan<'_> {
                 e.insert(stored)
             }
         };
+        self.batch
+            .insert(keys::version(id, &record_id, version, seq), &[][..]);
         if current.as_ref().is_some_and(|c| c.version >= version) {
             return Ok(());
         }

@@ -66,6 +66,16 @@ pub(crate) enum Op {
         state: Vec<u8>,
     },
     PushChange(Vec<u8>),
+    Schedule {
+        origin: String,
+        record_id: String,
+        day: u32,
+    },
+    Unschedule {
+        origin: String,
+        record_id: String,
+        day: u32,
+    },
     RequireRoot {
         origin: String,
         size: u64,
@@ -152,7 +162,8 @@ impl WriteBatch {
     }
 
     /// Records that version `version` of `record_id` is the entry at `seq` and is found under
-    /// `subject_keys`. The index keeps the highest version: an equal or lower one is ignored.
+    /// `subject_keys`. Every version is kept in the record's history ([`crate::Store::versions`]);
+    /// the latest-version index keeps the highest version: an equal or lower one is ignored.
     /// The subject index follows the latest version, so subject keys only an older version had
     /// are dropped. `seq` must be in the log by the end of the batch.
     pub fn index_record<S: AsRef<str>>(
@@ -210,6 +221,27 @@ impl WriteBatch {
             origin: origin.to_owned(),
             size,
             root,
+        });
+        self
+    }
+
+    /// Notes that `record_id`'s standing in the view may change on `day` (an opaque, ordered
+    /// day number, e.g. `20270601`), for [`crate::Store::due`].
+    pub fn schedule(&mut self, origin: &str, record_id: &str, day: u32) -> &mut Self {
+        self.ops.push(Op::Schedule {
+            origin: origin.to_owned(),
+            record_id: record_id.to_owned(),
+            day,
+        });
+        self
+    }
+
+    /// Removes a due-date entry written by [`WriteBatch::schedule`] (once it is handled).
+    pub fn unschedule(&mut self, origin: &str, record_id: &str, day: u32) -> &mut Self {
+        self.ops.push(Op::Unschedule {
+            origin: origin.to_owned(),
+            record_id: record_id.to_owned(),
+            day,
         });
         self
     }

@@ -45,6 +45,11 @@ pub(crate) const CHANGE: u8 = 0x0e;
 /// `COUNTER ‖ name` → u64.
 pub(crate) const COUNTER: u8 = 0x0f;
 
+/// `VERSION ‖ id ‖ len16 record_id ‖ version ‖ seq` → empty: every indexed version of a record.
+pub(crate) const VERSION: u8 = 0x10;
+/// `DUE ‖ day u32 ‖ id ‖ record_id` → empty: a record whose standing may change on that day.
+pub(crate) const DUE: u8 = 0x11;
+
 /// Counter holding the next quarantine arrival number.
 pub(crate) const ARRIVAL_COUNTER: &str = "quarantine-arrival";
 
@@ -144,6 +149,42 @@ pub(crate) fn split_subject(key: &[u8], prefix_len: usize) -> Option<(u32, Strin
     Some((id, record_id))
 }
 
+/// Scan prefix of one record's version index entries.
+pub(crate) fn versions_prefix(id: u32, record_id: &str) -> Vec<u8> {
+    let mut k = len_prefixed(VERSION, record_id, 4 + 16);
+    // The origin id goes first so one origin's records sort together; the record id is
+    // length-prefixed so one id is never a prefix of another's range.
+    k.splice(1..1, id.to_be_bytes());
+    k
+}
+
+/// One version index entry.
+pub(crate) fn version(id: u32, record_id: &str, version: u64, seq: u64) -> Vec<u8> {
+    let mut k = versions_prefix(id, record_id);
+    k.extend_from_slice(&version.to_be_bytes());
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// One due-date entry.
+pub(crate) fn due(day: u32, id: u32, record_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + record_id.len());
+    k.push(DUE);
+    k.extend_from_slice(&day.to_be_bytes());
+    k.extend_from_slice(&id.to_be_bytes());
+    k.extend_from_slice(record_id.as_bytes());
+    k
+}
+
+/// The `(day, id, record_id)` of a due-date key.
+pub(crate) fn split_due(key: &[u8]) -> Option<(u32, u32, String)> {
+    let rest = key.strip_prefix(&[DUE])?;
+    let day = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
+    let id = u32::from_be_bytes(rest.get(4..8)?.try_into().ok()?);
+    let record_id = String::from_utf8(rest.get(8..)?.to_vec()).ok()?;
+    Some((day, id, record_id))
+}
+
 /// Scan prefix of one origin's quarantine entries.
 pub(crate) fn quarantine_prefix(origin: &str) -> Vec<u8> {
     len_prefixed(QUARANTINE, origin, 0)
@@ -217,6 +258,19 @@ mod tests {
             split_subject(&key, prefix.len()),
             Some((3, "CS-17".to_owned()))
         );
+    }
+
+    #[test]
+    fn version_keys_sort_by_version_and_stay_within_their_record() {
+        assert!(version(1, "R", 2, 9) < version(1, "R", 10, 3));
+        assert!(version(1, "R", 2, 9).starts_with(&versions_prefix(1, "R")));
+        assert!(!version(1, "R1", 1, 0).starts_with(&versions_prefix(1, "R")));
+        assert!(!version(2, "R", 1, 0).starts_with(&versions_prefix(1, "R")));
+        assert_eq!(
+            split_due(&due(20270601, 3, "CS-17")),
+            Some((20270601, 3, "CS-17".to_owned()))
+        );
+        assert!(due(20270531, 9, "Z") < due(20270601, 0, "A"));
     }
 
     #[test]

@@ -57,6 +57,8 @@
 //! | 0x0d | peer city                              | opaque peer state                              |
 //! | 0x0e | change seq                             | opaque view change                             |
 //! | 0x0f | counter name                           | u64 (next quarantine arrival)                  |
+//! | 0x10 | id, len16 record id, version, seq      | empty: every version of a record (history)     |
+//! | 0x11 | day u32, id, record id                 | empty: a record whose standing may change that day |
 //!
 //! Quarantine keys carry the origin name rather than an id: a rejected entry may claim any
 //! origin, and that must not register it (its leaf stays in the quarantine value).

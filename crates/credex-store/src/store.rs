@@ -385,6 +385,59 @@ impl Store {
         }))
     }
 
+    /// Every indexed version of a record, by version then seq (two entries at one version only
+    /// from an equivocating origin). Bounded by the record's versions, not the log. A store
+    /// written before the version index existed holds only the latest version's location.
+    pub fn versions(
+        &self,
+        origin: &str,
+        record_id: &str,
+    ) -> Result<Vec<RecordLocation>, StoreError> {
+        let Some(id) = self.origin_id(origin) else {
+            return Ok(Vec::new());
+        };
+        if keys::check_len("record id", record_id).is_err() {
+            return Ok(Vec::new());
+        }
+        let prefix = keys::versions_prefix(id, record_id);
+        let mut out = Vec::new();
+        for item in self.inner.db.scan_prefix(&prefix) {
+            let (k, _) = item?;
+            let tail = &k[prefix.len()..];
+            let loc = or_corrupt(
+                (tail.len() == 16).then(|| RecordLocation {
+                    version: u64::from_be_bytes(tail[..8].try_into().expect("8 bytes")),
+                    seq: u64::from_be_bytes(tail[8..].try_into().expect("8 bytes")),
+                }),
+                || format!("version index key of {origin} record {record_id}"),
+            )?;
+            out.push(loc);
+        }
+        if out.is_empty() {
+            out.extend(self.record(origin, record_id)?);
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` due-date entries on or before `day`, earliest first: (day, origin,
+    /// record id).
+    pub fn due(&self, day: u32, limit: usize) -> Result<Vec<(u32, String, String)>, StoreError> {
+        let end = keys::due(day.saturating_add(1), 0, "");
+        let mut out = Vec::new();
+        for item in self.inner.db.range(vec![keys::DUE]..end) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, _) = item?;
+            let (d, id, record_id) =
+                or_corrupt(keys::split_due(&k), || format!("due-date key {k:?}"))?;
+            let origin = self.table().names.get(id as usize).cloned();
+            let origin = or_corrupt(origin, || format!("due date names unknown origin id {id}"))?;
+            out.push((d, origin, record_id));
+        }
+        Ok(out)
+    }
+
     /// Every record whose latest version is indexed under `subject_key`, by origin id then
     /// record id.
     pub fn subject(&self, subject_key: &str) -> Result<Vec<SubjectHit>, StoreError> {

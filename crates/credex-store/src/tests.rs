@@ -459,6 +459,64 @@ fn the_record_index_keeps_the_highest_version() {
 }
 
 #[test]
+fn every_version_of_a_record_is_kept_in_its_history() {
+    let (dir, store) = temp();
+    append(&store, CS, 5);
+    let mut batch = WriteBatch::new();
+    batch
+        .index_record(CS, "CS-1", 2, 3, &["uscc:A"])
+        .index_record(CS, "CS-1", 1, 0, &["uscc:A"])
+        .index_record(CS, "CS-10", 1, 1, &["uscc:A"])
+        // An equivocating origin's second entry at one version is kept too.
+        .index_record(CS, "CS-1", 2, 4, &["uscc:A"]);
+    store.apply(batch).unwrap();
+    let store = reopen(&dir, store);
+    let loc = |version, seq| RecordLocation { version, seq };
+    assert_eq!(
+        store.versions(CS, "CS-1").unwrap(),
+        [loc(1, 0), loc(2, 3), loc(2, 4)]
+    );
+    assert_eq!(store.versions(CS, "CS-10").unwrap(), [loc(1, 1)]);
+    assert_eq!(store.versions(CS, "CS-2").unwrap(), []);
+    assert_eq!(store.versions(WH, "CS-1").unwrap(), []);
+}
+
+#[test]
+fn due_dates_are_listed_up_to_a_day_until_unscheduled() {
+    let (dir, store) = temp();
+    append(&store, CS, 1);
+    append(&store, WH, 1);
+    let mut batch = WriteBatch::new();
+    batch
+        .schedule(WH, "WH-1", 20270601)
+        .schedule(CS, "CS-1", 20270601)
+        .schedule(CS, "CS-2", 20270531)
+        .schedule(CS, "CS-3", 20270602);
+    store.apply(batch).unwrap();
+    let store = reopen(&dir, store);
+    let due = |day, origin: &str, id: &str| (day, origin.to_owned(), id.to_owned());
+    assert_eq!(store.due(20270530, 10).unwrap(), []);
+    assert_eq!(
+        store.due(20270601, 10).unwrap(),
+        [
+            due(20270531, CS, "CS-2"),
+            due(20270601, CS, "CS-1"),
+            due(20270601, WH, "WH-1")
+        ]
+    );
+    assert_eq!(store.due(20270601, 1).unwrap(), [due(20270531, CS, "CS-2")]);
+    let mut batch = WriteBatch::new();
+    batch
+        .unschedule(CS, "CS-2", 20270531)
+        .unschedule(CS, "CS-1", 20270601);
+    store.apply(batch).unwrap();
+    assert_eq!(
+        store.due(20270601, 10).unwrap(),
+        [due(20270601, WH, "WH-1")]
+    );
+}
+
+#[test]
 fn the_subject_index_follows_each_records_latest_version() {
     let (_dir, store) = temp();
     append(&store, CS, 3);

@@ -23,9 +23,13 @@ pub struct Args {
     /// Only this catalogue category, e.g. court.dishonest_debtor.
     #[arg(long, value_name = "CODE")]
     category: Option<String>,
-    /// Evaluate the view as of this date (YYYY-MM-DD, UTC+8) instead of today.
+    /// Valid time: evaluate the view as of this date (YYYY-MM-DD, UTC+8) instead of today.
     #[arg(long, value_name = "DATE", value_parser = super::date_arg)]
     as_of: Option<Date>,
+    /// Transaction time: answer from what the origins had logged by then (Unix ms or RFC 3339),
+    /// i.e. what the view showed at that moment.
+    #[arg(long, value_name = "TIME", value_parser = super::instant_arg)]
+    as_known_at: Option<i64>,
     /// Records per page (the node caps it at 1000).
     #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
     page_size: u32,
@@ -57,6 +61,7 @@ pub async fn run(global: &Global, args: Args) -> Result<()> {
         page_size: args.page_size,
         page_token: args.page_token.unwrap_or_default(),
         as_of: args.as_of.map(format_date).unwrap_or_default(),
+        as_known_at: args.as_known_at.unwrap_or_default(),
     };
     let mut records: Vec<ViewRecord> = Vec::new();
     let next_page_token = loop {

@@ -17,14 +17,18 @@ pub struct Args {
     /// A unified social credit code (统一社会信用代码) or resident ID number (居民身份证号码).
     #[arg(value_name = "USCC|ID")]
     subject: String,
-    /// Evaluate the view as of this date (YYYY-MM-DD, UTC+8) instead of today.
+    /// Valid time: evaluate the view as of this date (YYYY-MM-DD, UTC+8) instead of today.
     #[arg(long, value_name = "DATE", value_parser = super::date_arg)]
     as_of: Option<Date>,
+    /// Transaction time: answer from what the origins had logged by then (Unix ms or RFC 3339),
+    /// i.e. what the view showed at that moment.
+    #[arg(long, value_name = "TIME", value_parser = super::instant_arg)]
+    as_known_at: Option<i64>,
 }
 
 pub async fn run(global: &Global, args: Args) -> Result<()> {
     let conn = client::connect(global, Role::Reader).await?;
-    let response = lookup(&conn, &args.subject, args.as_of).await?;
+    let response = lookup(&conn, &args.subject, args.as_of, args.as_known_at).await?;
     if global.json {
         print_json(&LookupJson::new(&conn.city, &response))
     } else {
@@ -38,10 +42,12 @@ pub async fn lookup(
     conn: &Connection,
     subject: &str,
     as_of: Option<Date>,
+    as_known_at: Option<i64>,
 ) -> Result<LookupResponse> {
     let request = LookupRequest {
         subject_id: subject.to_owned(),
         as_of: as_of.map(format_date).unwrap_or_default(),
+        as_known_at: as_known_at.unwrap_or_default(),
     };
     let response = conn
         .view()

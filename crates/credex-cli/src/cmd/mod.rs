@@ -15,3 +15,20 @@ use credex_core::date::{Date, parse_date};
 pub fn date_arg(text: &str) -> Result<Date, String> {
     parse_date(text)
 }
+
+/// Parses a transaction time for `--as-known-at`: Unix milliseconds, or an RFC 3339 time
+/// (`2026-05-20T09:30:00+08:00`).
+pub fn instant_arg(text: &str) -> Result<i64, String> {
+    if let Ok(ms) = text.parse::<i64>() {
+        return if ms > 0 {
+            Ok(ms)
+        } else {
+            Err(format!(
+                "{ms} is not a Unix time in milliseconds after 1970"
+            ))
+        };
+    }
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| format!("{text:?} is neither Unix milliseconds nor an RFC 3339 time: {e}"))
+}

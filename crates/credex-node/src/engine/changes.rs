@@ -1,26 +1,58 @@
-//! The view change feed behind View.Watch. Each committed batch records, in the same atomic
-//! write, how every new record version moved the view as of the commit date: a record that
-//! entered it, left it (and why) or was updated while in force. Downstream systems resume
-//! from a change seq, so a restart of either side loses nothing.
+//! The view change feed behind View.Watch, and the cross-version rules every new version
+//! passes (fixed identity, final revocation).
 //!
-//! Changes caused by the calendar alone (a record reaching its `ends_on`) are not in the feed:
-//! the feed follows the logs. Consumers that need expiry evaluate `ends_on`, or look up.
+//! Each committed batch records, in the same atomic write, how every new record version moved
+//! the view *today*: a record that entered it, left it (and why) or is in force at another
+//! version. A version's status takes effect on its own `effective_on`, so a repair published
+//! today for next month changes nothing today. Instead every date on which a version can change
+//! a record's standing (its status date, its first day of publication, the day after its
+//! publication ends) is kept in the store's due-date index, and the date tick
+//! ([`Engine::tick`], run by [`run_ticks`] from 00:00 UTC+8) evaluates exactly those records on
+//! the new day and records their changes, with the reason and the date they took effect.
+//! Downstream systems resume from a change seq, so a restart of either side loses nothing; a
+//! node that was down over midnight catches up on the due dates it missed when it starts.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
 
-use credex_core::date::Date;
-use credex_core::ident::SubjectId;
+use credex_core::date::{Date, format_date, parse_date};
+use credex_core::history;
+use credex_core::ident::{SubjectId, mask_id_number};
 use credex_core::pb;
-use credex_core::view::{self, RecordVersion};
+use credex_core::view::{self, Excluded, InForce, RecordVersion};
 use credex_store::WriteBatch;
+use tokio::sync::watch;
+use tracing::warn;
 
 use super::{Engine, EngineError};
 
-/// Tracks, within one batch, whether each touched record is in force, and writes changes.
+/// How often the tick looks at the clock: a day's changes go out within this of 00:00 UTC+8
+/// (and within this of a test moving the injected clock).
+pub const TICK_INTERVAL: Duration = Duration::from_millis(200);
+/// Most due records one tick batch handles; the tick runs batches until none are due.
+const TICK_BATCH: usize = 1024;
+
+/// A date as the store's ordered day number, e.g. 2027-06-01 → 20270601.
+pub(crate) fn day_number(date: Date) -> u32 {
+    format_date(date)
+        .replace('-', "")
+        .parse()
+        .unwrap_or(u32::MAX)
+}
+
+fn date_of_day_number(day: u32) -> Option<Date> {
+    let (y, md) = (day / 10_000, day % 10_000);
+    parse_date(&format!("{y:04}-{:02}-{:02}", md / 100, md % 100)).ok()
+}
+
+/// Tracks, within one batch, each touched record's versions (valid ones; from the store, then
+/// the batch) so that every new version is checked against the one before it and its change to
+/// today's view is recorded.
 pub(crate) struct ChangeTracker<'a> {
     engine: &'a Engine,
     today: Date,
-    in_force: HashMap<(String, String), bool>,
+    histories: HashMap<(String, String), Vec<RecordVersion>>,
 }
 
 impl<'a> ChangeTracker<'a> {
@@ -28,66 +60,163 @@ impl<'a> ChangeTracker<'a> {
         ChangeTracker {
             engine,
             today: engine.clock.today(),
-            in_force: HashMap::new(),
+            histories: HashMap::new(),
         }
     }
 
-    /// Notes a new valid version of a record, appended at `seq`, and pushes the change it makes.
+    /// The valid versions held of a record, oldest first (batch-local once read).
+    fn history(
+        &mut self,
+        origin: &str,
+        record: &pb::CreditRecord,
+    ) -> Result<&mut Vec<RecordVersion>, EngineError> {
+        let key = (origin.to_owned(), record.record_id.clone());
+        if !self.histories.contains_key(&key) {
+            // A first version has no predecessor to read (the common case of a catch-up).
+            let held = match self.engine.store.record(origin, &record.record_id)? {
+                Some(loc) if record.version > 1 => self
+                    .engine
+                    .record_history(origin, &record.record_id, loc, 0, None)?
+                    .into_iter()
+                    .filter(|v| v.invalid.is_none())
+                    .collect(),
+                _ => Vec::new(),
+            };
+            self.histories.insert(key.clone(), held);
+        }
+        Ok(self.histories.get_mut(&key).expect("inserted above"))
+    }
+
+    /// The latest valid version held of a record (store, then this batch), the one a new
+    /// version must follow.
+    pub(crate) fn previous(
+        &mut self,
+        origin: &str,
+        record: &pb::CreditRecord,
+    ) -> Result<Option<pb::CreditRecord>, EngineError> {
+        let history = self.history(origin, record)?;
+        Ok(history
+            .iter()
+            .max_by_key(|v| v.record.version)
+            .map(|v| v.record.clone()))
+    }
+
+    /// Notes a new valid version of a record, appended at `seq`, and pushes the change it makes
+    /// to today's view and its future due dates. If it may not follow the version before it
+    /// ([`history::check_successor`]), nothing is noted and the reason is returned: the caller
+    /// refuses it (publish) or lists it invalid and leaves it out of the indexes (receive path).
     pub(crate) fn observe(
         &mut self,
         batch: &mut WriteBatch,
         origin: &str,
         seq: u64,
+        logged_at: i64,
         record: &pb::CreditRecord,
         subject: Option<&SubjectId>,
-    ) -> Result<(), EngineError> {
-        let key = (origin.to_owned(), record.record_id.clone());
-        let was = match self.in_force.get(&key) {
-            Some(&v) => v,
-            // A first version has no predecessor to read (the common case of a catch-up).
-            None if record.version <= 1 => false,
-            None => match self.engine.store.record(origin, &record.record_id)? {
-                Some(loc) => {
-                    let previous = self.engine.record_version(origin, loc.seq)?;
-                    view::evaluate_version(&previous, &self.engine.policy, self.today).is_ok()
-                }
-                None => false,
-            },
-        };
+    ) -> Result<Option<String>, EngineError> {
+        if let Some(previous) = self.previous(origin, record)?
+            && let Err(e) = history::check_successor(&previous, record)
+        {
+            return Ok(Some(e.to_string()));
+        }
+        let (engine, today) = (self.engine, self.today);
         let version = RecordVersion {
             origin: origin.to_owned(),
             seq,
             record: record.clone(),
             checkpoint_size: 0,
+            logged_at,
             invalid: None,
-            unknown_category: !self.engine.catalogue.is_known(&record.category),
+            unknown_category: !engine.catalogue.is_known(&record.category),
         };
-        let now = view::evaluate_version(&version, &self.engine.policy, self.today);
-        self.in_force.insert(key, now.is_ok());
-        let (kind, reason) = match (&now, was) {
-            (Ok(_), false) => (
-                pb::view_change::Kind::Entered,
-                pb::ExclusionReason::Unspecified,
-            ),
-            (Ok(_), true) => (
-                pb::view_change::Kind::Updated,
-                pb::ExclusionReason::Unspecified,
-            ),
-            (Err(excluded), true) => (pb::view_change::Kind::Left, excluded.reason.to_pb()),
-            (Err(_), false) => return Ok(()),
-        };
-        let change = pb::ViewChange {
-            change_seq: 0,
-            subject_id: subject.map(SubjectId::masked).unwrap_or_default(),
-            origin: origin.to_owned(),
-            record_id: record.record_id.clone(),
-            version: record.version,
-            kind: kind as i32,
-            reason: reason as i32,
-        };
-        batch.push_change(prost::Message::encode_to_vec(&change));
-        Ok(())
+        let history = self.history(origin, record)?;
+        let before = evaluate(history, engine, today);
+        history.push(version);
+        let after = evaluate(history, engine, today);
+        for date in history::turning_dates(record) {
+            if date > today {
+                batch.schedule(origin, &record.record_id, day_number(date));
+            }
+        }
+        let subject = subject.map(SubjectId::masked).unwrap_or_default();
+        if let Some(change) = change(&before, &after, &subject, None, today) {
+            batch.push_change(prost::Message::encode_to_vec(&change));
+        }
+        Ok(None)
     }
+}
+
+fn evaluate(
+    history: &[RecordVersion],
+    engine: &Engine,
+    on: Date,
+) -> Option<Result<InForce, Excluded>> {
+    let refs: Vec<&RecordVersion> = history.iter().collect();
+    view::evaluate_record(&refs, &engine.policy, on)
+}
+
+/// The change between two evaluations of one record, if any. `on` is the day the change took
+/// effect when the caller knows it (the tick); otherwise it is the status date of the version
+/// that now holds if that is a past date (a backdated repair), else `today`.
+fn change(
+    before: &Option<Result<InForce, Excluded>>,
+    after: &Option<Result<InForce, Excluded>>,
+    subject: &str,
+    on: Option<Date>,
+    today: Date,
+) -> Option<pb::ViewChange> {
+    use pb::view_change::Kind;
+    let was = match before {
+        Some(Ok(f)) => Some(f.version.record.version),
+        _ => None,
+    };
+    let (kind, reason, held) = match (after, was) {
+        (Some(Ok(now)), None) => (
+            Kind::Entered,
+            pb::ExclusionReason::Unspecified,
+            now.version.clone(),
+        ),
+        (Some(Ok(now)), Some(was)) if was != now.version.record.version => (
+            Kind::Updated,
+            pb::ExclusionReason::Unspecified,
+            now.version.clone(),
+        ),
+        (Some(Err(out)), Some(_)) => (Kind::Left, out.reason.to_pb(), out.version.clone()),
+        _ => return None,
+    };
+    let effective = on.unwrap_or_else(|| {
+        held.record
+            .status
+            .as_ref()
+            .and_then(|s| parse_date(&s.effective_on).ok())
+            .filter(|d| *d <= today)
+            .unwrap_or(today)
+    });
+    Some(pb::ViewChange {
+        change_seq: 0,
+        subject_id: subject.to_owned(),
+        origin: held.origin.clone(),
+        record_id: held.record.record_id.clone(),
+        version: held.record.version,
+        kind: kind as i32,
+        reason: reason as i32,
+        effective_on: format_date(effective),
+    })
+}
+
+/// The masked identifier a record's changes are reported under.
+fn subject_of(engine: &Engine, record: &pb::CreditRecord) -> String {
+    let Some(subject) = &record.subject else {
+        return String::new();
+    };
+    let key = if subject.uscc.is_empty() {
+        &subject.id_number
+    } else {
+        &subject.uscc
+    };
+    SubjectId::parse(key, &engine.allow_list)
+        .map(|s| s.masked())
+        .unwrap_or_else(|_| mask_id_number(key))
 }
 
 impl Engine {
@@ -105,5 +234,80 @@ impl Engine {
                 Ok(change)
             })
             .collect()
+    }
+
+    /// The date tick: evaluates every record with a due date on or before today, records the
+    /// change each made to the view (evaluated the day before its earliest due date, and
+    /// today), and removes those due dates, one atomic batch at a time. Returns how many
+    /// changes it recorded. Cheap when nothing is due: one range read.
+    pub async fn tick(&self) -> Result<usize, EngineError> {
+        let today = self.clock.today();
+        let mut recorded = 0;
+        loop {
+            let due = self.store.due(day_number(today), TICK_BATCH)?;
+            if due.is_empty() {
+                break;
+            }
+            let writer = self.write_lock.lock().await;
+            // Re-read under the lock: a publish may have scheduled more meanwhile.
+            let due = self.store.due(day_number(today), TICK_BATCH)?;
+            let mut records: BTreeMap<(String, String), (u32, u32)> = BTreeMap::new();
+            let mut batch = WriteBatch::new();
+            for (day, origin, record_id) in &due {
+                batch.unschedule(origin, record_id, *day);
+                let span = records
+                    .entry((origin.clone(), record_id.clone()))
+                    .or_insert((*day, *day));
+                span.0 = span.0.min(*day);
+                span.1 = span.1.max(*day);
+            }
+            for ((origin, record_id), (first, last)) in records {
+                let Some(loc) = self.store.record(&origin, &record_id)? else {
+                    continue;
+                };
+                let history: Vec<RecordVersion> = self
+                    .record_history(&origin, &record_id, loc, 0, None)?
+                    .into_iter()
+                    .filter(|v| v.invalid.is_none())
+                    .collect();
+                let (Some(first), Some(last)) =
+                    (date_of_day_number(first), date_of_day_number(last))
+                else {
+                    continue;
+                };
+                let Some(eve) = first.pred_opt() else {
+                    continue;
+                };
+                let before = evaluate(&history, self, eve);
+                let after = evaluate(&history, self, today);
+                let subject = history
+                    .last()
+                    .map(|v| subject_of(self, &v.record))
+                    .unwrap_or_default();
+                if let Some(change) = change(&before, &after, &subject, Some(last), today) {
+                    batch.push_change(prost::Message::encode_to_vec(&change));
+                    recorded += 1;
+                }
+            }
+            self.store.apply(batch)?;
+            self.store.flush_async().await?;
+            drop(writer);
+            self.announce();
+        }
+        Ok(recorded)
+    }
+}
+
+/// Runs [`Engine::tick`] at start and whenever the date may have turned (every
+/// [`TICK_INTERVAL`]; the tick itself reads one key range when nothing is due) until `stop`.
+pub async fn run_ticks(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = engine.tick().await {
+            warn!(error = %e, "date tick failed");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(TICK_INTERVAL) => {}
+            () = crate::sync::stopped(&mut stop) => return,
+        }
     }
 }

@@ -317,25 +317,30 @@ impl Engine {
             let reason = match item {
                 PreparedLeaf::Authentic {
                     validation: Ok(valid),
-                    ..
+                    verified,
                 } => {
-                    changes.observe(
+                    // A version that may not follow its record (moved subject or list, after a
+                    // revocation) is listed invalid, out of the indexes and the view.
+                    let refused = changes.observe(
                         &mut batch,
                         &origin,
                         seq,
+                        verified.entry.logged_at,
                         &valid.normalised,
                         valid.subject_keys.first(),
                     )?;
                     let keys: Vec<&str> = valid.subject_keys.iter().map(|k| k.as_str()).collect();
                     let record = &valid.normalised;
-                    batch.index_record(
-                        &origin,
-                        &record.record_id,
-                        u64::from(record.version),
-                        seq,
-                        &keys,
-                    );
-                    None
+                    if refused.is_none() {
+                        batch.index_record(
+                            &origin,
+                            &record.record_id,
+                            u64::from(record.version),
+                            seq,
+                            &keys,
+                        );
+                    }
+                    refused
                 }
                 PreparedLeaf::Authentic {
                     verified,

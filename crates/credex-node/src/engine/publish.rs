@@ -199,7 +199,7 @@ impl Engine {
         let mut accepted = Vec::new();
         let mut changes = super::changes::ChangeTracker::new(self);
         for job in jobs {
-            match self.check_job(&validator, &job.records, &pending) {
+            match self.check_job(&validator, &job.records, &pending, &mut changes) {
                 Err(e) => {
                     let _ = job.reply.send(Err(e));
                 }
@@ -216,14 +216,20 @@ impl Engine {
                         };
                         let leaf = entry::sign_entry(&self.log_key, entry::encode_entry(&entry));
                         let keys: Vec<&str> = v.subject_keys.iter().map(|k| k.as_str()).collect();
-                        if let Err(e) = changes.observe(
+                        match changes.observe(
                             &mut batch,
                             &origin,
                             next,
+                            now,
                             &record,
                             v.subject_keys.first(),
                         ) {
-                            warn!(error = %e, "view change not recorded");
+                            Ok(None) => {}
+                            // check_job refused every version that may not follow its record.
+                            Ok(Some(e)) => {
+                                warn!(error = %e, "published a version check_job let through")
+                            }
+                            Err(e) => warn!(error = %e, "view change not recorded"),
                         }
                         batch.append(&origin, next, leaf).index_record(
                             &origin,
@@ -273,16 +279,20 @@ impl Engine {
         Ok(state.size)
     }
 
-    /// Validates every record of one request and checks its version is the next one.
+    /// Validates every record of one request and checks its version is the next one and may
+    /// follow the one before it (same subject and list, not after a revocation).
     fn check_job(
         &self,
         validator: &Validator<'_>,
         records: &[pb::CreditRecord],
         pending: &HashMap<String, u32>,
+        changes: &mut super::changes::ChangeTracker<'_>,
     ) -> Result<Vec<credex_core::validate::Validated>, EngineError> {
         let mut problems = Vec::new();
-        let mut valid = Vec::with_capacity(records.len());
+        let mut valid: Vec<credex_core::validate::Validated> = Vec::with_capacity(records.len());
         let mut in_request: HashMap<&str, u32> = HashMap::new();
+        // The request's own earlier version of a record, by index into `valid`.
+        let mut earlier: HashMap<&str, usize> = HashMap::new();
         for (i, record) in records.iter().enumerate() {
             let v = match validator.validate(record) {
                 Ok(v) => v,
@@ -313,7 +323,18 @@ impl Engine {
                 });
                 continue;
             }
+            let previous = match earlier.get(id) {
+                Some(&at) => Some(valid[at].normalised.clone()),
+                None => changes.previous(&self.city, &v.normalised)?,
+            };
+            if let Some(previous) = previous
+                && let Err(e) = credex_core::history::check_successor(&previous, &v.normalised)
+            {
+                problems.push(format!("records[{i}]: {e}"));
+                continue;
+            }
             in_request.insert(id, record.version);
+            earlier.insert(id, valid.len());
             valid.push(v);
         }
         if problems.is_empty() {

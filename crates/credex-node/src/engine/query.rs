@@ -4,6 +4,12 @@
 //! The view is computed on read from the logs through `credex_core::view` — the pure
 //! function of (accepted entries, policy, date) — so it can never drift from the logs, and
 //! expiry needs no background job: a record leaves the view the day after its `ends_on`.
+//!
+//! The view is bitemporal. *Valid time* (`as_of`, a date): each record is evaluated from its
+//! whole version history (the store's version index), every status from its own
+//! `effective_on`. *Transaction time* (`as_known_at`, Unix ms): only versions whose
+//! `Entry.logged_at` is at or before it count, so the answer is what the view showed then
+//! from what had been logged.
 
 use credex_core::date::{self, Date};
 use credex_core::entry;
@@ -11,9 +17,21 @@ use credex_core::ident::SubjectId;
 use credex_core::merkle;
 use credex_core::pb;
 use credex_core::view::{self, RecordVersion, SubjectView};
+use credex_store::RecordLocation;
 use prost::Message;
 
 use super::{Engine, EngineError};
+
+/// The transaction-time bound of a request: `as_known_at` Unix ms, 0 for now (no bound).
+fn known_at(as_known_at: i64) -> Result<Option<i64>, EngineError> {
+    match as_known_at {
+        0 => Ok(None),
+        t if t < 0 => Err(EngineError::InvalidArgument(format!(
+            "as_known_at: {t} is not a Unix time in milliseconds"
+        ))),
+        t => Ok(Some(t)),
+    }
+}
 
 /// Most records one List page returns.
 pub const MAX_PAGE: usize = 1000;
@@ -68,14 +86,32 @@ impl Engine {
         date::parse_date(as_of).map_err(|e| EngineError::InvalidArgument(format!("as_of: {e}")))
     }
 
-    /// Every record about one subject, in force or not and why.
-    pub fn lookup(&self, subject_id: &str, as_of: &str) -> Result<Lookup, EngineError> {
+    /// Every record about one subject, in force or not and why, on `as_of` (empty: today) as
+    /// known at `as_known_at` (Unix ms; 0: now).
+    pub fn lookup(
+        &self,
+        subject_id: &str,
+        as_of: &str,
+        as_known_at: i64,
+    ) -> Result<Lookup, EngineError> {
         let subject = SubjectId::parse(subject_id, &self.allow_list)
             .map_err(|e| EngineError::InvalidArgument(format!("subject_id: {e}")))?;
         let as_of = self.as_of(as_of)?;
+        let known_at = known_at(as_known_at)?;
         let mut versions = Vec::new();
         for hit in self.store.subject(subject.as_str())? {
-            versions.push(self.record_version(&hit.origin, hit.seq)?);
+            let newest = self.store.checkpoint(&hit.origin)?.map_or(0, |c| c.size);
+            let location = RecordLocation {
+                version: hit.version,
+                seq: hit.seq,
+            };
+            versions.extend(self.record_history(
+                &hit.origin,
+                &hit.record_id,
+                location,
+                newest,
+                known_at,
+            )?);
         }
         let view = view::subject_view(&versions, &self.policy, as_of);
         Ok(Lookup {
@@ -93,8 +129,10 @@ impl Engine {
         page_size: usize,
         page_token: &str,
         as_of: &str,
+        as_known_at: i64,
     ) -> Result<ListPage, EngineError> {
         let as_of = self.as_of(as_of)?;
+        let known_at = known_at(as_known_at)?;
         let page_size = match page_size {
             0 => 100,
             n => n.min(MAX_PAGE),
@@ -127,8 +165,14 @@ impl Engine {
                 }
                 for (record_id, loc) in &chunk {
                     id_after = Some(record_id.clone());
-                    let version = self.record_version_under(&origin, loc.seq, newest)?;
-                    let record = &version.record;
+                    let history =
+                        self.record_history(&origin, record_id, *loc, newest, known_at)?;
+                    let refs: Vec<&RecordVersion> = history.iter().collect();
+                    let Some(Ok(in_force)) = view::evaluate_record(&refs, &self.policy, as_of)
+                    else {
+                        continue;
+                    };
+                    let record = &in_force.version.record;
                     if filter.list.is_some_and(|l| record.list != l as i32)
                         || filter
                             .category
@@ -137,7 +181,7 @@ impl Engine {
                     {
                         continue;
                     }
-                    if let Ok(in_force) = view::evaluate_version(&version, &self.policy, as_of) {
+                    {
                         records.push(in_force);
                         if records.len() == page_size {
                             return Ok(ListPage {
@@ -153,6 +197,32 @@ impl Engine {
             records,
             next_page_token: String::new(),
         })
+    }
+
+    /// Every version of one record logged by `known_at` (all if `None`), oldest first, as the
+    /// view sees them. `latest` is the record index's entry: a record with one version costs no
+    /// history read.
+    pub fn record_history(
+        &self,
+        origin: &str,
+        record_id: &str,
+        latest: RecordLocation,
+        newest_checkpoint: u64,
+        known_at: Option<i64>,
+    ) -> Result<Vec<RecordVersion>, EngineError> {
+        let locations = if latest.version <= 1 {
+            vec![latest]
+        } else {
+            self.store.versions(origin, record_id)?
+        };
+        let mut history = Vec::with_capacity(locations.len());
+        for loc in locations {
+            let v = self.record_version_under(origin, loc.seq, newest_checkpoint)?;
+            if known_at.is_none_or(|t| v.logged_at <= t) {
+                history.push(v);
+            }
+        }
+        Ok(history)
     }
 
     /// The record version held at `origin`/`seq`, as the view sees it.
@@ -187,6 +257,7 @@ impl Engine {
         Ok(RecordVersion {
             origin: origin.to_owned(),
             seq,
+            logged_at: entry.logged_at,
             unknown_category: !self.catalogue.is_known(&record.category),
             record,
             checkpoint_size,
@@ -400,13 +471,15 @@ impl Engine {
                 let chunk = self.store.records(&member.city, after.as_deref(), 1024)?;
                 let Some((last, _)) = chunk.last() else { break };
                 after = Some(last.clone());
-                for (_, loc) in &chunk {
+                for (record_id, loc) in &chunk {
                     // Provenance plays no part in whether a record is in force.
-                    let version = self.record_version_under(&member.city, loc.seq, 0)?;
-                    match view::evaluate_version(&version, &self.policy, today) {
-                        Ok(_) => {
+                    let history = self.record_history(&member.city, record_id, *loc, 0, None)?;
+                    let refs: Vec<&RecordVersion> = history.iter().collect();
+                    match view::evaluate_record(&refs, &self.policy, today) {
+                        None => {}
+                        Some(Ok(in_force)) => {
                             counts.records_in_force += 1;
-                            if let Some(s) = &version.record.subject {
+                            if let Some(s) = &in_force.version.record.subject {
                                 subjects.insert(if s.uscc.is_empty() {
                                     s.id_number.clone()
                                 } else {
@@ -414,7 +487,7 @@ impl Engine {
                                 });
                             }
                         }
-                        Err(_) => counts.excluded += 1,
+                        Some(Err(_)) => counts.excluded += 1,
                     }
                 }
             }

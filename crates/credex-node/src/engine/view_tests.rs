@@ -1,0 +1,402 @@
+//! The view over time, tested on an engine: valid time (a status from its own date, as_of over
+//! the version history), transaction time (as_known_at), the date tick's changes, and the fixed
+//! identity of a record on both the publish and the receive path. Changsha is the node; Wuhan
+//! is a peer origin whose entries are fed in as a sync stream would.
+
+use std::sync::Arc;
+
+use credex_core::date::{Clock, Date, FixedClock, parse_date};
+use credex_core::entry;
+use credex_core::ident;
+use credex_core::keys::{KeyAlgorithm, SigningKeyPair};
+use credex_core::merkle::{self, MemoryHashStore};
+use credex_core::note::{self, Checkpoint};
+use credex_core::pb;
+use credex_core::policy::RecognitionPolicy;
+use credex_store::Store;
+use tempfile::TempDir;
+
+use super::checkpoints::SentProof;
+use super::publish::{self, PublishQueue};
+use super::{Engine, EngineError, EngineParts, Member};
+
+const CONSORTIUM: &str = "test";
+const NODE: &str = "changsha";
+const PEER: &str = "wuhan";
+
+struct Harness {
+    _dir: TempDir,
+    engine: Arc<Engine>,
+    clock: Arc<FixedClock>,
+    queue: PublishQueue,
+    peer_key: SigningKeyPair,
+}
+
+fn date(text: &str) -> Date {
+    parse_date(text).expect("fixture date")
+}
+
+fn keys(city: &str) -> (SigningKeyPair, SigningKeyPair) {
+    let origin = Checkpoint::origin_for(CONSORTIUM, city);
+    let log = SigningKeyPair::generate(&origin, KeyAlgorithm::Ed25519).expect("log key");
+    let witness =
+        SigningKeyPair::generate(&format!("{origin}/witness"), KeyAlgorithm::CosignatureV1)
+            .expect("witness key");
+    (log, witness)
+}
+
+fn harness() -> Harness {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (node_log, node_witness) = keys(NODE);
+    let (peer_log, peer_witness) = keys(PEER);
+    let member = |city: &str, log: &SigningKeyPair, witness: &SigningKeyPair| Member {
+        city: city.to_owned(),
+        checkpoint_origin: Checkpoint::origin_for(CONSORTIUM, city),
+        log_key: log.public(),
+        witness_key: witness.public(),
+    };
+    let clock = Arc::new(FixedClock::at_date(date("2026-05-20")));
+    let engine = Engine::new(EngineParts {
+        consortium: CONSORTIUM.to_owned(),
+        city: NODE.to_owned(),
+        members: vec![
+            member(NODE, &node_log, &node_witness),
+            member(PEER, &peer_log, &peer_witness),
+        ],
+        log_key: node_log,
+        witness_key: node_witness,
+        policy: RecognitionPolicy::recognise_all(NODE),
+        allow_list: Default::default(),
+        clock: clock.clone(),
+        store: Store::open(&dir.path().join("store")).expect("store"),
+        batch_max_entries: 256,
+    })
+    .expect("engine");
+    let (queue, _task) = publish::start(engine.clone());
+    Harness {
+        _dir: dir,
+        engine,
+        clock,
+        queue,
+        peer_key: peer_log,
+    }
+}
+
+fn uscc(first17: &str) -> String {
+    let check = ident::uscc_check_char(first17).expect("17 uscc characters");
+    format!("{first17}{check}")
+}
+
+const COMPANY: &str = "91430100MA4L00003";
+const OTHER_COMPANY: &str = "91430100MA4L00007";
+
+/// 失信被执行人, version 1, in force 2026-04-03 … 2028-04-02.
+fn black(record_id: &str) -> pb::CreditRecord {
+    pb::CreditRecord {
+        record_id: record_id.to_owned(),
+        version: 1,
+        subject: Some(pb::Subject {
+            kind: pb::SubjectKind::LegalPerson as i32,
+            name: "长沙某某建材有限公司".into(),
+            uscc: uscc(COMPANY),
+            ..Default::default()
+        }),
+        list: pb::ListKind::Black as i32,
+        category: "court.dishonest_debtor".into(),
+        severity: pb::Severity::Serious as i32,
+        authority: Some(pb::Authority {
+            name: "长沙市天心区人民法院".into(),
+            uscc: uscc("11430100006123456"),
+        }),
+        decision: Some(pb::Decision {
+            document_number: "（2026）湘0103执1234号".into(),
+            decided_on: "2026-04-02".into(),
+            legal_basis: "《最高人民法院关于公布失信被执行人名单信息的若干规定》第一条".into(),
+            facts: "有履行能力而拒不履行生效法律文书确定的义务".into(),
+            sanction_measures: vec!["限制高消费".into()],
+            ..Default::default()
+        }),
+        publication: Some(pb::Publication {
+            starts_on: "2026-04-03".into(),
+            ends_on: "2028-04-02".into(),
+        }),
+        status: Some(pb::RecordStatus {
+            kind: pb::StatusKind::Active as i32,
+            ..Default::default()
+        }),
+        data_source: "长沙市信用信息共享平台".into(),
+        remarks: String::new(),
+    }
+}
+
+fn next(previous: &pb::CreditRecord, kind: pb::StatusKind, on: &str) -> pb::CreditRecord {
+    let mut r = previous.clone();
+    r.version += 1;
+    let reason = match kind {
+        pb::StatusKind::Active => "",
+        _ => "履行完毕，信用修复",
+    };
+    r.status = Some(pb::RecordStatus {
+        kind: kind as i32,
+        reason: reason.into(),
+        effective_on: on.to_owned(),
+    });
+    r
+}
+
+impl Harness {
+    async fn publish(&self, records: Vec<pb::CreditRecord>) -> Result<(), EngineError> {
+        self.queue.publish(records).await.map(drop)
+    }
+
+    /// "in force vN" or "excluded REASON vN" per record of the subject.
+    fn lookup(&self, subject: &str, as_of: &str, as_known_at: i64) -> String {
+        let view = self
+            .engine
+            .lookup(subject, as_of, as_known_at)
+            .expect("lookup");
+        let mut out: Vec<String> = view
+            .view
+            .in_force
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} in force v{}",
+                    f.version.record.record_id, f.version.record.version
+                )
+            })
+            .collect();
+        out.extend(view.view.excluded.iter().map(|e| {
+            format!(
+                "{} excluded {} v{}",
+                e.version.record.record_id, e.reason, e.version.record.version
+            )
+        }));
+        out.join("; ")
+    }
+
+    /// The changes recorded so far, one line each.
+    fn changes(&self) -> Vec<String> {
+        self.engine
+            .changes(0, 100)
+            .expect("changes")
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} v{} {} {} {}",
+                    c.record_id,
+                    c.version,
+                    c.kind().as_str_name(),
+                    c.reason().as_str_name(),
+                    c.effective_on
+                )
+            })
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn a_future_dated_repair_keeps_the_record_in_force_until_its_date_and_the_tick_lifts_it_then()
+{
+    let h = harness();
+    let v1 = black("CS-17");
+    h.publish(vec![v1.clone()]).await.unwrap();
+    h.publish(vec![next(&v1, pb::StatusKind::Repaired, "2026-06-01")])
+        .await
+        .unwrap();
+    let company = uscc(COMPANY);
+    assert_eq!(h.lookup(&company, "", 0), "CS-17 in force v1");
+    assert_eq!(h.lookup(&company, "2026-05-31", 0), "CS-17 in force v1");
+    assert_eq!(
+        h.lookup(&company, "2026-06-01", 0),
+        "CS-17 excluded repaired v2"
+    );
+    assert_eq!(h.engine.tick().await.unwrap(), 0, "nothing is due today");
+    assert_eq!(
+        h.changes(),
+        ["CS-17 v1 KIND_ENTERED EXCLUSION_REASON_UNSPECIFIED 2026-05-20"]
+    );
+
+    h.clock.set_date(date("2026-05-31"));
+    assert_eq!(h.engine.tick().await.unwrap(), 0);
+    h.clock.set_date(date("2026-06-01"));
+    assert_eq!(h.lookup(&company, "", 0), "CS-17 excluded repaired v2");
+    assert_eq!(h.engine.tick().await.unwrap(), 1);
+    assert_eq!(
+        h.engine.tick().await.unwrap(),
+        0,
+        "a due date is handled once"
+    );
+    assert_eq!(
+        h.changes(),
+        [
+            "CS-17 v1 KIND_ENTERED EXCLUSION_REASON_UNSPECIFIED 2026-05-20",
+            "CS-17 v2 KIND_LEFT EXCLUSION_REASON_REPAIRED 2026-06-01",
+        ]
+    );
+    let list = |as_of: &str| {
+        h.engine
+            .list(&Default::default(), 100, "", as_of, 0)
+            .expect("list")
+            .records
+            .len()
+    };
+    assert_eq!((list("2026-05-31"), list("2026-06-01")), (1, 0));
+}
+
+#[tokio::test]
+async fn as_of_before_a_past_repair_finds_the_record_in_force_and_expiry_is_ticked() {
+    let h = harness();
+    let mut v1 = black("CS-18");
+    v1.publication.as_mut().unwrap().ends_on = "2026-06-10".into();
+    h.publish(vec![v1.clone()]).await.unwrap();
+    h.publish(vec![next(&v1, pb::StatusKind::Repaired, "2026-05-02")])
+        .await
+        .unwrap();
+    let company = uscc(COMPANY);
+    assert_eq!(h.lookup(&company, "2026-05-01", 0), "CS-18 in force v1");
+    assert_eq!(
+        h.lookup(&company, "2026-05-02", 0),
+        "CS-18 excluded repaired v2"
+    );
+    // A backdated repair leaves the view at once; the change carries its own date.
+    assert_eq!(
+        h.changes(),
+        [
+            "CS-18 v1 KIND_ENTERED EXCLUSION_REASON_UNSPECIFIED 2026-05-20",
+            "CS-18 v2 KIND_LEFT EXCLUSION_REASON_REPAIRED 2026-05-02",
+        ]
+    );
+
+    // Expiry is a change the tick records on the first day after ends_on.
+    let mut v = black("CS-19");
+    v.publication.as_mut().unwrap().ends_on = "2026-06-10".into();
+    h.publish(vec![v]).await.unwrap();
+    h.clock.set_date(date("2026-06-10"));
+    assert_eq!(h.engine.tick().await.unwrap(), 0);
+    h.clock.set_date(date("2026-06-11"));
+    assert_eq!(h.engine.tick().await.unwrap(), 1);
+    assert_eq!(
+        h.changes()[3..],
+        ["CS-19 v1 KIND_LEFT EXCLUSION_REASON_EXPIRED 2026-06-11"]
+    );
+}
+
+#[tokio::test]
+async fn as_known_at_answers_from_the_versions_logged_by_then() {
+    let h = harness();
+    let v1 = black("CS-20");
+    h.publish(vec![v1.clone()]).await.unwrap();
+    let first = h.clock.now_millis();
+    h.clock.set_date(date("2026-05-25"));
+    let second = h.clock.now_millis();
+    h.publish(vec![next(&v1, pb::StatusKind::Revoked, "2026-05-25")])
+        .await
+        .unwrap();
+    let company = uscc(COMPANY);
+    assert_eq!(h.lookup(&company, "", first), "CS-20 in force v1");
+    assert_eq!(h.lookup(&company, "", second), "CS-20 excluded revoked v2");
+    assert_eq!(h.lookup(&company, "", 0), "CS-20 excluded revoked v2");
+    assert_eq!(h.lookup(&company, "", first - 1), "");
+    assert!(matches!(
+        h.engine.lookup(&company, "", -5),
+        Err(EngineError::InvalidArgument(m)) if m.starts_with("as_known_at:")
+    ));
+}
+
+#[tokio::test]
+async fn publish_refuses_a_moved_subject_a_new_list_and_a_version_after_revocation() {
+    let h = harness();
+    let v1 = black("CS-21");
+    h.publish(vec![v1.clone()]).await.unwrap();
+    let mut moved = next(&v1, pb::StatusKind::Active, "");
+    moved.subject.as_mut().unwrap().uscc = uscc(OTHER_COMPANY);
+    let mut red = next(&v1, pb::StatusKind::Active, "");
+    // A valid red-list record in itself: only the move from black is wrong.
+    red.list = pb::ListKind::Red as i32;
+    red.category = "tax.credit_grade_a".into();
+    red.severity = pb::Severity::Unspecified as i32;
+    let refused = |r: Result<(), EngineError>| match r {
+        Err(EngineError::InvalidArgument(m)) => m,
+        other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+    };
+    assert_eq!(
+        refused(h.publish(vec![moved]).await),
+        format!(
+            "records[0]: record CS-21: subject.uscc: a record's subject never changes across versions (version 1 has \"{}\", this version \"{}\"); revoke it and publish a new record",
+            uscc(COMPANY),
+            uscc(OTHER_COMPANY)
+        )
+    );
+    assert_eq!(
+        refused(h.publish(vec![red]).await),
+        "records[0]: record CS-21: list: a record's list never changes across versions (version 1 has LIST_KIND_BLACK, this version LIST_KIND_RED); revoke it and publish a new record"
+    );
+    let revoked = next(&v1, pb::StatusKind::Revoked, "2026-05-20");
+    let revived = next(&revoked, pb::StatusKind::Active, "");
+    // In one request too: the version before is the request's own.
+    assert_eq!(
+        refused(h.publish(vec![revoked.clone(), revived.clone()]).await),
+        "records[1]: record CS-21: version: version 2 revoked this record (effective 2026-05-20), and revocation is final; publish a new record"
+    );
+    h.publish(vec![revoked]).await.unwrap();
+    assert_eq!(
+        refused(h.publish(vec![revived]).await),
+        "records[0]: record CS-21: version: version 2 revoked this record (effective 2026-05-20), and revocation is final; publish a new record"
+    );
+}
+
+#[tokio::test]
+async fn a_peer_version_that_moves_its_subject_is_appended_listed_invalid_and_kept_out() {
+    let h = harness();
+    let v1 = black("WH-7");
+    let mut moved = next(&v1, pb::StatusKind::Active, "");
+    moved.subject.as_mut().unwrap().uscc = uscc(OTHER_COMPANY);
+    // Signed by Wuhan under a root it signed, as a sync stream delivers it.
+    let mut tree = MemoryHashStore::new();
+    let leaves: Vec<Vec<u8>> = [v1, moved]
+        .into_iter()
+        .enumerate()
+        .map(|(seq, record)| {
+            let entry = pb::Entry {
+                origin: PEER.to_owned(),
+                seq: seq as u64,
+                logged_at: h.clock.now_millis(),
+                schema_version: credex_proto::SCHEMA_VERSION,
+                record: Some(record),
+            };
+            let leaf = entry::sign_entry(&h.peer_key, entry::encode_entry(&entry));
+            tree.append(&leaf).expect("append");
+            leaf
+        })
+        .collect();
+    let checkpoint = Checkpoint {
+        origin: h.peer_key.name().to_owned(),
+        size: 2,
+        root: merkle::root(2, &tree).expect("root"),
+    };
+    let note = note::sign_checkpoint(&checkpoint, &h.peer_key).expect("sign");
+    h.engine
+        .receive_checkpoint(PEER, &note, &SentProof::default(), "hefei")
+        .await
+        .expect("checkpoint");
+    let mut inbox = h.engine.prepare(PEER, 0, leaves);
+    let outcome = h.engine.commit(&mut inbox, "hefei").await.unwrap();
+    assert_eq!((outcome.appended, outcome.invalid), (2, 1));
+    let reason = h
+        .engine
+        .store
+        .invalid(PEER, 1)
+        .unwrap()
+        .expect("listed invalid");
+    assert!(
+        reason.starts_with("record WH-7: subject.uscc: a record's subject never changes across versions (version 1 has"),
+        "{reason}"
+    );
+    assert_eq!(h.lookup(&uscc(COMPANY), "", 0), "WH-7 in force v1");
+    assert_eq!(h.lookup(&uscc(OTHER_COMPANY), "", 0), "");
+    assert_eq!(
+        h.changes(),
+        ["WH-7 v1 KIND_ENTERED EXCLUSION_REASON_UNSPECIFIED 2026-05-20"]
+    );
+}

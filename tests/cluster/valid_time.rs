@@ -1,0 +1,189 @@
+//! The view tells the truth over time, through real gRPC: a status takes effect on its own
+//! date in every city (Watch included), and a version that moves its record's subject or list,
+//! or follows a revocation, is refused with the field named.
+
+use anyhow::Result;
+use credex_cli::city::capitals;
+use credex_cli::generator::{self, Generator};
+use credex_core::date::format_date;
+use credex_core::pb;
+use credex_node::tls::Role;
+
+use crate::sandbox::{DEADLINE, Sandbox, start_date, wait_until};
+
+fn subject_of(record: &pb::CreditRecord) -> String {
+    let s = record.subject.clone().unwrap_or_default();
+    if s.uscc.is_empty() {
+        s.id_number
+    } else {
+        s.uscc
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_future_dated_repair_keeps_the_sanction_in_every_city_until_its_date() -> Result<()> {
+    let cities = capitals()[..3].to_vec();
+    let sandbox = Sandbox::builder().cities(cities.clone()).start().await?;
+    let today = start_date();
+    let repair_on = today + chrono::Days::new(10);
+    let mut view = pb::view_client::ViewClient::new(sandbox.channel("wuhan", Role::Reader).await?);
+    let mut changes = view
+        .watch(pb::WatchRequest { after: 0 })
+        .await?
+        .into_inner();
+
+    let mut generator = Generator::new(&cities[0], 31, today);
+    let mut record = generator.record();
+    record.list = pb::ListKind::Black.into();
+    record.category = "court.dishonest_debtor".into();
+    record.severity = pb::Severity::Serious.into();
+    let publication = record.publication.get_or_insert_default();
+    publication.starts_on = format_date(today);
+    publication.ends_on = format_date(today + chrono::Days::new(300));
+    let subject = subject_of(&record);
+    sandbox.publish("changsha", vec![record.clone()]).await?;
+    // Published today, effective in ten days.
+    sandbox
+        .publish("changsha", vec![generator::repaired(&record, repair_on)])
+        .await?;
+    sandbox
+        .wait_converged(&[("changsha".to_owned(), 2)].into())
+        .await?;
+    for city in ["changsha", "wuhan", "hefei"] {
+        let view = sandbox.lookup(city, &subject).await?;
+        let held: Vec<u32> = view
+            .in_force
+            .iter()
+            .map(|r| r.record.as_ref().map_or(0, |r| r.version))
+            .collect();
+        assert_eq!(
+            held,
+            [1],
+            "{city}: version 1 in force until the repair's date"
+        );
+    }
+    let entered = tokio::time::timeout(DEADLINE, changes.message())
+        .await??
+        .expect("a change");
+    assert_eq!(
+        (entered.kind, entered.version, entered.effective_on.as_str()),
+        (
+            pb::view_change::Kind::Entered as i32,
+            1,
+            format_date(today).as_str()
+        )
+    );
+
+    sandbox.clock.set_date(repair_on - chrono::Days::new(1));
+    for city in ["changsha", "wuhan", "hefei"] {
+        assert_eq!(
+            sandbox.lookup(city, &subject).await?.in_force.len(),
+            1,
+            "{city}: the day before"
+        );
+    }
+    sandbox.clock.set_date(repair_on);
+    for city in ["changsha", "wuhan", "hefei"] {
+        let view = sandbox.lookup(city, &subject).await?;
+        assert!(view.in_force.is_empty(), "{city}: repaired from its date");
+        assert_eq!(
+            (view.excluded[0].reason, view.excluded[0].version),
+            (pb::ExclusionReason::Repaired as i32, 2),
+            "{city}"
+        );
+    }
+    // The next change Watch sends is the repair, on its date: nothing left the view before.
+    let left = tokio::time::timeout(DEADLINE, changes.message())
+        .await??
+        .expect("a change");
+    assert_eq!(
+        (
+            left.kind,
+            left.reason,
+            left.version,
+            left.effective_on.as_str()
+        ),
+        (
+            pb::view_change::Kind::Left as i32,
+            pb::ExclusionReason::Repaired as i32,
+            2,
+            format_date(repair_on).as_str()
+        )
+    );
+    assert_eq!(left.record_id, record.record_id);
+    sandbox.shutdown().await
+}
+
+/// The gRPC status of a refused publish.
+fn refusal(result: Result<pb::PublishResponse>) -> tonic::Status {
+    let error = result.expect_err("the version is refused");
+    error.downcast::<tonic::Status>().expect("a gRPC status")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn versions_that_move_the_subject_or_list_or_revive_a_revoked_record_are_refused()
+-> Result<()> {
+    let cities = capitals()[..1].to_vec();
+    let sandbox = Sandbox::builder().cities(cities.clone()).start().await?;
+    let mut generator = Generator::new(&cities[0], 41, start_date());
+    let mut record = generator.record();
+    while record.list != pb::ListKind::Black as i32 {
+        record = generator.record();
+    }
+    sandbox.publish("changsha", vec![record.clone()]).await?;
+    let other = generator.record();
+    let mut moved = generator::repaired(&record, start_date());
+    moved.subject = other.subject.clone();
+    let status = refusal(sandbox.publish("changsha", vec![moved]).await);
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().starts_with(&format!(
+            "records[0]: record {}: subject.",
+            record.record_id
+        )) && status
+            .message()
+            .contains("a record's subject never changes across versions (version 1 has"),
+        "{}",
+        status.message()
+    );
+
+    let mut red = record.clone();
+    red.version = 2;
+    red.list = pb::ListKind::Red.into();
+    red.category = "tax.credit_grade_a".into();
+    red.severity = pb::Severity::Unspecified.into();
+    let status = refusal(sandbox.publish("changsha", vec![red]).await);
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert_eq!(
+        status.message(),
+        format!(
+            "records[0]: record {}: list: a record's list never changes across versions (version 1 has LIST_KIND_BLACK, this version LIST_KIND_RED); revoke it and publish a new record",
+            record.record_id
+        )
+    );
+
+    let on = format_date(start_date());
+    let mut revoked = generator::repaired(&record, start_date());
+    revoked.status.get_or_insert_default().kind = pb::StatusKind::Revoked.into();
+    sandbox.publish("changsha", vec![revoked.clone()]).await?;
+    let mut revived = revoked.clone();
+    revived.version = 3;
+    revived.status = Some(pb::RecordStatus {
+        kind: pb::StatusKind::Active.into(),
+        ..Default::default()
+    });
+    let status = refusal(sandbox.publish("changsha", vec![revived]).await);
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert_eq!(
+        status.message(),
+        format!(
+            "records[0]: record {}: version: version 2 revoked this record (effective {on}), and revocation is final; publish a new record",
+            record.record_id
+        )
+    );
+    wait_until("nothing else was published", || async {
+        Ok(sandbox.sizes("changsha").await?.get("changsha") == Some(&2))
+    })
+    .await?;
+    sandbox.shutdown().await
+}
