@@ -224,6 +224,49 @@ async fn cities_without_a_direct_link_converge_through_relaying() -> Result<()> 
         ["hefei"],
         "wuhan has no link to changsha, yet holds its log"
     );
+    // Cosigning does not follow the sync links: every other member's witness is asked, so
+    // wuhan's checkpoint is final (cosigned by changsha and hefei) without a link to changsha.
+    wait_until("wuhan's checkpoint is final", || async {
+        let status = sandbox.status("wuhan").await?;
+        Ok(status
+            .origins
+            .iter()
+            .any(|o| o.origin == "wuhan" && o.final_size == 30 && o.cosignatures == 2))
+    })
+    .await?;
+    sandbox.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_service_reports_its_health() -> Result<()> {
+    let sandbox = Sandbox::builder()
+        .cities(capitals()[..1].to_vec())
+        .start()
+        .await?;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(
+        sandbox.channel("changsha", Role::Operator).await?,
+    );
+    for service in [
+        "",
+        "credex.v1.Exchange",
+        "credex.v1.Witness",
+        "credex.v1.Publisher",
+        "credex.v1.View",
+        "credex.v1.Audit",
+        "credex.v1.Operator",
+    ] {
+        let answer = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.to_owned(),
+            })
+            .await?
+            .into_inner();
+        assert_eq!(
+            answer.status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+            "{service:?}"
+        );
+    }
     sandbox.shutdown().await
 }
 

@@ -145,6 +145,10 @@ impl Sandbox {
             ("CREDEX_METRICS_LISTEN".to_owned(), String::new()),
         ]);
         let mut config = Config::load(&self.home.node_config(city), &env)?;
+        // Members are reached (by witnesses, say) at their sandbox addresses.
+        for member in &mut config.consortium.members {
+            member.address = self.addrs[&member.city].to_string();
+        }
         // Quick reconnects: tests restart nodes and wait for the others to notice.
         config.sync.reconnect_backoff_min_ms = 50;
         config.sync.reconnect_backoff_max_ms = 500;

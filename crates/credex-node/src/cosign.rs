@@ -1,15 +1,22 @@
 //! Collecting witnesses' cosignatures for this city's checkpoints (DESIGN.md "Witness").
 //!
-//! After each new checkpoint of its own log, the node asks every configured peer's
-//! Witness.AddCheckpoint to cosign it, proving consistency from the size that witness last
-//! cosigned (learnt from its refusals), and merges the cosignature lines into the stored
-//! note. The cosigned note then gossips through Sync like any checkpoint. A checkpoint with
-//! two cosignatures is *published*; with every other member's, *final*.
+//! After each new checkpoint of its own log, the node asks every other member's
+//! Witness.AddCheckpoint to cosign it — every member, not only its sync peers, so a city that
+//! syncs through one relay still reaches quorum — proving consistency from the size that
+//! witness last cosigned (learnt from its refusals), and merges the cosignature lines into the
+//! stored note. The cosigned note then gossips through Sync like any checkpoint. A checkpoint
+//! with two cosignatures is *published*; with every other member's, *final*.
+//!
+//! Witnesses are asked concurrently, each request bounded by [`REQUEST_TIMEOUT`], so one
+//! stalled witness delays nobody else; a witness that has not cosigned the newest checkpoint
+//! is asked again every [`RETRY`], so a checkpoint made during an outage reaches quorum once
+//! the witnesses are back, without waiting for the log to grow.
 //!
 //! Intermediate checkpoints of a bulk load are skipped: the task always works on the newest.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use credex_core::merkle;
 use credex_core::pb;
@@ -23,6 +30,11 @@ use crate::engine::Engine;
 use crate::sync::{self, PeerLink};
 use crate::tls::{self, Identity, Role};
 
+/// Longest wait for one witness's answer.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often witnesses that have not cosigned the newest checkpoint are asked again.
+pub const RETRY: Duration = Duration::from_secs(5);
+
 /// One witness: how to reach it and the size it last cosigned, as far as this node knows.
 struct WitnessPeer {
     link: PeerLink,
@@ -30,7 +42,7 @@ struct WitnessPeer {
     cosigned_size: u64,
 }
 
-/// Runs until `shutdown` turns true.
+/// Runs until `shutdown` turns true. `peers` holds one link per other member.
 pub async fn run(engine: Arc<Engine>, peers: Vec<PeerLink>, mut shutdown: watch::Receiver<bool>) {
     let own = engine.city.clone();
     let mut witnesses: Vec<WitnessPeer> = peers
@@ -55,6 +67,7 @@ pub async fn run(engine: Arc<Engine>, peers: Vec<PeerLink>, mut shutdown: watch:
                     None
                 }
             };
+            let mut missing = false;
             if let Some(cp) = checkpoint {
                 let asked: Vec<_> = witnesses
                     .iter_mut()
@@ -62,6 +75,7 @@ pub async fn run(engine: Arc<Engine>, peers: Vec<PeerLink>, mut shutdown: watch:
                     .map(|w| ask(&engine, w, &cp.note, cp.size))
                     .collect();
                 let answers = join_all(asked).await;
+                missing = answers.iter().any(Option::is_none);
                 let mut lines = Vec::new();
                 for (city, line) in answers.into_iter().flatten() {
                     done.insert(city, cp.size);
@@ -73,8 +87,16 @@ pub async fn run(engine: Arc<Engine>, peers: Vec<PeerLink>, mut shutdown: watch:
                     warn!(error = %e, "storing cosignatures");
                 }
             }
+            let retry = async {
+                if missing {
+                    tokio::time::sleep(RETRY).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
             tokio::select! {
                 changed = advanced.changed() => if changed.is_err() { return },
+                () = retry => {}
                 () = sync::stopped(&mut shutdown) => return,
             }
         }
@@ -115,10 +137,16 @@ async fn ask(
                 note: note.to_vec(),
             }),
         };
-        let answer = match client.add_checkpoint(request).await {
-            Ok(r) => r.into_inner(),
-            Err(status) => {
+        let answer = match tokio::time::timeout(REQUEST_TIMEOUT, client.add_checkpoint(request))
+            .await
+        {
+            Ok(Ok(r)) => r.into_inner(),
+            Ok(Err(status)) => {
                 debug!(witness = %city, code = ?status.code(), message = status.message(), "cosigning failed");
+                return None;
+            }
+            Err(_) => {
+                warn!(witness = %city, timeout = ?REQUEST_TIMEOUT, "witness did not answer in time");
                 return None;
             }
         };

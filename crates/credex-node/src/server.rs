@@ -2,8 +2,15 @@
 //! order, when `shutdown` resolves. `credexd`'s `main` only parses arguments, sets up tracing,
 //! loads the config and calls it; the cluster tests call it in-process.
 //!
-//! Shutdown order: stop the sync loops and close live streams; stop accepting and drain the
-//! gRPC server; drain the publish queue (queued requests are answered); flush the store.
+//! Shutdown order: report NOT_SERVING on every health name; stop the sync loops and close live
+//! streams; stop accepting and drain the gRPC server; drain the publish queue (queued requests
+//! are answered); flush the store.
+//!
+//! Supervision: the background tasks (sync loops, the date tick, cosigning, the publish queue)
+//! run for the node's whole life. One that panics, or the publish queue ending while the node
+//! serves, is fatal: the node reports NOT_SERVING, shuts down in the same order and [`run`]
+//! returns the error, so a supervisor (systemd, docker) restarts it rather than leaving a node
+//! that answers health checks but cannot publish or sync.
 
 use std::sync::Arc;
 
@@ -12,8 +19,9 @@ use credex_core::date::{Clock, SystemClock};
 use credex_store::{Store, StoreOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tonic::transport::Server;
-use tracing::info;
+use tracing::{error, info};
 
 use crate::auth::Authorizer;
 use crate::config::Config;
@@ -105,7 +113,7 @@ pub async fn run_with_clock(
     let server_tls = tls::load_server_config(&config.tls).context("loading TLS material")?;
     let client_tls = tls::load_client_config(&config.tls).context("loading TLS material")?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (publisher, publisher_task) = publish::start(engine.clone());
+    let (publisher, mut publisher_task) = publish::start(engine.clone());
     let peers = Arc::new(PeerTable::default());
 
     let links: Vec<PeerLink> = config
@@ -119,24 +127,45 @@ pub async fn run_with_clock(
             backoff_max: config.sync.reconnect_backoff_max(),
         })
         .collect();
-    let mut tasks = Vec::new();
+    let mut tasks: JoinSet<&'static str> = JoinSet::new();
     for link in &links {
-        tasks.push(tokio::spawn(sync::run_peer(
-            engine.clone(),
-            link.clone(),
-            peers.clone(),
-            stop_rx.clone(),
-        )));
+        let task = sync::run_peer(engine.clone(), link.clone(), peers.clone(), stop_rx.clone());
+        tasks.spawn(async move {
+            task.await;
+            "sync"
+        });
     }
-    tasks.push(tokio::spawn(crate::engine::changes::run_ticks(
-        engine.clone(),
-        stop_rx.clone(),
-    )));
-    tasks.push(tokio::spawn(cosign::run(
-        engine.clone(),
-        links,
-        stop_rx.clone(),
-    )));
+    let ticks = crate::engine::changes::run_ticks(engine.clone(), stop_rx.clone());
+    tasks.spawn(async move {
+        ticks.await;
+        "date tick"
+    });
+    // Every other member's witness, at its sync peer address where one is configured (a
+    // deployment may reach it differently), else at its consortium address.
+    let witnesses: Vec<PeerLink> = config
+        .consortium
+        .members
+        .iter()
+        .filter(|m| m.city != config.node.city)
+        .map(|m| {
+            links
+                .iter()
+                .find(|l| l.city == m.city)
+                .cloned()
+                .unwrap_or_else(|| PeerLink {
+                    city: m.city.clone(),
+                    address: m.address.clone(),
+                    tls: client_tls.clone(),
+                    backoff_min: config.sync.reconnect_backoff_min(),
+                    backoff_max: config.sync.reconnect_backoff_max(),
+                })
+        })
+        .collect();
+    let cosigning = cosign::run(engine.clone(), witnesses, stop_rx.clone());
+    tasks.spawn(async move {
+        cosigning.await;
+        "cosign"
+    });
     let metrics_task = listeners.metrics.map(|listener| {
         let mut stop = stop_rx.clone();
         tokio::spawn(metrics::serve(
@@ -156,9 +185,7 @@ pub async fn run_with_clock(
         shutdown: stop_rx.clone(),
     };
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<credex_core::pb::exchange_server::ExchangeServer<Api>>()
-        .await;
+    set_health(&health_reporter, true).await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(credex_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -187,19 +214,62 @@ pub async fn run_with_clock(
     info!(city = %engine.city, addr = ?local, peers = config.peers.len(), "credexd serving");
 
     let stop_for_server = stop_tx.clone();
+    let health_for_server = health_reporter.clone();
+    let (fail_tx, fail_rx) = tokio::sync::oneshot::channel::<()>();
     let serve = router.serve_with_incoming_shutdown(incoming, async move {
-        shutdown.await;
-        info!("shutting down");
+        tokio::select! {
+            () = shutdown => info!("shutting down"),
+            _ = fail_rx => error!("shutting down after a task failed"),
+        }
+        // Balancers stop sending before anything drains.
+        set_health(&health_for_server, false).await;
         // Live sync and watch streams end when they see this, so the server can drain.
         let _ = stop_for_server.send(true);
     });
-    let served = serve.await;
+    tokio::pin!(serve);
+    let mut failure: Option<anyhow::Error> = None;
+    // Set once the supervisor has joined the publish queue's task, which must not be awaited
+    // twice.
+    let mut publisher_joined = false;
+    let served = {
+        let supervise = async {
+            loop {
+                tokio::select! {
+                    done = tasks.join_next(), if !tasks.is_empty() => match done {
+                        Some(Err(e)) => break (anyhow::anyhow!("a background task failed: {e}"), false),
+                        // Only cosigning may end early: a consortium of one has no witness.
+                        Some(Ok(name)) if !*stop_rx.borrow() && name != "cosign" => {
+                            break (
+                                anyhow::anyhow!("the {name} task ended while the node was serving"),
+                                false,
+                            );
+                        }
+                        _ => {}
+                    },
+                    joined = &mut publisher_task => break (match joined {
+                        Err(e) => anyhow::anyhow!("the publish queue failed: {e}"),
+                        Ok(()) => anyhow::anyhow!("the publish queue ended while the node was serving"),
+                    }, true),
+                }
+            }
+        };
+        tokio::select! {
+            served = &mut serve => served,
+            (failed, joined) = supervise => {
+                error!(error = %failed, "fatal");
+                failure = Some(failed);
+                publisher_joined = joined;
+                let _ = fail_tx.send(());
+                serve.await
+            }
+        }
+    };
     let _ = stop_tx.send(true);
-    health_reporter
-        .set_not_serving::<credex_core::pb::exchange_server::ExchangeServer<Api>>()
-        .await;
-    for task in tasks {
-        let _ = task.await;
+    set_health(&health_reporter, false).await;
+    while let Some(done) = tasks.join_next().await {
+        if let Err(e) = done {
+            error!(error = %e, "background task failed");
+        }
     }
     if let Some(task) = metrics_task {
         let _ = task.await;
@@ -208,8 +278,39 @@ pub async fn run_with_clock(
     // publisher answer what is queued and end.
     drop(api);
     drop(publisher);
-    let _ = publisher_task.await;
+    if !publisher_joined && let Err(e) = publisher_task.await {
+        error!(error = %e, "publish queue failed");
+    }
     engine.store.flush().context("flushing the store")?;
     info!("stopped");
+    if let Some(failure) = failure {
+        return Err(failure);
+    }
     served.context("serving gRPC")
+}
+
+/// Reports every service of the node SERVING or NOT_SERVING under its gRPC health name (and
+/// the whole server under "").
+async fn set_health(reporter: &tonic_health::server::HealthReporter, serving: bool) {
+    use credex_core::pb::{
+        audit_server::AuditServer, exchange_server::ExchangeServer,
+        operator_server::OperatorServer, publisher_server::PublisherServer,
+        view_server::ViewServer, witness_server::WitnessServer,
+    };
+    let status = if serving {
+        tonic_health::ServingStatus::Serving
+    } else {
+        tonic_health::ServingStatus::NotServing
+    };
+    reporter.set_service_status("", status).await;
+    for name in [
+        <ExchangeServer<Api> as tonic::server::NamedService>::NAME,
+        <WitnessServer<Api> as tonic::server::NamedService>::NAME,
+        <PublisherServer<Api> as tonic::server::NamedService>::NAME,
+        <ViewServer<Api> as tonic::server::NamedService>::NAME,
+        <AuditServer<Api> as tonic::server::NamedService>::NAME,
+        <OperatorServer<Api> as tonic::server::NamedService>::NAME,
+    ] {
+        reporter.set_service_status(name, status).await;
+    }
 }
