@@ -7,4 +7,5 @@ mod equivocation;
 mod sandbox;
 mod security;
 mod tampering;
+mod tidy;
 mod valid_time;
