@@ -257,6 +257,9 @@ impl Sandbox {
             subject_id: subject.to_owned(),
             as_of: String::new(),
             as_known_at: 0,
+            // One page: the sandbox's subjects hold a few records each.
+            page_size: 0,
+            page_token: String::new(),
         };
         Ok(client.lookup(request).await?.into_inner())
     }

@@ -261,7 +261,7 @@ mod tests {
             91430100MA4L8Q2K7F 长沙市天心区恒通建设工程有限公司 — view of hefei as of 2026-05-20
             1 record in force:
             ORIGIN    SEQ  RECORD                     V  LIST   SEVERITY  CATEGORY                AUTHORITY           PUBLICATION              NOTE
-            changsha   12  changsha-c8cca9d64da65acc  1  black  serious   court.dishonest_debtor  长沙市中级人民法院  2026-01-23 – 2027-05-02
+            changsha   12  changsha-c8cca9d64da65acc  1  black  serious   court.dishonest_debtor  长沙市中级人民法院  2026-01-23 – 2027-05-02  legacy code
             1 record not in force:
             ORIGIN  SEQ  RECORD                  V  LIST   CATEGORY             REASON    DETAIL
             wuhan    57  wuhan-badfe5258d95d2c1  2  black  labour.wage_arrears  repaired  信用修复
