@@ -202,7 +202,7 @@ impl Engine {
         let past = |excluded: bool, v: &RecordVersion| match &after {
             None => true,
             Some((x, origin, id)) => {
-                excluded > *x
+                (excluded && !*x)
                     || (excluded == *x
                         && (v.origin.as_str(), v.record.record_id.as_str())
                             > (origin.as_str(), id.as_str()))
