@@ -4,6 +4,7 @@
 mod catchup;
 mod convergence;
 mod equivocation;
+mod rules;
 mod sandbox;
 mod security;
 mod tampering;

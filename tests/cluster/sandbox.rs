@@ -49,6 +49,7 @@ pub struct Sandbox {
 #[derive(Default)]
 pub struct SandboxBuilder {
     cities: Option<Vec<CitySpec>>,
+    rules: credex_node::config::RulesConfig,
     cut: Vec<(String, String)>,
     stopped: Vec<String>,
 }
@@ -57,6 +58,12 @@ impl SandboxBuilder {
     /// The member cities (default: the four capitals).
     pub fn cities(mut self, cities: Vec<CitySpec>) -> Self {
         self.cities = Some(cities);
+        self
+    }
+
+    /// The consortium file's `[rules]` (default: no legacy codes, decisions up to tomorrow).
+    pub fn rules(mut self, rules: credex_node::config::RulesConfig) -> Self {
+        self.rules = rules;
         self
     }
 
@@ -82,13 +89,16 @@ impl SandboxBuilder {
         }
         let cities = self.cities.unwrap_or_else(credex_cli::city::capitals);
         let dir = tempfile::tempdir()?;
-        let home = credex_cli::consortium::init(&credex_cli::consortium::InitOptions {
-            out: dir.path().join("consortium"),
-            name: "mid-yangtze".to_owned(),
-            cities: cities.clone(),
-            host: "127.0.0.1".to_owned(),
-            base_port: 7100,
-        })?;
+        let home = credex_cli::consortium::init_with_rules(
+            &credex_cli::consortium::InitOptions {
+                out: dir.path().join("consortium"),
+                name: "mid-yangtze".to_owned(),
+                cities: cities.clone(),
+                host: "127.0.0.1".to_owned(),
+                base_port: 7100,
+            },
+            &self.rules,
+        )?;
         let mut listeners = BTreeMap::new();
         let mut addrs = BTreeMap::new();
         for city in &cities {
@@ -251,6 +261,9 @@ impl Sandbox {
             subject_id: subject.to_owned(),
             as_of: String::new(),
             as_known_at: 0,
+            // One page: the sandbox's subjects hold a few records each.
+            page_size: 0,
+            page_token: String::new(),
         };
         Ok(client.lookup(request).await?.into_inner())
     }

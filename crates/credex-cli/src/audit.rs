@@ -1953,6 +1953,7 @@ mod tests {
         Consortium {
             name: CONSORTIUM.to_owned(),
             ca_cert: "ca.pem".into(),
+            rules: Default::default(),
             members: capitals()
                 .iter()
                 .enumerate()

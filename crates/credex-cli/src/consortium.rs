@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use credex_core::keys::{KeyAlgorithm, SigningKeyPair};
 use credex_core::policy::RecognitionPolicy;
 use credex_node::config::{
-    Config, Consortium, IdentifiersConfig, KeyFiles, LogConfig, Member, NodeConfig, PeerConfig,
+    Config, Consortium, KeyFiles, LogConfig, Member, NodeConfig, PeerConfig, RulesConfig,
     StorageConfig, SyncConfig,
 };
 use credex_node::tls::{self, Identity, Role, TlsFiles};
@@ -41,6 +41,12 @@ pub struct InitOptions {
 
 /// Creates the consortium folder; every config written is loaded back as a check.
 pub fn init(options: &InitOptions) -> Result<Home> {
+    init_with_rules(options, &RulesConfig::default())
+}
+
+/// [`init`] with the consortium's `[rules]` (legacy allow-list, date tolerance), which every
+/// member validates records by.
+pub fn init_with_rules(options: &InitOptions, rules: &RulesConfig) -> Result<Home> {
     tls::check_label("consortium name", &options.name)?;
     if options.cities.is_empty() {
         bail!("--member: a consortium needs at least one city");
@@ -111,6 +117,7 @@ pub fn init(options: &InitOptions) -> Result<Home> {
     let consortium = Consortium {
         name: options.name.clone(),
         ca_cert: PathBuf::from("ca.pem"),
+        rules: rules.clone(),
         members,
     };
     write(&home.consortium_file(), &consortium.to_toml()?, false)?;
@@ -147,7 +154,6 @@ pub fn init(options: &InitOptions) -> Result<Home> {
             sync: SyncConfig::default(),
             storage: StorageConfig::default(),
             recognition: RecognitionPolicy::default(),
-            identifiers: IdentifiersConfig::default(),
             log: LogConfig::default(),
             consortium: consortium.clone(),
         };

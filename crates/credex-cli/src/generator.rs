@@ -958,7 +958,8 @@ mod tests {
     use crate::city::capitals;
     use crate::json::record_to_line;
     use credex_core::date::parse_date;
-    use credex_core::ident::{LegacyAllowList, parse_id_number, parse_uscc};
+    use credex_core::ident::{parse_id_number, parse_uscc};
+    use credex_core::rules::{MemberRule, Rules};
     use credex_core::validate::{Mode, Validator};
 
     fn today() -> Date {
@@ -967,13 +968,25 @@ mod tests {
 
     #[test]
     fn a_thousand_records_per_city_validate() {
-        let allow = LegacyAllowList::empty();
-        let validator = Validator {
-            catalogue: Catalogue::builtin(),
-            allow_list: &allow,
-            mode: Mode::Publish,
+        let cities = capitals();
+        let rules = Rules {
+            members: cities
+                .iter()
+                .map(|c| MemberRule {
+                    city: c.id.clone(),
+                    division: c.division.clone(),
+                })
+                .collect(),
+            ..Rules::default()
         };
-        for city in capitals() {
+        for city in cities {
+            let validator = Validator {
+                catalogue: Catalogue::builtin(),
+                rules: &rules,
+                mode: Mode::Publish,
+                origin: &city.id,
+                today: today(),
+            };
             let mut generator = Generator::new(&city, 7, today());
             for _ in 0..1000 {
                 let record = generator.record();
@@ -986,7 +999,14 @@ mod tests {
             ("changsha", JOINT_CHANGSHA_CATEGORY),
             ("wuhan", JOINT_WUHAN_CATEGORY),
         ] {
-            let city = city.parse().expect("a capital");
+            let city: crate::city::CitySpec = city.parse().expect("a capital");
+            let validator = Validator {
+                catalogue: Catalogue::builtin(),
+                rules: &rules,
+                mode: Mode::Publish,
+                origin: &city.id,
+                today: today(),
+            };
             let record = Generator::new(&city, 1, today()).black_listing(joint_subject(), category);
             validator
                 .validate(&record)

@@ -551,6 +551,8 @@ pub struct ViewRecordJson<'a> {
     provenance: Option<ProvenanceJson<'a>>,
     under_objection: bool,
     unknown_category: bool,
+    /// 历史遗留代码: a USCC admitted only by the consortium's legacy allow-list.
+    legacy_code: bool,
 }
 
 impl<'a> ViewRecordJson<'a> {
@@ -560,6 +562,7 @@ impl<'a> ViewRecordJson<'a> {
             provenance: v.provenance.as_ref().map(ProvenanceJson::new),
             under_objection: v.under_objection,
             unknown_category: v.unknown_category,
+            legacy_code: v.legacy_code,
         }
     }
 }
@@ -579,6 +582,7 @@ pub struct ExcludedRecordJson<'a> {
     list: Option<EnumOut>,
     #[serde(skip_serializing_if = "str::is_empty")]
     category: &'a str,
+    legacy_code: bool,
 }
 
 impl<'a> ExcludedRecordJson<'a> {
@@ -591,6 +595,7 @@ impl<'a> ExcludedRecordJson<'a> {
             detail: &e.detail,
             list: EnumOut::of(LIST_KINDS, e.list),
             category: &e.category,
+            legacy_code: e.legacy_code,
         }
     }
 }

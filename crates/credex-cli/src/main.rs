@@ -46,7 +46,7 @@ pub struct Global {
     #[arg(long, global = true, env = "CREDEX_CITY", value_name = "ID")]
     pub city: Option<String>,
     /// The client certificate to use: publisher, operator, auditor or reader [default: per
-    /// command: publish→publisher, lookup and list→reader, status→operator, audit→auditor].
+    /// command: publish→publisher, lookup and list→reader, status and invalid→operator, audit→auditor].
     #[arg(long, global = true, value_name = "ROLE", value_parser = parse_role)]
     pub role: Option<Role>,
     /// Machine-readable JSON on stdout instead of tables.
@@ -83,6 +83,8 @@ enum Command {
     List(cmd::list::Args),
     /// A node's sync health: peers, origins, quarantine and view counts.
     Status(cmd::status::Args),
+    /// Entries listed invalid (appended, kept out of the view), with the reason.
+    Invalid(cmd::invalid::Args),
     /// Generate realistic records as JSON Lines on stdout.
     Gen(cmd::generate::Args),
     /// Run a four-city consortium locally and show records crossing it.
@@ -117,6 +119,7 @@ async fn main() -> ExitCode {
         Command::Lookup(args) => cmd::lookup::run(&cli.global, args).await,
         Command::List(args) => cmd::list::run(&cli.global, args).await,
         Command::Status(args) => cmd::status::run(&cli.global, args).await,
+        Command::Invalid(args) => cmd::invalid::run(&cli.global, args).await,
         Command::Gen(args) => cmd::generate::run(&cli.global, args),
         Command::Demo(args) => demo::run(&cli.global, args).await,
         Command::Bench(command) => cmd::bench::run(&cli.global, command).await,

@@ -199,6 +199,13 @@ mod tests {
         ) -> Result<tonic::Response<ListQuarantineResponse>, tonic::Status> {
             Err(tonic::Status::unimplemented("not part of this test"))
         }
+
+        async fn list_invalid(
+            &self,
+            _request: tonic::Request<credex_proto::v1::ListInvalidRequest>,
+        ) -> Result<tonic::Response<credex_proto::v1::ListInvalidResponse>, tonic::Status> {
+            Err(tonic::Status::unimplemented("not part of this test"))
+        }
     }
 
     struct TestNode {

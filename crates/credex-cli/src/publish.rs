@@ -641,6 +641,7 @@ mod tests {
                             record_id: r.record_id.clone(),
                             version: 1,
                             seq: s.size - 1,
+                            already_present: false,
                         }
                     })
                     .collect();

@@ -342,7 +342,7 @@ pub fn mask_id_number(s: &str) -> String {
 
 /// Early-pilot USCCs that were issued with a wrong check character and are still in use,
 /// listed explicitly in config. Codes are stored uppercase.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LegacyAllowList {
     codes: BTreeSet<String>,
 }
@@ -390,6 +390,33 @@ impl LegacyAllowList {
     /// The listed codes, sorted.
     pub fn iter(&self) -> impl Iterator<Item = &str> {
         self.codes.iter().map(String::as_str)
+    }
+}
+
+/// The key a lookup asks the subject index for: `s` normalised (uppercase) when it has the shape
+/// of a USCC or a resident ID number. The check character is deliberately not verified: a lookup
+/// answers with what the view holds, and whether a code passes its checksum (or is on the
+/// consortium's legacy allow-list) is a question about records, decided when they are validated,
+/// never a reason to refuse the question. The error describes a shape that neither identifier
+/// has.
+pub fn lookup_key(s: &str) -> Result<String, IdentError> {
+    match SubjectId::parse(s, &LegacyAllowList::empty()) {
+        Ok(id) => Ok(id.as_str().to_owned()),
+        Err(e) => uscc_shape(s).map_err(|_| e),
+    }
+}
+
+/// A lookup key as responses show it: masked when it may be a resident ID number (17 digits
+/// first).
+pub fn masked_key(key: &str) -> String {
+    let id_shaped = key.len() == IDENT_LEN
+        && key.as_bytes()[..IDENT_LEN - 1]
+            .iter()
+            .all(u8::is_ascii_digit);
+    if id_shaped {
+        mask_id_number(key)
+    } else {
+        key.to_owned()
     }
 }
 

@@ -4,6 +4,7 @@
 //! - [`ident`]: USCC (GB 32100) and resident ID number (GB 11643) validation, masking, the legacy allow-list.
 //! - [`catalogue`]: the shared category catalogue, a versioned data file compiled in.
 //! - [`date`]: UTC+8 calendar dates and the injectable [`date::Clock`].
+//! - [`rules`]: the consortium's rulebook (legacy allow-list, date tolerance, members' divisions).
 //! - [`validate`]: record validation; every error names its field path.
 //! - [`keys`]: log and witness Ed25519 keys in signed-note key encodings, with key ids.
 //! - [`entry`]: entry encoding, Ed25519 signing with domain separation, single and batch verification.
@@ -25,6 +26,7 @@ pub mod keys;
 pub mod merkle;
 pub mod note;
 pub mod policy;
+pub mod rules;
 pub mod validate;
 pub mod view;
 

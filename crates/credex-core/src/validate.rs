@@ -7,6 +7,13 @@
 //! one rule only: an unknown category is an error at publish, but a relayed one is accepted and
 //! flagged ([`Validated::unknown_category`]), since the peer may run a newer catalogue.
 //!
+//! **Every node judges every entry the same way.** Validity depends only on the record, the
+//! consortium's [`Rules`] (pinned by every member) and [`Validator::today`], the *reference date*:
+//! at publish the origin's today (UTC+8, from its clock); for a relayed entry the date its origin
+//! logged it (`Entry.logged_at` in UTC+8, a signed fact of the entry), never the receiver's
+//! clock. The origin validates at publish just before it stamps `logged_at`, so a record valid
+//! there is valid on relay too, and an entry's validity never changes with the day it is checked.
+//!
 //! # Rules
 //! Field paths are relative to the record, dotted, with `[i]` for repeated fields
 //! (`decision.penalty_kinds[2]`). Every rule below is checked and every failure reported.
@@ -50,7 +57,17 @@
 //!   dates.
 //! - **status**: kind specified. ACTIVE carries no reason (its `effective_on`, if given, is checked
 //!   like the others); every other status needs a reason and an `effective_on` date, and no status
-//!   date precedes `decided_on`.
+//!   date precedes `decided_on`. A status may be scheduled ahead: `effective_on` has no upper bound.
+//! - **calendar** (against the reference date): `decided_on` at most
+//!   [`Rules::decision_days_ahead`] days after it (default 1: tomorrow); the birth date of every ID
+//!   number in the record (subject and legal representative, positions 7-14) not after it and not
+//!   after `decided_on`.
+//! - **consortium**: the authority's division code (USCC positions 3-8, GB 32100) starts with the
+//!   publishing city's 4-digit prefix (`4301` for Changsha's 430100), so a city publishes only its
+//!   own authorities' decisions; the record id is not in another member's namespace (it does not
+//!   start with another member's city id followed by `-`, ASCII case-insensitive). USCCs on the
+//!   consortium's legacy allow-list are accepted despite their check character and flagged
+//!   ([`Validated::legacy_uscc`]).
 //!
 //! The normalised record has every identifier in its canonical (uppercase) form;
 //! [`Validated::subject_keys`] holds the subject's identifier the record is indexed under (USCC or
@@ -59,12 +76,13 @@
 
 use crate::catalogue::{self, Catalogue};
 use crate::date::{Date, format_date, parse_date};
-use crate::ident::{self, IdNumber, LegacyAllowList, SubjectId, Uscc};
+use crate::ident::{self, IdNumber, SubjectId, Uscc};
 use crate::pb::{
     Authority, CreditRecord, Decision, ListKind, Publication, RecordStatus, Severity, StatusKind,
     Subject, SubjectKind,
 };
-use chrono::Months;
+use crate::rules::Rules;
+use chrono::{Days, Months};
 use std::fmt;
 
 /// Longest record id, in characters.
@@ -106,12 +124,24 @@ pub enum Mode {
     Relay,
 }
 
-/// Validates records against the schema rules, a catalogue and the legacy USCC allow-list.
+/// Validates records against the schema rules, a catalogue and the consortium's rules.
 #[derive(Clone, Copy)]
 pub struct Validator<'a> {
     pub catalogue: &'a Catalogue,
-    pub allow_list: &'a LegacyAllowList,
+    pub rules: &'a Rules,
     pub mode: Mode,
+    /// The publishing city (the entry's origin): whose namespace and division apply.
+    pub origin: &'a str,
+    /// The reference date (see the module doc): today at publish, the entry's `logged_at` date on
+    /// relay.
+    pub today: Date,
+}
+
+impl Validator<'_> {
+    /// The same validator with another reference date (a relayed entry's `logged_at` date).
+    pub fn on(self, today: Date) -> Self {
+        Self { today, ..self }
+    }
 }
 
 // By hand: the derived form would print the whole catalogue and allow-list into every log line.
@@ -120,6 +150,8 @@ impl fmt::Debug for Validator<'_> {
         f.debug_struct("Validator")
             .field("catalogue", &self.catalogue.version())
             .field("mode", &self.mode)
+            .field("origin", &self.origin)
+            .field("today", &self.today)
             .finish_non_exhaustive()
     }
 }
@@ -163,6 +195,7 @@ impl Validator<'_> {
         let mut run = Run {
             validator: self,
             errors: Vec::new(),
+            births: Vec::new(),
             out: Validated {
                 unknown_category: false,
                 legacy_uscc: false,
@@ -186,6 +219,8 @@ impl Validator<'_> {
 struct Run<'v, 'a> {
     validator: &'v Validator<'a>,
     errors: Vec<FieldError>,
+    /// Every ID number's birth date, by field path, checked against the dates once they are known.
+    births: Vec<(&'static str, IdNumber)>,
     out: Validated,
 }
 
@@ -215,6 +250,7 @@ impl Run<'_, '_> {
         self.category(&r.category, list, subject_kind);
         self.authority(r.authority.as_ref());
         let decided_on = self.decision(r.decision.as_ref(), list);
+        self.calendar(decided_on);
         self.publication(r.publication.as_ref(), decided_on, list, severity);
         self.status(r.status.as_ref(), decided_on);
         self.text(
@@ -244,6 +280,21 @@ impl Run<'_, '_> {
             self.push(
                 "record_id",
                 format!("contains {bad:?} (U+{code:04X}); {allowed}"),
+            );
+        }
+        let origin = self.validator.origin;
+        if let Some(owner) = self.validator.rules.namespace_of(id)
+            && owner.city != origin
+        {
+            self.push(
+                "record_id",
+                format!(
+                    "{} is in {}'s namespace ({}-…); {origin} publishes only record ids outside \
+                     other members' namespaces",
+                    shown_record_id(id),
+                    owner.city,
+                    owner.city
+                ),
             );
         }
     }
@@ -326,6 +377,7 @@ impl Run<'_, '_> {
                     self.push("subject.id_number", "is required for a natural person");
                 } else if let Some(id) = self.id_number("subject.id_number", &s.id_number) {
                     self.subject_mut().id_number = id.as_str().to_owned();
+                    self.births.push(("subject.id_number", id.clone()));
                     self.out.subject_keys.push(SubjectId::IdNumber(id));
                 }
                 if !s.uscc.is_empty() {
@@ -367,6 +419,8 @@ impl Run<'_, '_> {
                 && let Some(out) = self.subject_mut().legal_representative.as_mut()
             {
                 out.id_number = id.as_str().to_owned();
+                self.births
+                    .push(("subject.legal_representative.id_number", id));
             }
         }
         kind
@@ -378,7 +432,7 @@ impl Run<'_, '_> {
 
     /// Parses a USCC (allow-list aware), or reports the problem.
     fn uscc(&mut self, path: &str, text: &str) -> Option<Uscc> {
-        match ident::parse_uscc_allowing(text, self.validator.allow_list) {
+        match ident::parse_uscc_allowing(text, &self.validator.rules.legacy_uscc_allow_list) {
             Ok((uscc, legacy)) => {
                 self.out.legacy_uscc |= legacy;
                 Some(uscc)
@@ -516,6 +570,29 @@ impl Run<'_, '_> {
                     ),
                 );
             }
+            let origin = self.validator.origin;
+            match self.validator.rules.member(origin) {
+                Some(member) if !uscc.division_code().starts_with(member.division_prefix()) => {
+                    self.push(
+                        "authority.uscc",
+                        format!(
+                            "{uscc} is registered in division {}, outside {origin} ({}, division \
+                             prefix {}); a city publishes only its own authorities' decisions",
+                            uscc.division_code(),
+                            member.division,
+                            member.division_prefix()
+                        ),
+                    );
+                }
+                Some(_) => {}
+                None => self.push(
+                    "authority.uscc",
+                    format!(
+                        "cannot check its division: publishing city {origin:?} is not a member \
+                         in the consortium rules"
+                    ),
+                ),
+            }
             self.out.normalised.authority.get_or_insert_default().uscc = uscc.as_str().to_owned();
         }
     }
@@ -602,6 +679,48 @@ impl Run<'_, '_> {
         }
         self.items("decision.sanction_measures", &d.sanction_measures);
         decided_on
+    }
+
+    /// The calendar checks against the reference date (see the module doc).
+    fn calendar(&mut self, decided_on: Option<Date>) {
+        let today = self.validator.today;
+        let ahead = self.validator.rules.decision_days_ahead;
+        if let Some(decided) = decided_on
+            && let Some(latest) = today.checked_add_days(Days::new(u64::from(ahead)))
+            && decided > latest
+        {
+            self.push(
+                "decision.decided_on",
+                format!(
+                    "{} is in the future: the latest decision date on {} is {} ({ahead} day(s) ahead)",
+                    format_date(decided),
+                    format_date(today),
+                    format_date(latest)
+                ),
+            );
+        }
+        for (path, id) in std::mem::take(&mut self.births) {
+            let born = id.birth_date();
+            if born > today {
+                self.push(
+                    path,
+                    format!(
+                        "{id}: its birth date (positions 7-14) is in the future on {}",
+                        format_date(today)
+                    ),
+                );
+            } else if let Some(decided) = decided_on
+                && born > decided
+            {
+                self.push(
+                    path,
+                    format!(
+                        "{id}: its birth date (positions 7-14) is after decision.decided_on {}",
+                        format_date(decided)
+                    ),
+                );
+            }
+        }
     }
 
     fn publication(
@@ -867,7 +986,9 @@ fn joined(errors: &[FieldError]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ident::LegacyAllowList;
     use crate::pb::LegalRepresentative;
+    use crate::rules::MemberRule;
     use expect_test::{Expect, expect};
     use proptest::prelude::*;
 
@@ -1084,12 +1205,42 @@ mod tests {
         })
     }
 
-    fn outcome(mode: Mode, allow_list: &LegacyAllowList, record: &CreditRecord) -> String {
-        let validator = Validator {
+    /// The reference date of the tables: after every fixture's decision.
+    const TODAY: &str = "2026-05-20";
+
+    /// The four capitals' rules with `allow_list`.
+    fn rules(allow_list: &LegacyAllowList) -> Rules {
+        let members = [
+            ("changsha", "430100"),
+            ("wuhan", "420100"),
+            ("hefei", "340100"),
+            ("nanchang", "360100"),
+        ]
+        .map(|(city, division)| MemberRule {
+            city: city.into(),
+            division: division.into(),
+        });
+        Rules {
+            legacy_uscc_allow_list: allow_list.clone(),
+            members: members.to_vec(),
+            ..Rules::default()
+        }
+    }
+
+    /// A validator for records Changsha publishes on [`TODAY`].
+    fn validator(mode: Mode, rules: &Rules) -> Validator<'_> {
+        Validator {
             catalogue: Catalogue::builtin(),
-            allow_list,
+            rules,
             mode,
-        };
+            origin: "changsha",
+            today: crate::date::parse_date(TODAY).expect("a date"),
+        }
+    }
+
+    fn outcome(mode: Mode, allow_list: &LegacyAllowList, record: &CreditRecord) -> String {
+        let rules = rules(allow_list);
+        let validator = validator(mode, &rules);
         match validator.validate(record) {
             Ok(v) => {
                 let keys: Vec<String> = v.subject_keys.iter().map(ToString::to_string).collect();
@@ -1846,6 +1997,192 @@ mod tests {
         );
     }
 
+    /// A natural person's record with the ID number `first17` + its check character.
+    fn about_person(first17: &str) -> CreditRecord {
+        with(black(), |r| {
+            r.subject = Some(Subject {
+                id_number: id_number(first17),
+                ..natural_person()
+            })
+        })
+    }
+
+    /// The black-list fixture decided and published from `decided_on` for a year.
+    fn decided(decided_on: &str) -> CreditRecord {
+        let end = crate::date::parse_date(decided_on)
+            .expect("a date")
+            .checked_add_months(Months::new(12))
+            .expect("in range");
+        with(black(), |r| {
+            decision(r).decided_on = decided_on.into();
+            r.publication = publication(decided_on, &format_date(end));
+        })
+    }
+
+    #[test]
+    fn calendar_rules() {
+        let empty = LegacyAllowList::empty();
+        let mut table = Vec::new();
+        // Reference date 2026-05-20 (TODAY); the black-list fixture is decided on 2026-04-02.
+        for (case, record) in [
+            ("decided tomorrow", decided("2026-05-21")),
+            ("decided in two days", decided("2026-05-22")),
+            ("decided in 2030", decided("2030-01-02")),
+            ("born 1990", about_person(PERSON)),
+            ("born 2090", about_person("43010220900307123")),
+            ("born after the decision", about_person("43010220260410123")),
+            (
+                "born on the decision day",
+                about_person("43010220260402123"),
+            ),
+            (
+                "representative born after the decision",
+                with(black(), |r| {
+                    subject(r)
+                        .legal_representative
+                        .as_mut()
+                        .expect("fixture")
+                        .id_number = id_number("43010220260501001")
+                }),
+            ),
+            (
+                "repair scheduled for 2030",
+                with(black(), |r| {
+                    *status(r) = RecordStatus {
+                        kind: StatusKind::Repaired as i32,
+                        reason: "信用修复".into(),
+                        effective_on: "2030-01-01".into(),
+                    }
+                }),
+            ),
+            (
+                "repair effective before the decision",
+                with(black(), |r| {
+                    *status(r) = RecordStatus {
+                        kind: StatusKind::Repaired as i32,
+                        reason: "信用修复".into(),
+                        effective_on: "2026-04-01".into(),
+                    }
+                }),
+            ),
+        ] {
+            table.push(format!(
+                "{case}: {}",
+                outcome(Mode::Publish, &empty, &record)
+            ));
+        }
+        expect![[r#"
+            decided tomorrow: ok keys=[91430100MA4L00003Q] unknown_category=false legacy_uscc=false
+            decided in two days: record CS-B-2026-0001: decision.decided_on: 2026-05-22 is in the future: the latest decision date on 2026-05-20 is 2026-05-21 (1 day(s) ahead)
+            decided in 2030: record CS-B-2026-0001: decision.decided_on: 2030-01-02 is in the future: the latest decision date on 2026-05-20 is 2026-05-21 (1 day(s) ahead)
+            born 1990: ok keys=[4301**********1234] unknown_category=false legacy_uscc=false
+            born 2090: record CS-B-2026-0001: subject.id_number: 4301**********1230: its birth date (positions 7-14) is in the future on 2026-05-20
+            born after the decision: record CS-B-2026-0001: subject.id_number: 4301**********1237: its birth date (positions 7-14) is after decision.decided_on 2026-04-02
+            born on the decision day: ok keys=[4301**********1237] unknown_category=false legacy_uscc=false
+            representative born after the decision: record CS-B-2026-0001: subject.legal_representative.id_number: 4301**********0011: its birth date (positions 7-14) is after decision.decided_on 2026-04-02
+            repair scheduled for 2030: ok keys=[91430100MA4L00003Q] unknown_category=false legacy_uscc=false
+            repair effective before the decision: record CS-B-2026-0001: status.effective_on: 2026-04-01 is before decision.decided_on 2026-04-02"#]].assert_eq(&table.join("\n"));
+
+        // On relay the reference date is the day the origin logged the entry, not the
+        // receiver's today: a decision dated 2026-06-01 is valid in an entry logged on
+        // 2026-05-31, on any day it is checked, and invalid in one logged on 2026-05-20.
+        let rules = rules(&empty);
+        let relay = validator(Mode::Relay, &rules);
+        let record = decided("2026-06-01");
+        let on = |date: &str| match relay
+            .on(crate::date::parse_date(date).expect("a date"))
+            .validate(&record)
+        {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        expect![[r#"
+            logged 2026-05-31: ok
+            logged 2026-05-20: record CS-B-2026-0001: decision.decided_on: 2026-06-01 is in the future: the latest decision date on 2026-05-20 is 2026-05-21 (1 day(s) ahead)"#]].assert_eq(&format!(
+            "logged 2026-05-31: {}\nlogged 2026-05-20: {}",
+            on("2026-05-31"),
+            on("2026-05-20")
+        ));
+    }
+
+    #[test]
+    fn consortium_rules() {
+        let empty = LegacyAllowList::empty();
+        let mut table = Vec::new();
+        for (case, record) in [
+            ("changsha court", black()),
+            (
+                "district office 430103",
+                with(black(), |r| {
+                    r.authority = Some(Authority {
+                        name: "长沙市天心区市场监督管理局".into(),
+                        uscc: uscc("11430103006123456"),
+                    })
+                }),
+            ),
+            (
+                "wuhan authority",
+                with(black(), |r| {
+                    r.authority = Some(Authority {
+                        name: "武汉市中级人民法院".into(),
+                        uscc: uscc("11420100006123456"),
+                    })
+                }),
+            ),
+            (
+                "hunan provincial authority 430000",
+                with(black(), |r| {
+                    r.authority = Some(Authority {
+                        name: "湖南省市场监督管理局".into(),
+                        uscc: uscc("11430000006123456"),
+                    })
+                }),
+            ),
+            (
+                "id changsha-17",
+                with(black(), |r| r.record_id = "changsha-17".into()),
+            ),
+            (
+                "id wuhan-17",
+                with(black(), |r| r.record_id = "wuhan-17".into()),
+            ),
+            (
+                "id WuHan-17",
+                with(black(), |r| r.record_id = "WuHan-17".into()),
+            ),
+            (
+                "id wuhanese-17",
+                with(black(), |r| r.record_id = "wuhanese-17".into()),
+            ),
+            (
+                "id hefei.17",
+                with(black(), |r| r.record_id = "hefei.17".into()),
+            ),
+        ] {
+            table.push(format!(
+                "{case}: {}",
+                outcome(Mode::Publish, &empty, &record)
+            ));
+        }
+        expect![[r#"
+            changsha court: ok keys=[91430100MA4L00003Q] unknown_category=false legacy_uscc=false
+            district office 430103: ok keys=[91430100MA4L00003Q] unknown_category=false legacy_uscc=false
+            wuhan authority: record CS-B-2026-0001: authority.uscc: 11420100006123456F is registered in division 420100, outside changsha (430100, division prefix 4301); a city publishes only its own authorities' decisions
+            hunan provincial authority 430000: record CS-B-2026-0001: authority.uscc: 11430000006123456E is registered in division 430000, outside changsha (430100, division prefix 4301); a city publishes only its own authorities' decisions
+            id changsha-17: ok keys=[91430100MA4L00003Q] unknown_category=false legacy_uscc=false
+            id wuhan-17: record wuhan-17: record_id: wuhan-17 is in wuhan's namespace (wuhan-…); changsha publishes only record ids outside other members' namespaces
+            id WuHan-17: record WuHan-17: record_id: WuHan-17 is in wuhan's namespace (wuhan-…); changsha publishes only record ids outside other members' namespaces
+            id wuhanese-17: ok keys=[91430100MA4L00003Q] unknown_category=false legacy_uscc=false
+            id hefei.17: ok keys=[91430100MA4L00003Q] unknown_category=false legacy_uscc=false"#]].assert_eq(&table.join("\n"));
+
+        let rules = rules(&empty);
+        let stranger = Validator {
+            origin: "shanghai",
+            ..validator(Mode::Relay, &rules)
+        };
+        expect![[r#"record CS-B-2026-0001: authority.uscc: cannot check its division: publishing city "shanghai" is not a member in the consortium rules"#]].assert_eq(&stranger.validate(&black()).expect_err("no division").to_string());
+    }
+
     #[test]
     fn status_rules() {
         check(
@@ -2066,13 +2403,9 @@ mod tests {
                 r#"record CS-17: subject.uscc: uscc "91430100MA4L00003X": check character is X, expected Q; category: "tax.credit_grade_a" may be used on lists red, not penalty; authority: is required; decision.document_number: is required on a penalty disclosure; decision.legal_basis: is required on a penalty disclosure; decision.facts: is required on a penalty disclosure; decision.penalty_kinds: at least one is required on a penalty disclosure, e.g. 警告 or 罚款; decision.fine_fen: is 100 fen but penalty_kinds does not include 罚款; publication.ends_on: 2027-05-01 exceeds the 1-year publication limit for GENERAL records: from 2026-04-10 the last day is 2027-04-10; status.reason: is required for status REPAIRED; status.effective_on: is required"#
             ]],
         );
-        let err = Validator {
-            catalogue: Catalogue::builtin(),
-            allow_list: &LegacyAllowList::empty(),
-            mode: Mode::Publish,
-        }
-        .validate(&wreck)
-        .expect_err("wreck is invalid");
+        let err = validator(Mode::Publish, &rules(&LegacyAllowList::empty()))
+            .validate(&wreck)
+            .expect_err("wreck is invalid");
         assert_eq!(err.record_id, "CS-17");
         let paths: Vec<&str> = err.errors.iter().map(|e| e.path.as_str()).collect();
         expect![[r#"
@@ -2103,11 +2436,8 @@ mod tests {
             });
             r.authority.as_mut().expect("fixture").uscc = uscc(COURT).to_lowercase();
         });
-        let validator = Validator {
-            catalogue: Catalogue::builtin(),
-            allow_list: &LegacyAllowList::empty(),
-            mode: Mode::Publish,
-        };
+        let rules = rules(&LegacyAllowList::empty());
+        let validator = validator(Mode::Publish, &rules);
         let v = validator
             .validate(&record)
             .expect("lowercase identifiers are accepted");
@@ -2269,8 +2599,8 @@ mod tests {
                 *period(r) = Publication { starts_on, ends_on };
                 status(r).kind = status_kind;
             });
-            let allow = LegacyAllowList::empty();
-            let validator = Validator { catalogue: Catalogue::builtin(), allow_list: &allow, mode };
+            let rules = rules(&LegacyAllowList::empty());
+            let validator = validator(mode, &rules);
             match validator.validate(&record) {
                 Ok(v) => {
                     let again = validator.validate(&v.normalised).expect("normalised record is valid");

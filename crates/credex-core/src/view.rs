@@ -32,6 +32,8 @@ pub struct RecordVersion {
     /// Set when the record failed this node's validation (appended but kept out of the view).
     pub invalid: Option<String>,
     pub unknown_category: bool,
+    /// A USCC in the record was admitted only by the consortium's legacy allow-list (flagged).
+    pub legacy_code: bool,
 }
 
 impl RecordVersion {
@@ -117,6 +119,7 @@ impl InForce {
             provenance: Some(self.version.provenance()),
             under_objection: self.under_objection,
             unknown_category: self.version.unknown_category,
+            legacy_code: self.version.legacy_code,
         }
     }
 }
@@ -141,6 +144,7 @@ impl Excluded {
             detail: self.detail.clone(),
             list: record.list,
             category: record.category.clone(),
+            legacy_code: self.version.legacy_code,
         }
     }
 }
@@ -496,6 +500,7 @@ mod tests {
             logged_at: 0,
             invalid: None,
             unknown_category: false,
+            legacy_code: false,
         }
     }
 

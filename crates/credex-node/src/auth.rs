@@ -31,6 +31,7 @@ pub enum Rpc {
     ViewWatch,
     Status,
     ListQuarantine,
+    ListInvalid,
     GetProof,
     GetConsistency,
     ListEvidence,
@@ -49,7 +50,7 @@ enum Access {
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 13] = [
+    pub const ALL: [Rpc; 14] = [
         Rpc::Sync,
         Rpc::AddCheckpoint,
         Rpc::Publish,
@@ -58,6 +59,7 @@ impl Rpc {
         Rpc::ViewWatch,
         Rpc::Status,
         Rpc::ListQuarantine,
+        Rpc::ListInvalid,
         Rpc::GetProof,
         Rpc::GetConsistency,
         Rpc::ListEvidence,
@@ -109,6 +111,11 @@ impl Rpc {
             Rpc::ListQuarantine => (
                 "Operator.ListQuarantine",
                 "/credex.v1.Operator/ListQuarantine",
+                Access::OwnOperator,
+            ),
+            Rpc::ListInvalid => (
+                "Operator.ListInvalid",
+                "/credex.v1.Operator/ListInvalid",
                 Access::OwnOperator,
             ),
             Rpc::GetProof => (
@@ -295,6 +302,7 @@ mod tests {
             View.Watch               changsha/operator changsha/auditor changsha/reader
             Operator.Status          changsha/operator
             Operator.ListQuarantine  changsha/operator
+            Operator.ListInvalid     changsha/operator
             Audit.GetProof           changsha/operator changsha/auditor wuhan/auditor
             Audit.GetConsistency     changsha/operator changsha/auditor wuhan/auditor
             Audit.ListEvidence       changsha/operator changsha/auditor wuhan/auditor

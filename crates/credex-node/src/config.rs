@@ -33,9 +33,6 @@
 //!
 //! [recognition]                          # credex_core::policy::RecognitionPolicy
 //!
-//! [identifiers]
-//! legacy_uscc_allow_list = []            # early-pilot USCCs that fail their checksum
-//!
 //! [log]
 //! filter = "info"                        # tracing EnvFilter syntax
 //! format = "text"                        # or "json"
@@ -55,10 +52,18 @@
 //!
 //! Other `CREDEX_*` variables are left to their users (the binaries' flags).
 //!
+//! Rules that decide whether a record is valid are not node config: they are the consortium's,
+//! in its file's `[rules]`, so that every member judges every entry the same way. A node config
+//! that still has the old `[identifiers] legacy_uscc_allow_list` is refused with a message
+//! saying where it moved.
+//!
 //! # Consortium file
 //! ```toml
 //! name = "mid-yangtze"                   # in SPIFFE IDs and origins credex/<name>/<city>
 //! ca_cert = "ca.pem"
+//! [rules]                                # optional; defaults shown
+//! legacy_uscc_allow_list = []            # early-pilot USCCs that fail their checksum (flagged)
+//! decision_days_ahead = 1                # a decision date may be at most this many days ahead
 //! [[members]]
 //! city = "changsha"
 //! name_zh = "长沙"
@@ -79,6 +84,7 @@ use std::time::Duration;
 use credex_core::ident::LegacyAllowList;
 use credex_core::keys::{KeyAlgorithm, KeyError, PublicKey, SigningKeyPair};
 use credex_core::policy::{PolicyError, RecognitionPolicy};
+use credex_core::rules::{MemberRule, Rules};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::tls::{Identity, Role, TlsFiles, check_label, parse_address};
@@ -90,6 +96,9 @@ const STORAGE_CACHE_MB: (u64, u64) = (8, 65_536);
 const BACKOFF_MS: (u64, u64) = (1, 3_600_000);
 /// Longest `name_zh`, in characters: city names are a few characters, this only stops garbage.
 const NAME_ZH_MAX_CHARS: usize = 32;
+/// Bounds of `rules.decision_days_ahead`: a week covers any clock or time-zone slip; more would
+/// let through decisions that have not been taken.
+const DECISION_DAYS_AHEAD: (u64, u64) = (0, 7);
 
 /// What is wrong with a config or consortium file.
 #[derive(Debug, thiserror::Error)]
@@ -155,7 +164,6 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Its own origin is set to `node.city` by [`Config::load`].
     pub recognition: RecognitionPolicy,
-    pub identifiers: IdentifiersConfig,
     pub log: LogConfig,
     /// The consortium file `node.consortium_file` names, loaded and validated with the config.
     #[serde(skip)]
@@ -244,11 +252,24 @@ impl StorageConfig {
     }
 }
 
-/// `[identifiers]`.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct IdentifiersConfig {
+/// The consortium file's `[rules]`: what decides validity beyond the schema, the same at every
+/// member (see [`Consortium::rules`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RulesConfig {
+    /// Early-pilot USCCs accepted despite a failing check character, flagged in every output.
     #[serde(serialize_with = "serialize_allow_list")]
     pub legacy_uscc_allow_list: LegacyAllowList,
+    /// A decision date may be at most this many days after the reference date (1: tomorrow).
+    pub decision_days_ahead: u32,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        Self {
+            legacy_uscc_allow_list: LegacyAllowList::empty(),
+            decision_days_ahead: credex_core::rules::DEFAULT_DECISION_DAYS_AHEAD,
+        }
+    }
 }
 
 fn serialize_allow_list<S: Serializer>(list: &LegacyAllowList, s: S) -> Result<S::Ok, S::Error> {
@@ -303,6 +324,7 @@ pub struct SigningKeys {
 pub struct Consortium {
     pub name: String,
     pub ca_cert: PathBuf,
+    pub rules: RulesConfig,
     pub members: Vec<Member>,
 }
 
@@ -336,8 +358,8 @@ struct RawConfig {
     storage: StorageConfig,
     #[serde(default)]
     recognition: RecognitionPolicy,
-    #[serde(default)]
-    identifiers: RawIdentifiers,
+    /// Moved to the consortium file's `[rules]`; present only to say so.
+    identifiers: Option<toml::Value>,
     #[serde(default)]
     log: RawLog,
 }
@@ -362,9 +384,10 @@ struct RawTls {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct RawIdentifiers {
+struct RawRules {
     #[serde(default)]
     legacy_uscc_allow_list: Vec<String>,
+    decision_days_ahead: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -389,6 +412,8 @@ impl Default for RawLog {
 struct RawConsortium {
     name: String,
     ca_cert: PathBuf,
+    #[serde(default)]
+    rules: RawRules,
     members: Vec<RawMember>,
 }
 
@@ -696,19 +721,18 @@ fn validate(
             source,
         })?;
 
-    for (i, code) in raw.identifiers.legacy_uscc_allow_list.iter().enumerate() {
-        LegacyAllowList::new([code]).map_err(|e| {
-            checker.invalid(
-                &format!("identifiers.legacy_uscc_allow_list[{i}]"),
-                Shown::Hidden,
-                e,
-            )
-        })?;
+    if raw.identifiers.is_some() {
+        return Err(checker.invalid(
+            "identifiers",
+            Shown::Hidden,
+            format!(
+                "has moved: legacy_uscc_allow_list is a rule of the consortium now, in the \
+                 [rules] section of the consortium file ({}), so that every member judges every \
+                 entry the same way; remove [identifiers] from this file",
+                node.consortium_file.display()
+            ),
+        ));
     }
-    let identifiers = IdentifiersConfig {
-        legacy_uscc_allow_list: LegacyAllowList::new(&raw.identifiers.legacy_uscc_allow_list)
-            .map_err(|e| checker.invalid("identifiers.legacy_uscc_allow_list", Shown::Hidden, e))?,
-    };
 
     let format = raw.log.format.parse().map_err(|()| {
         checker.invalid(
@@ -737,7 +761,6 @@ fn validate(
         sync,
         storage,
         recognition,
-        identifiers,
         log,
         consortium,
     })
@@ -837,6 +860,22 @@ impl Consortium {
         self.members.iter().find(|m| m.city == city)
     }
 
+    /// The rules every member validates records by: `[rules]` and the members' divisions.
+    pub fn rules(&self) -> Rules {
+        Rules {
+            legacy_uscc_allow_list: self.rules.legacy_uscc_allow_list.clone(),
+            decision_days_ahead: self.rules.decision_days_ahead,
+            members: self
+                .members
+                .iter()
+                .map(|m| MemberRule {
+                    city: m.city.clone(),
+                    division: m.division.clone(),
+                })
+                .collect(),
+        }
+    }
+
     /// Member city ids, in file order.
     pub fn cities(&self) -> impl Iterator<Item = &str> {
         self.members.iter().map(|m| m.city.as_str())
@@ -868,9 +907,31 @@ fn validate_consortium(
     checker: &Checker<'_>,
 ) -> Result<Consortium, ConfigError> {
     checker.label("name", &raw.name)?;
+    for (i, code) in raw.rules.legacy_uscc_allow_list.iter().enumerate() {
+        LegacyAllowList::new([code]).map_err(|e| {
+            checker.invalid(
+                &format!("rules.legacy_uscc_allow_list[{i}]"),
+                Shown::Hidden,
+                e,
+            )
+        })?;
+    }
+    let decision_days_ahead = match raw.rules.decision_days_ahead {
+        Some(days) => {
+            checker.range("rules.decision_days_ahead", days, DECISION_DAYS_AHEAD)?;
+            u32::try_from(days).unwrap_or(u32::MAX)
+        }
+        None => credex_core::rules::DEFAULT_DECISION_DAYS_AHEAD,
+    };
+    let rules = RulesConfig {
+        legacy_uscc_allow_list: LegacyAllowList::new(&raw.rules.legacy_uscc_allow_list)
+            .map_err(|e| checker.invalid("rules.legacy_uscc_allow_list", Shown::Hidden, e))?,
+        decision_days_ahead,
+    };
     let mut consortium = Consortium {
         ca_cert: checker.path("ca_cert", base, &raw.ca_cert)?,
         name: raw.name,
+        rules,
         members: Vec::with_capacity(raw.members.len()),
     };
     if raw.members.is_empty() {
@@ -1058,9 +1119,6 @@ mod tests {
                 "tax.*",
             ]
 
-            [identifiers]
-            legacy_uscc_allow_list = ["91350100M000100Y42"]
-
             [log]
             filter = "info,credex_node=debug"
             format = "json"
@@ -1112,9 +1170,6 @@ mod tests {
             categories = ["*"]
 
             [recognition.origins]
-
-            [identifiers]
-            legacy_uscc_allow_list = []
 
             [log]
             filter = "info"
@@ -1321,11 +1376,11 @@ mod tests {
         "#]],
         );
         check(
-            "M000100Y42",
-            "M000100Y43",
-            expect![[
-                r#"DIR/changsha.toml: config key identifiers.legacy_uscc_allow_list[0]: uscc "91350100M000100Y43": passes its check character, so it does not belong in the legacy allow-list"#
-            ]],
+            "[log]",
+            "[identifiers]\nlegacy_uscc_allow_list = [\"91350100M000100Y42\"]\n\n[log]",
+            expect![
+                "DIR/changsha.toml: config key identifiers: has moved: legacy_uscc_allow_list is a rule of the consortium now, in the [rules] section of the consortium file (DIR/consortium.toml), so that every member judges every entry the same way; remove [identifiers] from this file"
+            ],
         );
         check(
             "format = \"json\"",
@@ -1461,6 +1516,28 @@ mod tests {
             ]],
         );
         check(
+            &edit("M000100Y42", "M000100Y43"),
+            expect![[
+                r#"DIR/consortium.toml: consortium key rules.legacy_uscc_allow_list[0]: uscc "91350100M000100Y43": passes its check character, so it does not belong in the legacy allow-list"#
+            ]],
+        );
+        check(
+            &edit("decision_days_ahead = 1", "decision_days_ahead = 30"),
+            expect![
+                "DIR/consortium.toml: consortium key rules.decision_days_ahead: 30 is not from 0 to 7"
+            ],
+        );
+        check(
+            &edit("decision_days_ahead = 1", "decision_days_ahed = 1"),
+            expect![[r#"
+                consortium file DIR/consortium.toml: TOML parse error at line 40, column 1
+                   |
+                40 | decision_days_ahed = 1
+                   | ^^^^^^^^^^^^^^^^^^
+                unknown field `decision_days_ahed`, expected `legacy_uscc_allow_list` or `decision_days_ahead`
+            "#]],
+        );
+        check(
             &edit("420100", "43010"),
             expect![[
                 r#"DIR/consortium.toml: consortium key members[1].division: "43010" is not a six-digit division code"#
@@ -1548,12 +1625,12 @@ mod tests {
         check(
             &edit("ca_cert", "ca_certs"),
             expect![[r#"
-            consortium file DIR/consortium.toml: TOML parse error at line 3, column 1
-              |
-            3 | ca_certs = "../tls/ca.pem"
-              | ^^^^^^^^
-            unknown field `ca_certs`, expected one of `name`, `ca_cert`, `members`
-        "#]],
+                consortium file DIR/consortium.toml: TOML parse error at line 3, column 1
+                  |
+                3 | ca_certs = "../tls/ca.pem"
+                  | ^^^^^^^^
+                unknown field `ca_certs`, expected one of `name`, `ca_cert`, `rules`, `members`
+            "#]],
         );
     }
 

@@ -20,6 +20,8 @@ pub mod query;
 pub mod witness;
 
 #[cfg(test)]
+mod rules_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod view_tests;
@@ -29,9 +31,10 @@ use std::sync::{Arc, Mutex};
 
 use credex_core::catalogue::Catalogue;
 use credex_core::date::Clock;
-use credex_core::ident::LegacyAllowList;
 use credex_core::keys::{PublicKey, SigningKeyPair};
 use credex_core::policy::RecognitionPolicy;
+use credex_core::rules::Rules;
+use credex_core::validate::{Mode, Validator};
 use credex_store::{Store, StoreError};
 use tokio::sync::watch;
 
@@ -57,7 +60,8 @@ pub struct EngineParts {
     pub log_key: SigningKeyPair,
     pub witness_key: SigningKeyPair,
     pub policy: RecognitionPolicy,
-    pub allow_list: LegacyAllowList,
+    /// The consortium's rules (its file's `[rules]` and members' divisions).
+    pub rules: Rules,
     pub clock: Arc<dyn Clock>,
     pub store: Store,
     pub batch_max_entries: usize,
@@ -94,7 +98,7 @@ pub struct Engine {
     log_key: SigningKeyPair,
     witness_key: SigningKeyPair,
     pub policy: RecognitionPolicy,
-    pub allow_list: LegacyAllowList,
+    pub rules: Rules,
     pub catalogue: &'static Catalogue,
     pub clock: Arc<dyn Clock>,
     pub store: Store,
@@ -139,7 +143,7 @@ impl Engine {
             log_key: parts.log_key,
             witness_key: parts.witness_key,
             policy: parts.policy,
-            allow_list: parts.allow_list,
+            rules: parts.rules,
             catalogue: Catalogue::builtin(),
             clock: parts.clock,
             store: parts.store,
@@ -165,6 +169,18 @@ impl Engine {
 
     pub fn me(&self) -> &Member {
         &self.members[&self.city]
+    }
+
+    /// The validator for records `origin` publishes, against the consortium's rules, with today
+    /// (UTC+8) as the reference date; the receive path moves it to each entry's `logged_at` date.
+    pub fn validator<'a>(&'a self, mode: Mode, origin: &'a str) -> Validator<'a> {
+        Validator {
+            catalogue: self.catalogue,
+            rules: &self.rules,
+            mode,
+            origin,
+            today: self.clock.today(),
+        }
     }
 
     pub fn witness_key(&self) -> &SigningKeyPair {

@@ -85,7 +85,7 @@ pub fn engine(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Engi
         log_key: keys.log,
         witness_key: keys.witness,
         policy: config.recognition.clone(),
-        allow_list: config.identifiers.legacy_uscc_allow_list.clone(),
+        rules: consortium.rules(),
         clock,
         store,
         batch_max_entries: usize::try_from(config.sync.batch_max_entries).unwrap_or(usize::MAX),

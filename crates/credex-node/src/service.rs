@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::{Authorizer, Rpc};
 use crate::engine::publish::PublishQueue;
-use crate::engine::query::ListFilter;
+use crate::engine::query::{self, ListFilter};
 use crate::engine::witness::WitnessAnswer;
 use crate::engine::{Engine, EngineError};
 use crate::sync::{self, PeerTable};
@@ -150,6 +150,7 @@ impl Publisher for Api {
                     record_id: p.record_id,
                     version: p.version,
                     seq: p.seq,
+                    already_present: p.already_present,
                 })
                 .collect(),
             tree_size: receipt.tree_size,
@@ -165,13 +166,25 @@ impl View for Api {
     ) -> Result<Response<pb::LookupResponse>, Status> {
         self.authorize(&request, Rpc::ViewLookup)?;
         let req = request.into_inner();
+        let page_size = match req.page_size {
+            0 => query::MAX_PAGE,
+            n => (n as usize).min(query::MAX_PAGE),
+        };
         let lookup = self
             .engine
-            .lookup(&req.subject_id, &req.as_of, req.as_known_at)
+            .lookup_page(
+                &req.subject_id,
+                &req.as_of,
+                req.as_known_at,
+                page_size,
+                query::MAX_PAGE_BYTES,
+                &req.page_token,
+            )
             .map_err(status)?;
         let asked = lookup.subject.as_str();
         Ok(Response::new(pb::LookupResponse {
-            subject_id: lookup.subject.masked(),
+            subject_id: lookup.subject_masked.clone(),
+            next_page_token: lookup.next_page_token.clone(),
             in_force: lookup
                 .view
                 .in_force
@@ -448,5 +461,35 @@ impl Operator for Api {
             })
             .collect();
         Ok(Response::new(pb::ListQuarantineResponse { entries }))
+    }
+
+    async fn list_invalid(
+        &self,
+        request: Request<pb::ListInvalidRequest>,
+    ) -> Result<Response<pb::ListInvalidResponse>, Status> {
+        self.authorize(&request, Rpc::ListInvalid)?;
+        let req = request.into_inner();
+        let engine = self.engine.clone();
+        let page = tokio::task::spawn_blocking(move || {
+            let origin = Some(req.origin.as_str()).filter(|o| !o.is_empty());
+            engine.list_invalid(origin, req.page_size as usize, &req.page_token)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("list invalid task: {e}")))?
+        .map_err(status)?;
+        Ok(Response::new(pb::ListInvalidResponse {
+            entries: page
+                .entries
+                .into_iter()
+                .map(|e| pb::InvalidEntry {
+                    origin: e.origin,
+                    seq: e.seq,
+                    record_id: e.record_id,
+                    version: e.version,
+                    reason: e.reason,
+                })
+                .collect(),
+            next_page_token: page.next_page_token,
+        }))
     }
 }

@@ -679,6 +679,7 @@ mod tests {
             timeout: 30,
         };
         let consortium = Consortium {
+            rules: Default::default(),
             name: "mid-yangtze".to_owned(),
             ca_cert: "ca.pem".into(),
             members: Vec::new(),

@@ -3,10 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use credex_cli::city::{CitySpec, capitals};
-use credex_cli::consortium::{InitOptions, init};
+use credex_cli::consortium::{InitOptions, init_with_rules};
 use credex_cli::output::{Table, print_json};
+use credex_core::ident::LegacyAllowList;
+use credex_node::config::RulesConfig;
 use serde::Serialize;
 
 use crate::Global;
@@ -39,6 +41,14 @@ pub struct InitArgs {
     /// 100 + i.
     #[arg(long, value_name = "PORT", default_value_t = 7400)]
     base_port: u16,
+    /// An early-pilot USCC whose check character is wrong but which is in use: every member
+    /// accepts records on it (flagged `legacy_code`). Written to the consortium file's
+    /// `[rules]`; repeat for each.
+    #[arg(long = "legacy-uscc", value_name = "USCC")]
+    legacy_uscc: Vec<String>,
+    /// How many days after today a decision date may lie (`[rules] decision_days_ahead`).
+    #[arg(long, value_name = "DAYS", default_value_t = credex_core::rules::DEFAULT_DECISION_DAYS_AHEAD)]
+    decision_days_ahead: u32,
 }
 
 pub fn run(global: &Global, command: Command) -> Result<()> {
@@ -48,13 +58,20 @@ pub fn run(global: &Global, command: Command) -> Result<()> {
     } else {
         args.members
     };
-    let home = init(&InitOptions {
-        out: args.out,
-        name: args.name.clone(),
-        cities,
-        host: args.host,
-        base_port: args.base_port,
-    })?;
+    let rules = RulesConfig {
+        legacy_uscc_allow_list: LegacyAllowList::new(&args.legacy_uscc).context("--legacy-uscc")?,
+        decision_days_ahead: args.decision_days_ahead,
+    };
+    let home = init_with_rules(
+        &InitOptions {
+            out: args.out,
+            name: args.name.clone(),
+            cities,
+            host: args.host,
+            base_port: args.base_port,
+        },
+        &rules,
+    )?;
     let consortium = home.load_consortium()?;
     if global.json {
         return print_json(&InitJson {

@@ -37,24 +37,46 @@ pub async fn run(global: &Global, args: Args) -> Result<()> {
     }
 }
 
-/// Calls View.Lookup.
+/// Calls View.Lookup, following its pages (each under the node's byte bound) into one answer.
 pub async fn lookup(
     conn: &Connection,
     subject: &str,
     as_of: Option<Date>,
     as_known_at: Option<i64>,
 ) -> Result<LookupResponse> {
-    let request = LookupRequest {
+    let mut request = LookupRequest {
         subject_id: subject.to_owned(),
         as_of: as_of.map(format_date).unwrap_or_default(),
         as_known_at: as_known_at.unwrap_or_default(),
+        page_size: 0,
+        page_token: String::new(),
     };
-    let response = conn
-        .view()
-        .lookup(conn.request(request))
-        .await
-        .map_err(|s| conn.rpc_error("View.Lookup", s))?;
-    Ok(response.into_inner())
+    let mut whole: Option<LookupResponse> = None;
+    loop {
+        let page = conn
+            .view()
+            .lookup(conn.request(request.clone()))
+            .await
+            .map_err(|s| conn.rpc_error("View.Lookup", s))?
+            .into_inner();
+        // Later pages are evaluated for the same date; pin it in case midnight passes.
+        request.as_of.clone_from(&page.as_of);
+        let next = page.next_page_token.clone();
+        match whole.as_mut() {
+            None => whole = Some(page),
+            Some(w) => {
+                w.in_force.extend(page.in_force);
+                w.excluded.extend(page.excluded);
+            }
+        }
+        if next.is_empty() {
+            break;
+        }
+        request.page_token = next;
+    }
+    let mut whole = whole.unwrap_or_default();
+    whole.next_page_token.clear();
+    Ok(whole)
 }
 
 /// The `--json` document of a lookup.
@@ -178,6 +200,9 @@ pub fn view_table(records: &[ViewRecord], with_subject: bool) -> Table {
         if v.unknown_category {
             notes.push("unknown category");
         }
+        if v.legacy_code {
+            notes.push("legacy code");
+        }
         row.extend([
             r.authority.as_ref().map_or("-".into(), |a| a.name.clone()),
             publication,
@@ -213,6 +238,7 @@ mod tests {
                 }),
                 under_objection: false,
                 unknown_category: false,
+                legacy_code: true,
             }],
             excluded: vec![ExcludedRecord {
                 record_id: "wuhan-badfe5258d95d2c1".into(),
@@ -226,14 +252,16 @@ mod tests {
                 detail: "信用修复".into(),
                 list: ListKind::Black.into(),
                 category: "labour.wage_arrears".into(),
+                legacy_code: false,
             }],
             as_of: "2026-05-20".into(),
+            next_page_token: String::new(),
         };
         expect![[r#"
             91430100MA4L8Q2K7F 长沙市天心区恒通建设工程有限公司 — view of hefei as of 2026-05-20
             1 record in force:
             ORIGIN    SEQ  RECORD                     V  LIST   SEVERITY  CATEGORY                AUTHORITY           PUBLICATION              NOTE
-            changsha   12  changsha-c8cca9d64da65acc  1  black  serious   court.dishonest_debtor  长沙市中级人民法院  2026-01-23 – 2027-05-02
+            changsha   12  changsha-c8cca9d64da65acc  1  black  serious   court.dishonest_debtor  长沙市中级人民法院  2026-01-23 – 2027-05-02  legacy code
             1 record not in force:
             ORIGIN  SEQ  RECORD                  V  LIST   CATEGORY             REASON    DETAIL
             wuhan    57  wuhan-badfe5258d95d2c1  2  black  labour.wage_arrears  repaired  信用修复

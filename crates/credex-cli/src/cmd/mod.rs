@@ -4,6 +4,7 @@ pub mod audit;
 pub mod bench;
 pub mod consortium;
 pub mod generate;
+pub mod invalid;
 pub mod list;
 pub mod lookup;
 pub mod publish;

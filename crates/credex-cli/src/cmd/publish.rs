@@ -93,12 +93,14 @@ pub async fn run(global: &Global, args: Args) -> Result<()> {
         .json
         .then(|| JsonOut::new(BufWriter::new(std::io::stdout()), &conn.city));
     let mut shown = Vec::new();
+    let mut present = 0u64;
     let sent = stream::send(
         futures::stream::iter([first]).chain(batches),
         limits.in_flight,
         publisher(&conn),
         |_, entry| {
             progress.inc(1);
+            present += u64::from(entry.already_present);
             match json.as_mut() {
                 Some(json) => json.entry(&entry),
                 None if shown.len() <= MAX_TABLE_ROWS => shown.push(entry),
@@ -123,19 +125,22 @@ pub async fn run(global: &Global, args: Args) -> Result<()> {
         }
     } else if error.is_none() {
         if shown.len() <= MAX_TABLE_ROWS {
-            let mut t = Table::new(&["RECORD", "VERSION", "SEQ"]).right(&[1, 2]);
+            let mut t = Table::new(&["RECORD", "VERSION", "SEQ", "OUTCOME"]).right(&[1, 2]);
             for e in &shown {
                 t.row(vec![
                     e.record_id.clone(),
                     e.version.to_string(),
                     e.seq.to_string(),
+                    outcome(e).to_owned(),
                 ]);
             }
             t.print();
         }
         println!(
-            "published {} records to {}; its log holds {} entries",
-            sent.published, conn.city, sent.tree_size
+            "published {} new records to {}, {present} already present; its log holds {} entries",
+            sent.published - present,
+            conn.city,
+            sent.tree_size
         );
     }
     match error {
@@ -145,6 +150,16 @@ pub async fn run(global: &Global, args: Args) -> Result<()> {
 }
 
 /// One Publish call in flight.
+/// What became of one record: `published` (appended now) or `already_present` (this version was
+/// in the log with the same content; nothing appended). Refused records are in the error.
+fn outcome(e: &PublishedEntry) -> &'static str {
+    if e.already_present {
+        "already_present"
+    } else {
+        "published"
+    }
+}
+
 type Call = std::pin::Pin<Box<dyn Future<Output = Result<PublishResponse, tonic::Status>> + Send>>;
 
 /// The Publisher of `conn` as [`stream::send`] calls it, each request with the deadline.
@@ -307,8 +322,10 @@ impl<W: Write> JsonOut<W> {
         let id = serde_json::to_string(&e.record_id)?;
         write!(
             self.out,
-            "    {{\n      \"record_id\": {id},\n      \"version\": {},\n      \"seq\": {}\n    }}",
-            e.version, e.seq
+            "    {{\n      \"record_id\": {id},\n      \"version\": {},\n      \"seq\": {},\n      \"outcome\": \"{}\"\n    }}",
+            e.version,
+            e.seq,
+            outcome(e)
         )?;
         self.entries += 1;
         Ok(())
@@ -419,6 +436,7 @@ mod tests {
         record_id: &'a str,
         version: u32,
         seq: u64,
+        outcome: &'a str,
     }
 
     #[test]
@@ -428,11 +446,13 @@ mod tests {
                 record_id: "CS-1 \"引号\"".to_owned(),
                 version: 1,
                 seq: 7,
+                already_present: true,
             },
             PublishedEntry {
                 record_id: "CS-2".to_owned(),
                 version: 3,
                 seq: 8,
+                already_present: false,
             },
         ];
         for (n, error) in [(2, None), (1, Some("lines 2-3 not published")), (0, None)] {
@@ -452,6 +472,7 @@ mod tests {
                         record_id: &e.record_id,
                         version: e.version,
                         seq: e.seq,
+                        outcome: outcome(e),
                     })
                     .collect(),
                 tree_size: 9,

@@ -128,6 +128,7 @@ impl<'a> ChangeTracker<'a> {
             logged_at,
             invalid: None,
             unknown_category: !engine.catalogue.is_known(&record.category),
+            legacy_code: engine.legacy_code(record),
         };
         let history = self.history(origin, record)?;
         let before = evaluate(history, engine, today);
@@ -214,7 +215,7 @@ fn subject_of(engine: &Engine, record: &pb::CreditRecord) -> String {
     } else {
         &subject.uscc
     };
-    SubjectId::parse(key, &engine.allow_list)
+    SubjectId::parse(key, &engine.rules.legacy_uscc_allow_list)
         .map(|s| s.masked())
         .unwrap_or_else(|_| mask_id_number(key))
 }

@@ -123,11 +123,7 @@ impl Engine {
                 items,
             };
         };
-        let validator = Validator {
-            catalogue: self.catalogue,
-            allow_list: &self.allow_list,
-            mode: Mode::Relay,
-        };
+        let validator = self.validator(Mode::Relay, origin);
         let items = verify_parallel(&leaves, first_seq, origin, &member.log_key, &validator);
         Prepared {
             origin: origin.to_owned(),
@@ -558,7 +554,9 @@ fn prepare_one(
         return rejected("wrong_seq", detail);
     }
     let validation = match &verified.entry.record {
+        // Judged on the day its origin logged it, never this node's today (validate.rs).
         Some(record) => validator
+            .on(credex_core::date::date_of_millis(verified.entry.logged_at))
             .validate(record)
             .map(Box::new)
             .map_err(|e| e.to_string()),

@@ -5,6 +5,14 @@
 //! pays one durable write per batch, not one per record, and a lone record waits for nothing.
 //! There is no time window: the commit in flight is the window.
 //!
+//! **Publishing is idempotent per (record id, version).** A record whose version is already in
+//! the log with exactly the same content (the normalised record, so `x` and `X` in an ID number
+//! are the same) is acknowledged with the existing entry's seq and `already_present`, and nothing
+//! is appended; the same version with other content is refused. So rerunning a file after a
+//! partial failure publishes exactly what is missing. A next version whose content equals its
+//! predecessor's is a new version like any other (a publisher may re-confirm a record): only
+//! the version number says whether it is a rerun.
+//!
 //! A request is accepted or refused whole. It is acknowledged only once its entries are
 //! durable; the checkpoint over them is signed only after that (DESIGN.md: a node signs no
 //! checkpoint before the entries it covers are durable, so a crash never looks like
@@ -34,6 +42,20 @@ pub struct Published {
     pub record_id: String,
     pub version: u32,
     pub seq: u64,
+    /// The version was already in the log with this content: nothing was appended.
+    pub already_present: bool,
+}
+
+/// What publishing one valid record of a request comes to.
+enum Checked {
+    /// A new version, to append.
+    New(Box<credex_core::validate::Validated>),
+    /// This version is already in the log with the same content, at `seq`.
+    Present {
+        record_id: String,
+        version: u32,
+        seq: u64,
+    },
 }
 
 /// A publish request's result: its records' positions and the log size after its batch.
@@ -185,11 +207,7 @@ impl Engine {
             }
             return (Vec::new(), Ok(()));
         }
-        let validator = Validator {
-            catalogue: self.catalogue,
-            allow_list: &self.allow_list,
-            mode: Mode::Publish,
-        };
+        let validator = self.validator(Mode::Publish, &self.city);
         let now = self.clock.now_millis();
         let mut batch = WriteBatch::new();
         let mut next = state.size;
@@ -203,9 +221,27 @@ impl Engine {
                 Err(e) => {
                     let _ = job.reply.send(Err(e));
                 }
-                Ok(valid) => {
-                    let mut published = Vec::with_capacity(valid.len());
-                    for v in valid {
+                Ok(checked) => {
+                    let mut published = Vec::with_capacity(checked.len());
+                    let mut appended = false;
+                    for c in checked {
+                        let v = match c {
+                            Checked::New(v) => *v,
+                            Checked::Present {
+                                record_id,
+                                version,
+                                seq,
+                            } => {
+                                published.push(Published {
+                                    record_id,
+                                    version,
+                                    seq,
+                                    already_present: true,
+                                });
+                                continue;
+                            }
+                        };
+                        appended = true;
                         let record = v.normalised;
                         let entry = pb::Entry {
                             origin: origin.clone(),
@@ -243,10 +279,20 @@ impl Engine {
                             record_id: record.record_id,
                             version: record.version,
                             seq: next,
+                            already_present: false,
                         });
                         next += 1;
                     }
-                    accepted.push((job.reply, published));
+                    if appended {
+                        accepted.push((job.reply, published));
+                    } else {
+                        // Every record was already in the log, durable since its own batch
+                        // (batches commit one at a time under the write lock).
+                        let _ = job.reply.send(Ok(PublishReceipt {
+                            published,
+                            tree_size: state.size,
+                        }));
+                    }
                 }
             }
         }
@@ -287,8 +333,9 @@ impl Engine {
         records: &[pb::CreditRecord],
         pending: &HashMap<String, u32>,
         changes: &mut super::changes::ChangeTracker<'_>,
-    ) -> Result<Vec<credex_core::validate::Validated>, EngineError> {
+    ) -> Result<Vec<Checked>, EngineError> {
         let mut problems = Vec::new();
+        let mut checked = Vec::with_capacity(records.len());
         let mut valid: Vec<credex_core::validate::Validated> = Vec::with_capacity(records.len());
         let mut in_request: HashMap<&str, u32> = HashMap::new();
         // The request's own earlier version of a record, by index into `valid`.
@@ -302,12 +349,34 @@ impl Engine {
                 }
             };
             let id = record.record_id.as_str();
+            let stored = self.store.record(&self.city, id)?;
+            if !in_request.contains_key(id)
+                && !pending.contains_key(id)
+                && let Some(latest) = stored
+                && u64::from(v.normalised.version) <= latest.version
+            {
+                match self.stored_version(id, v.normalised.version, latest)? {
+                    Some((seq, held)) if held == v.normalised => {
+                        checked.push(Checked::Present {
+                            record_id: id.to_owned(),
+                            version: record.version,
+                            seq,
+                        });
+                    }
+                    _ => problems.push(format!(
+                        "records[{i}]: record {id}: version: {} is already published with other \
+                         content (seq {}); publish the change as version {}",
+                        record.version,
+                        self.stored_version(id, v.normalised.version, latest)?
+                            .map_or_else(|| "?".to_owned(), |(seq, _)| seq.to_string()),
+                        latest.version + 1
+                    )),
+                }
+                continue;
+            }
             let current = match in_request.get(id).or_else(|| pending.get(id)) {
                 Some(&v) => Some(v),
-                None => self
-                    .store
-                    .record(&self.city, id)?
-                    .map(|loc| u32::try_from(loc.version).unwrap_or(u32::MAX)),
+                None => stored.map(|loc| u32::try_from(loc.version).unwrap_or(u32::MAX)),
             };
             let expected = current.map_or(1, |c| c.saturating_add(1));
             if record.version != expected {
@@ -335,13 +404,41 @@ impl Engine {
             }
             in_request.insert(id, record.version);
             earlier.insert(id, valid.len());
-            valid.push(v);
+            valid.push(v.clone());
+            checked.push(Checked::New(Box::new(v)));
         }
         if problems.is_empty() {
-            Ok(valid)
+            Ok(checked)
         } else {
             Err(EngineError::InvalidArgument(problems.join("\n")))
         }
+    }
+}
+
+impl Engine {
+    /// This city's `version` of record `id` as held (its seq and record), given the record's
+    /// latest location.
+    fn stored_version(
+        &self,
+        id: &str,
+        version: u32,
+        latest: credex_store::RecordLocation,
+    ) -> Result<Option<(u64, pb::CreditRecord)>, EngineError> {
+        let seq = if u64::from(version) == latest.version {
+            latest.seq
+        } else {
+            match self
+                .store
+                .versions(&self.city, id)?
+                .into_iter()
+                .find(|loc| loc.version == u64::from(version))
+            {
+                Some(loc) => loc.seq,
+                None => return Ok(None),
+            }
+        };
+        let held = self.record_version(&self.city, seq)?;
+        Ok(Some((seq, held.record)))
     }
 }
 

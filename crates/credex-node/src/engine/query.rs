@@ -13,7 +13,7 @@
 
 use credex_core::date::{self, Date};
 use credex_core::entry;
-use credex_core::ident::SubjectId;
+use credex_core::ident;
 use credex_core::merkle;
 use credex_core::pb;
 use credex_core::view::{self, RecordVersion, SubjectView};
@@ -33,17 +33,68 @@ fn known_at(as_known_at: i64) -> Result<Option<i64>, EngineError> {
     }
 }
 
-/// Most records one List page returns.
+/// Most records one List or Lookup page returns.
 pub const MAX_PAGE: usize = 1000;
+/// Most bytes of records (encoded) one List or Lookup page holds, besides its first record: with
+/// the rest of the response it stays far below the 4 MiB a stock gRPC client accepts, while a
+/// single record is bounded by the schema's text limits (well under 100 KiB).
+pub const MAX_PAGE_BYTES: usize = 2 << 20;
+/// Most invalid entries one ListInvalid page returns.
+pub const MAX_INVALID_PAGE: usize = 1000;
 /// Most entries one GetEntries call returns.
 pub const MAX_ENTRIES_PAGE: usize = 10_000;
 
-/// A subject's view on a date.
+/// One page of a subject's view on a date.
 #[derive(Debug, Clone)]
 pub struct Lookup {
-    pub subject: SubjectId,
+    /// The normalised identifier looked up (full: the caller gave it).
+    pub subject: String,
+    /// The same, masked if it may be a resident ID number.
+    pub subject_masked: String,
+    /// This page's records: in force first, then excluded, each in (origin, record_id) order.
     pub view: SubjectView,
     pub as_of: Date,
+    /// Empty on the last page.
+    pub next_page_token: String,
+}
+
+/// One entry listed invalid: appended under its origin's signed root, kept out of the view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidEntry {
+    pub origin: String,
+    pub seq: u64,
+    pub record_id: String,
+    pub version: u32,
+    pub reason: String,
+}
+
+/// One page of Operator.ListInvalid.
+#[derive(Debug, Clone)]
+pub struct InvalidPage {
+    pub entries: Vec<InvalidEntry>,
+    /// `<origin>/<seq>` of the next entry to list; empty on the last page.
+    pub next_page_token: String,
+}
+
+/// Where a Lookup page resumes: after (origin, record_id) in the in-force part (`f`) or the
+/// excluded part (`x`).
+fn parse_lookup_token(token: &str) -> Result<Option<(bool, String, String)>, EngineError> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let bad = || {
+        EngineError::InvalidArgument(format!(
+            "page_token: {token:?} is not a token this node issued"
+        ))
+    };
+    let (part, rest) = token.split_once('/').ok_or_else(bad)?;
+    let (origin, record_id) = rest.split_once('/').ok_or_else(bad)?;
+    let excluded = match part {
+        "f" => false,
+        "x" => true,
+        _ => return Err(bad()),
+    };
+    Ok(Some((excluded, origin.to_owned(), record_id.to_owned())))
 }
 
 /// Filters of View.List.
@@ -86,16 +137,48 @@ impl Engine {
         date::parse_date(as_of).map_err(|e| EngineError::InvalidArgument(format!("as_of: {e}")))
     }
 
+    /// Whether a USCC in `record` (subject or authority) is on the consortium's legacy
+    /// allow-list, so that it is accepted only through it and flagged.
+    pub fn legacy_code(&self, record: &pb::CreditRecord) -> bool {
+        let allow = &self.rules.legacy_uscc_allow_list;
+        !allow.is_empty()
+            && (record
+                .subject
+                .as_ref()
+                .is_some_and(|s| allow.contains(&s.uscc))
+                || record
+                    .authority
+                    .as_ref()
+                    .is_some_and(|a| allow.contains(&a.uscc)))
+    }
+
     /// Every record about one subject, in force or not and why, on `as_of` (empty: today) as
-    /// known at `as_known_at` (Unix ms; 0: now).
+    /// known at `as_known_at` (Unix ms; 0: now): all of them on one page.
     pub fn lookup(
         &self,
         subject_id: &str,
         as_of: &str,
         as_known_at: i64,
     ) -> Result<Lookup, EngineError> {
-        let subject = SubjectId::parse(subject_id, &self.allow_list)
+        self.lookup_page(subject_id, as_of, as_known_at, usize::MAX, usize::MAX, "")
+    }
+
+    /// One page of [`Engine::lookup`]: at most `page_size` records (in force, then excluded)
+    /// and, past the first, at most `max_bytes` of them encoded. Any identifier with the shape
+    /// of a USCC or ID number is looked up, whatever its check character: the answer is what
+    /// the view holds (`ident::lookup_key`).
+    pub fn lookup_page(
+        &self,
+        subject_id: &str,
+        as_of: &str,
+        as_known_at: i64,
+        page_size: usize,
+        max_bytes: usize,
+        page_token: &str,
+    ) -> Result<Lookup, EngineError> {
+        let subject = ident::lookup_key(subject_id)
             .map_err(|e| EngineError::InvalidArgument(format!("subject_id: {e}")))?;
+        let after = parse_lookup_token(page_token)?;
         let as_of = self.as_of(as_of)?;
         let known_at = known_at(as_known_at)?;
         let mut versions = Vec::new();
@@ -113,11 +196,128 @@ impl Engine {
                 known_at,
             )?);
         }
-        let view = view::subject_view(&versions, &self.policy, as_of);
+        let full = view::subject_view(&versions, &self.policy, as_of);
+        let mut page = SubjectView::default();
+        let (mut bytes, mut next_page_token) = (0, String::new());
+        let past = |excluded: bool, v: &RecordVersion| match &after {
+            None => true,
+            Some((x, origin, id)) => {
+                (excluded && !*x)
+                    || (excluded == *x
+                        && (v.origin.as_str(), v.record.record_id.as_str())
+                            > (origin.as_str(), id.as_str()))
+            }
+        };
+        let full_page = |count: usize, bytes: usize, more: usize| {
+            count > 0 && (count >= page_size || bytes + more > max_bytes)
+        };
+        let token = |x: &str, v: &RecordVersion| format!("{x}/{}/{}", v.origin, v.record.record_id);
+        let mut last: Option<String> = None;
+        'page: {
+            for r in full
+                .in_force
+                .into_iter()
+                .filter(|r| past(false, &r.version))
+            {
+                let size = r.to_pb().encoded_len();
+                if full_page(page.in_force.len(), bytes, size) {
+                    next_page_token = last.take().unwrap_or_default();
+                    break 'page;
+                }
+                bytes += size;
+                last = Some(token("f", &r.version));
+                page.in_force.push(r);
+            }
+            for r in full.excluded.into_iter().filter(|r| past(true, &r.version)) {
+                let size = r.to_pb().encoded_len();
+                let count = page.in_force.len() + page.excluded.len();
+                if full_page(count, bytes, size) {
+                    next_page_token = last.take().unwrap_or_default();
+                    break 'page;
+                }
+                bytes += size;
+                last = Some(token("x", &r.version));
+                page.excluded.push(r);
+            }
+        }
+        let subject_masked = ident::masked_key(&subject);
         Ok(Lookup {
             subject,
-            view,
+            subject_masked,
+            view: page,
             as_of,
+            next_page_token,
+        })
+    }
+
+    /// Entries listed invalid, in (origin, seq) order from `page_token` (`<origin>/<seq>`),
+    /// at most `page_size` (0: 100; capped at [`MAX_INVALID_PAGE`]).
+    pub fn list_invalid(
+        &self,
+        origin: Option<&str>,
+        page_size: usize,
+        page_token: &str,
+    ) -> Result<InvalidPage, EngineError> {
+        if let Some(o) = origin {
+            self.known_origin(o)?;
+        }
+        let page_size = match page_size {
+            0 => 100,
+            n => n.min(MAX_INVALID_PAGE),
+        };
+        let (from_origin, from_seq) = match page_token.split_once('/') {
+            None if page_token.is_empty() => (String::new(), 0),
+            Some((o, seq)) if self.member(o).is_some() => match seq.parse::<u64>() {
+                Ok(seq) => (o.to_owned(), seq),
+                Err(_) => (String::new(), u64::MAX),
+            },
+            _ => (String::new(), u64::MAX),
+        };
+        if from_seq == u64::MAX {
+            return Err(EngineError::InvalidArgument(format!(
+                "page_token: {page_token:?} is not a token this node issued"
+            )));
+        }
+        let mut origins: Vec<String> = self.members().map(|m| m.city.clone()).collect();
+        origins.sort();
+        let mut entries = Vec::new();
+        for o in origins {
+            if origin.is_some_and(|want| want != o) || o < from_origin {
+                continue;
+            }
+            let start = if o == from_origin { from_seq } else { 0 };
+            // One more than the page holds, to know whether another page follows.
+            let found = self
+                .store
+                .invalid_entries(&o, start, page_size + 1 - entries.len())?;
+            for (seq, reason) in found {
+                if entries.len() == page_size {
+                    return Ok(InvalidPage {
+                        entries,
+                        next_page_token: format!("{o}/{seq}"),
+                    });
+                }
+                let (record_id, version) = match self.store.leaf(&o, seq)? {
+                    Some(leaf) => entry::parse_leaf(&leaf)
+                        .ok()
+                        .and_then(|p| pb::Entry::decode(p.entry).ok())
+                        .and_then(|e| e.record)
+                        .map(|r| (r.record_id, r.version))
+                        .unwrap_or_default(),
+                    None => Default::default(),
+                };
+                entries.push(InvalidEntry {
+                    origin: o.clone(),
+                    seq,
+                    record_id,
+                    version,
+                    reason,
+                });
+            }
+        }
+        Ok(InvalidPage {
+            entries,
+            next_page_token: String::new(),
         })
     }
 
@@ -127,6 +327,26 @@ impl Engine {
         &self,
         filter: &ListFilter,
         page_size: usize,
+        page_token: &str,
+        as_of: &str,
+        as_known_at: i64,
+    ) -> Result<ListPage, EngineError> {
+        self.list_bounded(
+            filter,
+            page_size,
+            MAX_PAGE_BYTES,
+            page_token,
+            as_of,
+            as_known_at,
+        )
+    }
+
+    /// [`Engine::list`] with a page bound in bytes (records encoded), past the first record.
+    pub fn list_bounded(
+        &self,
+        filter: &ListFilter,
+        page_size: usize,
+        max_bytes: usize,
         page_token: &str,
         as_of: &str,
         as_known_at: i64,
@@ -149,6 +369,8 @@ impl Engine {
         let mut origins: Vec<String> = self.members().map(|m| m.city.clone()).collect();
         origins.sort();
         let mut records = Vec::new();
+        let mut bytes = 0;
+        let mut last_token = String::new();
         for origin in origins {
             if filter.origin.as_ref().is_some_and(|o| *o != origin) || origin < origin_after {
                 continue;
@@ -181,14 +403,21 @@ impl Engine {
                     {
                         continue;
                     }
-                    {
-                        records.push(in_force);
-                        if records.len() == page_size {
-                            return Ok(ListPage {
-                                records,
-                                next_page_token: format!("{origin}/{record_id}"),
-                            });
-                        }
+                    let size = in_force.to_pb().encoded_len();
+                    if !records.is_empty() && bytes + size > max_bytes {
+                        return Ok(ListPage {
+                            records,
+                            next_page_token: last_token,
+                        });
+                    }
+                    bytes += size;
+                    last_token = format!("{origin}/{record_id}");
+                    records.push(in_force);
+                    if records.len() == page_size {
+                        return Ok(ListPage {
+                            records,
+                            next_page_token: last_token,
+                        });
                     }
                 }
             }
@@ -259,6 +488,7 @@ impl Engine {
             seq,
             logged_at: entry.logged_at,
             unknown_category: !self.catalogue.is_known(&record.category),
+            legacy_code: self.legacy_code(&record),
             record,
             checkpoint_size,
             invalid: self.store.invalid(origin, seq)?,

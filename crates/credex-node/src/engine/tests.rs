@@ -59,7 +59,7 @@ fn harness() -> Harness {
         log_key: node_log,
         witness_key: node_witness,
         policy: RecognitionPolicy::recognise_all(NODE),
-        allow_list: Default::default(),
+        rules: super::rules_tests::capitals(),
         clock: Arc::new(FixedClock::at_millis(1_790_000_000_000)),
         store: Store::open(&dir.path().join("store")).expect("store"),
         batch_max_entries: 256,

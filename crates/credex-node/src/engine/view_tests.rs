@@ -66,7 +66,7 @@ fn harness() -> Harness {
         log_key: node_log,
         witness_key: node_witness,
         policy: RecognitionPolicy::recognise_all(NODE),
-        allow_list: Default::default(),
+        rules: super::rules_tests::capitals(),
         clock: clock.clone(),
         store: Store::open(&dir.path().join("store")).expect("store"),
         batch_max_entries: 256,
@@ -349,7 +349,9 @@ async fn publish_refuses_a_moved_subject_a_new_list_and_a_version_after_revocati
 #[tokio::test]
 async fn a_peer_version_that_moves_its_subject_is_appended_listed_invalid_and_kept_out() {
     let h = harness();
-    let v1 = black("WH-7");
+    let mut v1 = black("WH-7");
+    // Wuhan publishes only its own authorities' decisions (credex_core::rules).
+    v1.authority.as_mut().unwrap().uscc = uscc("11420100006123456");
     let mut moved = next(&v1, pb::StatusKind::Active, "");
     moved.subject.as_mut().unwrap().uscc = uscc(OTHER_COMPANY);
     // Signed by Wuhan under a root it signed, as a sync stream delivers it.

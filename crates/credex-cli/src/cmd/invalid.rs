@@ -1,0 +1,89 @@
+//! `credexctl invalid [--origin CITY]`: the entries this node lists invalid — appended under
+//! their origin's signed root, kept out of the view — with origin, seq, record id and the
+//! reason naming the field (Operator.ListInvalid, every page followed).
+
+use anyhow::Result;
+use credex_node::tls::Role;
+use credex_proto::v1::{InvalidEntry, ListInvalidRequest};
+use serde::Serialize;
+
+use crate::Global;
+use crate::client;
+use credex_cli::output::{Table, print_json};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only this origin's entries.
+    #[arg(long, value_name = "CITY")]
+    origin: Option<String>,
+}
+
+#[derive(Serialize)]
+struct InvalidJson<'a> {
+    node: &'a str,
+    invalid: Vec<EntryJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct EntryJson<'a> {
+    origin: &'a str,
+    seq: u64,
+    record_id: &'a str,
+    version: u32,
+    reason: &'a str,
+}
+
+pub async fn run(global: &Global, args: Args) -> Result<()> {
+    let conn = client::connect(global, Role::Operator).await?;
+    let mut request = ListInvalidRequest {
+        origin: args.origin.unwrap_or_default(),
+        page_size: 1000,
+        page_token: String::new(),
+    };
+    let mut entries: Vec<InvalidEntry> = Vec::new();
+    loop {
+        let page = conn
+            .operator()
+            .list_invalid(conn.request(request.clone()))
+            .await
+            .map_err(|s| conn.rpc_error("Operator.ListInvalid", s))?
+            .into_inner();
+        entries.extend(page.entries);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        request.page_token = page.next_page_token;
+    }
+    if global.json {
+        return print_json(&InvalidJson {
+            node: &conn.city,
+            invalid: entries
+                .iter()
+                .map(|e| EntryJson {
+                    origin: &e.origin,
+                    seq: e.seq,
+                    record_id: &e.record_id,
+                    version: e.version,
+                    reason: &e.reason,
+                })
+                .collect(),
+        });
+    }
+    if entries.is_empty() {
+        println!("no invalid entries at {}", conn.city);
+        return Ok(());
+    }
+    let mut t = Table::new(&["ORIGIN", "SEQ", "RECORD", "V", "REASON"]).right(&[1, 3]);
+    for e in &entries {
+        t.row(vec![
+            e.origin.clone(),
+            e.seq.to_string(),
+            e.record_id.clone(),
+            e.version.to_string(),
+            e.reason.clone(),
+        ]);
+    }
+    t.print();
+    println!("{} invalid entries at {}", entries.len(), conn.city);
+    Ok(())
+}
