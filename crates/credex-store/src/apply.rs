@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use credex_core::merkle::{self, Hash};
 use tlog_tiles::tlog::stored_hash_count;
 
-use crate::batch::{Op, QuarantineRecord, WriteBatch};
+use crate::batch::{AccessRecord, Op, QuarantineRecord, WriteBatch};
 use crate::codec::{self, Enc, OriginMeta, RecordValue, or_corrupt};
 use crate::error::StoreError;
 use crate::hashes::{self, Overlay};
@@ -58,6 +58,7 @@ impl Store {
                 seq_refs: Vec::new(),
                 required: HashMap::new(),
                 next_arrival: counters.next_arrival,
+                next_access: counters.next_access,
                 counts: counters.quarantine_counts.clone(),
                 next_change: first_change,
                 batch: sled::Batch::default(),
@@ -96,6 +97,7 @@ impl Store {
                 .store(plan.next_change, Ordering::Release);
         }
         counters.next_arrival = plan.next_arrival;
+        counters.next_access = plan.next_access;
         counters.quarantine_counts = plan.counts;
 
         let mut origins: Vec<_> = touched
@@ -165,6 +167,7 @@ struct Plan<'a> {
     /// Roots the batch's appends must pass through: origin → size → root.
     required: HashMap<String, std::collections::BTreeMap<u64, Hash>>,
     next_arrival: u64,
+    next_access: u64,
     counts: HashMap<String, u64>,
     next_change: u64,
     batch: sled::Batch,
@@ -220,6 +223,7 @@ struct Finished {
     leaf_writes: Vec<LeafWrite>,
     origins: Vec<Touched>,
     next_arrival: u64,
+    next_access: u64,
     counts: HashMap<String, u64>,
     next_change: u64,
 }
@@ -377,6 +381,7 @@ impl Plan<'_> {
                     .insert(&keys::u64_key(keys::CHANGE, self.next_change)[..], change);
                 self.next_change += 1;
             }
+            Op::LogAccess(access) => self.log_access(&access),
         }
         Ok(())
     }
@@ -542,6 +547,14 @@ impl Plan<'_> {
         Ok(())
     }
 
+    fn log_access(&mut self, access: &AccessRecord) {
+        self.batch.insert(
+            &keys::u64_key(keys::ACCESS, self.next_access)[..],
+            access.encode(),
+        );
+        self.next_access += 1;
+    }
+
     fn finish(mut self) -> Result<Finished, StoreError> {
         for r in &self.seq_refs {
             let size = self.origins.pending[&r.origin].meta.state.size;
@@ -610,6 +623,7 @@ impl Plan<'_> {
             leaf_writes,
             origins,
             next_arrival: self.next_arrival,
+            next_access: self.next_access,
             counts: self.counts,
             next_change: self.next_change,
         })

@@ -23,6 +23,22 @@ pub struct QuarantineRecord {
     pub received_at_ms: u64,
 }
 
+/// One access to full identities (查询留痕): who saw what, when and why. Kept append-only,
+/// numbered in the order written ([`crate::Store::accesses`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessRecord {
+    /// When the access was answered, Unix milliseconds.
+    pub at_ms: i64,
+    /// The caller's identity (a SPIFFE ID).
+    pub who: String,
+    /// The RPC, as in `View.Lookup`.
+    pub rpc: String,
+    /// What was asked: the full subject id of a lookup, the filter of a list or watch.
+    pub subject: String,
+    /// The purpose the caller stated (查询事由).
+    pub purpose: String,
+}
+
 /// One change in a batch, applied in the order it was added.
 #[derive(Debug, Clone)]
 pub(crate) enum Op {
@@ -66,6 +82,7 @@ pub(crate) enum Op {
         state: Vec<u8>,
     },
     PushChange(Vec<u8>),
+    LogAccess(AccessRecord),
     Schedule {
         origin: String,
         record_id: String,
@@ -249,6 +266,12 @@ impl WriteBatch {
     /// Appends an opaque view change to the change feed; it gets the next change seq.
     pub fn push_change(&mut self, change: impl Into<Vec<u8>>) -> &mut Self {
         self.ops.push(Op::PushChange(change.into()));
+        self
+    }
+
+    /// Appends `access` to the access log; it gets the next access number.
+    pub fn log_access(&mut self, access: AccessRecord) -> &mut Self {
+        self.ops.push(Op::LogAccess(access));
         self
     }
 }

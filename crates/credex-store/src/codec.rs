@@ -6,7 +6,7 @@
 //! written down here and cannot drift with a serde upgrade.
 
 use crate::OriginState;
-use crate::batch::QuarantineRecord;
+use crate::batch::{AccessRecord, QuarantineRecord};
 use crate::error::StoreError;
 use credex_core::merkle::Hash;
 
@@ -221,6 +221,36 @@ impl QuarantineRecord {
             leaf,
             received_from,
             received_at_ms,
+        })
+    }
+}
+
+impl AccessRecord {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        Enc::with_capacity(
+            28 + self.who.len() + self.rpc.len() + self.subject.len() + self.purpose.len(),
+        )
+        .u64(self.at_ms as u64)
+        .bytes(self.who.as_bytes())
+        .bytes(self.rpc.as_bytes())
+        .bytes(self.subject.as_bytes())
+        .bytes(self.purpose.as_bytes())
+        .finish()
+    }
+
+    pub(crate) fn decode(v: &[u8]) -> Option<AccessRecord> {
+        let mut d = Dec::new(v);
+        let at_ms = d.u64()? as i64;
+        let who = d.string()?;
+        let rpc = d.string()?;
+        let subject = d.string()?;
+        let purpose = d.string()?;
+        d.end(AccessRecord {
+            at_ms,
+            who,
+            rpc,
+            subject,
+            purpose,
         })
     }
 }

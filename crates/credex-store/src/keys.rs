@@ -49,6 +49,8 @@ pub(crate) const COUNTER: u8 = 0x0f;
 pub(crate) const VERSION: u8 = 0x10;
 /// `DUE ‖ day u32 ‖ id ‖ record_id` → empty: a record whose standing may change on that day.
 pub(crate) const DUE: u8 = 0x11;
+/// `ACCESS ‖ n` → access record n (append-only; see [`crate::AccessRecord`]).
+pub(crate) const ACCESS: u8 = 0x12;
 
 /// Counter holding the next quarantine arrival number.
 pub(crate) const ARRIVAL_COUNTER: &str = "quarantine-arrival";

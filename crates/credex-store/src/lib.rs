@@ -59,6 +59,7 @@
 //! | 0x0f | counter name                           | u64 (next quarantine arrival)                  |
 //! | 0x10 | id, len16 record id, version, seq      | empty: every version of a record (history)     |
 //! | 0x11 | day u32, id, record id                 | empty: a record whose standing may change that day |
+//! | 0x12 | access n u64                           | access record: at (ms), who, rpc, subject, purpose (append-only) |
 //!
 //! Quarantine keys carry the origin name rather than an id: a rejected entry may claim any
 //! origin, and that must not register it (its leaf stays in the quarantine value).
@@ -128,7 +129,7 @@ mod store;
 mod tests;
 
 pub use apply::Applied;
-pub use batch::{QuarantineRecord, WriteBatch};
+pub use batch::{AccessRecord, QuarantineRecord, WriteBatch};
 pub use credex_core::merkle::Hash;
 pub use error::StoreError;
 pub use hashes::OriginHashes;

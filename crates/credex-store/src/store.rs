@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use credex_core::merkle::{self, Hash, HashReader};
 
-use crate::batch::QuarantineRecord;
+use crate::batch::{AccessRecord, QuarantineRecord};
 use crate::codec::{self, OriginMeta, RecordValue, or_corrupt};
 use crate::error::StoreError;
 use crate::hashes::OriginHashes;
@@ -106,6 +106,8 @@ pub(crate) struct OriginTable {
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) next_arrival: u64,
+    /// Number the next access record gets: records `0..next_access` exist.
+    pub(crate) next_access: u64,
     pub(crate) quarantine_counts: HashMap<String, u64>,
 }
 
@@ -589,6 +591,21 @@ impl Store {
         self.scan_u64(&[keys::CHANGE], from, limit)
     }
 
+    /// Up to `limit` access records from access number `from`, in the order written.
+    pub fn accesses(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, AccessRecord)>, StoreError> {
+        self.scan_u64(&[keys::ACCESS], from, limit)?
+            .into_iter()
+            .map(|(n, v)| {
+                let record = or_corrupt(AccessRecord::decode(&v), || format!("access record {n}"))?;
+                Ok((n, record))
+            })
+            .collect()
+    }
+
     /// The change seq the next pushed change gets: changes `0..change_head()` exist.
     pub fn change_head(&self) -> u64 {
         self.inner.change_head.load(Ordering::Acquire)
@@ -743,8 +760,13 @@ fn load_counters(db: &sled::Db) -> Result<Counters, StoreError> {
         })?;
         quarantine_counts.insert(reason, n);
     }
+    let next_access = match db.scan_prefix([keys::ACCESS]).next_back().transpose()? {
+        None => 0,
+        Some((k, _)) => or_corrupt(keys::trailing_u64(&k), || "access log key".into())? + 1,
+    };
     Ok(Counters {
         next_arrival,
+        next_access,
         quarantine_counts,
     })
 }

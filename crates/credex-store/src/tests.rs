@@ -1179,3 +1179,31 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn access_log_is_append_only_numbered_and_paged_across_reopen() {
+    let (dir, store) = temp();
+    let access = |n: i64| AccessRecord {
+        at_ms: 1_700_000_000_000 + n,
+        who: "spiffe://mid-yangtze/changsha/enforcement".into(),
+        rpc: "View.Lookup".into(),
+        subject: format!("43010219900101{n:04}"),
+        purpose: format!("执行案件 ({n})"),
+    };
+    let mut batch = WriteBatch::new();
+    batch.log_access(access(0)).log_access(access(1));
+    store.apply(batch).unwrap();
+    let store = reopen(&dir, store);
+    let mut batch = WriteBatch::new();
+    batch.log_access(access(2));
+    store.apply(batch).unwrap();
+
+    let all = store.accesses(0, 10).unwrap();
+    assert_eq!(
+        all,
+        vec![(0, access(0)), (1, access(1)), (2, access(2))],
+        "numbered in the order written, on after a reopen"
+    );
+    assert_eq!(store.accesses(1, 1).unwrap(), vec![(1, access(1))]);
+    assert_eq!(store.accesses(3, 10).unwrap(), vec![]);
+}
