@@ -70,7 +70,10 @@ pub async fn propagation(options: &PropagationOptions) -> Result<PropagationFigu
         // The stream starts at the peer's change head when this call returns: nothing published
         // after it is missed.
         let mut changes = view
-            .watch(pb::WatchRequest { after: 0 })
+            .watch(pb::WatchRequest {
+                after: 0,
+                ..Default::default()
+            })
             .await
             .with_context(|| format!("View.Watch on {peer}"))?
             .into_inner();
