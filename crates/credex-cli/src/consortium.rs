@@ -23,7 +23,13 @@ use crate::home::{CONSORTIUM_FILE, Home};
 use crate::pki::{self, CertifiedKey};
 
 /// The client roles that get a certificate in every city.
-pub const CLIENT_ROLES: [Role; 4] = [Role::Publisher, Role::Operator, Role::Auditor, Role::Reader];
+pub const CLIENT_ROLES: [Role; 5] = [
+    Role::Publisher,
+    Role::Operator,
+    Role::Auditor,
+    Role::Reader,
+    Role::Enforcement,
+];
 
 /// What `consortium init` builds.
 #[derive(Debug, Clone)]

@@ -481,7 +481,7 @@ impl Demo {
         let deadline = Instant::now() + self.deadline;
         loop {
             nodes.check_running(&self.home, &conn.city)?;
-            let response = lookup::lookup(conn, subject, None, None).await?;
+            let response = lookup::lookup(conn, subject, None, None, "").await?;
             if done(&response) {
                 return Ok(response);
             }

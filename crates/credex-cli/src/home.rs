@@ -17,6 +17,7 @@
 //!       operator.pem   operator.key
 //!       auditor.pem    auditor.key
 //!       reader.pem     reader.key
+//!       enforcement.pem enforcement.key   a court or bank: full ID numbers, purpose logged
 //!     data/                  credexd's database (created by credexd)
 //!     credexd.log            credexd's output when `credexctl demo` runs it
 //! ```

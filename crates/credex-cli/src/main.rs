@@ -45,8 +45,9 @@ pub struct Global {
     /// id:名称:division).
     #[arg(long, global = true, env = "CREDEX_CITY", value_name = "ID")]
     pub city: Option<String>,
-    /// The client certificate to use: publisher, operator, auditor or reader [default: per
-    /// command: publish→publisher, lookup and list→reader, status and invalid→operator, audit→auditor].
+    /// The client certificate to use: publisher, operator, auditor, reader or enforcement
+    /// [default: per command: publish→publisher, lookup and list→reader, status, invalid and
+    /// access-log→operator, audit→auditor].
     #[arg(long, global = true, value_name = "ROLE", value_parser = parse_role)]
     pub role: Option<Role>,
     /// Machine-readable JSON on stdout instead of tables.
@@ -85,6 +86,8 @@ enum Command {
     Status(cmd::status::Args),
     /// Entries listed invalid (appended, kept out of the view), with the reason.
     Invalid(cmd::invalid::Args),
+    /// The access log (查询留痕): every enforcement query, with who, when, what and why.
+    AccessLog(cmd::access_log::Args),
     /// Generate realistic records as JSON Lines on stdout.
     Gen(cmd::generate::Args),
     /// Run a four-city consortium locally and show records crossing it.
@@ -120,6 +123,7 @@ async fn main() -> ExitCode {
         Command::List(args) => cmd::list::run(&cli.global, args).await,
         Command::Status(args) => cmd::status::run(&cli.global, args).await,
         Command::Invalid(args) => cmd::invalid::run(&cli.global, args).await,
+        Command::AccessLog(args) => cmd::access_log::run(&cli.global, args).await,
         Command::Gen(args) => cmd::generate::run(&cli.global, args),
         Command::Demo(args) => demo::run(&cli.global, args).await,
         Command::Bench(command) => cmd::bench::run(&cli.global, command).await,

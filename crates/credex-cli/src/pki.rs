@@ -79,7 +79,7 @@ pub fn issue(ca: &CertifiedKey, identity: &Identity, hosts: &[&str]) -> Result<C
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
         ],
-        Role::Publisher | Role::Operator | Role::Auditor | Role::Reader => {
+        Role::Publisher | Role::Operator | Role::Auditor | Role::Reader | Role::Enforcement => {
             vec![ExtendedKeyUsagePurpose::ClientAuth]
         }
     };

@@ -5,9 +5,13 @@
 //! |---|---|
 //! | Exchange.Sync, Witness.AddCheckpoint | `node` of any member city |
 //! | Publisher.Publish | `publisher` of this city |
-//! | View.* | `reader`, `operator`, `auditor` of this city |
+//! | View.* | `reader`, `operator`, `auditor`, `enforcement` of this city |
 //! | Operator.* | `operator` of this city |
 //! | Audit.* | `auditor` of any member city, `operator` of this city |
+//!
+//! Only `enforcement` (a court or bank under agreement) sees resident ID numbers in full
+//! ([`sees_full_identity`]); it must state a purpose (查询事由) on every View request, and each
+//! is written to the access log (`Operator.ListAccess`) before it is answered.
 //!
 //! A caller from another consortium, from a city that is not a member, or without an identity
 //! is refused everything. Every refusal is `PERMISSION_DENIED` naming who asked for what.
@@ -32,6 +36,7 @@ pub enum Rpc {
     Status,
     ListQuarantine,
     ListInvalid,
+    ListAccess,
     GetProof,
     GetConsistency,
     ListEvidence,
@@ -50,7 +55,7 @@ enum Access {
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 14] = [
+    pub const ALL: [Rpc; 15] = [
         Rpc::Sync,
         Rpc::AddCheckpoint,
         Rpc::Publish,
@@ -60,6 +65,7 @@ impl Rpc {
         Rpc::Status,
         Rpc::ListQuarantine,
         Rpc::ListInvalid,
+        Rpc::ListAccess,
         Rpc::GetProof,
         Rpc::GetConsistency,
         Rpc::ListEvidence,
@@ -118,6 +124,11 @@ impl Rpc {
                 "/credex.v1.Operator/ListInvalid",
                 Access::OwnOperator,
             ),
+            Rpc::ListAccess => (
+                "Operator.ListAccess",
+                "/credex.v1.Operator/ListAccess",
+                Access::OwnOperator,
+            ),
             Rpc::GetProof => (
                 "Audit.GetProof",
                 "/credex.v1.Audit/GetProof",
@@ -155,6 +166,12 @@ impl fmt::Display for Rpc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// Whether `who` sees resident ID numbers in full in the view: only the `enforcement` role,
+/// which states a purpose on each request and is logged. Everyone else sees them masked.
+pub fn sees_full_identity(who: Option<&Identity>) -> bool {
+    who.is_some_and(|who| who.role == Role::Enforcement)
 }
 
 /// Decides every RPC on one node, given the consortium and its member cities.
@@ -226,7 +243,10 @@ impl Authorizer {
             Access::MemberNodes => who.role == Role::Node,
             Access::OwnPublisher => own && who.role == Role::Publisher,
             Access::OwnViewers => {
-                own && matches!(who.role, Role::Reader | Role::Operator | Role::Auditor)
+                own && matches!(
+                    who.role,
+                    Role::Reader | Role::Operator | Role::Auditor | Role::Enforcement
+                )
             }
             Access::OwnOperator => own && who.role == Role::Operator,
             Access::Auditors => who.role == Role::Auditor || (own && who.role == Role::Operator),
@@ -238,7 +258,7 @@ impl Authorizer {
         match access {
             Access::MemberNodes => "the node of any member city".to_owned(),
             Access::OwnPublisher => format!("the publisher of {city}"),
-            Access::OwnViewers => format!("a reader, operator or auditor of {city}"),
+            Access::OwnViewers => format!("a reader, operator, auditor or enforcement of {city}"),
             Access::OwnOperator => format!("an operator of {city}"),
             Access::Auditors => format!("an auditor of any member city or an operator of {city}"),
         }
@@ -297,12 +317,13 @@ mod tests {
             Exchange.Sync            changsha/node wuhan/node
             Witness.AddCheckpoint    changsha/node wuhan/node
             Publisher.Publish        changsha/publisher
-            View.Lookup              changsha/operator changsha/auditor changsha/reader
-            View.List                changsha/operator changsha/auditor changsha/reader
-            View.Watch               changsha/operator changsha/auditor changsha/reader
+            View.Lookup              changsha/operator changsha/auditor changsha/reader changsha/enforcement
+            View.List                changsha/operator changsha/auditor changsha/reader changsha/enforcement
+            View.Watch               changsha/operator changsha/auditor changsha/reader changsha/enforcement
             Operator.Status          changsha/operator
             Operator.ListQuarantine  changsha/operator
             Operator.ListInvalid     changsha/operator
+            Operator.ListAccess      changsha/operator
             Audit.GetProof           changsha/operator changsha/auditor wuhan/auditor
             Audit.GetConsistency     changsha/operator changsha/auditor wuhan/auditor
             Audit.ListEvidence       changsha/operator changsha/auditor wuhan/auditor
@@ -335,6 +356,14 @@ mod tests {
                 Some(id("mid-yangtze", "wuhan", Role::Operator)),
                 Rpc::GetProof,
             ),
+            refusal(
+                Some(id("mid-yangtze", "wuhan", Role::Enforcement)),
+                Rpc::ViewLookup,
+            ),
+            refusal(
+                Some(id("mid-yangtze", "changsha", Role::Enforcement)),
+                Rpc::ListAccess,
+            ),
             refusal(Some(id("mid-yangtze", "xian", Role::Node)), Rpc::Sync),
             refusal(Some(id("other", "wuhan", Role::Node)), Rpc::Sync),
             refusal(None, Rpc::ViewList),
@@ -344,12 +373,27 @@ mod tests {
             spiffe://mid-yangtze/wuhan/reader may not call Publisher.Publish on changsha: Publisher.Publish is for the publisher of changsha
             spiffe://mid-yangtze/wuhan/publisher may not call Exchange.Sync on changsha: Exchange.Sync is for the node of any member city
             spiffe://mid-yangtze/changsha/reader may not call Operator.Status on changsha: Operator.Status is for an operator of changsha
-            spiffe://mid-yangtze/wuhan/operator may not call View.Lookup on changsha: View.Lookup is for a reader, operator or auditor of changsha
+            spiffe://mid-yangtze/wuhan/operator may not call View.Lookup on changsha: View.Lookup is for a reader, operator, auditor or enforcement of changsha
             spiffe://mid-yangtze/wuhan/operator may not call Audit.GetProof on changsha: Audit.GetProof is for an auditor of any member city or an operator of changsha
+            spiffe://mid-yangtze/wuhan/enforcement may not call View.Lookup on changsha: View.Lookup is for a reader, operator, auditor or enforcement of changsha
+            spiffe://mid-yangtze/changsha/enforcement may not call Operator.ListAccess on changsha: Operator.ListAccess is for an operator of changsha
             spiffe://mid-yangtze/xian/node may not call Exchange.Sync on changsha: xian is not a member of mid-yangtze
             spiffe://other/wuhan/node may not call Exchange.Sync on changsha: its consortium is other, not mid-yangtze
             a client without a credex identity may not call View.List on changsha
         "#]].assert_eq(&text);
+    }
+
+    #[test]
+    fn only_enforcement_sees_full_identity() {
+        for role in Role::ALL {
+            let who = id("mid-yangtze", "changsha", role);
+            assert_eq!(
+                sees_full_identity(Some(&who)),
+                role == Role::Enforcement,
+                "{who}"
+            );
+        }
+        assert!(!sees_full_identity(None));
     }
 
     #[test]

@@ -11,7 +11,9 @@
 //! - [`checkpoints`]: received checkpoints, consistency with the log, equivocation evidence.
 //! - [`query`]: the view (lookup, list), proofs and status.
 //! - [`witness`]: Witness.AddCheckpoint (C2SP tlog-witness semantics).
+//! - [`access`]: the access log of full-identity view requests (查询留痕).
 
+pub mod access;
 pub mod changes;
 pub mod checkpoints;
 pub mod ingest;
@@ -19,6 +21,8 @@ pub mod publish;
 pub mod query;
 pub mod witness;
 
+#[cfg(test)]
+mod access_tests;
 #[cfg(test)]
 mod rules_tests;
 #[cfg(test)]

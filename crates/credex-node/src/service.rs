@@ -14,7 +14,8 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::auth::{Authorizer, Rpc};
+use crate::auth::{self, Authorizer, Rpc};
+use crate::engine::access::{self, Access};
 use crate::engine::publish::PublishQueue;
 use crate::engine::query::{self, ListFilter};
 use crate::engine::witness::WitnessAnswer;
@@ -47,8 +48,12 @@ pub fn status(error: EngineError) -> Status {
 }
 
 /// Masks every resident ID number in a view record (DESIGN.md: masked in listings) except
-/// `asked`, the number the caller looked up and so already knows.
-fn masked(mut record: pb::ViewRecord, asked: Option<&str>) -> pb::ViewRecord {
+/// `asked`, the number the caller looked up and so already knows; masks nothing for a caller
+/// who sees full identities (`full`, see [`auth::sees_full_identity`]).
+fn masked(mut record: pb::ViewRecord, asked: Option<&str>, full: bool) -> pb::ViewRecord {
+    if full {
+        return record;
+    }
     let mask = |id: &mut String| {
         if !id.is_empty() && Some(id.as_str()) != asked {
             *id = credex_core::ident::mask_id_number(id);
@@ -66,6 +71,42 @@ fn masked(mut record: pb::ViewRecord, asked: Option<&str>) -> pb::ViewRecord {
 impl Api {
     fn authorize<T>(&self, request: &Request<T>, rpc: Rpc) -> Result<(), Status> {
         self.auth.check(tls::peer_identity(request), rpc)
+    }
+
+    /// For a caller who sees full identities, the access to log: who it is, and the purpose it
+    /// stated (checked); `None` for every other caller, whose purpose is ignored.
+    fn full_identity_access<T>(
+        request: &Request<T>,
+        purpose: &str,
+    ) -> Result<Option<(String, String)>, Status> {
+        let who = tls::peer_identity(request);
+        if !auth::sees_full_identity(who) {
+            return Ok(None);
+        }
+        let who = who.map(ToString::to_string).unwrap_or_default();
+        let purpose = access::check_purpose(purpose).map_err(status)?;
+        Ok(Some((who, purpose.to_owned())))
+    }
+
+    /// Writes a full-identity access to the log before the caller is answered.
+    async fn log_access(
+        &self,
+        access: Option<(String, String)>,
+        rpc: Rpc,
+        subject: String,
+    ) -> Result<(), Status> {
+        let Some((who, purpose)) = access else {
+            return Ok(());
+        };
+        self.engine
+            .log_access(Access {
+                who,
+                rpc: rpc.name().to_owned(),
+                subject,
+                purpose,
+            })
+            .await
+            .map_err(status)
     }
 
     fn caller<T>(request: &Request<T>) -> String {
@@ -165,6 +206,8 @@ impl View for Api {
         request: Request<pb::LookupRequest>,
     ) -> Result<Response<pb::LookupResponse>, Status> {
         self.authorize(&request, Rpc::ViewLookup)?;
+        let access = Self::full_identity_access(&request, &request.get_ref().purpose)?;
+        let full = access.is_some();
         let req = request.into_inner();
         let page_size = match req.page_size {
             0 => query::MAX_PAGE,
@@ -181,15 +224,21 @@ impl View for Api {
                 &req.page_token,
             )
             .map_err(status)?;
+        self.log_access(access, Rpc::ViewLookup, lookup.subject.clone())
+            .await?;
         let asked = lookup.subject.as_str();
         Ok(Response::new(pb::LookupResponse {
-            subject_id: lookup.subject_masked.clone(),
+            subject_id: if full {
+                lookup.subject.clone()
+            } else {
+                lookup.subject_masked.clone()
+            },
             next_page_token: lookup.next_page_token.clone(),
             in_force: lookup
                 .view
                 .in_force
                 .iter()
-                .map(|r| masked(r.to_pb(), Some(asked)))
+                .map(|r| masked(r.to_pb(), Some(asked), full))
                 .collect(),
             excluded: lookup.view.excluded.iter().map(|r| r.to_pb()).collect(),
             as_of: credex_core::date::format_date(lookup.as_of),
@@ -201,6 +250,8 @@ impl View for Api {
         request: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
         self.authorize(&request, Rpc::ViewList)?;
+        let access = Self::full_identity_access(&request, &request.get_ref().purpose)?;
+        let full = access.is_some();
         let req = request.into_inner();
         let list = match pb::ListKind::try_from(req.list) {
             Ok(pb::ListKind::Unspecified) => None,
@@ -227,11 +278,25 @@ impl View for Api {
                 req.as_known_at,
             )
             .map_err(status)?;
+        let described = format!(
+            "origin={} list={} category={} as_of={} as_known_at={} page_token={}",
+            filter.origin.as_deref().unwrap_or("*"),
+            list.map_or("*", |l| l.as_str_name()),
+            filter.category.as_deref().unwrap_or("*"),
+            if req.as_of.is_empty() {
+                "today"
+            } else {
+                &req.as_of
+            },
+            req.as_known_at,
+            req.page_token,
+        );
+        self.log_access(access, Rpc::ViewList, described).await?;
         Ok(Response::new(pb::ListResponse {
             records: page
                 .records
                 .iter()
-                .map(|r| masked(r.to_pb(), None))
+                .map(|r| masked(r.to_pb(), None, full))
                 .collect(),
             next_page_token: page.next_page_token,
         }))
@@ -244,7 +309,11 @@ impl View for Api {
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         self.authorize(&request, Rpc::ViewWatch)?;
+        let access = Self::full_identity_access(&request, &request.get_ref().purpose)?;
+        let full = access.is_some();
         let after = request.into_inner().after;
+        self.log_access(access, Rpc::ViewWatch, format!("changes after {after}"))
+            .await?;
         let engine = self.engine.clone();
         let mut shutdown = self.shutdown.clone();
         // `after` 0 means from now on; otherwise resume after change seq `after`, which is
@@ -267,8 +336,18 @@ impl View for Api {
                     }
                 };
                 let caught_up = changes.len() < 256;
-                for change in changes {
+                for mut change in changes {
                     next = change.change_seq;
+                    if full {
+                        // The feed keeps subjects masked; this caller sees them in full.
+                        match engine.full_subject(&change) {
+                            Ok(subject) => change.subject_id = subject,
+                            Err(e) => {
+                                let _ = tx.send(Err(status(e))).await;
+                                return;
+                            }
+                        }
+                    }
                     if tx.send(Ok(change)).await.is_err() {
                         return;
                     }
@@ -487,6 +566,36 @@ impl Operator for Api {
                     record_id: e.record_id,
                     version: e.version,
                     reason: e.reason,
+                })
+                .collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn list_access(
+        &self,
+        request: Request<pb::ListAccessRequest>,
+    ) -> Result<Response<pb::ListAccessResponse>, Status> {
+        self.authorize(&request, Rpc::ListAccess)?;
+        let req = request.into_inner();
+        let engine = self.engine.clone();
+        let page = tokio::task::spawn_blocking(move || {
+            engine.list_access(req.page_size as usize, &req.page_token)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("list access task: {e}")))?
+        .map_err(status)?;
+        Ok(Response::new(pb::ListAccessResponse {
+            entries: page
+                .entries
+                .into_iter()
+                .map(|(number, a)| pb::AccessEntry {
+                    number,
+                    at: a.at_ms,
+                    who: a.who,
+                    rpc: a.rpc,
+                    subject: a.subject,
+                    purpose: a.purpose,
                 })
                 .collect(),
             next_page_token: page.next_page_token,

@@ -160,15 +160,19 @@ pub enum Role {
     Auditor,
     /// A downstream system querying the view.
     Reader,
+    /// A court or bank under agreement: queries the view with full ID numbers, stating a
+    /// purpose (查询事由) on every request, and every access is logged.
+    Enforcement,
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [
+    pub const ALL: [Role; 6] = [
         Role::Node,
         Role::Publisher,
         Role::Operator,
         Role::Auditor,
         Role::Reader,
+        Role::Enforcement,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -178,6 +182,7 @@ impl Role {
             Role::Operator => "operator",
             Role::Auditor => "auditor",
             Role::Reader => "reader",
+            Role::Enforcement => "enforcement",
         }
     }
 }

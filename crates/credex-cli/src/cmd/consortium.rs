@@ -224,6 +224,7 @@ mod tests {
                 |p: PathBuf| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
             assert_eq!(mode(home.ca_key()), 0o600);
             assert_eq!(mode(home.key("hefei", Role::Reader)), 0o600);
+            assert_eq!(mode(home.key("hefei", Role::Enforcement)), 0o600);
             assert_eq!(mode(home.city_dir("hefei").join("witness.key")), 0o600);
         }
     }

@@ -39,6 +39,10 @@ pub struct Args {
     /// Fetch every page.
     #[arg(long)]
     all: bool,
+    /// Why this query is made (查询事由, e.g. a case number): required with `--role
+    /// enforcement`, which sees ID numbers in full and is written to the node's access log.
+    #[arg(long, value_name = "TEXT")]
+    purpose: Option<String>,
 }
 
 fn list_kind(text: &str) -> Result<i32, String> {
@@ -62,6 +66,7 @@ pub async fn run(global: &Global, args: Args) -> Result<()> {
         page_token: args.page_token.unwrap_or_default(),
         as_of: args.as_of.map(format_date).unwrap_or_default(),
         as_known_at: args.as_known_at.unwrap_or_default(),
+        purpose: args.purpose.unwrap_or_default(),
     };
     let mut records: Vec<ViewRecord> = Vec::new();
     let next_page_token = loop {

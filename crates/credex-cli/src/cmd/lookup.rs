@@ -24,11 +24,22 @@ pub struct Args {
     /// i.e. what the view showed at that moment.
     #[arg(long, value_name = "TIME", value_parser = super::instant_arg)]
     as_known_at: Option<i64>,
+    /// Why this query is made (查询事由, e.g. a case number): required with `--role
+    /// enforcement`, which sees ID numbers in full and is written to the node's access log.
+    #[arg(long, value_name = "TEXT")]
+    purpose: Option<String>,
 }
 
 pub async fn run(global: &Global, args: Args) -> Result<()> {
     let conn = client::connect(global, Role::Reader).await?;
-    let response = lookup(&conn, &args.subject, args.as_of, args.as_known_at).await?;
+    let response = lookup(
+        &conn,
+        &args.subject,
+        args.as_of,
+        args.as_known_at,
+        args.purpose.as_deref().unwrap_or_default(),
+    )
+    .await?;
     if global.json {
         print_json(&LookupJson::new(&conn.city, &response))
     } else {
@@ -43,6 +54,7 @@ pub async fn lookup(
     subject: &str,
     as_of: Option<Date>,
     as_known_at: Option<i64>,
+    purpose: &str,
 ) -> Result<LookupResponse> {
     let mut request = LookupRequest {
         subject_id: subject.to_owned(),
@@ -50,6 +62,7 @@ pub async fn lookup(
         as_known_at: as_known_at.unwrap_or_default(),
         page_size: 0,
         page_token: String::new(),
+        purpose: purpose.to_owned(),
     };
     let mut whole: Option<LookupResponse> = None;
     loop {

@@ -1,5 +1,6 @@
 //! The subcommands, one module each; `demo` lives in [`crate::demo`].
 
+pub mod access_log;
 pub mod audit;
 pub mod bench;
 pub mod consortium;
