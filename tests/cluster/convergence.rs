@@ -305,7 +305,10 @@ async fn watch_streams_records_entering_and_leaving_the_view() -> Result<()> {
     let sandbox = Sandbox::builder().cities(cities.clone()).start().await?;
     let mut view = pb::view_client::ViewClient::new(sandbox.channel("wuhan", Role::Reader).await?);
     let mut changes = view
-        .watch(pb::WatchRequest { after: 0 })
+        .watch(pb::WatchRequest {
+            after: 0,
+            ..Default::default()
+        })
         .await?
         .into_inner();
 
@@ -347,6 +350,7 @@ async fn watch_streams_records_entering_and_leaving_the_view() -> Result<()> {
     let mut resumed = view
         .watch(pb::WatchRequest {
             after: entered.change_seq,
+            ..Default::default()
         })
         .await?
         .into_inner();

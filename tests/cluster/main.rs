@@ -3,6 +3,7 @@
 
 mod catchup;
 mod convergence;
+mod enforcement;
 mod equivocation;
 mod rules;
 mod sandbox;

@@ -264,6 +264,7 @@ impl Sandbox {
             // One page: the sandbox's subjects hold a few records each.
             page_size: 0,
             page_token: String::new(),
+            purpose: String::new(),
         };
         Ok(client.lookup(request).await?.into_inner())
     }

@@ -28,7 +28,10 @@ async fn a_future_dated_repair_keeps_the_sanction_in_every_city_until_its_date()
     let repair_on = today + chrono::Days::new(10);
     let mut view = pb::view_client::ViewClient::new(sandbox.channel("wuhan", Role::Reader).await?);
     let mut changes = view
-        .watch(pb::WatchRequest { after: 0 })
+        .watch(pb::WatchRequest {
+            after: 0,
+            ..Default::default()
+        })
         .await?
         .into_inner();
 
