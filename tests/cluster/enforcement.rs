@@ -61,7 +61,7 @@ async fn enforcement_sees_full_ids_only_with_a_purpose_and_every_access_is_logge
     assert_eq!(looked_up.subject_id, masked);
     assert_eq!(looked_up.in_force.len(), 1);
     let listed = reader.list(list()).await?.into_inner();
-    assert_eq!(records_ids(&listed.records), [masked.clone()]);
+    assert_eq!(records_ids(&listed.records), std::slice::from_ref(&masked));
 
     // Enforcement without a purpose: refused, the field named.
     let mut enforcement =
@@ -90,7 +90,10 @@ async fn enforcement_sees_full_ids_only_with_a_purpose_and_every_access_is_logge
         .await?
         .into_inner();
     assert_eq!(looked_up.subject_id, id_number);
-    assert_eq!(records_ids(&looked_up.in_force), [id_number.clone()]);
+    assert_eq!(
+        records_ids(&looked_up.in_force),
+        std::slice::from_ref(&id_number)
+    );
     let listed = enforcement
         .list(pb::ListRequest {
             purpose: PURPOSE.into(),
@@ -98,7 +101,10 @@ async fn enforcement_sees_full_ids_only_with_a_purpose_and_every_access_is_logge
         })
         .await?
         .into_inner();
-    assert_eq!(records_ids(&listed.records), [id_number.clone()]);
+    assert_eq!(
+        records_ids(&listed.records),
+        std::slice::from_ref(&id_number)
+    );
 
     // Another city's enforcement client is not this node's to serve.
     let mut outsider = pb::view_client::ViewClient::new(

@@ -206,6 +206,13 @@ mod tests {
         ) -> Result<tonic::Response<credex_proto::v1::ListInvalidResponse>, tonic::Status> {
             Err(tonic::Status::unimplemented("not part of this test"))
         }
+
+        async fn list_access(
+            &self,
+            _request: tonic::Request<credex_proto::v1::ListAccessRequest>,
+        ) -> Result<tonic::Response<credex_proto::v1::ListAccessResponse>, tonic::Status> {
+            Err(tonic::Status::unimplemented("not part of this test"))
+        }
     }
 
     struct TestNode {
