@@ -147,4 +147,31 @@ mod tests {
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
     }
+
+    #[test]
+    fn enforcement_is_a_role_and_access_log_a_command() {
+        let cli = Cli::try_parse_from([
+            "credexctl",
+            "--role",
+            "enforcement",
+            "lookup",
+            "430102198005174021",
+            "--purpose",
+            "（2026）湘0102执881号",
+        ])
+        .expect("parses");
+        assert_eq!(cli.global.role, Some(Role::Enforcement));
+        assert!(
+            matches!(cli.command, Command::Lookup(_)),
+            "{:?}",
+            cli.command
+        );
+        let cli = Cli::try_parse_from(["credexctl", "access-log", "--json"]).expect("parses");
+        assert!(cli.global.json);
+        assert!(
+            matches!(cli.command, Command::AccessLog(_)),
+            "{:?}",
+            cli.command
+        );
+    }
 }
