@@ -32,7 +32,7 @@ pub const HEARTBEAT: Duration = Duration::from_secs(5);
 /// Largest gRPC message a sync frame may be: a full frame of maximal leaves.
 pub const MAX_FRAME_BYTES: usize = 64 << 20;
 /// Prepared batches waiting to commit: verification runs this far ahead of the writer.
-const PIPELINE_DEPTH: usize = 4;
+const PIPELINE_DEPTH: usize = 16;
 /// Most entries one receive-path commit groups (one atomic write, one flush).
 const MAX_COMMIT_ENTRIES: usize = 8192;
 
