@@ -369,8 +369,19 @@ impl Engine {
                 invalid += 1;
             }
         }
-        match self.store.apply(batch) {
-            Ok(_) => {}
+        // The apply (leaf file write and fdatasync, sled batch) blocks, and freeing a run of
+        // decoded entries takes a while: both off the runtime. The leaves come back only if a
+        // root does not match, to be quarantined.
+        let taken: Vec<PreparedLeaf> = inbox.items.drain(..take).collect();
+        let store = self.store.clone();
+        let (applied, taken) = tokio::task::spawn_blocking(move || match store.apply(batch) {
+            Ok(_) => (Ok(()), Vec::new()),
+            Err(e) => (Err(e), taken),
+        })
+        .await
+        .map_err(|e| EngineError::Internal(format!("store apply task: {e}")))?;
+        match applied {
+            Ok(()) => {}
             Err(StoreError::RootMismatch {
                 size, got, want, ..
             }) => {
@@ -385,7 +396,7 @@ impl Engine {
                 );
                 let now = self.clock.now_millis();
                 let mut batch = WriteBatch::new();
-                for (i, item) in inbox.items.drain(..take).enumerate() {
+                for (i, item) in taken.into_iter().enumerate() {
                     // A leaf that fails on its own says so; the rest are only uncovered.
                     let (leaf, reason, detail) = match item {
                         PreparedLeaf::Authentic { verified, .. } => {
@@ -410,7 +421,6 @@ impl Engine {
         }
         self.store.flush_async().await?;
         let first = inbox.first_seq;
-        inbox.items.drain(..take);
         inbox.first_seq += take as u64;
         let (last, _) = roots.last().expect("a root to append under");
         self.consume_pending(&origin, *last);
@@ -441,7 +451,10 @@ impl Engine {
         if batch.is_empty() {
             return Ok(());
         }
-        self.store.apply(batch)?;
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.apply(batch))
+            .await
+            .map_err(|e| EngineError::Internal(format!("store apply task: {e}")))??;
         self.store.flush_async().await?;
         Ok(())
     }
