@@ -24,6 +24,8 @@ pub mod witness;
 #[cfg(test)]
 mod access_tests;
 #[cfg(test)]
+mod harness;
+#[cfg(test)]
 mod rules_tests;
 #[cfg(test)]
 mod tests;

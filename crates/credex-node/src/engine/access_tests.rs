@@ -7,28 +7,24 @@ use std::sync::Arc;
 
 use credex_core::date::{Clock, FixedClock, parse_date};
 use credex_core::ident;
-use credex_core::keys::{KeyAlgorithm, SigningKeyPair};
-use credex_core::note::Checkpoint;
 use credex_core::pb;
 use credex_core::pb::{operator_server::Operator, view_server::View};
-use credex_core::policy::RecognitionPolicy;
-use credex_store::{AccessRecord, Store};
+use credex_store::AccessRecord;
 use futures::StreamExt;
 use tempfile::TempDir;
 use tonic::{Code, Request};
 
+use super::Engine;
 use super::access::MAX_PURPOSE_CHARS;
+use super::harness::{NODE, PEER, TestEngine, test_engine};
 use super::publish::{self, PublishQueue};
 use super::rules_tests::capitals;
-use super::{Engine, EngineParts, Member};
 use crate::auth::Authorizer;
 use crate::service::Api;
 use crate::sync::PeerTable;
 use crate::tls::{Identity, PeerInfo, Role};
 
 const CONSORTIUM: &str = "mid-yangtze";
-const NODE: &str = "changsha";
-const PEER: &str = "wuhan";
 const PURPOSE: &str = "（2026）湘0102执1234号 财产查控";
 
 struct Harness {
@@ -42,42 +38,13 @@ struct Harness {
 }
 
 fn harness() -> Harness {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let keys = |city: &str| {
-        let origin = Checkpoint::origin_for(CONSORTIUM, city);
-        let log = SigningKeyPair::generate(&origin, KeyAlgorithm::Ed25519).expect("log key");
-        let witness =
-            SigningKeyPair::generate(&format!("{origin}/witness"), KeyAlgorithm::CosignatureV1)
-                .expect("witness key");
-        (log, witness)
-    };
-    let (node_log, node_witness) = keys(NODE);
-    let (peer_log, peer_witness) = keys(PEER);
-    let member = |city: &str, log: &SigningKeyPair, witness: &SigningKeyPair| Member {
-        city: city.to_owned(),
-        checkpoint_origin: Checkpoint::origin_for(CONSORTIUM, city),
-        log_key: log.public(),
-        witness_key: witness.public(),
-    };
-    let clock = Arc::new(FixedClock::at_date(
-        parse_date("2026-05-20").expect("a date"),
-    ));
-    let engine = Engine::new(EngineParts {
-        consortium: CONSORTIUM.to_owned(),
-        city: NODE.to_owned(),
-        members: vec![
-            member(NODE, &node_log, &node_witness),
-            member(PEER, &peer_log, &peer_witness),
-        ],
-        log_key: node_log,
-        witness_key: node_witness,
-        policy: RecognitionPolicy::recognise_all(NODE),
-        rules: capitals(),
-        clock: clock.clone(),
-        store: Store::open(&dir.path().join("store")).expect("store"),
-        batch_max_entries: 256,
-    })
-    .expect("engine");
+    let TestEngine {
+        dir, engine, clock, ..
+    } = test_engine(
+        CONSORTIUM,
+        capitals(),
+        FixedClock::at_date(parse_date("2026-05-20").expect("a date")),
+    );
     let (queue, _task) = publish::start(engine.clone());
     let (running, shutdown) = tokio::sync::watch::channel(false);
     let api = Api {

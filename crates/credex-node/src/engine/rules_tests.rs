@@ -28,21 +28,18 @@ use std::sync::Arc;
 use credex_core::date::{Clock, FixedClock, parse_date};
 use credex_core::entry;
 use credex_core::ident::{self, LegacyAllowList};
-use credex_core::keys::{KeyAlgorithm, SigningKeyPair};
+use credex_core::keys::SigningKeyPair;
 use credex_core::merkle::{self, MemoryHashStore};
 use credex_core::note::{self, Checkpoint};
 use credex_core::pb;
-use credex_core::policy::RecognitionPolicy;
-use credex_store::Store;
 use tempfile::TempDir;
 
 use super::checkpoints::SentProof;
+use super::harness::{NODE, PEER, TestEngine, test_engine};
 use super::publish::{self, PublishQueue, PublishReceipt};
-use super::{Engine, EngineError, EngineParts, Member};
+use super::{Engine, EngineError};
 
 const CONSORTIUM: &str = "test";
-const NODE: &str = "changsha";
-const PEER: &str = "wuhan";
 /// The first 17 characters of the early-pilot code; its check character is computed wrong.
 const PILOT: &str = "91430100MA4L00003";
 
@@ -52,15 +49,6 @@ struct Harness {
     clock: Arc<FixedClock>,
     queue: PublishQueue,
     peer_key: SigningKeyPair,
-}
-
-fn keys(city: &str) -> (SigningKeyPair, SigningKeyPair) {
-    let origin = Checkpoint::origin_for(CONSORTIUM, city);
-    let log = SigningKeyPair::generate(&origin, KeyAlgorithm::Ed25519).expect("log key");
-    let witness =
-        SigningKeyPair::generate(&format!("{origin}/witness"), KeyAlgorithm::CosignatureV1)
-            .expect("witness key");
-    (log, witness)
 }
 
 fn uscc(first17: &str) -> String {
@@ -76,41 +64,23 @@ fn pilot() -> String {
 }
 
 fn harness(rules: Rules) -> Harness {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (node_log, node_witness) = keys(NODE);
-    let (peer_log, peer_witness) = keys(PEER);
-    let member = |city: &str, log: &SigningKeyPair, witness: &SigningKeyPair| Member {
-        city: city.to_owned(),
-        checkpoint_origin: Checkpoint::origin_for(CONSORTIUM, city),
-        log_key: log.public(),
-        witness_key: witness.public(),
-    };
-    let clock = Arc::new(FixedClock::at_date(
-        parse_date("2026-05-20").expect("a date"),
-    ));
-    let engine = Engine::new(EngineParts {
-        consortium: CONSORTIUM.to_owned(),
-        city: NODE.to_owned(),
-        members: vec![
-            member(NODE, &node_log, &node_witness),
-            member(PEER, &peer_log, &peer_witness),
-        ],
-        log_key: node_log,
-        witness_key: node_witness,
-        policy: RecognitionPolicy::recognise_all(NODE),
+    let TestEngine {
+        dir,
+        engine,
+        clock,
+        peer_key,
+    } = test_engine(
+        CONSORTIUM,
         rules,
-        clock: clock.clone(),
-        store: Store::open(&dir.path().join("store")).expect("store"),
-        batch_max_entries: 256,
-    })
-    .expect("engine");
+        FixedClock::at_date(parse_date("2026-05-20").expect("a date")),
+    );
     let (queue, _task) = publish::start(engine.clone());
     Harness {
         _dir: dir,
         engine,
         clock,
         queue,
-        peer_key: peer_log,
+        peer_key,
     }
 }
 

@@ -6,22 +6,20 @@ use std::sync::Arc;
 
 use credex_core::date::FixedClock;
 use credex_core::entry;
-use credex_core::keys::{KeyAlgorithm, SigningKeyPair};
+use credex_core::keys::SigningKeyPair;
 use credex_core::merkle::{self, Hash, MemoryHashStore};
 use credex_core::note::{self, Checkpoint};
 use credex_core::pb;
-use credex_core::policy::RecognitionPolicy;
-use credex_store::Store;
 use prost::Message as _;
 use tempfile::TempDir;
 
+use super::Engine;
 use super::checkpoints::{CheckpointOutcome, SentProof};
+use super::harness::{PEER, test_engine};
 use super::ingest::Prepared;
-use super::{Engine, EngineParts, Member};
 
 const CONSORTIUM: &str = "test";
-const NODE: &str = "changsha";
-const ORIGIN: &str = "wuhan";
+const ORIGIN: &str = PEER;
 
 struct Harness {
     _dir: TempDir,
@@ -29,46 +27,16 @@ struct Harness {
     origin_key: SigningKeyPair,
 }
 
-fn keys(city: &str) -> (SigningKeyPair, SigningKeyPair) {
-    let origin = Checkpoint::origin_for(CONSORTIUM, city);
-    let log = SigningKeyPair::generate(&origin, KeyAlgorithm::Ed25519).expect("log key");
-    let witness =
-        SigningKeyPair::generate(&format!("{origin}/witness"), KeyAlgorithm::CosignatureV1)
-            .expect("witness key");
-    (log, witness)
-}
-
 fn harness() -> Harness {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (node_log, node_witness) = keys(NODE);
-    let (origin_log, origin_witness) = keys(ORIGIN);
-    let member = |city: &str, log: &SigningKeyPair, witness: &SigningKeyPair| Member {
-        city: city.to_owned(),
-        checkpoint_origin: Checkpoint::origin_for(CONSORTIUM, city),
-        log_key: log.public(),
-        witness_key: witness.public(),
-    };
-    let members = vec![
-        member(NODE, &node_log, &node_witness),
-        member(ORIGIN, &origin_log, &origin_witness),
-    ];
-    let engine = Engine::new(EngineParts {
-        consortium: CONSORTIUM.to_owned(),
-        city: NODE.to_owned(),
-        members,
-        log_key: node_log,
-        witness_key: node_witness,
-        policy: RecognitionPolicy::recognise_all(NODE),
-        rules: super::rules_tests::capitals(),
-        clock: Arc::new(FixedClock::at_millis(1_790_000_000_000)),
-        store: Store::open(&dir.path().join("store")).expect("store"),
-        batch_max_entries: 256,
-    })
-    .expect("engine");
+    let t = test_engine(
+        CONSORTIUM,
+        super::rules_tests::capitals(),
+        FixedClock::at_millis(1_790_000_000_000),
+    );
     Harness {
-        _dir: dir,
-        engine,
-        origin_key: origin_log,
+        _dir: t.dir,
+        engine: t.engine,
+        origin_key: t.peer_key,
     }
 }
 

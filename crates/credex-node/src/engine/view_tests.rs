@@ -8,21 +8,18 @@ use std::sync::Arc;
 use credex_core::date::{Clock, Date, FixedClock, parse_date};
 use credex_core::entry;
 use credex_core::ident;
-use credex_core::keys::{KeyAlgorithm, SigningKeyPair};
+use credex_core::keys::SigningKeyPair;
 use credex_core::merkle::{self, MemoryHashStore};
 use credex_core::note::{self, Checkpoint};
 use credex_core::pb;
-use credex_core::policy::RecognitionPolicy;
-use credex_store::Store;
 use tempfile::TempDir;
 
 use super::checkpoints::SentProof;
+use super::harness::{PEER, TestEngine, test_engine};
 use super::publish::{self, PublishQueue};
-use super::{Engine, EngineError, EngineParts, Member};
+use super::{Engine, EngineError};
 
 const CONSORTIUM: &str = "test";
-const NODE: &str = "changsha";
-const PEER: &str = "wuhan";
 
 struct Harness {
     _dir: TempDir,
@@ -36,49 +33,24 @@ fn date(text: &str) -> Date {
     parse_date(text).expect("fixture date")
 }
 
-fn keys(city: &str) -> (SigningKeyPair, SigningKeyPair) {
-    let origin = Checkpoint::origin_for(CONSORTIUM, city);
-    let log = SigningKeyPair::generate(&origin, KeyAlgorithm::Ed25519).expect("log key");
-    let witness =
-        SigningKeyPair::generate(&format!("{origin}/witness"), KeyAlgorithm::CosignatureV1)
-            .expect("witness key");
-    (log, witness)
-}
-
 fn harness() -> Harness {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (node_log, node_witness) = keys(NODE);
-    let (peer_log, peer_witness) = keys(PEER);
-    let member = |city: &str, log: &SigningKeyPair, witness: &SigningKeyPair| Member {
-        city: city.to_owned(),
-        checkpoint_origin: Checkpoint::origin_for(CONSORTIUM, city),
-        log_key: log.public(),
-        witness_key: witness.public(),
-    };
-    let clock = Arc::new(FixedClock::at_date(date("2026-05-20")));
-    let engine = Engine::new(EngineParts {
-        consortium: CONSORTIUM.to_owned(),
-        city: NODE.to_owned(),
-        members: vec![
-            member(NODE, &node_log, &node_witness),
-            member(PEER, &peer_log, &peer_witness),
-        ],
-        log_key: node_log,
-        witness_key: node_witness,
-        policy: RecognitionPolicy::recognise_all(NODE),
-        rules: super::rules_tests::capitals(),
-        clock: clock.clone(),
-        store: Store::open(&dir.path().join("store")).expect("store"),
-        batch_max_entries: 256,
-    })
-    .expect("engine");
+    let TestEngine {
+        dir,
+        engine,
+        clock,
+        peer_key,
+    } = test_engine(
+        CONSORTIUM,
+        super::rules_tests::capitals(),
+        FixedClock::at_date(date("2026-05-20")),
+    );
     let (queue, _task) = publish::start(engine.clone());
     Harness {
         _dir: dir,
         engine,
         clock,
         queue,
-        peer_key: peer_log,
+        peer_key,
     }
 }
 
