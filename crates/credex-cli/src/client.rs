@@ -117,6 +117,25 @@ impl Connection {
 }
 
 /// `CODE: message`, with the transport's cause when the status carries one.
+/// Follows a paged RPC from the first page to the last: `fetch` gets a page token (empty for the
+/// first page) and answers with that page's items and the next token (empty after the last).
+pub async fn all_pages<T, F, Fut>(mut fetch: F) -> Result<Vec<T>>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, String)>>,
+{
+    let mut items = Vec::new();
+    let mut token = String::new();
+    loop {
+        let (page, next) = fetch(token).await?;
+        items.extend(page);
+        if next.is_empty() {
+            return Ok(items);
+        }
+        token = next;
+    }
+}
+
 pub fn status_text(status: &Status) -> String {
     let mut message = status.message().to_owned();
     if let Some(source) = std::error::Error::source(status) {

@@ -959,7 +959,7 @@ mod tests {
     use crate::json::record_to_line;
     use credex_core::date::parse_date;
     use credex_core::ident::{parse_id_number, parse_uscc};
-    use credex_core::rules::{MemberRule, Rules};
+    use credex_core::rules::Rules;
     use credex_core::validate::{Mode, Validator};
 
     fn today() -> Date {
@@ -969,16 +969,7 @@ mod tests {
     #[test]
     fn a_thousand_records_per_city_validate() {
         let cities = capitals();
-        let rules = Rules {
-            members: cities
-                .iter()
-                .map(|c| MemberRule {
-                    city: c.id.clone(),
-                    division: c.division.clone(),
-                })
-                .collect(),
-            ..Rules::default()
-        };
+        let rules = Rules::for_members(cities.iter().map(|c| (&*c.id, &*c.division)));
         for city in cities {
             let validator = Validator {
                 catalogue: Catalogue::builtin(),

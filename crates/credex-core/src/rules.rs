@@ -48,6 +48,22 @@ impl Default for Rules {
 }
 
 impl Rules {
+    /// The default rules for members given as (city id, division code).
+    pub fn for_members<C: Into<String>, D: Into<String>>(
+        members: impl IntoIterator<Item = (C, D)>,
+    ) -> Rules {
+        Rules {
+            members: members
+                .into_iter()
+                .map(|(city, division)| MemberRule {
+                    city: city.into(),
+                    division: division.into(),
+                })
+                .collect(),
+            ..Rules::default()
+        }
+    }
+
     pub fn member(&self, city: &str) -> Option<&MemberRule> {
         self.members.iter().find(|m| m.city == city)
     }

@@ -988,7 +988,7 @@ mod tests {
     use super::*;
     use crate::ident::LegacyAllowList;
     use crate::pb::LegalRepresentative;
-    use crate::rules::MemberRule;
+
     use expect_test::{Expect, expect};
     use proptest::prelude::*;
 
@@ -1210,20 +1210,14 @@ mod tests {
 
     /// The four capitals' rules with `allow_list`.
     fn rules(allow_list: &LegacyAllowList) -> Rules {
-        let members = [
-            ("changsha", "430100"),
-            ("wuhan", "420100"),
-            ("hefei", "340100"),
-            ("nanchang", "360100"),
-        ]
-        .map(|(city, division)| MemberRule {
-            city: city.into(),
-            division: division.into(),
-        });
         Rules {
             legacy_uscc_allow_list: allow_list.clone(),
-            members: members.to_vec(),
-            ..Rules::default()
+            ..Rules::for_members([
+                ("changsha", "430100"),
+                ("wuhan", "420100"),
+                ("hefei", "340100"),
+                ("nanchang", "360100"),
+            ])
         }
     }
 

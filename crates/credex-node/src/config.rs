@@ -84,7 +84,7 @@ use std::time::Duration;
 use credex_core::ident::LegacyAllowList;
 use credex_core::keys::{KeyAlgorithm, KeyError, PublicKey, SigningKeyPair};
 use credex_core::policy::{PolicyError, RecognitionPolicy};
-use credex_core::rules::{MemberRule, Rules};
+use credex_core::rules::Rules;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::tls::{Identity, Role, TlsFiles, check_label, parse_address};
@@ -865,14 +865,7 @@ impl Consortium {
         Rules {
             legacy_uscc_allow_list: self.rules.legacy_uscc_allow_list.clone(),
             decision_days_ahead: self.rules.decision_days_ahead,
-            members: self
-                .members
-                .iter()
-                .map(|m| MemberRule {
-                    city: m.city.clone(),
-                    division: m.division.clone(),
-                })
-                .collect(),
+            ..Rules::for_members(self.members.iter().map(|m| (&*m.city, &*m.division)))
         }
     }
 

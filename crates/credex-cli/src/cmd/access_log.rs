@@ -34,24 +34,23 @@ struct AccessJson<'a> {
 
 pub async fn run(global: &Global, _args: Args) -> Result<()> {
     let conn = client::connect(global, Role::Operator).await?;
-    let mut request = ListAccessRequest {
-        page_size: 1000,
-        page_token: String::new(),
-    };
-    let mut entries: Vec<AccessEntry> = Vec::new();
-    loop {
-        let page = conn
-            .operator()
-            .list_access(conn.request(request.clone()))
-            .await
-            .map_err(|s| conn.rpc_error("Operator.ListAccess", s))?
-            .into_inner();
-        entries.extend(page.entries);
-        if page.next_page_token.is_empty() {
-            break;
+    let entries: Vec<AccessEntry> = client::all_pages(|page_token| {
+        let request = ListAccessRequest {
+            page_size: 1000,
+            page_token,
+        };
+        let conn = &conn;
+        async move {
+            let page = conn
+                .operator()
+                .list_access(conn.request(request))
+                .await
+                .map_err(|s| conn.rpc_error("Operator.ListAccess", s))?
+                .into_inner();
+            Ok((page.entries, page.next_page_token))
         }
-        request.page_token = page.next_page_token;
-    }
+    })
+    .await?;
     if global.json {
         return print_json(&AccessLogJson {
             node: &conn.city,

@@ -35,25 +35,25 @@ struct EntryJson<'a> {
 
 pub async fn run(global: &Global, args: Args) -> Result<()> {
     let conn = client::connect(global, Role::Operator).await?;
-    let mut request = ListInvalidRequest {
-        origin: args.origin.unwrap_or_default(),
-        page_size: 1000,
-        page_token: String::new(),
-    };
-    let mut entries: Vec<InvalidEntry> = Vec::new();
-    loop {
-        let page = conn
-            .operator()
-            .list_invalid(conn.request(request.clone()))
-            .await
-            .map_err(|s| conn.rpc_error("Operator.ListInvalid", s))?
-            .into_inner();
-        entries.extend(page.entries);
-        if page.next_page_token.is_empty() {
-            break;
+    let origin = args.origin.unwrap_or_default();
+    let entries: Vec<InvalidEntry> = client::all_pages(|page_token| {
+        let request = ListInvalidRequest {
+            origin: origin.clone(),
+            page_size: 1000,
+            page_token,
+        };
+        let conn = &conn;
+        async move {
+            let page = conn
+                .operator()
+                .list_invalid(conn.request(request))
+                .await
+                .map_err(|s| conn.rpc_error("Operator.ListInvalid", s))?
+                .into_inner();
+            Ok((page.entries, page.next_page_token))
         }
-        request.page_token = page.next_page_token;
-    }
+    })
+    .await?;
     if global.json {
         return print_json(&InvalidJson {
             node: &conn.city,

@@ -16,7 +16,7 @@ use tonic::{Code, Request};
 
 use super::Engine;
 use super::access::MAX_PURPOSE_CHARS;
-use super::harness::{NODE, PEER, TestEngine, test_engine};
+use super::harness::{NODE, PEER, TestEngine, dishonest_debtor, test_engine};
 use super::publish::{self, PublishQueue};
 use super::rules_tests::capitals;
 use crate::auth::Authorizer;
@@ -73,43 +73,15 @@ fn person() -> String {
     )
 }
 
-/// 失信被执行人: a natural person black-listed by a Changsha court, in force 2026-04-03 …
-/// 2028-04-02.
-fn dishonest_debtor(record_id: &str) -> pb::CreditRecord {
-    let first17 = "11430100006123456";
-    pb::CreditRecord {
-        record_id: record_id.to_owned(),
-        version: 1,
-        subject: Some(pb::Subject {
-            kind: pb::SubjectKind::NaturalPerson as i32,
-            name: "张某某".into(),
-            id_number: person(),
-            ..Default::default()
-        }),
-        list: pb::ListKind::Black as i32,
-        category: "court.dishonest_debtor".into(),
-        severity: pb::Severity::Serious as i32,
-        authority: Some(pb::Authority {
-            name: "长沙市芙蓉区人民法院".into(),
-            uscc: format!("{first17}{}", ident::uscc_check_char(first17).expect("17")),
-        }),
-        decision: Some(pb::Decision {
-            document_number: "（2026）湘0102执1234号".into(),
-            decided_on: "2026-04-02".into(),
-            facts: "有履行能力而拒不履行生效法律文书确定的义务".into(),
-            ..Default::default()
-        }),
-        publication: Some(pb::Publication {
-            starts_on: "2026-04-03".into(),
-            ends_on: "2028-04-02".into(),
-        }),
-        status: Some(pb::RecordStatus {
-            kind: pb::StatusKind::Active as i32,
-            ..Default::default()
-        }),
-        data_source: "信用信息共享平台".into(),
-        remarks: String::new(),
-    }
+/// 失信被执行人: [`person`] black-listed by a Changsha court.
+fn black(record_id: &str) -> pb::CreditRecord {
+    let person = pb::Subject {
+        kind: pb::SubjectKind::NaturalPerson as i32,
+        name: "张某某".into(),
+        id_number: person(),
+        ..Default::default()
+    };
+    dishonest_debtor(record_id, person, "430100")
 }
 
 fn spiffe(role: Role) -> String {
@@ -145,7 +117,7 @@ fn subject_ids(records: &[pb::ViewRecord]) -> Vec<String> {
 impl Harness {
     async fn publish(&self) {
         self.queue
-            .publish(vec![dishonest_debtor("CS-2026-0001")])
+            .publish(vec![black("CS-2026-0001")])
             .await
             .expect("published");
     }

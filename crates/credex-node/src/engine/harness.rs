@@ -4,8 +4,10 @@
 use std::sync::Arc;
 
 use credex_core::date::FixedClock;
+use credex_core::ident;
 use credex_core::keys::{KeyAlgorithm, SigningKeyPair};
 use credex_core::note::Checkpoint;
+use credex_core::pb;
 use credex_core::policy::RecognitionPolicy;
 use credex_core::rules::Rules;
 use credex_store::Store;
@@ -67,5 +69,58 @@ pub(super) fn test_engine(consortium: &str, rules: Rules, clock: FixedClock) -> 
         engine,
         clock,
         peer_key: peer_log,
+    }
+}
+
+/// A USCC from its first 17 characters and the right check character.
+pub(super) fn uscc(first17: &str) -> String {
+    let check = ident::uscc_check_char(first17).expect("17 uscc characters");
+    format!("{first17}{check}")
+}
+
+/// A company with the USCC whose first 17 characters are `first17`.
+pub(super) fn company(first17: &str) -> pb::Subject {
+    pb::Subject {
+        kind: pb::SubjectKind::LegalPerson as i32,
+        name: "长沙某某建材有限公司".into(),
+        uscc: uscc(first17),
+        ..Default::default()
+    }
+}
+
+/// 失信被执行人 about `subject`, version 1, decided on 2026-04-02 by a court of `division` (six
+/// digits), in force 2026-04-03 … 2028-04-02.
+pub(super) fn dishonest_debtor(
+    record_id: &str,
+    subject: pb::Subject,
+    division: &str,
+) -> pb::CreditRecord {
+    pb::CreditRecord {
+        record_id: record_id.to_owned(),
+        version: 1,
+        subject: Some(subject),
+        list: pb::ListKind::Black as i32,
+        category: "court.dishonest_debtor".into(),
+        severity: pb::Severity::Serious as i32,
+        authority: Some(pb::Authority {
+            name: "人民法院".into(),
+            uscc: uscc(&format!("11{division}006123456")),
+        }),
+        decision: Some(pb::Decision {
+            document_number: "（2026）执1234号".into(),
+            decided_on: "2026-04-02".into(),
+            facts: "有履行能力而拒不履行生效法律文书确定的义务".into(),
+            ..Default::default()
+        }),
+        publication: Some(pb::Publication {
+            starts_on: "2026-04-03".into(),
+            ends_on: "2028-04-02".into(),
+        }),
+        status: Some(pb::RecordStatus {
+            kind: pb::StatusKind::Active as i32,
+            ..Default::default()
+        }),
+        data_source: "信用信息共享平台".into(),
+        remarks: String::new(),
     }
 }

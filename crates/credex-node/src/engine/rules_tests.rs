@@ -3,31 +3,23 @@
 //! calendar and consortium checks at publish and on relay, idempotent publish, and bounded
 //! answers.
 
-use credex_core::rules::{MemberRule, Rules};
+use credex_core::rules::Rules;
 
 /// The four capitals with their divisions, as the consortium file lists them.
 pub(super) fn capitals() -> Rules {
-    let members = [
+    Rules::for_members([
         ("changsha", "430100"),
         ("wuhan", "420100"),
         ("hefei", "340100"),
         ("nanchang", "360100"),
-    ]
-    .map(|(city, division)| MemberRule {
-        city: city.into(),
-        division: division.into(),
-    });
-    Rules {
-        members: members.to_vec(),
-        ..Rules::default()
-    }
+    ])
 }
 
 use std::sync::Arc;
 
 use credex_core::date::{Clock, FixedClock, parse_date};
 use credex_core::entry;
-use credex_core::ident::{self, LegacyAllowList};
+use credex_core::ident::LegacyAllowList;
 use credex_core::keys::SigningKeyPair;
 use credex_core::merkle::{self, MemoryHashStore};
 use credex_core::note::{self, Checkpoint};
@@ -35,7 +27,7 @@ use credex_core::pb;
 use tempfile::TempDir;
 
 use super::checkpoints::SentProof;
-use super::harness::{NODE, PEER, TestEngine, test_engine};
+use super::harness::{NODE, PEER, TestEngine, company, dishonest_debtor, test_engine, uscc};
 use super::publish::{self, PublishQueue, PublishReceipt};
 use super::{Engine, EngineError};
 
@@ -49,11 +41,6 @@ struct Harness {
     clock: Arc<FixedClock>,
     queue: PublishQueue,
     peer_key: SigningKeyPair,
-}
-
-fn uscc(first17: &str) -> String {
-    let check = ident::uscc_check_char(first17).expect("17 uscc characters");
-    format!("{first17}{check}")
 }
 
 /// The pilot code with a wrong check character.
@@ -91,42 +78,13 @@ fn with_pilot_allowed() -> Rules {
     }
 }
 
-/// 失信被执行人 about `subject`, decided by a court of `division` (6 digits), in force
-/// 2026-04-03 … 2028-04-02.
+/// 失信被执行人 about the company with USCC `subject`, decided by a court of `division`.
 fn black(record_id: &str, subject: &str, division: &str) -> pb::CreditRecord {
-    pb::CreditRecord {
-        record_id: record_id.to_owned(),
-        version: 1,
-        subject: Some(pb::Subject {
-            kind: pb::SubjectKind::LegalPerson as i32,
-            name: "长沙某某建材有限公司".into(),
-            uscc: subject.to_owned(),
-            ..Default::default()
-        }),
-        list: pb::ListKind::Black as i32,
-        category: "court.dishonest_debtor".into(),
-        severity: pb::Severity::Serious as i32,
-        authority: Some(pb::Authority {
-            name: "人民法院".into(),
-            uscc: uscc(&format!("11{division}006123456")),
-        }),
-        decision: Some(pb::Decision {
-            document_number: "（2026）执1234号".into(),
-            decided_on: "2026-04-02".into(),
-            facts: "有履行能力而拒不履行生效法律文书确定的义务".into(),
-            ..Default::default()
-        }),
-        publication: Some(pb::Publication {
-            starts_on: "2026-04-03".into(),
-            ends_on: "2028-04-02".into(),
-        }),
-        status: Some(pb::RecordStatus {
-            kind: pb::StatusKind::Active as i32,
-            ..Default::default()
-        }),
-        data_source: "信用信息共享平台".into(),
-        remarks: String::new(),
-    }
+    let company = pb::Subject {
+        uscc: subject.to_owned(),
+        ..company("91430100MA4L00003")
+    };
+    dishonest_debtor(record_id, company, division)
 }
 
 impl Harness {

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use credex_core::date::{Clock, Date, FixedClock, parse_date};
 use credex_core::entry;
-use credex_core::ident;
 use credex_core::keys::SigningKeyPair;
 use credex_core::merkle::{self, MemoryHashStore};
 use credex_core::note::{self, Checkpoint};
@@ -15,7 +14,7 @@ use credex_core::pb;
 use tempfile::TempDir;
 
 use super::checkpoints::SentProof;
-use super::harness::{PEER, TestEngine, test_engine};
+use super::harness::{PEER, TestEngine, company, dishonest_debtor, test_engine, uscc};
 use super::publish::{self, PublishQueue};
 use super::{Engine, EngineError};
 
@@ -54,51 +53,12 @@ fn harness() -> Harness {
     }
 }
 
-fn uscc(first17: &str) -> String {
-    let check = ident::uscc_check_char(first17).expect("17 uscc characters");
-    format!("{first17}{check}")
-}
-
 const COMPANY: &str = "91430100MA4L00003";
 const OTHER_COMPANY: &str = "91430100MA4L00007";
 
-/// 失信被执行人, version 1, in force 2026-04-03 … 2028-04-02.
+/// 失信被执行人 about [`COMPANY`], by a Changsha court.
 fn black(record_id: &str) -> pb::CreditRecord {
-    pb::CreditRecord {
-        record_id: record_id.to_owned(),
-        version: 1,
-        subject: Some(pb::Subject {
-            kind: pb::SubjectKind::LegalPerson as i32,
-            name: "长沙某某建材有限公司".into(),
-            uscc: uscc(COMPANY),
-            ..Default::default()
-        }),
-        list: pb::ListKind::Black as i32,
-        category: "court.dishonest_debtor".into(),
-        severity: pb::Severity::Serious as i32,
-        authority: Some(pb::Authority {
-            name: "长沙市天心区人民法院".into(),
-            uscc: uscc("11430100006123456"),
-        }),
-        decision: Some(pb::Decision {
-            document_number: "（2026）湘0103执1234号".into(),
-            decided_on: "2026-04-02".into(),
-            legal_basis: "《最高人民法院关于公布失信被执行人名单信息的若干规定》第一条".into(),
-            facts: "有履行能力而拒不履行生效法律文书确定的义务".into(),
-            sanction_measures: vec!["限制高消费".into()],
-            ..Default::default()
-        }),
-        publication: Some(pb::Publication {
-            starts_on: "2026-04-03".into(),
-            ends_on: "2028-04-02".into(),
-        }),
-        status: Some(pb::RecordStatus {
-            kind: pb::StatusKind::Active as i32,
-            ..Default::default()
-        }),
-        data_source: "长沙市信用信息共享平台".into(),
-        remarks: String::new(),
-    }
+    dishonest_debtor(record_id, company(COMPANY), "430100")
 }
 
 fn next(previous: &pb::CreditRecord, kind: pb::StatusKind, on: &str) -> pb::CreditRecord {
