@@ -294,12 +294,28 @@ impl Sandbox {
             .collect())
     }
 
-    /// Waits until every running node holds `expected` entries of every origin listed.
+    /// How many entries of each origin `city`'s view holds (the log may hold more, waiting
+    /// for their signatures' check behind the append).
+    pub async fn in_view(&self, city: &str) -> Result<BTreeMap<String, u64>> {
+        Ok(self
+            .status_with(city, pb::StatusRequest { skip_view: true })
+            .await?
+            .origins
+            .into_iter()
+            .map(|o| (o.origin, o.indexed_size))
+            .collect())
+    }
+
+    /// Waits until every running node holds `expected` entries of every origin listed, in
+    /// its log and in its view.
     pub async fn wait_converged(&self, expected: &BTreeMap<String, u64>) -> Result<()> {
         for city in self.nodes.keys() {
             wait_until(&format!("{city} holds {expected:?}"), || async {
                 let sizes = self.sizes(city).await?;
-                Ok(expected.iter().all(|(o, n)| sizes.get(o) == Some(n)))
+                let in_view = self.in_view(city).await?;
+                Ok(expected
+                    .iter()
+                    .all(|(o, n)| sizes.get(o) == Some(n) && in_view.get(o) == Some(n)))
             })
             .await?;
         }

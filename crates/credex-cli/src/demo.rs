@@ -440,7 +440,8 @@ impl Demo {
                 let sizes: BTreeMap<&str, u64> = s
                     .origins
                     .iter()
-                    .map(|o| (origin_city(&o.origin), o.local_size))
+                    // In the view, not only in the log: what a lookup would show.
+                    .map(|o| (origin_city(&o.origin), o.indexed_size.min(o.local_size)))
                     .collect();
                 let have: u64 = expected
                     .iter()
@@ -454,7 +455,7 @@ impl Demo {
                 .collect::<Vec<_>>()
                 .join("  ");
             if line != last_line {
-                self.say(format!("  entries held: {line}"));
+                self.say(format!("  entries in view: {line}"));
                 last_line = line;
             }
             if held.iter().all(|(_, h)| *h == total) {

@@ -6,7 +6,8 @@
 //! (checkpoints from peers), each committing one atomic batch.
 //!
 //! # Layout
-//! - [`ingest`]: the receive path: verify, append, validate, quarantine.
+//! - [`ingest`]: the receive path: append under a signed root, quarantine the rest.
+//! - [`index`]: the indexer behind it: each entry's signature and record, then the view.
 //! - [`publish`]: group commit of the city's own records and checkpoint signing.
 //! - [`checkpoints`]: received checkpoints, consistency with the log, equivocation evidence.
 //! - [`query`]: the view (lookup, list), proofs and status.
@@ -16,6 +17,7 @@
 pub mod access;
 pub mod changes;
 pub mod checkpoints;
+pub mod index;
 pub mod ingest;
 pub mod publish;
 pub mod query;
@@ -44,7 +46,7 @@ use credex_core::validate::{Mode, Validator};
 use credex_store::{Store, StoreError};
 use tokio::sync::watch;
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, OriginGauges};
 
 /// One member city as this node knows it: the keys its entries and checkpoints verify under.
 #[derive(Debug, Clone)]
@@ -86,6 +88,9 @@ pub enum EngineError {
     FailedPrecondition(String),
     #[error("node is shutting down")]
     ShuttingDown,
+    /// Not now: the node is catching up on something; the same request can succeed later.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("storage: {0}")]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -259,9 +264,12 @@ impl Engine {
             let best = self.best_seen(&origin);
             self.metrics.set_origin(
                 &origin,
-                state.size,
-                best.saturating_sub(state.size),
-                state.forked,
+                OriginGauges {
+                    size: state.size,
+                    indexed: self.store.indexed(&origin),
+                    lag: best.saturating_sub(state.size),
+                    forked: state.forked,
+                },
             );
         }
     }

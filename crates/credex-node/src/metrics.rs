@@ -25,6 +25,18 @@ struct PeerLabel {
     peer: String,
 }
 
+/// One origin's gauges, as [`Metrics::set_origin`] takes them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OriginGauges {
+    /// Entries in the log.
+    pub size: u64,
+    /// Entries in the view.
+    pub indexed: u64,
+    /// Entries behind the largest checkpoint seen.
+    pub lag: u64,
+    pub forked: bool,
+}
+
 /// The node's metrics. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Metrics {
@@ -36,6 +48,7 @@ pub struct Metrics {
     published: Counter,
     log_size: Family<OriginLabel, Gauge>,
     lag: Family<OriginLabel, Gauge>,
+    backlog: Family<OriginLabel, Gauge>,
     forked: Family<OriginLabel, Gauge>,
     peer_connected: Family<PeerLabel, Gauge>,
 }
@@ -53,6 +66,7 @@ impl Metrics {
         let published = Counter::default();
         let log_size = Family::default();
         let lag = Family::default();
+        let backlog = Family::default();
         let forked = Family::default();
         let peer_connected = Family::default();
         registry.register(
@@ -87,6 +101,11 @@ impl Metrics {
             lag.clone(),
         );
         registry.register(
+            "view_backlog",
+            "Entries in the log whose own checks have not run yet, so not in the view",
+            backlog.clone(),
+        );
+        registry.register(
             "origin_forked",
             "1 when the origin equivocated",
             forked.clone(),
@@ -105,6 +124,7 @@ impl Metrics {
             published,
             log_size,
             lag,
+            backlog,
             forked,
             peer_connected,
         }
@@ -118,7 +138,14 @@ impl Metrics {
         self.quarantined
             .get_or_create(&label)
             .inc_by(outcome.quarantined);
-        self.invalid.get_or_create(&label).inc_by(outcome.invalid);
+    }
+
+    pub(crate) fn count_invalid(&self, origin: &str, n: u64) {
+        self.invalid
+            .get_or_create(&OriginLabel {
+                origin: origin.to_owned(),
+            })
+            .inc_by(n);
     }
 
     pub(crate) fn count_bad_checkpoint(&self, origin: &str) {
@@ -133,12 +160,16 @@ impl Metrics {
         self.published.inc_by(n);
     }
 
-    pub(crate) fn set_origin(&self, origin: &str, size: u64, lag: u64, forked: bool) {
+    pub(crate) fn set_origin(&self, origin: &str, figures: OriginGauges) {
         let label = OriginLabel {
             origin: origin.to_owned(),
         };
-        self.log_size.get_or_create(&label).set(size as i64);
-        self.lag.get_or_create(&label).set(lag as i64);
+        self.log_size.get_or_create(&label).set(figures.size as i64);
+        self.lag.get_or_create(&label).set(figures.lag as i64);
+        self.backlog
+            .get_or_create(&label)
+            .set(figures.size.saturating_sub(figures.indexed) as i64);
+        let forked = figures.forked;
         self.forked.get_or_create(&label).set(i64::from(forked));
     }
 
@@ -214,7 +245,15 @@ mod tests {
                 ..Default::default()
             },
         );
-        metrics.set_origin("wuhan", 3, 2, false);
+        metrics.set_origin(
+            "wuhan",
+            OriginGauges {
+                size: 3,
+                indexed: 1,
+                lag: 2,
+                forked: false,
+            },
+        );
         metrics.set_peer_connected("wuhan", true);
         let text = metrics.encode();
         for line in [
@@ -222,6 +261,7 @@ mod tests {
             r#"credex_entries_quarantined_total{city="changsha",origin="wuhan"} 1"#,
             r#"credex_log_size{city="changsha",origin="wuhan"} 3"#,
             r#"credex_origin_lag{city="changsha",origin="wuhan"} 2"#,
+            r#"credex_view_backlog{city="changsha",origin="wuhan"} 2"#,
             r#"credex_peer_connected{city="changsha",peer="wuhan"} 1"#,
         ] {
             assert!(text.contains(line), "{line} in\n{text}");

@@ -135,6 +135,11 @@ pub async fn run_with_clock(
             "sync"
         });
     }
+    let indexer = engine.clone().run_indexer(stop_rx.clone());
+    tasks.spawn(async move {
+        indexer.await;
+        "indexer"
+    });
     let ticks = crate::engine::changes::run_ticks(engine.clone(), stop_rx.clone());
     tasks.spawn(async move {
         ticks.await;

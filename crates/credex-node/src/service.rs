@@ -40,6 +40,7 @@ pub fn status(error: EngineError) -> Status {
         EngineError::NotFound(m) => Status::not_found(m),
         EngineError::FailedPrecondition(m) => Status::failed_precondition(m),
         EngineError::ShuttingDown => Status::unavailable("node is shutting down"),
+        EngineError::Unavailable(m) => Status::unavailable(m),
         e @ (EngineError::Store(_) | EngineError::Internal(_)) => {
             tracing::error!(error = %e, "internal error");
             Status::internal(e.to_string())
@@ -462,6 +463,7 @@ impl Operator for Api {
                         lag: o.best_seen_size.saturating_sub(o.local_size),
                         origin: o.origin,
                         local_size: o.local_size,
+                        indexed_size: o.indexed_size,
                         best_seen_size: o.best_seen_size,
                         checkpoint_age_ms: o.checkpoint_age_ms,
                         published_size: o.published_size,

@@ -22,7 +22,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::engine::Engine;
 use crate::engine::checkpoints::SentProof;
-use crate::engine::ingest::{MAX_WAITING_ENTRIES, Prepared};
+use crate::engine::ingest::{Inbox, MAX_WAITING_ENTRIES};
 use crate::tls::{self, Identity, Role};
 
 /// Entries per EntryBatch frame unless the receiver asks for fewer.
@@ -31,7 +31,7 @@ pub const DEFAULT_FRAME_ENTRIES: usize = 1024;
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
 /// Largest gRPC message a sync frame may be: a full frame of maximal leaves.
 pub const MAX_FRAME_BYTES: usize = 64 << 20;
-/// Prepared batches waiting to commit: verification runs this far ahead of the writer.
+/// Frames read ahead of the committer: the network runs this far ahead of the writer.
 const PIPELINE_DEPTH: usize = 16;
 /// Most entries one receive-path commit groups (one atomic write, one flush).
 const MAX_COMMIT_ENTRIES: usize = 8192;
@@ -341,35 +341,32 @@ async fn pull(engine: &Arc<Engine>, link: &PeerLink, peers: &PeerTable) -> Resul
     info!(rtt_ms = rtt, "sync stream up");
 
     // Stage two: in order, checkpoints to the engine and entries into each origin's inbox;
-    // whenever nothing more is ready (or an inbox is full), commit what signed roots cover.
-    let (prepared_tx, mut prepared_rx) = mpsc::channel::<Staged>(PIPELINE_DEPTH);
+    // whenever no more frames have arrived (or an inbox is full), commit what signed roots
+    // cover. Nothing is verified per entry here: the signed root authenticates the run, and
+    // the indexer checks each entry behind the append (engine/index.rs).
+    let (staged_tx, mut staged_rx) = mpsc::channel::<Staged>(PIPELINE_DEPTH);
     let committer = {
         let engine = engine.clone();
         let from = link.city.clone();
         async move {
-            let mut inboxes: BTreeMap<String, Prepared> = BTreeMap::new();
-            while let Some(first) = prepared_rx.recv().await {
+            let mut inboxes: BTreeMap<String, Inbox> = BTreeMap::new();
+            while let Some(first) = staged_rx.recv().await {
                 let mut next = Some(first);
                 while let Some(staged) = next.take() {
                     match staged {
-                        Staged::Entries(handle) => {
-                            let prepared = handle
-                                .await
-                                .map_err(|e| format!("verification task: {e}"))?;
-                            let origin = prepared.origin.clone();
-                            let inbox = inboxes.entry(origin.clone()).or_insert_with(|| Prepared {
-                                origin: origin.clone(),
-                                first_seq: prepared.first_seq,
-                                items: Vec::new(),
-                            });
-                            if let Err(stray) = inbox.extend(prepared) {
+                        Staged::Entries(run) => {
+                            let origin = run.origin.clone();
+                            let inbox = inboxes
+                                .entry(origin.clone())
+                                .or_insert_with(|| Inbox::new(&origin, run.first_seq, Vec::new()));
+                            if let Err(stray) = inbox.extend(run) {
                                 return Err(format!(
                                     "{origin}: entries from seq {} do not continue the run ending at {}; resyncing",
                                     stray.first_seq,
                                     inbox.end()
                                 ));
                             }
-                            if inbox.items.len() >= MAX_COMMIT_ENTRIES {
+                            if inbox.leaves.len() >= MAX_COMMIT_ENTRIES {
                                 commit(&engine, inbox, &from).await?;
                             }
                         }
@@ -380,22 +377,15 @@ async fn pull(engine: &Arc<Engine>, link: &PeerLink, peers: &PeerTable) -> Resul
                                 .map_err(|e| e.to_string())?;
                         }
                     }
-                    // Group commit: take in whatever is already verified behind this one.
-                    next = match prepared_rx.try_recv() {
-                        Ok(Staged::Entries(h)) if !h.is_finished() => {
-                            commit_all(&engine, &mut inboxes, &from).await?;
-                            Some(Staged::Entries(h))
-                        }
-                        Ok(staged) => Some(staged),
-                        Err(_) => None,
-                    };
+                    // Group commit: take in whatever has already arrived behind this one.
+                    next = staged_rx.try_recv().ok();
                 }
                 commit_all(&engine, &mut inboxes, &from).await?;
             }
             Ok::<(), String>(())
         }
     };
-    // Stage one: read frames and start verification.
+    // Stage one: read frames.
     let reader = async {
         while let Some(frame) = frames.next().await {
             let frame = frame.map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
@@ -403,10 +393,7 @@ async fn pull(engine: &Arc<Engine>, link: &PeerLink, peers: &PeerTable) -> Resul
             peers.update(&link.city, |p| p.last_contact_ms = now);
             let staged = match frame.frame {
                 Some(pb::sync_frame::Frame::Entries(batch)) => {
-                    let engine = engine.clone();
-                    Staged::Entries(tokio::task::spawn_blocking(move || {
-                        engine.prepare(&batch.origin, batch.first_seq, batch.entries)
-                    }))
+                    Staged::Entries(Inbox::new(&batch.origin, batch.first_seq, batch.entries))
                 }
                 Some(pb::sync_frame::Frame::Checkpoint(cp)) => {
                     let note = cp.checkpoint.map(|c| c.note).unwrap_or_default();
@@ -418,11 +405,11 @@ async fn pull(engine: &Arc<Engine>, link: &PeerLink, peers: &PeerTable) -> Resul
                 }
                 Some(pb::sync_frame::Frame::Heartbeat(_)) | None => continue,
             };
-            if prepared_tx.send(staged).await.is_err() {
+            if staged_tx.send(staged).await.is_err() {
                 break;
             }
         }
-        drop(prepared_tx);
+        drop(staged_tx);
         Ok::<(), String>(())
     };
     tokio::pin!(reader, committer);
@@ -437,17 +424,17 @@ async fn pull(engine: &Arc<Engine>, link: &PeerLink, peers: &PeerTable) -> Resul
 }
 
 enum Staged {
-    Entries(tokio::task::JoinHandle<Prepared>),
+    Entries(Inbox),
     Checkpoint(String, Vec<u8>, SentProof),
 }
 
 /// Commits what signed roots cover of every inbox.
 async fn commit_all(
     engine: &Engine,
-    inboxes: &mut BTreeMap<String, Prepared>,
+    inboxes: &mut BTreeMap<String, Inbox>,
     from: &str,
 ) -> Result<(), String> {
-    for inbox in inboxes.values_mut().filter(|i| !i.items.is_empty()) {
+    for inbox in inboxes.values_mut().filter(|i| !i.leaves.is_empty()) {
         commit(engine, inbox, from).await?;
     }
     Ok(())
@@ -455,7 +442,7 @@ async fn commit_all(
 
 /// Commits what signed roots cover of one inbox; an error ends the stream (which reconnects
 /// and asks again from the local frontier).
-async fn commit(engine: &Engine, inbox: &mut Prepared, from: &str) -> Result<(), String> {
+async fn commit(engine: &Engine, inbox: &mut Inbox, from: &str) -> Result<(), String> {
     let origin = inbox.origin.clone();
     let outcome = engine
         .commit(inbox, from)
@@ -471,10 +458,10 @@ async fn commit(engine: &Engine, inbox: &mut Prepared, from: &str) -> Result<(),
             "{origin}: entries that do not give the root their origin signed were quarantined; resyncing"
         ));
     }
-    if inbox.items.len() > MAX_WAITING_ENTRIES {
+    if inbox.leaves.len() > MAX_WAITING_ENTRIES {
         return Err(format!(
             "{origin}: {} entries and no checkpoint of the origin covers them; resyncing",
-            inbox.items.len()
+            inbox.leaves.len()
         ));
     }
     Ok(())

@@ -241,6 +241,7 @@ impl Origins<'_> {
                     id,
                     state: OriginState::EMPTY,
                     evidence: 0,
+                    indexed: 0,
                 }
             });
             self.pending.insert(
@@ -382,6 +383,24 @@ impl Plan<'_> {
                 self.next_change += 1;
             }
             Op::LogAccess(access) => self.log_access(&access),
+            Op::SetIndexed { origin, upto } => {
+                let o = self.origins.get(&origin)?;
+                if upto < o.meta.indexed {
+                    return Err(StoreError::IndexRollback {
+                        origin,
+                        indexed: o.meta.indexed,
+                        got: upto,
+                    });
+                }
+                o.meta.indexed = upto;
+                if let Some(last) = upto.checked_sub(1) {
+                    self.seq_refs.push(SeqRef {
+                        origin,
+                        what: "indexed mark",
+                        seq: last,
+                    });
+                }
+            }
         }
         Ok(())
     }

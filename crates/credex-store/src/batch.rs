@@ -98,6 +98,10 @@ pub(crate) enum Op {
         size: u64,
         root: Hash,
     },
+    SetIndexed {
+        origin: String,
+        upto: u64,
+    },
 }
 
 /// Everything one applied batch changes. Operations take effect in the order they were added;
@@ -119,6 +123,18 @@ impl WriteBatch {
 
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
+    }
+
+    /// Copies of the leaves the batch appends, in order: what a caller keeps to quarantine
+    /// them if the batch is refused (say, with [`crate::StoreError::RootMismatch`]).
+    pub fn appended_leaves(&self) -> Vec<Vec<u8>> {
+        self.ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Append { leaf, .. } => Some(leaf.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Appends `leaf` (the SignedEntry bytes as its origin encoded them) at `seq`. `seq` must be
@@ -266,6 +282,19 @@ impl WriteBatch {
     /// Appends an opaque view change to the change feed; it gets the next change seq.
     pub fn push_change(&mut self, change: impl Into<Vec<u8>>) -> &mut Self {
         self.ops.push(Op::PushChange(change.into()));
+        self
+    }
+
+    /// Records that entries `0..upto` of `origin`'s log are in the view's indexes (the index
+    /// writes for them are in this batch or earlier ones), so they commit together and a
+    /// crash never leaves the mark ahead of the indexes or behind them. The mark never goes
+    /// back ([`crate::StoreError::IndexRollback`]) and `upto` must be within the log by the
+    /// end of the batch. Read with [`crate::Store::indexed`].
+    pub fn set_indexed(&mut self, origin: &str, upto: u64) -> &mut Self {
+        self.ops.push(Op::SetIndexed {
+            origin: origin.to_owned(),
+            upto,
+        });
         self
     }
 

@@ -109,16 +109,20 @@ pub(crate) struct OriginMeta {
     pub(crate) state: OriginState,
     /// Number of evidence blobs stored, so the next one's key.
     pub(crate) evidence: u64,
+    /// Entries `0..indexed` of the log are in the view's indexes (see
+    /// [`crate::WriteBatch::set_indexed`]); never more than the size.
+    pub(crate) indexed: u64,
 }
 
 impl OriginMeta {
     pub(crate) fn encode(&self) -> Vec<u8> {
-        Enc::with_capacity(53)
+        Enc::with_capacity(61)
             .u32(self.id)
             .u64(self.state.size)
             .raw(&self.state.root.0)
             .u8(u8::from(self.state.forked))
             .u64(self.evidence)
+            .u64(self.indexed)
             .finish()
     }
 
@@ -133,10 +137,12 @@ impl OriginMeta {
             _ => return None,
         };
         let evidence = d.u64()?;
+        let indexed = d.u64()?;
         d.end(OriginMeta {
             id,
             state: OriginState { size, root, forked },
             evidence,
+            indexed,
         })
     }
 }
@@ -291,15 +297,17 @@ mod tests {
                 id: 0,
                 state: OriginState::EMPTY,
                 evidence: 0,
+                indexed: 0,
             },
             OriginMeta {
                 id: u32::MAX,
                 state: state(1 << 40, true),
                 evidence: 3,
+                indexed: 1 << 39,
             },
         ] {
             let v = meta.encode();
-            assert_eq!(v.len(), 53);
+            assert_eq!(v.len(), 61);
             assert_eq!(OriginMeta::decode(&v), Some(meta));
         }
     }
@@ -310,9 +318,10 @@ mod tests {
             id: 1,
             state: state(5, false),
             evidence: 0,
+            indexed: 5,
         }
         .encode();
-        assert_eq!(OriginMeta::decode(&v[..52]), None, "short");
+        assert_eq!(OriginMeta::decode(&v[..60]), None, "short");
         let mut long = v.clone();
         long.push(0);
         assert_eq!(OriginMeta::decode(&long), None, "trailing byte");

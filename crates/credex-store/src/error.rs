@@ -5,7 +5,7 @@ use credex_core::merkle::ProofError;
 /// Why a store operation failed.
 ///
 /// The variants raised by [`crate::Store::apply`] for a bad batch (`Gap`, `Conflict`, `Forked`,
-/// `UnknownSeq`, `WitnessRollback`, `TooLong`, `RootMismatch`) leave the store untouched: nothing of the batch
+/// `UnknownSeq`, `WitnessRollback`, `IndexRollback`, `TooLong`, `RootMismatch`) leave the store untouched: nothing of the batch
 /// is written.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -49,6 +49,12 @@ pub enum StoreError {
     WitnessRollback {
         origin: String,
         stored: u64,
+        got: u64,
+    },
+    #[error("origin {origin}: the view has indexed {indexed} entries, refusing to mark {got}")]
+    IndexRollback {
+        origin: String,
+        indexed: u64,
         got: u64,
     },
     #[error("{what} {value:?} is {len} bytes, longer than the limit of {max}")]

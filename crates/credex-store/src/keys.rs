@@ -10,7 +10,7 @@
 use crate::error::StoreError;
 
 /// Layout version, the value of the [`FORMAT`] key.
-pub(crate) const FORMAT_VERSION: &str = "credex-store/2";
+pub(crate) const FORMAT_VERSION: &str = "credex-store/3";
 
 /// `FORMAT` → [`FORMAT_VERSION`].
 pub(crate) const FORMAT: u8 = 0x00;

@@ -41,8 +41,8 @@
 //!
 //! | byte | key                                    | value                                          |
 //! |------|----------------------------------------|------------------------------------------------|
-//! | 0x00 | —                                      | layout version `credex-store/2`                |
-//! | 0x01 | origin name                            | id u32, size u64, root, forked u8, evidence u64 |
+//! | 0x00 | —                                      | layout version `credex-store/3`                |
+//! | 0x01 | origin name                            | id u32, size u64, root, forked u8, evidence u64, indexed u64 |
 //! | 0x02 | id, seq / 256                          | up to 256 leaf end offsets u64 in `leaves/<id>.dat` |
 //! | 0x03 | id, stored-hash index / 256            | up to 256 tree hashes (Go sumdb `tlog` layout) |
 //! | 0x04 | id                                     | latest checkpoint: size u64 ‖ note             |
@@ -64,7 +64,8 @@
 //! Quarantine keys carry the origin name rather than an id: a rejected entry may claim any
 //! origin, and that must not register it (its leaf stays in the quarantine value).
 //!
-//! Layout `credex-store/1` kept every leaf as a sled value under 0x02. A database in that or
+//! Layout `credex-store/1` kept every leaf as a sled value under 0x02; `credex-store/2` had no
+//! indexed mark (every appended entry was indexed in its own batch). A database in that or
 //! any other layout is refused with [`StoreError::UnsupportedFormat`]; there is no migration (a
 //! node can resync its peers' logs into a new store, its own log from a peer that holds it).
 //!

@@ -240,6 +240,12 @@ impl Store {
             .map_or(OriginState::EMPTY, |m| m.state)
     }
 
+    /// How many of `origin`'s entries the view's indexes hold: entries `0..indexed` (see
+    /// [`WriteBatch::set_indexed`](crate::WriteBatch::set_indexed)). At most the size.
+    pub fn indexed(&self, origin: &str) -> u64 {
+        self.table().by_name.get(origin).map_or(0, |m| m.indexed)
+    }
+
     /// Every origin the store holds anything of, by name.
     pub fn origins(&self) -> Vec<(String, OriginState)> {
         let mut all: Vec<_> = self

@@ -418,6 +418,42 @@ fn witness_state_never_goes_back() {
 }
 
 #[test]
+fn the_indexed_mark_moves_forward_within_the_log_and_survives_reopen() {
+    let (dir, store) = temp();
+    append(&store, WH, 5);
+    assert_eq!(store.indexed(WH), 0, "appending indexes nothing by itself");
+
+    let mut batch = WriteBatch::new();
+    batch.set_indexed(WH, 6);
+    let err = store.apply(batch).unwrap_err();
+    assert!(
+        matches!(err, StoreError::UnknownSeq { seq: 5, .. }),
+        "{err}"
+    );
+    assert_eq!(store.indexed(WH), 0, "a refused batch marks nothing");
+
+    // Appends and the mark over them in one batch.
+    let mut batch = WriteBatch::new();
+    batch
+        .set_indexed(WH, 3)
+        .append(WH, 5, leaf(WH, 5))
+        .set_indexed(WH, 6);
+    store.apply(batch).unwrap();
+    let store = reopen(&dir, store);
+    assert_eq!(store.indexed(WH), 6);
+    assert_eq!(store.origin_state(WH).size, 6);
+
+    let mut batch = WriteBatch::new();
+    batch.set_indexed(WH, 4);
+    let err = store.apply(batch).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "origin credex/mid-yangtze/wuhan: the view has indexed 6 entries, refusing to mark 4"
+    );
+    assert_eq!(store.indexed(CS), 0);
+}
+
+#[test]
 fn evidence_accumulates_in_arrival_order() {
     let (dir, store) = temp();
     let mut batch = WriteBatch::new();
@@ -831,7 +867,7 @@ fn open_refuses_a_database_of_the_previous_layout() {
     let err = Store::open(dir.path()).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "store format is \"credex-store/1\", this build reads \"credex-store/2\""
+        "store format is \"credex-store/1\", this build reads \"credex-store/3\""
     );
 }
 

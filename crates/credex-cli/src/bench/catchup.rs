@@ -3,8 +3,10 @@
 //! in the same run: Ed25519 verification on all cores.
 //!
 //! The source log is written straight into the source node's store (signing on all cores),
-//! so the measured time is the receiver's alone: Sync frames over TLS, strict verification,
-//! validation, indexing, atomic batched writes. It looks like a real origin's log: a signed
+//! so the measured time is the receiver's alone. Two figures: the *log* caught up (Sync frames
+//! over TLS, every run appended durably under the root its origin signed, servable and
+//! provable from then on), and the *view* caught up (every entry's signature strictly verified
+//! and its record validated and indexed behind the append, so lookups answer from it). It looks like a real origin's log: a signed
 //! checkpoint every [`CHECKPOINT_EVERY`] entries (the origin checkpoints every group-commit
 //! batch), not only one at the end.
 
@@ -44,8 +46,12 @@ pub struct CatchupOptions {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CatchupFigures {
     pub entries: u64,
-    pub seconds: f64,
-    pub entries_per_second: f64,
+    /// Until the receiver's log held every entry, durably, under signed roots.
+    pub log_seconds: f64,
+    pub log_entries_per_second: f64,
+    /// Until the receiver's view held every entry (signatures verified, records indexed).
+    pub view_seconds: f64,
+    pub view_entries_per_second: f64,
     pub strict_verify_per_second: f64,
     pub batch_verify_per_second: f64,
     pub ratio_to_strict: f64,
@@ -127,11 +133,12 @@ pub async fn catchup(options: &CatchupOptions) -> Result<CatchupFigures> {
         },
     ));
     let bar = ProgressBar::new(options.entries).with_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} entries  {per_sec}  eta {eta}")
+        ProgressStyle::with_template("{bar:40} {pos}/{len} in view ({msg})  {per_sec}  eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let server = Identity::new("bench", "wuhan", Role::Node)?;
     let mut client = None;
+    let mut log_seconds = None;
     loop {
         if client.is_none() {
             client = tls::connect(&sink_addr.to_string(), &server, operator.clone())
@@ -139,32 +146,37 @@ pub async fn catchup(options: &CatchupOptions) -> Result<CatchupFigures> {
                 .ok()
                 .map(pb::operator_client::OperatorClient::new);
         }
-        let size = match client.as_mut() {
+        let (size, in_view) = match client.as_mut() {
             Some(c) => match c.status(pb::StatusRequest { skip_view: true }).await {
                 Ok(s) => s
                     .into_inner()
                     .origins
                     .iter()
                     .find(|o| o.origin == "changsha")
-                    .map_or(0, |o| o.local_size),
-                Err(_) => 0,
+                    .map_or((0, 0), |o| (o.local_size, o.indexed_size)),
+                Err(_) => (0, 0),
             },
-            None => 0,
+            None => (0, 0),
         };
-        bar.set_position(size);
-        if size >= options.entries {
+        bar.set_position(in_view);
+        bar.set_message(format!("log {size}"));
+        if size >= options.entries && log_seconds.is_none() {
+            log_seconds = Some(started.elapsed().as_secs_f64());
+        }
+        if in_view >= options.entries {
             break;
         }
         if started.elapsed() > Duration::from_secs(3600) {
             bail!(
-                "catch-up did not finish within an hour ({size} of {} entries)",
+                "catch-up did not finish within an hour ({size} of {} entries in the log, {in_view} in the view)",
                 options.entries
             );
         }
         // Progress polling interval.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let seconds = started.elapsed().as_secs_f64();
+    let view_seconds = started.elapsed().as_secs_f64();
+    let log_seconds = log_seconds.unwrap_or(view_seconds);
     bar.finish_and_clear();
     let _ = stop_sink.send(());
     let _ = stop_source.send(());
@@ -180,11 +192,13 @@ pub async fn catchup(options: &CatchupOptions) -> Result<CatchupFigures> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let strict = strict_rate(&leaves_for_sample, &key, cores);
     let batch = batch_rate(&leaves_for_sample, &key, cores);
-    let rate = options.entries as f64 / seconds;
+    let rate = options.entries as f64 / view_seconds;
     let figures = CatchupFigures {
         entries: options.entries,
-        seconds,
-        entries_per_second: rate,
+        log_seconds,
+        log_entries_per_second: options.entries as f64 / log_seconds,
+        view_seconds,
+        view_entries_per_second: rate,
         strict_verify_per_second: strict,
         batch_verify_per_second: batch,
         ratio_to_strict: rate / strict,
@@ -203,13 +217,16 @@ pub fn print(figures: &CatchupFigures, json: bool) -> Result<()> {
         "catch-up of {} entries over mutual TLS, every signature verified",
         figures.entries
     );
-    println!("  caught up in            {:>12.2} s", figures.seconds);
     println!(
-        "  catch-up rate           {:>12.0} entries/s",
-        figures.entries_per_second
+        "  log caught up in        {:>12.2} s   {:>10.0} entries/s  (durable, under signed roots)",
+        figures.log_seconds, figures.log_entries_per_second
     );
     println!(
-        "  ceiling: Ed25519 verify_strict on {} cores {:>12.0} signatures/s   ratio {:.2}",
+        "  view caught up in       {:>12.2} s   {:>10.0} entries/s  (signatures verified, indexed)",
+        figures.view_seconds, figures.view_entries_per_second
+    );
+    println!(
+        "  ceiling of the view: Ed25519 verify_strict on {} cores {:>12.0} signatures/s   ratio {:.2}",
         figures.cores, figures.strict_verify_per_second, figures.ratio_to_strict
     );
     println!(

@@ -80,6 +80,7 @@ pub fn render(s: &StatusResponse, now_millis: i64) -> String {
     let mut origins = Table::new(&[
         "ORIGIN",
         "SIZE",
+        "IN VIEW",
         "BEST SEEN",
         "LAG",
         "CHECKPOINT AGE",
@@ -88,11 +89,12 @@ pub fn render(s: &StatusResponse, now_millis: i64) -> String {
         "COSIGNATURES",
         "FORKED",
     ])
-    .right(&[1, 2, 3, 4, 5, 6, 7]);
+    .right(&[1, 2, 3, 4, 5, 6, 7, 8]);
     for o in &s.origins {
         origins.row(vec![
             o.origin.clone(),
             o.local_size.to_string(),
+            o.indexed_size.to_string(),
             o.best_seen_size.to_string(),
             o.lag.to_string(),
             // No checkpoint held: its age would read as "0ms", as if brand new.
@@ -148,6 +150,7 @@ struct PeerJson<'a> {
 struct OriginJson<'a> {
     origin: &'a str,
     local_size: u64,
+    indexed_size: u64,
     best_seen_size: u64,
     lag: u64,
     checkpoint_age_ms: i64,
@@ -194,6 +197,7 @@ impl<'a> StatusJson<'a> {
                 .map(|o| OriginJson {
                     origin: &o.origin,
                     local_size: o.local_size,
+                    indexed_size: o.indexed_size,
                     best_seen_size: o.best_seen_size,
                     lag: o.lag,
                     checkpoint_age_ms: o.checkpoint_age_ms,
@@ -252,6 +256,7 @@ mod tests {
             origins: vec![OriginStatus {
                 origin: "changsha".into(),
                 local_size: 250,
+                indexed_size: 240,
                 best_seen_size: 251,
                 lag: 1,
                 checkpoint_age_ms: 1_500,
@@ -282,8 +287,8 @@ mod tests {
             changsha  127.0.0.1:7400  yes                1.0s  3ms
             wuhan     127.0.0.1:7401  no                    -    -  connection refused
 
-            ORIGIN    SIZE  BEST SEEN  LAG  CHECKPOINT AGE  PUBLISHED  FINAL  COSIGNATURES  FORKED
-            changsha   250        251    1            1.5s        250    200             3  no
+            ORIGIN    SIZE  IN VIEW  BEST SEEN  LAG  CHECKPOINT AGE  PUBLISHED  FINAL  COSIGNATURES  FORKED
+            changsha   250      240        251    1            1.5s        250    200             3  no
 
             QUARANTINE REASON  COUNT
             bad signature          2
@@ -293,6 +298,6 @@ mod tests {
 
     #[test]
     fn json_keeps_the_proto_field_names() {
-        expect![[r#"{"city":"hefei","consortium":"mid-yangtze","peers":[{"city":"changsha","address":"127.0.0.1:7400","connected":true,"last_contact":99000,"last_error":"","round_trip_ms":3},{"city":"wuhan","address":"127.0.0.1:7401","connected":false,"last_contact":0,"last_error":"connection refused","round_trip_ms":0}],"origins":[{"origin":"changsha","local_size":250,"best_seen_size":251,"lag":1,"checkpoint_age_ms":1500,"published_size":250,"final_size":200,"cosignatures":3,"forked":false}],"quarantine":[{"reason":"bad signature","count":2}],"view":{"subjects":900,"records_in_force":1000,"excluded":12},"invalid_entries":0}"#]].assert_eq(&serde_json::to_string(&StatusJson::new(&sample())).expect("json"));
+        expect![[r#"{"city":"hefei","consortium":"mid-yangtze","peers":[{"city":"changsha","address":"127.0.0.1:7400","connected":true,"last_contact":99000,"last_error":"","round_trip_ms":3},{"city":"wuhan","address":"127.0.0.1:7401","connected":false,"last_contact":0,"last_error":"connection refused","round_trip_ms":0}],"origins":[{"origin":"changsha","local_size":250,"indexed_size":240,"best_seen_size":251,"lag":1,"checkpoint_age_ms":1500,"published_size":250,"final_size":200,"cosignatures":3,"forked":false}],"quarantine":[{"reason":"bad signature","count":2}],"view":{"subjects":900,"records_in_force":1000,"excluded":12},"invalid_entries":0}"#]].assert_eq(&serde_json::to_string(&StatusJson::new(&sample())).expect("json"));
     }
 }

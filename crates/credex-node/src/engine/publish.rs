@@ -207,6 +207,18 @@ impl Engine {
             }
             return (Vec::new(), Ok(()));
         }
+        let indexed = self.store.indexed(&origin);
+        if indexed < state.size {
+            // The city's own log came back from a peer (a rebuilt node) and the indexer has not
+            // reached its end: a new version must be checked against every one before it.
+            for job in jobs {
+                let _ = job.reply.send(Err(EngineError::Unavailable(format!(
+                    "the view holds {indexed} of this city's {} entries while they are checked; publish again shortly",
+                    state.size
+                ))));
+            }
+            return (Vec::new(), Ok(()));
+        }
         let validator = self.validator(Mode::Publish, &self.city);
         let now = self.clock.now_millis();
         let mut batch = WriteBatch::new();
@@ -299,6 +311,8 @@ impl Engine {
         if accepted.is_empty() {
             return (accepted, Ok(()));
         }
+        // Own entries are indexed in the batch that appends them.
+        batch.set_indexed(&origin, next);
         let applied = self.store.apply(batch).map(drop).map_err(EngineError::from);
         (accepted, applied)
     }

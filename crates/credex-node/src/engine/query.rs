@@ -117,6 +117,8 @@ pub struct ListPage {
 pub struct OriginFigures {
     pub origin: String,
     pub local_size: u64,
+    /// Entries of the local log in the view (the rest wait for their signatures' check).
+    pub indexed_size: u64,
     pub best_seen_size: u64,
     pub checkpoint_size: u64,
     pub checkpoint_age_ms: i64,
@@ -677,6 +679,7 @@ impl Engine {
             figures.push(OriginFigures {
                 origin: origin.to_owned(),
                 local_size: state.size,
+                indexed_size: self.store.indexed(origin),
                 best_seen_size: self.best_seen(origin),
                 checkpoint_size,
                 checkpoint_age_ms,

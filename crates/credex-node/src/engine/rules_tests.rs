@@ -28,6 +28,7 @@ use tempfile::TempDir;
 
 use super::checkpoints::SentProof;
 use super::harness::{NODE, PEER, TestEngine, company, dishonest_debtor, test_engine, uscc};
+use super::ingest::Inbox;
 use super::publish::{self, PublishQueue, PublishReceipt};
 use super::{Engine, EngineError};
 
@@ -122,13 +123,15 @@ impl Harness {
             .receive_checkpoint(PEER, &note, &SentProof::default(), "hefei")
             .await
             .expect("checkpoint");
-        let mut inbox = self.engine.prepare(PEER, 0, leaves);
+        let mut inbox = Inbox::new(PEER, 0, leaves);
         let outcome = self
             .engine
             .commit(&mut inbox, "hefei")
             .await
             .expect("commit");
         assert_eq!(outcome.appended, size);
+        let indexed = self.engine.index_all().await.expect("index");
+        assert_eq!(indexed.indexed, size);
     }
 
     /// "origin/record_id in force legacy=…" or "… excluded REASON" per record of the subject.

@@ -16,7 +16,7 @@ use tempfile::TempDir;
 use super::Engine;
 use super::checkpoints::{CheckpointOutcome, SentProof};
 use super::harness::{PEER, test_engine};
-use super::ingest::Prepared;
+use super::ingest::Inbox;
 
 const CONSORTIUM: &str = "test";
 const ORIGIN: &str = PEER;
@@ -101,9 +101,12 @@ impl Log {
         }
     }
 
-    fn inbox(&self, engine: &Engine, from: u64, to: u64) -> Prepared {
-        let leaves = self.leaves[from as usize..to as usize].to_vec();
-        engine.prepare(ORIGIN, from, leaves)
+    fn inbox(&self, from: u64, to: u64) -> Inbox {
+        Inbox::new(
+            ORIGIN,
+            from,
+            self.leaves[from as usize..to as usize].to_vec(),
+        )
     }
 }
 
@@ -127,7 +130,7 @@ impl Harness {
     async fn hold(&self, log: &Log, size: u64) {
         let note = log.checkpoint(&self.origin_key, size);
         self.checkpoint(&note, SentProof::default()).await;
-        let mut inbox = log.inbox(&self.engine, self.size(), size);
+        let mut inbox = log.inbox(self.size(), size);
         self.engine
             .commit(&mut inbox, "hefei")
             .await
@@ -160,7 +163,7 @@ fn proof_roots(e: &pb::Evidence, old: u64, new: u64) -> (Hash, Hash) {
 async fn entries_wait_until_a_checkpoint_their_origin_signed_covers_them() {
     let h = harness();
     let log = Log::new(&h.origin_key, 5, 5, "a");
-    let mut inbox = log.inbox(&h.engine, 0, 5);
+    let mut inbox = log.inbox(0, 5);
     let outcome = h.engine.commit(&mut inbox, "hefei").await.unwrap();
     assert_eq!((outcome.appended, outcome.waiting, h.size()), (0, 5, 0));
 
@@ -171,13 +174,17 @@ async fn entries_wait_until_a_checkpoint_their_origin_signed_covers_them() {
     );
     let outcome = h.engine.commit(&mut inbox, "hefei").await.unwrap();
     assert_eq!((outcome.appended, outcome.waiting, h.size()), (3, 2, 3));
-    // The checkpoint over the appended entries is stored with them, and their records (no
-    // subject) are listed invalid rather than dropped.
+    // The checkpoint over the appended entries is stored with them; their own checks run
+    // behind the append, and their records (no subject) are then listed invalid rather than
+    // dropped.
     assert_eq!(
         h.engine.store.checkpoint_at(ORIGIN, 3).unwrap(),
         Some(note3)
     );
-    assert_eq!(outcome.invalid, 3);
+    assert_eq!(h.engine.store.indexed(ORIGIN), 0);
+    let indexed = h.engine.index_all().await.unwrap();
+    assert_eq!((indexed.indexed, indexed.invalid), (3, 3));
+    assert_eq!(h.engine.store.indexed(ORIGIN), 3);
     assert!(h.engine.store.invalid(ORIGIN, 0).unwrap().is_some());
 
     let note5 = log.checkpoint(&h.origin_key, 5);
@@ -195,7 +202,7 @@ async fn entries_that_do_not_give_the_signed_root_are_quarantined_never_appended
     let b = Log::new(&h.origin_key, 5, 0, "b");
     h.checkpoint(&b.checkpoint(&h.origin_key, 5), SentProof::default())
         .await;
-    let mut inbox = a.inbox(&h.engine, 0, 5);
+    let mut inbox = a.inbox(0, 5);
     let outcome = h.engine.commit(&mut inbox, "hefei").await.unwrap();
     assert!(outcome.unsigned);
     assert_eq!((outcome.appended, outcome.quarantined, h.size()), (0, 5, 0));
@@ -205,6 +212,67 @@ async fn entries_that_do_not_give_the_signed_root_are_quarantined_never_appended
         !h.forked(),
         "entries no root covers prove nothing against the origin"
     );
+}
+
+/// A leaf `key` signed as `origin`'s entry at `seq`.
+fn signed_as(key: &SigningKeyPair, origin: &str, seq: u64) -> Vec<u8> {
+    let entry = pb::Entry {
+        origin: origin.to_owned(),
+        seq,
+        logged_at: 1_790_000_000_000,
+        schema_version: credex_proto::SCHEMA_VERSION,
+        record: Some(pb::CreditRecord {
+            record_id: format!("stray-{seq}"),
+            version: 1,
+            ..Default::default()
+        }),
+    };
+    entry::sign_entry(key, entry::encode_entry(&entry))
+}
+
+#[tokio::test]
+async fn uncovered_entries_are_quarantined_with_their_own_fault_where_they_have_one() {
+    let h = harness();
+    let log = Log::new(&h.origin_key, 4, 4, "a");
+    h.checkpoint(&log.checkpoint(&h.origin_key, 4), SentProof::default())
+        .await;
+    let mut garbled = log.leaves[3].clone();
+    garbled[10] ^= 1;
+    let sent = vec![
+        log.leaves[0].clone(),
+        signed_as(&h.origin_key, ORIGIN, 7),
+        signed_as(&h.origin_key, "hefei", 2),
+        garbled,
+    ];
+    let mut inbox = Inbox::new(ORIGIN, 0, sent);
+    let outcome = h.engine.commit(&mut inbox, "hefei").await.unwrap();
+    assert!(outcome.unsigned);
+    assert_eq!((outcome.appended, outcome.quarantined, h.size()), (0, 4, 0));
+    let reasons: Vec<(u64, String)> = h
+        .engine
+        .store
+        .quarantined(Some(ORIGIN), None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|q| (q.record.seq, q.record.reason))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            (0, "unsigned_root".to_owned()),
+            (1, "wrong_seq".to_owned()),
+            (2, "wrong_origin".to_owned()),
+            (3, "bad_signature".to_owned()),
+        ]
+    );
+
+    // Entries of a city outside the consortium are refused whole, covered or not.
+    let mut inbox = Inbox::new("shanghai", 0, vec![signed_as(&h.origin_key, "shanghai", 0)]);
+    let outcome = h.engine.commit(&mut inbox, "hefei").await.unwrap();
+    assert_eq!((outcome.appended, outcome.quarantined), (0, 1));
+    let counts = h.engine.store.quarantine_counts().unwrap();
+    assert_eq!(counts.get("unknown_origin"), Some(&1));
+    assert_eq!(h.engine.store.origin_state("shanghai").size, 0);
 }
 
 #[tokio::test]
@@ -233,7 +301,7 @@ async fn a_smaller_checkpoint_of_another_history_is_proven_equivocation() {
         h.checkpoint(&a6, a.proof(5, 6)).await,
         CheckpointOutcome::Known
     );
-    let mut inbox = a.inbox(&h.engine, 5, 6);
+    let mut inbox = a.inbox(5, 6);
     assert!(h.engine.commit(&mut inbox, "hefei").await.unwrap().forked);
     assert_eq!(h.size(), 5);
 }
@@ -268,7 +336,7 @@ async fn a_checkpoint_whose_proof_does_not_yield_its_root_is_not_adopted() {
         CheckpointOutcome::Invalid
     );
     assert!(!h.forked());
-    let mut inbox = a.inbox(&h.engine, 5, 8);
+    let mut inbox = a.inbox(5, 8);
     h.engine.commit(&mut inbox, "hefei").await.unwrap();
     assert_eq!(h.size(), 5, "an unadopted checkpoint covers nothing");
     // The honest proof makes it pending, and the entries commit under it.
@@ -286,7 +354,7 @@ async fn two_different_signed_entries_at_one_seq_are_equivocation() {
     let a = Log::new(&h.origin_key, 5, 5, "a");
     let b = Log::new(&h.origin_key, 5, 3, "b");
     h.hold(&a, 5).await;
-    let mut inbox = b.inbox(&h.engine, 0, 5);
+    let mut inbox = b.inbox(0, 5);
     let outcome = h.engine.commit(&mut inbox, "hefei").await.unwrap();
     assert!(outcome.forked);
     assert_eq!(outcome.duplicates, 3, "the shared prefix is the same bytes");
@@ -303,6 +371,11 @@ async fn an_entry_its_origin_signed_a_root_over_is_appended_even_with_a_bad_sign
     *bad.last_mut().unwrap() ^= 1;
     log.push(bad);
     h.hold(&log, 3).await;
+    // Appended on the strength of the signed root; its own signature is checked behind.
+    assert_eq!(h.engine.store.invalid(ORIGIN, 2).unwrap(), None);
+    let indexed = h.engine.index_all().await.unwrap();
+    // (The log's records have no subject: all three are invalid, the third for its signature.)
+    assert_eq!((indexed.indexed, indexed.invalid), (3, 3));
     let reason = h
         .engine
         .store

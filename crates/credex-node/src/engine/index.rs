@@ -1,0 +1,397 @@
+//! The view's indexer: signatures behind the append (DESIGN.md "Receiver checks").
+//!
+//! The receive path ([`super::ingest`]) appends a peer's entries once a root their origin
+//! signed covers them; the root authenticates the whole range, so nothing about a single entry
+//! needs checking before it is durable. What is left for each entry — its own Ed25519
+//! signature (`verify_strict`), that it claims this origin and seq, its record's validation,
+//! the cross-version rules — decides only whether it reaches the *view*, and runs here, behind
+//! the writer: the indexer reads each origin's entries past its indexed mark
+//! ([`credex_store::Store::indexed`]) in chunks, verifies a chunk on every core with no lock
+//! held, and then writes the chunk's index entries, view changes, due dates and invalid marks
+//! with the new mark in one atomic batch. A crash between two chunks redoes the second; the
+//! view never holds an entry whose checks have not run, and never misses one.
+//!
+//! An entry that fails there was signed into a root by its origin: it stays in the log, is
+//! listed invalid with its reason, kept out of the view, counted in `credex_invalid_entries`
+//! and logged. The city's own entries are indexed by the publish batch that appends them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use credex_core::entry::{self, EntryError, VerifiedEntry};
+use credex_core::keys::PublicKey;
+use credex_core::pb;
+use credex_core::validate::{Mode, Validated, Validator};
+use credex_store::WriteBatch;
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use super::{Engine, EngineError};
+
+/// Most entries the indexer verifies and writes in one batch.
+pub const INDEX_CHUNK: usize = 4096;
+/// How long the indexer waits before retrying after a failed batch (a full disk, say).
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// An appended leaf after its own checks.
+#[derive(Debug)]
+pub(crate) enum CheckedLeaf {
+    /// Signed by the origin's log key, for this origin and this seq.
+    Authentic {
+        verified: Box<VerifiedEntry>,
+        validation: Result<Box<Validated>, String>,
+    },
+    /// Not an authentic entry of this origin at this seq.
+    Rejected {
+        reason: &'static str,
+        detail: String,
+    },
+}
+
+/// What one indexing batch did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct IndexOutcome {
+    /// Entries that passed the indexed mark (valid or not).
+    pub indexed: u64,
+    /// Of those, entries listed invalid and kept out of the view.
+    pub invalid: u64,
+}
+
+impl Engine {
+    /// Runs the indexer until `shutdown` turns true: whenever a log grows past its indexed
+    /// mark, indexes it up to its size. A failed batch is logged and retried.
+    pub async fn run_indexer(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut advanced = self.subscribe();
+        loop {
+            advanced.borrow_and_update();
+            let wait = match self.index_all().await {
+                Ok(_) => None,
+                Err(e) => {
+                    warn!(error = %e, "indexing failed; retrying");
+                    Some(RETRY_AFTER)
+                }
+            };
+            tokio::select! {
+                () = crate::sync::stopped(&mut shutdown) => return,
+                _ = advanced.changed(), if wait.is_none() => {}
+                () = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {}
+            }
+        }
+    }
+
+    /// Indexes every member origin up to its size. Returns what it did.
+    pub async fn index_all(self: &Arc<Self>) -> Result<IndexOutcome, EngineError> {
+        let mut total = IndexOutcome::default();
+        loop {
+            let mut progressed = false;
+            let origins: Vec<String> = self.members().map(|m| m.city.clone()).collect();
+            for origin in origins {
+                let done = self.index_origin(&origin).await?;
+                progressed |= done.indexed > 0;
+                total.indexed += done.indexed;
+                total.invalid += done.invalid;
+            }
+            if !progressed {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Indexes `origin` from its indexed mark up to its size, chunk by chunk, checking the
+    /// next chunk on all cores while the one before is written.
+    async fn index_origin(self: &Arc<Self>, origin: &str) -> Result<IndexOutcome, EngineError> {
+        let mut total = IndexOutcome::default();
+        let mut from = self.store.indexed(origin);
+        let mut next = self.check_chunk(origin, from);
+        while let Some(checking) = next.take() {
+            let checked = checking
+                .await
+                .map_err(|e| EngineError::Internal(format!("verification task: {e}")))??;
+            if checked.is_empty() {
+                break;
+            }
+            let upto = from + checked.len() as u64;
+            if upto < self.store.origin_state(origin).size {
+                next = self.check_chunk(origin, upto);
+            }
+            let Some(invalid) = self.write_index(origin, from, checked).await? else {
+                // The mark moved under us (this city's own publish): start again from it.
+                break;
+            };
+            total.indexed += upto - from;
+            total.invalid += invalid;
+            from = upto;
+        }
+        Ok(total)
+    }
+
+    /// Starts checking the chunk of `origin`'s log from `from` on a blocking thread, if the
+    /// log holds anything there.
+    fn check_chunk(
+        self: &Arc<Self>,
+        origin: &str,
+        from: u64,
+    ) -> Option<tokio::task::JoinHandle<Result<Vec<CheckedLeaf>, EngineError>>> {
+        if from >= self.store.origin_state(origin).size {
+            return None;
+        }
+        let engine = self.clone();
+        let origin = origin.to_owned();
+        Some(tokio::task::spawn_blocking(move || {
+            let leaves = engine.store.leaves(&origin, from, INDEX_CHUNK)?;
+            let member = engine
+                .member(&origin)
+                .ok_or_else(|| EngineError::Internal(format!("{origin} is not a member")))?;
+            let validator = engine.validator(Mode::Relay, &origin);
+            Ok(check_parallel(
+                &leaves,
+                from,
+                &origin,
+                &member.log_key,
+                &validator,
+            ))
+        }))
+    }
+
+    /// Writes the index entries of `checked` (`origin`'s entries from `from` on) with the
+    /// mark past them, in one atomic, durable batch. Returns how many were listed invalid, or
+    /// `None` if the mark is no longer at `from`.
+    async fn write_index(
+        &self,
+        origin: &str,
+        from: u64,
+        checked: Vec<CheckedLeaf>,
+    ) -> Result<Option<u64>, EngineError> {
+        let writer = self.write_lock.lock().await;
+        // The indexer is the only one to move a peer origin's mark; the publish batch moves
+        // this city's own only when it is at the size.
+        if self.store.indexed(origin) != from {
+            return Ok(None);
+        }
+        let mut batch = WriteBatch::new();
+        let invalid = self.index_batch(&mut batch, origin, from, &checked)?;
+        let upto = from + checked.len() as u64;
+        batch.set_indexed(origin, upto);
+        let store = self.store.clone();
+        // Freeing a chunk of decoded entries takes a while too: off the runtime with the apply.
+        tokio::task::spawn_blocking(move || {
+            let applied = store.apply(batch);
+            drop(checked);
+            applied
+        })
+        .await
+        .map_err(|e| EngineError::Internal(format!("store apply task: {e}")))??;
+        self.store.flush_async().await?;
+        drop(writer);
+        self.metrics.count_invalid(origin, invalid);
+        if invalid > 0 {
+            // The origin signed a root over entries that fail their own checks: its fault.
+            warn!(
+                origin,
+                invalid, "entries under a signed root are invalid; kept out of the view"
+            );
+        }
+        debug!(origin, from, upto, "indexed");
+        self.announce();
+        Ok(Some(invalid))
+    }
+
+    /// Adds to `batch` the index entries, view changes and invalid marks of `checked`, the
+    /// entries of `origin` from `first_seq` on. Returns how many were marked invalid.
+    fn index_batch(
+        &self,
+        batch: &mut WriteBatch,
+        origin: &str,
+        first_seq: u64,
+        checked: &[CheckedLeaf],
+    ) -> Result<u64, EngineError> {
+        let mut changes = super::changes::ChangeTracker::new(self);
+        let mut invalid = 0;
+        for (i, item) in checked.iter().enumerate() {
+            let seq = first_seq + i as u64;
+            let reason = match item {
+                CheckedLeaf::Authentic {
+                    validation: Ok(valid),
+                    verified,
+                } => {
+                    // A version that may not follow its record (moved subject or list, after a
+                    // revocation) is listed invalid, out of the indexes and the view.
+                    let refused = changes.observe(
+                        batch,
+                        origin,
+                        seq,
+                        verified.entry.logged_at,
+                        &valid.normalised,
+                        valid.subject_keys.first(),
+                    )?;
+                    if refused.is_none() {
+                        let keys: Vec<&str> =
+                            valid.subject_keys.iter().map(|k| k.as_str()).collect();
+                        let record = &valid.normalised;
+                        batch.index_record(
+                            origin,
+                            &record.record_id,
+                            u64::from(record.version),
+                            seq,
+                            &keys,
+                        );
+                    }
+                    refused
+                }
+                CheckedLeaf::Authentic {
+                    verified,
+                    validation: Err(reason),
+                } => {
+                    // Indexed under its identifiers as given, so a lookup still finds it and
+                    // reports it invalid, at the version it claims.
+                    if let Some(record) = verified
+                        .entry
+                        .record
+                        .as_ref()
+                        .filter(|r| !r.record_id.is_empty())
+                    {
+                        batch.index_record(
+                            origin,
+                            &record.record_id,
+                            u64::from(record.version),
+                            seq,
+                            &raw_subject_keys(record),
+                        );
+                    }
+                    Some(reason.clone())
+                }
+                CheckedLeaf::Rejected { reason, detail } => Some(format!("{reason}: {detail}")),
+            };
+            if let Some(reason) = reason {
+                batch.mark_invalid(origin, seq, &reason);
+                invalid += 1;
+            }
+        }
+        Ok(invalid)
+    }
+
+    /// Checks one leaf claimed to be `origin`'s entry at `seq`: its signature under the
+    /// origin's log key, and that it is signed for this origin and seq. The receive path asks
+    /// this only of leaves it will not append (a conflict at a held seq, entries no signed
+    /// root covers), to tell equivocation from garbage and to quarantine with the right reason.
+    pub(crate) fn authenticate(
+        &self,
+        origin: &str,
+        seq: u64,
+        leaf: &[u8],
+    ) -> Result<VerifiedEntry, (&'static str, String)> {
+        let Some(member) = self.member(origin) else {
+            return Err((
+                "unknown_origin",
+                format!("origin {origin:?} is not a member of the consortium"),
+            ));
+        };
+        let result = entry::verify_entries(&[leaf], &member.log_key)
+            .pop()
+            .expect("one result per leaf");
+        authentic(result, origin, seq)
+    }
+}
+
+/// Index keys of a record that failed validation: its identifiers as given (uppercased).
+fn raw_subject_keys(record: &pb::CreditRecord) -> Vec<String> {
+    let Some(subject) = &record.subject else {
+        return Vec::new();
+    };
+    [&subject.uscc, &subject.id_number]
+        .into_iter()
+        .filter(|k| !k.is_empty() && k.len() <= 64)
+        .map(|k| k.to_ascii_uppercase())
+        .collect()
+}
+
+/// Leaves fewer than this are checked on the calling thread: spawning costs more.
+const PARALLEL_MIN: usize = 64;
+
+/// Checks every leaf (strictly; see `credex_core::entry::verify_entries` for why not
+/// `verify_batch`) on all cores: its signature, that it claims this origin and seq, and its
+/// record's validation.
+fn check_parallel(
+    leaves: &[Vec<u8>],
+    first_seq: u64,
+    origin: &str,
+    key: &PublicKey,
+    validator: &Validator<'_>,
+) -> Vec<CheckedLeaf> {
+    let check = |offset: usize, chunk: &[Vec<u8>]| -> Vec<CheckedLeaf> {
+        let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+        entry::verify_entries(&refs, key)
+            .into_iter()
+            .enumerate()
+            .map(|(i, result)| {
+                let seq = first_seq + (offset + i) as u64;
+                check_one(result, seq, origin, validator)
+            })
+            .collect()
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads == 1 || leaves.len() < PARALLEL_MIN {
+        return check(0, leaves);
+    }
+    let chunk = leaves.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = leaves
+            .chunks(chunk)
+            .enumerate()
+            .map(|(n, c)| s.spawn(move || check(n * chunk, c)))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
+/// A verified entry that claims `origin` and `seq`, or the reason it is not one.
+fn authentic(
+    result: Result<VerifiedEntry, EntryError>,
+    origin: &str,
+    seq: u64,
+) -> Result<VerifiedEntry, (&'static str, String)> {
+    let verified = result.map_err(|e| (e.reason_code(), e.to_string()))?;
+    if verified.entry.origin != origin {
+        let detail = format!(
+            "entry is signed for origin {:?} but was sent as {origin:?}",
+            verified.entry.origin
+        );
+        return Err(("wrong_origin", detail));
+    }
+    if verified.entry.seq != seq {
+        let detail = format!(
+            "entry is signed for seq {} but was sent at seq {seq}",
+            verified.entry.seq
+        );
+        return Err(("wrong_seq", detail));
+    }
+    Ok(verified)
+}
+
+fn check_one(
+    result: Result<VerifiedEntry, EntryError>,
+    seq: u64,
+    origin: &str,
+    validator: &Validator<'_>,
+) -> CheckedLeaf {
+    let verified = match authentic(result, origin, seq) {
+        Ok(v) => v,
+        Err((reason, detail)) => return CheckedLeaf::Rejected { reason, detail },
+    };
+    let validation = match &verified.entry.record {
+        // Judged on the day its origin logged it, never this node's today (validate.rs).
+        Some(record) => validator
+            .on(credex_core::date::date_of_millis(verified.entry.logged_at))
+            .validate(record)
+            .map(Box::new)
+            .map_err(|e| e.to_string()),
+        None => Err("entry has no record".to_owned()),
+    };
+    CheckedLeaf::Authentic {
+        verified: Box::new(verified),
+        validation,
+    }
+}
