@@ -114,8 +114,14 @@ pub struct Engine {
     pub clock: Arc<dyn Clock>,
     pub store: Store,
     pub metrics: Metrics,
-    /// Serialises the read-check-write of every apply: the store has one writer.
+    /// Serialises the read-check-write of every write to the logs (appends, checkpoints,
+    /// witness state, evidence): the store has one writer.
     write_lock: tokio::sync::Mutex<()>,
+    /// Serialises every write to the view (the indexer, the date tick, publish's index part):
+    /// each reads a record's indexed history, then writes what follows from it. Held apart
+    /// from `write_lock` so the indexer's long batches never stall the log's appends; taken
+    /// first when both are needed (publish).
+    view_lock: tokio::sync::Mutex<()>,
     /// Committed sizes, for live sync streams to wake on.
     advanced: watch::Sender<Frontiers>,
     /// Highest checkpoint size seen per origin in any verified checkpoint (for lag).
@@ -160,6 +166,7 @@ impl Engine {
             store: parts.store,
             metrics,
             write_lock: tokio::sync::Mutex::new(()),
+            view_lock: tokio::sync::Mutex::new(()),
             advanced: watch::channel(frontiers).0,
             best_seen: Mutex::new(BTreeMap::new()),
             pending: Mutex::new(BTreeMap::new()),

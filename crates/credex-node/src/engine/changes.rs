@@ -249,7 +249,7 @@ impl Engine {
             if due.is_empty() {
                 break;
             }
-            let writer = self.write_lock.lock().await;
+            let writer = self.view_lock.lock().await;
             // Re-read under the lock: a publish may have scheduled more meanwhile.
             let due = self.store.due(day_number(today), TICK_BATCH)?;
             let mut records: BTreeMap<(String, String), (u32, u32)> = BTreeMap::new();

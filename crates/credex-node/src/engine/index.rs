@@ -162,7 +162,7 @@ impl Engine {
         from: u64,
         checked: Vec<CheckedLeaf>,
     ) -> Result<Option<u64>, EngineError> {
-        let writer = self.write_lock.lock().await;
+        let writer = self.view_lock.lock().await;
         // The indexer is the only one to move a peer origin's mark; the publish batch moves
         // this city's own only when it is at the size.
         if self.store.indexed(origin) != from {

@@ -153,6 +153,8 @@ type Accepted = (
 
 impl Engine {
     async fn commit_own(self: &Arc<Self>, jobs: Vec<Job>) {
+        // Both: the batch appends to the log and indexes what it appends.
+        let view = self.view_lock.lock().await;
         let writer = self.write_lock.lock().await;
         let engine = self.clone();
         // Validation, signing and the store write are CPU and disk work: off the runtime. A
@@ -171,6 +173,7 @@ impl Engine {
             Err(e) => Err(e),
         };
         drop(writer);
+        drop(view);
         match result {
             Ok(tree_size) => {
                 self.metrics
