@@ -113,11 +113,46 @@ pub async fn catchup(options: &CatchupOptions) -> Result<CatchupFigures> {
             let _ = source_stopped.await;
         },
     ));
-    let operator = tls::load_client_config(&home.client_files(
-        &home.load_consortium()?,
-        "wuhan",
-        Role::Operator,
-    ))?;
+    let consortium = home.load_consortium()?;
+    let operator =
+        tls::load_client_config(&home.client_files(&consortium, "wuhan", Role::Operator))?;
+    // The source log was written straight into the store: its own view indexes it once the
+    // source starts, as a real origin's view would have at publish time. Wait for that, so the
+    // measurement is the receiver's work alone.
+    let source_operator =
+        tls::load_client_config(&home.client_files(&consortium, "changsha", Role::Operator))?;
+    let source_identity = Identity::new("bench", "changsha", Role::Node)?;
+    eprintln!("indexing the source's own view…");
+    let deadline = Instant::now() + Duration::from_secs(3600);
+    loop {
+        let figures = match tls::connect(
+            &source_addr.to_string(),
+            &source_identity,
+            source_operator.clone(),
+        )
+        .await
+        {
+            Ok(channel) => pb::operator_client::OperatorClient::new(channel)
+                .status(pb::StatusRequest { skip_view: true })
+                .await
+                .ok()
+                .and_then(|s| {
+                    s.into_inner()
+                        .origins
+                        .into_iter()
+                        .find(|o| o.origin == "changsha")
+                }),
+            Err(_) => None,
+        };
+        if figures.is_some_and(|o| o.indexed_size >= options.entries) {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the source did not index its own log within an hour");
+        }
+        // Polling interval.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     let started = Instant::now();
     let (stop_sink, sink_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -183,7 +218,6 @@ pub async fn catchup(options: &CatchupOptions) -> Result<CatchupFigures> {
     sink_task.await?.context("sink node")?;
     source_task.await?.context("source node")?;
 
-    let consortium = home.load_consortium()?;
     let key = consortium
         .member("changsha")
         .context("changsha is a member")?

@@ -72,9 +72,14 @@ impl<'a> ChangeTracker<'a> {
     ) -> Result<&mut Vec<RecordVersion>, EngineError> {
         let key = (origin.to_owned(), record.record_id.clone());
         if !self.histories.contains_key(&key) {
-            // A first version has no predecessor to read (the common case of a catch-up).
-            let held = match self.engine.store.record(origin, &record.record_id)? {
-                Some(loc) if record.version > 1 => self
+            // A first version has no predecessor to read (the common case of a catch-up):
+            // not even the index is looked at.
+            let held = match (record.version > 1)
+                .then(|| self.engine.store.record(origin, &record.record_id))
+                .transpose()?
+                .flatten()
+            {
+                Some(loc) => self
                     .engine
                     .record_history(origin, &record.record_id, loc, 0, None)?
                     .into_iter()

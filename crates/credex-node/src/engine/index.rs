@@ -23,7 +23,7 @@ use credex_core::keys::PublicKey;
 use credex_core::pb;
 use credex_core::validate::{Mode, Validated, Validator};
 use credex_store::WriteBatch;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tracing::{debug, warn};
 
 use super::{Engine, EngineError};
@@ -106,7 +106,7 @@ impl Engine {
         while let Some(checking) = next.take() {
             let checked = checking
                 .await
-                .map_err(|e| EngineError::Internal(format!("verification task: {e}")))??;
+                .map_err(|_| EngineError::Internal("verification thread panicked".into()))??;
             if checked.is_empty() {
                 break;
             }
@@ -127,17 +127,13 @@ impl Engine {
 
     /// Starts checking the chunk of `origin`'s log from `from` on a blocking thread, if the
     /// log holds anything there.
-    fn check_chunk(
-        self: &Arc<Self>,
-        origin: &str,
-        from: u64,
-    ) -> Option<tokio::task::JoinHandle<Result<Vec<CheckedLeaf>, EngineError>>> {
+    fn check_chunk(self: &Arc<Self>, origin: &str, from: u64) -> Option<Checking> {
         if from >= self.store.origin_state(origin).size {
             return None;
         }
         let engine = self.clone();
         let origin = origin.to_owned();
-        Some(tokio::task::spawn_blocking(move || {
+        Some(spawn_low(move || {
             let leaves = engine.store.leaves(&origin, from, INDEX_CHUNK)?;
             let member = engine
                 .member(&origin)
@@ -157,7 +153,7 @@ impl Engine {
     /// mark past them, in one atomic, durable batch. Returns how many were listed invalid, or
     /// `None` if the mark is no longer at `from`.
     async fn write_index(
-        &self,
+        self: &Arc<Self>,
         origin: &str,
         from: u64,
         checked: Vec<CheckedLeaf>,
@@ -168,19 +164,26 @@ impl Engine {
         if self.store.indexed(origin) != from {
             return Ok(None);
         }
-        let mut batch = WriteBatch::new();
-        let invalid = self.index_batch(&mut batch, origin, from, &checked)?;
         let upto = from + checked.len() as u64;
-        batch.set_indexed(origin, upto);
-        let store = self.store.clone();
-        // Freeing a chunk of decoded entries takes a while too: off the runtime with the apply.
-        tokio::task::spawn_blocking(move || {
-            let applied = store.apply(batch);
+        let engine = self.clone();
+        let name = origin.to_owned();
+        // Reading the records' histories and evaluating them is CPU work: off the runtime,
+        // behind the log's appends like the verification. The store write is not: the store
+        // has one apply at a time, and an apply at low priority would hold the log's up.
+        let (batch, invalid) = spawn_low(move || -> Result<(WriteBatch, u64), EngineError> {
+            let mut batch = WriteBatch::new();
+            let invalid = engine.index_batch(&mut batch, &name, from, &checked)?;
+            batch.set_indexed(&name, upto);
+            // Freeing a chunk of decoded entries takes a while too: here, not on the runtime.
             drop(checked);
-            applied
+            Ok((batch, invalid))
         })
         .await
-        .map_err(|e| EngineError::Internal(format!("store apply task: {e}")))??;
+        .map_err(|_| EngineError::Internal("indexer thread panicked".into()))??;
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.apply(batch))
+            .await
+            .map_err(|e| EngineError::Internal(format!("store apply task: {e}")))??;
         self.store.flush_async().await?;
         drop(writer);
         self.metrics.count_invalid(origin, invalid);
@@ -292,6 +295,31 @@ impl Engine {
         authentic(result, origin, seq)
     }
 }
+
+/// A chunk being checked on its own thread.
+type Checking = oneshot::Receiver<Result<Vec<CheckedLeaf>, EngineError>>;
+
+/// Runs `f` on a thread of its own at a lower CPU priority (nice +10; the threads it starts
+/// inherit it) and hands back its result; dropped unsent if `f` panics. The indexer's work is
+/// behind the log by design: when the cores are busy — a catch-up appending, queries — it
+/// yields to them, and when they are idle it has them all. (Linux keeps the nice value per
+/// thread; elsewhere, or if the kernel refuses, the thread runs at normal priority.)
+fn spawn_low<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> oneshot::Receiver<T> {
+    let (tx, rx) = oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("credex-indexer".to_owned())
+        .spawn(move || {
+            let _ = rustix::process::nice(INDEXER_NICE);
+            let _ = tx.send(f());
+        });
+    if let Err(e) = spawned {
+        warn!(error = %e, "cannot start an indexer thread");
+    }
+    rx
+}
+
+/// How much lower than the node's other threads the indexer runs (a nice increment).
+const INDEXER_NICE: i32 = 10;
 
 /// Index keys of a record that failed validation: its identifiers as given (uppercased).
 fn raw_subject_keys(record: &pb::CreditRecord) -> Vec<String> {
