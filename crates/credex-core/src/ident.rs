@@ -643,6 +643,18 @@ fn id_shaped(code: &str) -> bool {
         && birth_date_of(code).is_some()
 }
 
+/// `s` as an error about a field that holds no identifier (a date, a category code) shows it:
+/// masked ([`mask_id_number`]) when it could be an ID number pasted into the wrong field —
+/// numeric, and at least as long as the old 15-digit number, so that a date typed without
+/// dashes (`20260501`) is still shown as typed.
+pub fn masked_if_id_like(s: &str) -> String {
+    if may_be_id_number(s) && s.chars().count() >= 15 {
+        mask_id_number(s)
+    } else {
+        s.to_owned()
+    }
+}
+
 /// Whether `s` could be an ID number, for deciding what to mask: nothing but digits (any
 /// script, since full-width digits are a common paste error), whitespace and X.
 fn may_be_id_number(s: &str) -> bool {

@@ -953,8 +953,11 @@ fn status_name(s: Option<StatusKind>) -> &'static str {
 }
 
 /// A possibly hostile input string, quoted and cut short for an error message.
+/// Text as an error shows it: cut at 64 characters, and masked if it could be an ID number
+/// in the wrong field (ARCHITECTURE.md: ID numbers are masked in every error).
 fn shown(s: &str) -> String {
     const MAX: usize = 64;
+    let s = &ident::masked_if_id_like(s);
     if s.chars().count() <= MAX {
         format!("{s:?}")
     } else {
@@ -1251,6 +1254,22 @@ mod tests {
 
     fn check(record: CreditRecord, expect: Expect) {
         expect.assert_eq(&outcome(Mode::Publish, &LegacyAllowList::empty(), &record));
+    }
+
+    /// Found by the `record_structured` fuzz target: an ID number in a field that holds no
+    /// identifier (a column mapped wrong) was echoed in full by the error.
+    #[test]
+    fn an_id_number_in_the_wrong_field_is_masked_in_errors() {
+        let id = id_number(PERSON);
+        check(
+            with(penalty(), |r| {
+                status(r).effective_on = id.clone();
+                r.category = id.clone();
+            }),
+            expect![[
+                r#"record CS-P-2026-0001: category: "4301**********1234" is not a catalogue code: needs at least two dot-separated segments, e.g. "tax.major_violation"; status.effective_on: "4301**********1234" is not a date of the form YYYY-MM-DD"#
+            ]],
+        );
     }
 
     fn check_relay(record: CreditRecord, expect: Expect) {
