@@ -167,6 +167,16 @@ impl Uscc {
         &self.0
     }
 
+    /// The form for messages: the code, masked when it is also shaped like an ID number (see
+    /// [`SubjectId::masked`]).
+    pub fn masked(&self) -> String {
+        if id_shaped(&self.0) {
+            mask_id_number(&self.0)
+        } else {
+            self.0.clone()
+        }
+    }
+
     /// Position 1: the registration authority (登记管理部门) code, e.g. `9` for market regulation.
     pub fn registration_authority(&self) -> char {
         char::from(self.0.as_bytes()[0])
@@ -490,8 +500,8 @@ impl SubjectId {
     /// ID number with one mistyped digit that happened to pass the USCC check (1 in 31 of them).
     pub fn masked(&self) -> String {
         match self {
-            SubjectId::Uscc(u) if !id_shaped(u.as_str()) => u.as_str().to_owned(),
-            _ => mask_id_number(self.as_str()),
+            SubjectId::Uscc(u) => u.masked(),
+            SubjectId::IdNumber(id) => id.masked(),
         }
     }
 }

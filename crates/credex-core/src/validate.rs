@@ -350,15 +350,17 @@ impl Run<'_, '_> {
                         self.push(
                             "subject.uscc",
                             format!(
-                                "{uscc} is not an individual business's code, which starts with 92"
+                                "{} is not an individual business's code, which starts with 92",
+                                uscc.masked()
                             ),
                         );
                     } else if k == SubjectKind::LegalPerson && individual {
                         self.push(
                             "subject.uscc",
                             format!(
-                                "{uscc} is an individual business's code (92…), \
-                                 not a legal person's"
+                                "{} is an individual business's code (92…), \
+                                 not a legal person's",
+                                uscc.masked()
                             ),
                         );
                     }
@@ -565,8 +567,9 @@ impl Run<'_, '_> {
                 self.push(
                     "authority.uscc",
                     format!(
-                        "{uscc} is not a government body's code, which starts with \
-                         registration authority code 1"
+                        "{} is not a government body's code, which starts with \
+                         registration authority code 1",
+                        uscc.masked()
                     ),
                 );
             }
@@ -576,8 +579,9 @@ impl Run<'_, '_> {
                     self.push(
                         "authority.uscc",
                         format!(
-                            "{uscc} is registered in division {}, outside {origin} ({}, division \
+                            "{} is registered in division {}, outside {origin} ({}, division \
                              prefix {}); a city publishes only its own authorities' decisions",
+                            uscc.masked(),
                             uscc.division_code(),
                             member.division,
                             member.division_prefix()
@@ -1269,6 +1273,20 @@ mod tests {
             expect![[
                 r#"record CS-P-2026-0001: category: "4301**********1234" is not a catalogue code: needs at least two dot-separated segments, e.g. "tax.major_violation"; status.effective_on: "4301**********1234" is not a date of the form YYYY-MM-DD"#
             ]],
+        );
+    }
+
+    /// Found by the `record_structured` fuzz target: a USCC that is also a valid ID number was
+    /// shown in full by the authority's errors.
+    #[test]
+    fn a_uscc_shaped_like_an_id_number_is_masked_in_errors() {
+        // Valid as an ID number (born 1808-11-27, check 0) and as a USCC (check 0), by hand.
+        let both = "999999180811271250";
+        check(
+            with(penalty(), |r| {
+                r.authority.as_mut().expect("fixture has an authority").uscc = both.into();
+            }),
+            expect!["record CS-P-2026-0001: authority.uscc: 9999**********1250 is not a government body's code, which starts with registration authority code 1; authority.uscc: 9999**********1250 is registered in division 999918, outside changsha (430100, division prefix 4301); a city publishes only its own authorities' decisions"],
         );
     }
 
