@@ -1286,7 +1286,9 @@ mod tests {
             with(penalty(), |r| {
                 r.authority.as_mut().expect("fixture has an authority").uscc = both.into();
             }),
-            expect!["record CS-P-2026-0001: authority.uscc: 9999**********1250 is not a government body's code, which starts with registration authority code 1; authority.uscc: 9999**********1250 is registered in division 999918, outside changsha (430100, division prefix 4301); a city publishes only its own authorities' decisions"],
+            expect![
+                "record CS-P-2026-0001: authority.uscc: 9999**********1250 is not a government body's code, which starts with registration authority code 1; authority.uscc: 9999**********1250 is registered in division 999918, outside changsha (430100, division prefix 4301); a city publishes only its own authorities' decisions"
+            ],
         );
     }
 
