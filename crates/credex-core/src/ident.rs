@@ -43,8 +43,10 @@
 //!    character (a typing error in an otherwise well-formed code), the ID number's first: an
 //!    ID number with a typo almost always still has a valid birth date, while a numeric USCC
 //!    almost never does;
-//! 4. anything else that looks numeric (digits, whitespace, `X`) gets the ID number's error,
-//!    everything else the USCC's.
+//! 4. anything else that looks numeric (digits, whitespace, `X`) is a USCC if it is a valid one
+//!    (an organisation code whose check character is `X`, as in `9111010810000042X5`, leaves
+//!    an `X` among digits), and otherwise gets the ID number's error; everything else the
+//!    USCC's.
 //!
 //! A mistyped ID number passes the USCC check one time in 31 and is then taken for a USCC. So
 //! that it is still not displayed, [`SubjectId::masked`] also masks a USCC that is shaped like
@@ -163,6 +165,16 @@ impl Uscc {
     /// The normalised (uppercase) code.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The form for messages: the code, masked when it is also shaped like an ID number (see
+    /// [`SubjectId::masked`]).
+    pub fn masked(&self) -> String {
+        if id_shaped(&self.0) {
+            mask_id_number(&self.0)
+        } else {
+            self.0.clone()
+        }
     }
 
     /// Position 1: the registration authority (登记管理部门) code, e.g. `9` for market regulation.
@@ -467,7 +479,8 @@ impl SubjectId {
             });
         }
         if may_be_id_number(s) {
-            as_id(s)
+            // Not 17 digits first, so no ID number; but a USCC can be digits and X.
+            as_id(s).or_else(|id_err| as_uscc(s).map_err(|_| id_err))
         } else {
             as_uscc(s)
         }
@@ -487,8 +500,8 @@ impl SubjectId {
     /// ID number with one mistyped digit that happened to pass the USCC check (1 in 31 of them).
     pub fn masked(&self) -> String {
         match self {
-            SubjectId::Uscc(u) if !id_shaped(u.as_str()) => u.as_str().to_owned(),
-            _ => mask_id_number(self.as_str()),
+            SubjectId::Uscc(u) => u.masked(),
+            SubjectId::IdNumber(id) => id.masked(),
         }
     }
 }
@@ -638,6 +651,18 @@ fn id_shaped(code: &str) -> bool {
         && bytes[..17].iter().all(u8::is_ascii_digit)
         && (bytes[17].is_ascii_digit() || bytes[17] == b'X')
         && birth_date_of(code).is_some()
+}
+
+/// `s` as an error about a field that holds no identifier (a date, a category code) shows it:
+/// masked ([`mask_id_number`]) when it could be an ID number pasted into the wrong field —
+/// numeric, and at least as long as the old 15-digit number, so that a date typed without
+/// dashes (`20260501`) is still shown as typed.
+pub fn masked_if_id_like(s: &str) -> String {
+    if may_be_id_number(s) && s.chars().count() >= 15 {
+        mask_id_number(s)
+    } else {
+        s.to_owned()
+    }
 }
 
 /// Whether `s` could be an ID number, for deciding what to mask: nothing but digits (any
@@ -1226,6 +1251,34 @@ mod tests {
             "91430100MA4L00003X",
             &none,
             expect![[r#"err uscc "91430100MA4L00003X": check character is X, expected Q"#]],
+        );
+    }
+
+    /// Found by the `ident` fuzz target: a valid USCC made only of digits and X, but not 17
+    /// digits first, looked numeric and was refused as an ID number. Check characters computed
+    /// by hand (GB 32100 MOD 31-3).
+    #[test]
+    fn subject_id_takes_a_valid_uscc_of_digits_and_x() {
+        let none = LegacyAllowList::empty();
+        // Organisation code 10000042X (its own check character X), then check character 5.
+        check_subject(
+            "9111010810000042X5",
+            &none,
+            expect!["uscc 9111010810000042X5 key 9111010810000042X5 legacy=false"],
+        );
+        // The fuzzer's: X at position 1.
+        check_subject(
+            "X10105004113030000",
+            &none,
+            expect!["uscc X10105004113030000 key X10105004113030000 legacy=false"],
+        );
+        // With a wrong check character it is still the ID number's error, as before.
+        check_subject(
+            "9111010810000042X6",
+            &none,
+            expect![[
+                r#"err id number "9111**********42X6": character 'X' at position 17 is not allowed (sequence code: digits only)"#
+            ]],
         );
     }
 

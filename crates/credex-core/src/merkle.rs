@@ -139,6 +139,9 @@ pub fn verify_inclusion(
     if index >= size {
         return Err(ProofError::IndexOutOfRange { index, size });
     }
+    // A signed checkpoint may claim any u64 size; the path length is only defined below the
+    // limit (past 2^63 the split level is 64 and the length computation would overflow).
+    check_size(size)?;
     let want = inclusion_proof_len(index, size);
     if proof.len() != want {
         return Err(ProofError::WrongProofLength {
@@ -193,6 +196,7 @@ pub fn verify_consistency(
     if old > new {
         return Err(ProofError::SizesOutOfOrder { old, new });
     }
+    check_size(new)?;
     let want = consistency_proof_len(old, new);
     if proof.len() != want {
         return Err(ProofError::WrongProofLength {
@@ -773,6 +777,62 @@ mod tests {
                 31 bytes: hash is 31 bytes, expected 32
                 33 bytes: hash is 33 bytes, expected 32
                 32 bytes: ok BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=
+            "#]],
+        );
+    }
+
+    /// Found by the `merkle` fuzz target: a size past 2^63 (which a signed checkpoint may claim)
+    /// made the proof-length computation shift a u64 by 64 and panic in debug builds (and
+    /// compute a wrong length in release builds). Sizes beyond the limit are an error.
+    #[test]
+    fn verifying_sizes_beyond_the_limit_is_an_error() {
+        let r = |size: usize| h(ROOTS[size]);
+        let leaf0 = h(LEAF_HASHES[0]);
+        check(
+            &[
+                (
+                    "inclusion, fuzz input",
+                    verify_inclusion(&[], 72340172838076673, 18374969058471772417, leaf0, r(8)),
+                ),
+                (
+                    "inclusion, u64::MAX",
+                    verify_inclusion(&[], 0, u64::MAX, leaf0, r(8)),
+                ),
+                (
+                    "inclusion, limit + 1",
+                    verify_inclusion(&[], 0, MAX_TREE_SIZE + 1, leaf0, r(8)),
+                ),
+                (
+                    "inclusion, at the limit",
+                    verify_inclusion(&[], MAX_TREE_SIZE - 1, MAX_TREE_SIZE, leaf0, r(8)),
+                ),
+            ],
+            expect![[r#"
+                inclusion, fuzz input: tree size 18374969058471772417 exceeds the maximum 4611686018427387904
+                inclusion, u64::MAX: tree size 18446744073709551615 exceeds the maximum 4611686018427387904
+                inclusion, limit + 1: tree size 4611686018427387905 exceeds the maximum 4611686018427387904
+                inclusion, at the limit: inclusion proof length is 0, expected 62 hashes
+            "#]],
+        );
+        check(
+            &[
+                (
+                    "consistency, 2 to u64::MAX",
+                    verify_consistency(&[], 2, r(2), u64::MAX, r(8)),
+                ),
+                (
+                    "consistency, to limit + 1",
+                    verify_consistency(&[], 3, r(3), MAX_TREE_SIZE + 1, r(8)),
+                ),
+                (
+                    "consistency, at the limit",
+                    verify_consistency(&[], 3, r(3), MAX_TREE_SIZE, r(8)),
+                ),
+            ],
+            expect![[r#"
+                consistency, 2 to u64::MAX: tree size 18446744073709551615 exceeds the maximum 4611686018427387904
+                consistency, to limit + 1: tree size 4611686018427387905 exceeds the maximum 4611686018427387904
+                consistency, at the limit: consistency proof length is 0, expected 63 hashes
             "#]],
         );
     }

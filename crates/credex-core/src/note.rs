@@ -322,7 +322,10 @@ pub fn add_signature_lines(note: &[u8], lines: &[Vec<u8>]) -> Result<Vec<u8>, No
             line: excerpt(line, 64),
         };
         let body = line.strip_suffix(b"\n").ok_or_else(malformed)?;
-        if body.contains(&b'\n') {
+        // A note holds no ASCII control character but newline (signed_note's `Note::from_bytes`
+        // refuses it), which `Signature::from_bytes` does not check: one such line from a
+        // witness would make the merged note unreadable to everyone.
+        if body.iter().any(|&b| b < 0x20) {
             return Err(malformed());
         }
         let sig = Signature::from_bytes(body).map_err(|_| malformed())?;
@@ -1061,6 +1064,27 @@ mod tests {
             not a note: error: note is not a well-formed signed note (text, blank line, signature lines)
             oversized note: error: note is 16385 bytes, more than the 16384 allowed
         "#]].assert_eq(&rendered);
+    }
+
+    /// Found by the `checkpoint` fuzz target: a signature line whose key name holds an ASCII
+    /// control character was merged, and the note it made no longer parsed.
+    #[test]
+    fn a_signature_line_with_a_control_character_is_refused() {
+        let cp = checkpoint();
+        let note = sign_checkpoint(&cp, &log_key()).unwrap();
+        let hefei = String::from_utf8(cosign(&cp, &witness_key("hefei", 3), TS).unwrap()).unwrap();
+        for control in ['\u{0}', '\u{7}', '\u{1b}'] {
+            let line = hefei
+                .replacen("hefei", &format!("he{control}fei"), 1)
+                .into_bytes();
+            // The note with the line appended is no note.
+            assert!(Note::from_bytes(&[&note[..], &line].concat()).is_err());
+            let err = add_signature_lines(&note, &[line]).unwrap_err();
+            assert!(
+                matches!(err, NoteError::MalformedSignatureLine { .. }),
+                "{control:?}: {err}"
+            );
+        }
     }
 
     proptest! {

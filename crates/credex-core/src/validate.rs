@@ -350,15 +350,17 @@ impl Run<'_, '_> {
                         self.push(
                             "subject.uscc",
                             format!(
-                                "{uscc} is not an individual business's code, which starts with 92"
+                                "{} is not an individual business's code, which starts with 92",
+                                uscc.masked()
                             ),
                         );
                     } else if k == SubjectKind::LegalPerson && individual {
                         self.push(
                             "subject.uscc",
                             format!(
-                                "{uscc} is an individual business's code (92…), \
-                                 not a legal person's"
+                                "{} is an individual business's code (92…), \
+                                 not a legal person's",
+                                uscc.masked()
                             ),
                         );
                     }
@@ -565,8 +567,9 @@ impl Run<'_, '_> {
                 self.push(
                     "authority.uscc",
                     format!(
-                        "{uscc} is not a government body's code, which starts with \
-                         registration authority code 1"
+                        "{} is not a government body's code, which starts with \
+                         registration authority code 1",
+                        uscc.masked()
                     ),
                 );
             }
@@ -576,8 +579,9 @@ impl Run<'_, '_> {
                     self.push(
                         "authority.uscc",
                         format!(
-                            "{uscc} is registered in division {}, outside {origin} ({}, division \
+                            "{} is registered in division {}, outside {origin} ({}, division \
                              prefix {}); a city publishes only its own authorities' decisions",
+                            uscc.masked(),
                             uscc.division_code(),
                             member.division,
                             member.division_prefix()
@@ -953,8 +957,11 @@ fn status_name(s: Option<StatusKind>) -> &'static str {
 }
 
 /// A possibly hostile input string, quoted and cut short for an error message.
+/// Text as an error shows it: cut at 64 characters, and masked if it could be an ID number
+/// in the wrong field (ARCHITECTURE.md: ID numbers are masked in every error).
 fn shown(s: &str) -> String {
     const MAX: usize = 64;
+    let s = &ident::masked_if_id_like(s);
     if s.chars().count() <= MAX {
         format!("{s:?}")
     } else {
@@ -1251,6 +1258,38 @@ mod tests {
 
     fn check(record: CreditRecord, expect: Expect) {
         expect.assert_eq(&outcome(Mode::Publish, &LegacyAllowList::empty(), &record));
+    }
+
+    /// Found by the `record_structured` fuzz target: an ID number in a field that holds no
+    /// identifier (a column mapped wrong) was echoed in full by the error.
+    #[test]
+    fn an_id_number_in_the_wrong_field_is_masked_in_errors() {
+        let id = id_number(PERSON);
+        check(
+            with(penalty(), |r| {
+                status(r).effective_on = id.clone();
+                r.category = id.clone();
+            }),
+            expect![[
+                r#"record CS-P-2026-0001: category: "4301**********1234" is not a catalogue code: needs at least two dot-separated segments, e.g. "tax.major_violation"; status.effective_on: "4301**********1234" is not a date of the form YYYY-MM-DD"#
+            ]],
+        );
+    }
+
+    /// Found by the `record_structured` fuzz target: a USCC that is also a valid ID number was
+    /// shown in full by the authority's errors.
+    #[test]
+    fn a_uscc_shaped_like_an_id_number_is_masked_in_errors() {
+        // Valid as an ID number (born 1808-11-27, check 0) and as a USCC (check 0), by hand.
+        let both = "999999180811271250";
+        check(
+            with(penalty(), |r| {
+                r.authority.as_mut().expect("fixture has an authority").uscc = both.into();
+            }),
+            expect![
+                "record CS-P-2026-0001: authority.uscc: 9999**********1250 is not a government body's code, which starts with registration authority code 1; authority.uscc: 9999**********1250 is registered in division 999918, outside changsha (430100, division prefix 4301); a city publishes only its own authorities' decisions"
+            ],
+        );
     }
 
     fn check_relay(record: CreditRecord, expect: Expect) {

@@ -534,7 +534,20 @@ impl Config {
     /// validates everything; the first problem found is the error.
     pub fn load(path: &Path, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
         let text = read("config file", path)?;
-        let mut raw: RawConfig = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        Config::parse(&text, path, env, Consortium::load)
+    }
+
+    /// [`Config::load`] of the config text `text` read from `path` (which names it in errors
+    /// and anchors its relative paths), with the consortium file it names loaded by
+    /// `load_consortium`. No I/O but the loader's, so the fuzz target and tests can hand in a
+    /// consortium.
+    pub fn parse(
+        text: &str,
+        path: &Path,
+        env: &HashMap<String, String>,
+        load_consortium: impl FnOnce(&Path) -> Result<Consortium, ConfigError>,
+    ) -> Result<Config, ConfigError> {
+        let mut raw: RawConfig = toml::from_str(text).map_err(|source| ConfigError::Parse {
             what: "config file",
             path: path.to_owned(),
             source: Box::new(source),
@@ -548,7 +561,7 @@ impl Config {
         let base = folder_of(path);
         let consortium_file =
             checker.path("node.consortium_file", base, &raw.node.consortium_file)?;
-        let consortium = Consortium::load(&consortium_file)?;
+        let consortium = load_consortium(&consortium_file)?;
         validate(raw, base, consortium_file, consortium, &checker)
     }
 
@@ -835,7 +848,13 @@ impl Consortium {
     /// Reads and validates the consortium file at `path`.
     pub fn load(path: &Path) -> Result<Consortium, ConfigError> {
         let text = read("consortium file", path)?;
-        let raw: RawConsortium = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        Consortium::parse(&text, path)
+    }
+
+    /// [`Consortium::load`] of the text `text` read from `path`, which names it in errors and
+    /// anchors its relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Consortium, ConfigError> {
+        let raw: RawConsortium = toml::from_str(text).map_err(|source| ConfigError::Parse {
             what: "consortium file",
             path: path.to_owned(),
             source: Box::new(source),
