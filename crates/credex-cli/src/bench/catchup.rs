@@ -27,7 +27,9 @@ use tokio::net::TcpListener;
 
 use crate::city::capitals;
 use crate::consortium::{InitOptions, init};
+use crate::errln;
 use crate::generator::Generator;
+use crate::outln;
 
 /// Entries between the source log's checkpoints: the node's default group-commit batch.
 pub const CHECKPOINT_EVERY: u64 = 256;
@@ -88,7 +90,7 @@ pub async fn catchup(options: &CatchupOptions) -> Result<CatchupFigures> {
     )?;
     sink.sync.batch_max_entries = 1024;
 
-    eprintln!(
+    errln!(
         "writing {} signed entries into the source log…",
         options.entries
     );
@@ -199,24 +201,28 @@ pub fn print(figures: &CatchupFigures, json: bool) -> Result<()> {
     if json {
         return crate::output::print_json(figures);
     }
-    println!(
+    outln!(
         "catch-up of {} entries over mutual TLS, every signature verified",
         figures.entries
-    );
-    println!("  caught up in            {:>12.2} s", figures.seconds);
-    println!(
+    )?;
+    outln!("  caught up in            {:>12.2} s", figures.seconds)?;
+    outln!(
         "  catch-up rate           {:>12.0} entries/s",
         figures.entries_per_second
-    );
-    println!(
+    )?;
+    outln!(
         "  ceiling: Ed25519 verify_strict on {} cores {:>12.0} signatures/s   ratio {:.2}",
-        figures.cores, figures.strict_verify_per_second, figures.ratio_to_strict
-    );
-    println!(
+        figures.cores,
+        figures.strict_verify_per_second,
+        figures.ratio_to_strict
+    )?;
+    outln!(
         "  reference: Ed25519 verify_batch on {} cores {:>12.0} signatures/s   ratio {:.2}",
-        figures.cores, figures.batch_verify_per_second, figures.ratio_to_batch
-    );
-    println!("  (credex verifies strictly; see ARCHITECTURE.md, \"Departures from DESIGN.md\")");
+        figures.cores,
+        figures.batch_verify_per_second,
+        figures.ratio_to_batch
+    )?;
+    outln!("  (credex verifies strictly; see ARCHITECTURE.md, \"Departures from DESIGN.md\")")?;
     Ok(())
 }
 
