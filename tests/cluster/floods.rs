@@ -199,25 +199,27 @@ impl Flood {
                 .build()?;
             runtime.block_on(async move {
                 let mut holders = tokio::task::JoinSet::new();
+                // One connect at a time: a thousand SYNs at once overflow the kernel's SYN
+                // queue, and with SYN cookies the client then believes in connections the
+                // node never saw (which it could neither serve nor close).
                 for _ in 0..n {
                     let (open, opened) = counters.clone();
                     let mut stopped = stopped.clone();
+                    let mut socket = TcpStream::connect(addr).await?;
+                    open.fetch_add(1, Ordering::SeqCst);
+                    opened.fetch_add(1, Ordering::SeqCst);
                     // Until the node closes it, or the test stops (or drops) the flood.
                     holders.spawn(async move {
-                        let mut socket = TcpStream::connect(addr).await?;
-                        open.fetch_add(1, Ordering::SeqCst);
-                        opened.fetch_add(1, Ordering::SeqCst);
                         let mut byte = [0u8; 1];
                         tokio::select! {
                             _ = socket.read(&mut byte) => {}
                             _ = stopped.changed() => {}
                         }
                         open.fetch_sub(1, Ordering::SeqCst);
-                        anyhow::Ok(())
                     });
                 }
                 while let Some(held) = holders.join_next().await {
-                    held??;
+                    held?;
                 }
                 anyhow::Ok(())
             })
