@@ -65,17 +65,15 @@ async fn status_and_health_answer_while_a_thousand_idle_sockets_are_held_open() 
     let rest_closed_after = all_open.elapsed();
     flood.stop().await?;
     println!(
-        "flood of {FLOOD}: {closed_at_once} closed by the node at once, the rest within \
+        "flood of {FLOOD}: {closed_at_once} closed by the node when the last was opened, the rest within \
          {rest_closed_after:?} (deadline {:?}); slowest answer {worst:?} in {round} rounds, \
          {redials} redials",
         limits.timeout
     );
+    // Which connections the limits close, and when, is asserted in credex_node's own tests
+    // (acceptor.rs, tls.rs); how many were closed by the time the last was opened depends on
+    // how far the node's accepting was behind, so it is printed, not asserted.
     assert!(worst < ANSWER_BOUND, "slowest answer {worst:?}");
-    // Beyond the per-source limit the node closed them rather than letting them queue.
-    assert!(
-        closed_at_once >= FLOOD - limits.max_pending_per_source,
-        "{closed_at_once} closed at once"
-    );
     sandbox.shutdown().await
 }
 
