@@ -5,6 +5,7 @@ mod catchup;
 mod convergence;
 mod enforcement;
 mod equivocation;
+mod floods;
 mod rules;
 mod sandbox;
 mod security;

@@ -1,6 +1,7 @@
 //! Connections to a city's node: the client certificate of a role from the consortium
-//! folder, mutual TLS with the node's SPIFFE identity checked (`credex_node::tls`), a
-//! deadline on every request, and gRPC errors shown with their code and message.
+//! folder, mutual TLS with the node's SPIFFE identity checked (`credex_node::tls`), the
+//! `--timeout` deadline on connecting and on every request, and gRPC errors shown with their
+//! code and message.
 
 use std::time::Duration;
 
@@ -61,15 +62,9 @@ pub async fn connect_to(
     let tls_config = tls::load_client_config(&files)
         .with_context(|| format!("the {role} certificate of {city}"))?;
     let server = consortium.node_identity(city);
-    let channel = tokio::time::timeout(timeout, tls::connect(&member.address, &server, tls_config))
+    // The dialer holds TCP and the handshake to `timeout` (and says which of them hung).
+    let channel = tls::connect_within(&member.address, &server, tls_config, timeout)
         .await
-        .map_err(|_| {
-            anyhow!(
-                "connecting to {city} at {}: no answer within {}s",
-                member.address,
-                timeout.as_secs()
-            )
-        })?
         .with_context(|| format!("connecting to {city}"))?;
     Ok(Connection {
         city: city.to_owned(),

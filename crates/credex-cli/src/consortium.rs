@@ -13,8 +13,8 @@ use anyhow::{Context, Result, bail};
 use credex_core::keys::{KeyAlgorithm, SigningKeyPair};
 use credex_core::policy::RecognitionPolicy;
 use credex_node::config::{
-    Config, Consortium, KeyFiles, LogConfig, Member, NodeConfig, PeerConfig, RulesConfig,
-    StorageConfig, SyncConfig,
+    Config, Consortium, KeyFiles, LimitsConfig, LogConfig, Member, NodeConfig, PeerConfig,
+    RulesConfig, StorageConfig, SyncConfig,
 };
 use credex_node::tls::{self, Identity, Role, TlsFiles};
 
@@ -159,6 +159,7 @@ pub fn init_with_rules(options: &InitOptions, rules: &RulesConfig) -> Result<Hom
                 .collect(),
             sync: SyncConfig::default(),
             storage: StorageConfig::default(),
+            limits: LimitsConfig::default(),
             recognition: RecognitionPolicy::default(),
             log: LogConfig::default(),
             consortium: consortium.clone(),

@@ -37,11 +37,13 @@ use crate::cmd::publish::{self, Line};
 use crate::cmd::status::{self, StatusJson};
 use credex_cli::city::{CitySpec, capitals};
 use credex_cli::consortium::{InitOptions, init};
+use credex_cli::errln;
 use credex_cli::generator::{
     Generator, JOINT_CHANGSHA_CATEGORY, JOINT_WUHAN_CATEGORY, joint_subject, repaired,
 };
 use credex_cli::health;
 use credex_cli::home::Home;
+use credex_cli::outln;
 use credex_cli::output::Table;
 
 /// Between two polls of a node: short enough to show sub-second convergence, long enough not
@@ -55,19 +57,22 @@ const LOG_TAIL_LINES: usize = 20;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Records each city publishes.
-    #[arg(long, value_name = "N", default_value_t = 200)]
+    #[arg(long, value_name = "N", default_value_t = 200,
+          value_parser = crate::cmd::integer::<usize>(1, u32::MAX.into()))]
     records: usize,
     /// Seed of the generated records.
-    #[arg(long, value_name = "S", default_value_t = 2026)]
+    #[arg(long, value_name = "S", default_value_t = 2026,
+          value_parser = crate::cmd::integer::<u64>(0, u64::MAX.into()))]
     seed: u64,
     /// Keep the consortium folder (configs, keys, databases, node logs) and print its path.
     #[arg(long)]
     keep: bool,
     /// City i listens on this port + i (metrics on this port + 100 + i) instead of free ports.
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, value_name = "PORT", value_parser = crate::cmd::integer::<u16>(1, u16::MAX.into()))]
     base_port: Option<u16>,
     /// Seconds each wait may take: nodes healthy, views converged, the repair seen.
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    #[arg(long, value_name = "SECS", default_value_t = 60,
+          value_parser = crate::cmd::integer::<u64>(1, 86_400))]
     deadline: u64,
     /// The credexd binary [default: next to credexctl].
     #[arg(long, value_name = "PATH")]
@@ -113,7 +118,7 @@ pub async fn run(global: &Global, args: Args) -> Result<()> {
         "consortium mid-yangtze of {} cities in {}",
         demo.cities.len(),
         dir.path().display()
-    ));
+    ))?;
 
     let mut nodes = Nodes::default();
     let mut interrupted = false;
@@ -129,12 +134,15 @@ pub async fn run(global: &Global, args: Args) -> Result<()> {
         (Ok(report), Ok(())) => Ok(report),
         (Err(e), Ok(())) | (Ok(_), Err(e)) => Err(e),
         (Err(e), Err(stop)) => {
-            eprintln!("credexctl: {stop:#}");
+            errln!("credexctl: {stop:#}");
             Err(e)
         }
     };
     // A failed demo keeps its folder for the nodes' logs; one the user stopped does not.
-    let failed = outcome.is_err() && !interrupted;
+    let failed = outcome
+        .as_ref()
+        .is_err_and(|e| !credex_cli::output::is_broken_pipe(e))
+        && !interrupted;
     if args.keep || failed {
         let path = dir.keep();
         let why = if failed {
@@ -142,7 +150,7 @@ pub async fn run(global: &Global, args: Args) -> Result<()> {
         } else {
             "kept"
         };
-        eprintln!(
+        errln!(
             "consortium folder {why}: {} (node logs in <city>/credexd.log)",
             path.display()
         );
@@ -234,11 +242,12 @@ struct Clients {
 
 impl Demo {
     /// Narration: stdout normally, stderr under `--json` so stdout stays one JSON document.
-    fn say(&self, text: impl AsRef<str>) {
+    fn say(&self, text: impl AsRef<str>) -> std::io::Result<()> {
         if self.json {
-            eprintln!("{}", text.as_ref());
+            errln!("{}", text.as_ref());
+            Ok(())
         } else {
-            println!("{}", text.as_ref());
+            outln!("{}", text.as_ref())
         }
     }
 
@@ -259,7 +268,7 @@ impl Demo {
             "{} nodes healthy after {:.1?}",
             clients.len(),
             started.elapsed()
-        ));
+        ))?;
 
         // Publish: generated records everywhere, and the joint sanction in Changsha and Wuhan.
         let today = SystemClock.today();
@@ -302,8 +311,8 @@ impl Demo {
                 format!("{:.1?}", t.elapsed()),
             ]);
         }
-        self.say("\npublished:");
-        self.say(published.render().trim_end());
+        self.say("\npublished:")?;
+        self.say(published.render().trim_end())?;
 
         // Converge: every node holds every origin's full log.
         let t = Instant::now();
@@ -311,11 +320,11 @@ impl Demo {
         self.say(format!(
             "views converged {:.1?} after the last publish\n",
             t.elapsed()
-        ));
+        ))?;
         let mut statuses = Vec::new();
         for city in self.cities() {
             let s = status::status(&clients[city].operator).await?;
-            self.say(status::render(&s, status::now_millis()));
+            self.say(status::render(&s, status::now_millis()))?;
             statuses.push(s);
         }
 
@@ -332,8 +341,8 @@ impl Demo {
             .context("waiting for the joint sanction to show in a third city's view")?;
         self.say(format!(
             "{observer} looks up {subject}, black-listed in Changsha and Wuhan:"
-        ));
-        self.say(lookup::render(observer, &joint_lookup));
+        ))?;
+        self.say(lookup::render(observer, &joint_lookup))?;
 
         // Credit repair in Wuhan reaches every view (奖惩同步).
         let listing = wuhan_listing.context("the consortium has no wuhan to repair a record in")?;
@@ -352,7 +361,7 @@ impl Demo {
         self.say(format!(
             "wuhan repairs {} (version 2, status repaired)",
             listing.record_id
-        ));
+        ))?;
         let mut after_repair = Vec::new();
         for city in self.cities() {
             let gone = self
@@ -367,12 +376,12 @@ impl Demo {
                 .with_context(|| {
                     format!("waiting for the repaired record to leave {city}'s view")
                 })?;
-            self.say(format!("  left {city}'s view after {:.1?}", t.elapsed()));
+            self.say(format!("  left {city}'s view after {:.1?}", t.elapsed()))?;
             after_repair.push((city.to_owned(), gone));
         }
         if let Some((city, response)) = after_repair.iter().find(|(c, _)| c == observer) {
-            self.say(format!("\n{city} after the repair:"));
-            self.say(lookup::render(city, response));
+            self.say(format!("\n{city} after the repair:"))?;
+            self.say(lookup::render(city, response))?;
         }
         Ok(Report {
             statuses,
@@ -455,7 +464,7 @@ impl Demo {
                 .collect::<Vec<_>>()
                 .join("  ");
             if line != last_line {
-                self.say(format!("  entries in view: {line}"));
+                self.say(format!("  entries in view: {line}"))?;
                 last_line = line;
             }
             if held.iter().all(|(_, h)| *h == total) {
@@ -587,7 +596,7 @@ impl Nodes {
         self.children.clear();
         if failures.is_empty() {
             if stopped > 0 {
-                demo.say(format!("stopped {stopped} nodes"));
+                demo.say(format!("stopped {stopped} nodes"))?;
             }
             Ok(())
         } else {

@@ -292,10 +292,17 @@ impl Fields {
     fn integer(&mut self, key: &str) -> Result<Option<i128>, FieldError> {
         match self.take(key) {
             None => Ok(None),
+            // A whole number beyond 64 bits reaches here as a float (serde_json keeps no
+            // wider integers); it is out of range, not "not an integer".
             Some(Value::Number(n)) => n
                 .as_i64()
                 .map(i128::from)
                 .or_else(|| n.as_u64().map(i128::from))
+                .or_else(|| {
+                    let f = n.as_f64().filter(|f| f.is_finite() && f.fract() == 0.0)?;
+                    // Saturating: anything this large is out of every range.
+                    Some(f as i128)
+                })
                 .map(Some)
                 .ok_or_else(|| self.error(key, format!("expected an integer, found {n}"))),
             Some(other) => {
@@ -316,8 +323,12 @@ impl Fields {
         let Some(n) = self.integer(key)? else {
             return Ok(0);
         };
-        i64::try_from(n)
-            .map_err(|_| self.error(key, format!("{n} is out of range for a 64-bit integer")))
+        i64::try_from(n).map_err(|_| {
+            self.error(
+                key,
+                format!("{n} is out of range {}..={}", i64::MIN, i64::MAX),
+            )
+        })
     }
 
     fn enumeration<E: Copy + Into<i32>>(
@@ -329,10 +340,15 @@ impl Fields {
             None => Ok(0),
             Some(Value::String(s)) => parse_enum(table, &s).map_err(|m| self.error(key, m)),
             // A newer peer's value, as written by `record_to_json` when the name is unknown.
-            Some(Value::Number(n)) => n
-                .as_i64()
-                .and_then(|n| i32::try_from(n).ok())
-                .ok_or_else(|| self.error(key, format!("{n} is not an enum number"))),
+            Some(Value::Number(n)) => match n.as_i64() {
+                Some(v) => i32::try_from(v).map_err(|_| {
+                    self.error(
+                        key,
+                        format!("{n} is out of range {}..={}", i32::MIN, i32::MAX),
+                    )
+                }),
+                None => Err(self.error(key, format!("{n} is not an enum number"))),
+            },
             Some(other) => Err(self.error(
                 key,
                 format!("expected one of {}, found {}", names(table), kind(&other)),
@@ -749,6 +765,30 @@ mod tests {
         check(
             r#"{"version":1.5}"#,
             expect![["err version: expected an integer, found 1.5"]],
+        );
+        check(
+            r#"{"version":4294967296}"#,
+            expect!["err version: 4294967296 is out of range 0..=4294967295"],
+        );
+        check(
+            r#"{"version":100000000000000000000}"#,
+            expect!["err version: 100000000000000000000 is out of range 0..=4294967295"],
+        );
+        check(
+            r#"{"decision":{"fine_fen":9223372036854775808}}"#,
+            expect![
+                "err decision.fine_fen: 9223372036854775808 is out of range -9223372036854775808..=9223372036854775807"
+            ],
+        );
+        check(
+            r#"{"decision":{"fine_fen":-100000000000000000000}}"#,
+            expect![
+                "err decision.fine_fen: -100000000000000000000 is out of range -9223372036854775808..=9223372036854775807"
+            ],
+        );
+        check(
+            r#"{"list":2147483648}"#,
+            expect!["err list: 2147483648 is out of range -2147483648..=2147483647"],
         );
         check(
             r#"{"subject":{"kind":"company"}}"#,

@@ -21,6 +21,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use credex_cli::errln;
 use credex_node::tls::Role;
 use tracing_subscriber::EnvFilter;
 
@@ -53,9 +54,9 @@ pub struct Global {
     /// Machine-readable JSON on stdout instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Deadline for connecting and for each request, in seconds.
+    /// Deadline for connecting (TCP and the TLS handshake) and for each request, in seconds.
     #[arg(long, global = true, value_name = "SECS", default_value_t = 30,
-          value_parser = clap::value_parser!(u64).range(1..=3600))]
+          value_parser = cmd::integer::<u64>(1, 3600))]
     pub timeout: u64,
 }
 
@@ -131,8 +132,10 @@ async fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // `credexctl … | head`: the reader has what it wanted; say nothing, like `cat`.
+        Err(e) if credex_cli::output::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("credexctl: {e:#}");
+            errln!("credexctl: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -1,7 +1,54 @@
 //! Terminal output: aligned tables that measure Chinese text by its display width, and
 //! JSON documents for `--json`.
+//!
+//! Everything `credexctl` prints on stdout goes through [`outln!`] and [`out!`] (or a writer
+//! whose errors are returned), never `println!`: `credexctl … | head` closes stdout early,
+//! `println!` panics then, and a returned error lets `main` end quietly instead
+//! ([`is_broken_pipe`]). Notes on stderr go through [`errln!`], which ignores a closed stderr.
+
+use std::io::{self, Write};
 
 use serde::Serialize;
+
+/// `println!` to stdout that returns the write's `io::Result` instead of panicking.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        ::std::writeln!(::std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+/// `print!` to stdout that returns the write's `io::Result` instead of panicking.
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        ::std::write!(::std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+/// `eprintln!` that ignores a failed write instead of panicking: with stderr gone (`2>&1 |
+/// head`) there is nowhere left to say anything.
+#[macro_export]
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let _ = ::std::writeln!(::std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
+/// Whether `error` comes from writing to a pipe whose reader has gone (`… | head`): not a
+/// failure of the command, which ends quietly then, as `cat` would.
+pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        let kind = cause
+            .downcast_ref::<io::Error>()
+            .map(io::Error::kind)
+            .or_else(|| cause.downcast_ref::<serde_json::Error>()?.io_error_kind());
+        kind == Some(io::ErrorKind::BrokenPipe)
+    })
+}
 
 /// A table printed with columns aligned on display width, so a column of company names
 /// in Chinese lines up with the ASCII columns around it.
@@ -80,8 +127,8 @@ impl Table {
     }
 
     /// Prints the table to stdout.
-    pub fn print(&self) {
-        print!("{}", self.render());
+    pub fn print(&self) -> io::Result<()> {
+        io::stdout().lock().write_all(self.render().as_bytes())
     }
 }
 
@@ -123,7 +170,7 @@ fn char_width(c: char) -> usize {
 
 /// Prints a value as pretty JSON on stdout, with a final newline.
 pub fn print_json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?)?;
     Ok(())
 }
 

@@ -32,6 +32,9 @@ pub const MAX_REPORTED_ERRORS: usize = 20;
 /// few thousand characters), so a longer line is refused without being held in memory.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
 
+/// The UTF-8 encoding of U+FEFF, the byte order mark.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// Bounds of a run: records and encoded bytes per request, requests in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -73,7 +76,8 @@ pub enum LineError {
 }
 
 /// JSON Lines records, one line at a time; blank lines are skipped. `\n` and `\r\n` both end
-/// a line.
+/// a line, and a UTF-8 byte order mark before the first line is skipped (editors on Windows
+/// write one; JSON forbids it, RFC 8259 section 8.1 lets a parser ignore it).
 #[derive(Debug)]
 pub struct RecordReader<R> {
     reader: R,
@@ -140,7 +144,11 @@ impl<R: BufRead> Iterator for RecordReader<R> {
                     message: format!("longer than {MAX_LINE_BYTES} bytes"),
                 }));
             }
-            let Ok(text) = std::str::from_utf8(&self.buf) else {
+            let bytes = match self.buf.strip_prefix(UTF8_BOM) {
+                Some(rest) if number == 1 => rest,
+                _ => &self.buf[..],
+            };
+            let Ok(text) = std::str::from_utf8(bytes) else {
                 return Some(Err(LineError::Malformed {
                     number,
                     message: "not UTF-8".to_owned(),
@@ -503,6 +511,31 @@ mod tests {
             self.pending.drain(..n);
             Ok(n)
         }
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_skipped_before_the_first_line_only() {
+        let read = |text: &str| -> Vec<String> {
+            RecordReader::new(text.as_bytes())
+                .map(|line| match line {
+                    Ok(line) => format!("line {}: {}", line.number, line.record.record_id),
+                    Err(e) => e.to_string(),
+                })
+                .collect()
+        };
+        assert_eq!(
+            read("\u{feff}{\"record_id\":\"a\"}\r\n{\"record_id\":\"b\"}\n"),
+            ["line 1: a", "line 2: b"]
+        );
+        assert_eq!(read("\u{feff}\n{\"record_id\":\"b\"}\n"), ["line 2: b"]);
+        // Anywhere else it is a stray character, as JSON says.
+        assert_eq!(
+            read("{\"record_id\":\"a\"}\n\u{feff}{\"record_id\":\"b\"}\n"),
+            [
+                "line 1: a",
+                "line 2: invalid JSON at column 1: expected value"
+            ]
+        );
     }
 
     #[test]

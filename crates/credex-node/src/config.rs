@@ -31,6 +31,11 @@
 //! [storage]                              # optional
 //! cache_mb = 64                          # sled page cache, MiB (8 to 65536)
 //!
+//! [limits]                               # all optional, defaults shown (see crate::acceptor)
+//! handshake_timeout_ms = 3000            # accept to finished TLS handshake (100 to 60000)
+//! max_pending_handshakes = 512           # in flight; beyond, the oldest is closed (1 to 65536)
+//! max_pending_handshakes_per_source = 64 # per IPv4 address or IPv6 /64 (1 to the above)
+//!
 //! [recognition]                          # credex_core::policy::RecognitionPolicy
 //!
 //! [log]
@@ -87,6 +92,7 @@ use credex_core::policy::{PolicyError, RecognitionPolicy};
 use credex_core::rules::Rules;
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::acceptor::HandshakeLimits;
 use crate::tls::{Identity, Role, TlsFiles, check_label, parse_address};
 
 /// Bounds of `[sync]`: a batch is one atomic write and one checkpoint, so it must stay small
@@ -94,6 +100,11 @@ use crate::tls::{Identity, Role, TlsFiles, check_label, parse_address};
 const BATCH_MAX_ENTRIES: (u64, u64) = (1, 10_000);
 const STORAGE_CACHE_MB: (u64, u64) = (8, 65_536);
 const BACKOFF_MS: (u64, u64) = (1, 3_600_000);
+/// Bounds of `[limits]`: a handshake deadline below 100 ms would fail real clients on a slow
+/// link, one above a minute would let a silent client hold its slot for that long; the pending
+/// bound must stay below any sane descriptor limit.
+const HANDSHAKE_TIMEOUT_MS: (u64, u64) = (100, 60_000);
+const MAX_PENDING_HANDSHAKES: (u64, u64) = (1, 65_536);
 /// Longest `name_zh`, in characters: city names are a few characters, this only stops garbage.
 const NAME_ZH_MAX_CHARS: usize = 32;
 /// Bounds of `rules.decision_days_ahead`: a week covers any clock or time-zone slip; more would
@@ -162,6 +173,7 @@ pub struct Config {
     pub peers: Vec<PeerConfig>,
     pub sync: SyncConfig,
     pub storage: StorageConfig,
+    pub limits: LimitsConfig,
     /// Its own origin is set to `node.city` by [`Config::load`].
     pub recognition: RecognitionPolicy,
     pub log: LogConfig,
@@ -249,6 +261,43 @@ impl Default for StorageConfig {
 impl StorageConfig {
     pub fn cache_bytes(&self) -> u64 {
         self.cache_mb << 20
+    }
+}
+
+/// `[limits]`: what bounds the work unauthenticated clients can make the node do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// From accept to a finished TLS handshake; a connection still handshaking then is closed.
+    pub handshake_timeout_ms: u64,
+    /// TLS handshakes in flight at once; a new connection beyond it closes the oldest one
+    /// (one whose client has sent nothing first).
+    pub max_pending_handshakes: u64,
+    /// The same per source address (an IPv4 address or an IPv6 /64).
+    pub max_pending_handshakes_per_source: u64,
+}
+
+impl Default for LimitsConfig {
+    /// [`HandshakeLimits::default`], which says why.
+    fn default() -> Self {
+        let limits = HandshakeLimits::default();
+        Self {
+            handshake_timeout_ms: u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX),
+            max_pending_handshakes: limits.max_pending as u64,
+            max_pending_handshakes_per_source: limits.max_pending_per_source as u64,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The acceptor's limits.
+    pub fn handshakes(&self) -> HandshakeLimits {
+        let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        HandshakeLimits {
+            timeout: Duration::from_millis(self.handshake_timeout_ms),
+            max_pending: count(self.max_pending_handshakes),
+            max_pending_per_source: count(self.max_pending_handshakes_per_source),
+        }
     }
 }
 
@@ -356,6 +405,8 @@ struct RawConfig {
     sync: SyncConfig,
     #[serde(default)]
     storage: StorageConfig,
+    #[serde(default)]
+    limits: LimitsConfig,
     #[serde(default)]
     recognition: RecognitionPolicy,
     /// Moved to the consortium file's `[rules]`; present only to say so.
@@ -724,6 +775,7 @@ fn validate(
     let sync = validate_sync(raw.sync, checker)?;
     checker.range("storage.cache_mb", raw.storage.cache_mb, STORAGE_CACHE_MB)?;
     let storage = raw.storage;
+    let limits = validate_limits(raw.limits, checker)?;
 
     let recognition = raw.recognition.with_own_origin(&node.city);
     let cities: Vec<&str> = consortium.cities().collect();
@@ -773,6 +825,7 @@ fn validate(
         peers,
         sync,
         storage,
+        limits,
         recognition,
         log,
         consortium,
@@ -842,6 +895,28 @@ fn validate_sync(sync: SyncConfig, checker: &Checker<'_>) -> Result<SyncConfig, 
         (sync.reconnect_backoff_min_ms, BACKOFF_MS.1),
     )?;
     Ok(sync)
+}
+
+fn validate_limits(
+    limits: LimitsConfig,
+    checker: &Checker<'_>,
+) -> Result<LimitsConfig, ConfigError> {
+    checker.range(
+        "limits.handshake_timeout_ms",
+        limits.handshake_timeout_ms,
+        HANDSHAKE_TIMEOUT_MS,
+    )?;
+    checker.range(
+        "limits.max_pending_handshakes",
+        limits.max_pending_handshakes,
+        MAX_PENDING_HANDSHAKES,
+    )?;
+    checker.range(
+        "limits.max_pending_handshakes_per_source",
+        limits.max_pending_handshakes_per_source,
+        (1, limits.max_pending_handshakes),
+    )?;
+    Ok(limits)
 }
 
 impl Consortium {
@@ -1117,6 +1192,11 @@ mod tests {
             [storage]
             cache_mb = 64
 
+            [limits]
+            handshake_timeout_ms = 5000
+            max_pending_handshakes = 1024
+            max_pending_handshakes_per_source = 64
+
             [recognition.default]
             lists = [
                 "black",
@@ -1176,6 +1256,11 @@ mod tests {
 
             [storage]
             cache_mb = 64
+
+            [limits]
+            handshake_timeout_ms = 3000
+            max_pending_handshakes = 512
+            max_pending_handshakes_per_source = 64
 
             [recognition.default]
             lists = ["*"]
@@ -1345,6 +1430,54 @@ mod tests {
             expect!["DIR/changsha.toml: config key storage.cache_mb: 4 is not from 8 to 65536"],
         );
         check(
+            "reconnect_backoff_max_ms = 5000",
+            "reconnect_backoff_max_ms = 5000\n\n[limits]\nhandshake_timeout_ms = 10",
+            expect![[r#"
+                config file DIR/changsha.toml: TOML parse error at line 44, column 1
+                   |
+                44 | [limits]
+                   | ^
+                invalid table header
+                duplicate key `limits` in document root
+            "#]],
+        );
+        check(
+            "reconnect_backoff_max_ms = 5000",
+            "reconnect_backoff_max_ms = 5000\n\n[limits]\nmax_pending_handshakes = 0",
+            expect![[r#"
+                config file DIR/changsha.toml: TOML parse error at line 44, column 1
+                   |
+                44 | [limits]
+                   | ^
+                invalid table header
+                duplicate key `limits` in document root
+            "#]],
+        );
+        check(
+            "reconnect_backoff_max_ms = 5000",
+            "reconnect_backoff_max_ms = 5000\n\n[limits]\nmax_pending_handshakes = 100\nmax_pending_handshakes_per_source = 200",
+            expect![[r#"
+                config file DIR/changsha.toml: TOML parse error at line 45, column 1
+                   |
+                45 | [limits]
+                   | ^
+                invalid table header
+                duplicate key `limits` in document root
+            "#]],
+        );
+        check(
+            "reconnect_backoff_max_ms = 5000",
+            "reconnect_backoff_max_ms = 5000\n\n[limits]\nmax_handshakes = 100",
+            expect![[r#"
+                config file DIR/changsha.toml: TOML parse error at line 44, column 1
+                   |
+                44 | [limits]
+                   | ^
+                invalid table header
+                duplicate key `limits` in document root
+            "#]],
+        );
+        check(
             "batch_max_entries = 128",
             "batch_max_entries = 128\nbatch_max_delay_ms = 50",
             expect![[r#"
@@ -1438,7 +1571,7 @@ mod tests {
                    |
                 13 | [key]
                    |  ^^^
-                unknown field `key`, expected one of `node`, `tls`, `keys`, `peers`, `sync`, `storage`, `recognition`, `identifiers`, `log`
+                unknown field `key`, expected one of `node`, `tls`, `keys`, `peers`, `sync`, `storage`, `limits`, `recognition`, `identifiers`, `log`
             "#]],
         );
     }

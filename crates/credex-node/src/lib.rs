@@ -3,7 +3,9 @@
 //! # Layout
 //! - [`server`]: [`server::run`], the whole node as a library function, and its ordered shutdown.
 //! - [`config`]: the node config and the consortium file (TOML, `CREDEX_*` overrides).
-//! - [`tls`]: rustls mutual TLS, SPIFFE identities, the TLS listener and dialer for tonic.
+//! - [`tls`]: rustls mutual TLS, SPIFFE identities, the TLS dialer for tonic.
+//! - [`acceptor`]: the TLS listener: handshake deadlines and per-source limits, so floods of
+//!   unauthenticated connections cannot starve authenticated ones.
 //! - [`auth`]: per-RPC authorisation.
 //! - [`engine`]: the domain service — receive path, publishing, checkpoints, witness, view,
 //!   proofs — with no gRPC types.
@@ -14,6 +16,7 @@
 //!
 //! Only this crate (and `credex-cli`) knows tonic; only `credex-store` knows sled.
 
+pub mod acceptor;
 pub mod auth;
 pub mod config;
 pub mod cosign;

@@ -37,6 +37,11 @@ pub(crate) struct OriginGauges {
     pub forked: bool,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
 /// The node's metrics. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Metrics {
@@ -51,6 +56,8 @@ pub struct Metrics {
     backlog: Family<OriginLabel, Gauge>,
     forked: Family<OriginLabel, Gauge>,
     peer_connected: Family<PeerLabel, Gauge>,
+    handshakes_dropped: Family<ReasonLabel, Counter>,
+    handshakes_pending: Gauge,
 }
 
 impl Metrics {
@@ -69,6 +76,8 @@ impl Metrics {
         let backlog = Family::default();
         let forked = Family::default();
         let peer_connected = Family::default();
+        let handshakes_dropped = Family::default();
+        let handshakes_pending = Gauge::default();
         registry.register(
             "entries_appended",
             "Entries appended from peers",
@@ -115,6 +124,17 @@ impl Metrics {
             "1 while the sync stream to a peer is up",
             peer_connected.clone(),
         );
+        registry.register(
+            "tls_handshakes_dropped",
+            "TLS handshakes ended without a connection: timeout, failed, source_limit or \
+             global_limit (evicted to admit a newer connection)",
+            handshakes_dropped.clone(),
+        );
+        registry.register(
+            "tls_handshakes_pending",
+            "TLS handshakes in flight",
+            handshakes_pending.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             appended,
@@ -127,6 +147,8 @@ impl Metrics {
             backlog,
             forked,
             peer_connected,
+            handshakes_dropped,
+            handshakes_pending,
         }
     }
 
@@ -179,6 +201,17 @@ impl Metrics {
                 peer: peer.to_owned(),
             })
             .set(i64::from(connected));
+    }
+
+    pub(crate) fn count_handshake_dropped(&self, reason: &'static str) {
+        self.handshakes_dropped
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    pub(crate) fn set_handshakes_pending(&self, n: usize) {
+        self.handshakes_pending
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// The metrics in the Prometheus text format.

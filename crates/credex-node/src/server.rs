@@ -198,7 +198,12 @@ pub async fn run_with_clock(
         .context("building the reflection service")?;
 
     let local = listeners.grpc.local_addr().ok();
-    let incoming = tls::serve_incoming(listeners.grpc, server_tls);
+    let incoming = tls::Incoming::new(
+        listeners.grpc,
+        server_tls,
+        config.limits.handshakes(),
+        Some(engine.metrics.clone()),
+    );
     let max = sync::MAX_FRAME_BYTES;
     use credex_core::pb::{
         audit_server::AuditServer, exchange_server::ExchangeServer,

@@ -31,7 +31,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
 use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
@@ -47,14 +46,10 @@ use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, warn};
 use x509_parser::extensions::GeneralName;
 
-/// A slow or stalled client gives up its handshake slot after this long.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub use crate::acceptor::{HandshakeLimits, Incoming};
 
-/// Handshakes in flight at once per listener. Beyond this, new connections wait in the kernel's
-/// accept queue, which bounds the memory a flood of half-open connections can take.
-pub const MAX_PENDING_HANDSHAKES: usize = 256;
-
-/// How long [`connect`] waits for TCP and the TLS handshake.
+/// How long [`connect`] and [`connect_lazy`] wait for TCP and the TLS handshake together;
+/// [`connect_within`] takes the caller's.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// HTTP/2 keep-alive on client channels: a peer that vanishes without closing its socket (a
@@ -62,10 +57,6 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(15);
 /// How long a keep-alive ping may go unanswered before the connection counts as dead.
 pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// After an accept error that is not about one connection (e.g. out of file descriptors),
-/// pause before retrying instead of spinning.
-const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
 const ALPN_H2: &[u8] = b"h2";
 
@@ -125,6 +116,8 @@ pub enum TlsError {
     Tcp(#[source] io::Error),
     #[error("tls handshake: {0}")]
     Handshake(#[source] io::Error),
+    #[error("{step}: no answer within {after:?}")]
+    TimedOut { step: &'static str, after: Duration },
     #[error("server presented no certificate")]
     NoServerCertificate,
     #[error("server certificate: {0}")]
@@ -627,67 +620,21 @@ impl AsyncWrite for TlsConn {
     }
 }
 
-/// The TLS connections arriving on `listener`, for `Server::serve_with_incoming_shutdown`.
-///
-/// Handshakes run concurrently (up to [`MAX_PENDING_HANDSHAKES`]) inside the stream itself, so
-/// one slow client cannot hold up others, and dropping the stream (server shutdown) cancels
-/// them all: there is no background task to stop. A failed or timed-out handshake is logged and
-/// skipped, never an error of the stream, so a port scanner cannot stop the server.
-pub fn serve_incoming(
-    listener: TcpListener,
-    tls: Arc<ServerConfig>,
-) -> impl Stream<Item = Result<TlsConn, io::Error>> + Send + 'static {
-    let acceptor = TlsAcceptor::from(tls);
-    futures::stream::unfold(listener, accept_tcp)
-        .map(move |(stream, remote)| handshake(acceptor.clone(), stream, remote))
-        .buffer_unordered(MAX_PENDING_HANDSHAKES)
-        .filter_map(|conn| std::future::ready(conn.map(Ok)))
+/// The TLS connections arriving on `listener`, for `Server::serve_with_incoming_shutdown`, with
+/// the default [`HandshakeLimits`] and no metrics; `credexd` uses [`Incoming::new`] with its
+/// config's. See [`crate::acceptor`] for how handshakes are bounded.
+pub fn serve_incoming(listener: TcpListener, tls: Arc<ServerConfig>) -> Incoming {
+    Incoming::new(listener, tls, HandshakeLimits::default(), None)
 }
 
-async fn accept_tcp(listener: TcpListener) -> Option<((TcpStream, SocketAddr), TcpListener)> {
-    loop {
-        match listener.accept().await {
-            Ok(accepted) => return Some((accepted, listener)),
-            Err(error) if is_connection_error(&error) => {
-                debug!(%error, "connection failed before accept");
-            }
-            Err(error) => {
-                warn!(%error, "accept failed; retrying");
-                tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
-            }
-        }
-    }
-}
-
-fn is_connection_error(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-    )
-}
-
-async fn handshake(
-    acceptor: TlsAcceptor,
+/// The server side of one connection's TLS handshake, and the client identity it carries.
+/// [`crate::acceptor`] runs it under the handshake deadline.
+pub(crate) async fn server_handshake(
+    acceptor: &TlsAcceptor,
     stream: TcpStream,
     remote: SocketAddr,
-) -> Option<TlsConn> {
-    // gRPC sends many small frames; Nagle would add latency to every unary reply.
-    if let Err(error) = stream.set_nodelay(true) {
-        debug!(%remote, %error, "cannot set TCP_NODELAY");
-    }
-    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(error)) => {
-            warn!(%remote, %error, "tls handshake failed");
-            return None;
-        }
-        Err(_) => {
-            warn!(%remote, timeout = ?HANDSHAKE_TIMEOUT, "tls handshake timed out");
-            return None;
-        }
-    };
+) -> io::Result<TlsConn> {
+    let stream = acceptor.accept(stream).await?;
     let leaf = stream
         .get_ref()
         .1
@@ -702,7 +649,7 @@ async fn handshake(
         None => None,
     };
     debug!(%remote, identity = identity.as_ref().map(tracing::field::display), "tls connection accepted");
-    Some(TlsConn {
+    Ok(TlsConn {
         stream,
         peer: PeerInfo {
             remote_addr: Some(remote),
@@ -719,7 +666,18 @@ pub async fn connect(
     server: &Identity,
     tls: Arc<ClientConfig>,
 ) -> Result<Channel, TlsError> {
-    let (endpoint, connector) = dialer(addr, server, tls)?;
+    connect_within(addr, server, tls, CONNECT_TIMEOUT).await
+}
+
+/// [`connect`] with the caller's deadline for TCP and the TLS handshake together (and for every
+/// reconnection of the channel).
+pub async fn connect_within(
+    addr: &str,
+    server: &Identity,
+    tls: Arc<ClientConfig>,
+    timeout: Duration,
+) -> Result<Channel, TlsError> {
+    let (endpoint, connector) = dialer(addr, server, tls, timeout)?;
     endpoint
         .connect_with_connector(connector)
         .await
@@ -735,7 +693,7 @@ pub fn connect_lazy(
     server: &Identity,
     tls: Arc<ClientConfig>,
 ) -> Result<Channel, TlsError> {
-    let (endpoint, connector) = dialer(addr, server, tls)?;
+    let (endpoint, connector) = dialer(addr, server, tls, CONNECT_TIMEOUT)?;
     Ok(endpoint.connect_with_connector_lazy(connector))
 }
 
@@ -746,6 +704,7 @@ struct Dialer {
     server: Arc<Identity>,
     server_name: ServerName<'static>,
     connector: TlsConnector,
+    timeout: Duration,
 }
 
 type ClientTlsStream = tokio_rustls::client::TlsStream<TcpStream>;
@@ -754,6 +713,7 @@ fn dialer(
     addr: &str,
     server: &Identity,
     tls: Arc<ClientConfig>,
+    timeout: Duration,
 ) -> Result<(Endpoint, Dialer), TlsError> {
     let server_name = server_name(addr)?;
     // The URI only supplies the :authority header; the Dialer does the dialling, so the scheme
@@ -763,7 +723,6 @@ fn dialer(
             addr: addr.to_owned(),
             reason: "is not a valid URI authority",
         })?
-        .connect_timeout(CONNECT_TIMEOUT)
         .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
         .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
         .keep_alive_while_idle(true);
@@ -772,6 +731,7 @@ fn dialer(
         server: Arc::new(server.clone()),
         server_name,
         connector: TlsConnector::from(tls),
+        timeout,
     };
     Ok((endpoint, dialer))
 }
@@ -792,15 +752,23 @@ impl tower::Service<http::Uri> for Dialer {
 }
 
 impl Dialer {
+    /// TCP, TLS and the identity check, all within the dialer's one deadline (the dialer
+    /// enforces it rather than tonic's `connect_timeout`, so the error says which step hung).
     async fn dial(&self) -> Result<ClientTlsStream, TlsError> {
-        let tcp = TcpStream::connect(&*self.addr)
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let timed_out = |step| TlsError::TimedOut {
+            step,
+            after: self.timeout,
+        };
+        let tcp = tokio::time::timeout_at(deadline, TcpStream::connect(&*self.addr))
             .await
+            .map_err(|_| timed_out("tcp connect"))?
             .map_err(TlsError::Tcp)?;
         tcp.set_nodelay(true).map_err(TlsError::Tcp)?;
-        let stream = self
-            .connector
-            .connect(self.server_name.clone(), tcp)
+        let handshake = self.connector.connect(self.server_name.clone(), tcp);
+        let stream = tokio::time::timeout_at(deadline, handshake)
             .await
+            .map_err(|_| timed_out("tls handshake"))?
             .map_err(TlsError::Handshake)?;
         let leaf = stream
             .get_ref()
@@ -1126,9 +1094,18 @@ mod tests {
 
     impl TestServer {
         async fn start(material: &TlsMaterial) -> Self {
+            Self::start_with(material, HandshakeLimits::default(), None).await
+        }
+
+        async fn start_with(
+            material: &TlsMaterial,
+            limits: HandshakeLimits,
+            metrics: Option<crate::metrics::Metrics>,
+        ) -> Self {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap().to_string();
-            let incoming = serve_incoming(listener, server_config(material).unwrap());
+            let incoming =
+                Incoming::new(listener, server_config(material).unwrap(), limits, metrics);
             let seen = Arc::new(Mutex::new(Vec::new()));
             let record = seen.clone();
             let interceptor = move |request: tonic::Request<()>| {
@@ -1245,6 +1222,89 @@ mod tests {
             ]
         "#]]
         .assert_debug_eq(&server.seen.lock().unwrap());
+        server.stop().await;
+    }
+
+    /// Waits (up to a minute) until the node closes `socket`: EOF or a reset.
+    async fn closed(socket: &mut TcpStream) -> Duration {
+        use tokio::io::AsyncReadExt;
+        let started = std::time::Instant::now();
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(60), socket.read(&mut byte)).await;
+        assert!(matches!(read, Ok(Ok(0) | Err(_))), "{read:?}");
+        started.elapsed()
+    }
+
+    #[tokio::test]
+    async fn a_silent_client_is_closed_at_the_handshake_deadline() {
+        let timeout = Duration::from_millis(300);
+        let limits = HandshakeLimits {
+            timeout,
+            ..HandshakeLimits::default()
+        };
+        let metrics = crate::metrics::Metrics::new("changsha");
+        let server = TestServer::start_with(
+            &material(CA, "changsha-node"),
+            limits,
+            Some(metrics.clone()),
+        )
+        .await;
+        let mut silent = TcpStream::connect(&server.addr).await.unwrap();
+        let open_for = closed(&mut silent).await;
+        // The deadline runs from the server's accept, which follows the client's connect.
+        assert!(open_for >= timeout, "closed after {open_for:?}");
+        assert!(
+            open_for < timeout + Duration::from_secs(5),
+            "closed after {open_for:?}"
+        );
+        let text = metrics.encode();
+        let line = r#"credex_tls_handshakes_dropped_total{city="changsha",reason="timeout"} 1"#;
+        assert!(text.contains(line), "{line} in\n{text}");
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_real_client_beyond_the_source_limit_closes_the_oldest_silent_connection() {
+        let limits = HandshakeLimits {
+            timeout: Duration::from_secs(60),
+            max_pending: 512,
+            max_pending_per_source: 4,
+        };
+        let metrics = crate::metrics::Metrics::new("changsha");
+        let server = TestServer::start_with(
+            &material(CA, "changsha-node"),
+            limits,
+            Some(metrics.clone()),
+        )
+        .await;
+        let mut silent = Vec::new();
+        for _ in 0..limits.max_pending_per_source {
+            silent.push(TcpStream::connect(&server.addr).await.unwrap());
+        }
+        // The same source (127.0.0.1) is at its limit, yet a real client is served...
+        let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+        let wuhan = material(CA, "wuhan-node");
+        assert_eq!(
+            call(&server.addr, &node("changsha"), &wuhan).await,
+            Ok(serving)
+        );
+        // ...because the oldest silent connection made room for it, and only that one.
+        closed(&mut silent[0]).await;
+        for socket in &silent[1..] {
+            let mut byte = [0u8; 1];
+            let read = socket.try_read(&mut byte);
+            assert!(
+                matches!(&read, Err(e) if e.kind() == io::ErrorKind::WouldBlock),
+                "{read:?}"
+            );
+        }
+        let text = metrics.encode();
+        for line in [
+            r#"credex_tls_handshakes_dropped_total{city="changsha",reason="source_limit"} 1"#,
+            r#"credex_tls_handshakes_pending{city="changsha"} 3"#,
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
         server.stop().await;
     }
 }

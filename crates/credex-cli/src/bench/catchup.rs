@@ -29,7 +29,9 @@ use tokio::net::TcpListener;
 
 use crate::city::capitals;
 use crate::consortium::{InitOptions, init};
+use crate::errln;
 use crate::generator::Generator;
+use crate::outln;
 
 /// Entries between the source log's checkpoints: the node's default group-commit batch.
 pub const CHECKPOINT_EVERY: u64 = 256;
@@ -94,7 +96,7 @@ pub async fn catchup(options: &CatchupOptions) -> Result<CatchupFigures> {
     )?;
     sink.sync.batch_max_entries = 1024;
 
-    eprintln!(
+    errln!(
         "writing {} signed entries into the source log…",
         options.entries
     );
@@ -122,7 +124,7 @@ pub async fn catchup(options: &CatchupOptions) -> Result<CatchupFigures> {
     let source_operator =
         tls::load_client_config(&home.client_files(&consortium, "changsha", Role::Operator))?;
     let source_identity = Identity::new("bench", "changsha", Role::Node)?;
-    eprintln!("indexing the source's own view…");
+    errln!("indexing the source's own view…");
     let deadline = Instant::now() + Duration::from_secs(3600);
     loop {
         let figures = match tls::connect(
@@ -247,27 +249,33 @@ pub fn print(figures: &CatchupFigures, json: bool) -> Result<()> {
     if json {
         return crate::output::print_json(figures);
     }
-    println!(
+    outln!(
         "catch-up of {} entries over mutual TLS, every signature verified",
         figures.entries
-    );
-    println!(
+    )?;
+    outln!(
         "  log caught up in        {:>12.2} s   {:>10.0} entries/s  (durable, under signed roots)",
-        figures.log_seconds, figures.log_entries_per_second
-    );
-    println!(
+        figures.log_seconds,
+        figures.log_entries_per_second
+    )?;
+    outln!(
         "  view caught up in       {:>12.2} s   {:>10.0} entries/s  (signatures verified, indexed)",
-        figures.view_seconds, figures.view_entries_per_second
-    );
-    println!(
+        figures.view_seconds,
+        figures.view_entries_per_second
+    )?;
+    outln!(
         "  ceiling of the view: Ed25519 verify_strict on {} cores {:>12.0} signatures/s   ratio {:.2}",
-        figures.cores, figures.strict_verify_per_second, figures.ratio_to_strict
-    );
-    println!(
+        figures.cores,
+        figures.strict_verify_per_second,
+        figures.ratio_to_strict
+    )?;
+    outln!(
         "  reference: Ed25519 verify_batch on {} cores {:>12.0} signatures/s   ratio {:.2}",
-        figures.cores, figures.batch_verify_per_second, figures.ratio_to_batch
-    );
-    println!("  (credex verifies strictly; see ARCHITECTURE.md, \"Departures from DESIGN.md\")");
+        figures.cores,
+        figures.batch_verify_per_second,
+        figures.ratio_to_batch
+    )?;
+    outln!("  (credex verifies strictly; see ARCHITECTURE.md, \"Departures from DESIGN.md\")")?;
     Ok(())
 }
 

@@ -18,7 +18,9 @@ use tokio::task::JoinSet;
 use super::Percentiles;
 use super::cluster::Cluster;
 use crate::city::capitals;
+use crate::errln;
 use crate::generator::Generator;
+use crate::outln;
 
 /// The publishing city; the other three capitals watch.
 const CITY: &str = "changsha";
@@ -109,7 +111,7 @@ pub async fn propagation(options: &PropagationOptions) -> Result<PropagationFigu
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sent_at: HashMap<String, Instant> = HashMap::new();
     let mut calls = JoinSet::new();
-    eprintln!(
+    errln!(
         "publishing {} records in {CITY}, {} per second, watching {}…",
         options.count,
         options.rate,
@@ -198,17 +200,21 @@ pub fn print(figures: &PropagationFigures, json: bool) -> Result<()> {
     if json {
         return crate::output::print_json(figures);
     }
-    println!(
+    outln!(
         "propagation of {} records published in {} at {}/s, one per request, to the views of {}",
         figures.records,
         figures.origin,
         figures.rate,
         figures.peers.join(", ")
-    );
-    println!(
+    )?;
+    outln!(
         "  {:<44} {:>9} {:>9} {:>9} {:>9}",
-        "", "p50 ms", "p90 ms", "p99 ms", "max ms"
-    );
+        "",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms"
+    )?;
     for (label, p) in [
         (
             "publish sent → in every peer's view",
@@ -216,10 +222,13 @@ pub fn print(figures: &PropagationFigures, json: bool) -> Result<()> {
         ),
         ("publish sent → acknowledged (durable)", figures.publish_ms),
     ] {
-        println!(
+        outln!(
             "  {label:<44} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
-            p.p50, p.p90, p.p99, p.max
-        );
+            p.p50,
+            p.p90,
+            p.p99,
+            p.max
+        )?;
     }
     Ok(())
 }

@@ -18,7 +18,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::cluster::Cluster;
+use crate::errln;
 use crate::generator::Generator;
+use crate::outln;
 use crate::publish::{self as stream, Batch, Limits};
 
 /// The publishing city.
@@ -126,7 +128,7 @@ pub async fn publish(options: &PublishOptions) -> Result<PublishFigures> {
     let disk = dir_bytes(&stopped.data_dirs[CITY])?;
     let store = Store::open(&stopped.data_dirs[CITY].join("store"))?;
     let batches = store.checkpoints(CITY, 0, usize::MAX)?.len() as u64;
-    eprintln!("writing the same leaves with sled alone…");
+    errln!("writing the same leaves with sled alone…");
     let (ceiling, leaf_bytes, ceiling_disk) = sled_ceiling(&store, total, limits.records)?;
     let ceiling_seconds = ceiling.as_secs_f64();
     let rate = total as f64 / seconds;
@@ -216,35 +218,39 @@ pub fn print(figures: &PublishFigures, json: bool) -> Result<()> {
     if json {
         return crate::output::print_json(figures);
     }
-    println!(
+    outln!(
         "durable publish of {} records through Publisher.Publish over mutual TLS ({} per request, {} in flight)",
-        figures.records, figures.request_records, figures.in_flight
-    );
-    println!("  published in            {:>12.2} s", figures.seconds);
-    println!(
+        figures.records,
+        figures.request_records,
+        figures.in_flight
+    )?;
+    outln!("  published in            {:>12.2} s", figures.seconds)?;
+    outln!(
         "  publish rate            {:>12.0} records/s",
         figures.records_per_second
-    );
-    println!(
+    )?;
+    outln!(
         "  batches committed       {:>12} (mean {:.1} records, one checkpoint each)",
         figures.batches,
         figures.records as f64 / figures.batches.max(1) as f64
-    );
-    println!(
+    )?;
+    outln!(
         "  ceiling: sled writing the same leaves ({:.0} bytes each), one flush per {}   {:>10.0} records/s   ratio {:.2}",
         figures.mean_leaf_bytes,
         figures.request_records,
         figures.ceiling_records_per_second,
         figures.ratio
-    );
-    println!(
+    )?;
+    outln!(
         "  memory: bench process (node + client) {:.0} MiB after the load, peak {:.0} MiB",
-        figures.rss_mib, figures.peak_rss_mib
-    );
-    println!(
+        figures.rss_mib,
+        figures.peak_rss_mib
+    )?;
+    outln!(
         "  disk: {:.0} bytes per record in the node's data dir; sled alone holding the same leaves {:.0} bytes per record",
-        figures.disk_bytes_per_record, figures.ceiling_disk_bytes_per_record
-    );
+        figures.disk_bytes_per_record,
+        figures.ceiling_disk_bytes_per_record
+    )?;
     Ok(())
 }
 

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::Global;
 use crate::client;
+use credex_cli::outln;
 use credex_cli::output::{Table, print_json};
 
 #[derive(Debug, clap::Args)]
@@ -68,7 +69,7 @@ pub async fn run(global: &Global, _args: Args) -> Result<()> {
         });
     }
     if entries.is_empty() {
-        println!("no accesses logged at {}", conn.city);
+        outln!("no accesses logged at {}", conn.city)?;
         return Ok(());
     }
     let mut t = Table::new(&["#", "AT (UTC+8)", "WHO", "RPC", "SUBJECT", "PURPOSE"]).right(&[0]);
@@ -82,8 +83,8 @@ pub async fn run(global: &Global, _args: Args) -> Result<()> {
             e.purpose.clone(),
         ]);
     }
-    t.print();
-    println!("{} accesses logged at {}", entries.len(), conn.city);
+    t.print()?;
+    outln!("{} accesses logged at {}", entries.len(), conn.city)?;
     Ok(())
 }
 

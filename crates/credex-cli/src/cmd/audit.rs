@@ -29,8 +29,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 
+use super::home;
 use crate::Global;
 use crate::client::{self, Connection};
+use credex_cli::{out, outln};
 
 /// Largest Audit response accepted: a page of 10,000 leaves of a few kilobytes each.
 const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
@@ -99,7 +101,7 @@ pub struct VerifyArgs {
     consortium: Option<PathBuf>,
     /// Cosignatures by other members' witnesses the checkpoint (the newer one of an extended
     /// bundle) needs; 2 makes it published.
-    #[arg(long, value_name = "N", default_value_t = audit::DEFAULT_QUORUM)]
+    #[arg(long, value_name = "N", default_value_t = audit::DEFAULT_QUORUM, value_parser = super::integer::<usize>(0, 1000))]
     quorum: usize,
 }
 
@@ -110,7 +112,7 @@ pub struct LogArgs {
     origin: String,
     /// Entries per Audit.GetEntries request.
     #[arg(long, value_name = "N", default_value_t = 1000,
-          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_PAGE)))]
+          value_parser = super::integer::<u32>(1, MAX_PAGE.into()))]
     page: u32,
 }
 
@@ -139,9 +141,12 @@ pub async fn run(global: &Global, command: Command) -> Result<()> {
 async fn proof(global: &Global, args: ProofArgs) -> Result<()> {
     let consortium = home(global)?.load_consortium()?;
     let conn = client::connect(global, Role::Auditor).await?;
-    let target = match args.target.parse::<u64>() {
-        Ok(seq) if !args.record_id => get_proof_request::Target::Seq(seq),
-        _ => get_proof_request::Target::RecordId(args.target.clone()),
+    let target = if args.record_id || !args.target.bytes().all(|b| b.is_ascii_digit()) {
+        get_proof_request::Target::RecordId(args.target.clone())
+    } else {
+        let seq = super::integer::<u64>(0, u64::MAX.into())(&args.target)
+            .map_err(|e| anyhow!("seq {e} (pass --record-id if it is a record id)"))?;
+        get_proof_request::Target::Seq(seq)
     };
     let bundle = audit_client(&conn)
         .get_proof(conn.request(GetProofRequest {
@@ -250,20 +255,20 @@ fn print_proof_outcome(global: &Global, path: &Path, report: &ProofReport) -> Re
         quorum: audit::DEFAULT_QUORUM,
         ..report.clone()
     };
-    print!("{}", audit::render_proof_report(&shown));
+    out!("{}", audit::render_proof_report(&shown))?;
     let last = report.quorum_checkpoint();
-    println!(
+    outln!(
         "wrote {} — verify it offline with `credexctl audit verify {} --consortium <consortium.toml>`",
         path.display(),
         path.display()
-    );
+    )?;
     if last.cosigners.len() < audit::DEFAULT_QUORUM {
-        println!(
+        outln!(
             "note: its checkpoint (size {}) has {} from other members, fewer than the {} that publish it; `credexctl audit extend` picks up a newer cosigned checkpoint later",
             last.size,
             count(last.cosigners.len(), "cosignature"),
             audit::DEFAULT_QUORUM
-        );
+        )?;
     }
     Ok(())
 }
@@ -307,9 +312,9 @@ fn verify_proof_file(
                     "report": proof_json(&report),
                 }));
             }
-            print!("{}", audit::render_proof_report(&report));
+            out!("{}", audit::render_proof_report(&report))?;
             let last = report.quorum_checkpoint();
-            println!(
+            outln!(
                 "VERIFIED: {} seq {} is in the log of {} at size {}{}, cosigned by {} (quorum {quorum})",
                 report.city,
                 report.index,
@@ -321,7 +326,7 @@ fn verify_proof_file(
                     .map(|n| format!(" and, through a consistency proof, at size {}", n.size))
                     .unwrap_or_default(),
                 count(last.cosigners.len(), "other member"),
-            );
+            )?;
             Ok(())
         }
         Err(e) => {
@@ -381,7 +386,7 @@ fn verify_evidence_file(
         print_json(&json!({ "file": name, "items": docs }))?;
     } else {
         for line in &lines {
-            println!("{line}");
+            outln!("{line}")?;
         }
     }
     // A file with nothing in it proves nothing: an auditor scripting `verify` on an export
@@ -397,10 +402,10 @@ fn verify_evidence_file(
         );
     }
     if !global.json {
-        println!(
+        outln!(
             "CONFIRMED: every piece of evidence in {name} proves an equivocation ({})",
             items.len()
-        );
+        )?;
     }
     Ok(())
 }
@@ -500,7 +505,7 @@ async fn log(global: &Global, args: LogArgs) -> Result<()> {
             "failures": report.failures.iter().map(ToString::to_string).collect::<Vec<_>>(),
         }))?;
     } else {
-        print!("{}", audit::render_replay_report(&report));
+        out!("{}", audit::render_replay_report(&report))?;
     }
     match report.failures.first() {
         Some(first) => bail!(
@@ -511,10 +516,12 @@ async fn log(global: &Global, args: LogArgs) -> Result<()> {
         ),
         None => {
             if !global.json {
-                println!(
+                outln!(
                     "OK: the log of {} as {} serves it verifies: every entry, checkpoint and consistency proof, and its root at size {} is one the origin signed",
-                    args.origin, conn.city, report.entries
-                );
+                    args.origin,
+                    conn.city,
+                    report.entries
+                )?;
             }
             Ok(())
         }
@@ -543,6 +550,9 @@ async fn list_checkpoints(
 
 async fn evidence(global: &Global, args: EvidenceArgs) -> Result<()> {
     let consortium = home(global)?.load_consortium()?;
+    if let Some(origin) = &args.origin {
+        super::check_origin(&consortium, "--origin", origin)?;
+    }
     let conn = client::connect(global, Role::Auditor).await?;
     let items = audit_client(&conn)
         .list_evidence(conn.request(ListEvidenceRequest {
@@ -562,33 +572,25 @@ async fn evidence(global: &Global, args: EvidenceArgs) -> Result<()> {
     }
     for (i, item) in items.iter().enumerate() {
         match audit::verify_evidence(item, &consortium) {
-            Ok(report) => println!(
+            Ok(report) => outln!(
                 "evidence {}: {}",
                 i + 1,
                 audit::render_evidence_report(&report)
-            ),
-            Err(e) => println!("evidence {}: {}: REFUSED — {e}", i + 1, item.origin),
+            )?,
+            Err(e) => outln!("evidence {}: {}: REFUSED — {e}", i + 1, item.origin)?,
         }
     }
-    println!(
+    outln!(
         "wrote {} from {} to {} — verify it offline with `credexctl audit verify {} --consortium <consortium.toml>`",
         pieces_of_evidence(items.len()),
         conn.city,
         args.out.display(),
         args.out.display()
-    );
+    )?;
     Ok(())
 }
 
 // ------------------------------------------------------------------ helpers
-
-fn home(global: &Global) -> Result<Home> {
-    global
-        .home
-        .as_ref()
-        .map(Home::new)
-        .context("no consortium folder: pass --home DIR or set CREDEX_HOME")
-}
 
 fn audit_client(conn: &Connection) -> AuditClient<Channel> {
     AuditClient::new(conn.channel()).max_decoding_message_size(MAX_RESPONSE_BYTES)

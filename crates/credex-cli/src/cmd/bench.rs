@@ -27,30 +27,30 @@ pub enum Command {
 #[derive(Debug, clap::Args)]
 pub struct CatchupArgs {
     /// Entries in the source log.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = 100_000, value_parser = super::integer::<u64>(1, u64::MAX.into()))]
     entries: u64,
     /// Signatures verified to measure the machine's ceiling.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = 100_000, value_parser = super::integer::<usize>(1, u32::MAX.into()))]
     sample: usize,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct PublishArgs {
     /// Records to publish.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = 100_000, value_parser = super::integer::<u64>(1, u64::MAX.into()))]
     records: u64,
     /// Records per Publish request (and per batch of the ceiling's writes).
-    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = super::integer::<u32>(1, 10_000))]
     batch_size: u32,
     /// Publish requests in flight at once.
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = super::integer::<u32>(1, 64))]
     in_flight: u32,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct PropagationArgs {
     /// Records to publish.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = super::integer::<u64>(1, u64::MAX.into()))]
     count: u64,
     /// Records published per second.
     #[arg(long, default_value_t = 20.0)]

@@ -12,6 +12,7 @@ use credex_node::config::RulesConfig;
 use serde::Serialize;
 
 use crate::Global;
+use credex_cli::outln;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -39,7 +40,7 @@ pub struct InitArgs {
     host: String,
     /// The i-th city's node (from 0) listens on this port + i, its metrics on this port +
     /// 100 + i.
-    #[arg(long, value_name = "PORT", default_value_t = 7400)]
+    #[arg(long, value_name = "PORT", default_value_t = 7400, value_parser = super::integer::<u16>(1, u16::MAX.into()))]
     base_port: u16,
     /// An early-pilot USCC whose check character is wrong but which is in use: every member
     /// accepts records on it (flagged `legacy_code`). Written to the consortium file's
@@ -47,7 +48,8 @@ pub struct InitArgs {
     #[arg(long = "legacy-uscc", value_name = "USCC")]
     legacy_uscc: Vec<String>,
     /// How many days after today a decision date may lie (`[rules] decision_days_ahead`).
-    #[arg(long, value_name = "DAYS", default_value_t = credex_core::rules::DEFAULT_DECISION_DAYS_AHEAD)]
+    #[arg(long, value_name = "DAYS", default_value_t = credex_core::rules::DEFAULT_DECISION_DAYS_AHEAD,
+          value_parser = super::integer::<u32>(0, u32::MAX.into()))]
     decision_days_ahead: u32,
 }
 
@@ -90,11 +92,11 @@ pub fn run(global: &Global, command: Command) -> Result<()> {
                 .collect(),
         });
     }
-    println!(
+    outln!(
         "consortium {} written to {}",
         consortium.name,
         home.root().display()
-    );
+    )?;
     let mut t = Table::new(&["CITY", "NAME", "DIVISION", "ADDRESS", "CONFIG"]);
     for m in &consortium.members {
         t.row(vec![
@@ -105,16 +107,16 @@ pub fn run(global: &Global, command: Command) -> Result<()> {
             home.node_config(&m.city).display().to_string(),
         ]);
     }
-    t.print();
+    t.print()?;
     if let Some(first) = consortium.cities().next() {
-        println!(
+        outln!(
             "\nstart a node:  credexd --config {}",
             home.node_config(first).display()
-        );
-        println!(
+        )?;
+        outln!(
             "then:          export CREDEX_HOME={} CREDEX_CITY={first}; credexctl status",
             home.root().display()
-        );
+        )?;
     }
     Ok(())
 }

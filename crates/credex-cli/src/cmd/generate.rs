@@ -15,10 +15,10 @@ use credex_cli::json::record_to_line;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// How many records.
-    #[arg(long, value_name = "N", default_value_t = 100)]
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = super::integer::<u64>(0, u64::MAX.into()))]
     count: u64,
     /// Seed: the same city, seed and date give the same records.
-    #[arg(long, value_name = "S", default_value_t = 1)]
+    #[arg(long, value_name = "S", default_value_t = 1, value_parser = super::integer::<u64>(0, u64::MAX.into()))]
     seed: u64,
     /// The date the records are in force on (YYYY-MM-DD) [default: today, UTC+8].
     #[arg(long, value_name = "DATE", value_parser = super::date_arg)]

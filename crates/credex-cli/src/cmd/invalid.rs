@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::Global;
 use crate::client;
+use credex_cli::outln;
 use credex_cli::output::{Table, print_json};
 
 #[derive(Debug, clap::Args)]
@@ -34,6 +35,9 @@ struct EntryJson<'a> {
 }
 
 pub async fn run(global: &Global, args: Args) -> Result<()> {
+    if let Some(origin) = &args.origin {
+        super::check_origin(&super::home(global)?.load_consortium()?, "--origin", origin)?;
+    }
     let conn = client::connect(global, Role::Operator).await?;
     let origin = args.origin.unwrap_or_default();
     let entries: Vec<InvalidEntry> = client::all_pages(|page_token| {
@@ -70,7 +74,7 @@ pub async fn run(global: &Global, args: Args) -> Result<()> {
         });
     }
     if entries.is_empty() {
-        println!("no invalid entries at {}", conn.city);
+        outln!("no invalid entries at {}", conn.city)?;
         return Ok(());
     }
     let mut t = Table::new(&["ORIGIN", "SEQ", "RECORD", "V", "REASON"]).right(&[1, 3]);
@@ -83,7 +87,7 @@ pub async fn run(global: &Global, args: Args) -> Result<()> {
             e.reason.clone(),
         ]);
     }
-    t.print();
-    println!("{} invalid entries at {}", entries.len(), conn.city);
+    t.print()?;
+    outln!("{} invalid entries at {}", entries.len(), conn.city)?;
     Ok(())
 }

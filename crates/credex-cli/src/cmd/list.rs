@@ -9,7 +9,9 @@ use serde::Serialize;
 
 use crate::Global;
 use crate::client;
+use credex_cli::errln;
 use credex_cli::json::{self, ViewRecordJson};
+use credex_cli::outln;
 use credex_cli::output::print_json;
 
 #[derive(Debug, clap::Args)]
@@ -21,7 +23,7 @@ pub struct Args {
     #[arg(long, value_name = "LIST", value_parser = list_kind)]
     list: Option<i32>,
     /// Only this catalogue category, e.g. court.dishonest_debtor.
-    #[arg(long, value_name = "CODE")]
+    #[arg(long, value_name = "CODE", value_parser = super::category_arg)]
     category: Option<String>,
     /// Valid time: evaluate the view as of this date (YYYY-MM-DD, UTC+8) instead of today.
     #[arg(long, value_name = "DATE", value_parser = super::date_arg)]
@@ -31,7 +33,7 @@ pub struct Args {
     #[arg(long, value_name = "TIME", value_parser = super::instant_arg)]
     as_known_at: Option<i64>,
     /// Records per page (the node caps it at 1000).
-    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = super::integer::<u32>(1, 1000))]
     page_size: u32,
     /// Continue from the token a previous page ended with.
     #[arg(long, value_name = "TOKEN", conflicts_with = "all")]
@@ -57,6 +59,9 @@ struct ListJson<'a> {
 }
 
 pub async fn run(global: &Global, args: Args) -> Result<()> {
+    if let Some(origin) = &args.origin {
+        super::check_origin(&super::home(global)?.load_consortium()?, "--origin", origin)?;
+    }
     let conn = client::connect(global, Role::Reader).await?;
     let mut request = ListRequest {
         origin: args.origin.unwrap_or_default(),
@@ -90,12 +95,12 @@ pub async fn run(global: &Global, args: Args) -> Result<()> {
         });
     }
     if records.is_empty() {
-        println!("no record in force matches");
+        outln!("no record in force matches")?;
     } else {
-        super::lookup::view_table(&records, true).print();
+        super::lookup::view_table(&records, true).print()?;
     }
     if !next_page_token.is_empty() {
-        eprintln!("more records: --page-token {next_page_token} (or --all)");
+        errln!("more records: --page-token {next_page_token} (or --all)");
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::Global;
 use crate::client::{self, Connection};
 use credex_cli::json::{self, ExcludedRecordJson, ViewRecordJson};
+use credex_cli::out;
 use credex_cli::output::{Table, print_json};
 
 #[derive(Debug, clap::Args)]
@@ -43,7 +44,7 @@ pub async fn run(global: &Global, args: Args) -> Result<()> {
     if global.json {
         print_json(&LookupJson::new(&conn.city, &response))
     } else {
-        print!("{}", render(&conn.city, &response));
+        out!("{}", render(&conn.city, &response))?;
         Ok(())
     }
 }

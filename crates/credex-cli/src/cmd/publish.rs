@@ -27,6 +27,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::Global;
 use crate::client::{self, Connection};
+use credex_cli::outln;
 
 pub use credex_cli::publish::Line;
 
@@ -39,10 +40,10 @@ pub struct Args {
     #[arg(value_name = "FILE")]
     file: Option<PathBuf>,
     /// Records per Publish request.
-    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = super::integer::<u32>(1, 10_000))]
     batch_size: u32,
     /// Publish requests in flight at once.
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = super::integer::<u32>(1, 64))]
     in_flight: u32,
 }
 
@@ -134,14 +135,14 @@ pub async fn run(global: &Global, args: Args) -> Result<()> {
                     outcome(e).to_owned(),
                 ]);
             }
-            t.print();
+            t.print()?;
         }
-        println!(
+        outln!(
             "published {} new records to {}, {present} already present; its log holds {} entries",
             sent.published - present,
             conn.city,
             sent.tree_size
-        );
+        )?;
     }
     match error {
         Some(e) => Err(e),

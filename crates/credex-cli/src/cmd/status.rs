@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::Global;
 use crate::client::{self, Connection};
+use credex_cli::out;
 use credex_cli::output::{Table, age, ago, print_json};
 
 #[derive(Debug, clap::Args)]
@@ -19,7 +20,7 @@ pub async fn run(global: &Global, _args: Args) -> Result<()> {
     if global.json {
         print_json(&StatusJson::new(&status))
     } else {
-        print!("{}", render(&status, now_millis()));
+        out!("{}", render(&status, now_millis()))?;
         Ok(())
     }
 }
