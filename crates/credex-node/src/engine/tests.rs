@@ -56,20 +56,7 @@ impl Log {
         };
         for seq in 0..size {
             let tag = if seq < diverge { "trunk" } else { branch };
-            let entry = pb::Entry {
-                origin: ORIGIN.to_owned(),
-                seq,
-                logged_at: 1_790_000_000_000,
-                schema_version: credex_proto::SCHEMA_VERSION,
-                // Not a valid record (no subject): appended under a signed root all the same,
-                // and listed invalid.
-                record: Some(pb::CreditRecord {
-                    record_id: format!("{tag}-{seq}"),
-                    version: 1,
-                    ..Default::default()
-                }),
-            };
-            log.push(entry::sign_entry(key, entry::encode_entry(&entry)));
+            log.push(signed_as(key, ORIGIN, seq, tag));
         }
         log
     }
@@ -214,15 +201,16 @@ async fn entries_that_do_not_give_the_signed_root_are_quarantined_never_appended
     );
 }
 
-/// A leaf `key` signed as `origin`'s entry at `seq`.
-fn signed_as(key: &SigningKeyPair, origin: &str, seq: u64) -> Vec<u8> {
+/// A leaf `key` signed as `origin`'s entry at `seq`, its record id `<tag>-<seq>`. Not a valid
+/// record (no subject): under a signed root it is appended all the same, and listed invalid.
+fn signed_as(key: &SigningKeyPair, origin: &str, seq: u64, tag: &str) -> Vec<u8> {
     let entry = pb::Entry {
         origin: origin.to_owned(),
         seq,
         logged_at: 1_790_000_000_000,
         schema_version: credex_proto::SCHEMA_VERSION,
         record: Some(pb::CreditRecord {
-            record_id: format!("stray-{seq}"),
+            record_id: format!("{tag}-{seq}"),
             version: 1,
             ..Default::default()
         }),
@@ -240,8 +228,8 @@ async fn uncovered_entries_are_quarantined_with_their_own_fault_where_they_have_
     garbled[10] ^= 1;
     let sent = vec![
         log.leaves[0].clone(),
-        signed_as(&h.origin_key, ORIGIN, 7),
-        signed_as(&h.origin_key, "hefei", 2),
+        signed_as(&h.origin_key, ORIGIN, 7, "stray"),
+        signed_as(&h.origin_key, "hefei", 2, "stray"),
         garbled,
     ];
     let mut inbox = Inbox::new(ORIGIN, 0, sent);
@@ -267,7 +255,11 @@ async fn uncovered_entries_are_quarantined_with_their_own_fault_where_they_have_
     );
 
     // Entries of a city outside the consortium are refused whole, covered or not.
-    let mut inbox = Inbox::new("shanghai", 0, vec![signed_as(&h.origin_key, "shanghai", 0)]);
+    let mut inbox = Inbox::new(
+        "shanghai",
+        0,
+        vec![signed_as(&h.origin_key, "shanghai", 0, "stray")],
+    );
     let outcome = h.engine.commit(&mut inbox, "hefei").await.unwrap();
     assert_eq!((outcome.appended, outcome.quarantined), (0, 1));
     let counts = h.engine.store.quarantine_counts().unwrap();
