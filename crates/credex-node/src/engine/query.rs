@@ -353,6 +353,12 @@ impl Engine {
         as_of: &str,
         as_known_at: i64,
     ) -> Result<ListPage, EngineError> {
+        // An origin outside the consortium can hold nothing: a typo, said so rather than an
+        // empty page. (A category this node's catalogue lacks may still be a peer's newer
+        // code, listed with the unknown_category flag, so it is not refused here.)
+        if let Some(origin) = &filter.origin {
+            self.known_origin(origin)?;
+        }
         let as_of = self.as_of(as_of)?;
         let known_at = known_at(as_known_at)?;
         let page_size = match page_size {

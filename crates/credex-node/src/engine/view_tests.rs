@@ -238,6 +238,20 @@ async fn as_known_at_answers_from_the_versions_logged_by_then() {
 }
 
 #[tokio::test]
+async fn listing_an_origin_outside_the_consortium_is_an_invalid_argument() {
+    let h = harness();
+    let filter = super::query::ListFilter {
+        origin: Some("shanghai".to_owned()),
+        ..Default::default()
+    };
+    let err = h.engine.list(&filter, 10, "", "", 0).unwrap_err();
+    assert!(
+        matches!(&err, EngineError::InvalidArgument(m) if m.starts_with("origin: \"shanghai\" is not a member")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn publish_refuses_a_moved_subject_a_new_list_and_a_version_after_revocation() {
     let h = harness();
     let v1 = black("CS-21");
