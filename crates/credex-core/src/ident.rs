@@ -177,6 +177,17 @@ impl Uscc {
         }
     }
 
+    /// Positions 3-8, the division code, as an error may show it beside [`Uscc::masked`]: whole,
+    /// unless the code is shaped like an ID number, where positions 5-8 are masked as they are
+    /// there (they would be part of the division and the birth year).
+    pub fn division_code_masked(&self) -> String {
+        if id_shaped(&self.0) {
+            format!("{}****", &self.division_code()[..2])
+        } else {
+            self.division_code().to_owned()
+        }
+    }
+
     /// Position 1: the registration authority (登记管理部门) code, e.g. `9` for market regulation.
     pub fn registration_authority(&self) -> char {
         char::from(self.0.as_bytes()[0])

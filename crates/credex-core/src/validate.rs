@@ -582,7 +582,7 @@ impl Run<'_, '_> {
                             "{} is registered in division {}, outside {origin} ({}, division \
                              prefix {}); a city publishes only its own authorities' decisions",
                             uscc.masked(),
-                            uscc.division_code(),
+                            uscc.division_code_masked(),
                             member.division,
                             member.division_prefix()
                         ),
@@ -1287,7 +1287,7 @@ mod tests {
                 r.authority.as_mut().expect("fixture has an authority").uscc = both.into();
             }),
             expect![
-                "record CS-P-2026-0001: authority.uscc: 9999**********1250 is not a government body's code, which starts with registration authority code 1; authority.uscc: 9999**********1250 is registered in division 999918, outside changsha (430100, division prefix 4301); a city publishes only its own authorities' decisions"
+                "record CS-P-2026-0001: authority.uscc: 9999**********1250 is not a government body's code, which starts with registration authority code 1; authority.uscc: 9999**********1250 is registered in division 99****, outside changsha (430100, division prefix 4301); a city publishes only its own authorities' decisions"
             ],
         );
     }
