@@ -18,46 +18,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${BIN:-target/debug}
 BASE_PORT=${BASE_PORT:-7640}
-if [[ ! -x $BIN/credexd || ! -x $BIN/credexctl ]]; then
-  cargo build --bins
-fi
-work=$(mktemp -d)
-H=$work/consortium
-declare -A pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  if [[ ${KEEP:-0} == 1 ]]; then echo "kept $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
+[[ -x $BIN/credexd && -x $BIN/credexctl ]] || cargo build --bins
+source deploy/fault/lib.sh
 
-say() { printf '\n== %s\n' "$*"; }
-ctl() { local city=$1; shift; "$BIN/credexctl" --home "$H" --city "$city" --timeout 10 "$@"; }
-addr() { echo "127.0.0.1:$((BASE_PORT + $1))"; }
-declare -A index=([changsha]=0 [wuhan]=1 [hefei]=2 [nanchang]=3)
-
-# start NAME CITY-DIR PEERS: runs credexd with the config in CITY-DIR, peers overridden.
-start() {
-  local name=$1 dir=$2 peers=$3
-  CREDEX_PEERS=$peers "$BIN/credexd" --config "$dir/node.toml" >"$work/$name.log" 2>&1 &
-  pids[$name]=$!
-}
-stop() {
-  local name=$1
-  kill -TERM "${pids[$name]}"
-  wait "${pids[$name]}" || true
-  unset "pids[$name]"
-}
-# wait_for WHAT COMMAND...: polls the command until it succeeds, for at most 60 s.
-wait_for() {
-  local what=$1; shift
-  for _ in $(seq 600); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep 0.1
-  done
-  echo "timed out waiting for: $what" >&2
-  return 1
-}
 size_of() { ctl "$1" --json status | python3 -c '
 import json, sys
 s = json.load(sys.stdin)

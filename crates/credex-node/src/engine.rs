@@ -2,8 +2,9 @@
 //!
 //! The gRPC services (`service`) and the sync loops (`sync`) are thin adapters over
 //! [`Engine`]. It owns the store and is the only writer to it: every change goes through
-//! [`ingest`] (entries from peers), [`publish`] (the city's own records) or [`checkpoints`]
-//! (checkpoints from peers), each committing one atomic batch.
+//! [`ingest`] (entries from peers, into the logs), [`index`] (those entries, checked, into the
+//! view), [`publish`] (the city's own records, into both) or [`checkpoints`] (checkpoints from
+//! peers), each committing one atomic batch.
 //!
 //! # Layout
 //! - [`ingest`]: the receive path: append under a signed root, quarantine the rest.

@@ -90,7 +90,7 @@ impl Metrics {
         );
         registry.register(
             "entries_invalid",
-            "Authentic entries failing this node's validation",
+            "Entries under a signed root failing their own checks (signature, origin and seq, record), kept out of the view",
             invalid.clone(),
         );
         registry.register(

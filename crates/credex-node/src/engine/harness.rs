@@ -4,15 +4,20 @@
 use std::sync::Arc;
 
 use credex_core::date::FixedClock;
+use credex_core::entry;
 use credex_core::ident;
 use credex_core::keys::{KeyAlgorithm, SigningKeyPair};
-use credex_core::note::Checkpoint;
+use credex_core::merkle::{self, MemoryHashStore};
+use credex_core::note::{self, Checkpoint};
 use credex_core::pb;
 use credex_core::policy::RecognitionPolicy;
 use credex_core::rules::Rules;
 use credex_store::Store;
 use tempfile::TempDir;
 
+use super::checkpoints::SentProof;
+use super::index::IndexOutcome;
+use super::ingest::{Inbox, IngestOutcome};
 use super::{Engine, EngineParts, Member};
 
 pub(super) const NODE: &str = "changsha";
@@ -70,6 +75,49 @@ pub(super) fn test_engine(consortium: &str, rules: Rules, clock: FixedClock) -> 
         clock,
         peer_key: peer_log,
     }
+}
+
+/// Feeds `records` in as the peer's log from seq 0, as a sync stream would: each entry signed
+/// with `peer_key` and logged at `logged_at`, under one checkpoint over them all; then runs the
+/// indexer. What the commit and the indexer did.
+pub(super) async fn receive_from_peer(
+    engine: &Arc<Engine>,
+    peer_key: &SigningKeyPair,
+    records: Vec<pb::CreditRecord>,
+    logged_at: i64,
+) -> (IngestOutcome, IndexOutcome) {
+    let mut tree = MemoryHashStore::new();
+    let leaves: Vec<Vec<u8>> = records
+        .into_iter()
+        .enumerate()
+        .map(|(seq, record)| {
+            let entry = pb::Entry {
+                origin: PEER.to_owned(),
+                seq: seq as u64,
+                logged_at,
+                schema_version: credex_proto::SCHEMA_VERSION,
+                record: Some(record),
+            };
+            let leaf = entry::sign_entry(peer_key, entry::encode_entry(&entry));
+            tree.append(&leaf).expect("append");
+            leaf
+        })
+        .collect();
+    let size = leaves.len() as u64;
+    let checkpoint = Checkpoint {
+        origin: peer_key.name().to_owned(),
+        size,
+        root: merkle::root(size, &tree).expect("root"),
+    };
+    let note = note::sign_checkpoint(&checkpoint, peer_key).expect("sign");
+    engine
+        .receive_checkpoint(PEER, &note, &SentProof::default(), "hefei")
+        .await
+        .expect("checkpoint");
+    let mut inbox = Inbox::new(PEER, 0, leaves);
+    let committed = engine.commit(&mut inbox, "hefei").await.expect("commit");
+    let indexed = engine.index_all().await.expect("index");
+    (committed, indexed)
 }
 
 /// A USCC from its first 17 characters and the right check character.

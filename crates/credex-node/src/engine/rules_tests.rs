@@ -18,17 +18,14 @@ pub(super) fn capitals() -> Rules {
 use std::sync::Arc;
 
 use credex_core::date::{Clock, FixedClock, parse_date};
-use credex_core::entry;
 use credex_core::ident::LegacyAllowList;
 use credex_core::keys::SigningKeyPair;
-use credex_core::merkle::{self, MemoryHashStore};
-use credex_core::note::{self, Checkpoint};
 use credex_core::pb;
 use tempfile::TempDir;
 
-use super::checkpoints::SentProof;
-use super::harness::{NODE, PEER, TestEngine, company, dishonest_debtor, test_engine, uscc};
-use super::ingest::Inbox;
+use super::harness::{
+    NODE, TestEngine, company, dishonest_debtor, receive_from_peer, test_engine, uscc,
+};
 use super::publish::{self, PublishQueue, PublishReceipt};
 use super::{Engine, EngineError};
 
@@ -95,42 +92,10 @@ impl Harness {
 
     /// Feeds Wuhan's entries in as a sync stream would: signed, under a checkpoint it signed.
     async fn receive(&self, records: Vec<pb::CreditRecord>, logged_at: i64) {
-        let mut tree = MemoryHashStore::new();
-        let leaves: Vec<Vec<u8>> = records
-            .into_iter()
-            .enumerate()
-            .map(|(seq, record)| {
-                let entry = pb::Entry {
-                    origin: PEER.to_owned(),
-                    seq: seq as u64,
-                    logged_at,
-                    schema_version: credex_proto::SCHEMA_VERSION,
-                    record: Some(record),
-                };
-                let leaf = entry::sign_entry(&self.peer_key, entry::encode_entry(&entry));
-                tree.append(&leaf).expect("append");
-                leaf
-            })
-            .collect();
-        let size = leaves.len() as u64;
-        let checkpoint = Checkpoint {
-            origin: self.peer_key.name().to_owned(),
-            size,
-            root: merkle::root(size, &tree).expect("root"),
-        };
-        let note = note::sign_checkpoint(&checkpoint, &self.peer_key).expect("sign");
-        self.engine
-            .receive_checkpoint(PEER, &note, &SentProof::default(), "hefei")
-            .await
-            .expect("checkpoint");
-        let mut inbox = Inbox::new(PEER, 0, leaves);
-        let outcome = self
-            .engine
-            .commit(&mut inbox, "hefei")
-            .await
-            .expect("commit");
-        assert_eq!(outcome.appended, size);
-        let indexed = self.engine.index_all().await.expect("index");
+        let size = records.len() as u64;
+        let (committed, indexed) =
+            receive_from_peer(&self.engine, &self.peer_key, records, logged_at).await;
+        assert_eq!(committed.appended, size);
         assert_eq!(indexed.indexed, size);
     }
 

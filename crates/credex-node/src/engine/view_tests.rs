@@ -6,16 +6,13 @@
 use std::sync::Arc;
 
 use credex_core::date::{Clock, Date, FixedClock, parse_date};
-use credex_core::entry;
 use credex_core::keys::SigningKeyPair;
-use credex_core::merkle::{self, MemoryHashStore};
-use credex_core::note::{self, Checkpoint};
 use credex_core::pb;
 use tempfile::TempDir;
 
-use super::checkpoints::SentProof;
-use super::harness::{PEER, TestEngine, company, dishonest_debtor, test_engine, uscc};
-use super::ingest::Inbox;
+use super::harness::{
+    PEER, TestEngine, company, dishonest_debtor, receive_from_peer, test_engine, uscc,
+};
 use super::publish::{self, PublishQueue};
 use super::{Engine, EngineError};
 
@@ -302,37 +299,14 @@ async fn a_peer_version_that_moves_its_subject_is_appended_listed_invalid_and_ke
     let mut moved = next(&v1, pb::StatusKind::Active, "");
     moved.subject.as_mut().unwrap().uscc = uscc(OTHER_COMPANY);
     // Signed by Wuhan under a root it signed, as a sync stream delivers it.
-    let mut tree = MemoryHashStore::new();
-    let leaves: Vec<Vec<u8>> = [v1, moved]
-        .into_iter()
-        .enumerate()
-        .map(|(seq, record)| {
-            let entry = pb::Entry {
-                origin: PEER.to_owned(),
-                seq: seq as u64,
-                logged_at: h.clock.now_millis(),
-                schema_version: credex_proto::SCHEMA_VERSION,
-                record: Some(record),
-            };
-            let leaf = entry::sign_entry(&h.peer_key, entry::encode_entry(&entry));
-            tree.append(&leaf).expect("append");
-            leaf
-        })
-        .collect();
-    let checkpoint = Checkpoint {
-        origin: h.peer_key.name().to_owned(),
-        size: 2,
-        root: merkle::root(2, &tree).expect("root"),
-    };
-    let note = note::sign_checkpoint(&checkpoint, &h.peer_key).expect("sign");
-    h.engine
-        .receive_checkpoint(PEER, &note, &SentProof::default(), "hefei")
-        .await
-        .expect("checkpoint");
-    let mut inbox = Inbox::new(PEER, 0, leaves);
-    let outcome = h.engine.commit(&mut inbox, "hefei").await.unwrap();
-    assert_eq!(outcome.appended, 2);
-    let indexed = h.engine.index_all().await.unwrap();
+    let (committed, indexed) = receive_from_peer(
+        &h.engine,
+        &h.peer_key,
+        vec![v1, moved],
+        h.clock.now_millis(),
+    )
+    .await;
+    assert_eq!(committed.appended, 2);
     assert_eq!((indexed.indexed, indexed.invalid), (2, 1));
     let reason = h
         .engine
