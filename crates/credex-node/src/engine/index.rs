@@ -15,8 +15,9 @@
 //! listed invalid with its reason, kept out of the view, counted in `credex_invalid_entries`
 //! and logged. The city's own entries are indexed by the publish batch that appends them.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use credex_core::entry::{self, EntryError, VerifiedEntry};
 use credex_core::keys::PublicKey;
@@ -59,21 +60,33 @@ pub struct IndexOutcome {
 
 impl Engine {
     /// Runs the indexer until `shutdown` turns true: whenever a log grows past its indexed
-    /// mark, indexes it up to its size. A failed batch is logged and retried.
+    /// mark, indexes it up to its size, except a log in a catch-up ([`CatchUps`]), which is
+    /// left to the receive path until it ends or has been deferred for [`DEFER_AT_MOST`]. A
+    /// failed batch is logged and retried.
     pub async fn run_indexer(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut advanced = self.subscribe();
+        let mut catch_ups = CatchUps::default();
         loop {
             advanced.borrow_and_update();
-            let wait = match self.index_all().await {
-                Ok(_) => None,
+            let now = Instant::now();
+            let origins: Vec<String> = self.members().map(|m| m.city.clone()).collect();
+            let ready: Vec<String> = origins
+                .into_iter()
+                .filter(|o| {
+                    let size = self.store.origin_state(o).size;
+                    !catch_ups.defer(o, size, self.best_seen(o), now)
+                })
+                .collect();
+            let (wait, failed) = match self.index_origins(&ready).await {
+                Ok(_) => (catch_ups.recheck_in(now), false),
                 Err(e) => {
                     warn!(error = %e, "indexing failed; retrying");
-                    Some(RETRY_AFTER)
+                    (Some(RETRY_AFTER), true)
                 }
             };
             tokio::select! {
                 () = crate::sync::stopped(&mut shutdown) => return,
-                _ = advanced.changed(), if wait.is_none() => {}
+                _ = advanced.changed(), if !failed => {}
                 () = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {}
             }
         }
@@ -81,12 +94,17 @@ impl Engine {
 
     /// Indexes every member origin up to its size. Returns what it did.
     pub async fn index_all(self: &Arc<Self>) -> Result<IndexOutcome, EngineError> {
+        let origins: Vec<String> = self.members().map(|m| m.city.clone()).collect();
+        self.index_origins(&origins).await
+    }
+
+    /// Indexes each of `origins` up to its size, again while any of them grows meanwhile.
+    async fn index_origins(self: &Arc<Self>, origins: &[String]) -> Result<IndexOutcome, EngineError> {
         let mut total = IndexOutcome::default();
         loop {
             let mut progressed = false;
-            let origins: Vec<String> = self.members().map(|m| m.city.clone()).collect();
             for origin in origins {
-                let done = self.index_origin(&origin).await?;
+                let done = self.index_origin(origin).await?;
                 progressed |= done.indexed > 0;
                 total.indexed += done.indexed;
                 total.invalid += done.invalid;
@@ -321,6 +339,81 @@ fn spawn_low<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> onesh
 /// How much lower than the node's other threads the indexer runs (a nice increment).
 const INDEXER_NICE: i32 = 10;
 
+/// A log at least this far behind its origin's newest checkpoint, and growing, is catching up.
+const CATCH_UP_BEHIND: u64 = 4 * INDEX_CHUNK as u64;
+/// A log that has not grown for this long is no longer catching up (the peer stalled or left).
+const CATCH_UP_IDLE: Duration = Duration::from_secs(1);
+/// The longest the indexer leaves a catching-up log alone before indexing what it holds.
+const DEFER_AT_MOST: Duration = Duration::from_secs(10);
+
+/// Which logs the indexer leaves to the receive path for now.
+///
+/// On two cores the indexer's verification and index writes cost the receive path two thirds
+/// of its speed while both run. During a catch-up the view cannot be current anyway, and the
+/// sooner the log is here, the sooner its entries are durable and provable at this node (the
+/// origin's loss no longer loses them): so while a log is more than [`CATCH_UP_BEHIND`]
+/// entries behind a checkpoint its origin signed and still grew within [`CATCH_UP_IDLE`], the
+/// indexer waits; when the catch-up ends — or stalls, or has been deferred for
+/// [`DEFER_AT_MOST`], so a slow-drip peer cannot hold a view still — it indexes what is there.
+#[derive(Debug, Default)]
+struct CatchUps {
+    logs: BTreeMap<String, LogPace>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct LogPace {
+    size: u64,
+    grew_at: Instant,
+    deferred_since: Option<Instant>,
+}
+
+impl CatchUps {
+    /// Whether to leave `origin`'s log (now `size` entries, its origin's newest checkpoint
+    /// `best_seen`) unindexed for now.
+    fn defer(&mut self, origin: &str, size: u64, best_seen: u64, now: Instant) -> bool {
+        let pace = self.logs.entry(origin.to_owned()).or_insert(LogPace {
+            size,
+            grew_at: now,
+            deferred_since: None,
+        });
+        if size != pace.size {
+            pace.size = size;
+            pace.grew_at = now;
+        }
+        let catching_up = best_seen.saturating_sub(size) >= CATCH_UP_BEHIND
+            && now.duration_since(pace.grew_at) < CATCH_UP_IDLE;
+        let since = match (catching_up, pace.deferred_since) {
+            (false, _) => {
+                pace.deferred_since = None;
+                return false;
+            }
+            (true, None) => *pace.deferred_since.insert(now),
+            (true, Some(since)) => since,
+        };
+        if now.duration_since(since) >= DEFER_AT_MOST {
+            // Index what is held now; the next round may defer again.
+            pace.deferred_since = None;
+            return false;
+        }
+        true
+    }
+
+    /// When to look again at a deferred log even if nothing else wakes the indexer (a
+    /// catch-up that stalls appends nothing more).
+    fn recheck_in(&self, now: Instant) -> Option<Duration> {
+        self.logs
+            .values()
+            .filter_map(|p| {
+                let since = p.deferred_since?;
+                let idle = (p.grew_at + CATCH_UP_IDLE).saturating_duration_since(now);
+                let limit = (since + DEFER_AT_MOST).saturating_duration_since(now);
+                Some(idle.min(limit))
+            })
+            .min()
+            .map(|d| d.max(Duration::from_millis(10)))
+    }
+}
+
 /// Index keys of a record that failed validation: its identifiers as given (uppercased).
 fn raw_subject_keys(record: &pb::CreditRecord) -> Vec<String> {
     let Some(subject) = &record.subject else {
@@ -421,5 +514,65 @@ fn check_one(
     CheckedLeaf::Authentic {
         verified: Box::new(verified),
         validation,
+    }
+}
+
+#[cfg(test)]
+mod catch_up_tests {
+    use super::*;
+
+    const O: &str = "credex/mid-yangtze/wuhan";
+
+    #[test]
+    fn a_growing_log_far_behind_its_checkpoint_is_deferred_until_it_catches_up() {
+        let mut c = CatchUps::default();
+        let t0 = Instant::now();
+        let far = 10 * CATCH_UP_BEHIND;
+        assert!(c.defer(O, 0, far, t0), "far behind: deferred");
+        let t1 = t0 + Duration::from_millis(200);
+        assert!(c.defer(O, 5_000, far, t1), "still growing, still far behind");
+        assert!(c.recheck_in(t1).is_some_and(|d| d <= CATCH_UP_IDLE));
+        let t2 = t1 + Duration::from_millis(200);
+        assert!(
+            !c.defer(O, far - 1, far, t2),
+            "within CATCH_UP_BEHIND of the checkpoint: indexed"
+        );
+        assert_eq!(c.recheck_in(t2), None);
+    }
+
+    #[test]
+    fn a_stalled_catch_up_is_indexed_after_catch_up_idle() {
+        let mut c = CatchUps::default();
+        let t0 = Instant::now();
+        let far = 10 * CATCH_UP_BEHIND;
+        assert!(c.defer(O, 100, far, t0));
+        assert!(c.defer(O, 100, far, t0 + CATCH_UP_IDLE / 2));
+        assert!(!c.defer(O, 100, far, t0 + CATCH_UP_IDLE), "no growth for CATCH_UP_IDLE");
+    }
+
+    #[test]
+    fn a_slow_drip_is_deferred_at_most_defer_at_most_at_a_time() {
+        let mut c = CatchUps::default();
+        let t0 = Instant::now();
+        let far = 1_000 * CATCH_UP_BEHIND;
+        let step = CATCH_UP_IDLE / 2;
+        let mut now = t0;
+        let mut size = 0;
+        while now.duration_since(t0) < DEFER_AT_MOST {
+            assert!(c.defer(O, size, far, now), "deferred at {:?}", now - t0);
+            size += 1;
+            now += step;
+        }
+        assert!(!c.defer(O, size, far, now), "indexed once DEFER_AT_MOST passed");
+        assert!(c.defer(O, size + 1, far, now + step), "and may be deferred again");
+    }
+
+    #[test]
+    fn a_log_near_its_checkpoint_is_never_deferred() {
+        let mut c = CatchUps::default();
+        let t0 = Instant::now();
+        assert!(!c.defer(O, 0, CATCH_UP_BEHIND - 1, t0));
+        assert!(!c.defer(O, 10, CATCH_UP_BEHIND + 9, t0));
+        assert_eq!(c.recheck_in(t0), None);
     }
 }
