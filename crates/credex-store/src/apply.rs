@@ -60,6 +60,7 @@ impl Store {
                 next_arrival: counters.next_arrival,
                 next_access: counters.next_access,
                 counts: counters.quarantine_counts.clone(),
+                quarantined: HashMap::new(),
                 next_change: first_change,
                 batch: sled::Batch::default(),
             };
@@ -169,6 +170,8 @@ struct Plan<'a> {
     next_arrival: u64,
     next_access: u64,
     counts: HashMap<String, u64>,
+    /// Leaves kept in quarantine per (origin, seq) as of this point of the batch, once read.
+    quarantined: HashMap<(String, u64), Vec<Vec<u8>>>,
     next_change: u64,
     batch: sled::Batch,
 }
@@ -214,6 +217,12 @@ struct LeafWrite {
     at: u64,
     data: Vec<u8>,
 }
+
+/// Most different leaves kept in quarantine for one seq of one origin: what a peer can add
+/// there beyond them is garbage it can make without end, so it is counted, not stored.
+pub const QUARANTINE_PER_SEQ: usize = 16;
+/// The reason code counted for a rejected leaf not kept because [`QUARANTINE_PER_SEQ`] are.
+pub const QUARANTINE_FULL: &str = "quarantine_full";
 
 /// What commit needs per touched origin: name, new metadata, newly registered.
 type Touched = (String, OriginMeta, bool);
@@ -544,23 +553,50 @@ impl Plan<'_> {
         Ok(())
     }
 
+    /// Keeps `record` unless the same leaf is already kept for its origin and seq (a peer
+    /// sending it again on every reconnect adds nothing), or [`QUARANTINE_PER_SEQ`] different
+    /// leaves are: then only its reason's count grows, under [`QUARANTINE_FULL`].
     fn quarantine(&mut self, record: QuarantineRecord) -> Result<(), StoreError> {
         keys::check_len("origin", &record.origin)?;
         keys::check_len("reason code", &record.reason)?;
-        let arrival = self.next_arrival;
-        self.next_arrival += 1;
-        self.batch.insert(
-            keys::quarantine(&record.origin, record.seq, arrival),
-            record.encode_value(),
-        );
-        self.batch.insert(
-            keys::named(keys::COUNTER, keys::ARRIVAL_COUNTER),
-            Enc::default().u64(self.next_arrival).finish(),
-        );
-        let count = self.counts.entry(record.reason.clone()).or_insert(0);
+        let slot = (record.origin.clone(), record.seq);
+        let kept = match self.quarantined.entry(slot) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let mut leaves = Vec::new();
+                let prefix = keys::quarantine_seq_prefix(&record.origin, record.seq);
+                for item in self.db.scan_prefix(&prefix) {
+                    let (k, v) = item?;
+                    let stored = QuarantineRecord::decode_value(String::new(), record.seq, &v);
+                    let stored = or_corrupt(stored, || format!("quarantine record {k:?}"))?;
+                    leaves.push(stored.leaf);
+                }
+                e.insert(leaves)
+            }
+        };
+        if kept.contains(&record.leaf) {
+            return Ok(());
+        }
+        let reason = if kept.len() >= QUARANTINE_PER_SEQ {
+            QUARANTINE_FULL.to_owned()
+        } else {
+            kept.push(record.leaf.clone());
+            let arrival = self.next_arrival;
+            self.next_arrival += 1;
+            self.batch.insert(
+                keys::quarantine(&record.origin, record.seq, arrival),
+                record.encode_value(),
+            );
+            self.batch.insert(
+                keys::named(keys::COUNTER, keys::ARRIVAL_COUNTER),
+                Enc::default().u64(self.next_arrival).finish(),
+            );
+            record.reason
+        };
+        let count = self.counts.entry(reason.clone()).or_insert(0);
         *count += 1;
         self.batch.insert(
-            keys::named(keys::QUARANTINE_COUNT, &record.reason),
+            keys::named(keys::QUARANTINE_COUNT, &reason),
             Enc::default().u64(*count).finish(),
         );
         Ok(())

@@ -192,6 +192,13 @@ pub(crate) fn quarantine_prefix(origin: &str) -> Vec<u8> {
     len_prefixed(QUARANTINE, origin, 0)
 }
 
+/// Scan prefix of the quarantine entries of one origin's seq.
+pub(crate) fn quarantine_seq_prefix(origin: &str, seq: u64) -> Vec<u8> {
+    let mut k = len_prefixed(QUARANTINE, origin, 16);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
 /// One quarantine entry.
 pub(crate) fn quarantine(origin: &str, seq: u64, arrival: u64) -> Vec<u8> {
     let mut k = len_prefixed(QUARANTINE, origin, 16);

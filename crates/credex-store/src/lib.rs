@@ -129,7 +129,7 @@ mod store;
 #[cfg(test)]
 mod tests;
 
-pub use apply::Applied;
+pub use apply::{Applied, QUARANTINE_FULL, QUARANTINE_PER_SEQ};
 pub use batch::{AccessRecord, QuarantineRecord, WriteBatch};
 pub use credex_core::merkle::Hash;
 pub use error::StoreError;

@@ -699,9 +699,12 @@ fn rejected(origin: &str, seq: u64, reason: &str) -> QuarantineRecord {
 fn quarantine_keeps_every_rejected_entry_and_counts_reasons() {
     let (dir, store) = temp();
     let mut batch = WriteBatch::new();
+    // Two different leaves sent for one seq are both kept.
+    let mut other = rejected(WH, 5, "bad_signature");
+    other.leaf.push(b'!');
     batch
         .quarantine(rejected(WH, 5, "bad_signature"))
-        .quarantine(rejected(WH, 5, "bad_signature"))
+        .quarantine(other)
         .quarantine(rejected("not/a/member", 0, "unknown_origin"));
     store.apply(batch).unwrap();
     let store = reopen(&dir, store);
@@ -742,6 +745,57 @@ fn quarantine_keeps_every_rejected_entry_and_counts_reasons() {
     assert_eq!(
         store.quarantined(Some("credex"), None, 100).unwrap(),
         vec![]
+    );
+}
+
+#[test]
+fn quarantine_keeps_a_leaf_once_per_seq_and_a_bounded_number_of_different_ones() {
+    let (dir, store) = temp();
+    // A peer sending the same bad entry on every reconnect: kept once, counted once.
+    for _ in 0..3 {
+        let mut batch = WriteBatch::new();
+        batch
+            .quarantine(rejected(WH, 7, "bad_signature"))
+            .quarantine(rejected(WH, 7, "bad_signature"));
+        store.apply(batch).unwrap();
+    }
+    let store = reopen(&dir, store);
+    let mut batch = WriteBatch::new();
+    batch.quarantine(rejected(WH, 7, "bad_signature"));
+    store.apply(batch).unwrap();
+    assert_eq!(store.quarantined(Some(WH), None, 100).unwrap().len(), 1);
+    assert_eq!(
+        store.quarantine_counts().unwrap(),
+        BTreeMap::from([("bad_signature".to_owned(), 1)])
+    );
+
+    // Garbage made anew each time: at most QUARANTINE_PER_SEQ kept per seq, the rest counted.
+    let extra = 5;
+    for i in 1..QUARANTINE_PER_SEQ + extra {
+        let mut garbage = rejected(WH, 7, "bad_signature");
+        garbage.leaf.extend_from_slice(&i.to_be_bytes());
+        let mut batch = WriteBatch::new();
+        batch.quarantine(garbage);
+        store.apply(batch).unwrap();
+    }
+    assert_eq!(
+        store.quarantined(Some(WH), None, 100).unwrap().len(),
+        QUARANTINE_PER_SEQ
+    );
+    assert_eq!(
+        store.quarantine_counts().unwrap(),
+        BTreeMap::from([
+            ("bad_signature".to_owned(), QUARANTINE_PER_SEQ as u64),
+            (QUARANTINE_FULL.to_owned(), extra as u64),
+        ])
+    );
+    // Another seq has its own room.
+    let mut batch = WriteBatch::new();
+    batch.quarantine(rejected(WH, 8, "bad_signature"));
+    store.apply(batch).unwrap();
+    assert_eq!(
+        store.quarantined(Some(WH), None, 100).unwrap().len(),
+        QUARANTINE_PER_SEQ + 1
     );
 }
 
