@@ -61,6 +61,7 @@ impl Store {
                 next_access: counters.next_access,
                 counts: counters.quarantine_counts.clone(),
                 quarantined: HashMap::new(),
+                changes: Vec::new(),
                 next_change: first_change,
                 batch: sled::Batch::default(),
             };
@@ -170,6 +171,8 @@ struct Plan<'a> {
     next_arrival: u64,
     next_access: u64,
     counts: HashMap<String, u64>,
+    /// The view changes pushed, written as one block under the first's change seq.
+    changes: Vec<Vec<u8>>,
     /// Leaves kept in quarantine per (origin, seq) as of this point of the batch, once read.
     quarantined: HashMap<(String, u64), Vec<Vec<u8>>>,
     next_change: u64,
@@ -387,8 +390,7 @@ impl Plan<'_> {
                 }
             }
             Op::PushChange(change) => {
-                self.batch
-                    .insert(&keys::u64_key(keys::CHANGE, self.next_change)[..], change);
+                self.changes.push(change);
                 self.next_change += 1;
             }
             Op::LogAccess(access) => self.log_access(&access),
@@ -527,8 +529,16 @@ impl Plan<'_> {
                 e.insert(stored)
             }
         };
-        self.batch
-            .insert(keys::version(id, &record_id, version, seq), &[][..]);
+        // The version history (0x10) is written from a record's second version on: a record
+        // with one version has its one location in its record value, which
+        // `Store::versions` reads when it finds no history (most records, and every record of
+        // a catch-up's first pass, never have a second version: one sled write fewer each).
+        if let Some(c) = current.as_ref() {
+            self.batch
+                .insert(keys::version(id, &record_id, c.version, c.seq), &[][..]);
+            self.batch
+                .insert(keys::version(id, &record_id, version, seq), &[][..]);
+        }
         if current.as_ref().is_some_and(|c| c.version >= version) {
             return Ok(());
         }
@@ -611,6 +621,13 @@ impl Plan<'_> {
     }
 
     fn finish(mut self) -> Result<Finished, StoreError> {
+        if !self.changes.is_empty() {
+            let first = self.next_change - self.changes.len() as u64;
+            self.batch.insert(
+                &keys::u64_key(keys::CHANGE, first)[..],
+                codec::encode_changes(&self.changes),
+            );
+        }
         for r in &self.seq_refs {
             let size = self.origins.pending[&r.origin].meta.state.size;
             if r.seq >= size {

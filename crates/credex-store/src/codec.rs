@@ -102,6 +102,25 @@ impl<'a> Dec<'a> {
     }
 }
 
+/// The view changes one batch pushed, stored under the change seq of the first: a u32 count,
+/// then each change as a byte string. One sled write per batch, not one per change.
+pub(crate) fn encode_changes(changes: &[Vec<u8>]) -> Vec<u8> {
+    let count = u32::try_from(changes.len()).expect("fewer than 2^32 changes in a batch");
+    let size = 4 + changes.iter().map(|c| 4 + c.len()).sum::<usize>();
+    changes
+        .iter()
+        .fold(Enc::with_capacity(size).u32(count), |e, c| e.bytes(c))
+        .finish()
+}
+
+/// The changes of a block written by [`encode_changes`].
+pub(crate) fn decode_changes(v: &[u8]) -> Option<Vec<&[u8]>> {
+    let mut d = Dec::new(v);
+    let count = d.u32()?;
+    let changes = (0..count).map(|_| d.bytes()).collect::<Option<Vec<_>>>()?;
+    d.end(changes)
+}
+
 /// What the store keeps per origin besides its log.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct OriginMeta {

@@ -10,7 +10,7 @@
 use crate::error::StoreError;
 
 /// Layout version, the value of the [`FORMAT`] key.
-pub(crate) const FORMAT_VERSION: &str = "credex-store/3";
+pub(crate) const FORMAT_VERSION: &str = "credex-store/4";
 
 /// `FORMAT` → [`FORMAT_VERSION`].
 pub(crate) const FORMAT: u8 = 0x00;
@@ -40,7 +40,7 @@ pub(crate) const QUARANTINE: u8 = 0x0b;
 pub(crate) const QUARANTINE_COUNT: u8 = 0x0c;
 /// `PEER ‖ city` → opaque peer state.
 pub(crate) const PEER: u8 = 0x0d;
-/// `CHANGE ‖ change seq` → opaque view change.
+/// `CHANGE ‖ change seq of the block's first` → the block of view changes one batch pushed.
 pub(crate) const CHANGE: u8 = 0x0e;
 /// `COUNTER ‖ name` → u64.
 pub(crate) const COUNTER: u8 = 0x0f;

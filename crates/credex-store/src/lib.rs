@@ -41,7 +41,7 @@
 //!
 //! | byte | key                                    | value                                          |
 //! |------|----------------------------------------|------------------------------------------------|
-//! | 0x00 | —                                      | layout version `credex-store/3`                |
+//! | 0x00 | —                                      | layout version `credex-store/4`                |
 //! | 0x01 | origin name                            | id u32, size u64, root, forked u8, evidence u64, indexed u64 |
 //! | 0x02 | id, seq / 256                          | up to 256 leaf end offsets u64 in `leaves/<id>.dat` |
 //! | 0x03 | id, stored-hash index / 256            | up to 256 tree hashes (Go sumdb `tlog` layout) |
@@ -55,7 +55,7 @@
 //! | 0x0b | len16 origin, seq, arrival             | reason, detail, leaf, received from, at (ms)   |
 //! | 0x0c | reason code                            | quarantine count u64                           |
 //! | 0x0d | peer city                              | opaque peer state                              |
-//! | 0x0e | change seq                             | opaque view change                             |
+//! | 0x0e | change seq of the block's first         | the view changes one batch pushed: count u32, each a byte string |
 //! | 0x0f | counter name                           | u64 (next quarantine arrival)                  |
 //! | 0x10 | id, len16 record id, version, seq      | empty: every version of a record (history)     |
 //! | 0x11 | day u32, id, record id                 | empty: a record whose standing may change that day |
@@ -65,7 +65,8 @@
 //! origin, and that must not register it (its leaf stays in the quarantine value).
 //!
 //! Layout `credex-store/1` kept every leaf as a sled value under 0x02; `credex-store/2` had no
-//! indexed mark (every appended entry was indexed in its own batch). A database in that or
+//! indexed mark (every appended entry was indexed in its own batch); `credex-store/3` kept one
+//! view change per key. A database in that or
 //! any other layout is refused with [`StoreError::UnsupportedFormat`]; there is no migration (a
 //! node can resync its peers' logs into a new store, its own log from a peer that holds it).
 //!

@@ -149,9 +149,16 @@ impl Store {
         let counters = load_counters(&db)?;
         let change_head = match db.scan_prefix([keys::CHANGE]).next_back().transpose()? {
             None => 0,
-            Some((k, _)) => or_corrupt(keys::trailing_u64(&k), || "change feed key".into())?
-                .checked_add(1)
-                .ok_or_else(|| StoreError::corrupt("change feed seq at u64::MAX"))?,
+            Some((k, v)) => {
+                let first = or_corrupt(keys::trailing_u64(&k), || "change feed key".into())?;
+                let count = or_corrupt(codec::decode_changes(&v), || {
+                    format!("change block {first}")
+                })?
+                .len() as u64;
+                first
+                    .checked_add(count)
+                    .ok_or_else(|| StoreError::corrupt("change feed seq past u64::MAX"))?
+            }
         };
         let store = Store {
             inner: Arc::new(Inner {
@@ -394,8 +401,9 @@ impl Store {
     }
 
     /// Every indexed version of a record, by version then seq (two entries at one version only
-    /// from an equivocating origin). Bounded by the record's versions, not the log. A store
-    /// written before the version index existed holds only the latest version's location.
+    /// from an equivocating origin). Bounded by the record's versions, not the log. The version
+    /// history is written from a record's second version on; a record with one version has
+    /// only its record value.
     pub fn versions(
         &self,
         origin: &str,
@@ -594,7 +602,36 @@ impl Store {
 
     /// Up to `limit` view changes from change seq `from`: (change seq, change).
     pub fn changes(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        self.scan_u64(&[keys::CHANGE], from, limit)
+        // From the block holding `from` (the last one starting at or before it) on.
+        let at = keys::u64_key(keys::CHANGE, from);
+        let start = match self
+            .inner
+            .db
+            .range(&[keys::CHANGE][..]..=&at[..])
+            .next_back()
+        {
+            Some(item) => item?.0.to_vec(),
+            None => at.to_vec(),
+        };
+        let mut out = Vec::new();
+        for item in self.inner.db.range(start..) {
+            let (k, v) = item?;
+            if k.first() != Some(&keys::CHANGE) || out.len() >= limit {
+                break;
+            }
+            let first = or_corrupt(keys::trailing_u64(&k).filter(|_| k.len() == 9), || {
+                format!("change feed key {k:?}")
+            })?;
+            let block = or_corrupt(codec::decode_changes(&v), || {
+                format!("change block {first}")
+            })?;
+            for (seq, change) in (first..).zip(block) {
+                if seq >= from && out.len() < limit {
+                    out.push((seq, change.to_vec()));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Up to `limit` access records from access number `from`, in the order written.

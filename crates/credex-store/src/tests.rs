@@ -921,7 +921,7 @@ fn open_refuses_a_database_of_the_previous_layout() {
     let err = Store::open(dir.path()).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "store format is \"credex-store/1\", this build reads \"credex-store/3\""
+        "store format is \"credex-store/1\", this build reads \"credex-store/4\""
     );
 }
 

@@ -99,7 +99,10 @@ impl Engine {
     }
 
     /// Indexes each of `origins` up to its size, again while any of them grows meanwhile.
-    async fn index_origins(self: &Arc<Self>, origins: &[String]) -> Result<IndexOutcome, EngineError> {
+    async fn index_origins(
+        self: &Arc<Self>,
+        origins: &[String],
+    ) -> Result<IndexOutcome, EngineError> {
         let mut total = IndexOutcome::default();
         loop {
             let mut progressed = false;
@@ -530,7 +533,10 @@ mod catch_up_tests {
         let far = 10 * CATCH_UP_BEHIND;
         assert!(c.defer(O, 0, far, t0), "far behind: deferred");
         let t1 = t0 + Duration::from_millis(200);
-        assert!(c.defer(O, 5_000, far, t1), "still growing, still far behind");
+        assert!(
+            c.defer(O, 5_000, far, t1),
+            "still growing, still far behind"
+        );
         assert!(c.recheck_in(t1).is_some_and(|d| d <= CATCH_UP_IDLE));
         let t2 = t1 + Duration::from_millis(200);
         assert!(
@@ -547,7 +553,10 @@ mod catch_up_tests {
         let far = 10 * CATCH_UP_BEHIND;
         assert!(c.defer(O, 100, far, t0));
         assert!(c.defer(O, 100, far, t0 + CATCH_UP_IDLE / 2));
-        assert!(!c.defer(O, 100, far, t0 + CATCH_UP_IDLE), "no growth for CATCH_UP_IDLE");
+        assert!(
+            !c.defer(O, 100, far, t0 + CATCH_UP_IDLE),
+            "no growth for CATCH_UP_IDLE"
+        );
     }
 
     #[test]
@@ -563,8 +572,14 @@ mod catch_up_tests {
             size += 1;
             now += step;
         }
-        assert!(!c.defer(O, size, far, now), "indexed once DEFER_AT_MOST passed");
-        assert!(c.defer(O, size + 1, far, now + step), "and may be deferred again");
+        assert!(
+            !c.defer(O, size, far, now),
+            "indexed once DEFER_AT_MOST passed"
+        );
+        assert!(
+            c.defer(O, size + 1, far, now + step),
+            "and may be deferred again"
+        );
     }
 
     #[test]
