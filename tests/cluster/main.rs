@@ -7,6 +7,7 @@ mod convergence;
 mod enforcement;
 mod equivocation;
 mod floods;
+mod hostile_peer;
 mod rules;
 mod sandbox;
 mod security;
