@@ -8,6 +8,7 @@ mod enforcement;
 mod equivocation;
 mod floods;
 mod hostile_peer;
+mod limits;
 mod rules;
 mod sandbox;
 mod security;

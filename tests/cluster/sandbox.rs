@@ -171,8 +171,13 @@ impl Sandbox {
         // Quick reconnects: tests restart nodes and wait for the others to notice.
         config.sync.reconnect_backoff_min_ms = 50;
         config.sync.reconnect_backoff_max_ms = 500;
-        if let Some(limits) = &self.limits {
-            config.limits = limits.clone();
+        match &self.limits {
+            Some(limits) => config.limits = limits.clone(),
+            // Quick redials after a quarantine too, for tests that tamper with entries.
+            None => {
+                config.limits.quarantine_backoff_min_ms = 200;
+                config.limits.quarantine_backoff_max_ms = 1_000;
+            }
         }
         Ok(config)
     }
