@@ -1,11 +1,14 @@
 //! Cluster tests: credex nodes through the real gRPC + mutual TLS stack and real stores.
 //! One binary; the sandbox in [`sandbox`] starts the nodes.
 
+mod authz;
 mod catchup;
 mod convergence;
 mod enforcement;
 mod equivocation;
 mod floods;
+mod hostile_peer;
+mod limits;
 mod rules;
 mod sandbox;
 mod security;

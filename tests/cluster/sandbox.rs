@@ -43,6 +43,7 @@ pub struct Sandbox {
     /// city → the peers it syncs with.
     links: BTreeMap<String, Vec<String>>,
     nodes: BTreeMap<String, RunningNode>,
+    limits: Option<credex_node::config::LimitsConfig>,
 }
 
 /// Builds a [`Sandbox`].
@@ -52,6 +53,7 @@ pub struct SandboxBuilder {
     rules: credex_node::config::RulesConfig,
     cut: Vec<(String, String)>,
     stopped: Vec<String>,
+    limits: Option<credex_node::config::LimitsConfig>,
 }
 
 impl SandboxBuilder {
@@ -70,6 +72,12 @@ impl SandboxBuilder {
     /// Removes the direct link between two cities from both their configs.
     pub fn without_link(mut self, a: &str, b: &str) -> Self {
         self.cut.push((a.to_owned(), b.to_owned()));
+        self
+    }
+
+    /// Every node's `[limits]` (default: the config's).
+    pub fn limits(mut self, limits: credex_node::config::LimitsConfig) -> Self {
+        self.limits = Some(limits);
         self
     }
 
@@ -128,6 +136,7 @@ impl SandboxBuilder {
             addrs,
             links,
             nodes: BTreeMap::new(),
+            limits: self.limits,
         };
         for (city, listener) in listeners {
             if !self.stopped.contains(&city) {
@@ -162,6 +171,14 @@ impl Sandbox {
         // Quick reconnects: tests restart nodes and wait for the others to notice.
         config.sync.reconnect_backoff_min_ms = 50;
         config.sync.reconnect_backoff_max_ms = 500;
+        match &self.limits {
+            Some(limits) => config.limits = limits.clone(),
+            // Quick redials after a quarantine too, for tests that tamper with entries.
+            None => {
+                config.limits.quarantine_backoff_min_ms = 200;
+                config.limits.quarantine_backoff_max_ms = 1_000;
+            }
+        }
         Ok(config)
     }
 

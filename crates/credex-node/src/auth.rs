@@ -14,7 +14,12 @@
 //! is written to the access log (`Operator.ListAccess`) before it is answered.
 //!
 //! A caller from another consortium, from a city that is not a member, or without an identity
-//! is refused everything. Every refusal is `PERMISSION_DENIED` naming who asked for what.
+//! is refused everything. Every refusal is `PERMISSION_DENIED` naming who asked for what and
+//! why: the role the RPC is for, the membership or consortium that does not match, or what is
+//! wrong with a certificate's SPIFFE ID (an unknown role, a malformed ID, none or several).
+//! A certificate of another CA, an expired one or none at all never gets this far: the TLS
+//! handshake refuses it with the alert that says why (`UnknownCA`, `CertificateExpired`,
+//! `CertificateRequired`).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -22,7 +27,8 @@ use std::fmt;
 use tracing::warn;
 
 use crate::config::Config;
-use crate::tls::{Identity, Role};
+use crate::quota::{InFlight, Quotas};
+use crate::tls::{self, Identity, Role};
 
 /// Every RPC of the credex services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -168,18 +174,49 @@ impl fmt::Display for Rpc {
     }
 }
 
+/// Who is calling, as far as the connection tells.
+#[derive(Debug, Clone, Copy)]
+pub enum Caller<'a> {
+    /// A certificate with a valid SPIFFE ID.
+    Identified(&'a Identity),
+    /// A CA-signed certificate whose SPIFFE ID is missing or malformed; the text says what is
+    /// wrong with it.
+    Unusable(&'a str),
+    /// No certificate the node read (a request that did not come over mutual TLS).
+    Anonymous,
+}
+
+impl<'a> Caller<'a> {
+    /// The caller of `request`, from what [`crate::tls`] put into its extensions.
+    pub fn of<T>(request: &'a tonic::Request<T>) -> Caller<'a> {
+        match (tls::peer_identity(request), tls::identity_error(request)) {
+            (Some(who), _) => Caller::Identified(who),
+            (None, Some(why)) => Caller::Unusable(why),
+            (None, None) => Caller::Anonymous,
+        }
+    }
+}
+
+impl<'a> From<Option<&'a Identity>> for Caller<'a> {
+    fn from(who: Option<&'a Identity>) -> Self {
+        who.map_or(Caller::Anonymous, Caller::Identified)
+    }
+}
+
 /// Whether `who` sees resident ID numbers in full in the view: only the `enforcement` role,
 /// which states a purpose on each request and is logged. Everyone else sees them masked.
 pub fn sees_full_identity(who: Option<&Identity>) -> bool {
     who.is_some_and(|who| who.role == Role::Enforcement)
 }
 
-/// Decides every RPC on one node, given the consortium and its member cities.
+/// Decides every RPC on one node, given the consortium and its member cities, and admits the
+/// calls it allows within the caller's quotas ([`Authorizer::admit`]).
 #[derive(Debug, Clone)]
 pub struct Authorizer {
     consortium: String,
     city: String,
     members: BTreeSet<String>,
+    quotas: Quotas,
 }
 
 impl Authorizer {
@@ -193,30 +230,67 @@ impl Authorizer {
             consortium: consortium.to_owned(),
             city: city.to_owned(),
             members: members.into_iter().map(Into::into).collect(),
+            quotas: crate::config::LimitsConfig::default().quotas(),
         }
     }
 
-    /// The authoriser of the node a loaded config describes.
+    /// The authoriser of the node a loaded config describes, with its `[limits]` quotas.
     pub fn for_config(config: &Config) -> Self {
-        Self::new(
+        let mut auth = Self::new(
             &config.consortium.name,
             &config.node.city,
             config.consortium.cities(),
-        )
+        );
+        auth.quotas = config.limits.quotas();
+        auth
+    }
+
+    /// [`Authorizer::check`], then the caller's quotas: a call beyond its identity's calls in
+    /// flight, or (on the client-facing services: all but Exchange and Witness, which only
+    /// nodes call) beyond its request rate, is refused `RESOURCE_EXHAUSTED` naming the limit.
+    /// The call holds the returned slot until it ends (a stream, for its whole life).
+    pub fn admit(&self, who: Caller<'_>, rpc: Rpc) -> Result<InFlight, tonic::Status> {
+        self.check(who, rpc)?;
+        let Caller::Identified(who) = who else {
+            // `check` admits identified callers only; this keeps the type system honest.
+            return Err(tonic::Status::permission_denied(format!(
+                "a client without an identity may not call {rpc}"
+            )));
+        };
+        let admitted = (|| {
+            if rpc.access() != Access::MemberNodes {
+                self.quotas.rate(who)?;
+            }
+            self.quotas.in_flight(who)
+        })();
+        if let Err(refused) = &admitted {
+            warn!(caller = %who, rpc = rpc.name(), reason = refused.message(), "call refused");
+        }
+        admitted
     }
 
     /// `Ok` when `who` may call `rpc` here, else `PERMISSION_DENIED` saying who may not call what
     /// and why. `who` is `None` when the client's certificate had no usable identity.
-    pub fn check(&self, who: Option<&Identity>, rpc: Rpc) -> Result<(), tonic::Status> {
-        let Some(who) = who else {
-            warn!(
-                rpc = rpc.name(),
-                "permission denied to a client without identity"
-            );
-            return Err(tonic::Status::permission_denied(format!(
-                "a client without a credex identity may not call {rpc} on {}",
-                self.city
-            )));
+    pub fn check<'a>(&self, who: impl Into<Caller<'a>>, rpc: Rpc) -> Result<(), tonic::Status> {
+        let who = match who.into() {
+            Caller::Identified(who) => who,
+            Caller::Unusable(why) => {
+                warn!(
+                    rpc = rpc.name(),
+                    why, "permission denied: unusable identity"
+                );
+                return Err(tonic::Status::permission_denied(format!(
+                    "a client whose certificate has no usable credex identity may not call {rpc} on {}: {why}",
+                    self.city
+                )));
+            }
+            Caller::Anonymous => {
+                warn!(rpc = rpc.name(), "permission denied: no client certificate");
+                return Err(tonic::Status::permission_denied(format!(
+                    "a client without a certificate may not call {rpc} on {}",
+                    self.city
+                )));
+            }
         };
         let why_not = if who.consortium != self.consortium {
             format!(
@@ -336,11 +410,12 @@ mod tests {
     #[test]
     fn refusals_name_who_and_what() {
         let auth = authorizer();
-        let refusal = |who: Option<Identity>, rpc| {
-            let status = auth.check(who.as_ref(), rpc).unwrap_err();
+        let refusal_of = |who: Caller<'_>, rpc| {
+            let status = auth.check(who, rpc).unwrap_err();
             assert_eq!(status.code(), tonic::Code::PermissionDenied);
             format!("{}\n", status.message())
         };
+        let refusal = |who: Option<Identity>, rpc| refusal_of(who.as_ref().into(), rpc);
         let text = [
             refusal(Some(id("mid-yangtze", "wuhan", Role::Reader)), Rpc::Publish),
             refusal(Some(id("mid-yangtze", "wuhan", Role::Publisher)), Rpc::Sync),
@@ -367,6 +442,14 @@ mod tests {
             refusal(Some(id("mid-yangtze", "xian", Role::Node)), Rpc::Sync),
             refusal(Some(id("other", "wuhan", Role::Node)), Rpc::Sync),
             refusal(None, Rpc::ViewList),
+            refusal_of(
+                Caller::Unusable(
+                    &tls::Identity::parse_spiffe_id("spiffe://mid-yangtze/changsha/admin")
+                        .unwrap_err()
+                        .to_string(),
+                ),
+                Rpc::ViewList,
+            ),
         ]
         .concat();
         expect![[r#"
@@ -379,7 +462,8 @@ mod tests {
             spiffe://mid-yangtze/changsha/enforcement may not call Operator.ListAccess on changsha: Operator.ListAccess is for an operator of changsha
             spiffe://mid-yangtze/xian/node may not call Exchange.Sync on changsha: xian is not a member of mid-yangtze
             spiffe://other/wuhan/node may not call Exchange.Sync on changsha: its consortium is other, not mid-yangtze
-            a client without a credex identity may not call View.List on changsha
+            a client without a certificate may not call View.List on changsha
+            a client whose certificate has no usable credex identity may not call View.List on changsha: spiffe id "spiffe://mid-yangtze/changsha/admin": unknown role "admin": expected node, publisher, operator, auditor, reader or enforcement
         "#]].assert_eq(&text);
     }
 

@@ -35,6 +35,19 @@
 //! handshake_timeout_ms = 3000            # accept to finished TLS handshake (100 to 60000)
 //! max_pending_handshakes = 512           # in flight; beyond, the oldest is closed (1 to 65536)
 //! max_pending_handshakes_per_source = 64 # per IPv4 address or IPv6 /64 (1 to the above)
+//! max_request_bytes = 16777216           # a gRPC message received, every service and sync (8 MiB to 1 GiB)
+//! max_response_bytes = 67108864          # a gRPC message sent, every service (8 MiB to 1 GiB)
+//! max_concurrent_streams = 128           # HTTP/2 streams per connection (1 to 65536)
+//! max_calls_per_client = 64              # RPCs in flight per SPIFFE ID, all its connections (1 to 65536)
+//! requests_per_second = 200              # per SPIFFE ID on Publisher, View, Audit, Operator (1 to 1000000)
+//! request_burst = 400                    # the token bucket's size (1 to 1000000)
+//! request_timeout_ms = 60000             # a call's request read and answer, streams' headers (100 to 3600000)
+//! sync_idle_timeout_ms = 30000           # a Sync stream with no frame this long is redialled (1000 to 3600000)
+//! sync_send_timeout_ms = 30000           # a served frame the peer does not take this long ends it (1000 to 3600000)
+//! sync_buffered_entries = 16384          # per origin, waiting for a checkpoint (1 to 1048576)
+//! sync_buffered_bytes = 67108864         # the same in bytes (8 MiB to 1 GiB)
+//! quarantine_backoff_min_ms = 10000      # redial a peer whose entries were quarantined after (100 to 3600000)
+//! quarantine_backoff_max_ms = 600000     # doubling up to this, with jitter (min to 3600000)
 //!
 //! [recognition]                          # credex_core::policy::RecognitionPolicy
 //!
@@ -105,6 +118,17 @@ const BACKOFF_MS: (u64, u64) = (1, 3_600_000);
 /// bound must stay below any sane descriptor limit.
 const HANDSHAKE_TIMEOUT_MS: (u64, u64) = (100, 60_000);
 const MAX_PENDING_HANDSHAKES: (u64, u64) = (1, 65_536);
+/// A message limit below 8 MiB would refuse honest publish batches (`credexctl` sends about
+/// 4 MiB) and sync frames (up to `sync::FRAME_BYTES`, 4 MiB); above 1 GiB one message could take
+/// a node's memory.
+const MESSAGE_BYTES: (u64, u64) = (8 << 20, 1 << 30);
+const COUNT: (u64, u64) = (1, 65_536);
+const RATE: (u64, u64) = (1, 1_000_000);
+const REQUEST_TIMEOUT_MS: (u64, u64) = (100, 3_600_000);
+/// A sync deadline below a second would drop streams between the serving side's heartbeats.
+const SYNC_TIMEOUT_MS: (u64, u64) = (1_000, 3_600_000);
+const BUFFERED_ENTRIES: (u64, u64) = (1, 1 << 20);
+const QUARANTINE_BACKOFF_MS: (u64, u64) = (100, 3_600_000);
 /// Longest `name_zh`, in characters: city names are a few characters, this only stops garbage.
 const NAME_ZH_MAX_CHARS: usize = 32;
 /// Bounds of `rules.decision_days_ahead`: a week covers any clock or time-zone slip; more would
@@ -264,7 +288,8 @@ impl StorageConfig {
     }
 }
 
-/// `[limits]`: what bounds the work unauthenticated clients can make the node do.
+/// `[limits]`: what bounds the work a remote side (an unauthenticated client, a client with a
+/// certificate, a peer node) can make the node do. ARCHITECTURE.md *Limits* has the table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
@@ -275,16 +300,57 @@ pub struct LimitsConfig {
     pub max_pending_handshakes: u64,
     /// The same per source address (an IPv4 address or an IPv6 /64).
     pub max_pending_handshakes_per_source: u64,
+    /// Largest gRPC message the node decodes, on every service and on its Sync streams.
+    pub max_request_bytes: u64,
+    /// Largest gRPC message the node encodes, on every service.
+    pub max_response_bytes: u64,
+    /// HTTP/2 streams (calls) one connection may have open at once.
+    pub max_concurrent_streams: u64,
+    /// Calls one client identity (SPIFFE ID) may have in flight at once, over all its
+    /// connections; a stream counts for its whole life.
+    pub max_calls_per_client: u64,
+    /// Sustained calls a second per client identity on Publisher, View, Audit and Operator.
+    pub requests_per_second: u64,
+    /// How many calls beyond the sustained rate one identity may make at once.
+    pub request_burst: u64,
+    /// A call must have been read and answered (a stream: its headers sent) within this.
+    pub request_timeout_ms: u64,
+    /// A pulled Sync stream on which nothing arrives this long is closed and redialled; the
+    /// serving side sends a heartbeat every 5 s.
+    pub sync_idle_timeout_ms: u64,
+    /// A served Sync frame the peer does not take within this long ends the stream.
+    pub sync_send_timeout_ms: u64,
+    /// Entries of one origin a pulled stream holds waiting for a checkpoint that covers them.
+    pub sync_buffered_entries: u64,
+    /// The same in bytes.
+    pub sync_buffered_bytes: u64,
+    /// After a peer's stream brought entries that were quarantined, the wait before it is
+    /// dialled again, doubling per such stream up to the max, each with up to a half of jitter.
+    pub quarantine_backoff_min_ms: u64,
+    pub quarantine_backoff_max_ms: u64,
 }
 
 impl Default for LimitsConfig {
-    /// [`HandshakeLimits::default`], which says why.
+    /// [`HandshakeLimits::default`], which says why; the others are in ARCHITECTURE.md.
     fn default() -> Self {
         let limits = HandshakeLimits::default();
         Self {
             handshake_timeout_ms: u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX),
             max_pending_handshakes: limits.max_pending as u64,
             max_pending_handshakes_per_source: limits.max_pending_per_source as u64,
+            max_request_bytes: 16 << 20,
+            max_response_bytes: 64 << 20,
+            max_concurrent_streams: 128,
+            max_calls_per_client: 64,
+            requests_per_second: 200,
+            request_burst: 400,
+            request_timeout_ms: 60_000,
+            sync_idle_timeout_ms: 30_000,
+            sync_send_timeout_ms: 30_000,
+            sync_buffered_entries: 16_384,
+            sync_buffered_bytes: 64 << 20,
+            quarantine_backoff_min_ms: 10_000,
+            quarantine_backoff_max_ms: 600_000,
         }
     }
 }
@@ -297,6 +363,41 @@ impl LimitsConfig {
             timeout: Duration::from_millis(self.handshake_timeout_ms),
             max_pending: count(self.max_pending_handshakes),
             max_pending_per_source: count(self.max_pending_handshakes_per_source),
+        }
+    }
+
+    pub fn max_request_bytes(&self) -> usize {
+        usize::try_from(self.max_request_bytes).unwrap_or(usize::MAX)
+    }
+
+    pub fn max_response_bytes(&self) -> usize {
+        usize::try_from(self.max_response_bytes).unwrap_or(usize::MAX)
+    }
+
+    /// The per-client quotas.
+    pub fn quotas(&self) -> crate::quota::Quotas {
+        let nonzero = |n: u64| {
+            std::num::NonZeroU32::new(u32::try_from(n).unwrap_or(u32::MAX))
+                .unwrap_or(std::num::NonZeroU32::MIN)
+        };
+        crate::quota::Quotas::new(
+            nonzero(self.requests_per_second),
+            nonzero(self.request_burst),
+            usize::try_from(self.max_calls_per_client).unwrap_or(usize::MAX),
+        )
+    }
+
+    /// What bounds a Sync stream, either end.
+    pub fn sync(&self) -> crate::sync::SyncLimits {
+        let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        crate::sync::SyncLimits {
+            max_frame_bytes: self.max_request_bytes(),
+            idle_timeout: Duration::from_millis(self.sync_idle_timeout_ms),
+            send_timeout: Duration::from_millis(self.sync_send_timeout_ms),
+            buffered_entries: count(self.sync_buffered_entries),
+            buffered_bytes: count(self.sync_buffered_bytes),
+            quarantine_backoff_min: Duration::from_millis(self.quarantine_backoff_min_ms),
+            quarantine_backoff_max: Duration::from_millis(self.quarantine_backoff_max_ms),
         }
     }
 }
@@ -916,6 +1017,72 @@ fn validate_limits(
         limits.max_pending_handshakes_per_source,
         (1, limits.max_pending_handshakes),
     )?;
+    let ranges = [
+        (
+            "limits.max_request_bytes",
+            limits.max_request_bytes,
+            MESSAGE_BYTES,
+        ),
+        (
+            "limits.max_response_bytes",
+            limits.max_response_bytes,
+            MESSAGE_BYTES,
+        ),
+        (
+            "limits.max_concurrent_streams",
+            limits.max_concurrent_streams,
+            COUNT,
+        ),
+        (
+            "limits.max_calls_per_client",
+            limits.max_calls_per_client,
+            COUNT,
+        ),
+        (
+            "limits.requests_per_second",
+            limits.requests_per_second,
+            RATE,
+        ),
+        ("limits.request_burst", limits.request_burst, RATE),
+        (
+            "limits.request_timeout_ms",
+            limits.request_timeout_ms,
+            REQUEST_TIMEOUT_MS,
+        ),
+        (
+            "limits.sync_idle_timeout_ms",
+            limits.sync_idle_timeout_ms,
+            SYNC_TIMEOUT_MS,
+        ),
+        (
+            "limits.sync_send_timeout_ms",
+            limits.sync_send_timeout_ms,
+            SYNC_TIMEOUT_MS,
+        ),
+        (
+            "limits.sync_buffered_entries",
+            limits.sync_buffered_entries,
+            BUFFERED_ENTRIES,
+        ),
+        (
+            "limits.sync_buffered_bytes",
+            limits.sync_buffered_bytes,
+            MESSAGE_BYTES,
+        ),
+        (
+            "limits.quarantine_backoff_min_ms",
+            limits.quarantine_backoff_min_ms,
+            QUARANTINE_BACKOFF_MS,
+        ),
+        (
+            "limits.quarantine_backoff_max_ms",
+            limits.quarantine_backoff_max_ms,
+            (limits.quarantine_backoff_min_ms, QUARANTINE_BACKOFF_MS.1),
+        ),
+    ];
+    for (key, value, range) in ranges {
+        checker.range(key, value, range)?;
+    }
     Ok(limits)
 }
 
@@ -1196,6 +1363,19 @@ mod tests {
             handshake_timeout_ms = 5000
             max_pending_handshakes = 1024
             max_pending_handshakes_per_source = 64
+            max_request_bytes = 16777216
+            max_response_bytes = 67108864
+            max_concurrent_streams = 128
+            max_calls_per_client = 64
+            requests_per_second = 200
+            request_burst = 400
+            request_timeout_ms = 60000
+            sync_idle_timeout_ms = 30000
+            sync_send_timeout_ms = 30000
+            sync_buffered_entries = 16384
+            sync_buffered_bytes = 67108864
+            quarantine_backoff_min_ms = 10000
+            quarantine_backoff_max_ms = 600000
 
             [recognition.default]
             lists = [
@@ -1261,6 +1441,19 @@ mod tests {
             handshake_timeout_ms = 3000
             max_pending_handshakes = 512
             max_pending_handshakes_per_source = 64
+            max_request_bytes = 16777216
+            max_response_bytes = 67108864
+            max_concurrent_streams = 128
+            max_calls_per_client = 64
+            requests_per_second = 200
+            request_burst = 400
+            request_timeout_ms = 60000
+            sync_idle_timeout_ms = 30000
+            sync_send_timeout_ms = 30000
+            sync_buffered_entries = 16384
+            sync_buffered_bytes = 67108864
+            quarantine_backoff_min_ms = 10000
+            quarantine_backoff_max_ms = 600000
 
             [recognition.default]
             lists = ["*"]

@@ -6,7 +6,8 @@
 //! - [`tls`]: rustls mutual TLS, SPIFFE identities, the TLS dialer for tonic.
 //! - [`acceptor`]: the TLS listener: handshake deadlines and per-source limits, so floods of
 //!   unauthenticated connections cannot starve authenticated ones.
-//! - [`auth`]: per-RPC authorisation.
+//! - [`auth`]: per-RPC authorisation, and admission within the caller's quotas.
+//! - [`quota`]: per-client request rates and calls in flight, keyed by SPIFFE ID.
 //! - [`engine`]: the domain service — receive path, publishing, checkpoints, witness, view,
 //!   proofs — with no gRPC types.
 //! - [`cosign`]: collecting witnesses' cosignatures for this city's checkpoints.
@@ -22,6 +23,7 @@ pub mod config;
 pub mod cosign;
 pub mod engine;
 pub mod metrics;
+pub mod quota;
 pub mod server;
 pub mod service;
 pub mod sync;

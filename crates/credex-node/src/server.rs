@@ -114,7 +114,8 @@ pub async fn run_with_clock(
     let client_tls = tls::load_client_config(&config.tls).context("loading TLS material")?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let (publisher, mut publisher_task) = publish::start(engine.clone());
-    let peers = Arc::new(PeerTable::default());
+    let sync_limits = config.limits.sync();
+    let peers = Arc::new(PeerTable::new(sync_limits.clone()));
 
     let links: Vec<PeerLink> = config
         .peers
@@ -125,6 +126,7 @@ pub async fn run_with_clock(
             tls: client_tls.clone(),
             backoff_min: config.sync.reconnect_backoff_min(),
             backoff_max: config.sync.reconnect_backoff_max(),
+            limits: sync_limits.clone(),
         })
         .collect();
     let mut tasks: JoinSet<&'static str> = JoinSet::new();
@@ -163,6 +165,7 @@ pub async fn run_with_clock(
                     tls: client_tls.clone(),
                     backoff_min: config.sync.reconnect_backoff_min(),
                     backoff_max: config.sync.reconnect_backoff_max(),
+                    limits: sync_limits.clone(),
                 })
         })
         .collect();
@@ -204,23 +207,58 @@ pub async fn run_with_clock(
         config.limits.handshakes(),
         Some(engine.metrics.clone()),
     );
-    let max = sync::MAX_FRAME_BYTES;
     use credex_core::pb::{
         audit_server::AuditServer, exchange_server::ExchangeServer,
         operator_server::OperatorServer, publisher_server::PublisherServer,
         view_server::ViewServer, witness_server::WitnessServer,
     };
+    // Every credex service decodes and encodes within `[limits]`; health and reflection keep
+    // tonic's defaults (4 MiB decoded), their requests being small.
+    let (decode, encode) = (
+        config.limits.max_request_bytes(),
+        config.limits.max_response_bytes(),
+    );
     let router = Server::builder()
         .http2_keepalive_interval(Some(tls::KEEP_ALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(tls::KEEP_ALIVE_TIMEOUT))
+        .max_concurrent_streams(u32::try_from(config.limits.max_concurrent_streams).ok())
+        // Bounds a unary call from its first byte to its answer (and a stream to its
+        // headers), so a client that stalls mid-request does not hold its stream for ever.
+        .timeout(std::time::Duration::from_millis(
+            config.limits.request_timeout_ms,
+        ))
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(ExchangeServer::new(api.clone()).max_encoding_message_size(max))
-        .add_service(WitnessServer::new(api.clone()))
-        .add_service(PublisherServer::new(api.clone()).max_decoding_message_size(max))
-        .add_service(ViewServer::new(api.clone()))
-        .add_service(AuditServer::new(api.clone()).max_encoding_message_size(max))
-        .add_service(OperatorServer::new(api.clone()));
+        .add_service(
+            ExchangeServer::new(api.clone())
+                .max_decoding_message_size(decode)
+                .max_encoding_message_size(encode),
+        )
+        .add_service(
+            WitnessServer::new(api.clone())
+                .max_decoding_message_size(decode)
+                .max_encoding_message_size(encode),
+        )
+        .add_service(
+            PublisherServer::new(api.clone())
+                .max_decoding_message_size(decode)
+                .max_encoding_message_size(encode),
+        )
+        .add_service(
+            ViewServer::new(api.clone())
+                .max_decoding_message_size(decode)
+                .max_encoding_message_size(encode),
+        )
+        .add_service(
+            AuditServer::new(api.clone())
+                .max_decoding_message_size(decode)
+                .max_encoding_message_size(encode),
+        )
+        .add_service(
+            OperatorServer::new(api.clone())
+                .max_decoding_message_size(decode)
+                .max_encoding_message_size(encode),
+        );
     info!(city = %engine.city, addr = ?local, peers = config.peers.len(), "credexd serving");
 
     let stop_for_server = stop_tx.clone();

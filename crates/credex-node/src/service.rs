@@ -20,6 +20,7 @@ use crate::engine::publish::PublishQueue;
 use crate::engine::query::{self, ListFilter};
 use crate::engine::witness::WitnessAnswer;
 use crate::engine::{Engine, EngineError};
+use crate::quota::InFlight;
 use crate::sync::{self, PeerTable};
 use crate::tls;
 
@@ -70,8 +71,9 @@ fn masked(mut record: pb::ViewRecord, asked: Option<&str>, full: bool) -> pb::Vi
 }
 
 impl Api {
-    fn authorize<T>(&self, request: &Request<T>, rpc: Rpc) -> Result<(), Status> {
-        self.auth.check(tls::peer_identity(request), rpc)
+    /// Authorises the call and takes its slot of the caller's quotas, held until it ends.
+    fn admit<T>(&self, request: &Request<T>, rpc: Rpc) -> Result<InFlight, Status> {
+        self.auth.admit(auth::Caller::of(request), rpc)
     }
 
     /// For a caller who sees full identities, the access to log: who it is, and the purpose it
@@ -117,23 +119,37 @@ impl Api {
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
+/// `stream`, holding the call's quota slot for as long as the stream lives.
+fn held<T: 'static>(
+    stream: impl Stream<Item = Result<T, Status>> + Send + 'static,
+    call: InFlight,
+) -> BoxStream<T> {
+    use futures::StreamExt;
+    Box::pin(stream.map(move |item| {
+        let _held = &call;
+        item
+    }))
+}
+
 #[tonic::async_trait]
 impl Exchange for Api {
-    type SyncStream = ReceiverStream<Result<pb::SyncFrame, Status>>;
+    type SyncStream = BoxStream<pb::SyncFrame>;
 
     async fn sync(
         &self,
         request: Request<pb::SyncRequest>,
     ) -> Result<Response<Self::SyncStream>, Status> {
-        self.authorize(&request, Rpc::Sync)?;
+        let call = self.admit(&request, Rpc::Sync)?;
+        sync::check_request(&self.engine, request.get_ref())?;
         let peer = Self::caller(&request);
         let rx = sync::serve(
             self.engine.clone(),
             request.into_inner(),
             peer,
             self.shutdown.clone(),
+            self.peers.limits().send_timeout,
         );
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(held(ReceiverStream::new(rx), call)))
     }
 }
 
@@ -143,7 +159,7 @@ impl Witness for Api {
         &self,
         request: Request<pb::AddCheckpointRequest>,
     ) -> Result<Response<pb::AddCheckpointResponse>, Status> {
-        self.authorize(&request, Rpc::AddCheckpoint)?;
+        let _call = self.admit(&request, Rpc::AddCheckpoint)?;
         let req = request.into_inner();
         let note = req
             .checkpoint
@@ -178,7 +194,7 @@ impl Publisher for Api {
         &self,
         request: Request<pb::PublishRequest>,
     ) -> Result<Response<pb::PublishResponse>, Status> {
-        self.authorize(&request, Rpc::Publish)?;
+        let _call = self.admit(&request, Rpc::Publish)?;
         let receipt = self
             .publisher
             .publish(request.into_inner().records)
@@ -206,7 +222,7 @@ impl View for Api {
         &self,
         request: Request<pb::LookupRequest>,
     ) -> Result<Response<pb::LookupResponse>, Status> {
-        self.authorize(&request, Rpc::ViewLookup)?;
+        let _call = self.admit(&request, Rpc::ViewLookup)?;
         let access = Self::full_identity_access(&request, &request.get_ref().purpose)?;
         let full = access.is_some();
         let req = request.into_inner();
@@ -250,7 +266,7 @@ impl View for Api {
         &self,
         request: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
-        self.authorize(&request, Rpc::ViewList)?;
+        let _call = self.admit(&request, Rpc::ViewList)?;
         let access = Self::full_identity_access(&request, &request.get_ref().purpose)?;
         let full = access.is_some();
         let req = request.into_inner();
@@ -309,7 +325,7 @@ impl View for Api {
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        self.authorize(&request, Rpc::ViewWatch)?;
+        let call = self.admit(&request, Rpc::ViewWatch)?;
         let access = Self::full_identity_access(&request, &request.get_ref().purpose)?;
         let full = access.is_some();
         let after = request.into_inner().after;
@@ -362,7 +378,7 @@ impl View for Api {
                 }
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(held(ReceiverStream::new(rx), call)))
     }
 }
 
@@ -372,7 +388,7 @@ impl Audit for Api {
         &self,
         request: Request<pb::GetProofRequest>,
     ) -> Result<Response<pb::ProofBundle>, Status> {
-        self.authorize(&request, Rpc::GetProof)?;
+        let _call = self.admit(&request, Rpc::GetProof)?;
         let req = request.into_inner();
         let (seq, record_id) = match &req.target {
             Some(pb::get_proof_request::Target::Seq(seq)) => (Some(*seq), None),
@@ -390,7 +406,7 @@ impl Audit for Api {
         &self,
         request: Request<pb::GetConsistencyRequest>,
     ) -> Result<Response<pb::ConsistencyProof>, Status> {
-        self.authorize(&request, Rpc::GetConsistency)?;
+        let _call = self.admit(&request, Rpc::GetConsistency)?;
         let req = request.into_inner();
         let proof = self
             .engine
@@ -403,7 +419,7 @@ impl Audit for Api {
         &self,
         request: Request<pb::ListEvidenceRequest>,
     ) -> Result<Response<pb::ListEvidenceResponse>, Status> {
-        self.authorize(&request, Rpc::ListEvidence)?;
+        let _call = self.admit(&request, Rpc::ListEvidence)?;
         let origin = request.into_inner().origin;
         let evidence = self
             .engine
@@ -416,7 +432,7 @@ impl Audit for Api {
         &self,
         request: Request<pb::GetEntriesRequest>,
     ) -> Result<Response<pb::EntryBatch>, Status> {
-        self.authorize(&request, Rpc::GetEntries)?;
+        let _call = self.admit(&request, Rpc::GetEntries)?;
         let req = request.into_inner();
         let batch = self
             .engine
@@ -429,7 +445,7 @@ impl Audit for Api {
         &self,
         request: Request<pb::ListCheckpointsRequest>,
     ) -> Result<Response<pb::ListCheckpointsResponse>, Status> {
-        self.authorize(&request, Rpc::ListCheckpoints)?;
+        let _call = self.admit(&request, Rpc::ListCheckpoints)?;
         let notes = self
             .engine
             .checkpoint_history(&request.into_inner().origin)
@@ -449,7 +465,7 @@ impl Operator for Api {
         &self,
         request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
-        self.authorize(&request, Rpc::Status)?;
+        let _call = self.admit(&request, Rpc::Status)?;
         let skip_view = request.get_ref().skip_view;
         let engine = self.engine.clone();
         let peers = self.peers.snapshot();
@@ -519,7 +535,7 @@ impl Operator for Api {
         &self,
         request: Request<pb::ListQuarantineRequest>,
     ) -> Result<Response<pb::ListQuarantineResponse>, Status> {
-        self.authorize(&request, Rpc::ListQuarantine)?;
+        let _call = self.admit(&request, Rpc::ListQuarantine)?;
         let req = request.into_inner();
         let limit = match req.limit {
             0 => 100,
@@ -548,7 +564,7 @@ impl Operator for Api {
         &self,
         request: Request<pb::ListInvalidRequest>,
     ) -> Result<Response<pb::ListInvalidResponse>, Status> {
-        self.authorize(&request, Rpc::ListInvalid)?;
+        let _call = self.admit(&request, Rpc::ListInvalid)?;
         let req = request.into_inner();
         let engine = self.engine.clone();
         let page = tokio::task::spawn_blocking(move || {
@@ -578,7 +594,7 @@ impl Operator for Api {
         &self,
         request: Request<pb::ListAccessRequest>,
     ) -> Result<Response<pb::ListAccessResponse>, Status> {
-        self.authorize(&request, Rpc::ListAccess)?;
+        let _call = self.admit(&request, Rpc::ListAccess)?;
         let req = request.into_inner();
         let engine = self.engine.clone();
         let page = tokio::task::spawn_blocking(move || {

@@ -7,6 +7,13 @@
 //! - [`run_peer`] keeps one outbound stream to one peer, reconnecting with exponential
 //!   backoff, and feeds what arrives to the engine through a two-stage pipeline: batches are
 //!   verified on a blocking thread (all cores) while the previous batch commits.
+//!
+//! Every await the other side controls has a deadline ([`SyncLimits`], from `[limits]`): a
+//! pulled stream on which nothing arrives (the server sends a heartbeat every [`HEARTBEAT`])
+//! is redialled, a served frame the peer does not take ends the stream, and what waits for a
+//! checkpoint is bounded in entries and bytes per origin. A peer whose stream brought entries
+//! that were quarantined is dialled again only after a longer, jittered backoff, so a relay
+//! that serves a tampered leaf does not have the same entries quarantined on every reconnect.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -22,15 +29,17 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::engine::Engine;
 use crate::engine::checkpoints::SentProof;
-use crate::engine::ingest::{Inbox, MAX_WAITING_ENTRIES};
+use crate::engine::ingest::Inbox;
 use crate::tls::{self, Identity, Role};
 
 /// Entries per EntryBatch frame unless the receiver asks for fewer.
 pub const DEFAULT_FRAME_ENTRIES: usize = 1024;
 /// An idle live stream sends a heartbeat this often, so the receiver sees the peer is alive.
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
-/// Largest gRPC message a sync frame may be: a full frame of maximal leaves.
-pub const MAX_FRAME_BYTES: usize = 64 << 20;
+/// Most leaf bytes one served EntryBatch frame carries (at least one leaf, which is at most
+/// `credex_core::entry::MAX_LEAF_BYTES`), so a frame stays well under any receiver's
+/// `limits.max_request_bytes` (at least 8 MiB).
+pub const FRAME_BYTES: usize = 4 << 20;
 /// Frames read ahead of the committer: the network runs this far ahead of the writer.
 const PIPELINE_DEPTH: usize = 16;
 /// Most entries one receive-path commit groups (one atomic write, one flush).
@@ -46,18 +55,56 @@ pub struct PeerState {
     pub round_trip_ms: u32,
 }
 
-/// The state of every configured peer, shared between the sync loops and Operator.Status.
+/// What the sync side shares with the gRPC adapters: the state of every configured peer (for
+/// Operator.Status) and the limits served streams run under.
 #[derive(Debug, Default)]
-pub struct PeerTable(Mutex<BTreeMap<String, PeerState>>);
+pub struct PeerTable {
+    peers: Mutex<BTreeMap<String, PeerState>>,
+    limits: SyncLimits,
+}
 
 impl PeerTable {
+    pub fn new(limits: SyncLimits) -> Self {
+        Self {
+            peers: Mutex::default(),
+            limits,
+        }
+    }
+
+    pub fn limits(&self) -> &SyncLimits {
+        &self.limits
+    }
+
     pub fn snapshot(&self) -> BTreeMap<String, PeerState> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.peers.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn update(&self, peer: &str, f: impl FnOnce(&mut PeerState)) {
-        let mut table = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut table = self.peers.lock().unwrap_or_else(|e| e.into_inner());
         f(table.entry(peer.to_owned()).or_default());
+    }
+}
+
+/// What bounds a Sync stream, either end (`[limits]`).
+#[derive(Debug, Clone)]
+pub struct SyncLimits {
+    /// Largest frame the pulling side decodes.
+    pub max_frame_bytes: usize,
+    /// A pulled stream on which nothing arrives this long is redialled.
+    pub idle_timeout: Duration,
+    /// A served frame the peer does not take within this ends the stream.
+    pub send_timeout: Duration,
+    /// Entries and bytes of one origin waiting for a checkpoint, per pulled stream.
+    pub buffered_entries: usize,
+    pub buffered_bytes: usize,
+    /// The wait before redialling a peer whose stream brought quarantined entries.
+    pub quarantine_backoff_min: Duration,
+    pub quarantine_backoff_max: Duration,
+}
+
+impl Default for SyncLimits {
+    fn default() -> Self {
+        crate::config::LimitsConfig::default().sync()
     }
 }
 
@@ -70,19 +117,49 @@ pub fn serve(
     request: pb::SyncRequest,
     peer: String,
     shutdown: watch::Receiver<bool>,
+    send_timeout: Duration,
 ) -> mpsc::Receiver<Result<pb::SyncFrame, Status>> {
     let (tx, rx) = mpsc::channel(4);
     let span = info_span!("sync_serve", peer = %peer);
     tokio::spawn(
         async move {
+            let tx = Sender { tx, send_timeout };
             if let Err(e) = serve_frames(&engine, request, &tx, shutdown, &peer).await {
                 debug!(error = %e, "sync stream ended");
-                let _ = tx.send(Err(Status::internal(e))).await;
+                let _ = tx.tx.send(Err(Status::internal(e))).await;
             }
         }
         .instrument(span),
     );
     rx
+}
+
+/// Checks a Sync request before anything is served: at most one frontier per member origin.
+pub fn check_request(engine: &Engine, request: &pb::SyncRequest) -> Result<(), Status> {
+    let members = engine.members().count();
+    if request.frontiers.len() > members {
+        return Err(Status::invalid_argument(format!(
+            "frontiers: {} origins, the consortium has {members}",
+            request.frontiers.len()
+        )));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, f) in request.frontiers.iter().enumerate() {
+        if !seen.insert(f.origin.as_str()) {
+            return Err(Status::invalid_argument(format!(
+                "frontiers[{i}].origin: {:?} is listed twice",
+                f.origin
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The served stream's sending end: a frame the peer does not take within `send_timeout`
+/// (its HTTP/2 window stays shut: a stalled reader) ends the stream.
+struct Sender {
+    tx: mpsc::Sender<Result<pb::SyncFrame, Status>>,
+    send_timeout: Duration,
 }
 
 /// What this node has sent the peer so far, per origin.
@@ -98,7 +175,7 @@ struct Sent {
 async fn serve_frames(
     engine: &Engine,
     request: pb::SyncRequest,
-    tx: &mpsc::Sender<Result<pb::SyncFrame, Status>>,
+    tx: &Sender,
     mut shutdown: watch::Receiver<bool>,
     peer: &str,
 ) -> Result<(), String> {
@@ -168,10 +245,19 @@ async fn serve_frames(
                 }
                 while s.size < next.size {
                     let limit = frame_entries.min((next.size - s.size) as usize);
-                    let leaves = engine
+                    let mut leaves = engine
                         .store
                         .leaves(&origin, s.size, limit)
                         .map_err(|e| e.to_string())?;
+                    let mut bytes = 0;
+                    let fit = leaves
+                        .iter()
+                        .position(|leaf| {
+                            bytes += leaf.len();
+                            bytes > FRAME_BYTES
+                        })
+                        .map_or(leaves.len(), |over| over.max(1));
+                    leaves.truncate(fit);
                     if leaves.is_empty() {
                         return Err(format!(
                             "{origin}: no leaf at {} below size {}",
@@ -211,7 +297,7 @@ async fn serve_frames(
                 }
             }
             () = crate::sync::stopped(&mut shutdown) => return Ok(()),
-            () = tx.closed() => return Ok(()),
+            () = tx.tx.closed() => return Ok(()),
         }
     }
 }
@@ -221,7 +307,7 @@ async fn serve_frames(
 /// peer holds the hashes to check it). False when the peer has gone.
 async fn send_checkpoint(
     engine: &Engine,
-    tx: &mpsc::Sender<Result<pb::SyncFrame, Status>>,
+    tx: &Sender,
     origin: &str,
     peer_size: u64,
     cp: &credex_store::StoredNote,
@@ -247,14 +333,16 @@ pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
-/// Sends a frame; false when the peer has gone.
-async fn send(
-    tx: &mpsc::Sender<Result<pb::SyncFrame, Status>>,
-    frame: pb::sync_frame::Frame,
-) -> bool {
-    tx.send(Ok(pb::SyncFrame { frame: Some(frame) }))
-        .await
-        .is_ok()
+/// Sends a frame; false when the peer has gone or has not taken it within the send deadline.
+async fn send(tx: &Sender, frame: pb::sync_frame::Frame) -> bool {
+    let frame = Ok(pb::SyncFrame { frame: Some(frame) });
+    match tokio::time::timeout(tx.send_timeout, tx.tx.send(frame)).await {
+        Ok(sent) => sent.is_ok(),
+        Err(_) => {
+            warn!(after = ?tx.send_timeout, "peer took no frame within the send deadline; ending the stream");
+            false
+        }
+    }
 }
 
 // ------------------------------------------------------------------------- pulling
@@ -267,6 +355,36 @@ pub struct PeerLink {
     pub tls: Arc<rustls::ClientConfig>,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    pub limits: SyncLimits,
+}
+
+/// Why a pulled stream ended.
+#[derive(Debug)]
+struct Ended {
+    error: String,
+    /// The stream brought entries that were quarantined: back off longer before redialling.
+    quarantined: bool,
+}
+
+impl From<String> for Ended {
+    fn from(error: String) -> Self {
+        Ended {
+            error,
+            quarantined: false,
+        }
+    }
+}
+
+/// Up to half of `wait` added at random, so nodes backing off from one peer do not redial it in
+/// step.
+fn jittered(wait: Duration) -> Duration {
+    use rand_core::RngCore;
+    let half = u64::try_from(wait.as_millis() / 2).unwrap_or(u64::MAX);
+    let extra = match half {
+        0 => 0,
+        half => rand_core::OsRng.next_u64() % (half + 1),
+    };
+    wait + Duration::from_millis(extra)
 }
 
 /// Keeps a live Sync stream to one peer until `shutdown` turns true.
@@ -280,6 +398,7 @@ pub async fn run_peer(
     async move {
         peers.update(&link.city, |p| p.address = link.address.clone());
         let mut backoff = link.backoff_min;
+        let mut quarantine_backoff = link.limits.quarantine_backoff_min;
         loop {
             if *shutdown.borrow() {
                 return;
@@ -291,18 +410,34 @@ pub async fn run_peer(
             };
             peers.update(&link.city, |p| p.connected = false);
             engine.metrics.set_peer_connected(&link.city, false);
-            let error = match result {
-                Ok(()) => "stream closed by peer".to_owned(),
+            let ended = match result {
+                Ok(()) => Ended::from("stream closed by peer".to_owned()),
                 Err(e) => e,
             };
-            warn!(error = %error, "sync stream down");
-            peers.update(&link.city, |p| p.last_error = error.clone());
             // A stream that lived a while was healthy: start the backoff over.
             if started.elapsed() > link.backoff_max {
                 backoff = link.backoff_min;
             }
+            let wait = if ended.quarantined {
+                let wait = jittered(quarantine_backoff);
+                quarantine_backoff =
+                    (quarantine_backoff * 2).min(link.limits.quarantine_backoff_max);
+                wait
+            } else {
+                if started.elapsed() > link.limits.quarantine_backoff_max {
+                    quarantine_backoff = link.limits.quarantine_backoff_min;
+                }
+                jittered(backoff)
+            };
+            let error = if ended.quarantined {
+                format!("{}; next attempt in {} s", ended.error, wait.as_secs())
+            } else {
+                ended.error
+            };
+            warn!(error = %error, quarantined = ended.quarantined, ?wait, "sync stream down");
+            peers.update(&link.city, |p| p.last_error = error.clone());
             tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(wait) => {}
                 () = crate::sync::stopped(&mut shutdown) => return,
             }
             backoff = (backoff * 2).min(link.backoff_max);
@@ -313,20 +448,27 @@ pub async fn run_peer(
 }
 
 /// One stream's life: connect, send the frontiers, take in frames until the stream ends.
-async fn pull(engine: &Arc<Engine>, link: &PeerLink, peers: &PeerTable) -> Result<(), String> {
+async fn pull(engine: &Arc<Engine>, link: &PeerLink, peers: &PeerTable) -> Result<(), Ended> {
+    let limits = &link.limits;
+    let idle = limits.idle_timeout;
     let server =
         Identity::new(&engine.consortium, &link.city, Role::Node).map_err(|e| e.to_string())?;
     let channel = tls::connect(&link.address, &server, link.tls.clone())
         .await
         .map_err(|e| tls::error_chain(&e))?;
     let mut client = ExchangeClient::new(channel)
-        .max_decoding_message_size(MAX_FRAME_BYTES)
-        .max_encoding_message_size(MAX_FRAME_BYTES);
+        .max_decoding_message_size(limits.max_frame_bytes)
+        .max_encoding_message_size(limits.max_frame_bytes);
     let request = sync_request(engine).map_err(|e| e.to_string())?;
     let opened = Instant::now();
-    let mut frames = client
-        .sync(request)
+    let mut frames = tokio::time::timeout(idle, client.sync(request))
         .await
+        .map_err(|_| {
+            format!(
+                "no answer to the sync request within {} s",
+                idle.as_secs_f32()
+            )
+        })?
         .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
         .into_inner();
     let rtt = opened.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
@@ -348,6 +490,7 @@ async fn pull(engine: &Arc<Engine>, link: &PeerLink, peers: &PeerTable) -> Resul
     let committer = {
         let engine = engine.clone();
         let from = link.city.clone();
+        let limits = limits.clone();
         async move {
             let mut inboxes: BTreeMap<String, Inbox> = BTreeMap::new();
             while let Some(first) = staged_rx.recv().await {
@@ -360,14 +503,19 @@ async fn pull(engine: &Arc<Engine>, link: &PeerLink, peers: &PeerTable) -> Resul
                                 .entry(origin.clone())
                                 .or_insert_with(|| Inbox::new(&origin, run.first_seq, Vec::new()));
                             if let Err(stray) = inbox.extend(run) {
-                                return Err(format!(
+                                return Err(Ended::from(format!(
                                     "{origin}: entries from seq {} do not continue the run ending at {}; resyncing",
                                     stray.first_seq,
                                     inbox.end()
-                                ));
+                                )));
                             }
-                            if inbox.leaves.len() >= MAX_COMMIT_ENTRIES {
-                                commit(&engine, inbox, &from).await?;
+                            // Commit at a group's size, or when what waits is at its bound
+                            // (commit ends the stream if no checkpoint takes it below).
+                            let bytes: usize = inbox.leaves.iter().map(Vec::len).sum();
+                            if inbox.leaves.len() >= MAX_COMMIT_ENTRIES.min(limits.buffered_entries)
+                                || bytes > limits.buffered_bytes
+                            {
+                                commit(&engine, inbox, &from, &limits).await?;
                             }
                         }
                         Staged::Checkpoint(origin, note, proof) => {
@@ -380,14 +528,21 @@ async fn pull(engine: &Arc<Engine>, link: &PeerLink, peers: &PeerTable) -> Resul
                     // Group commit: take in whatever has already arrived behind this one.
                     next = staged_rx.try_recv().ok();
                 }
-                commit_all(&engine, &mut inboxes, &from).await?;
+                commit_all(&engine, &mut inboxes, &from, &limits).await?;
             }
-            Ok::<(), String>(())
+            Ok::<(), Ended>(())
         }
     };
     // Stage one: read frames.
     let reader = async {
-        while let Some(frame) = frames.next().await {
+        loop {
+            let Ok(next) = tokio::time::timeout(idle, frames.next()).await else {
+                return Err(Ended::from(format!(
+                    "nothing from the peer within {} s; redialling",
+                    idle.as_secs_f32()
+                )));
+            };
+            let Some(frame) = next else { break };
             let frame = frame.map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
             let now = engine.clock.now_millis();
             peers.update(&link.city, |p| p.last_contact_ms = now);
@@ -410,7 +565,7 @@ async fn pull(engine: &Arc<Engine>, link: &PeerLink, peers: &PeerTable) -> Resul
             }
         }
         drop(staged_tx);
-        Ok::<(), String>(())
+        Ok::<(), Ended>(())
     };
     tokio::pin!(reader, committer);
     tokio::select! {
@@ -433,36 +588,58 @@ async fn commit_all(
     engine: &Engine,
     inboxes: &mut BTreeMap<String, Inbox>,
     from: &str,
-) -> Result<(), String> {
+    limits: &SyncLimits,
+) -> Result<(), Ended> {
     for inbox in inboxes.values_mut().filter(|i| !i.leaves.is_empty()) {
-        commit(engine, inbox, from).await?;
+        commit(engine, inbox, from, limits).await?;
     }
     Ok(())
 }
 
 /// Commits what signed roots cover of one inbox; an error ends the stream (which reconnects
 /// and asks again from the local frontier).
-async fn commit(engine: &Engine, inbox: &mut Inbox, from: &str) -> Result<(), String> {
+async fn commit(
+    engine: &Engine,
+    inbox: &mut Inbox,
+    from: &str,
+    limits: &SyncLimits,
+) -> Result<(), Ended> {
     let origin = inbox.origin.clone();
     let outcome = engine
         .commit(inbox, from)
         .await
         .map_err(|e| e.to_string())?;
+    if outcome.quarantined > 0 {
+        return Err(Ended {
+            error: format!(
+                "{origin}: {} entries from this peer were quarantined{}",
+                outcome.quarantined,
+                if outcome.unsigned {
+                    " (they do not give the root their origin signed)"
+                } else {
+                    ""
+                }
+            ),
+            quarantined: true,
+        });
+    }
     if outcome.gap {
-        return Err(format!(
+        return Err(Ended::from(format!(
             "{origin}: entries ahead of the local log; resyncing"
-        ));
+        )));
     }
     if outcome.unsigned {
-        return Err(format!(
-            "{origin}: entries that do not give the root their origin signed were quarantined; resyncing"
-        ));
+        return Err(Ended::from(format!(
+            "{origin}: entries that do not give the root their origin signed; resyncing"
+        )));
     }
-    if inbox.leaves.len() > MAX_WAITING_ENTRIES {
-        return Err(format!(
-            "{origin}: {} entries and no checkpoint of the origin covers them; resyncing",
+    let bytes: usize = inbox.leaves.iter().map(Vec::len).sum();
+    if inbox.leaves.len() > limits.buffered_entries || bytes > limits.buffered_bytes {
+        return Err(Ended::from(format!(
+            "{origin}: {} entries ({bytes} bytes) and no checkpoint of the origin covers them \
+             (limits.sync_buffered_entries, limits.sync_buffered_bytes); resyncing",
             inbox.leaves.len()
-        ));
+        )));
     }
     Ok(())
 }

@@ -108,7 +108,9 @@ pub enum TlsError {
         value: String,
         reason: &'static str,
     },
-    #[error("unknown role {0:?}: expected node, publisher, operator, auditor or reader")]
+    #[error(
+        "unknown role {0:?}: expected node, publisher, operator, auditor, reader or enforcement"
+    )]
     UnknownRole(String),
     #[error("address {addr:?} {reason}")]
     BadAddress { addr: String, reason: &'static str },
@@ -532,8 +534,7 @@ fn certificate_error(error: TlsError) -> rustls::Error {
     )))
 }
 
-/// What a server knows about the other end of a connection; tonic puts a clone into every
-/// request's extensions (see [`peer_identity`]).
+/// What a server knows about the other end of a connection (see [`peer_identity`]).
 #[derive(Debug, Clone)]
 pub struct PeerInfo {
     pub remote_addr: Option<SocketAddr>,
@@ -542,41 +543,66 @@ pub struct PeerInfo {
     pub identity: Option<Identity>,
 }
 
+/// What tonic puts into every request's extensions for a connection from [`serve_incoming`]:
+/// the [`PeerInfo`] and, when the client's certificate carries no usable identity, why not —
+/// so a refusal can say so (see [`crate::auth::Caller`]).
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: PeerInfo,
+    pub identity_error: Option<Arc<str>>,
+}
+
 /// The identity of the client that sent `request`, if it came over [`serve_incoming`].
 pub fn peer_identity<T>(request: &tonic::Request<T>) -> Option<&Identity> {
     peer_info(request)?.identity.as_ref()
 }
 
-/// The connection details of the client that sent `request`, if it came over [`serve_incoming`].
+/// The connection details of the client that sent `request`, if it came over
+/// [`serve_incoming`] (or, in adapter tests without a connection, a [`PeerInfo`] put into the
+/// extensions directly).
 pub fn peer_info<T>(request: &tonic::Request<T>) -> Option<&PeerInfo> {
-    request.extensions().get::<PeerInfo>()
+    let extensions = request.extensions();
+    extensions
+        .get::<ConnInfo>()
+        .map(|conn| &conn.peer)
+        .or_else(|| extensions.get::<PeerInfo>())
+}
+
+/// Why the certificate of the client that sent `request` carries no usable identity, when it
+/// does not.
+pub fn identity_error<T>(request: &tonic::Request<T>) -> Option<&str> {
+    request
+        .extensions()
+        .get::<ConnInfo>()?
+        .identity_error
+        .as_deref()
 }
 
 /// A server-side TLS connection whose client identity was read once, at the handshake.
 pub struct TlsConn {
     stream: tokio_rustls::server::TlsStream<TcpStream>,
-    peer: PeerInfo,
+    conn: ConnInfo,
 }
 
 impl TlsConn {
     pub fn peer(&self) -> &PeerInfo {
-        &self.peer
+        &self.conn.peer
     }
 }
 
 impl fmt::Debug for TlsConn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TlsConn")
-            .field("peer", &self.peer)
+            .field("peer", &self.conn.peer)
             .finish_non_exhaustive()
     }
 }
 
 impl Connected for TlsConn {
-    type ConnectInfo = PeerInfo;
+    type ConnectInfo = ConnInfo;
 
-    fn connect_info(&self) -> PeerInfo {
-        self.peer.clone()
+    fn connect_info(&self) -> ConnInfo {
+        self.conn.clone()
     }
 }
 
@@ -640,20 +666,23 @@ pub(crate) async fn server_handshake(
         .1
         .peer_certificates()
         .and_then(|certs| certs.first());
-    let identity = match leaf.map(|der| Identity::from_cert_der(der)) {
-        Some(Ok(identity)) => Some(identity),
+    let (identity, identity_error) = match leaf.map(|der| Identity::from_cert_der(der)) {
+        Some(Ok(identity)) => (Some(identity), None),
         Some(Err(error)) => {
             warn!(%remote, %error, "client certificate has no usable identity");
-            None
+            (None, Some(error.to_string().into()))
         }
-        None => None,
+        None => (None, None),
     };
     debug!(%remote, identity = identity.as_ref().map(tracing::field::display), "tls connection accepted");
     Ok(TlsConn {
         stream,
-        peer: PeerInfo {
-            remote_addr: Some(remote),
-            identity,
+        conn: ConnInfo {
+            peer: PeerInfo {
+                remote_addr: Some(remote),
+                identity,
+            },
+            identity_error,
         },
     })
 }
@@ -914,7 +943,7 @@ mod tests {
         check(
             "spiffe://mid-yangtze/changsha/admin",
             expect![[
-                r#"error: spiffe id "spiffe://mid-yangtze/changsha/admin": unknown role "admin": expected node, publisher, operator, auditor or reader"#
+                r#"error: spiffe id "spiffe://mid-yangtze/changsha/admin": unknown role "admin": expected node, publisher, operator, auditor, reader or enforcement"#
             ]],
         );
         check(
@@ -948,7 +977,7 @@ mod tests {
         for role in Role::ALL {
             assert_eq!(role.as_str().parse::<Role>().unwrap(), role);
         }
-        expect![[r#"unknown role "Node": expected node, publisher, operator, auditor or reader"#]]
+        expect![[r#"unknown role "Node": expected node, publisher, operator, auditor, reader or enforcement"#]]
             .assert_eq(&"Node".parse::<Role>().unwrap_err().to_string());
     }
 
@@ -982,7 +1011,7 @@ mod tests {
         check(
             &first_der(fixture!("bad-role.pem")),
             expect![[
-                r#"error: spiffe id "spiffe://mid-yangtze/changsha/admin": unknown role "admin": expected node, publisher, operator, auditor or reader"#
+                r#"error: spiffe id "spiffe://mid-yangtze/changsha/admin": unknown role "admin": expected node, publisher, operator, auditor, reader or enforcement"#
             ]],
         );
         check(
