@@ -16,6 +16,11 @@ mod client;
 mod cmd;
 mod demo;
 
+/// mimalloc: the receive path and the indexer allocate per entry on several threads, where
+/// glibc's malloc spent a fifth of the indexer's time (ARCHITECTURE.md, "Performance").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
