@@ -90,21 +90,14 @@ impl<R: Read> Decoded<R> {
             inner,
             // A UTF-8 byte order mark is skipped in either encoding (it is no GBK text).
             decoder: encoding.new_decoder_with_bom_removal(),
-            input: vec![0; 1 << 16],
+            input: Vec::with_capacity(1 << 16),
             start: 0,
-            output: vec![0; 3 << 16],
+            output: Vec::with_capacity(3 << 16),
             out_start: 0,
             consumed: 0,
             eof: false,
             finished: false,
         }
-        .emptied()
-    }
-
-    fn emptied(mut self) -> Self {
-        self.input.clear();
-        self.output.clear();
-        self
     }
 
     /// Decodes more into `output`; false at the end of the input.

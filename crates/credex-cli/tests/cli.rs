@@ -810,3 +810,32 @@ async fn wait_for(condition: impl Fn() -> bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_reads_json_lines_whose_versions_the_node_numbers() {
+    let node = Node::start().await;
+    let generated = ctl(&node.home, &["gen", "--count", "30", "--seed", "7"]).await;
+    let text = String::from_utf8(generated.stdout).unwrap();
+    assert_eq!(text.matches("\"version\":1,").count(), 30, "{text}");
+    // Versions left out, but for the last line's.
+    let (head, last) = text.trim_end().rsplit_once('\n').unwrap();
+    let file = node.dir.path().join("records.jsonl");
+    std::fs::write(
+        &file,
+        format!("{}\n{last}\n", head.replace("\"version\":1,", "")),
+    )
+    .unwrap();
+    let (first, ok) = import(&node, &file).await;
+    assert!(!ok);
+    assert_eq!(counts(&first), [30, 29, 0, 0, 1], "{first}");
+    let rejects =
+        std::fs::read_to_string(node.dir.path().join("records.jsonl.rejects.csv")).unwrap();
+    let reject = rejects.lines().nth(1).unwrap();
+    assert!(
+        reject.starts_with("30,version,version: import numbers the versions itself"),
+        "{reject}"
+    );
+    let (again, _) = import(&node, &file).await;
+    assert_eq!(counts(&again), [30, 0, 0, 29, 1], "{again}");
+    node.stop().await;
+}

@@ -127,7 +127,7 @@ fn masked(mut v: ViewRecord) -> ViewRecord {
 }
 
 enum Writer<W: Write> {
-    Csv(csv::Writer<W>, &'static Catalogue),
+    Csv(Box<csv::Writer<W>>, &'static Catalogue),
     Jsonl(W),
 }
 
@@ -136,7 +136,7 @@ impl<W: Write> Writer<W> {
         out.write_all(b"\xEF\xBB\xBF")?;
         let mut csv = csv::Writer::from_writer(out);
         csv.write_record(headers(list))?;
-        Ok(Writer::Csv(csv, Catalogue::builtin()))
+        Ok(Writer::Csv(Box::new(csv), Catalogue::builtin()))
     }
 
     fn write(&mut self, v: ViewRecord) -> Result<()> {

@@ -8,7 +8,9 @@
 //! the streaming publisher `credexctl publish` uses. Record ids derive from the deciding
 //! authority and the decision document number, and the node numbers the versions
 //! (`PublishRequest.assign_versions`), so importing a file again publishes nothing and a changed
-//! row publishes a new version of its record. The run exits non-zero when a row was rejected.
+//! row publishes a new version of its record (a JSON Lines record without a `record_id` gets the
+//! id its CSV row would; one with an id keeps it, and must leave `version` out). The run exits
+//! non-zero when a row was rejected.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
@@ -251,7 +253,7 @@ struct Rows {
 
 enum Source {
     Csv {
-        reader: csv::Reader<import::Decoded<BufReader<File>>>,
+        reader: Box<csv::Reader<import::Decoded<BufReader<File>>>>,
         columns: Columns,
         row: csv::StringRecord,
     },
@@ -260,6 +262,34 @@ enum Source {
 
 /// One row as read: its number (the line it starts on) and its record or what is wrong with it.
 type Row = (usize, Result<CreditRecord, Vec<import::CellError>>);
+
+/// A JSON Lines record without a record id gets the one its CSV row would (see
+/// [`import::record_id`]); one with an id keeps it.
+fn with_derived_id(mut record: CreditRecord) -> CreditRecord {
+    if record.record_id.is_empty() {
+        let subject = record.subject.clone().unwrap_or_default();
+        let subject_id = if subject.uscc.is_empty() {
+            subject.id_number
+        } else {
+            subject.uscc
+        };
+        record.record_id = import::record_id(
+            record.list(),
+            &record
+                .authority
+                .as_ref()
+                .map(|a| a.uscc.to_uppercase())
+                .unwrap_or_default(),
+            record
+                .decision
+                .as_ref()
+                .map_or("", |d| d.document_number.trim()),
+            &subject_id.to_uppercase(),
+            &record.category,
+        );
+    }
+    record
+}
 
 impl Rows {
     fn open(path: &Path, format: Format, encoding: Encoding, rejects: &Path) -> Result<Rows> {
@@ -284,7 +314,7 @@ impl Rows {
                     _ => "UTF-8",
                 };
                 let source = Source::Csv {
-                    reader,
+                    reader: Box::new(reader),
                     columns,
                     row: csv::StringRecord::new(),
                 };
@@ -334,7 +364,7 @@ impl Rows {
                 Err(e) => Some(Err(std::io::Error::other(e))),
             },
             Source::Jsonl(reader) => match reader.next()? {
-                Ok(Line { number, record }) => Some(Ok((number, Ok(record)))),
+                Ok(Line { number, record }) => Some(Ok((number, Ok(with_derived_id(record))))),
                 Err(LineError::Malformed { number, message }) => Some(Ok((
                     number,
                     Err(vec![import::CellError {

@@ -405,7 +405,7 @@ impl Engine {
                         .or_else(|| pending.get(&given.record_id));
                     match self.assign_version(validator, i, given, known.copied())? {
                         Assigned::Next(record) => {
-                            numbered = record;
+                            numbered = *record;
                             &numbered
                         }
                         Assigned::Present(present) => {
@@ -497,7 +497,7 @@ impl Engine {
 /// What [`Versions::Assign`] makes of one record.
 enum Assigned {
     /// Publish it with this version.
-    Next(pb::CreditRecord),
+    Next(Box<pb::CreditRecord>),
     /// Its latest version holds this content already.
     Present(Checked),
     Refused(String),
@@ -522,9 +522,11 @@ impl Engine {
                 given.version
             )));
         }
-        let numbered = |version: u32| pb::CreditRecord {
-            version,
-            ..given.clone()
+        let numbered = |version: u32| {
+            Box::new(pb::CreditRecord {
+                version,
+                ..given.clone()
+            })
         };
         if let Some(v) = known {
             return Ok(Assigned::Next(numbered(v.saturating_add(1))));
