@@ -836,6 +836,29 @@ mod tests {
     }
 
     #[test]
+    fn list_rows_map_onto_black_and_red_records() {
+        let (columns, rows) = rows(concat!(
+            "主体名称,主体类别,统一社会信用代码,证件号码,名单类别,信用信息类别,失信程度,列入事由,认定依据,认定文书文号,列入日期,公示截止期,认定部门,认定部门统一社会信用代码,惩戒措施\n",
+            "王某,自然人,,430102198005174021,失信黑名单,失信被执行人,严重,有履行能力而拒不履行,《最高人民法院关于公布失信被执行人名单信息的若干规定》第一条,（2026）湘0102执881号,2026年3月2日,2029年3月1日,长沙市芙蓉区人民法院,11430102MB1234567X,限制高消费；限制乘坐飞机\n",
+            "湘味食品有限公司,法人,91430104MA4L0000X1,,红名单,tax.credit_grade_a,,,,,2026-04-01,2027-03-31,国家税务总局长沙市税务局,11430100MB7654321Y,\n",
+        ));
+        assert!(columns.is_list_export());
+        let lines: Vec<String> = rows
+            .iter()
+            .map(|row| {
+                crate::json::record_to_line(&columns.record(row, Catalogue::builtin()).unwrap())
+            })
+            .collect();
+        expect![[r#"
+            [
+                "{\"record_id\":\"black:11430102MB1234567X:45d1103207ffd206\",\"version\":0,\"subject\":{\"kind\":\"natural_person\",\"name\":\"王某\",\"id_number\":\"430102198005174021\"},\"list\":\"black\",\"category\":\"court.dishonest_debtor\",\"severity\":\"serious\",\"authority\":{\"name\":\"长沙市芙蓉区人民法院\",\"uscc\":\"11430102MB1234567X\"},\"decision\":{\"document_number\":\"（2026）湘0102执881号\",\"decided_on\":\"2026-03-02\",\"legal_basis\":\"《最高人民法院关于公布失信被执行人名单信息的若干规定》第一条\",\"facts\":\"有履行能力而拒不履行\",\"sanction_measures\":[\"限制高消费\",\"限制乘坐飞机\"]},\"publication\":{\"starts_on\":\"2026-03-02\",\"ends_on\":\"2029-03-01\"},\"status\":{\"kind\":\"active\"}}",
+                "{\"record_id\":\"red:11430100MB7654321Y:567bd05aa197a675\",\"version\":0,\"subject\":{\"kind\":\"legal_person\",\"name\":\"湘味食品有限公司\",\"uscc\":\"91430104MA4L0000X1\"},\"list\":\"red\",\"category\":\"tax.credit_grade_a\",\"authority\":{\"name\":\"国家税务总局长沙市税务局\",\"uscc\":\"11430100MB7654321Y\"},\"decision\":{\"decided_on\":\"2026-04-01\"},\"publication\":{\"starts_on\":\"2026-04-01\",\"ends_on\":\"2027-03-31\"},\"status\":{\"kind\":\"active\"}}",
+            ]
+        "#]]
+        .assert_debug_eq(&lines);
+    }
+
+    #[test]
     fn headers_are_checked_before_any_row() {
         let check = |header: &str| match Columns::new(
             &header.split(',').map(String::from).collect::<Vec<_>>(),
