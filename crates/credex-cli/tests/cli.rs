@@ -540,8 +540,10 @@ async fn import_publishes_good_rows_rejects_bad_ones_by_column_and_a_rerun_publi
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .from_reader(text.as_bytes());
+    // As Windows programs write it: CRLF line endings.
     let mut out = csv::WriterBuilder::new()
         .flexible(true)
+        .terminator(csv::Terminator::CRLF)
         .from_writer(Vec::new());
     out.write_record(reader.headers().unwrap()).unwrap();
     for (i, row) in reader.records().enumerate() {
@@ -559,6 +561,12 @@ async fn import_publishes_good_rows_rejects_bad_ones_by_column_and_a_rerun_publi
     let (changed, _) = import(&node, &gbk_file).await;
     assert_eq!(changed["encoding"], "GBK");
     assert_eq!(counts(&changed), [300, 1, 1, 296, 3], "{changed}");
+    let rejects = std::fs::read(node.dir.path().join("gbk.csv.rejects.csv")).unwrap();
+    let rows: Vec<String> = csv::Reader::from_reader(&rejects[3..])
+        .records()
+        .map(|r| r.unwrap()[0].to_owned())
+        .collect();
+    assert_eq!(rows, ["101", "201", "301"]);
 
     // The view holds each good row once, as the export shows it.
     let output = ctl(

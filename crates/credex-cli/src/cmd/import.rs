@@ -260,7 +260,8 @@ enum Source {
     Jsonl(RecordReader<BufReader<File>>),
 }
 
-/// One row as read: its number (the line it starts on) and its record or what is wrong with it.
+/// One row as read: its number (the spreadsheet's: the header is row 1, JSON Lines: the line)
+/// and its record or what is wrong with it.
 type Row = (usize, Result<CreditRecord, Vec<import::CellError>>);
 
 /// A JSON Lines record without a record id gets the one its CSV row would (see
@@ -358,7 +359,9 @@ impl Rows {
             } => match reader.read_record(row) {
                 Ok(false) => None,
                 Ok(true) => {
-                    let number = row.position().map_or(0, |p| p.line() as usize);
+                    // The spreadsheet row: the header is row 1. Not the text line, which a
+                    // cell with a line break, or the csv crate's count of CRLF endings, moves.
+                    let number = row.position().map_or(0, |p| p.record() as usize + 1);
                     Some(Ok((number, columns.record(row, self.catalogue))))
                 }
                 Err(e) => Some(Err(std::io::Error::other(e))),
