@@ -485,8 +485,8 @@ fn counts(summary: &serde_json::Value) -> [u64; 5] {
     })
 }
 
-/// Rows of the main import test; `CREDEX_IMPORT_ROWS=100000` runs it at the size
-/// (README "Importing platform exports": in a release build).
+/// Rows of the main import test; `CREDEX_IMPORT_ROWS=100000` runs it at the size (README
+/// "Tests": about a minute in a debug build, too long for every CI run).
 fn import_rows() -> usize {
     std::env::var("CREDEX_IMPORT_ROWS")
         .ok()
