@@ -10,7 +10,8 @@
 //! whole (written beside it, then renamed), so it is never half-written.
 //!
 //! When the node goes away (UNAVAILABLE, the stream ends) the watcher reconnects, backing off
-//! up to 30 s, and resumes where it was; any other error ends it.
+//! up to 30 s, and resumes where it was; any other error, or failing to connect at all on start,
+//! ends it.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -65,8 +66,11 @@ pub async fn run(global: &Global, args: Args) -> Result<()> {
         place = Some(0);
     }
     let mut backoff = Duration::from_secs(1);
+    let mut first = true;
     loop {
-        match follow(global, &args, &mut place).await {
+        let followed = follow(global, &args, &mut place, first).await;
+        first = false;
+        match followed {
             Ok(()) => errln!("credexctl watch: the stream ended; reconnecting"),
             Err(Stop::Fatal(e)) => return Err(e),
             Err(Stop::Retry(e)) => errln!(
@@ -85,11 +89,22 @@ enum Stop {
     Fatal(anyhow::Error),
 }
 
-/// One connection's worth of the stream, from `place` (`None`: from now on), updating it.
-async fn follow(global: &Global, args: &Args, place: &mut Option<u64>) -> Result<(), Stop> {
-    let conn = client::connect(global, Role::Reader)
-        .await
-        .map_err(Stop::Retry)?;
+/// One connection's worth of the stream, from `place` (`None`: from now on), updating it. A
+/// first connection that fails ends the watcher (a wrong folder, city or certificate is no
+/// outage); a later one is retried.
+async fn follow(
+    global: &Global,
+    args: &Args,
+    place: &mut Option<u64>,
+    first: bool,
+) -> Result<(), Stop> {
+    let conn = client::connect(global, Role::Reader).await.map_err(|e| {
+        if first {
+            Stop::Fatal(e)
+        } else {
+            Stop::Retry(e)
+        }
+    })?;
     let request = WatchRequest {
         after: place.unwrap_or(0),
         from_start: *place == Some(0),
