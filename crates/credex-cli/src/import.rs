@@ -258,6 +258,35 @@ impl Column {
         }
     }
 
+    /// The record field the column fills.
+    pub fn field(self) -> &'static str {
+        match self {
+            Column::SubjectName => "subject.name",
+            Column::SubjectKind => "subject.kind",
+            Column::Uscc => "subject.uscc",
+            Column::IdNumber => "subject.id_number",
+            Column::LegalRepresentative => "subject.legal_representative.name",
+            Column::LegalRepresentativeId => "subject.legal_representative.id_number",
+            Column::DocumentNumber => "decision.document_number",
+            Column::Category => "category",
+            Column::Facts => "decision.facts",
+            Column::LegalBasis => "decision.legal_basis",
+            Column::PenaltyKinds => "decision.penalty_kinds",
+            Column::PenaltyContent => "decision.penalty_content",
+            Column::Fine => "decision.fine_fen",
+            Column::DecidedOn => "decision.decided_on",
+            Column::StartsOn => "publication.starts_on",
+            Column::EndsOn => "publication.ends_on",
+            Column::AuthorityName => "authority.name",
+            Column::AuthorityUscc => "authority.uscc",
+            Column::DataSource => "data_source",
+            Column::Remarks => "remarks",
+            Column::List => "list",
+            Column::Severity => "severity",
+            Column::Sanctions => "decision.sanction_measures",
+        }
+    }
+
     /// The columns a file of this kind must have.
     fn required(list_export: bool) -> &'static [Column] {
         if list_export {

@@ -70,9 +70,16 @@ fn import_help() -> String {
          名单类别 is a red/black-list export, else a 双公示 administrative-penalty export:\n",
     );
     for column in import::Column::ALL {
-        help.push_str(&format!("  {}\n", column.headers().join(" / ")));
+        help.push_str(&format!(
+            "  {} → {}\n",
+            column.headers().join(" / "),
+            column.field()
+        ));
     }
-    help.push_str("See README.md \"Importing platform exports\" for the mapping in full.");
+    help.push_str(
+        "See README.md \"Importing platform exports, exporting lists, following changes\" for \
+         the values each column takes.",
+    );
     help
 }
 
