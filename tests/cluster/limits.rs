@@ -38,6 +38,7 @@ async fn limits_refuse_with_the_limit_named_and_spare_other_clients() -> Result<
     let refused = publisher
         .publish(pb::PublishRequest {
             records: vec![record],
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -267,7 +267,10 @@ impl Sandbox {
             pb::publisher_client::PublisherClient::new(self.channel(city, Role::Publisher).await?)
                 .max_encoding_message_size(64 << 20);
         Ok(client
-            .publish(pb::PublishRequest { records })
+            .publish(pb::PublishRequest {
+                records,
+                ..Default::default()
+            })
             .await?
             .into_inner())
     }

@@ -6,6 +6,7 @@
 //! - [`pki`]: the dev CA and certificates (rcgen).
 //! - [`city`]: member cities on the command line; the four capitals.
 //! - [`generator`]: realistic generated credit records.
+//! - [`import`]: reading platform exports (CSV with Chinese headers, UTF-8 or GBK) for `credexctl import`.
 //! - [`json`]: the JSON Lines record format of `publish` and `gen`.
 //! - [`publish`]: streaming publish: records read, batched and sent as they come.
 //! - [`output`]: tables and JSON output.
@@ -20,6 +21,7 @@ pub mod consortium;
 pub mod generator;
 pub mod health;
 pub mod home;
+pub mod import;
 pub mod json;
 pub mod output;
 pub mod pki;

@@ -52,7 +52,7 @@ pub struct Global {
     #[arg(long, global = true, env = "CREDEX_CITY", value_name = "ID")]
     pub city: Option<String>,
     /// The client certificate to use: publisher, operator, auditor, reader or enforcement
-    /// [default: per command: publish→publisher, lookup and list→reader, status, invalid and
+    /// [default: per command: publish and import→publisher, lookup, list, export and watch→reader, status, invalid and
     /// access-log→operator, audit→auditor].
     #[arg(long, global = true, value_name = "ROLE", value_parser = parse_role)]
     pub role: Option<Role>,
@@ -83,11 +83,19 @@ enum Command {
     Consortium(cmd::consortium::Command),
     /// Publish records (JSON Lines) as this city's platform.
     Publish(cmd::publish::Args),
+    /// Import a platform export (双公示 penalty or red/black-list CSV, UTF-8 or GBK, or JSON
+    /// Lines): validate every row, publish the good ones, write the rejected ones to a file.
+    Import(cmd::import::Args),
     /// Every record in force for one subject (USCC or resident ID number), across all
     /// recognised cities.
     Lookup(cmd::lookup::Args),
     /// List records in force, filtered.
     List(cmd::list::Args),
+    /// Export one list in force in this city's view (红黑榜, 重点关注名单, 行政处罚) as CSV with
+    /// Chinese headers or JSON Lines, ID numbers masked, with provenance.
+    Export(cmd::export::Args),
+    /// Follow the view's changes (View.Watch), keeping the place in a state file.
+    Watch(cmd::watch::Args),
     /// A node's sync health: peers, origins, quarantine and view counts.
     Status(cmd::status::Args),
     /// Entries listed invalid (appended, kept out of the view), with the reason.
@@ -125,8 +133,11 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Consortium(command) => cmd::consortium::run(&cli.global, command),
         Command::Publish(args) => cmd::publish::run(&cli.global, args).await,
+        Command::Import(args) => cmd::import::run(&cli.global, args).await,
         Command::Lookup(args) => cmd::lookup::run(&cli.global, args).await,
         Command::List(args) => cmd::list::run(&cli.global, args).await,
+        Command::Export(args) => cmd::export::run(&cli.global, args).await,
+        Command::Watch(args) => cmd::watch::run(&cli.global, args).await,
         Command::Status(args) => cmd::status::run(&cli.global, args).await,
         Command::Invalid(args) => cmd::invalid::run(&cli.global, args).await,
         Command::AccessLog(args) => cmd::access_log::run(&cli.global, args).await,

@@ -474,6 +474,7 @@ where
                 ids.push_back(batch_ids);
                 let answer = publish(PublishRequest {
                     records: batch.records,
+                    ..Default::default()
                 });
                 let lines = batch.lines;
                 flying.push_back(async move { (lines, answer.await) });

@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::{self, Authorizer, Rpc};
 use crate::engine::access::{self, Access};
-use crate::engine::publish::PublishQueue;
+use crate::engine::publish::{PublishQueue, Versions};
 use crate::engine::query::{self, ListFilter};
 use crate::engine::witness::WitnessAnswer;
 use crate::engine::{Engine, EngineError};
@@ -195,9 +195,15 @@ impl Publisher for Api {
         request: Request<pb::PublishRequest>,
     ) -> Result<Response<pb::PublishResponse>, Status> {
         let _call = self.admit(&request, Rpc::Publish)?;
+        let request = request.into_inner();
+        let versions = if request.assign_versions {
+            Versions::Assign
+        } else {
+            Versions::Given
+        };
         let receipt = self
             .publisher
-            .publish(request.into_inner().records)
+            .publish_with(request.records, versions)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::PublishResponse {
@@ -328,18 +334,21 @@ impl View for Api {
         let call = self.admit(&request, Rpc::ViewWatch)?;
         let access = Self::full_identity_access(&request, &request.get_ref().purpose)?;
         let full = access.is_some();
-        let after = request.into_inner().after;
+        let request = request.into_inner();
+        let after = request.after;
         self.log_access(access, Rpc::ViewWatch, format!("changes after {after}"))
             .await?;
         let engine = self.engine.clone();
         let mut shutdown = self.shutdown.clone();
         // `after` 0 means from now on; otherwise resume after change seq `after`, which is
         // store change `after - 1` (see `Engine::changes`).
-        let mut next = if after == 0 {
+        let mut next = if after == 0 && !request.from_start {
             engine.store.change_head()
         } else {
             after
         };
+        // Where this stream starts, as the `after` that resumes there.
+        let resume_after = tonic::metadata::MetadataValue::from(next);
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         tokio::spawn(async move {
             let mut advanced = engine.subscribe();
@@ -378,7 +387,11 @@ impl View for Api {
                 }
             }
         });
-        Ok(Response::new(held(ReceiverStream::new(rx), call)))
+        let mut response = Response::new(held(ReceiverStream::new(rx), call));
+        response
+            .metadata_mut()
+            .insert("credex-resume-after", resume_after);
+        Ok(response)
     }
 }
 

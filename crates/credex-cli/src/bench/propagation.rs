@@ -127,6 +127,7 @@ pub async fn propagation(options: &PropagationOptions) -> Result<PropagationFigu
             let answer = client
                 .publish(pb::PublishRequest {
                     records: vec![record],
+                    ..Default::default()
                 })
                 .await;
             (at.elapsed(), answer)

@@ -281,6 +281,7 @@ mod tests {
         let mut client = publisher(&cluster).await?;
         let request = pb::PublishRequest {
             records: vec![generator().record()],
+            ..Default::default()
         };
         let answer = tokio::time::timeout(Duration::from_secs(30), client.publish(request))
             .await
@@ -304,7 +305,14 @@ mod tests {
         for _ in 0..40 {
             let records = (0..5).map(|_| generator.record()).collect();
             let mut client = client.clone();
-            calls.spawn(async move { client.publish(pb::PublishRequest { records }).await });
+            calls.spawn(async move {
+                client
+                    .publish(pb::PublishRequest {
+                        records,
+                        ..Default::default()
+                    })
+                    .await
+            });
         }
         let mut acknowledged = BTreeSet::new();
         while let Some(call) = calls.join_next().await {

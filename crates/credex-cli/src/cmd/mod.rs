@@ -4,12 +4,15 @@ pub mod access_log;
 pub mod audit;
 pub mod bench;
 pub mod consortium;
+pub mod export;
 pub mod generate;
+pub mod import;
 pub mod invalid;
 pub mod list;
 pub mod lookup;
 pub mod publish;
 pub mod status;
+pub mod watch;
 
 use anyhow::{Context, Result, bail};
 use credex_cli::home::Home;

@@ -98,7 +98,7 @@ pub async fn run(global: &Global, args: Args) -> Result<()> {
     let sent = stream::send(
         futures::stream::iter([first]).chain(batches),
         limits.in_flight,
-        publisher(&conn),
+        publisher(&conn, false),
         |_, entry| {
             progress.inc(1);
             present += u64::from(entry.already_present);
@@ -150,7 +150,6 @@ pub async fn run(global: &Global, args: Args) -> Result<()> {
     }
 }
 
-/// One Publish call in flight.
 /// What became of one record: `published` (appended now) or `already_present` (this version was
 /// in the log with the same content; nothing appended). Refused records are in the error.
 fn outcome(e: &PublishedEntry) -> &'static str {
@@ -161,15 +160,23 @@ fn outcome(e: &PublishedEntry) -> &'static str {
     }
 }
 
+/// One Publish call in flight.
 type Call = std::pin::Pin<Box<dyn Future<Output = Result<PublishResponse, tonic::Status>> + Send>>;
 
-/// The Publisher of `conn` as [`stream::send`] calls it, each request with the deadline.
-fn publisher(conn: &Connection) -> impl FnMut(PublishRequest) -> Call + use<> {
+/// The Publisher of `conn` as [`stream::send`] calls it, each request with the deadline; with
+/// `assign_versions` the node numbers the records' versions (`credexctl import`).
+pub(crate) fn publisher(
+    conn: &Connection,
+    assign_versions: bool,
+) -> impl FnMut(PublishRequest) -> Call + use<> {
     let client = conn.publisher();
     let conn = conn.clone();
     move |request| {
         let mut client = client.clone();
-        let request = conn.request(request);
+        let request = conn.request(PublishRequest {
+            assign_versions,
+            ..request
+        });
         Box::pin(async move { client.publish(request).await.map(|r| r.into_inner()) })
     }
 }
@@ -185,7 +192,7 @@ fn progress_bar() -> ProgressBar {
 }
 
 /// The error of a run that a refusal stopped, naming what was and was not published.
-fn refusal_error(conn: &Connection, sent: &Sent) -> Option<anyhow::Error> {
+pub(crate) fn refusal_error(conn: &Connection, sent: &Sent) -> Option<anyhow::Error> {
     let first = sent.refused.first()?;
     Some(
         conn.rpc_error("Publisher.Publish", first.status.clone())
@@ -266,7 +273,7 @@ pub async fn publish(
     let sent = stream::send(
         futures::stream::iter(batches),
         limits.in_flight,
-        publisher(conn),
+        publisher(conn, false),
         |_, _| progress.inc(1),
     )
     .await;

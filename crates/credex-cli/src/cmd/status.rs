@@ -1,5 +1,12 @@
 //! `credexctl status`: a node's sync health (Operator.Status) — its peers, every origin's
 //! log as this node holds it, quarantine counts and the size of its view.
+//!
+//! `--watch` asks again every `--interval` seconds until interrupted: on a terminal it redraws
+//! the screen in place; otherwise (a pipe, a log file) it prints each snapshot under a line
+//! with its time, and with `--json` one JSON document per line.
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
 
 use anyhow::Result;
 use credex_node::tls::Role;
@@ -8,21 +15,65 @@ use serde::Serialize;
 
 use crate::Global;
 use crate::client::{self, Connection};
-use credex_cli::out;
 use credex_cli::output::{Table, age, ago, print_json};
+use credex_cli::{out, outln};
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Refresh until interrupted: redraw in place on a terminal, else print each snapshot.
+    #[arg(long)]
+    watch: bool,
+    /// Seconds between refreshes with --watch.
+    #[arg(long, value_name = "S", default_value_t = 2, requires = "watch",
+          value_parser = super::integer::<u64>(1, 3600))]
+    interval: u64,
+}
 
-pub async fn run(global: &Global, _args: Args) -> Result<()> {
+pub async fn run(global: &Global, args: Args) -> Result<()> {
     let conn = client::connect(global, Role::Operator).await?;
-    let status = status(&conn).await?;
-    if global.json {
-        print_json(&StatusJson::new(&status))
-    } else {
-        out!("{}", render(&status, now_millis()))?;
-        Ok(())
+    if !args.watch {
+        let status = status(&conn).await?;
+        return if global.json {
+            print_json(&StatusJson::new(&status))
+        } else {
+            out!("{}", render(&status, now_millis()))?;
+            Ok(())
+        };
     }
+    let terminal = std::io::stdout().is_terminal() && !global.json;
+    let mut ticks = tokio::time::interval(Duration::from_secs(args.interval));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let status = status(&conn).await?;
+        let now = now_millis();
+        if global.json {
+            outln!("{}", serde_json::to_string(&StatusJson::new(&status))?)?;
+        } else if terminal {
+            // Home and clear, then the snapshot: one redraw, no scrolling.
+            out!(
+                "\x1b[H\x1b[2J{} every {}s\n\n{}",
+                snapshot_time(now),
+                args.interval,
+                render(&status, now)
+            )?;
+        } else {
+            out!("--- {}\n{}\n", snapshot_time(now), render(&status, now))?;
+        }
+        std::io::stdout().flush()?;
+    }
+}
+
+/// A snapshot's time, local to the consortium (UTC+8).
+fn snapshot_time(unix_millis: i64) -> String {
+    let offset = chrono::FixedOffset::east_opt(8 * 3600).expect("a valid offset");
+    chrono::DateTime::from_timestamp_millis(unix_millis)
+        .map(|t| {
+            t.with_timezone(&offset)
+                .format("%Y-%m-%d %H:%M:%S%:z")
+                .to_string()
+        })
+        .unwrap_or_default()
 }
 
 /// Calls Operator.Status.

@@ -222,6 +222,7 @@ async fn enforcement_list_and_watch_see_full_ids_and_are_logged_with_their_filte
             pb::WatchRequest {
                 after: 0,
                 purpose: PURPOSE.into(),
+                ..Default::default()
             },
         ))
         .await

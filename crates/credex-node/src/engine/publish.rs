@@ -13,6 +13,13 @@
 //! predecessor's is a new version like any other (a publisher may re-confirm a record): only
 //! the version number says whether it is a rerun.
 //!
+//! **Or the node numbers the versions** ([`Versions::Assign`], `PublishRequest.assign_versions`):
+//! a record comes with version 0 and gets 1 if its id is new, else the next one — unless the
+//! latest version already holds exactly its content, which is answered as `already_present`.
+//! An importer that derives record ids from its source rows (`credexctl import`) so reruns a
+//! file without knowing what the log holds: unchanged rows publish nothing, a changed row a new
+//! version.
+//!
 //! A request is accepted or refused whole. It is acknowledged only once its entries are
 //! durable; the checkpoint over them is signed only after that (DESIGN.md: a node signs no
 //! checkpoint before the entries it covers are durable, so a crash never looks like
@@ -65,8 +72,19 @@ pub struct PublishReceipt {
     pub tree_size: u64,
 }
 
+/// Who numbers the versions of a request's records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Versions {
+    /// Each record carries its version, which must be the next one (or already present).
+    Given,
+    /// Each record carries version 0; the node assigns the next one, or answers the latest as
+    /// already present when it holds the same content.
+    Assign,
+}
+
 struct Job {
     records: Vec<pb::CreditRecord>,
+    versions: Versions,
     reply: oneshot::Sender<Result<PublishReceipt, EngineError>>,
 }
 
@@ -90,6 +108,15 @@ impl PublishQueue {
         &self,
         records: Vec<pb::CreditRecord>,
     ) -> Result<PublishReceipt, EngineError> {
+        self.publish_with(records, Versions::Given).await
+    }
+
+    /// As [`PublishQueue::publish`], with the versions numbered as `versions` says.
+    pub async fn publish_with(
+        &self,
+        records: Vec<pb::CreditRecord>,
+        versions: Versions,
+    ) -> Result<PublishReceipt, EngineError> {
         if records.is_empty() {
             return Err(EngineError::InvalidArgument(
                 "records: at least one record is required".into(),
@@ -103,7 +130,11 @@ impl PublishQueue {
         }
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Job { records, reply })
+            .send(Job {
+                records,
+                versions,
+                reply,
+            })
             .await
             .map_err(|_| EngineError::ShuttingDown)?;
         rx.await.map_err(|_| EngineError::ShuttingDown)?
@@ -232,7 +263,13 @@ impl Engine {
         let mut accepted = Vec::new();
         let mut changes = super::changes::ChangeTracker::new(self);
         for job in jobs {
-            match self.check_job(&validator, &job.records, &pending, &mut changes) {
+            match self.check_job(
+                &validator,
+                &job.records,
+                job.versions,
+                &pending,
+                &mut changes,
+            ) {
                 Err(e) => {
                     let _ = job.reply.send(Err(e));
                 }
@@ -348,6 +385,7 @@ impl Engine {
         &self,
         validator: &Validator<'_>,
         records: &[pb::CreditRecord],
+        versions: Versions,
         pending: &HashMap<String, u32>,
         changes: &mut super::changes::ChangeTracker<'_>,
     ) -> Result<Vec<Checked>, EngineError> {
@@ -357,7 +395,30 @@ impl Engine {
         let mut in_request: HashMap<&str, u32> = HashMap::new();
         // The request's own earlier version of a record, by index into `valid`.
         let mut earlier: HashMap<&str, usize> = HashMap::new();
-        for (i, record) in records.iter().enumerate() {
+        for (i, given) in records.iter().enumerate() {
+            let numbered;
+            let record = match versions {
+                Versions::Given => given,
+                Versions::Assign => {
+                    let known = in_request
+                        .get(given.record_id.as_str())
+                        .or_else(|| pending.get(&given.record_id));
+                    match self.assign_version(validator, i, given, known.copied())? {
+                        Assigned::Next(record) => {
+                            numbered = *record;
+                            &numbered
+                        }
+                        Assigned::Present(present) => {
+                            checked.push(present);
+                            continue;
+                        }
+                        Assigned::Refused(problem) => {
+                            problems.push(problem);
+                            continue;
+                        }
+                    }
+                }
+            };
             let v = match validator.validate(record) {
                 Ok(v) => v,
                 Err(e) => {
@@ -365,7 +426,8 @@ impl Engine {
                     continue;
                 }
             };
-            let id = record.record_id.as_str();
+            // The id as given (a numbered copy has the same), borrowed for the whole request.
+            let id = given.record_id.as_str();
             let stored = self.store.record(&self.city, id)?;
             if !in_request.contains_key(id)
                 && !pending.contains_key(id)
@@ -432,7 +494,64 @@ impl Engine {
     }
 }
 
+/// What [`Versions::Assign`] makes of one record.
+enum Assigned {
+    /// Publish it with this version.
+    Next(Box<pb::CreditRecord>),
+    /// Its latest version holds this content already.
+    Present(Checked),
+    Refused(String),
+}
+
 impl Engine {
+    /// Numbers record `i` of a request whose versions the node assigns: the next version after
+    /// `known` (a version earlier in this request or batch) or after the latest held, unless the
+    /// latest held has the same normalised content. A version earlier in the same batch is not
+    /// compared (it is not durable yet): the same row twice in one batch makes two versions.
+    /// `credexctl import` never sends one record id in two requests in flight.
+    fn assign_version(
+        &self,
+        validator: &Validator<'_>,
+        i: usize,
+        given: &pb::CreditRecord,
+        known: Option<u32>,
+    ) -> Result<Assigned, EngineError> {
+        let id = given.record_id.as_str();
+        if given.version != 0 {
+            return Ok(Assigned::Refused(format!(
+                "records[{i}]: record {id}: version: must be 0 (unset) when the node assigns \
+                 versions, found {}",
+                given.version
+            )));
+        }
+        let numbered = |version: u32| {
+            Box::new(pb::CreditRecord {
+                version,
+                ..given.clone()
+            })
+        };
+        if let Some(v) = known {
+            return Ok(Assigned::Next(numbered(v.saturating_add(1))));
+        }
+        let Some(latest) = self.store.record(&self.city, id)? else {
+            return Ok(Assigned::Next(numbered(1)));
+        };
+        let version = u32::try_from(latest.version).unwrap_or(u32::MAX);
+        // Compared as validation normalises it; an invalid record is reported as the next
+        // version by the caller's validation.
+        if let Ok(v) = validator.validate(&numbered(version))
+            && let Some((seq, held)) = self.stored_version(id, version, latest)?
+            && held == v.normalised
+        {
+            return Ok(Assigned::Present(Checked::Present {
+                record_id: id.to_owned(),
+                version,
+                seq,
+            }));
+        }
+        Ok(Assigned::Next(numbered(version.saturating_add(1))))
+    }
+
     /// This city's `version` of record `id` as held (its seq and record), given the record's
     /// latest location.
     fn stored_version(
@@ -470,6 +589,7 @@ mod tests {
     fn job(records: usize) -> Job {
         Job {
             records: vec![pb::CreditRecord::default(); records],
+            versions: Versions::Given,
             reply: oneshot::channel().0,
         }
     }

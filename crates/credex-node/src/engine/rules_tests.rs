@@ -306,6 +306,62 @@ async fn republishing_a_published_version_appends_nothing_and_acknowledges_its_s
 }
 
 #[tokio::test]
+async fn assigned_versions_skip_unchanged_content_and_number_a_change_next() {
+    let h = harness(capitals());
+    let company = uscc("91430100MA4L00003");
+    let mut row = black("CS-1", &company, "430100");
+    row.version = 0;
+    let assign = async |records: Vec<pb::CreditRecord>| {
+        h.queue
+            .publish_with(records, publish::Versions::Assign)
+            .await
+    };
+    let seen = |receipt: PublishReceipt| -> Vec<(u32, u64, bool)> {
+        receipt
+            .published
+            .iter()
+            .map(|p| (p.version, p.seq, p.already_present))
+            .collect()
+    };
+    // New, then the same row twice: numbered 1, then answered where it is.
+    assert_eq!(
+        seen(assign(vec![row.clone()]).await.expect("new")),
+        [(1, 0, false)]
+    );
+    assert_eq!(
+        seen(assign(vec![row.clone()]).await.expect("rerun")),
+        [(1, 0, true)]
+    );
+    // A changed row: the next version; its unchanged rerun, nothing.
+    let mut changed = row.clone();
+    changed.remarks = "更正".into();
+    assert_eq!(
+        seen(assign(vec![changed.clone()]).await.expect("changed")),
+        [(2, 1, false)]
+    );
+    assert_eq!(
+        seen(
+            assign(vec![changed.clone(), row.clone()])
+                .await
+                .expect("both")
+        ),
+        // The old content again after the change is a change too: version 3.
+        [(2, 1, true), (3, 2, false)]
+    );
+    assert_eq!(h.engine.store.origin_state(NODE).size, 3);
+    // A version given where the node assigns them is refused, naming the field.
+    let mut numbered = row;
+    numbered.version = 4;
+    let err = assign(vec![numbered]).await.expect_err("refused");
+    assert!(
+        err.to_string().contains(
+            "records[0]: record CS-1: version: must be 0 (unset) when the node assigns versions, found 4"
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn lookup_pages_stay_under_their_byte_bound_and_together_hold_every_record() {
     let h = harness(capitals());
     let company = uscc("91430100MA4L00003");
