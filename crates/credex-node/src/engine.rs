@@ -12,12 +12,14 @@
 //! - [`publish`]: group commit of the city's own records and checkpoint signing.
 //! - [`checkpoints`]: received checkpoints, consistency with the log, equivocation evidence.
 //! - [`query`]: the view (lookup, list), proofs and status.
+//! - [`counts`]: the view's counts for status, one shared count at a time.
 //! - [`witness`]: Witness.AddCheckpoint (C2SP tlog-witness semantics).
 //! - [`access`]: the access log of full-identity view requests (查询留痕).
 
 pub mod access;
 pub mod changes;
 pub mod checkpoints;
+pub mod counts;
 pub mod index;
 pub mod ingest;
 pub mod publish;
@@ -131,6 +133,8 @@ pub struct Engine {
     pending: Mutex<checkpoints::Pending>,
     /// When this node stored each origin's newest checkpoint (size, Unix ms), for its age.
     checkpoint_times: Mutex<BTreeMap<String, (u64, i64)>>,
+    /// The view's last count for status, and the count running.
+    counter: counts::ViewCounter,
     pub batch_max_entries: usize,
 }
 
@@ -172,6 +176,7 @@ impl Engine {
             best_seen: Mutex::new(BTreeMap::new()),
             pending: Mutex::new(BTreeMap::new()),
             checkpoint_times: Mutex::new(BTreeMap::new()),
+            counter: counts::ViewCounter::default(),
             batch_max_entries: parts.batch_max_entries.max(1),
         };
         engine.refresh_gauges();

@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::{self, Authorizer, Rpc};
 use crate::engine::access::{self, Access};
+use crate::engine::counts::VIEW_COUNT_BUDGET;
 use crate::engine::publish::{PublishQueue, Versions};
 use crate::engine::query::{self, ListFilter};
 use crate::engine::witness::WitnessAnswer;
@@ -479,10 +480,17 @@ impl Operator for Api {
         request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         let _call = self.admit(&request, Rpc::Status)?;
-        let skip_view = request.get_ref().skip_view;
+        let view = match request.get_ref().skip_view {
+            true => None,
+            false => self
+                .engine
+                .view_counts_within(VIEW_COUNT_BUDGET)
+                .await
+                .map_err(status)?,
+        };
         let engine = self.engine.clone();
         let peers = self.peers.snapshot();
-        // Status scans the view; keep it off the async workers.
+        // Status reads every origin's checkpoint and the invalid marks: off the async workers.
         let response =
             tokio::task::spawn_blocking(move || -> Result<pb::StatusResponse, EngineError> {
                 let origins = engine
@@ -530,11 +538,7 @@ impl Operator for Api {
                         .collect(),
                     origins,
                     quarantine,
-                    view: if skip_view {
-                        None
-                    } else {
-                        Some(engine.view_counts()?)
-                    },
+                    view,
                     invalid_entries,
                 })
             })

@@ -93,8 +93,16 @@ pub fn now_millis() -> i64 {
 /// A status as text; times are shown relative to `now_millis`.
 pub fn render(s: &StatusResponse, now_millis: i64) -> String {
     let view = s.view.unwrap_or_default();
+    let counted = match s.view {
+        None => " (the view is being counted)".to_owned(),
+        Some(v) if !v.current => format!(
+            " (the view as counted {}; a new count is running)",
+            ago(v.counted_at, now_millis)
+        ),
+        Some(_) => String::new(),
+    };
     let mut out = format!(
-        "{} ({}): {} subjects, {} records in force, {} excluded, {} invalid entries\n",
+        "{} ({}): {} subjects, {} records in force, {} excluded, {} invalid entries{counted}\n",
         s.city,
         s.consortium,
         view.subjects,
@@ -223,6 +231,9 @@ struct ViewJson {
     subjects: u64,
     records_in_force: u64,
     excluded: u64,
+    /// When the view was counted (Unix ms), and whether it is unchanged since.
+    counted_at: i64,
+    current: bool,
 }
 
 impl<'a> StatusJson<'a> {
@@ -271,6 +282,8 @@ impl<'a> StatusJson<'a> {
                 subjects: view.subjects,
                 records_in_force: view.records_in_force,
                 excluded: view.excluded,
+                counted_at: view.counted_at,
+                current: view.current,
             },
             invalid_entries: s.invalid_entries,
         }
@@ -325,6 +338,8 @@ mod tests {
                 subjects: 900,
                 records_in_force: 1000,
                 excluded: 12,
+                counted_at: 98_000,
+                current: true,
             }),
             invalid_entries: 0,
         }
@@ -350,6 +365,6 @@ mod tests {
 
     #[test]
     fn json_keeps_the_proto_field_names() {
-        expect![[r#"{"city":"hefei","consortium":"mid-yangtze","peers":[{"city":"changsha","address":"127.0.0.1:7400","connected":true,"last_contact":99000,"last_error":"","round_trip_ms":3},{"city":"wuhan","address":"127.0.0.1:7401","connected":false,"last_contact":0,"last_error":"connection refused","round_trip_ms":0}],"origins":[{"origin":"changsha","local_size":250,"indexed_size":240,"best_seen_size":251,"lag":1,"checkpoint_age_ms":1500,"published_size":250,"final_size":200,"cosignatures":3,"forked":false}],"quarantine":[{"reason":"bad signature","count":2}],"view":{"subjects":900,"records_in_force":1000,"excluded":12},"invalid_entries":0}"#]].assert_eq(&serde_json::to_string(&StatusJson::new(&sample())).expect("json"));
+        expect![[r#"{"city":"hefei","consortium":"mid-yangtze","peers":[{"city":"changsha","address":"127.0.0.1:7400","connected":true,"last_contact":99000,"last_error":"","round_trip_ms":3},{"city":"wuhan","address":"127.0.0.1:7401","connected":false,"last_contact":0,"last_error":"connection refused","round_trip_ms":0}],"origins":[{"origin":"changsha","local_size":250,"indexed_size":240,"best_seen_size":251,"lag":1,"checkpoint_age_ms":1500,"published_size":250,"final_size":200,"cosignatures":3,"forked":false}],"quarantine":[{"reason":"bad signature","count":2}],"view":{"subjects":900,"records_in_force":1000,"excluded":12,"counted_at":98000,"current":true},"invalid_entries":0}"#]].assert_eq(&serde_json::to_string(&StatusJson::new(&sample())).expect("json"));
     }
 }

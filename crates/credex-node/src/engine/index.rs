@@ -325,7 +325,9 @@ type Checking = oneshot::Receiver<Result<Vec<CheckedLeaf>, EngineError>>;
 /// behind the log by design: when the cores are busy — a catch-up appending, queries — it
 /// yields to them, and when they are idle it has them all. (Linux keeps the nice value per
 /// thread; elsewhere, or if the kernel refuses, the thread runs at normal priority.)
-fn spawn_low<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> oneshot::Receiver<T> {
+pub(crate) fn spawn_low<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> oneshot::Receiver<T> {
     let (tx, rx) = oneshot::channel();
     let spawned = std::thread::Builder::new()
         .name("credex-indexer".to_owned())

@@ -697,41 +697,4 @@ impl Engine {
         }
         Ok(figures)
     }
-
-    /// How many subjects and records the view holds today, and how many are excluded.
-    /// A full scan of the record index: O(records).
-    pub fn view_counts(&self) -> Result<pb::ViewCounts, EngineError> {
-        let today = self.clock.today();
-        let mut counts = pb::ViewCounts::default();
-        let mut subjects = std::collections::BTreeSet::new();
-        for member in self.members() {
-            let mut after: Option<String> = None;
-            loop {
-                let chunk = self.store.records(&member.city, after.as_deref(), 1024)?;
-                let Some((last, _)) = chunk.last() else { break };
-                after = Some(last.clone());
-                for (record_id, loc) in &chunk {
-                    // Provenance plays no part in whether a record is in force.
-                    let history = self.record_history(&member.city, record_id, *loc, 0, None)?;
-                    let refs: Vec<&RecordVersion> = history.iter().collect();
-                    match view::evaluate_record(&refs, &self.policy, today) {
-                        None => {}
-                        Some(Ok(in_force)) => {
-                            counts.records_in_force += 1;
-                            if let Some(s) = &in_force.version.record.subject {
-                                subjects.insert(if s.uscc.is_empty() {
-                                    s.id_number.clone()
-                                } else {
-                                    s.uscc.clone()
-                                });
-                            }
-                        }
-                        Some(Err(_)) => counts.excluded += 1,
-                    }
-                }
-            }
-        }
-        counts.subjects = subjects.len() as u64;
-        Ok(counts)
-    }
 }

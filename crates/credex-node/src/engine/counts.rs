@@ -1,0 +1,184 @@
+//! The view's counts for Operator.Status (subjects, records in force, records excluded), which
+//! take a scan of the record index: at a million records, tens of seconds.
+//!
+//! A status call must answer an operator at once, at any size, and must not start a scan of
+//! its own that keeps running after its caller gave up. So one count runs at a time, on a
+//! thread at the indexer's low priority, shared by every caller; a caller waits for it at most
+//! [`VIEW_COUNT_BUDGET`]. A count stays *current* until the view moves (an indexed mark, the
+//! change feed, the date): a current count is answered without counting; otherwise the caller
+//! waits within its budget for a count of the view as it is now, and past the budget gets the
+//! last count with the time it was taken and `current: false` while the new one finishes. A
+//! small view is counted within the budget, so its status is exact.
+
+use std::collections::HashSet;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use credex_core::date::Date;
+use credex_core::pb;
+use credex_core::view::{self, RecordVersion};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::{Engine, EngineError};
+
+/// The longest a status call waits for the view to be counted.
+pub const VIEW_COUNT_BUDGET: Duration = Duration::from_secs(2);
+
+/// What the view was when it was counted: a count is current while this is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    indexed: Vec<u64>,
+    change_head: u64,
+    today: Date,
+}
+
+#[derive(Debug, Clone)]
+struct Counted {
+    counts: pb::ViewCounts,
+    stamp: Stamp,
+}
+
+/// The last count and the one running, if any.
+#[derive(Debug, Default)]
+pub(crate) struct ViewCounter {
+    state: Mutex<CounterState>,
+}
+
+#[derive(Debug, Default)]
+struct CounterState {
+    last: Option<Counted>,
+    /// Turns `Some` when the running count ends (`Err`: why it failed).
+    running: Option<watch::Receiver<Option<Result<(), String>>>>,
+}
+
+impl Engine {
+    /// The view's counts, current if they can be had within `budget` (see the module docs).
+    /// `None` only if the view has never been counted and the first count is still running.
+    pub async fn view_counts_within(
+        self: &Arc<Self>,
+        budget: Duration,
+    ) -> Result<Option<pb::ViewCounts>, EngineError> {
+        let deadline = Instant::now() + budget;
+        loop {
+            let stamp = self.view_stamp();
+            let mut running = {
+                let mut state = self.counter.state.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(last) = state.last.as_ref().filter(|l| l.stamp == stamp) {
+                    return Ok(Some(last.counts.clone()));
+                }
+                match &state.running {
+                    Some(running) => running.clone(),
+                    None => {
+                        let running = self.start_count(stamp);
+                        state.running = Some(running.clone());
+                        running
+                    }
+                }
+            };
+            match tokio::time::timeout_at(deadline, running.wait_for(Option::is_some)).await {
+                Ok(Ok(done)) => {
+                    if let Some(Err(e)) = done.as_ref() {
+                        return Err(EngineError::Internal(format!("counting the view: {e}")));
+                    }
+                    // Counted: current now, or the view moved meanwhile and the loop counts
+                    // again within what is left of the budget.
+                }
+                Ok(Err(_)) => {
+                    return Err(EngineError::Internal(
+                        "the view count's thread ended without a result".into(),
+                    ));
+                }
+                Err(_) => {
+                    let state = self.counter.state.lock().unwrap_or_else(|e| e.into_inner());
+                    return Ok(state.last.as_ref().map(|l| {
+                        let mut counts = l.counts.clone();
+                        counts.current = false;
+                        counts
+                    }));
+                }
+            }
+        }
+    }
+
+    /// The view's stamp now.
+    fn view_stamp(&self) -> Stamp {
+        Stamp {
+            indexed: self
+                .members()
+                .map(|m| self.store.indexed(&m.city))
+                .collect(),
+            change_head: self.store.change_head(),
+            today: self.clock.today(),
+        }
+    }
+
+    /// Starts counting the view as of `stamp` on a low-priority thread; the receiver turns
+    /// `Some` when it ends, by which time the count is `last`.
+    fn start_count(self: &Arc<Self>, stamp: Stamp) -> watch::Receiver<Option<Result<(), String>>> {
+        let (tx, rx) = watch::channel(None);
+        let engine = self.clone();
+        let counted_at = self.clock.now_millis();
+        let counting = super::index::spawn_low(move || {
+            let result = engine.view_counts();
+            let mut state = engine
+                .counter
+                .state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            state.running = None;
+            let result = result.map(|mut counts| {
+                counts.counted_at = counted_at;
+                counts.current = true;
+                state.last = Some(Counted { counts, stamp });
+            });
+            let _ = tx.send(Some(result.map_err(|e| e.to_string())));
+        });
+        // The thread reports through `tx`; its own receiver is not needed.
+        drop(counting);
+        rx
+    }
+
+    /// Counts the subjects and records the view holds today, and the records excluded: a full
+    /// scan of the record index, O(records), in memory O(subjects) × 8 bytes.
+    pub fn view_counts(&self) -> Result<pb::ViewCounts, EngineError> {
+        let today = self.clock.today();
+        let mut counts = pb::ViewCounts::default();
+        // Subjects as 64-bit hashes: at a million subjects 8 MB, not the strings' 100 MB; two
+        // subjects colliding among a million has odds of about 1 in 10^7.
+        let mut subjects = HashSet::new();
+        for member in self.members() {
+            let mut after: Option<String> = None;
+            loop {
+                let chunk = self.store.records(&member.city, after.as_deref(), 1024)?;
+                let Some((last, _)) = chunk.last() else { break };
+                after = Some(last.clone());
+                for (record_id, loc) in &chunk {
+                    // Provenance plays no part in whether a record is in force.
+                    let history = self.record_history(&member.city, record_id, *loc, 0, None)?;
+                    let refs: Vec<&RecordVersion> = history.iter().collect();
+                    match view::evaluate_record(&refs, &self.policy, today) {
+                        None => {}
+                        Some(Ok(in_force)) => {
+                            counts.records_in_force += 1;
+                            if let Some(s) = &in_force.version.record.subject {
+                                let key = if s.uscc.is_empty() {
+                                    &s.id_number
+                                } else {
+                                    &s.uscc
+                                };
+                                let mut h = DefaultHasher::new();
+                                key.hash(&mut h);
+                                subjects.insert(h.finish());
+                            }
+                        }
+                        Some(Err(_)) => counts.excluded += 1,
+                    }
+                }
+            }
+        }
+        counts.subjects = subjects.len() as u64;
+        Ok(counts)
+    }
+}
