@@ -285,6 +285,7 @@ impl Sandbox {
             page_size: 0,
             page_token: String::new(),
             purpose: String::new(),
+            ..Default::default()
         };
         Ok(client.lookup(request).await?.into_inner())
     }

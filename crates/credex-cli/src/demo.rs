@@ -491,7 +491,8 @@ impl Demo {
         let deadline = Instant::now() + self.deadline;
         loop {
             nodes.check_running(&self.home, &conn.city)?;
-            let response = lookup::lookup(conn, subject, None, None, "").await?;
+            let response =
+                lookup::lookup(conn, subject, None, None, Default::default(), "").await?;
             if done(&response) {
                 return Ok(response);
             }

@@ -237,12 +237,20 @@ impl View for Api {
             0 => query::MAX_PAGE,
             n => (n as usize).min(query::MAX_PAGE),
         };
+        let known_at = self
+            .engine
+            .known_at(
+                req.as_known_at,
+                &req.as_known_at_origin,
+                req.as_known_at_size,
+            )
+            .map_err(status)?;
         let lookup = self
             .engine
             .lookup_page(
                 &req.subject_id,
                 &req.as_of,
-                req.as_known_at,
+                known_at,
                 page_size,
                 query::MAX_PAGE_BYTES,
                 &req.page_token,
@@ -292,6 +300,14 @@ impl View for Api {
             list,
             category: Some(req.category).filter(|c| !c.is_empty()),
         };
+        let known_at = self
+            .engine
+            .known_at(
+                req.as_known_at,
+                &req.as_known_at_origin,
+                req.as_known_at_size,
+            )
+            .map_err(status)?;
         let page = self
             .engine
             .list(
@@ -299,7 +315,7 @@ impl View for Api {
                 req.page_size as usize,
                 &req.page_token,
                 &req.as_of,
-                req.as_known_at,
+                known_at,
             )
             .map_err(status)?;
         let described = format!(
@@ -312,7 +328,7 @@ impl View for Api {
             } else {
                 &req.as_of
             },
-            req.as_known_at,
+            known_at,
             req.page_token,
         );
         self.log_access(access, Rpc::ViewList, described).await?;

@@ -32,6 +32,10 @@ pub struct Args {
     /// i.e. what the view showed at that moment.
     #[arg(long, value_name = "TIME", value_parser = super::instant_arg)]
     as_known_at: Option<i64>,
+    /// Transaction time by a checkpoint: what the view showed when CITY's log (default: the
+    /// node's own) had SIZE entries, e.g. the size of a checkpoint an auditor holds.
+    #[arg(long, value_name = "[CITY:]SIZE", value_parser = super::checkpoint_arg, conflicts_with = "as_known_at")]
+    as_known_at_checkpoint: Option<super::CheckpointArg>,
     /// Records per page (the node caps it at 1000).
     #[arg(long, value_name = "N", default_value_t = 100, value_parser = super::integer::<u32>(1, 1000))]
     page_size: u32,
@@ -62,6 +66,7 @@ pub async fn run(global: &Global, args: Args) -> Result<()> {
     if let Some(origin) = &args.origin {
         super::check_origin(&super::home(global)?.load_consortium()?, "--origin", origin)?;
     }
+    let checkpoint = args.as_known_at_checkpoint.unwrap_or_default();
     let conn = client::connect(global, Role::Reader).await?;
     let mut request = ListRequest {
         origin: args.origin.unwrap_or_default(),
@@ -72,6 +77,8 @@ pub async fn run(global: &Global, args: Args) -> Result<()> {
         as_of: args.as_of.map(format_date).unwrap_or_default(),
         as_known_at: args.as_known_at.unwrap_or_default(),
         purpose: args.purpose.unwrap_or_default(),
+        as_known_at_size: checkpoint.size,
+        as_known_at_origin: checkpoint.city,
     };
     let mut records: Vec<ViewRecord> = Vec::new();
     let next_page_token = loop {

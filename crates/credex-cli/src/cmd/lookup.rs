@@ -25,6 +25,10 @@ pub struct Args {
     /// i.e. what the view showed at that moment.
     #[arg(long, value_name = "TIME", value_parser = super::instant_arg)]
     as_known_at: Option<i64>,
+    /// Transaction time by a checkpoint: what the view showed when CITY's log (default: the
+    /// node's own) had SIZE entries, e.g. the size of a checkpoint an auditor holds.
+    #[arg(long, value_name = "[CITY:]SIZE", value_parser = super::checkpoint_arg, conflicts_with = "as_known_at")]
+    as_known_at_checkpoint: Option<super::CheckpointArg>,
     /// Why this query is made (查询事由, e.g. a case number): required with `--role
     /// enforcement`, which sees ID numbers in full and is written to the node's access log.
     #[arg(long, value_name = "TEXT")]
@@ -38,6 +42,7 @@ pub async fn run(global: &Global, args: Args) -> Result<()> {
         &args.subject,
         args.as_of,
         args.as_known_at,
+        args.as_known_at_checkpoint.unwrap_or_default(),
         args.purpose.as_deref().unwrap_or_default(),
     )
     .await?;
@@ -55,6 +60,7 @@ pub async fn lookup(
     subject: &str,
     as_of: Option<Date>,
     as_known_at: Option<i64>,
+    checkpoint: super::CheckpointArg,
     purpose: &str,
 ) -> Result<LookupResponse> {
     let mut request = LookupRequest {
@@ -64,6 +70,8 @@ pub async fn lookup(
         page_size: 0,
         page_token: String::new(),
         purpose: purpose.to_owned(),
+        as_known_at_size: checkpoint.size,
+        as_known_at_origin: checkpoint.city,
     };
     let mut whole: Option<LookupResponse> = None;
     loop {

@@ -42,6 +42,28 @@ pub fn instant_arg(text: &str) -> Result<i64, String> {
         .map_err(|e| format!("{text:?} is neither Unix milliseconds nor an RFC 3339 time: {e}"))
 }
 
+/// A transaction time given by a checkpoint, for `--as-known-at-checkpoint [CITY:]SIZE`: the
+/// city (empty: the node's own) and the size.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckpointArg {
+    pub city: String,
+    pub size: u64,
+}
+
+/// Parses `--as-known-at-checkpoint`: `SIZE` (the node's own log) or `CITY:SIZE`.
+pub fn checkpoint_arg(text: &str) -> Result<CheckpointArg, String> {
+    let (city, size) = match text.rsplit_once(':') {
+        Some((city, size)) if !city.is_empty() => (city, size),
+        Some(_) => return Err(format!("{text:?}: the city before ':' is empty")),
+        None => ("", text),
+    };
+    let size = integer::<u64>(1, u64::MAX.into())(size)?;
+    Ok(CheckpointArg {
+        city: city.to_owned(),
+        size,
+    })
+}
+
 /// clap parser for a whole number from `min` to `max`: one outside is called out of range
 /// (Rust's own parsing would say "number too large to fit in target type", or "invalid
 /// digit" for a negative count), with the range.

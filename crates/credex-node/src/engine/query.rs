@@ -33,6 +33,53 @@ fn known_at(as_known_at: i64) -> Result<Option<i64>, EngineError> {
     }
 }
 
+impl Engine {
+    /// The transaction time of a request: `as_known_at` (Unix ms), or the time `origin`'s
+    /// entry `size - 1` was logged when `size` is set (`origin` empty: this city), or 0 (now).
+    /// A checkpoint of size n covers exactly the entries logged up to that one's time.
+    pub fn known_at(&self, as_known_at: i64, origin: &str, size: u64) -> Result<i64, EngineError> {
+        if size == 0 {
+            if !origin.is_empty() {
+                return Err(EngineError::InvalidArgument(
+                    "as_known_at_origin: given without as_known_at_size".into(),
+                ));
+            }
+            return Ok(as_known_at);
+        }
+        if as_known_at != 0 {
+            return Err(EngineError::InvalidArgument(
+                "as_known_at_size: give either as_known_at or as_known_at_size, not both".into(),
+            ));
+        }
+        let origin = if origin.is_empty() {
+            self.city.as_str()
+        } else {
+            origin
+        };
+        let member = self.member(origin).ok_or_else(|| {
+            EngineError::InvalidArgument(format!(
+                "as_known_at_origin: {origin:?} is not a member of the consortium"
+            ))
+        })?;
+        let held = self.store.origin_state(origin).size;
+        if size > held {
+            return Err(EngineError::InvalidArgument(format!(
+                "as_known_at_size: {size} is beyond {origin}'s log as this node holds it ({held} entries)"
+            )));
+        }
+        let leaf = self.store.leaf(origin, size - 1)?.ok_or_else(|| {
+            EngineError::Internal(format!("store: {origin} seq {} has no leaf", size - 1))
+        })?;
+        let entry = entry::verify_entry(&leaf, &member.log_key).map_err(|e| {
+            EngineError::FailedPrecondition(format!(
+                "as_known_at_size: {origin}'s entry {} is invalid, so its time is unknown: {e}",
+                size - 1
+            ))
+        })?;
+        Ok(entry.entry.logged_at.max(1))
+    }
+}
+
 /// Most records one List or Lookup page returns.
 pub const MAX_PAGE: usize = 1000;
 /// Most bytes of records (encoded) one List or Lookup page holds, besides its first record: with

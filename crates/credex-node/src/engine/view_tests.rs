@@ -11,7 +11,7 @@ use credex_core::pb;
 use tempfile::TempDir;
 
 use super::harness::{
-    PEER, TestEngine, company, dishonest_debtor, receive_from_peer, test_engine, uscc,
+    NODE, PEER, TestEngine, company, dishonest_debtor, receive_from_peer, test_engine, uscc,
 };
 use super::publish::{self, PublishQueue};
 use super::{Engine, EngineError};
@@ -381,4 +381,46 @@ async fn status_counts_the_view_once_per_change_and_says_when_a_count_is_not_cur
     let next_day = h.engine.view_counts_within(budget).await.unwrap().unwrap();
     assert!(next_day.current);
     assert!(next_day.counted_at > fresh.counted_at);
+}
+
+#[tokio::test]
+async fn as_known_at_a_checkpoint_size_answers_what_the_view_showed_at_that_checkpoint() {
+    let h = harness();
+    h.publish(vec![black("r1")]).await.unwrap();
+    let first_logged = h.engine.known_at(0, "", 1).unwrap();
+    h.clock.set_date(date("2026-05-21"));
+    h.publish(vec![black("r2")]).await.unwrap();
+
+    let at_one = h
+        .engine
+        .lookup(&uscc(COMPANY), "2026-05-21", first_logged)
+        .unwrap();
+    assert_eq!(
+        at_one.view.in_force.len(),
+        1,
+        "only r1 was logged by size 1"
+    );
+    let at_two = h
+        .engine
+        .known_at(0, NODE, 2)
+        .and_then(|t| h.engine.lookup(&uscc(COMPANY), "2026-05-21", t))
+        .unwrap();
+    assert_eq!(at_two.view.in_force.len(), 2);
+
+    for (time, origin, size, field) in [
+        (0, "", 3, "as_known_at_size: 3 is beyond"),
+        (5, "", 1, "either as_known_at or as_known_at_size"),
+        (0, "xian", 1, "as_known_at_origin: \"xian\" is not a member"),
+        (
+            0,
+            NODE,
+            0,
+            "as_known_at_origin: given without as_known_at_size",
+        ),
+    ] {
+        match h.engine.known_at(time, origin, size) {
+            Err(EngineError::InvalidArgument(m)) => assert!(m.contains(field), "{m}"),
+            other => panic!("({time}, {origin:?}, {size}): {other:?}"),
+        }
+    }
 }
