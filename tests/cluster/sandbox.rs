@@ -43,6 +43,9 @@ pub struct Sandbox {
     /// city → the peers it syncs with.
     links: BTreeMap<String, Vec<String>>,
     nodes: BTreeMap<String, RunningNode>,
+    /// Every node's `[admin]`, its listen address set per node, if the nodes have one.
+    admin: Option<credex_node::config::AdminConfig>,
+    admin_addrs: BTreeMap<String, SocketAddr>,
 }
 
 /// Builds a [`Sandbox`].
@@ -52,6 +55,7 @@ pub struct SandboxBuilder {
     rules: credex_node::config::RulesConfig,
     cut: Vec<(String, String)>,
     stopped: Vec<String>,
+    admin: Option<credex_node::config::AdminConfig>,
 }
 
 impl SandboxBuilder {
@@ -70,6 +74,13 @@ impl SandboxBuilder {
     /// Removes the direct link between two cities from both their configs.
     pub fn without_link(mut self, a: &str, b: &str) -> Self {
         self.cut.push((a.to_owned(), b.to_owned()));
+        self
+    }
+
+    /// Gives every node an admin listener on a port of its own with `admin`'s settings (its
+    /// `listen` is ignored).
+    pub fn admin(mut self, admin: credex_node::config::AdminConfig) -> Self {
+        self.admin = Some(admin);
         self
     }
 
@@ -128,6 +139,8 @@ impl SandboxBuilder {
             addrs,
             links,
             nodes: BTreeMap::new(),
+            admin: self.admin,
+            admin_addrs: BTreeMap::new(),
         };
         for (city, listener) in listeners {
             if !self.stopped.contains(&city) {
@@ -166,13 +179,31 @@ impl Sandbox {
     }
 
     async fn start_on(&mut self, city: &str, listener: TcpListener) -> Result<()> {
-        let config = self.config(city)?;
+        let mut config = self.config(city)?;
+        let admin = match &self.admin {
+            Some(template) => {
+                let at = self
+                    .admin_addrs
+                    .get(city)
+                    .copied()
+                    .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+                let admin = TcpListener::bind(at).await?;
+                self.admin_addrs
+                    .insert(city.to_owned(), admin.local_addr()?);
+                config.admin = credex_node::config::AdminConfig {
+                    listen: Some(admin.local_addr()?),
+                    ..template.clone()
+                };
+                Some(admin)
+            }
+            None => None,
+        };
         let (stop, stopped) = oneshot::channel::<()>();
         let clock = self.clock.clone();
         let task = tokio::spawn(async move {
             let listeners = Listeners {
                 grpc: listener,
-                metrics: None,
+                admin,
             };
             server::run_with_clock(config, listeners, clock, async {
                 let _ = stopped.await;
@@ -211,6 +242,11 @@ impl Sandbox {
 
     pub fn addr(&self, city: &str) -> SocketAddr {
         self.addrs[city]
+    }
+
+    /// The address of `city`'s admin listener (with [`SandboxBuilder::admin`]).
+    pub fn admin_addr(&self, city: &str) -> SocketAddr {
+        self.admin_addrs[city]
     }
 
     /// A channel to `city`'s node as `role` of `as_city`.

@@ -11,6 +11,8 @@
 //! `Entry.logged_at` is at or before it count, so the answer is what the view showed then
 //! from what had been logged.
 
+use std::collections::BTreeMap;
+
 use credex_core::date::{self, Date};
 use credex_core::entry;
 use credex_core::ident;
@@ -701,7 +703,15 @@ impl Engine {
     /// How many subjects and records the view holds today, and how many are excluded.
     /// A full scan of the record index: O(records).
     pub fn view_counts(&self) -> Result<pb::ViewCounts, EngineError> {
+        Ok(self.view_counts_by_list()?.0)
+    }
+
+    /// [`Engine::view_counts`] with the records in force counted by list too.
+    pub fn view_counts_by_list(
+        &self,
+    ) -> Result<(pb::ViewCounts, BTreeMap<pb::ListKind, u64>), EngineError> {
         let today = self.clock.today();
+        let mut by_list = BTreeMap::new();
         let mut counts = pb::ViewCounts::default();
         let mut subjects = std::collections::BTreeSet::new();
         for member in self.members() {
@@ -718,6 +728,7 @@ impl Engine {
                         None => {}
                         Some(Ok(in_force)) => {
                             counts.records_in_force += 1;
+                            *by_list.entry(in_force.version.record.list()).or_default() += 1;
                             if let Some(s) = &in_force.version.record.subject {
                                 subjects.insert(if s.uscc.is_empty() {
                                     s.id_number.clone()
@@ -732,6 +743,6 @@ impl Engine {
             }
         }
         counts.subjects = subjects.len() as u64;
-        Ok(counts)
+        Ok((counts, by_list))
     }
 }
