@@ -347,6 +347,11 @@ impl Metrics {
             .set(figures.size.saturating_sub(figures.indexed) as i64);
         let forked = figures.forked;
         self.forked.get_or_create(&label).set(i64::from(forked));
+        // Counters of what goes wrong start at 0 for every origin held, so that an alert on
+        // their increase fires at the first one rather than from the second.
+        for counter in [&self.invalid, &self.quarantined, &self.bad_checkpoints] {
+            counter.get_or_create(&label);
+        }
     }
 
     pub(crate) fn set_peer_connected(&self, peer: &str, connected: bool) {
