@@ -350,7 +350,7 @@ impl Metrics {
         // Counters of what goes wrong start at 0 for every origin held, so that an alert on
         // their increase fires at the first one rather than from the second.
         for counter in [&self.invalid, &self.quarantined, &self.bad_checkpoints] {
-            counter.get_or_create(&label);
+            counter.get_or_create(&label).inc_by(0);
         }
     }
 
