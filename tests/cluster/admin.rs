@@ -415,3 +415,84 @@ async fn reflection_answers_in_v1_and_v1alpha() -> Result<()> {
     }
     sandbox.shutdown().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_console_finds_a_company_by_code_and_by_part_of_its_name() -> Result<()> {
+    use credex_cli::generator::{JOINT_CHANGSHA_CATEGORY, joint_subject, repaired};
+    let cities = capitals()[..2].to_vec();
+    let sandbox = Sandbox::builder()
+        .cities(cities.clone())
+        .admin(AdminConfig::default())
+        .start()
+        .await?;
+    let today = start_date();
+    let mut generator = Generator::new(&cities[0], 11, today);
+    let listed = generator.black_listing(joint_subject(), JOINT_CHANGSHA_CATEGORY);
+    let second = generator.black_listing(joint_subject(), JOINT_CHANGSHA_CATEGORY);
+    let mut records: Vec<_> = (0..20).map(|_| generator.record()).collect();
+    records.push(listed.clone());
+    records.push(second.clone());
+    sandbox.publish("changsha", records).await?;
+    sandbox
+        .publish("changsha", vec![repaired(&second, today)])
+        .await?;
+    sandbox
+        .wait_converged(&BTreeMap::from([("changsha".to_owned(), 23)]))
+        .await?;
+    let wuhan = sandbox.admin_addr("wuhan");
+    let subject = joint_subject();
+    let representative_id = subject
+        .legal_representative
+        .as_ref()
+        .unwrap()
+        .id_number
+        .clone();
+
+    // Wuhan's console, by USCC: Changsha's listing in force with its provenance, the repaired
+    // one not in force with its reason.
+    let page = get(wuhan, &format!("/query?q={}", subject.uscc), None).await?;
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let html = &page.body;
+    assert!(html.contains("有效记录 (1)"), "{html}");
+    assert!(html.contains("不在有效期或未予认可的记录 (1)"), "{html}");
+    assert!(html.contains("已信用修复"), "{html}");
+    assert!(html.contains(&listed.decision.as_ref().unwrap().document_number));
+    assert!(html.contains("changsha · seq "), "{html}");
+    assert!(
+        !html.contains(&representative_id),
+        "no full ID number on the page"
+    );
+
+    // By part of its name, in Chinese, and the English page of the same.
+    let part = "恒通建设";
+    let encoded: String = part.bytes().map(|b| format!("%{b:02X}")).collect();
+    let html = get(wuhan, &format!("/query?q={encoded}"), None).await?.body;
+    assert!(html.contains("名称包含 “恒通建设”: 1"), "{html}");
+    assert!(html.contains(&subject.name));
+    let html = get(wuhan, &format!("/query?q={encoded}&lang=en"), None)
+        .await?
+        .body;
+    assert!(html.contains("Names containing “恒通建设”: 1"), "{html}");
+    assert!(html.contains("black list"), "{html}");
+    assert!(
+        html.contains("href=\"/query?lang=zh&amp;q="),
+        "the switch keeps the query"
+    );
+
+    // The operations page: the peer and both origins, Changsha's 23 entries in Wuhan's view.
+    let html = get(wuhan, "/operations?lang=en", None).await?.body;
+    assert!(html.contains("<meta http-equiv=\"refresh\""), "{html}");
+    assert!(
+        html.contains("<tr><td>changsha</td><td class=\"ok\">yes</td>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<tr><td>changsha</td><td>23</td><td>23</td><td>0</td>"),
+        "{html}"
+    );
+    sandbox.shutdown().await
+}

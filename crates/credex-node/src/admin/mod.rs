@@ -1,5 +1,6 @@
-//! The admin HTTP listener (config `[admin]`): `/metrics`, `/healthz` and `/readyz` on one
-//! axum router, served on its own port, loopback by default.
+//! The admin HTTP listener (config `[admin]`): `/metrics`, `/healthz`, `/readyz` and the web
+//! console ([`console`]: `/query`, `/operations`) on one axum router, served on its own port,
+//! loopback by default.
 //!
 //! Beyond loopback it serves only a client that proves who it is (the config refuses anything
 //! else): HTTPS whose client must hold a certificate the consortium CA issued to this city's
@@ -33,6 +34,8 @@ use crate::engine::Engine;
 use crate::metrics::ViewCountsByList;
 use crate::sync::PeerTable;
 use crate::tls::{self, Identity, Role};
+
+pub mod console;
 
 /// The OpenMetrics text format, which `prometheus_client`'s encoder writes (`# EOF` ends it).
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -145,6 +148,9 @@ pub fn router(state: Arc<AdminState>, access: &Access) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/", get(console::index))
+        .route("/query", get(console::query))
+        .route("/operations", get(console::operations))
         .with_state(state);
     match &access.token {
         Some(token) => router.layer(middleware::from_fn_with_state(token.clone(), check_token)),
