@@ -9,10 +9,13 @@
 #   - consortium.toml gives member i (changsha, wuhan, hefei, nanchang) the address
 #     127.0.0.1:7001+i: the port docker-compose.yml publishes that node's gRPC port on, on the
 #     host's loopback, so `credexctl --home OUT --city wuhan status` works from the host;
-#     metrics are published on 127.0.0.1:7101+i.
-#   - inside the compose network every node listens on 0.0.0.0:7000 (metrics 0.0.0.0:9100)
-#     and reaches its peers as <city>:7000: the compose file sets CREDEX_LISTEN,
-#     CREDEX_METRICS_LISTEN and CREDEX_PEERS, overriding node.toml's 127.0.0.1 addresses.
+#     the admin HTTP listener (metrics, probes) is published on 127.0.0.1:7101+i.
+#   - inside the compose network every node listens on 0.0.0.0:7000 (admin 0.0.0.0:9100)
+#     and reaches its peers as <city>:7000: the image sets CREDEX_LISTEN and
+#     CREDEX_ADMIN_LISTEN, the compose file CREDEX_PEERS, overriding node.toml's 127.0.0.1
+#     addresses. Beyond loopback the admin listener needs a token: each city folder gets a
+#     random admin.token (CREDEX_ADMIN_TOKEN_FILE in the image), readable by the node and by
+#     the caller's group: `curl -H "Authorization: Bearer $(cat OUT/wuhan/admin.token)" ...`.
 #   - node certificates carry the DNS/IP SANs 127.0.0.1 and localhost only, which is enough:
 #     credex clients and nodes verify a server by its SPIFFE ID
 #     (spiffe://mid-yangtze/<city>/node), never by the host name they dialled.
@@ -56,6 +59,10 @@ done
 "$credexctl" consortium init --out "$out" --host 127.0.0.1 --base-port 7001 "${member_args[@]}"
 
 for city in "${cities[@]}"; do
+    token="$out/$city/admin.token"
+    (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$token")
+    chmod 0640 "$token"
+    "${as_root[@]}" chown "$node_uid:$(id -g)" -- "$token"
     "${as_root[@]}" chown "$node_uid:$node_gid" -- \
         "$out/$city/node.key" "$out/$city/log.key" "$out/$city/witness.key"
 done

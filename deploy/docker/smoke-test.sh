@@ -142,7 +142,8 @@ done
 "$credexctl" --home "$home" --city wuhan status
 
 step "checking wuhan's metrics on the host"
-metrics="$(curl -fsS --max-time 5 http://127.0.0.1:7102/metrics)"
+metrics="$(curl -fsS --max-time 5 -H "Authorization: Bearer $(cat "$home/wuhan/admin.token")" \
+    http://127.0.0.1:7102/metrics)"
 if ! grep -q '^credex_entries_appended_total{city="wuhan",origin="changsha"} [1-9]' <<<"$metrics"; then
     echo "smoke-test: wuhan's metrics do not count entries appended from changsha" >&2
     exit 1

@@ -54,11 +54,11 @@ if cmp -s "$etc/consortium.toml" "$here/consortium.toml"; then
     exit 1
 fi
 
-# What differs from a production run: the store, a port nothing else is using, no metrics
-# (credexd refuses a metrics port equal to the gRPC one, and both would be 0).
+# What differs from a production run: the store, a port nothing else is using, no admin
+# listener (credexd refuses an admin port equal to the gRPC one, and both would be 0).
 run_credexd() {
     : >"$work/credexd.log"
-    CREDEX_DATA_DIR="$work/data" CREDEX_LISTEN=127.0.0.1:0 CREDEX_METRICS_LISTEN='' \
+    CREDEX_DATA_DIR="$work/data" CREDEX_LISTEN=127.0.0.1:0 CREDEX_ADMIN_LISTEN='' \
         NO_COLOR=1 "$credexd" --config "$etc/node.toml" 2>"$work/credexd.log" &
     pid=$!
 }

@@ -1,6 +1,7 @@
 //! Cluster tests: credex nodes through the real gRPC + mutual TLS stack and real stores.
 //! One binary; the sandbox in [`sandbox`] starts the nodes.
 
+mod admin;
 mod authz;
 mod catchup;
 mod convergence;

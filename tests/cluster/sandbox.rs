@@ -44,6 +44,9 @@ pub struct Sandbox {
     links: BTreeMap<String, Vec<String>>,
     nodes: BTreeMap<String, RunningNode>,
     limits: Option<credex_node::config::LimitsConfig>,
+    /// Every node's `[admin]`, its listen address set per node, if the nodes have one.
+    admin: Option<credex_node::config::AdminConfig>,
+    admin_addrs: BTreeMap<String, SocketAddr>,
 }
 
 /// Builds a [`Sandbox`].
@@ -54,6 +57,7 @@ pub struct SandboxBuilder {
     cut: Vec<(String, String)>,
     stopped: Vec<String>,
     limits: Option<credex_node::config::LimitsConfig>,
+    admin: Option<credex_node::config::AdminConfig>,
 }
 
 impl SandboxBuilder {
@@ -78,6 +82,13 @@ impl SandboxBuilder {
     /// Every node's `[limits]` (default: the config's).
     pub fn limits(mut self, limits: credex_node::config::LimitsConfig) -> Self {
         self.limits = Some(limits);
+        self
+    }
+
+    /// Gives every node an admin listener on a port of its own with `admin`'s settings (its
+    /// `listen` is ignored).
+    pub fn admin(mut self, admin: credex_node::config::AdminConfig) -> Self {
+        self.admin = Some(admin);
         self
     }
 
@@ -137,6 +148,8 @@ impl SandboxBuilder {
             links,
             nodes: BTreeMap::new(),
             limits: self.limits,
+            admin: self.admin,
+            admin_addrs: BTreeMap::new(),
         };
         for (city, listener) in listeners {
             if !self.stopped.contains(&city) {
@@ -183,13 +196,31 @@ impl Sandbox {
     }
 
     async fn start_on(&mut self, city: &str, listener: TcpListener) -> Result<()> {
-        let config = self.config(city)?;
+        let mut config = self.config(city)?;
+        let admin = match &self.admin {
+            Some(template) => {
+                let at = self
+                    .admin_addrs
+                    .get(city)
+                    .copied()
+                    .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+                let admin = TcpListener::bind(at).await?;
+                self.admin_addrs
+                    .insert(city.to_owned(), admin.local_addr()?);
+                config.admin = credex_node::config::AdminConfig {
+                    listen: Some(admin.local_addr()?),
+                    ..template.clone()
+                };
+                Some(admin)
+            }
+            None => None,
+        };
         let (stop, stopped) = oneshot::channel::<()>();
         let clock = self.clock.clone();
         let task = tokio::spawn(async move {
             let listeners = Listeners {
                 grpc: listener,
-                metrics: None,
+                admin,
             };
             server::run_with_clock(config, listeners, clock, async {
                 let _ = stopped.await;
@@ -228,6 +259,11 @@ impl Sandbox {
 
     pub fn addr(&self, city: &str) -> SocketAddr {
         self.addrs[city]
+    }
+
+    /// The address of `city`'s admin listener (with [`SandboxBuilder::admin`]).
+    pub fn admin_addr(&self, city: &str) -> SocketAddr {
+        self.admin_addrs[city]
     }
 
     /// A channel to `city`'s node as `role` of `as_city`.

@@ -13,8 +13,8 @@ use anyhow::{Context, Result, bail};
 use credex_core::keys::{KeyAlgorithm, SigningKeyPair};
 use credex_core::policy::RecognitionPolicy;
 use credex_node::config::{
-    Config, Consortium, KeyFiles, LimitsConfig, LogConfig, Member, NodeConfig, PeerConfig,
-    RulesConfig, StorageConfig, SyncConfig,
+    AdminConfig, Config, Consortium, KeyFiles, LimitsConfig, LogConfig, Member, NodeConfig,
+    PeerConfig, RulesConfig, StorageConfig, SyncConfig,
 };
 use credex_node::tls::{self, Identity, Role, TlsFiles};
 
@@ -130,14 +130,15 @@ pub fn init_with_rules(options: &InitOptions, rules: &RulesConfig) -> Result<Hom
 
     for (i, city) in options.cities.iter().enumerate() {
         let listen = listen_address(&options.host, options.base_port + i as u16)?;
-        let metrics = listen_address(&options.host, options.base_port + 100 + i as u16)?;
+        // Loopback whatever the host: beyond it the admin listener needs a token or client
+        // certificates, which the operator chooses (README "Admin HTTP").
+        let admin = listen_address("127.0.0.1", options.base_port + 100 + i as u16)?;
         let config = Config {
             node: NodeConfig {
                 city: city.id.clone(),
                 consortium_file: Path::new("..").join(CONSORTIUM_FILE),
                 data_dir: PathBuf::from("data"),
                 listen,
-                metrics_listen: Some(metrics),
             },
             tls: TlsFiles {
                 ca_cert: Path::new("..").join("ca.pem"),
@@ -157,6 +158,10 @@ pub fn init_with_rules(options: &InitOptions, rules: &RulesConfig) -> Result<Hom
                     address: m.address.clone(),
                 })
                 .collect(),
+            admin: AdminConfig {
+                listen: Some(admin),
+                ..AdminConfig::default()
+            },
             sync: SyncConfig::default(),
             storage: StorageConfig::default(),
             limits: LimitsConfig::default(),

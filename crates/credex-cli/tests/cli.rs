@@ -51,7 +51,7 @@ impl Node {
             config,
             Listeners {
                 grpc: listener,
-                metrics: None,
+                admin: None,
             },
             async {
                 let _ = stopped.await;

@@ -8,7 +8,12 @@
 //! consortium_file = "consortium.toml"
 //! data_dir = "data/changsha"
 //! listen = "0.0.0.0:7001"                # gRPC, mutual TLS
-//! metrics_listen = "127.0.0.1:9101"      # optional, plain HTTP Prometheus
+//!
+//! [admin]                                # optional: the admin HTTP listener (crate::admin)
+//! listen = "127.0.0.1:9101"              # /metrics, /healthz, /readyz, the console
+//! client_tls = false                     # HTTPS, client certificates of this city's operator
+//! token_file = "admin.token"             # optional: requests need Authorization: Bearer <it>
+//! ready_max_lag = 1024                   # /readyz: most entries any origin may be behind
 //!
 //! [tls]                                  # PEM files
 //! ca_cert = "ca.pem"                     # optional: defaults to the consortium's ca_cert
@@ -63,12 +68,17 @@
 //! |---|---|---|
 //! | `CREDEX_LISTEN` | `node.listen` | |
 //! | `CREDEX_DATA_DIR` | `node.data_dir` | |
-//! | `CREDEX_METRICS_LISTEN` | `node.metrics_listen` | empty turns metrics off |
+//! | `CREDEX_ADMIN_LISTEN` | `admin.listen` | empty turns the admin listener off |
+//! | `CREDEX_METRICS_LISTEN` | `admin.listen` | its old name, still read |
+//! | `CREDEX_ADMIN_TOKEN_FILE` | `admin.token_file` | |
 //! | `CREDEX_LOG` | `log.filter` | |
 //! | `CREDEX_LOG_FORMAT` | `log.format` | |
 //! | `CREDEX_PEERS` | `peers` | `city=host:port,city=host:port`; empty means no peers |
 //!
 //! Other `CREDEX_*` variables are left to their users (the binaries' flags).
+//!
+//! `node.metrics_listen`, the admin listener's address before it served more than metrics, is
+//! still read as `admin.listen`; a file that sets both is refused.
 //!
 //! Rules that decide whether a record is valid are not node config: they are the consortium's,
 //! in its file's `[rules]`, so that every member judges every entry the same way. A node config
@@ -129,6 +139,8 @@ const REQUEST_TIMEOUT_MS: (u64, u64) = (100, 3_600_000);
 const SYNC_TIMEOUT_MS: (u64, u64) = (1_000, 3_600_000);
 const BUFFERED_ENTRIES: (u64, u64) = (1, 1 << 20);
 const QUARANTINE_BACKOFF_MS: (u64, u64) = (100, 3_600_000);
+/// Bounds of `admin.ready_max_lag`: entries an origin may be behind and the node still ready.
+const READY_MAX_LAG: (u64, u64) = (0, 100_000_000);
 /// Longest `name_zh`, in characters: city names are a few characters, this only stops garbage.
 const NAME_ZH_MAX_CHARS: usize = 32;
 /// Bounds of `rules.decision_days_ahead`: a week covers any clock or time-zone slip; more would
@@ -198,6 +210,7 @@ pub struct Config {
     pub sync: SyncConfig,
     pub storage: StorageConfig,
     pub limits: LimitsConfig,
+    pub admin: AdminConfig,
     /// Its own origin is set to `node.city` by [`Config::load`].
     pub recognition: RecognitionPolicy,
     pub log: LogConfig,
@@ -213,8 +226,34 @@ pub struct NodeConfig {
     pub consortium_file: PathBuf,
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
+}
+
+/// `[admin]`: the admin HTTP listener (`crate::admin`): metrics, health probes, the console.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AdminConfig {
+    /// None: no admin listener. Beyond loopback only with `client_tls` or `token_file`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub metrics_listen: Option<SocketAddr>,
+    pub listen: Option<SocketAddr>,
+    /// HTTPS with the node's certificate, admitting only clients holding a certificate the
+    /// consortium CA issued to this city's `operator`.
+    pub client_tls: bool,
+    /// A file holding the bearer token every request must carry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// `/readyz` fails while an origin's view is more than this many entries behind the
+    /// largest checkpoint seen of it.
+    pub ready_max_lag: u64,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            client_tls: false,
+            token_file: None,
+            ready_max_lag: 1024,
+        }
+    }
 }
 
 /// `[keys]`: files holding this city's signed-note signer keys.
@@ -509,6 +548,8 @@ struct RawConfig {
     #[serde(default)]
     limits: LimitsConfig,
     #[serde(default)]
+    admin: RawAdmin,
+    #[serde(default)]
     recognition: RecognitionPolicy,
     /// Moved to the consortium file's `[rules]`; present only to say so.
     identifiers: Option<toml::Value>,
@@ -523,7 +564,18 @@ struct RawNode {
     consortium_file: PathBuf,
     data_dir: PathBuf,
     listen: String,
+    /// The old name of `admin.listen`.
     metrics_listen: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Option<String>,
+    #[serde(default)]
+    client_tls: bool,
+    token_file: Option<PathBuf>,
+    ready_max_lag: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -787,8 +839,15 @@ fn apply_env(
     if let Some(data_dir) = take("CREDEX_DATA_DIR", "node.data_dir") {
         raw.node.data_dir = data_dir.into();
     }
-    if let Some(metrics) = take("CREDEX_METRICS_LISTEN", "node.metrics_listen") {
-        raw.node.metrics_listen = (!metrics.is_empty()).then_some(metrics);
+    // The old variable first, so the new one wins where a deployment sets both.
+    for var in ["CREDEX_METRICS_LISTEN", "CREDEX_ADMIN_LISTEN"] {
+        if let Some(listen) = take(var, "admin.listen") {
+            raw.node.metrics_listen = None;
+            raw.admin.listen = (!listen.is_empty()).then_some(listen);
+        }
+    }
+    if let Some(token_file) = take("CREDEX_ADMIN_TOKEN_FILE", "admin.token_file") {
+        raw.admin.token_file = (!token_file.is_empty()).then(|| token_file.into());
     }
     if let Some(filter) = take("CREDEX_LOG", "log.filter") {
         raw.log.filter = filter;
@@ -837,26 +896,12 @@ fn validate(
         ));
     }
     let listen = checker.socket_addr("node.listen", &raw.node.listen)?;
-    let metrics_listen = match &raw.node.metrics_listen {
-        Some(addr) => {
-            let addr_parsed = checker.socket_addr("node.metrics_listen", addr)?;
-            if addr_parsed == listen {
-                return Err(checker.invalid(
-                    "node.metrics_listen",
-                    addr.as_str(),
-                    "is node.listen too; metrics need a port of their own",
-                ));
-            }
-            Some(addr_parsed)
-        }
-        None => None,
-    };
+    let admin = validate_admin(raw.admin, raw.node.metrics_listen, listen, base, checker)?;
     let node = NodeConfig {
         data_dir: checker.path("node.data_dir", base, &raw.node.data_dir)?,
         city,
         consortium_file,
         listen,
-        metrics_listen,
     };
 
     let tls = TlsFiles {
@@ -927,9 +972,68 @@ fn validate(
         sync,
         storage,
         limits,
+        admin,
         recognition,
         log,
         consortium,
+    })
+}
+
+fn validate_admin(
+    raw: RawAdmin,
+    old_listen: Option<String>,
+    node_listen: SocketAddr,
+    base: &Path,
+    checker: &Checker<'_>,
+) -> Result<AdminConfig, ConfigError> {
+    let (key, listen) = match (raw.listen, old_listen) {
+        (Some(_), Some(old)) => {
+            return Err(checker.invalid(
+                "node.metrics_listen",
+                old.as_str(),
+                "is the old name of admin.listen, which is set too; keep only admin.listen",
+            ));
+        }
+        (Some(listen), None) => ("admin.listen", Some(listen)),
+        (None, old) => ("node.metrics_listen", old),
+    };
+    let listen = match listen {
+        Some(text) => {
+            let addr = checker.socket_addr(key, &text)?;
+            if addr == node_listen {
+                return Err(checker.invalid(
+                    key,
+                    text.as_str(),
+                    "is node.listen too; the admin listener needs a port of its own",
+                ));
+            }
+            // Metrics and the console show what a city's operators see: beyond this host only
+            // to a client that proves who it is.
+            if !addr.ip().is_loopback() && !raw.client_tls && raw.token_file.is_none() {
+                return Err(checker.invalid(
+                    key,
+                    text.as_str(),
+                    "is not a loopback address: serving beyond this host needs \
+                     admin.client_tls = true (client certificates from the consortium CA) or \
+                     admin.token_file (a bearer token)",
+                ));
+            }
+            Some(addr)
+        }
+        None => None,
+    };
+    let token_file = match &raw.token_file {
+        Some(path) => Some(checker.path("admin.token_file", base, path)?),
+        None => None,
+    };
+    let defaults = AdminConfig::default();
+    let ready_max_lag = raw.ready_max_lag.unwrap_or(defaults.ready_max_lag);
+    checker.range("admin.ready_max_lag", ready_max_lag, READY_MAX_LAG)?;
+    Ok(AdminConfig {
+        listen,
+        client_tls: raw.client_tls,
+        token_file,
+        ready_max_lag,
     })
 }
 
@@ -1332,7 +1436,6 @@ mod tests {
             consortium_file = "FIXTURES/consortium.toml"
             data_dir = "FIXTURES/data/changsha"
             listen = "127.0.0.1:7001"
-            metrics_listen = "127.0.0.1:9101"
 
             [tls]
             ca_cert = "FIXTURES/../tls/ca.pem"
@@ -1376,6 +1479,11 @@ mod tests {
             sync_buffered_bytes = 67108864
             quarantine_backoff_min_ms = 10000
             quarantine_backoff_max_ms = 600000
+
+            [admin]
+            listen = "127.0.0.1:9101"
+            client_tls = false
+            ready_max_lag = 64
 
             [recognition.default]
             lists = [
@@ -1455,6 +1563,10 @@ mod tests {
             quarantine_backoff_min_ms = 10000
             quarantine_backoff_max_ms = 600000
 
+            [admin]
+            client_tls = false
+            ready_max_lag = 1024
+
             [recognition.default]
             lists = ["*"]
             categories = ["*"]
@@ -1487,7 +1599,7 @@ mod tests {
             "listen {}\ndata_dir {}\nmetrics {:?}\nlog {} {:?}\npeers {:?}\n",
             config.node.listen,
             config.node.data_dir.display(),
-            config.node.metrics_listen,
+            config.admin.listen,
             config.log.filter,
             config.log.format,
             config.peers,
@@ -1555,7 +1667,7 @@ mod tests {
             "127.0.0.1:9101",
             "127.0.0.1:7001",
             expect![[
-                r#"DIR/changsha.toml: config key node.metrics_listen: "127.0.0.1:7001" is node.listen too; metrics need a port of their own"#
+                r#"DIR/changsha.toml: config key admin.listen: "127.0.0.1:7001" is node.listen too; the admin listener needs a port of its own"#
             ]],
         );
         check(
@@ -1626,9 +1738,9 @@ mod tests {
             "reconnect_backoff_max_ms = 5000",
             "reconnect_backoff_max_ms = 5000\n\n[limits]\nhandshake_timeout_ms = 10",
             expect![[r#"
-                config file DIR/changsha.toml: TOML parse error at line 44, column 1
+                config file DIR/changsha.toml: TOML parse error at line 47, column 1
                    |
-                44 | [limits]
+                47 | [limits]
                    | ^
                 invalid table header
                 duplicate key `limits` in document root
@@ -1638,9 +1750,9 @@ mod tests {
             "reconnect_backoff_max_ms = 5000",
             "reconnect_backoff_max_ms = 5000\n\n[limits]\nmax_pending_handshakes = 0",
             expect![[r#"
-                config file DIR/changsha.toml: TOML parse error at line 44, column 1
+                config file DIR/changsha.toml: TOML parse error at line 47, column 1
                    |
-                44 | [limits]
+                47 | [limits]
                    | ^
                 invalid table header
                 duplicate key `limits` in document root
@@ -1650,9 +1762,9 @@ mod tests {
             "reconnect_backoff_max_ms = 5000",
             "reconnect_backoff_max_ms = 5000\n\n[limits]\nmax_pending_handshakes = 100\nmax_pending_handshakes_per_source = 200",
             expect![[r#"
-                config file DIR/changsha.toml: TOML parse error at line 45, column 1
+                config file DIR/changsha.toml: TOML parse error at line 48, column 1
                    |
-                45 | [limits]
+                48 | [limits]
                    | ^
                 invalid table header
                 duplicate key `limits` in document root
@@ -1662,9 +1774,9 @@ mod tests {
             "reconnect_backoff_max_ms = 5000",
             "reconnect_backoff_max_ms = 5000\n\n[limits]\nmax_handshakes = 100",
             expect![[r#"
-                config file DIR/changsha.toml: TOML parse error at line 44, column 1
+                config file DIR/changsha.toml: TOML parse error at line 47, column 1
                    |
-                44 | [limits]
+                47 | [limits]
                    | ^
                 invalid table header
                 duplicate key `limits` in document root
@@ -1674,9 +1786,9 @@ mod tests {
             "batch_max_entries = 128",
             "batch_max_entries = 128\nbatch_max_delay_ms = 50",
             expect![[r#"
-                config file DIR/changsha.toml: TOML parse error at line 28, column 1
+                config file DIR/changsha.toml: TOML parse error at line 31, column 1
                    |
-                28 | batch_max_delay_ms = 50
+                31 | batch_max_delay_ms = 50
                    | ^^^^^^^^^^^^^^^^^^
                 unknown field `batch_max_delay_ms`, expected one of `batch_max_entries`, `reconnect_backoff_min_ms`, `reconnect_backoff_max_ms`
             "#]],
@@ -1706,12 +1818,12 @@ mod tests {
             "\"court.*\"",
             "\"court\"",
             expect![[r#"
-            config file DIR/changsha.toml: TOML parse error at line 35, column 14
-               |
-            35 | categories = ["court", "tax.*"]
-               |              ^^^^^^^^^^^^^^^^^^
-            category pattern "court": a category code has the form <field>.<name>; write "court.*" for every category of field court
-        "#]],
+                config file DIR/changsha.toml: TOML parse error at line 38, column 14
+                   |
+                38 | categories = ["court", "tax.*"]
+                   |              ^^^^^^^^^^^^^^^^^^
+                category pattern "court": a category code has the form <field>.<name>; write "court.*" for every category of field court
+            "#]],
         );
         check(
             "[log]",
@@ -1749,9 +1861,9 @@ mod tests {
             "batch_max_entries = 128",
             "batch_max_entries = \"128\"",
             expect![[r#"
-                config file DIR/changsha.toml: TOML parse error at line 27, column 21
+                config file DIR/changsha.toml: TOML parse error at line 30, column 21
                    |
-                27 | batch_max_entries = "128"
+                30 | batch_max_entries = "128"
                    |                     ^^^^^
                 invalid type: string "128", expected u64
             "#]],
@@ -1760,13 +1872,103 @@ mod tests {
             "[keys]",
             "[key]",
             expect![[r#"
-                config file DIR/changsha.toml: TOML parse error at line 13, column 2
+                config file DIR/changsha.toml: TOML parse error at line 16, column 2
                    |
-                13 | [key]
+                16 | [key]
                    |  ^^^
-                unknown field `key`, expected one of `node`, `tls`, `keys`, `peers`, `sync`, `storage`, `limits`, `recognition`, `identifiers`, `log`
+                unknown field `key`, expected one of `node`, `tls`, `keys`, `peers`, `sync`, `storage`, `limits`, `admin`, `recognition`, `identifiers`, `log`
             "#]],
         );
+    }
+
+    #[test]
+    fn the_admin_listener_leaves_loopback_only_with_client_tls_or_a_token() {
+        let check = |admin: &str, vars: &[(&str, &str)], expect: Expect| {
+            let config = CHANGSHA.replacen("[admin]\nlisten = \"127.0.0.1:9101\"\n", admin, 1);
+            expect.assert_eq(&load_error(&config, CONSORTIUM, vars));
+        };
+        check(
+            "[admin]\nlisten = \"0.0.0.0:9101\"\n",
+            &[],
+            expect![[
+                r#"DIR/changsha.toml: config key admin.listen: "0.0.0.0:9101" is not a loopback address: serving beyond this host needs admin.client_tls = true (client certificates from the consortium CA) or admin.token_file (a bearer token)"#
+            ]],
+        );
+        check(
+            "[admin]\n",
+            &[("CREDEX_ADMIN_LISTEN", "[::]:9101")],
+            expect![[
+                r#"DIR/changsha.toml: config key admin.listen (from CREDEX_ADMIN_LISTEN): "[::]:9101" is not a loopback address: serving beyond this host needs admin.client_tls = true (client certificates from the consortium CA) or admin.token_file (a bearer token)"#
+            ]],
+        );
+    }
+
+    #[test]
+    fn admin_listen_beyond_loopback_with_client_tls_or_a_token() {
+        let load = |admin: &str, vars: &[(&str, &str)]| {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("consortium.toml"), CONSORTIUM).unwrap();
+            let path = dir.path().join("changsha.toml");
+            let text = CHANGSHA.replacen("[admin]\nlisten = \"127.0.0.1:9101\"\n", admin, 1);
+            std::fs::write(&path, text).unwrap();
+            let config = Config::load(&path, &env(vars)).unwrap();
+            (config.admin, dir)
+        };
+        let (admin, _dir) = load(
+            "[admin]\nlisten = \"0.0.0.0:9101\"\nclient_tls = true\n",
+            &[],
+        );
+        assert_eq!(admin.listen, Some("0.0.0.0:9101".parse().unwrap()));
+        assert!(admin.client_tls);
+        let (admin, dir) = load(
+            "[admin]\nlisten = \"0.0.0.0:9101\"\ntoken_file = \"admin.token\"\n",
+            &[],
+        );
+        assert_eq!(admin.token_file, Some(dir.path().join("admin.token")));
+        assert_eq!(admin.ready_max_lag, 64, "the rest of the section stays");
+        let (admin, dir) = load(
+            "[admin]\n",
+            &[
+                ("CREDEX_ADMIN_LISTEN", "0.0.0.0:9101"),
+                ("CREDEX_ADMIN_TOKEN_FILE", "secret/token"),
+            ],
+        );
+        assert_eq!(admin.listen, Some("0.0.0.0:9101".parse().unwrap()));
+        assert_eq!(admin.token_file, Some(dir.path().join("secret/token")));
+    }
+
+    #[test]
+    fn the_old_metrics_listen_key_is_read_as_admin_listen() {
+        let old = CHANGSHA
+            .replacen("[admin]\nlisten = \"127.0.0.1:9101\"\n", "[admin]\n", 1)
+            .replacen(
+                "listen = \"127.0.0.1:7001\"\n",
+                "listen = \"127.0.0.1:7001\"\nmetrics_listen = \"127.0.0.1:9109\"\n",
+                1,
+            );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("consortium.toml"), CONSORTIUM).unwrap();
+        let path = dir.path().join("changsha.toml");
+        std::fs::write(&path, &old).unwrap();
+        let config = Config::load(&path, &env(&[])).unwrap();
+        assert_eq!(config.admin.listen, Some("127.0.0.1:9109".parse().unwrap()));
+        // The old environment variable too; the new one wins over it.
+        let config = Config::load(&path, &env(&[("CREDEX_METRICS_LISTEN", "")])).unwrap();
+        assert_eq!(config.admin.listen, None);
+        let config = Config::load(
+            &path,
+            &env(&[
+                ("CREDEX_METRICS_LISTEN", "127.0.0.1:1"),
+                ("CREDEX_ADMIN_LISTEN", "127.0.0.1:2"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.admin.listen, Some("127.0.0.1:2".parse().unwrap()));
+        let both = old.replacen("[admin]\n", "[admin]\nlisten = \"127.0.0.1:9101\"\n", 1);
+        expect![[
+            r#"DIR/changsha.toml: config key node.metrics_listen: "127.0.0.1:9109" is the old name of admin.listen, which is set too; keep only admin.listen"#
+        ]]
+        .assert_eq(&load_error(&both, CONSORTIUM, &[]));
     }
 
     #[test]
@@ -1785,7 +1987,7 @@ mod tests {
             "CREDEX_METRICS_LISTEN",
             "9101",
             expect![[
-                r#"DIR/changsha.toml: config key node.metrics_listen (from CREDEX_METRICS_LISTEN): "9101" is not a socket address (ip:port)"#
+                r#"DIR/changsha.toml: config key admin.listen (from CREDEX_METRICS_LISTEN): "9101" is not a socket address (ip:port)"#
             ]],
         );
         check(

@@ -125,6 +125,7 @@ async fn ask(
         }
     }
     let mut client = WitnessClient::new(witness.channel.clone()?);
+    let started = std::time::Instant::now();
     for _ in 0..2 {
         let old_size = witness.cosigned_size.min(size);
         let proof =
@@ -152,6 +153,7 @@ async fn ask(
         };
         match answer.result {
             Some(pb::add_checkpoint_response::Result::Cosignature(line)) => {
+                engine.metrics.observe_cosignature(&city, started.elapsed());
                 witness.cosigned_size = size;
                 return Some((city, line));
             }

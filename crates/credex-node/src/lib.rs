@@ -13,11 +13,13 @@
 //! - [`cosign`]: collecting witnesses' cosignatures for this city's checkpoints.
 //! - [`sync`]: Exchange.Sync, serving and pulling, with reconnect and a verification pipeline.
 //! - [`service`]: the gRPC adapters; the one place engine errors become statuses.
-//! - [`metrics`]: Prometheus metrics and their HTTP endpoint.
+//! - [`metrics`]: Prometheus metrics, process metrics and the gRPC request layer.
+//! - [`admin`]: the admin HTTP listener: `/metrics`, `/healthz`, `/readyz`.
 //!
 //! Only this crate (and `credex-cli`) knows tonic; only `credex-store` knows sled.
 
 pub mod acceptor;
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod cosign;

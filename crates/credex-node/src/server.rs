@@ -28,14 +28,15 @@ use crate::config::Config;
 use crate::engine::{Engine, EngineParts, Member, publish};
 use crate::service::Api;
 use crate::sync::{self, PeerLink, PeerTable};
-use crate::{cosign, metrics, tls};
+use crate::{admin, cosign, metrics, tls};
 
 /// What [`run`] needs besides the config: the listeners, already bound (so tests pre-bind
 /// ports and nothing races for them), and the clock.
 #[derive(Debug)]
 pub struct Listeners {
     pub grpc: TcpListener,
-    pub metrics: Option<TcpListener>,
+    /// The admin HTTP listener (`[admin]`): metrics, health probes.
+    pub admin: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -44,15 +45,15 @@ impl Listeners {
         let grpc = TcpListener::bind(config.node.listen)
             .await
             .with_context(|| format!("binding node.listen {}", config.node.listen))?;
-        let metrics = match config.node.metrics_listen {
+        let admin = match config.admin.listen {
             Some(addr) => Some(
                 TcpListener::bind(addr)
                     .await
-                    .with_context(|| format!("binding node.metrics_listen {addr}"))?,
+                    .with_context(|| format!("binding admin.listen {addr}"))?,
             ),
             None => None,
         };
-        Ok(Listeners { grpc, metrics })
+        Ok(Listeners { grpc, admin })
     }
 }
 
@@ -109,6 +110,11 @@ pub async fn run_with_clock(
     clock: Arc<dyn Clock>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    // The admin listener's token and certificates are checked before anything starts.
+    let admin_access = match listeners.admin {
+        Some(_) => Some(crate::admin::Access::from_config(&config)?),
+        None => None,
+    };
     let engine = engine(&config, clock)?;
     let server_tls = tls::load_server_config(&config.tls).context("loading TLS material")?;
     let client_tls = tls::load_client_config(&config.tls).context("loading TLS material")?;
@@ -174,15 +180,19 @@ pub async fn run_with_clock(
         cosigning.await;
         "cosign"
     });
-    let metrics_task = listeners.metrics.map(|listener| {
-        let mut stop = stop_rx.clone();
-        tokio::spawn(metrics::serve(
-            listener,
-            engine.metrics.clone(),
-            async move {
-                sync::stopped(&mut stop).await;
-            },
-        ))
+    // The admin listener outlives the gRPC server's drain, so /readyz answers "shutting down"
+    // while it drains; it stops last.
+    let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin_task = listeners.admin.zip(admin_access).map(|(listener, access)| {
+        let state = Arc::new(admin::AdminState::new(
+            engine.clone(),
+            peers.clone(),
+            stop_rx.clone(),
+            config.admin.ready_max_lag,
+        ));
+        tokio::spawn(admin::serve(listener, access, state, async move {
+            let _ = admin_stopped.await;
+        }))
     });
 
     let api = Api {
@@ -199,6 +209,12 @@ pub async fn run_with_clock(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building the reflection service")?;
+    // v1alpha too: older grpcurl, Postman and evans ask only for it.
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(credex_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .context("building the reflection service (v1alpha)")?;
 
     let local = listeners.grpc.local_addr().ok();
     let incoming = tls::Incoming::new(
@@ -227,8 +243,10 @@ pub async fn run_with_clock(
         .timeout(std::time::Duration::from_millis(
             config.limits.request_timeout_ms,
         ))
+        .layer(metrics::GrpcMetricsLayer::new(engine.metrics.clone()))
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(
             ExchangeServer::new(api.clone())
                 .max_decoding_message_size(decode)
@@ -319,8 +337,11 @@ pub async fn run_with_clock(
             error!(error = %e, "background task failed");
         }
     }
-    if let Some(task) = metrics_task {
-        let _ = task.await;
+    let _ = admin_stop.send(());
+    if let Some(task) = admin_task
+        && let Ok(Err(e)) = task.await
+    {
+        error!(error = %e, "admin listener failed");
     }
     // The servers' clones of the queue are gone with the router; dropping ours lets the
     // publisher answer what is queued and end.

@@ -502,7 +502,8 @@ impl Operator for Api {
                 .engine
                 .view_counts_within(VIEW_COUNT_BUDGET)
                 .await
-                .map_err(status)?,
+                .map_err(status)?
+                .map(|tally| tally.counts),
         };
         let engine = self.engine.clone();
         let peers = self.peers.snapshot();

@@ -108,7 +108,7 @@ pub async fn catchup(options: &CatchupOptions) -> Result<CatchupFigures> {
         source,
         Listeners {
             grpc: source_listener,
-            metrics: None,
+            admin: None,
         },
         clock.clone(),
         async {
@@ -162,7 +162,7 @@ pub async fn catchup(options: &CatchupOptions) -> Result<CatchupFigures> {
         sink,
         Listeners {
             grpc: sink_listener,
-            metrics: None,
+            admin: None,
         },
         clock,
         async {

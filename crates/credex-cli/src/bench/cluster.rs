@@ -89,7 +89,7 @@ impl Cluster {
                 config,
                 Listeners {
                     grpc: listener,
-                    metrics: None,
+                    admin: None,
                 },
                 async {
                     let _ = stopped.await;

@@ -10,7 +10,7 @@
 //! last count with the time it was taken and `current: false` while the new one finishes. A
 //! small view is counted within the budget, so its status is exact.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -34,9 +34,17 @@ struct Stamp {
     today: Date,
 }
 
+/// One count of the view.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewTally {
+    pub counts: pb::ViewCounts,
+    /// Records in force by list.
+    pub by_list: BTreeMap<pb::ListKind, u64>,
+}
+
 #[derive(Debug, Clone)]
 struct Counted {
-    counts: pb::ViewCounts,
+    tally: ViewTally,
     stamp: Stamp,
 }
 
@@ -59,14 +67,14 @@ impl Engine {
     pub async fn view_counts_within(
         self: &Arc<Self>,
         budget: Duration,
-    ) -> Result<Option<pb::ViewCounts>, EngineError> {
+    ) -> Result<Option<ViewTally>, EngineError> {
         let deadline = Instant::now() + budget;
         loop {
             let stamp = self.view_stamp();
             let mut running = {
                 let mut state = self.counter.state.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(last) = state.last.as_ref().filter(|l| l.stamp == stamp) {
-                    return Ok(Some(last.counts.clone()));
+                    return Ok(Some(last.tally.clone()));
                 }
                 match &state.running {
                     Some(running) => running.clone(),
@@ -93,9 +101,9 @@ impl Engine {
                 Err(_) => {
                     let state = self.counter.state.lock().unwrap_or_else(|e| e.into_inner());
                     return Ok(state.last.as_ref().map(|l| {
-                        let mut counts = l.counts.clone();
-                        counts.current = false;
-                        counts
+                        let mut tally = l.tally.clone();
+                        tally.counts.current = false;
+                        tally
                     }));
                 }
             }
@@ -121,17 +129,17 @@ impl Engine {
         let engine = self.clone();
         let counted_at = self.clock.now_millis();
         let counting = super::index::spawn_low(move || {
-            let result = engine.view_counts();
+            let result = engine.view_tally();
             let mut state = engine
                 .counter
                 .state
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
             state.running = None;
-            let result = result.map(|mut counts| {
-                counts.counted_at = counted_at;
-                counts.current = true;
-                state.last = Some(Counted { counts, stamp });
+            let result = result.map(|mut tally| {
+                tally.counts.counted_at = counted_at;
+                tally.counts.current = true;
+                state.last = Some(Counted { tally, stamp });
             });
             let _ = tx.send(Some(result.map_err(|e| e.to_string())));
         });
@@ -140,11 +148,12 @@ impl Engine {
         rx
     }
 
-    /// Counts the subjects and records the view holds today, and the records excluded: a full
-    /// scan of the record index, O(records), in memory O(subjects) × 8 bytes.
-    pub fn view_counts(&self) -> Result<pb::ViewCounts, EngineError> {
+    /// Counts the subjects and records the view holds today (and by list), and the records
+    /// excluded: a full scan of the record index, O(records), in memory O(subjects) × 8 bytes.
+    pub fn view_tally(&self) -> Result<ViewTally, EngineError> {
         let today = self.clock.today();
         let mut counts = pb::ViewCounts::default();
+        let mut by_list = BTreeMap::new();
         // Subjects as 64-bit hashes: at a million subjects 8 MB, not the strings' 100 MB; two
         // subjects colliding among a million has odds of about 1 in 10^7.
         let mut subjects = HashSet::new();
@@ -162,6 +171,7 @@ impl Engine {
                         None => {}
                         Some(Ok(in_force)) => {
                             counts.records_in_force += 1;
+                            *by_list.entry(in_force.version.record.list()).or_default() += 1;
                             if let Some(s) = &in_force.version.record.subject {
                                 let key = if s.uscc.is_empty() {
                                     &s.id_number
@@ -179,6 +189,6 @@ impl Engine {
             }
         }
         counts.subjects = subjects.len() as u64;
-        Ok(counts)
+        Ok(ViewTally { counts, by_list })
     }
 }

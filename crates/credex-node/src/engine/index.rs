@@ -191,13 +191,22 @@ impl Engine {
         // Reading the records' histories and evaluating them is CPU work: off the runtime,
         // behind the log's appends like the verification. The store write is not: the store
         // has one apply at a time, and an apply at low priority would hold the log's up.
-        let (batch, invalid) = spawn_low(move || -> Result<(WriteBatch, u64), EngineError> {
+        type Indexed = (WriteBatch, u64, Vec<i64>);
+        let (batch, invalid, logged_at) = spawn_low(move || -> Result<Indexed, EngineError> {
             let mut batch = WriteBatch::new();
             let invalid = engine.index_batch(&mut batch, &name, from, &checked)?;
             batch.set_indexed(&name, upto);
+            // For the propagation age, once they are in the view.
+            let logged_at = checked
+                .iter()
+                .filter_map(|c| match c {
+                    CheckedLeaf::Authentic { verified, .. } => Some(verified.entry.logged_at),
+                    CheckedLeaf::Rejected { .. } => None,
+                })
+                .collect();
             // Freeing a chunk of decoded entries takes a while too: here, not on the runtime.
             drop(checked);
-            Ok((batch, invalid))
+            Ok((batch, invalid, logged_at))
         })
         .await
         .map_err(|_| EngineError::Internal("indexer thread panicked".into()))??;
@@ -208,6 +217,9 @@ impl Engine {
         self.store.flush_async().await?;
         drop(writer);
         self.metrics.count_invalid(origin, invalid);
+        let now = self.clock.now_millis();
+        self.metrics
+            .observe_propagation(origin, logged_at.into_iter().map(|t| now - t));
         if invalid > 0 {
             // The origin signed a root over entries that fail their own checks: its fault.
             warn!(

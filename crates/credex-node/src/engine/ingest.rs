@@ -136,11 +136,15 @@ impl Engine {
                 break;
             };
             let take = (last - size) as usize;
+            let started = std::time::Instant::now();
             match self
                 .append_signed(inbox, take, &roots, from, &mut outcome)
                 .await?
             {
-                true => settled = true,
+                true => {
+                    self.metrics.observe_apply(&origin, started.elapsed());
+                    settled = true;
+                }
                 false => break,
             }
         }

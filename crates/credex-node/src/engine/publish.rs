@@ -92,6 +92,7 @@ struct Job {
 #[derive(Debug, Clone)]
 pub struct PublishQueue {
     tx: mpsc::Sender<Job>,
+    metrics: crate::metrics::Metrics,
 }
 
 impl std::fmt::Debug for Job {
@@ -128,6 +129,7 @@ impl PublishQueue {
                 records.len()
             )));
         }
+        let started = std::time::Instant::now();
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Job {
@@ -137,7 +139,9 @@ impl PublishQueue {
             })
             .await
             .map_err(|_| EngineError::ShuttingDown)?;
-        rx.await.map_err(|_| EngineError::ShuttingDown)?
+        let receipt = rx.await.map_err(|_| EngineError::ShuttingDown)??;
+        self.metrics.observe_publish(started.elapsed());
+        Ok(receipt)
     }
 }
 
@@ -145,8 +149,9 @@ impl PublishQueue {
 /// queued requests are answered.
 pub fn start(engine: Arc<Engine>) -> (PublishQueue, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(1024);
+    let metrics = engine.metrics.clone();
     let task = tokio::spawn(run(engine, rx));
-    (PublishQueue { tx }, task)
+    (PublishQueue { tx, metrics }, task)
 }
 
 /// One batch at a time: the requests that queued while the previous batch committed, or the

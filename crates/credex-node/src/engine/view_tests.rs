@@ -331,21 +331,39 @@ async fn status_counts_the_view_once_per_change_and_says_when_a_count_is_not_cur
     use std::time::Duration;
     let h = harness();
     let budget = super::counts::VIEW_COUNT_BUDGET;
-    let empty = h.engine.view_counts_within(budget).await.unwrap().unwrap();
+    let empty = h
+        .engine
+        .view_counts_within(budget)
+        .await
+        .unwrap()
+        .unwrap()
+        .counts;
     assert_eq!(
         (empty.records_in_force, empty.subjects, empty.current),
         (0, 0, true)
     );
 
     h.publish(vec![black("r1"), black("r2")]).await.unwrap();
-    let counted = h.engine.view_counts_within(budget).await.unwrap().unwrap();
+    let counted = h
+        .engine
+        .view_counts_within(budget)
+        .await
+        .unwrap()
+        .unwrap()
+        .counts;
     assert_eq!(
         (counted.records_in_force, counted.subjects, counted.current),
         (2, 1, true),
         "a small view is counted within the budget: exact"
     );
     // Unchanged view: the same count.
-    let again = h.engine.view_counts_within(budget).await.unwrap().unwrap();
+    let again = h
+        .engine
+        .view_counts_within(budget)
+        .await
+        .unwrap()
+        .unwrap()
+        .counts;
     assert_eq!(again, counted);
 
     // With no time to count, a changed view answers with the last count, marked not current
@@ -363,7 +381,8 @@ async fn status_counts_the_view_once_per_change_and_says_when_a_count_is_not_cur
         .view_counts_within(Duration::ZERO)
         .await
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .counts;
     match quick.current {
         false => assert_eq!(
             (quick.records_in_force, quick.counted_at),
@@ -371,14 +390,26 @@ async fn status_counts_the_view_once_per_change_and_says_when_a_count_is_not_cur
         ),
         true => assert_eq!((quick.records_in_force, quick.subjects), (3, 2)),
     }
-    let fresh = h.engine.view_counts_within(budget).await.unwrap().unwrap();
+    let fresh = h
+        .engine
+        .view_counts_within(budget)
+        .await
+        .unwrap()
+        .unwrap()
+        .counts;
     assert_eq!(
         (fresh.records_in_force, fresh.subjects, fresh.current),
         (3, 2, true)
     );
     // A new day changes the view's standing: counted again.
     h.clock.set_date(date("2026-05-21"));
-    let next_day = h.engine.view_counts_within(budget).await.unwrap().unwrap();
+    let next_day = h
+        .engine
+        .view_counts_within(budget)
+        .await
+        .unwrap()
+        .unwrap()
+        .counts;
     assert!(next_day.current);
     assert!(next_day.counted_at > fresh.counted_at);
 }
