@@ -221,7 +221,7 @@ pub async fn run_with_clock(
         listeners.grpc,
         server_tls,
         config.limits.handshakes(),
-        Some(engine.metrics.clone()),
+        Some(engine.metrics().clone()),
     );
     use credex_core::pb::{
         audit_server::AuditServer, exchange_server::ExchangeServer,
@@ -243,7 +243,7 @@ pub async fn run_with_clock(
         .timeout(std::time::Duration::from_millis(
             config.limits.request_timeout_ms,
         ))
-        .layer(metrics::GrpcMetricsLayer::new(engine.metrics.clone()))
+        .layer(metrics::GrpcMetricsLayer::new(engine.metrics().clone()))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)
@@ -350,7 +350,7 @@ pub async fn run_with_clock(
     if !publisher_joined && let Err(e) = publisher_task.await {
         error!(error = %e, "publish queue failed");
     }
-    engine.store.flush().context("flushing the store")?;
+    engine.flush().context("flushing the store")?;
     info!("stopped");
     if let Some(failure) = failure {
         return Err(failure);
