@@ -34,6 +34,7 @@ use std::time::Duration;
 use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
@@ -73,7 +74,7 @@ pub enum TlsError {
     Pem {
         what: &'static str,
         source_name: String,
-        source: io::Error,
+        source: pem::Error,
     },
     #[error("{what} {source_name}: no PEM certificate in it")]
     NoCertificate {
@@ -349,15 +350,16 @@ impl TlsMaterial {
             })?;
         }
         let chain = parse_certs("certificate", cert_name, cert_pem)?;
-        let key = rustls_pemfile::private_key(&mut &key_pem[..])
-            .map_err(|source| TlsError::Pem {
+        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|source| match source {
+            pem::Error::NoItemsFound => TlsError::NoPrivateKey {
+                source_name: key_name.to_owned(),
+            },
+            source => TlsError::Pem {
                 what: "private key",
                 source_name: key_name.to_owned(),
                 source,
-            })?
-            .ok_or_else(|| TlsError::NoPrivateKey {
-                source_name: key_name.to_owned(),
-            })?;
+            },
+        })?;
         Ok(Self { roots, chain, key })
     }
 
@@ -372,7 +374,7 @@ fn parse_certs(
     source_name: &str,
     pem: &[u8],
 ) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = rustls_pemfile::certs(&mut &pem[..])
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|source| TlsError::Pem {
             what,
@@ -1075,7 +1077,9 @@ mod tests {
                 b"-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
                 key,
             ),
-            expect!["certificate (in memory): malformed PEM: InvalidCharacter(33)"],
+            expect![
+                "certificate (in memory): malformed PEM: base64 decode error: InvalidCharacter(33)"
+            ],
         );
         check(
             TlsMaterial::load(&TlsFiles {
