@@ -42,7 +42,7 @@ use std::sync::{Arc, Mutex};
 
 use credex_core::catalogue::Catalogue;
 use credex_core::date::Clock;
-use credex_core::keys::{PublicKey, SigningKeyPair};
+use credex_core::keys::SigningKeyPair;
 use credex_core::policy::RecognitionPolicy;
 use credex_core::rules::Rules;
 use credex_core::validate::{Mode, Validator};
@@ -51,16 +51,9 @@ use tokio::sync::watch;
 
 use crate::metrics::{Metrics, OriginGauges};
 
-/// One member city as this node knows it: the keys its entries and checkpoints verify under.
-#[derive(Debug, Clone)]
-pub struct Member {
-    /// City id, e.g. "changsha": the `origin` of its entries and its store key.
-    pub city: String,
-    /// Checkpoint origin line, `credex/<consortium>/<city>` (also its log key's name).
-    pub checkpoint_origin: String,
-    pub log_key: PublicKey,
-    pub witness_key: PublicKey,
-}
+/// One member city as the consortium file pins it: the keys its entries and checkpoints
+/// verify under. Its city id is the `origin` of its entries and its store key.
+pub use credex_core::consortium::Member;
 
 /// What an [`Engine`] is built from; the daemon fills it from the config files.
 #[derive(Debug)]

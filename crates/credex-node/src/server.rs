@@ -25,7 +25,7 @@ use tracing::{error, info};
 
 use crate::auth::Authorizer;
 use crate::config::Config;
-use crate::engine::{Engine, EngineParts, Member, publish};
+use crate::engine::{Engine, EngineParts, publish};
 use crate::service::Api;
 use crate::sync::{self, PeerLink, PeerTable};
 use crate::{admin, cosign, metrics, tls};
@@ -69,16 +69,7 @@ pub fn engine(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Engi
     let store = Store::open_with(&config.node.data_dir.join("store"), &options)
         .with_context(|| format!("opening the store in {}", config.node.data_dir.display()))?;
     let consortium = &config.consortium;
-    let members = consortium
-        .members
-        .iter()
-        .map(|m| Member {
-            city: m.city.clone(),
-            checkpoint_origin: consortium.origin(&m.city),
-            log_key: m.log_key.clone(),
-            witness_key: m.witness_key.clone(),
-        })
-        .collect();
+    let members = consortium.members.clone();
     let engine = Engine::new(EngineParts {
         consortium: consortium.name.clone(),
         city: config.node.city.clone(),
