@@ -226,6 +226,8 @@ pub async fn run_with_clock(
         config.limits.max_response_bytes(),
     );
     let router = Server::builder()
+        // One span per RPC: what a handler logs carries the method and who called it.
+        .trace_fn(rpc_span)
         .http2_keepalive_interval(Some(tls::KEEP_ALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(tls::KEEP_ALIVE_TIMEOUT))
         .max_concurrent_streams(u32::try_from(config.limits.max_concurrent_streams).ok())
@@ -373,4 +375,19 @@ async fn set_health(reporter: &tonic_health::server::HealthReporter, serving: bo
     ] {
         reporter.set_service_status(name, status).await;
     }
+}
+
+/// The span every RPC runs in: its method (`/credex.v1.View/Lookup`), the caller's SPIFFE ID
+/// (empty for a certificate without a usable one) and address.
+fn rpc_span(request: &http::Request<()>) -> tracing::Span {
+    let peer = request.extensions().get::<tls::ConnInfo>().map(|c| &c.peer);
+    let caller = peer
+        .and_then(|p| p.identity.as_ref())
+        .map(tls::Identity::spiffe_id)
+        .unwrap_or_default();
+    let addr = peer
+        .and_then(|p| p.remote_addr)
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    tracing::info_span!("rpc", method = request.uri().path(), caller, addr)
 }
