@@ -3,6 +3,7 @@
 
 mod admin;
 mod authz;
+mod browser;
 mod catchup;
 mod convergence;
 mod enforcement;

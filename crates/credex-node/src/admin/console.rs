@@ -8,8 +8,9 @@
 //! - `/operations`: peers, origins, quarantine and invalid entries, reloading every
 //!   [`REFRESH_SECS`] seconds.
 //!
-//! Every resident ID number shown is masked, the one looked up included: the console is for
-//! operators, who need no full identity (exact lookups with one are gRPC's, logged).
+//! Every resident ID number shown is masked, the one looked up included (the search box and the
+//! language switch do not repeat it): the console is for operators, who need no full identity
+//! (exact lookups with one are gRPC's, logged).
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -166,6 +167,13 @@ fn error_html(lang: Lang, error: &EngineError) -> String {
 pub async fn query(State(state): State<Arc<AdminState>>, Query(params): Query<Params>) -> Response {
     let lang = params.lang();
     let q = params.q.trim().to_owned();
+    // What the page repeats of the question (the box, the language switch): not a resident
+    // ID number, which the page shows only masked.
+    let echo = if ident::masked_key(&q) == q {
+        q.as_str()
+    } else {
+        ""
+    };
     let mut body = format!(
         "<h1>{title}</h1><form method=\"get\" action=\"/query\">\
          <input type=\"hidden\" name=\"lang\" value=\"{code}\">\
@@ -173,7 +181,7 @@ pub async fn query(State(state): State<Arc<AdminState>>, Query(params): Query<Pa
          <button type=\"submit\">{go}</button></form>",
         title = lang.pick("一查便知", "Query"),
         code = lang.code(),
-        value = esc(&q),
+        value = esc(echo),
         hint = lang.pick(
             "统一社会信用代码、身份证号或企业名称的一部分",
             "USCC, ID number, or part of a company name"
@@ -203,7 +211,7 @@ pub async fn query(State(state): State<Arc<AdminState>>, Query(params): Query<Pa
             Err(e) => body.push_str(&error_html(lang, &EngineError::Internal(e.to_string()))),
         }
     }
-    page(lang, &state.engine.city, "/query", &q, false, &body).into_response()
+    page(lang, &state.engine.city, "/query", echo, false, &body).into_response()
 }
 
 /// A copy of `record`'s subject with every resident ID number masked.
