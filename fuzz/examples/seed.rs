@@ -7,7 +7,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use credex_cli::audit::{self, Extension, ProofFile, TlogProof};
+use credex_audit::{self as audit, Extension, ProofFile, TlogProof};
 use credex_cli::json;
 use credex_core::entry::{encode_entry, sign_entry};
 use credex_core::merkle::{self, MemoryHashStore};

@@ -3,7 +3,8 @@
 //! re-reads equal (evidence), and is then verified against the consortium's pinned keys.
 #![no_main]
 
-use credex_cli::audit::{self, ProofFile};
+use credex_audit::{self as audit, ProofFile};
+use credex_cli::audit::render_proof_report;
 use credex_fuzz::fixture;
 use libfuzzer_sys::fuzz_target;
 
@@ -20,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
         for quorum in [0, audit::DEFAULT_QUORUM] {
             match audit::verify_proof(&file, consortium, quorum) {
                 Ok(report) => {
-                    let _ = audit::render_proof_report(&report);
+                    let _ = render_proof_report(&report);
                 }
                 Err(e) => {
                     let _ = e.to_string();
@@ -35,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
         for item in &items {
             match audit::verify_evidence(item, consortium) {
                 Ok(report) => {
-                    let _ = audit::render_evidence_report(&report);
+                    let _ = report.to_string();
                 }
                 Err(e) => {
                     let _ = e.to_string();

@@ -10,9 +10,10 @@
 use std::sync::OnceLock;
 
 use arbitrary::Arbitrary;
-use credex_cli::audit::{
-    self, Equivocation, EvidenceVerdict, Extension, ProofFile, TlogProof, VerifyError,
+use credex_audit::{
+    self as audit, Equivocation, EvidenceVerdict, Extension, ProofFile, TlogProof, VerifyError,
 };
+use credex_cli::audit::render_proof_report;
 use credex_core::entry::{encode_entry, sign_entry};
 use credex_core::merkle::{self, Hash, MemoryHashStore};
 use credex_core::note::{self, Checkpoint};
@@ -238,7 +239,7 @@ fn proof(p: Proof) {
             assert_eq!(report.leaf_hash, merkle::leaf_hash(&leaf));
             assert_eq!(report.entry.seq, leaf_seq);
             assert!(report.quorum_checkpoint().cosigners.len() >= quorum);
-            let _ = audit::render_proof_report(&report);
+            let _ = render_proof_report(&report);
         }
         Err(e) => {
             let untouched = p.path.is_empty()
@@ -308,7 +309,7 @@ fn evidence(e: Evidence) {
         .take(6)
         .all(|&(fork, seq)| !fork || u64::from(seq) % LOG_LEN < FORK_AT);
     if let Ok(report) = audit::verify_evidence(&item, &f.consortium) {
-        let _ = audit::render_evidence_report(&report);
+        let _ = report.to_string();
         if let EvidenceVerdict::Proven(found) = &report.verdict {
             match found {
                 Equivocation::Checkpoints { roots, .. } => {

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use credex_node::config::Consortium;
+use credex_core::consortium::Consortium;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {

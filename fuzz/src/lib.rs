@@ -19,7 +19,7 @@ use credex_core::keys::{KeyAlgorithm, SigningKeyPair};
 use credex_core::pb;
 use credex_core::rules::Rules;
 use credex_core::validate::{Mode, Validator};
-use credex_node::config::Consortium;
+use credex_core::consortium::{self, Consortium};
 
 /// The consortium the targets use: the four capitals, with keys from fixed seeds.
 pub const CONSORTIUM_NAME: &str = "mid-yangtze";
@@ -63,7 +63,7 @@ pub fn fixture() -> &'static Fixture {
             .zip(&cities)
             .map(|(i, c)| {
                 key(
-                    format!("credex/{CONSORTIUM_NAME}/{}", c.id),
+                    consortium::origin(CONSORTIUM_NAME, &c.id),
                     KeyAlgorithm::Ed25519,
                     2 * i + 1,
                 )
@@ -73,7 +73,7 @@ pub fn fixture() -> &'static Fixture {
             .zip(&cities)
             .map(|(i, c)| {
                 key(
-                    format!("credex/{CONSORTIUM_NAME}/{}/witness", c.id),
+                    consortium::witness_name(CONSORTIUM_NAME, &c.id),
                     KeyAlgorithm::CosignatureV1,
                     2 * i + 2,
                 )

@@ -374,7 +374,7 @@ fn mint(ca: &CertifiedKey, uris: &[String], validity: Validity) -> Result<Certif
 fn no_client_certificate(sandbox: &Sandbox) -> Result<Arc<rustls::ClientConfig>> {
     let mut roots = rustls::RootCertStore::empty();
     let pem = std::fs::read(sandbox.home.ca_cert())?;
-    for cert in rustls_pemfile_certs(&pem)? {
+    for cert in pem_certs(&pem)? {
         roots.add(cert)?;
     }
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -387,8 +387,9 @@ fn no_client_certificate(sandbox: &Sandbox) -> Result<Arc<rustls::ClientConfig>>
     Ok(Arc::new(config))
 }
 
-fn rustls_pemfile_certs(pem: &[u8]) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
-    Ok(rustls_pemfile::certs(&mut &pem[..]).collect::<Result<Vec<_>, _>>()?)
+fn pem_certs(pem: &[u8]) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    use rustls::pki_types::pem::PemObject as _;
+    Ok(rustls::pki_types::CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>()?)
 }
 
 /// A channel to changsha's node; an error when the connection failed.

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use credex_cli::audit;
+use credex_audit as audit;
 use credex_cli::city::capitals;
 use credex_cli::generator::{self, Generator};
 use credex_core::date::format_date;

@@ -222,15 +222,12 @@ async fn an_equivocating_origin_is_detected_by_every_honest_node() -> Result<()>
         );
         // Exported as `credexctl audit evidence` writes it, the evidence proves the
         // equivocation offline with nothing but the consortium's pinned keys.
-        let file = credex_cli::audit::encode_evidence(&evidence);
+        let file = credex_audit::encode_evidence(&evidence);
         let consortium = sandbox.home.load_consortium()?;
-        for item in credex_cli::audit::parse_evidence(&file)? {
-            let report = credex_cli::audit::verify_evidence(&item, &consortium)?;
+        for item in credex_audit::parse_evidence(&file)? {
+            let report = credex_audit::verify_evidence(&item, &consortium)?;
             assert!(
-                matches!(
-                    report.verdict,
-                    credex_cli::audit::EvidenceVerdict::Proven(_)
-                ),
+                matches!(report.verdict, credex_audit::EvidenceVerdict::Proven(_)),
                 "{city}: {report:?}"
             );
         }
@@ -299,14 +296,14 @@ async fn histories_of_different_sizes_are_proven_at_every_honest_node() -> Resul
         assert_eq!(&held_log(&sandbox, city).await?, expected, "{city}'s log");
         let evidence = evidence_of(&sandbox, city).await?;
         assert!(!evidence.is_empty(), "{city} serves its evidence");
-        let file = credex_cli::audit::encode_evidence(&evidence);
-        for item in credex_cli::audit::parse_evidence(&file)? {
-            let report = credex_cli::audit::verify_evidence(&item, &consortium)?;
+        let file = credex_audit::encode_evidence(&evidence);
+        for item in credex_audit::parse_evidence(&file)? {
+            let report = credex_audit::verify_evidence(&item, &consortium)?;
             assert!(
                 matches!(
                     report.verdict,
-                    credex_cli::audit::EvidenceVerdict::Proven(
-                        credex_cli::audit::Equivocation::Histories { .. }
+                    credex_audit::EvidenceVerdict::Proven(
+                        credex_audit::Equivocation::Histories { .. }
                     )
                 ),
                 "{city}: {report:?}"
@@ -438,13 +435,9 @@ async fn a_witness_refuses_and_records_two_checkpoints_of_one_size() -> Result<(
         .into_inner()
         .evidence;
     let consortium = sandbox.home.load_consortium()?;
-    let report =
-        credex_cli::audit::verify_evidence(evidence.first().context("evidence")?, &consortium)?;
+    let report = credex_audit::verify_evidence(evidence.first().context("evidence")?, &consortium)?;
     assert!(
-        matches!(
-            report.verdict,
-            credex_cli::audit::EvidenceVerdict::Proven(_)
-        ),
+        matches!(report.verdict, credex_audit::EvidenceVerdict::Proven(_)),
         "{report:?}"
     );
     sandbox.shutdown().await

@@ -268,7 +268,7 @@ async fn a_misbehaving_peer_is_refused_in_bounded_memory_while_honest_peers_conv
     // (lag), appends nothing, quarantines nothing, and redials when the peer falls silent.
     let note = sign_checkpoint(
         &Checkpoint {
-            origin: Checkpoint::origin_for("mid-yangtze", "wuhan"),
+            origin: credex_core::consortium::origin("mid-yangtze", "wuhan"),
             size: 100,
             root: Hash([7; 32]),
         },

@@ -1,6 +1,7 @@
 //! Invariants of the codebase itself, checked rather than stated (rust-analyzer's "tidy"):
-//! the pure core reaches no runtime, network or storage crate, and every RPC in the schema has
-//! an authorisation rule.
+//! the pure core and the auditor's library reach no runtime, network or storage crate, every
+//! RPC in the schema has an authorisation rule, README's config table is the config struct,
+//! and origin strings are built in one place.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -8,6 +9,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use credex_node::auth::Rpc;
+use credex_node::config::{Config, load_consortium};
 use prost::Message as _;
 
 /// Crates the pure core must not reach, directly or through any dependency.
@@ -48,6 +50,20 @@ fn the_core_reaches_no_runtime_network_or_storage_crate() -> Result<()> {
         .filter(|c| deps.contains(*c))
         .collect();
     assert!(reached.is_empty(), "credex-core reaches {reached:?}");
+    let audit = normal_dependencies("credex-audit")?;
+    assert!(
+        audit.contains("credex-core"),
+        "the walk sees the auditor's library's dependencies: {audit:?}"
+    );
+    let reached: Vec<&str> = FORBIDDEN_IN_CORE
+        .into_iter()
+        .chain(["credex-node", "credex-store", "credex-cli"])
+        .filter(|c| audit.contains(*c))
+        .collect();
+    assert!(
+        reached.is_empty(),
+        "credex-audit reaches {reached:?}: an auditor's service would compile the daemon"
+    );
     let store = normal_dependencies("credex-store")?;
     assert!(
         !store.contains("tonic") && !store.contains("tokio"),
@@ -75,6 +91,171 @@ fn every_rpc_in_the_schema_has_an_authorisation_rule() -> Result<()> {
     assert!(
         missing.is_empty(),
         "RPCs without an authorisation rule: {missing:?}"
+    );
+    Ok(())
+}
+
+fn workspace_root() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The config keys README's *Configuration* table names: each backquoted key of its first
+/// column, `[[peers]] city, address` as `peers.city` and `peers.address`, `[recognition]` as
+/// `recognition`.
+fn readme_config_keys(readme: &str) -> Result<BTreeSet<String>> {
+    let section = readme
+        .split("\n### Configuration\n")
+        .nth(1)
+        .context("README has a ### Configuration section")?;
+    let table = section
+        .split("\n| key | meaning |\n")
+        .nth(1)
+        .context("the Configuration section has a | key | meaning | table")?;
+    let mut keys = BTreeSet::new();
+    for row in table.lines().skip(1).take_while(|l| l.starts_with('|')) {
+        let first = row.split('|').nth(1).unwrap_or_default();
+        for key in first.split('`').skip(1).step_by(2) {
+            if let Some(rest) = key.strip_prefix("[[") {
+                let (table, fields) = rest.split_once("]]").context("[[table]] fields")?;
+                for field in fields.split(',') {
+                    keys.insert(format!("{table}.{}", field.trim()));
+                }
+            } else if let Some(table) = key.strip_prefix('[') {
+                keys.insert(table.trim_end_matches(']').to_owned());
+            } else {
+                keys.insert(key.to_owned());
+            }
+        }
+    }
+    Ok(keys)
+}
+
+/// The keys of a node config as `Config` writes it: `section.key`, `peers.<key>` for the
+/// `[[peers]]` tables, and `recognition` for the policy (its own format, README "Recognition").
+fn config_struct_keys(config: &Config) -> Result<BTreeSet<String>> {
+    let value: toml::Table = toml::from_str(&config.to_toml()?)?;
+    let mut keys = BTreeSet::new();
+    for (section, value) in value {
+        let tables: Vec<&toml::Table> = match &value {
+            _ if section == "recognition" => {
+                keys.insert(section);
+                continue;
+            }
+            toml::Value::Table(t) => vec![t],
+            toml::Value::Array(items) => items.iter().filter_map(toml::Value::as_table).collect(),
+            other => bail!("top-level key {section} is not a table: {other}"),
+        };
+        for table in tables {
+            for key in table.keys() {
+                keys.insert(format!("{section}.{key}"));
+            }
+        }
+    }
+    Ok(keys)
+}
+
+#[test]
+fn the_readme_config_table_is_the_config_struct() -> Result<()> {
+    let root = workspace_root();
+    let readme = std::fs::read_to_string(root.join("README.md"))?;
+    let documented = readme_config_keys(&readme)?;
+    // The fixture sets every optional key, so the struct writes all of them.
+    let fixture = root.join("crates/credex-node/tests/fixtures/config/changsha.toml");
+    let config = Config::load(&fixture, &Default::default())?;
+    let fields = config_struct_keys(&config)?;
+    assert!(
+        fields.contains("admin.listen") && fields.contains("peers.address"),
+        "the fixture writes every key: {fields:?}"
+    );
+    let undocumented: Vec<&String> = fields.difference(&documented).collect();
+    // An optional key the fixture leaves out is not written; it is still the struct's when the
+    // parser knows it: given a value of the wrong type it complains of the type, not of an
+    // unknown field (every section is `deny_unknown_fields`).
+    let text = std::fs::read_to_string(&fixture)?;
+    let unknown: Vec<&String> = documented
+        .difference(&fields)
+        .filter(|key| {
+            let Some((section, field)) = key.split_once('.') else {
+                return true;
+            };
+            let header = format!("[{section}]\n");
+            let probe = match text.find(&header) {
+                Some(at) => {
+                    let at = at + header.len();
+                    format!("{}{field} = [[]]\n{}", &text[..at], &text[at..])
+                }
+                None => format!("{text}\n[{section}]\n{field} = [[]]\n"),
+            };
+            match Config::parse(&probe, &fixture, &Default::default(), load_consortium) {
+                Ok(_) => false,
+                Err(e) => e.to_string().contains("unknown field"),
+            }
+        })
+        .collect();
+    assert!(
+        undocumented.is_empty() && unknown.is_empty(),
+        "README's config table misses {undocumented:?} and names keys the config does not have: {unknown:?}"
+    );
+    Ok(())
+}
+
+/// Rust files under `dir`, recursively.
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            if !path.ends_with("target") {
+                rust_files(&path, out)?;
+            }
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn origin_strings_are_built_in_one_place() -> Result<()> {
+    let root = workspace_root();
+    let mut files = Vec::new();
+    for dir in [
+        "crates",
+        "tests",
+        "fuzz/src",
+        "fuzz/fuzz_targets",
+        "fuzz/examples",
+    ] {
+        rust_files(&root.join(dir), &mut files)?;
+    }
+    assert!(
+        files.len() > 50,
+        "the walk sees the sources: {}",
+        files.len()
+    );
+    let helper = root.join("crates/credex-core/src/consortium.rs");
+    let this = root.join("tests/cluster/tidy.rs");
+    // `credex/<consortium>/<city>` written out by a format string instead of
+    // `credex_core::consortium::origin` (or `witness_name`).
+    let patterns = [
+        "format!(\"credex/",
+        "\"credex/{",
+        "format!(\"{}/witness\"",
+        "format!(\"{origin}/witness\"",
+    ];
+    let mut found = Vec::new();
+    for file in files.iter().filter(|f| **f != helper && **f != this) {
+        let text = std::fs::read_to_string(file)?;
+        for (i, line) in text.lines().enumerate() {
+            // A test's expected value spelled out by hand is an oracle, not a second builder.
+            if patterns.iter().any(|p| line.contains(p)) && !line.contains("assert") {
+                found.push(format!("{}:{}: {}", file.display(), i + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "origin strings built outside credex_core::consortium:\n{}",
+        found.join("\n")
     );
     Ok(())
 }

@@ -61,7 +61,7 @@ pub async fn connect_to(
     let files = home.client_files(&consortium, city, role);
     let tls_config = tls::load_client_config(&files)
         .with_context(|| format!("the {role} certificate of {city}"))?;
-    let server = consortium.node_identity(city);
+    let server = credex_node::config::node_identity(&consortium, city);
     // The dialer holds TCP and the handshake to `timeout` (and says which of them hung).
     let channel = tls::connect_within(&member.address, &server, tls_config, timeout)
         .await

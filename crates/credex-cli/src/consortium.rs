@@ -89,10 +89,12 @@ pub fn init_with_rules(options: &InitOptions, rules: &RulesConfig) -> Result<Hom
     for (i, city) in options.cities.iter().enumerate() {
         let dir = home.city_dir(&city.id);
         std::fs::create_dir_all(dir.join("clients"))?;
-        let log =
-            SigningKeyPair::generate(&origin(&options.name, &city.id), KeyAlgorithm::Ed25519)?;
+        let log = SigningKeyPair::generate(
+            &credex_core::consortium::origin(&options.name, &city.id),
+            KeyAlgorithm::Ed25519,
+        )?;
         let witness = SigningKeyPair::generate(
-            &format!("{}/witness", origin(&options.name, &city.id)),
+            &credex_core::consortium::witness_name(&options.name, &city.id),
             KeyAlgorithm::CosignatureV1,
         )?;
         write(&dir.join("log.key"), &format!("{}\n", log.encode()), true)?;
@@ -175,11 +177,6 @@ pub fn init_with_rules(options: &InitOptions, rules: &RulesConfig) -> Result<Hom
             .with_context(|| format!("checking the config written to {}", path.display()))?;
     }
     Ok(home)
-}
-
-/// The checkpoint origin (and log key name) of `city`.
-fn origin(consortium: &str, city: &str) -> String {
-    format!("credex/{consortium}/{city}")
 }
 
 /// A node listens on `host` when it is an IP address, on every interface otherwise (a

@@ -100,7 +100,7 @@ impl Home {
     /// Reads and validates the consortium file.
     pub fn load_consortium(&self) -> Result<Consortium> {
         let path = self.consortium_file();
-        Consortium::load(&path).with_context(|| {
+        credex_node::config::load_consortium(&path).with_context(|| {
             format!(
                 "consortium folder {}: expected what `credexctl consortium init` writes",
                 self.root.display()

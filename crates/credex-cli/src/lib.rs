@@ -12,7 +12,7 @@
 //! - [`output`]: tables and JSON output.
 //! - [`health`]: waiting for nodes to serve.
 //! - [`bench`]: `bench catchup`, `bench publish`, `bench propagation`.
-//! - [`audit`]: offline verification of proof bundles, evidence files and log replays (`credexctl audit`).
+//! - [`audit`]: how `credexctl audit` shows a verified record (verification is the `credex_audit` crate's).
 
 pub mod audit;
 pub mod bench;

@@ -847,3 +847,42 @@ async fn import_reads_json_lines_whose_versions_the_node_numbers() {
     assert_eq!(counts(&again), [30, 0, 0, 29, 1], "{again}");
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rerunning_a_published_file_publishes_nothing_new_and_exits_zero() {
+    let node = Node::start().await;
+    let file = node.publish(30).await;
+    let size = |status: &Output| -> u64 {
+        let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+        json["origins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["origin"] == "changsha")
+            .unwrap()["local_size"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = size(&ctl(&node.home, &["--json", "status"]).await);
+    assert_eq!(before, 30);
+
+    let rerun = ctl(&node.home, &["--json", "publish", file.to_str().unwrap()]).await;
+    assert!(rerun.status.success(), "{rerun:?}");
+    let answer: serde_json::Value = serde_json::from_slice(&rerun.stdout).unwrap();
+    let published = answer["published"].as_array().unwrap();
+    assert_eq!(published.len(), 30);
+    assert!(
+        published.iter().all(|p| p["outcome"] == "already_present"),
+        "{answer}"
+    );
+    assert_eq!(size(&ctl(&node.home, &["--json", "status"]).await), before);
+
+    let human = ctl(&node.home, &["publish", file.to_str().unwrap()]).await;
+    assert!(human.status.success(), "{human:?}");
+    let said = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        said.contains("published 0 new records") && said.contains("30 already present"),
+        "{said}"
+    );
+    node.stop().await;
+}

@@ -4,6 +4,7 @@
 //! - [`ident`]: USCC (GB 32100) and resident ID number (GB 11643) validation, masking, the legacy allow-list.
 //! - [`catalogue`]: the shared category catalogue, a versioned data file compiled in.
 //! - [`date`]: UTC+8 calendar dates and the injectable [`date::Clock`].
+//! - [`consortium`]: the consortium file, the trust root: members, their pinned keys, the origin strings.
 //! - [`rules`]: the consortium's rulebook (legacy allow-list, date tolerance, members' divisions).
 //! - [`validate`]: record validation; every error names its field path.
 //! - [`keys`]: log and witness Ed25519 keys in signed-note key encodings, with key ids.
@@ -18,6 +19,7 @@
 //! schema is the contract between cities, so the core validates and signs those exact types.
 
 pub mod catalogue;
+pub mod consortium;
 pub mod date;
 pub mod entry;
 pub mod history;

@@ -47,9 +47,6 @@ const MAX_BODY_BYTES: usize = MAX_ORIGIN_BYTES + 1 + 20 + 1 + 44 + 1;
 /// Most signature lines in one note (signed-note's own limit).
 pub const MAX_SIGNATURES: usize = 100;
 
-/// Prefix of every credex checkpoint origin: `credex/<consortium>/<city>`.
-pub const ORIGIN_PREFIX: &str = "credex/";
-
 /// Domain-separation header of a v1 cosignature's signed message.
 const COSIGNATURE_HEADER: &str = "cosignature/v1";
 
@@ -109,11 +106,6 @@ pub struct Checkpoint {
 impl Eq for Checkpoint {}
 
 impl Checkpoint {
-    /// The origin line of `city`'s log in `consortium`.
-    pub fn origin_for(consortium: &str, city: &str) -> String {
-        format!("{ORIGIN_PREFIX}{consortium}/{city}")
-    }
-
     /// The note body, `<origin>\n<size>\n<base64 root>\n`.
     pub fn body(&self) -> Vec<u8> {
         format!(
@@ -555,7 +547,7 @@ mod tests {
     }
 
     fn witness_key(city: &str, seed: u8) -> SigningKeyPair {
-        let name = format!("credex/middle-yangtze/{city}/witness");
+        let name = crate::consortium::witness_name("middle-yangtze", city);
         SigningKeyPair::from_seed(&name, KeyAlgorithm::CosignatureV1, [seed; 32]).unwrap()
     }
 

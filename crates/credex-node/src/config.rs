@@ -86,22 +86,10 @@
 //! saying where it moved.
 //!
 //! # Consortium file
-//! ```toml
-//! name = "mid-yangtze"                   # in SPIFFE IDs and origins credex/<name>/<city>
-//! ca_cert = "ca.pem"
-//! [rules]                                # optional; defaults shown
-//! legacy_uscc_allow_list = []            # early-pilot USCCs that fail their checksum (flagged)
-//! decision_days_ahead = 1                # a decision date may be at most this many days ahead
-//! [[members]]
-//! city = "changsha"
-//! name_zh = "长沙"
-//! division = "430100"                    # administrative division code
-//! log_key = "credex/mid-yangtze/changsha+<id>+<key>"              # Ed25519 verifier key
-//! witness_key = "credex/mid-yangtze/changsha/witness+<id>+<key>"  # cosignature/v1 verifier key
-//! address = "changsha.example:7001"
-//! ```
+//! [`Consortium`] (`credex_core::consortium`, re-exported here): the trust root every node and
+//! auditor pins, parsed by [`Consortium::parse`]; [`load_consortium`] reads it from disk.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -109,11 +97,10 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use credex_core::ident::LegacyAllowList;
-use credex_core::keys::{KeyAlgorithm, KeyError, PublicKey, SigningKeyPair};
+pub use credex_core::consortium::{Consortium, ConsortiumError, Member, RulesConfig};
+use credex_core::keys::{KeyError, PublicKey, SigningKeyPair};
 use credex_core::policy::{PolicyError, RecognitionPolicy};
-use credex_core::rules::Rules;
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::acceptor::HandshakeLimits;
 use crate::tls::{Identity, Role, TlsFiles, check_label, parse_address};
@@ -141,11 +128,6 @@ const BUFFERED_ENTRIES: (u64, u64) = (1, 1 << 20);
 const QUARANTINE_BACKOFF_MS: (u64, u64) = (100, 3_600_000);
 /// Bounds of `admin.ready_max_lag`: entries an origin may be behind and the node still ready.
 const READY_MAX_LAG: (u64, u64) = (0, 100_000_000);
-/// Longest `name_zh`, in characters: city names are a few characters, this only stops garbage.
-const NAME_ZH_MAX_CHARS: usize = 32;
-/// Bounds of `rules.decision_days_ahead`: a week covers any clock or time-zone slip; more would
-/// let through decisions that have not been taken.
-const DECISION_DAYS_AHEAD: (u64, u64) = (0, 7);
 
 /// What is wrong with a config or consortium file.
 #[derive(Debug, thiserror::Error)]
@@ -197,6 +179,8 @@ pub enum ConfigError {
         what: &'static str,
         source: toml::ser::Error,
     },
+    #[error(transparent)]
+    Consortium(#[from] ConsortiumError),
 }
 
 /// A node's validated config. Built by [`Config::load`]; `credexctl` builds one directly and
@@ -441,30 +425,6 @@ impl LimitsConfig {
     }
 }
 
-/// The consortium file's `[rules]`: what decides validity beyond the schema, the same at every
-/// member (see [`Consortium::rules`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RulesConfig {
-    /// Early-pilot USCCs accepted despite a failing check character, flagged in every output.
-    #[serde(serialize_with = "serialize_allow_list")]
-    pub legacy_uscc_allow_list: LegacyAllowList,
-    /// A decision date may be at most this many days after the reference date (1: tomorrow).
-    pub decision_days_ahead: u32,
-}
-
-impl Default for RulesConfig {
-    fn default() -> Self {
-        Self {
-            legacy_uscc_allow_list: LegacyAllowList::empty(),
-            decision_days_ahead: credex_core::rules::DEFAULT_DECISION_DAYS_AHEAD,
-        }
-    }
-}
-
-fn serialize_allow_list<S: Serializer>(list: &LegacyAllowList, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(list.iter())
-}
-
 /// `[log]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LogConfig {
@@ -506,30 +466,6 @@ impl FromStr for LogFormat {
 pub struct SigningKeys {
     pub log: SigningKeyPair,
     pub witness: SigningKeyPair,
-}
-
-/// The consortium file: the members and the keys every node pins.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Consortium {
-    pub name: String,
-    pub ca_cert: PathBuf,
-    pub rules: RulesConfig,
-    pub members: Vec<Member>,
-}
-
-/// One `[[members]]` entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Member {
-    pub city: String,
-    pub name_zh: String,
-    /// Administrative division code, six digits (e.g. `430100`).
-    pub division: String,
-    /// Ed25519 verifier key named `credex/<consortium>/<city>`.
-    pub log_key: PublicKey,
-    /// cosignature/v1 verifier key named `credex/<consortium>/<city>/witness`.
-    pub witness_key: PublicKey,
-    /// `host:port` of its node.
-    pub address: String,
 }
 
 // ------------------------------------------------------------------ files as written
@@ -586,14 +522,6 @@ struct RawTls {
     key: PathBuf,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawRules {
-    #[serde(default)]
-    legacy_uscc_allow_list: Vec<String>,
-    decision_days_ahead: Option<u64>,
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawLog {
@@ -609,27 +537,6 @@ impl Default for RawLog {
             format: "text".to_owned(),
         }
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConsortium {
-    name: String,
-    ca_cert: PathBuf,
-    #[serde(default)]
-    rules: RawRules,
-    members: Vec<RawMember>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMember {
-    city: String,
-    name_zh: String,
-    division: String,
-    log_key: String,
-    witness_key: String,
-    address: String,
 }
 
 // ------------------------------------------------------------------ validation
@@ -738,7 +645,7 @@ impl Config {
     /// validates everything; the first problem found is the error.
     pub fn load(path: &Path, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
         let text = read("config file", path)?;
-        Config::parse(&text, path, env, Consortium::load)
+        Config::parse(&text, path, env, load_consortium)
     }
 
     /// [`Config::load`] of the config text `text` read from `path` (which names it in errors
@@ -779,7 +686,7 @@ impl Config {
 
     /// This node's own identity: `spiffe://<consortium>/<city>/node`.
     pub fn identity(&self) -> Identity {
-        self.consortium.node_identity(&self.node.city)
+        node_identity(&self.consortium, &self.node.city)
     }
 
     /// This city's entry in the consortium (validated to exist by [`Config::load`]).
@@ -1190,217 +1097,25 @@ fn validate_limits(
     Ok(limits)
 }
 
-impl Consortium {
-    /// Reads and validates the consortium file at `path`.
-    pub fn load(path: &Path) -> Result<Consortium, ConfigError> {
-        let text = read("consortium file", path)?;
-        Consortium::parse(&text, path)
-    }
-
-    /// [`Consortium::load`] of the text `text` read from `path`, which names it in errors and
-    /// anchors its relative paths.
-    pub fn parse(text: &str, path: &Path) -> Result<Consortium, ConfigError> {
-        let raw: RawConsortium = toml::from_str(text).map_err(|source| ConfigError::Parse {
-            what: "consortium file",
-            path: path.to_owned(),
-            source: Box::new(source),
-        })?;
-        let checker = Checker {
-            what: "consortium",
-            path,
-            from_env: HashMap::new(),
-        };
-        validate_consortium(raw, folder_of(path), &checker)
-    }
-
-    /// The consortium as TOML, in the layout [`Consortium::load`] reads.
-    pub fn to_toml(&self) -> Result<String, ConfigError> {
-        toml::to_string_pretty(self).map_err(|source| ConfigError::Encode {
-            what: "consortium",
-            source,
-        })
-    }
-
-    pub fn member(&self, city: &str) -> Option<&Member> {
-        self.members.iter().find(|m| m.city == city)
-    }
-
-    /// The rules every member validates records by: `[rules]` and the members' divisions.
-    pub fn rules(&self) -> Rules {
-        Rules {
-            legacy_uscc_allow_list: self.rules.legacy_uscc_allow_list.clone(),
-            decision_days_ahead: self.rules.decision_days_ahead,
-            ..Rules::for_members(self.members.iter().map(|m| (&*m.city, &*m.division)))
-        }
-    }
-
-    /// Member city ids, in file order.
-    pub fn cities(&self) -> impl Iterator<Item = &str> {
-        self.members.iter().map(|m| m.city.as_str())
-    }
-
-    /// The checkpoint origin (and log key name) of `city`: `credex/<consortium>/<city>`.
-    pub fn origin(&self, city: &str) -> String {
-        format!("credex/{}/{city}", self.name)
-    }
-
-    /// The name of `city`'s witness key: `credex/<consortium>/<city>/witness`.
-    pub fn witness_name(&self, city: &str) -> String {
-        format!("credex/{}/{city}/witness", self.name)
-    }
-
-    /// The identity `city`'s node presents: `spiffe://<consortium>/<city>/node`.
-    pub fn node_identity(&self, city: &str) -> Identity {
-        Identity {
-            consortium: self.name.clone(),
-            city: city.to_owned(),
-            role: Role::Node,
-        }
-    }
+/// Reads and validates the consortium file at `path` ([`Consortium::parse`]).
+pub fn load_consortium(path: &Path) -> Result<Consortium, ConfigError> {
+    let text = read("consortium file", path)?;
+    Ok(Consortium::parse(&text, path)?)
 }
 
-fn validate_consortium(
-    raw: RawConsortium,
-    base: &Path,
-    checker: &Checker<'_>,
-) -> Result<Consortium, ConfigError> {
-    checker.label("name", &raw.name)?;
-    for (i, code) in raw.rules.legacy_uscc_allow_list.iter().enumerate() {
-        LegacyAllowList::new([code]).map_err(|e| {
-            checker.invalid(
-                &format!("rules.legacy_uscc_allow_list[{i}]"),
-                Shown::Hidden,
-                e,
-            )
-        })?;
+/// The identity `city`'s node presents: `spiffe://<consortium>/<city>/node`.
+pub fn node_identity(consortium: &Consortium, city: &str) -> Identity {
+    Identity {
+        consortium: consortium.name.clone(),
+        city: city.to_owned(),
+        role: Role::Node,
     }
-    let decision_days_ahead = match raw.rules.decision_days_ahead {
-        Some(days) => {
-            checker.range("rules.decision_days_ahead", days, DECISION_DAYS_AHEAD)?;
-            u32::try_from(days).unwrap_or(u32::MAX)
-        }
-        None => credex_core::rules::DEFAULT_DECISION_DAYS_AHEAD,
-    };
-    let rules = RulesConfig {
-        legacy_uscc_allow_list: LegacyAllowList::new(&raw.rules.legacy_uscc_allow_list)
-            .map_err(|e| checker.invalid("rules.legacy_uscc_allow_list", Shown::Hidden, e))?,
-        decision_days_ahead,
-    };
-    let mut consortium = Consortium {
-        ca_cert: checker.path("ca_cert", base, &raw.ca_cert)?,
-        name: raw.name,
-        rules,
-        members: Vec::with_capacity(raw.members.len()),
-    };
-    if raw.members.is_empty() {
-        return Err(checker.invalid("members", Shown::Hidden, "is empty"));
-    }
-    // Key material → where it was first seen, so reuse across cities or roles is caught.
-    let mut keys_seen: BTreeMap<[u8; 32], String> = BTreeMap::new();
-    let mut cities_seen: HashMap<String, usize> = HashMap::new();
-    let mut divisions_seen: HashMap<String, usize> = HashMap::new();
-    for (i, m) in raw.members.into_iter().enumerate() {
-        let key = |field: &str| format!("members[{i}].{field}");
-        checker.label(&key("city"), &m.city)?;
-        if let Some(first) = cities_seen.insert(m.city.clone(), i) {
-            return Err(checker.invalid(
-                &key("city"),
-                m.city.as_str(),
-                format!("repeats members[{first}].city"),
-            ));
-        }
-        let name_zh = m.name_zh.trim();
-        if name_zh.is_empty() || name_zh.chars().count() > NAME_ZH_MAX_CHARS {
-            return Err(checker.invalid(
-                &key("name_zh"),
-                m.name_zh.as_str(),
-                format!("must be 1 to {NAME_ZH_MAX_CHARS} characters"),
-            ));
-        }
-        if m.division.len() != 6 || !m.division.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(checker.invalid(
-                &key("division"),
-                m.division.as_str(),
-                "is not a six-digit division code",
-            ));
-        }
-        if let Some(first) = divisions_seen.insert(m.division.clone(), i) {
-            return Err(checker.invalid(
-                &key("division"),
-                m.division.as_str(),
-                format!("repeats members[{first}].division"),
-            ));
-        }
-        checker.address(&key("address"), &m.address)?;
-        let log_key = member_key(
-            checker,
-            &key("log_key"),
-            &m.log_key,
-            KeyAlgorithm::Ed25519,
-            &consortium.origin(&m.city),
-        )?;
-        let witness_key = member_key(
-            checker,
-            &key("witness_key"),
-            &m.witness_key,
-            KeyAlgorithm::CosignatureV1,
-            &consortium.witness_name(&m.city),
-        )?;
-        for (field, public) in [("log_key", &log_key), ("witness_key", &witness_key)] {
-            let here = key(field);
-            if let Some(first) = keys_seen.insert(public.verifying_key().to_bytes(), here.clone()) {
-                return Err(checker.invalid(
-                    &here,
-                    Shown::Hidden,
-                    format!("uses the same key pair as {first}; every key must be its own"),
-                ));
-            }
-        }
-        consortium.members.push(Member {
-            city: m.city,
-            name_zh: name_zh.to_owned(),
-            division: m.division,
-            log_key,
-            witness_key,
-            address: m.address,
-        });
-    }
-    Ok(consortium)
-}
-
-fn member_key(
-    checker: &Checker<'_>,
-    key: &str,
-    text: &str,
-    algorithm: KeyAlgorithm,
-    name: &str,
-) -> Result<PublicKey, ConfigError> {
-    // The text is not echoed: a signer key pasted here by mistake must not reach a log.
-    let public = PublicKey::parse(text).map_err(|e| checker.invalid(key, Shown::Hidden, e))?;
-    if public.algorithm() != algorithm {
-        return Err(checker.invalid(
-            key,
-            Shown::Hidden,
-            format!(
-                "key {} is {}, expected {algorithm}",
-                public.name(),
-                public.algorithm()
-            ),
-        ));
-    }
-    if public.name() != name {
-        return Err(checker.invalid(
-            key,
-            Shown::Hidden,
-            format!("key is named {}, expected {name}", public.name()),
-        ));
-    }
-    Ok(public)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use credex_core::keys::KeyAlgorithm;
     use expect_test::{Expect, expect};
 
     const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/config");
@@ -1622,7 +1337,7 @@ mod tests {
         let consortium_copy = dir.path().join("consortium.toml");
         std::fs::write(&consortium_copy, config.consortium.to_toml().unwrap()).unwrap();
         assert_eq!(
-            Consortium::load(&consortium_copy).unwrap(),
+            load_consortium(&consortium_copy).unwrap(),
             config.consortium
         );
 
@@ -2136,7 +1851,7 @@ mod tests {
         assert!(!error.contains(secret.trim()), "{error}");
         expect!["DIR/consortium.toml: consortium key members[0].log_key: verifier key is malformed: it is a signer key (PRIVATE+KEY+...); give the public verifier key"].assert_eq(&error);
         // One key pair used by two cities.
-        let changsha_log = Consortium::load(&fixture("consortium.toml"))
+        let changsha_log = load_consortium(&fixture("consortium.toml"))
             .unwrap()
             .members[0]
             .log_key

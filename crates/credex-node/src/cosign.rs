@@ -18,7 +18,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use credex_core::merkle;
 use credex_core::pb;
 use credex_core::pb::witness_client::WitnessClient;
 use futures::future::join_all;
@@ -60,7 +59,7 @@ pub async fn run(engine: Arc<Engine>, peers: Vec<PeerLink>, mut shutdown: watch:
     let mut done: BTreeMap<String, u64> = BTreeMap::new();
     async move {
         loop {
-            let checkpoint = match engine.store.checkpoint(&own) {
+            let checkpoint = match engine.stored_checkpoint(&own) {
                 Ok(c) => c,
                 Err(e) => {
                     warn!(error = %e, "reading own checkpoint");
@@ -128,9 +127,9 @@ async fn ask(
     let started = std::time::Instant::now();
     for _ in 0..2 {
         let old_size = witness.cosigned_size.min(size);
-        let proof =
-            merkle::consistency_proof(old_size, size, &engine.store.hash_reader(&engine.city))
-                .ok()?;
+        let proof = engine
+            .consistency_path(&engine.city, old_size, size, false)
+            .ok()?;
         let request = pb::AddCheckpointRequest {
             old_size,
             consistency_proof: proof.iter().map(|h| h.0.to_vec()).collect(),
@@ -153,7 +152,9 @@ async fn ask(
         };
         match answer.result {
             Some(pb::add_checkpoint_response::Result::Cosignature(line)) => {
-                engine.metrics.observe_cosignature(&city, started.elapsed());
+                engine
+                    .metrics()
+                    .observe_cosignature(&city, started.elapsed());
                 witness.cosigned_size = size;
                 return Some((city, line));
             }

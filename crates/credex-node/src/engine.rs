@@ -42,7 +42,7 @@ use std::sync::{Arc, Mutex};
 
 use credex_core::catalogue::Catalogue;
 use credex_core::date::Clock;
-use credex_core::keys::{PublicKey, SigningKeyPair};
+use credex_core::keys::SigningKeyPair;
 use credex_core::policy::RecognitionPolicy;
 use credex_core::rules::Rules;
 use credex_core::validate::{Mode, Validator};
@@ -51,16 +51,9 @@ use tokio::sync::watch;
 
 use crate::metrics::{Metrics, OriginGauges};
 
-/// One member city as this node knows it: the keys its entries and checkpoints verify under.
-#[derive(Debug, Clone)]
-pub struct Member {
-    /// City id, e.g. "changsha": the `origin` of its entries and its store key.
-    pub city: String,
-    /// Checkpoint origin line, `credex/<consortium>/<city>` (also its log key's name).
-    pub checkpoint_origin: String,
-    pub log_key: PublicKey,
-    pub witness_key: PublicKey,
-}
+/// One member city as the consortium file pins it: the keys its entries and checkpoints
+/// verify under. Its city id is the `origin` of its entries and its store key.
+pub use credex_core::consortium::Member;
 
 /// What an [`Engine`] is built from; the daemon fills it from the config files.
 #[derive(Debug)]
@@ -111,12 +104,14 @@ pub struct Engine {
     members: BTreeMap<String, Member>,
     log_key: SigningKeyPair,
     witness_key: SigningKeyPair,
-    pub policy: RecognitionPolicy,
+    policy: RecognitionPolicy,
     pub rules: Rules,
     pub catalogue: &'static Catalogue,
     pub clock: Arc<dyn Clock>,
-    pub store: Store,
-    pub metrics: Metrics,
+    /// The engine is the store's one writer: adapters read through its methods, never the
+    /// store itself.
+    store: Store,
+    metrics: Metrics,
     /// Serialises the read-check-write of every write to the logs (appends, checkpoints,
     /// witness state, evidence): the store has one writer.
     write_lock: tokio::sync::Mutex<()>,
@@ -193,6 +188,101 @@ impl Engine {
 
     pub fn me(&self) -> &Member {
         &self.members[&self.city]
+    }
+
+    /// The node's metrics, for the adapters to count what they see (peers, handshakes, RPCs).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Every origin this node holds a log of, with its size, root and fork state.
+    pub fn origins_held(&self) -> Vec<(String, credex_store::OriginState)> {
+        self.store.origins()
+    }
+
+    /// `origin`'s log as this node holds it.
+    pub fn origin_state(&self, origin: &str) -> credex_store::OriginState {
+        self.store.origin_state(origin)
+    }
+
+    /// The newest checkpoint of `origin` this node stored.
+    pub fn stored_checkpoint(
+        &self,
+        origin: &str,
+    ) -> Result<Option<credex_store::StoredNote>, StoreError> {
+        self.store.checkpoint(origin)
+    }
+
+    /// The consistency proof from `old_size` to `new_size` of `origin`'s log (RFC 6962), from
+    /// the stored hashes; `seeded` adds the old root's own hashes (C2SP's seeded form, which
+    /// lets a receiver check a smaller checkpoint it holds no hashes of).
+    pub fn consistency_path(
+        &self,
+        origin: &str,
+        old_size: u64,
+        new_size: u64,
+        seeded: bool,
+    ) -> Result<Vec<credex_core::merkle::Hash>, EngineError> {
+        let reader = self.store.hash_reader(origin);
+        let proof = if seeded {
+            credex_core::merkle::seeded_consistency_proof(old_size, new_size, &reader)
+        } else {
+            credex_core::merkle::consistency_proof(old_size, new_size, &reader)
+        };
+        proof.map_err(|e| {
+            EngineError::Internal(format!(
+                "consistency proof of {origin} from {old_size} to {new_size}: {e}"
+            ))
+        })
+    }
+
+    /// Up to `limit` stored checkpoints of `origin` from size `min_size` on, smallest first.
+    pub fn checkpoints_from(
+        &self,
+        origin: &str,
+        min_size: u64,
+        limit: usize,
+    ) -> Result<Vec<credex_store::StoredNote>, StoreError> {
+        self.store.checkpoints(origin, min_size, limit)
+    }
+
+    /// Up to `limit` leaves of `origin`'s log from seq `from`, as stored.
+    pub fn leaves(
+        &self,
+        origin: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.store.leaves(origin, from, limit)
+    }
+
+    /// Entries of `origin` listed invalid.
+    pub fn invalid_count(&self, origin: &str) -> Result<u64, EngineError> {
+        Ok(self.store.invalid_entries(origin, 0, usize::MAX)?.len() as u64)
+    }
+
+    /// Up to `limit` quarantined entries (only `origin`'s if given), in key order.
+    pub fn quarantined(
+        &self,
+        origin: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<credex_store::Quarantined>, EngineError> {
+        Ok(self.store.quarantined(origin, None, limit)?)
+    }
+
+    /// Quarantined entries per reason code.
+    pub fn quarantine_counts(&self) -> Result<BTreeMap<String, u64>, EngineError> {
+        Ok(self.store.quarantine_counts()?)
+    }
+
+    /// The store change the next view change gets (see [`Engine::changes`]).
+    pub fn change_head(&self) -> u64 {
+        self.store.change_head()
+    }
+
+    /// Makes everything written durable (shutdown).
+    pub fn flush(&self) -> Result<(), EngineError> {
+        Ok(self.store.flush()?)
     }
 
     /// The validator for records `origin` publishes, against the consortium's rules, with today

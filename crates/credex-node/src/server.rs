@@ -25,7 +25,7 @@ use tracing::{error, info};
 
 use crate::auth::Authorizer;
 use crate::config::Config;
-use crate::engine::{Engine, EngineParts, Member, publish};
+use crate::engine::{Engine, EngineParts, publish};
 use crate::service::Api;
 use crate::sync::{self, PeerLink, PeerTable};
 use crate::{admin, cosign, metrics, tls};
@@ -69,16 +69,7 @@ pub fn engine(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Engi
     let store = Store::open_with(&config.node.data_dir.join("store"), &options)
         .with_context(|| format!("opening the store in {}", config.node.data_dir.display()))?;
     let consortium = &config.consortium;
-    let members = consortium
-        .members
-        .iter()
-        .map(|m| Member {
-            city: m.city.clone(),
-            checkpoint_origin: consortium.origin(&m.city),
-            log_key: m.log_key.clone(),
-            witness_key: m.witness_key.clone(),
-        })
-        .collect();
+    let members = consortium.members.clone();
     let engine = Engine::new(EngineParts {
         consortium: consortium.name.clone(),
         city: config.node.city.clone(),
@@ -221,7 +212,7 @@ pub async fn run_with_clock(
         listeners.grpc,
         server_tls,
         config.limits.handshakes(),
-        Some(engine.metrics.clone()),
+        Some(engine.metrics().clone()),
     );
     use credex_core::pb::{
         audit_server::AuditServer, exchange_server::ExchangeServer,
@@ -243,7 +234,7 @@ pub async fn run_with_clock(
         .timeout(std::time::Duration::from_millis(
             config.limits.request_timeout_ms,
         ))
-        .layer(metrics::GrpcMetricsLayer::new(engine.metrics.clone()))
+        .layer(metrics::GrpcMetricsLayer::new(engine.metrics().clone()))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)
@@ -350,7 +341,7 @@ pub async fn run_with_clock(
     if !publisher_joined && let Err(e) = publisher_task.await {
         error!(error = %e, "publish queue failed");
     }
-    engine.store.flush().context("flushing the store")?;
+    engine.flush().context("flushing the store")?;
     info!("stopped");
     if let Some(failure) = failure {
         return Err(failure);

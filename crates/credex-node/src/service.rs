@@ -360,7 +360,7 @@ impl View for Api {
         // `after` 0 means from now on; otherwise resume after change seq `after`, which is
         // store change `after - 1` (see `Engine::changes`).
         let mut next = if after == 0 && !request.from_start {
-            engine.store.change_head()
+            engine.change_head()
         } else {
             after
         };
@@ -527,17 +527,13 @@ impl Operator for Api {
                     })
                     .collect();
                 let quarantine = engine
-                    .store
                     .quarantine_counts()?
                     .into_iter()
                     .map(|(reason, count)| pb::QuarantineCount { reason, count })
                     .collect();
                 let mut invalid_entries = 0;
                 for member in engine.members() {
-                    invalid_entries += engine
-                        .store
-                        .invalid_entries(&member.city, 0, usize::MAX)?
-                        .len() as u64;
+                    invalid_entries += engine.invalid_count(&member.city)?;
                 }
                 Ok(pb::StatusResponse {
                     city: engine.city.clone(),
@@ -578,9 +574,8 @@ impl Operator for Api {
         let origin = Some(req.origin.as_str()).filter(|o| !o.is_empty());
         let entries = self
             .engine
-            .store
-            .quarantined(origin, None, limit)
-            .map_err(|e| status(e.into()))?
+            .quarantined(origin, limit)
+            .map_err(status)?
             .into_iter()
             .map(|q| pb::QuarantinedEntry {
                 origin: q.record.origin,

@@ -19,7 +19,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use credex_core::merkle;
 use credex_core::pb;
 use credex_core::pb::exchange_client::ExchangeClient;
 use futures::StreamExt;
@@ -207,14 +206,13 @@ async fn serve_frames(
     loop {
         advanced.borrow_and_update();
         let mut idle = true;
-        for (origin, state) in engine.store.origins() {
+        for (origin, state) in engine.origins_held() {
             let s = sent.entry(origin.clone()).or_default();
             // Gossip: the newest checkpoint, whenever it differs from the one the peer holds,
             // whatever its size — a smaller one is how a peer ahead of this node learns that
             // the origin showed this node another history.
             let head = engine
-                .store
-                .checkpoint(&origin)
+                .stored_checkpoint(&origin)
                 .map_err(|e| e.to_string())?;
             if let Some(cp) = head.filter(|cp| cp.note != s.checkpoint_note) {
                 if !send_checkpoint(engine, tx, &origin, s.size, &cp).await? {
@@ -229,8 +227,7 @@ async fn serve_frames(
             // can check for itself that the origin signed two histories.
             while s.size < state.size && !state.forked {
                 let next = engine
-                    .store
-                    .checkpoints(&origin, s.size + 1, 1)
+                    .checkpoints_from(&origin, s.size + 1, 1)
                     .map_err(|e| e.to_string())?
                     .into_iter()
                     .next()
@@ -246,7 +243,6 @@ async fn serve_frames(
                 while s.size < next.size {
                     let limit = frame_entries.min((next.size - s.size) as usize);
                     let mut leaves = engine
-                        .store
                         .leaves(&origin, s.size, limit)
                         .map_err(|e| e.to_string())?;
                     let mut bytes = 0;
@@ -313,9 +309,9 @@ async fn send_checkpoint(
     cp: &credex_store::StoredNote,
 ) -> Result<bool, String> {
     let from_size = if peer_size < cp.size { peer_size } else { 0 };
-    let proof =
-        merkle::seeded_consistency_proof(from_size, cp.size, &engine.store.hash_reader(origin))
-            .map_err(|e| format!("consistency proof for {origin}: {e}"))?;
+    let proof = engine
+        .consistency_path(origin, from_size, cp.size, true)
+        .map_err(|e| e.to_string())?;
     let frame = pb::sync_frame::Frame::Checkpoint(pb::CheckpointFrame {
         origin: origin.to_owned(),
         checkpoint: Some(pb::SignedCheckpoint {
@@ -409,7 +405,7 @@ pub async fn run_peer(
                 () = crate::sync::stopped(&mut shutdown) => return,
             };
             peers.update(&link.city, |p| p.connected = false);
-            engine.metrics.set_peer_connected(&link.city, false);
+            engine.metrics().set_peer_connected(&link.city, false);
             let ended = match result {
                 Ok(()) => Ended::from("stream closed by peer".to_owned()),
                 Err(e) => e,
@@ -479,7 +475,7 @@ async fn pull(engine: &Arc<Engine>, link: &PeerLink, peers: &PeerTable) -> Resul
         p.last_contact_ms = now;
         p.last_error.clear();
     });
-    engine.metrics.set_peer_connected(&link.city, true);
+    engine.metrics().set_peer_connected(&link.city, true);
     info!(rtt_ms = rtt, "sync stream up");
 
     // Stage two: in order, checkpoints to the engine and entries into each origin's inbox;
@@ -648,8 +644,8 @@ async fn commit(
 pub fn sync_request(engine: &Engine) -> Result<pb::SyncRequest, credex_store::StoreError> {
     let mut frontiers = Vec::new();
     for member in engine.members() {
-        let state = engine.store.origin_state(&member.city);
-        let checkpoint = engine.store.checkpoint(&member.city)?;
+        let state = engine.origin_state(&member.city);
+        let checkpoint = engine.stored_checkpoint(&member.city)?;
         frontiers.push(pb::OriginFrontier {
             origin: member.city.clone(),
             size: state.size,

@@ -34,6 +34,7 @@ use std::time::Duration;
 use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
@@ -73,7 +74,7 @@ pub enum TlsError {
     Pem {
         what: &'static str,
         source_name: String,
-        source: io::Error,
+        source: pem::Error,
     },
     #[error("{what} {source_name}: no PEM certificate in it")]
     NoCertificate {
@@ -199,31 +200,14 @@ impl fmt::Display for Role {
     }
 }
 
-/// Checks a consortium name or city id: a lowercase DNS label (`[a-z0-9-]`, 1 to 63 characters,
-/// no leading or trailing `-`). Both appear in SPIFFE IDs and in checkpoint origins
-/// (`credex/<consortium>/<city>`), so they must be plain enough for either.
+/// Checks a consortium name or city id ([`credex_core::consortium::check_label`]), naming
+/// `what` in the error.
 pub fn check_label(what: &'static str, value: &str) -> Result<(), TlsError> {
-    let bad = |reason| TlsError::BadName {
+    credex_core::consortium::check_label(value).map_err(|reason| TlsError::BadName {
         what,
         value: value.to_owned(),
         reason,
-    };
-    if value.is_empty() {
-        return Err(bad("is empty"));
-    }
-    if value.len() > 63 {
-        return Err(bad("is longer than 63 characters"));
-    }
-    if !value
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        return Err(bad("may hold only a-z, 0-9 and -"));
-    }
-    if value.starts_with('-') || value.ends_with('-') {
-        return Err(bad("may not start or end with -"));
-    }
-    Ok(())
+    })
 }
 
 /// A certificate holder: `spiffe://<consortium>/<city>/<role>`.
@@ -366,15 +350,16 @@ impl TlsMaterial {
             })?;
         }
         let chain = parse_certs("certificate", cert_name, cert_pem)?;
-        let key = rustls_pemfile::private_key(&mut &key_pem[..])
-            .map_err(|source| TlsError::Pem {
+        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|source| match source {
+            pem::Error::NoItemsFound => TlsError::NoPrivateKey {
+                source_name: key_name.to_owned(),
+            },
+            source => TlsError::Pem {
                 what: "private key",
                 source_name: key_name.to_owned(),
                 source,
-            })?
-            .ok_or_else(|| TlsError::NoPrivateKey {
-                source_name: key_name.to_owned(),
-            })?;
+            },
+        })?;
         Ok(Self { roots, chain, key })
     }
 
@@ -389,7 +374,7 @@ fn parse_certs(
     source_name: &str,
     pem: &[u8],
 ) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = rustls_pemfile::certs(&mut &pem[..])
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|source| TlsError::Pem {
             what,
@@ -829,15 +814,9 @@ fn server_name(addr: &str) -> Result<ServerName<'static>, TlsError> {
 /// Checks a peer address, `host:port` or `[ipv6]:port`, and returns its host; the error says
 /// what is wrong with it.
 pub fn parse_address(addr: &str) -> Result<ServerName<'static>, &'static str> {
-    let (host, port) = if let Some(rest) = addr.strip_prefix('[') {
-        rest.split_once("]:").ok_or("is not [ipv6]:port")?
-    } else {
-        addr.rsplit_once(':').ok_or("is not host:port")?
-    };
-    match port.parse::<u16>() {
-        Ok(0) | Err(_) => return Err("has a port that is not a number from 1 to 65535"),
-        Ok(_) => {}
-    }
+    // The consortium file's addresses are checked by the same rule, in the core.
+    credex_core::consortium::check_address(addr)?;
+    let (host, _) = credex_core::consortium::split_address(addr)?;
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(ServerName::IpAddress(ip.into()));
     }
@@ -882,6 +861,59 @@ mod tests {
     use tonic_health::pb::health_client::HealthClient;
 
     const CA: &[u8] = include_bytes!("../tests/fixtures/tls/ca.pem");
+
+    /// The core checks the consortium file's addresses without rustls; the oracle is rustls's
+    /// own server-name parser, which the dialer uses on the same hosts.
+    #[test]
+    fn the_core_accepts_the_hosts_rustls_accepts() {
+        let hosts = [
+            "wuhan.example",
+            "wuhan.example.",
+            "WUHAN.Example",
+            "node_1",
+            "a-b.c",
+            "x",
+            "127.0.0.1",
+            "::1",
+            "fe80::1",
+            "",
+            ".",
+            "..",
+            "a..b",
+            "-a",
+            "a-",
+            "a.-b",
+            "1.2.3",
+            "1.2.3.4.5",
+            "0x1f",
+            "a.0x1f",
+            "a.0xg",
+            "a.123",
+            "a.0",
+            "123a",
+            "长沙.example",
+            "a b",
+            "a/b",
+            "a:b",
+            &"a".repeat(63),
+            &"a".repeat(64),
+            &["a"; 127].join("."),
+            &["a"; 128].join("."),
+        ];
+        for host in hosts {
+            let addr = if host.contains(':') {
+                format!("[{host}]:7001")
+            } else {
+                format!("{host}:7001")
+            };
+            let core = credex_core::consortium::check_address(&addr).is_ok();
+            let rustls = ServerName::try_from(host.to_owned()).is_ok();
+            assert_eq!(
+                core, rustls,
+                "{host:?}: the core says {core}, rustls {rustls}"
+            );
+        }
+    }
     const OTHER_CA: &[u8] = include_bytes!("../tests/fixtures/tls/other-ca.pem");
 
     macro_rules! fixture {
@@ -1045,7 +1077,9 @@ mod tests {
                 b"-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
                 key,
             ),
-            expect!["certificate (in memory): malformed PEM: InvalidCharacter(33)"],
+            expect![
+                "certificate (in memory): malformed PEM: base64 decode error: InvalidCharacter(33)"
+            ],
         );
         check(
             TlsMaterial::load(&TlsFiles {

@@ -122,7 +122,7 @@ impl Cluster {
     pub(crate) async fn channel(&self, city: &str, role: Role) -> Result<Channel> {
         let files = self.home.client_files(&self.consortium, city, role);
         let tls = tls::load_client_config(&files)?;
-        let server = self.consortium.node_identity(city);
+        let server = credex_node::config::node_identity(&self.consortium, city);
         tls::connect(&self.addrs[city].to_string(), &server, tls)
             .await
             .with_context(|| format!("connecting to {city}"))

@@ -4,21 +4,22 @@
 //!
 //! The commands that talk to a node connect as its `auditor` by default; `verify` needs no
 //! network, only the consortium file with the pinned keys. The file formats and every check
-//! are [`credex_cli::audit`]'s.
+//! are the `credex_audit` crate's; how a verified record is shown is [`credex_cli::audit`]'s.
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
-use credex_cli::audit::{
-    self, CheckpointReport, EvidenceVerdict, Extension, FileKind, LogReplay, ProofFile,
+use credex_audit::{
+    self as audit, CheckpointReport, EvidenceVerdict, Extension, FileKind, LogReplay, ProofFile,
     ProofReport, TlogProof,
 };
+use credex_cli::audit::{masked_record, render_proof_report};
 use credex_cli::home::Home;
 use credex_cli::json::RecordJson;
 use credex_cli::output::print_json;
+use credex_core::consortium::Consortium;
 use credex_core::merkle;
-use credex_node::config::Consortium;
 use credex_node::tls::Role;
 use credex_proto::v1::audit_client::AuditClient;
 use credex_proto::v1::{
@@ -255,7 +256,7 @@ fn print_proof_outcome(global: &Global, path: &Path, report: &ProofReport) -> Re
         quorum: audit::DEFAULT_QUORUM,
         ..report.clone()
     };
-    out!("{}", audit::render_proof_report(&shown))?;
+    out!("{}", render_proof_report(&shown))?;
     let last = report.quorum_checkpoint();
     outln!(
         "wrote {} — verify it offline with `credexctl audit verify {} --consortium <consortium.toml>`",
@@ -281,7 +282,7 @@ fn verify(global: &Global, args: VerifyArgs) -> Result<()> {
         (None, Some(home)) => Home::new(home).consortium_file(),
         (None, None) => bail!("no consortium file: pass --consortium FILE (or --home DIR)"),
     };
-    let consortium = Consortium::load(&consortium_file)?;
+    let consortium = credex_node::config::load_consortium(&consortium_file)?;
     let bytes = read_file(&args.file, audit::MAX_EVIDENCE_FILE_BYTES)?;
     let name = args.file.display().to_string();
     match audit::detect(&bytes).with_context(|| name.clone())? {
@@ -312,7 +313,7 @@ fn verify_proof_file(
                     "report": proof_json(&report),
                 }));
             }
-            out!("{}", audit::render_proof_report(&report))?;
+            out!("{}", render_proof_report(&report))?;
             let last = report.quorum_checkpoint();
             outln!(
                 "VERIFIED: {} seq {} is in the log of {} at size {}{}, cosigned by {} (quorum {quorum})",
@@ -364,12 +365,9 @@ fn verify_evidence_file(
                     "origin": report.city,
                     "kind": audit::kind_name(report.kind),
                     "proven": matches!(report.verdict, EvidenceVerdict::Proven(_)),
-                    "detail": audit::render_evidence_report(&report),
+                    "detail": report.to_string(),
                 }));
-                lines.push(format!(
-                    "evidence {n}: {}",
-                    audit::render_evidence_report(&report)
-                ));
+                lines.push(format!("evidence {n}: {report}"));
             }
             Err(e) => {
                 docs.push(json!({
@@ -505,7 +503,7 @@ async fn log(global: &Global, args: LogArgs) -> Result<()> {
             "failures": report.failures.iter().map(ToString::to_string).collect::<Vec<_>>(),
         }))?;
     } else {
-        out!("{}", audit::render_replay_report(&report))?;
+        out!("{report}")?;
     }
     match report.failures.first() {
         Some(first) => bail!(
@@ -572,11 +570,7 @@ async fn evidence(global: &Global, args: EvidenceArgs) -> Result<()> {
     }
     for (i, item) in items.iter().enumerate() {
         match audit::verify_evidence(item, &consortium) {
-            Ok(report) => outln!(
-                "evidence {}: {}",
-                i + 1,
-                audit::render_evidence_report(&report)
-            )?,
+            Ok(report) => outln!("evidence {}: {report}", i + 1)?,
             Err(e) => outln!("evidence {}: {}: REFUSED — {e}", i + 1, item.origin)?,
         }
     }
@@ -638,7 +632,7 @@ fn proof_json(r: &ProofReport) -> Value {
         .entry
         .record
         .as_ref()
-        .map(audit::masked_record)
+        .map(masked_record)
         .unwrap_or_default();
     json!({
         "origin": r.city,

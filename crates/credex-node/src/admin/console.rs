@@ -447,7 +447,7 @@ pub async fn operations(
     let now = engine.clock.now_millis();
     let figures = tokio::task::spawn_blocking(move || {
         let origins = engine.origin_figures()?;
-        let quarantine = engine.store.quarantine_counts()?;
+        let quarantine = engine.quarantine_counts()?;
         let invalid = engine.list_invalid(None, INVALID_SHOWN, "")?;
         Ok::<_, EngineError>((origins, quarantine, invalid))
     })

@@ -216,7 +216,7 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
     refresh_view_counts(&state).await;
     (
         [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
-        state.engine.metrics.encode(),
+        state.engine.metrics().encode(),
     )
         .into_response()
 }
@@ -232,7 +232,7 @@ async fn refresh_view_counts(state: &AdminState) {
                 pb::ListKind::Watch,
                 pb::ListKind::Penalty,
             ];
-            state.engine.metrics.set_view_counts(&ViewCountsByList {
+            state.engine.metrics().set_view_counts(&ViewCountsByList {
                 records: lists
                     .into_iter()
                     .map(|l| (list_name(l), tally.by_list.get(&l).copied().unwrap_or(0)))

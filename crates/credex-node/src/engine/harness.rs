@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use credex_core::consortium;
 use credex_core::date::FixedClock;
 use credex_core::entry;
 use credex_core::ident;
@@ -32,12 +33,14 @@ pub(super) struct TestEngine {
     pub peer_key: SigningKeyPair,
 }
 
-fn keys(consortium: &str, city: &str) -> (SigningKeyPair, SigningKeyPair) {
-    let origin = Checkpoint::origin_for(consortium, city);
-    let log = SigningKeyPair::generate(&origin, KeyAlgorithm::Ed25519).expect("log key");
-    let witness =
-        SigningKeyPair::generate(&format!("{origin}/witness"), KeyAlgorithm::CosignatureV1)
-            .expect("witness key");
+fn keys(name: &str, city: &str) -> (SigningKeyPair, SigningKeyPair) {
+    let log = SigningKeyPair::generate(&consortium::origin(name, city), KeyAlgorithm::Ed25519)
+        .expect("log key");
+    let witness = SigningKeyPair::generate(
+        &consortium::witness_name(name, city),
+        KeyAlgorithm::CosignatureV1,
+    )
+    .expect("witness key");
     (log, witness)
 }
 
@@ -46,11 +49,14 @@ pub(super) fn test_engine(consortium: &str, rules: Rules, clock: FixedClock) -> 
     let dir = tempfile::tempdir().expect("temp dir");
     let (node_log, node_witness) = keys(consortium, NODE);
     let (peer_log, peer_witness) = keys(consortium, PEER);
+    // Division and address are the consortium file's; the engine takes its rules apart.
     let member = |city: &str, log: &SigningKeyPair, witness: &SigningKeyPair| Member {
         city: city.to_owned(),
-        checkpoint_origin: Checkpoint::origin_for(consortium, city),
+        name_zh: city.to_owned(),
+        division: String::new(),
         log_key: log.public(),
         witness_key: witness.public(),
+        address: String::new(),
     };
     let clock = Arc::new(clock);
     let engine = Engine::new(EngineParts {

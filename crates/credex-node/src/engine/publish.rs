@@ -369,7 +369,7 @@ impl Engine {
         self.store.flush_async().await?;
         let state = self.store.origin_state(origin);
         let checkpoint = Checkpoint {
-            origin: self.me().checkpoint_origin.clone(),
+            origin: credex_core::consortium::origin(&self.consortium, &self.city),
             size: state.size,
             root: state.root,
         };

@@ -113,7 +113,7 @@ impl Engine {
         let first = note.split(|&b| b == b'\n').next().unwrap_or_default();
         let first = std::str::from_utf8(first).unwrap_or_default();
         self.members()
-            .find(|m| m.checkpoint_origin == first)
+            .find(|m| credex_core::consortium::origin(&self.consortium, &m.city) == first)
             .map(|m| m.city.clone())
             .ok_or_else(|| {
                 EngineError::InvalidArgument(format!(
