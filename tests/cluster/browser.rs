@@ -1,13 +1,14 @@
 //! The web console in a real browser: Debian's headless Chromium, driven over WebDriver by
 //! its chromedriver, against running nodes' admin listeners. It types into the query form,
-//! follows the language switch and the navigation, and waits for the operations page to
-//! reload itself; it asserts on what the page shows.
+//! follows the language switch and the navigation, waits for the operations page to reload
+//! itself, and uploads proof bundles on the audit page; it asserts on what the page shows.
 //!
 //! chromedriver must be on PATH (or named by `CHROMEDRIVER`): `deploy/console/install-browser.sh`
 //! installs it, and `.ci/run` runs that first. Without it the test fails; it never skips.
 //!
 //! With `CREDEX_CONSOLE_SCREENSHOTS=DIR` (relative to the workspace root) it also writes the
-//! screenshots README shows: `DIR/console-query.png`, `DIR/console-operations.png`.
+//! screenshots README shows: `DIR/console-query.png`, `DIR/console-operations.png`,
+//! `DIR/console-audit.png`.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -23,6 +24,7 @@ use credex_node::config::AdminConfig;
 use fantoccini::{Client, ClientBuilder, Locator};
 use tokio::process::{Child, Command};
 
+use crate::console_audit::{proof_file, tampered};
 use crate::sandbox::{Sandbox, start_date};
 
 /// How long the browser may take to show what is awaited: the operations page reloads every
@@ -398,6 +400,59 @@ async fn drive(sandbox: &Sandbox, browser: &Client) -> Result<()> {
         changsha.as_ref().and_then(|c| c.get(1)).map(String::as_str) == Some("yes"),
         "{changsha:?}"
     );
+
+    // The audit page, back in Chinese: a proof bundle of the listing that an auditor exported
+    // from Wuhan's node, chosen in the file picker and verified check by check; then the same
+    // bundle with one byte of its entry changed.
+    let (bundle, report) = proof_file(sandbox, "wuhan", "changsha", &listed.record_id).await?;
+    let files = tempfile::tempdir()?;
+    let good = files.path().join("listing.tlog-proof");
+    let bad = files.path().join("tampered.tlog-proof");
+    std::fs::write(&good, &bundle)?;
+    std::fs::write(&bad, tampered(&bundle)?)?;
+    browser
+        .find(Locator::Css("nav a[href^=\"/audit\"]"))
+        .await?
+        .click()
+        .await?;
+    wait_text(browser, "Upload a proof bundle").await?;
+    browser.find(Locator::Css("a.lang")).await?.click().await?;
+    wait_text(browser, "上传证明包").await?;
+    let upload = |path: PathBuf| async move {
+        browser
+            .find(Locator::Css("input[type=file]"))
+            .await?
+            .send_keys(&path.display().to_string())
+            .await?;
+        browser
+            .find(Locator::Css("form button[type=submit]"))
+            .await?
+            .click()
+            .await?;
+        Ok::<_, anyhow::Error>(())
+    };
+    upload(good).await?;
+    wait_text(browser, &report.verdict()).await?;
+    let checks = table(browser, "checks").await?;
+    let expected: Vec<Vec<String>> = report
+        .checks()
+        .into_iter()
+        .map(|c| vec![c.name.to_owned(), "通过".to_owned(), c.text])
+        .collect();
+    ensure!(checks == expected, "checks: {checks:?}");
+    ensure!(
+        text(browser).await?.contains(&listed.record_id),
+        "the record proven is shown"
+    );
+    screenshot(browser, "console-audit.png").await?;
+    upload(bad).await?;
+    let shown = wait_text(browser, "NOT VERIFIED — signed entry: ").await?;
+    let checks = table(browser, "checks").await?;
+    ensure!(
+        checks.len() == 1 && checks[0][0] == "signed entry" && checks[0][1] == "未通过",
+        "checks: {checks:?}"
+    );
+    ensure!(!shown.contains("VERIFIED: "), "{shown}");
     Ok(())
 }
 
