@@ -3,7 +3,9 @@
 
 mod admin;
 mod authz;
+mod browser;
 mod catchup;
+mod console_audit;
 mod convergence;
 mod enforcement;
 mod equivocation;

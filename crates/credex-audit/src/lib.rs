@@ -184,7 +184,7 @@ pub use evidence::{
 pub use format::{
     Extension, FileKind, FormatError, ProofFile, TlogProof, detect, encode_evidence, parse_evidence,
 };
-pub use proof::{ProofReport, VerifyError, Which, verify_proof};
+pub use proof::{Check, ProofReport, VerifyError, Which, verify_proof};
 pub use replay::{LogReplay, ReplayFailure, ReplayReport};
 
 /// First line of a tlog-proof.

@@ -11,7 +11,7 @@ use credex_core::pb;
 
 use crate::checkpoint::{CheckpointReport, peek_checkpoint, verify_note};
 use crate::format::ProofFile;
-use crate::text::plural;
+use crate::text::{format_seconds, plural};
 
 /// Which checkpoint of a proof file a check is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +167,123 @@ impl ProofReport {
     /// The checkpoint the quorum was checked on: the newer one when the file is extended.
     pub fn quorum_checkpoint(&self) -> &CheckpointReport {
         self.newer.as_ref().unwrap_or(&self.checkpoint)
+    }
+
+    /// The report's last line: what the file proves.
+    pub fn verdict(&self) -> String {
+        let cosigners = self.quorum_checkpoint().cosigners.len();
+        format!(
+            "VERIFIED: {} seq {} is in the log of {} at size {}{}, cosigned by {} other member{} (quorum {})",
+            self.city,
+            self.index,
+            self.checkpoint.origin,
+            self.checkpoint.size,
+            self.newer
+                .as_ref()
+                .map(|n| format!(" and, through a consistency proof, at size {}", n.size))
+                .unwrap_or_default(),
+            cosigners,
+            if cosigners == 1 { "" } else { "s" },
+            self.quorum
+        )
+    }
+
+    /// Every check that was made, in [`verify_proof`]'s order, as reports show them
+    /// (`credexctl audit verify`, the console's audit page).
+    pub fn checks(&self) -> Vec<Check> {
+        let cp = &self.checkpoint;
+        let mut checks = vec![
+            Check::held(
+                "checkpoint",
+                format!(
+                    "checkpoint {} size {} signed by the origin's log key {}",
+                    cp.origin, cp.size, cp.signed_by
+                ),
+            ),
+            Check::held(
+                "signed entry",
+                format!(
+                    "entry signature by {} (strict Ed25519), origin {}, seq {}",
+                    cp.signed_by, self.city, self.index
+                ),
+            ),
+            Check::held(
+                "inclusion proof",
+                format!(
+                    "leaf hash {} included at index {} of the tree of size {}, root {}",
+                    self.leaf_hash, self.index, cp.size, cp.root
+                ),
+            ),
+        ];
+        if let Some(new) = &self.newer {
+            checks.push(Check::held(
+                "consistency proof",
+                format!(
+                    "newer checkpoint size {} signed by {}, consistent with size {}, root {}",
+                    new.size, new.signed_by, cp.size, new.root
+                ),
+            ));
+        }
+        let last = self.quorum_checkpoint();
+        let cosigners = if last.cosigners.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ": {}",
+                last.cosigners
+                    .iter()
+                    .map(|c| format!("{} at {}", c.city, format_seconds(c.timestamp)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let mut not_counted = Vec::new();
+        if last.own_cosignature {
+            not_counted.push("the origin's own witness".to_owned());
+        }
+        if last.ignored > 0 {
+            not_counted.push(format!(
+                "{} by keys outside the consortium",
+                plural(last.ignored, "signature line")
+            ));
+        }
+        checks.push(Check {
+            name: "quorum",
+            held: last.cosigners.len() >= self.quorum,
+            text: format!(
+                "{} from other members' witnesses on size {}{cosigners}, quorum {}",
+                plural(last.cosigners.len(), "cosignature"),
+                last.size,
+                self.quorum
+            ),
+            not_counted: (!not_counted.is_empty()).then(|| not_counted.join("; ")),
+        });
+        checks
+    }
+}
+
+/// One check of a verified proof file, as reports show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// The check's short name, the one [`VerifyError::check`] gives when it fails.
+    pub name: &'static str,
+    /// False only for a quorum not met, which only a report verified with a lower quorum
+    /// than the one it states can show.
+    pub held: bool,
+    /// What was checked, with the figures.
+    pub text: String,
+    /// Signatures seen but not counted for the quorum.
+    pub not_counted: Option<String>,
+}
+
+impl Check {
+    fn held(name: &'static str, text: String) -> Check {
+        Check {
+            name,
+            held: true,
+            text,
+            not_counted: None,
+        }
     }
 }
 

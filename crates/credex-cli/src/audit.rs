@@ -3,7 +3,7 @@
 //! replays are written by their `Display`.
 
 use credex_audit::ProofReport;
-use credex_audit::text::{format_millis, format_seconds, plural};
+use credex_audit::text::format_millis;
 use credex_core::ident::mask_id_number;
 use credex_core::pb;
 
@@ -23,62 +23,12 @@ pub fn render_proof_report(r: &ProofReport) -> String {
         r.entry.logged_at,
     )));
     out.push_str("checks\n");
-    let cp = &r.checkpoint;
-    let mut ok = |line: String| out.push_str(&format!("  ok  {line}\n"));
-    ok(format!(
-        "checkpoint {} size {} signed by the origin's log key {}",
-        cp.origin, cp.size, cp.signed_by
-    ));
-    ok(format!(
-        "entry signature by {} (strict Ed25519), origin {}, seq {}",
-        cp.signed_by, r.city, r.index
-    ));
-    ok(format!(
-        "leaf hash {} included at index {} of the tree of size {}, root {}",
-        r.leaf_hash, r.index, cp.size, cp.root
-    ));
-    if let Some(new) = &r.newer {
-        ok(format!(
-            "newer checkpoint size {} signed by {}, consistent with size {}, root {}",
-            new.size, new.signed_by, cp.size, new.root
-        ));
-    }
-    let last = r.quorum_checkpoint();
-    let mark = if last.cosigners.len() >= r.quorum {
-        "ok"
-    } else {
-        "--"
-    };
-    out.push_str(&format!(
-        "  {mark}  {} from other members' witnesses on size {}{}, quorum {}\n",
-        plural(last.cosigners.len(), "cosignature"),
-        last.size,
-        if last.cosigners.is_empty() {
-            String::new()
-        } else {
-            format!(
-                ": {}",
-                last.cosigners
-                    .iter()
-                    .map(|c| format!("{} at {}", c.city, format_seconds(c.timestamp)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        },
-        r.quorum
-    ));
-    let mut not_counted = Vec::new();
-    if last.own_cosignature {
-        not_counted.push("the origin's own witness".to_owned());
-    }
-    if last.ignored > 0 {
-        not_counted.push(format!(
-            "{} by keys outside the consortium",
-            plural(last.ignored, "signature line")
-        ));
-    }
-    if !not_counted.is_empty() {
-        out.push_str(&format!("      not counted: {}\n", not_counted.join("; ")));
+    for check in r.checks() {
+        let mark = if check.held { "ok" } else { "--" };
+        out.push_str(&format!("  {mark}  {}\n", check.text));
+        if let Some(not_counted) = &check.not_counted {
+            out.push_str(&format!("      not counted: {not_counted}\n"));
+        }
     }
     out
 }

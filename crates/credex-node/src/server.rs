@@ -180,6 +180,7 @@ pub async fn run_with_clock(
             peers.clone(),
             stop_rx.clone(),
             config.admin.ready_max_lag,
+            Arc::new(config.consortium.clone()),
         ));
         tokio::spawn(admin::serve(listener, access, state, async move {
             let _ = admin_stopped.await;

@@ -314,20 +314,7 @@ fn verify_proof_file(
                 }));
             }
             out!("{}", render_proof_report(&report))?;
-            let last = report.quorum_checkpoint();
-            outln!(
-                "VERIFIED: {} seq {} is in the log of {} at size {}{}, cosigned by {} (quorum {quorum})",
-                report.city,
-                report.index,
-                report.checkpoint.origin,
-                report.checkpoint.size,
-                report
-                    .newer
-                    .as_ref()
-                    .map(|n| format!(" and, through a consistency proof, at size {}", n.size))
-                    .unwrap_or_default(),
-                count(last.cosigners.len(), "other member"),
-            )?;
+            outln!("{}", report.verdict())?;
             Ok(())
         }
         Err(e) => {

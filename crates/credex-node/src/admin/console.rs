@@ -7,15 +7,22 @@
 //!   [`NAME_SCAN_LIMIT`] records are read, and the page says when the scan stopped there.
 //! - `/operations`: peers, origins, quarantine and invalid entries, reloading every
 //!   [`REFRESH_SECS`] seconds.
+//! - `/audit`: a proof bundle or an evidence file uploaded (multipart, at most
+//!   [`AUDIT_UPLOAD_LIMIT`] bytes) and verified by `credex_audit` against this node's
+//!   consortium file: each check with its result, the report `credexctl audit verify` prints
+//!   (which stays the offline authority).
 //!
-//! Every resident ID number shown is masked, the one looked up included: the console is for
-//! operators, who need no full identity (exact lookups with one are gRPC's, logged).
+//! Every resident ID number shown is masked, the one looked up included (the search box and the
+//! language switch do not repeat it): the console is for operators, who need no full identity
+//! (exact lookups with one are gRPC's, logged).
 
 use std::fmt::Write;
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::{Multipart, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use credex_audit::{EvidenceVerdict, FileKind, ProofFile};
 use credex_core::ident;
 use credex_core::pb;
 use credex_core::view::{Excluded, InForce, RecordVersion};
@@ -31,6 +38,9 @@ pub const NAME_SCAN_LIMIT: usize = 20_000;
 const NAME_MATCHES: usize = 100;
 /// The operations page reloads this often.
 pub const REFRESH_SECS: u32 = 5;
+/// Largest upload the audit page reads: the largest audit file `credex_audit` reads (an
+/// evidence file) and room for the multipart framing around it.
+pub const AUDIT_UPLOAD_LIMIT: usize = credex_audit::MAX_EVIDENCE_FILE_BYTES + 64 * 1024;
 /// Invalid entries shown on the operations page (Operator.ListInvalid pages the rest).
 const INVALID_SHOWN: usize = 50;
 
@@ -134,13 +144,14 @@ fn page(lang: Lang, city: &str, here: &str, q: &str, refresh: bool, body: &str) 
         "<!doctype html><html lang=\"{lang}\"><head><meta charset=\"utf-8\">{meta_refresh}\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>credex · {city}</title><style>{STYLE}</style></head><body>\
-         <header><strong>credex · {city}</strong> <nav>{query} {ops}</nav> \
+         <header><strong>credex · {city}</strong> <nav>{query} {ops} {audit}</nav> \
          <a class=\"lang\" href=\"{here}?lang={other}{keep_q}\">{switch}</a></header>\
          <main>{body}</main></body></html>",
         lang = lang.pick("zh-CN", "en"),
         city = esc(city),
         query = nav("/query", "一查便知", "Query"),
         ops = nav("/operations", "运行状态", "Operations"),
+        audit = nav("/audit", "核验", "Audit"),
         other = other.code(),
         switch = lang.pick("English", "中文"),
     ))
@@ -151,7 +162,7 @@ margin:0;color:#1b1f24}header{background:#0b3d91;color:#fff;padding:.6em 1em;dis
 align-items:center}header a{color:#fff;margin-right:1em}header a[aria-current]{text-decoration:underline;\
 font-weight:bold}.lang{margin-left:auto}main{padding:1em}table{border-collapse:collapse;margin:.5em 0 1.5em}\
 td,th{border:1px solid #ccd;padding:.3em .6em;text-align:left;vertical-align:top}th{background:#eef}\
-.bad{color:#b00020;font-weight:bold}.ok{color:#0a7d32}.note{color:#555}input[type=search]{width:24em}";
+#checks td:nth-child(2){white-space:nowrap}.bad{color:#b00020;font-weight:bold}.ok{color:#0a7d32}.note{color:#555}input[type=search]{width:24em}";
 
 fn error_html(lang: Lang, error: &EngineError) -> String {
     format!(
@@ -166,6 +177,13 @@ fn error_html(lang: Lang, error: &EngineError) -> String {
 pub async fn query(State(state): State<Arc<AdminState>>, Query(params): Query<Params>) -> Response {
     let lang = params.lang();
     let q = params.q.trim().to_owned();
+    // What the page repeats of the question (the box, the language switch): not a resident
+    // ID number, which the page shows only masked.
+    let echo = if ident::masked_key(&q) == q {
+        q.as_str()
+    } else {
+        ""
+    };
     let mut body = format!(
         "<h1>{title}</h1><form method=\"get\" action=\"/query\">\
          <input type=\"hidden\" name=\"lang\" value=\"{code}\">\
@@ -173,7 +191,7 @@ pub async fn query(State(state): State<Arc<AdminState>>, Query(params): Query<Pa
          <button type=\"submit\">{go}</button></form>",
         title = lang.pick("一查便知", "Query"),
         code = lang.code(),
-        value = esc(&q),
+        value = esc(echo),
         hint = lang.pick(
             "统一社会信用代码、身份证号或企业名称的一部分",
             "USCC, ID number, or part of a company name"
@@ -203,7 +221,7 @@ pub async fn query(State(state): State<Arc<AdminState>>, Query(params): Query<Pa
             Err(e) => body.push_str(&error_html(lang, &EngineError::Internal(e.to_string()))),
         }
     }
-    page(lang, &state.engine.city, "/query", &q, false, &body).into_response()
+    page(lang, &state.engine.city, "/query", echo, false, &body).into_response()
 }
 
 /// A copy of `record`'s subject with every resident ID number masked.
@@ -572,4 +590,290 @@ pub async fn operations(
         })
     );
     page(lang, &state.engine.city, "/operations", "", true, &body).into_response()
+}
+
+// ----------------------------------------------------------------------------- audit
+
+fn audit_intro(lang: Lang) -> String {
+    format!(
+        "<h1>{title}</h1><p>{what}</p>\
+         <form method=\"post\" action=\"/audit?lang={code}\" enctype=\"multipart/form-data\">\
+         <input type=\"file\" name=\"file\" required> <button type=\"submit\">{go}</button></form>",
+        title = lang.pick("核验证明", "Audit"),
+        what = lang.pick(
+            "上传证明包（credexctl audit proof 导出的 .tlog-proof，或经 audit extend 延伸的）或分叉证据文件（credexctl audit evidence），按本节点的联盟文件所固定的公钥逐项核验。离线核验以 credexctl audit verify 为准，本页给出同一份报告。",
+            "Upload a proof bundle (a .tlog-proof from credexctl audit proof, extended or not) or an evidence file (credexctl audit evidence): each check is made against the keys this node's consortium file pins. credexctl audit verify stays the offline authority; this page shows the same report."
+        ),
+        code = lang.code(),
+        go = lang.pick("核验", "Verify"),
+    )
+}
+
+pub async fn audit_form(
+    State(state): State<Arc<AdminState>>,
+    Query(params): Query<Params>,
+) -> Response {
+    let lang = params.lang();
+    page(
+        lang,
+        &state.engine.city,
+        "/audit",
+        "",
+        false,
+        &audit_intro(lang),
+    )
+    .into_response()
+}
+
+pub async fn audit_upload(
+    State(state): State<Arc<AdminState>>,
+    Query(params): Query<Params>,
+    headers: HeaderMap,
+    multipart: Multipart,
+) -> Response {
+    let lang = params.lang();
+    let mut body = audit_intro(lang);
+    // A body announced over the limit is refused before any of it is read (the limit on the
+    // body itself catches one sent without a length).
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let upload = match announced {
+        Some(n) if n > AUDIT_UPLOAD_LIMIT as u64 => Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the upload is larger than the {AUDIT_UPLOAD_LIMIT} bytes allowed"),
+        )),
+        _ => read_upload(multipart).await,
+    };
+    let status = match upload {
+        Ok((name, bytes)) => {
+            let consortium = state.consortium.clone();
+            let verified =
+                tokio::task::spawn_blocking(move || audit_report(lang, &name, &bytes, &consortium))
+                    .await;
+            match verified {
+                Ok(html) => {
+                    body.push_str(&html);
+                    StatusCode::OK
+                }
+                Err(e) => {
+                    body.push_str(&error_html(lang, &EngineError::Internal(e.to_string())));
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+            }
+        }
+        Err((status, why)) => {
+            let _ = write!(
+                body,
+                "<p class=\"bad\" role=\"alert\" id=\"upload-error\">{}: {}</p>",
+                lang.pick("无法读取上传的文件", "The upload could not be read"),
+                esc(&why)
+            );
+            status
+        }
+    };
+    (
+        status,
+        page(lang, &state.engine.city, "/audit", "", false, &body),
+    )
+        .into_response()
+}
+
+/// The first part named `file`: its file name and bytes.
+async fn read_upload(mut multipart: Multipart) -> Result<(String, Vec<u8>), (StatusCode, String)> {
+    let refused = |e: axum::extract::multipart::MultipartError| {
+        let status = e.status();
+        let why = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            format!("the upload is larger than the {AUDIT_UPLOAD_LIMIT} bytes allowed")
+        } else {
+            e.body_text()
+        };
+        (status, why)
+    };
+    while let Some(field) = multipart.next_field().await.map_err(refused)? {
+        if field.name() == Some("file") {
+            let name = field.file_name().unwrap_or("").to_owned();
+            let bytes = field.bytes().await.map_err(refused)?;
+            return Ok((name, bytes.to_vec()));
+        }
+    }
+    Err((
+        StatusCode::BAD_REQUEST,
+        "no file: the form's field `file` carries it".to_owned(),
+    ))
+}
+
+/// The report on an uploaded file, verified as `credexctl audit verify` verifies it (the
+/// default quorum): each check with its result, and the verdict.
+fn audit_report(
+    lang: Lang,
+    name: &str,
+    bytes: &[u8],
+    consortium: &credex_core::consortium::Consortium,
+) -> String {
+    let mut html = format!(
+        "<h2>{} <code>{}</code> ({} B)</h2>",
+        lang.pick("文件", "File"),
+        esc(name),
+        bytes.len()
+    );
+    let not_verified = |e: &dyn std::fmt::Display| {
+        format!(
+            "<p class=\"bad\" id=\"verdict\">NOT VERIFIED — {}</p>",
+            esc(&e.to_string())
+        )
+    };
+    let kind = match credex_audit::detect(bytes) {
+        Ok(kind) => kind,
+        Err(e) => {
+            html.push_str(&not_verified(&e));
+            return html;
+        }
+    };
+    match kind {
+        FileKind::Proof => match ProofFile::parse(bytes) {
+            Err(e) => html.push_str(&not_verified(&e)),
+            Ok(file) => {
+                match credex_audit::verify_proof(&file, consortium, credex_audit::DEFAULT_QUORUM) {
+                    Ok(report) => proof_report_html(lang, &report, &mut html),
+                    Err(e) => {
+                        checks_table(lang, &mut html);
+                        let _ = write!(
+                            html,
+                            "<tr><td>{}</td><td class=\"bad\">{}</td><td>{}</td></tr></table>",
+                            e.check(),
+                            lang.pick("未通过", "failed"),
+                            esc(&e.to_string())
+                        );
+                        html.push_str(&not_verified(&e));
+                    }
+                }
+            }
+        },
+        FileKind::Evidence => match credex_audit::parse_evidence(bytes) {
+            Err(e) => html.push_str(&not_verified(&e)),
+            Ok(items) => evidence_report_html(lang, &items, consortium, &mut html),
+        },
+    }
+    html
+}
+
+fn checks_table(lang: Lang, html: &mut String) {
+    let _ = write!(
+        html,
+        "<h3>{}</h3><table id=\"checks\"><tr><th>{}</th><th>{}</th><th>{}</th></tr>",
+        lang.pick("逐项核验", "Checks"),
+        lang.pick("检查", "Check"),
+        lang.pick("结果", "Result"),
+        lang.pick("详情", "Detail"),
+    );
+}
+
+fn proof_report_html(lang: Lang, report: &credex_audit::ProofReport, html: &mut String) {
+    checks_table(lang, html);
+    for check in report.checks() {
+        let (class, result) = if check.held {
+            ("ok", lang.pick("通过", "ok"))
+        } else {
+            ("bad", lang.pick("未达到", "not met"))
+        };
+        let not_counted = check
+            .not_counted
+            .map(|n| format!("<br><span class=\"note\">not counted: {}</span>", esc(&n)))
+            .unwrap_or_default();
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td class=\"{class}\">{result}</td><td>{}{not_counted}</td></tr>",
+            check.name,
+            esc(&check.text),
+        );
+    }
+    html.push_str("</table>");
+    let quorum_met = report.quorum_checkpoint().cosigners.len() >= report.quorum;
+    let _ = write!(
+        html,
+        "<p class=\"{}\" id=\"verdict\">{}</p>",
+        if quorum_met { "ok" } else { "bad" },
+        esc(&report.verdict())
+    );
+    // The record the bundle proves, ID numbers masked as everywhere on the console.
+    let version = RecordVersion {
+        origin: report.city.clone(),
+        seq: report.index,
+        record: report.entry.record.clone().unwrap_or_default(),
+        checkpoint_size: report.checkpoint.size,
+        logged_at: report.entry.logged_at,
+        invalid: None,
+        unknown_category: false,
+        legacy_code: false,
+    };
+    let _ = write!(
+        html,
+        "<h3>{}</h3>{}{}</table>",
+        lang.pick("所证明的记录", "The record proven"),
+        table_head(lang, lang.pick("记录编号 / 版本", "Record id / version")),
+        record_row(
+            lang,
+            &version,
+            &format!(
+                "{} v{}",
+                esc(&version.record.record_id),
+                version.record.version
+            )
+        ),
+    );
+}
+
+fn evidence_report_html(
+    lang: Lang,
+    items: &[pb::Evidence],
+    consortium: &credex_core::consortium::Consortium,
+    html: &mut String,
+) {
+    let _ = write!(
+        html,
+        "<h3>{}</h3><table id=\"evidence\"><tr><th>#</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+        lang.pick("逐条核验", "Each piece of evidence"),
+        lang.pick("城市", "Origin"),
+        lang.pick("结果", "Result"),
+        lang.pick("详情", "Detail"),
+    );
+    let mut proven = 0;
+    for (i, item) in items.iter().enumerate() {
+        let (origin, class, result, detail) = match credex_audit::verify_evidence(item, consortium)
+        {
+            Ok(report) => {
+                let (class, result) = match report.verdict {
+                    EvidenceVerdict::Proven(_) => {
+                        proven += 1;
+                        ("ok", "PROVEN")
+                    }
+                    EvidenceVerdict::Unproven(_) => ("bad", "NOT PROVEN"),
+                };
+                (report.city.clone(), class, result, report.to_string())
+            }
+            Err(e) => (item.origin.clone(), "bad", "REFUSED", e.to_string()),
+        };
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td class=\"{class}\">{result}</td><td>{}</td></tr>",
+            i + 1,
+            esc(&origin),
+            esc(&detail)
+        );
+    }
+    html.push_str("</table>");
+    let (class, verdict) = if items.is_empty() {
+        ("bad", "no evidence, nothing confirmed".to_owned())
+    } else {
+        (
+            if proven == items.len() { "ok" } else { "bad" },
+            format!("{proven} of {} confirmed", items.len()),
+        )
+    };
+    let _ = write!(
+        html,
+        "<p class=\"{class}\" id=\"verdict\">{}</p>",
+        esc(&verdict)
+    );
 }

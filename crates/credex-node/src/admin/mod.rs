@@ -1,5 +1,5 @@
 //! The admin HTTP listener (config `[admin]`): `/metrics`, `/healthz`, `/readyz` and the web
-//! console ([`console`]: `/query`, `/operations`) on one axum router, served on its own port,
+//! console ([`console`]: `/query`, `/operations`, `/audit`) on one axum router, served on its own port,
 //! loopback by default.
 //!
 //! Beyond loopback it serves only a client that proves who it is (the config refuses anything
@@ -15,11 +15,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use credex_core::consortium::Consortium;
 use credex_core::pb;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -54,6 +55,8 @@ pub struct AdminState {
     pub shutdown: watch::Receiver<bool>,
     /// `admin.ready_max_lag`.
     pub ready_max_lag: u64,
+    /// The trust root the audit page verifies against (the node's consortium file).
+    pub consortium: Arc<Consortium>,
 }
 
 impl AdminState {
@@ -62,12 +65,14 @@ impl AdminState {
         peers: Arc<PeerTable>,
         shutdown: watch::Receiver<bool>,
         ready_max_lag: u64,
+        consortium: Arc<Consortium>,
     ) -> Self {
         Self {
             engine,
             peers,
             shutdown,
             ready_max_lag,
+            consortium,
         }
     }
 }
@@ -148,6 +153,12 @@ pub fn router(state: Arc<AdminState>, access: &Access) -> Router {
         .route("/", get(console::index))
         .route("/query", get(console::query))
         .route("/operations", get(console::operations))
+        .route(
+            "/audit",
+            get(console::audit_form)
+                .post(console::audit_upload)
+                .layer(DefaultBodyLimit::max(console::AUDIT_UPLOAD_LIMIT)),
+        )
         .with_state(state);
     match &access.token {
         Some(token) => router.layer(middleware::from_fn_with_state(token.clone(), check_token)),
