@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the fault scripts: real credexd processes on 127.0.0.1, one consortium in a temp dir.
 # Callers set BIN and BASE_PORT, then source this file.
 work=$(mktemp -d)
@@ -34,10 +35,12 @@ kill9() {
   wait "${pids[$name]}" 2>/dev/null || true
   unset "pids[$name]"
 }
-# wait_for WHAT COMMAND...: polls the command until it succeeds, for at most WAIT_S seconds (60).
+# wait_for WHAT COMMAND...: polls the command until it succeeds, for at most WAIT_S seconds (60)
+# of wall time however long each try takes.
 wait_for() {
   local what=$1; shift
-  for _ in $(seq $((${WAIT_S:-60} * 10))); do
+  local end=$((SECONDS + ${WAIT_S:-60}))
+  while ((SECONDS < end)); do
     if "$@" >/dev/null 2>&1; then return 0; fi
     sleep 0.1
   done
@@ -128,19 +131,19 @@ proxyctl() {
 }
 # peers_via_proxy INDEX: CREDEX_PEERS for city INDEX, every peer reached through its route.
 peers_via_proxy() {
-  local i=$1 j out=()
+  local i=$1 j list=()
   for j in "${!cities[@]}"; do
-    ((i == j)) || out+=("${cities[j]}=127.0.0.1:$(route_port "$i" "$j")")
+    ((i == j)) || list+=("${cities[j]}=127.0.0.1:$(route_port "$i" "$j")")
   done
   local IFS=,
-  echo "${out[*]}"
+  echo "${list[*]}"
 }
 # peers_direct INDEX: CREDEX_PEERS for city INDEX, every other member at its own address.
 peers_direct() {
-  local i=$1 j out=()
-  for j in "${!cities[@]}"; do ((i == j)) || out+=("${cities[j]}=$(addr "$j")"); done
+  local i=$1 j list=()
+  for j in "${!cities[@]}"; do ((i == j)) || list+=("${cities[j]}=$(addr "$j")"); done
   local IFS=,
-  echo "${out[*]}"
+  echo "${list[*]}"
 }
 
 # publisher CITY DIR BATCH: publishes BATCH generated records at a time at CITY until the file
