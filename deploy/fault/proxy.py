@@ -9,6 +9,8 @@ has taken effect, or "err ..." (so a script never sleeps hoping a cut happened):
   cut A B [drop|reset]   both routes between A and B
   isolate A [drop|reset] every route from and to A
   heal A B | heal A | heal-all
+  rate A B BYTES_PER_S   both routes between A and B carry at most that many bytes a second
+                         each way (0: no limit), as a WAN link of that bandwidth would
   stats                  "ok route=state/connections/bytes ..." for every route
   ping
 
@@ -41,6 +43,7 @@ class Route:
         self.opened.set()
         self.conns = set()
         self.bytes = 0
+        self.rate = 0
 
     def set_state(self, state):
         self.state = state
@@ -93,6 +96,8 @@ async def pump(route, reader, writer):
             route.bytes += len(data)
             writer.write(data)
             await writer.drain()
+            if route.rate:
+                await asyncio.sleep(len(data) / route.rate)
     except (ConnectionError, OSError):
         return
     finally:
@@ -141,6 +146,15 @@ def command(routes, line):
         for r in routes.values():
             r.set_state("open")
         return "ok"
+    if op == "rate":
+        if len(args) != 3 or not args[2].isdigit():
+            return "err usage: rate A B BYTES_PER_S"
+        chosen = routes_of(routes, args[0], args[1])
+        if not chosen:
+            return f"err no route for {args[0]} {args[1]}"
+        for r in chosen:
+            r.rate = int(args[2])
+        return "ok " + " ".join(f"{r.name}:{r.rate}B/s" for r in chosen)
     if op in ("cut", "isolate", "heal"):
         mode = "open"
         if op != "heal":
