@@ -146,14 +146,16 @@ peers_direct() {
   echo "${list[*]}"
 }
 
-# publisher CITY DIR BATCH: publishes BATCH generated records at a time at CITY until the file
-# DIR/stop exists, each batch (seed 1, 2, …) retried until the node acknowledges all of it, so
-# a node that is down or restarting delays it but loses nothing. Every acknowledgement the node
-# gave is in DIR/ack.SEED.N (credexctl's --json output, partial if the run broke off).
+# publisher CITY DIR BATCH [PACE_MS]: publishes BATCH generated records at a time at CITY until
+# the file DIR/stop exists, a batch every PACE_MS at most (0: back to back), each batch (seed 1,
+# 2, …) retried until the node acknowledges all of it, so a node that is down or restarting
+# delays it but loses nothing. Every acknowledgement the node gave is in DIR/ack.SEED.N
+# (credexctl's --json output, partial if the run broke off).
 publisher() {
-  local city=$1 dir=$2 batch=$3 seed=1 try
+  local city=$1 dir=$2 batch=$3 pace=${4:-0} seed=1 try began left
   mkdir -p "$dir"
   while [[ ! -e $dir/stop ]]; do
+    began=$(now_ms)
     ctl "$city" gen --count "$batch" --seed "$seed" >"$dir/batch.$seed.jsonl"
     try=0
     until ctl "$city" --json publish "$dir/batch.$seed.jsonl" >"$dir/ack.$seed.$try" 2>>"$dir/errors"; do
@@ -162,6 +164,8 @@ publisher() {
       sleep 0.1 # a retry's back-off, not a synchronisation: the node may be restarting
     done
     seed=$((seed + 1))
+    left=$((began + pace - $(now_ms)))
+    if ((left > 0)); then sleep "$((left / 1000)).$(printf '%03d' $((left % 1000)))"; fi # the pace
   done
 }
 # acked DIR: the record ids acknowledged in DIR's publisher output, one a line, sorted, unique.

@@ -62,7 +62,7 @@ keep_publishing() {
   while (($(date +%s) < end)); do publish "$city" 20 "$seed"; seed=$((seed + 1)); done
 }
 publishers=()
-for i in "${!cities[@]}"; do keep_publishing "${cities[i]}" "$((100 * (i + 1)))" & publishers+=($!); done
+for i in "${!cities[@]}"; do keep_publishing "${cities[i]}" "$((100 * (i + 1)))" & publishers+=($!) pids[pub.$i]=$!; done
 for p in "${publishers[@]}"; do wait "$p"; done
 for c in changsha wuhan nanchang; do
   if (($(size_at hefei "$c") != at_cut[$c])); then echo "FAIL: hefei received $c's records while isolated"; failed=1; fi
