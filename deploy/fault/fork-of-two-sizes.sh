@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2317 # functions called through wait_for
 # An origin that shows two histories of different sizes, with real credexd processes.
 #
 # Two copies of Nanchang's data dir and keys run one after the other on Nanchang's address:

@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# One node's clock 10 minutes ahead, then 10 minutes behind, with real credexd processes.
+#
+# credexd has no clock option (tests inject a clock in process), so every node runs under
+# libfaketime (Debian's `faketime` package, installed by this script if missing): the honest three at
+# 23:55 China Standard Time (UTC+8) of some day D, Nanchang at 00:05 of D+1, later at 23:45 of
+# D. The midnight between them is the point: a record's validity depends on its reference date,
+# which for a relayed entry must be the date its origin logged it (`logged_at`), never the
+# receiver's own clock. What must hold, and what this script checks:
+#   - ahead: Nanchang publishes a record decided on D+2, its tomorrow (the consortium allows
+#     decisions one day ahead); the other three append it and hold it valid, though on their
+#     clock D+2 is two days ahead; all four converge with nothing invalid or quarantined, and
+#     every origin's newest checkpoint is cosigned by every other city (final);
+#   - transaction time follows the origin's clock: at Wuhan, Nanchang's records are not yet
+#     known as of Wuhan's "now" and are as of 11 minutes later;
+#   - behind: Nanchang restarts 20 minutes earlier than it stopped and publishes on; all four
+#     converge again, nothing invalid, every newest checkpoint final.
+#
+# Usage: deploy/fault/clock-skew.sh [--short]   (the same either way)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BIN=${BIN:-target/debug}
+BASE_PORT=${BASE_PORT:-7890}
+[[ -x $BIN/credexd && -x $BIN/credexctl ]] || cargo build --bins
+find_libfaketime() { compgen -G '/usr/lib/*/faketime/libfaketimeMT.so.1' | head -1; }
+if [[ -z $(find_libfaketime) ]]; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    apt-get install -y -qq faketime >/dev/null
+  else
+    echo "SKIP: no libfaketime (apt-get install faketime)"; exit 77
+  fi
+fi
+libfaketime=$(find_libfaketime)
+source deploy/fault/lib.sh
+WAIT_S=${WAIT_S:-90}
+
+# The honest clock: real time + OFFSET reads 23:55:00 CST (15:55:00 UTC) of D, the next such
+# instant at least 10 minutes away (so the real clock is never that close to midnight).
+real=$(date +%s)
+d=$(date -u -d "@$real" +%F)
+honest=$(date -u -d "$d 15:55:00" +%s)
+((honest - real >= 600)) || honest=$((honest + 86400))
+offset=$((honest - real))
+D=$(date -u -d "@$honest" +%F)
+day() { date -u -d "$D + $1 day" +%F; }
+# clock SECONDS: a command prefix running a program under a clock SECONDS ahead of the real
+# one (negative: behind), through libfaketime preloaded (not the `faketime` wrapper, which
+# forks: the pid the script holds must be the node's). Monotonic clocks are left alone: they
+# measure intervals, and this scenario is about the wall clock.
+clock() { echo env LD_PRELOAD="$libfaketime" FAKETIME="$(printf '%+d' "$1")" FAKETIME_DONT_FAKE_MONOTONIC=1; }
+fake_now_ms() { echo $((($(date +%s) + offset) * 1000)); }
+
+"$BIN/credexctl" consortium init --out "$H" --base-port "$BASE_PORT" >/dev/null
+# shellcheck disable=SC2046 # the prefix is words on purpose
+for i in 0 1 2; do start "${cities[i]}" "$H/${cities[i]}" "$(peers_direct "$i")" $(clock "$offset"); done
+# shellcheck disable=SC2046
+start nanchang "$H/nanchang" "$(peers_direct 3)" $(clock $((offset + 600)))
+for c in "${cities[@]}"; do wait_for "$c up" ctl "$c" status; done
+echo "honest clocks at $(date -u -d "@$honest" '+%F %T') UTC (23:55 CST of $D); nanchang 10 minutes ahead (00:05 CST of $(day 1))"
+publish() { ctl "$1" gen --count "$2" --seed "$3" --today "$4" | ctl "$1" publish >/dev/null; }
+for i in 0 1 2; do publish "${cities[i]}" 30 "$((i + 1))" "$D"; done
+publish nanchang 30 4 "$(day 1)"
+
+say "nanchang publishes a record decided on $(day 2), its tomorrow"
+# A generated record with every date moved so that it was decided on D+2.
+ctl nanchang gen --count 1 --seed 9 --today "$(day 30)" | python3 -c '
+import datetime, json, sys
+r = json.loads(sys.stdin.readline())
+day = datetime.date.fromisoformat
+shift = day(sys.argv[1]) - day(r["decision"]["decided_on"])
+def moved(text): return (day(text) + shift).isoformat()
+r["decision"]["decided_on"] = moved(r["decision"]["decided_on"])
+for k in ("starts_on", "ends_on"): r["publication"][k] = moved(r["publication"][k])
+if r["status"].get("effective_on"): r["status"]["effective_on"] = moved(r["status"]["effective_on"])
+print(json.dumps(r, ensure_ascii=False))' "$(day 2)" >"$work/ahead.jsonl"
+read -r ahead_id ahead_from <<<"$(python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(r["record_id"], r["publication"]["starts_on"])' "$work/ahead.jsonl")"
+ctl nanchang publish "$work/ahead.jsonl" | tail -1
+failed=0
+if ctl wuhan publish "$work/ahead.jsonl" >/dev/null 2>&1; then
+  echo "FAIL: wuhan took a record of nanchang's"; failed=1
+fi
+# The honest nodes' own judgement of that date, for contrast: decided two days ahead of D.
+sed 's/"record_id":"nanchang-/"record_id":"wuhan-/' "$work/ahead.jsonl" >"$work/ahead-at-wuhan.jsonl"
+if refusal=$(ctl wuhan publish "$work/ahead-at-wuhan.jsonl" 2>&1); then
+  echo "FAIL: wuhan itself takes a decision dated $(day 2) on $D"; failed=1
+else
+  echo "ok: wuhan's own publish of that date is refused on its clock: ${refusal##*decided_on: }"
+fi
+t0=$(now_ms)
+wait_for "the four converge" converged "${cities[@]}"
+converge_s=$(secs_since "$t0")
+echo "converged in ${converge_s} s: $(converged "${cities[@]}") (no entry invalid anywhere)"
+# final CITY...: at every listed city, every origin's newest checkpoint has every other city's
+# cosignature.
+final() {
+  local c
+  for c in "${cities[@]}"; do
+    status_json "$c" || return 1
+    python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))
+sys.exit(0 if all(o["final_size"] == o["local_size"] for o in s["origins"]) else 1)' "$work/status.$c.json" || return 1
+  done
+}
+if wait_for "every newest checkpoint final" final; then
+  echo "ok: every origin's newest checkpoint is cosigned by all three others, at every city"
+else
+  echo "FAIL: checkpoints not final: $(for c in "${cities[@]}"; do ctl "$c" status | awk -v c="$c" 'NR > 1 && $1 ~ /^(changsha|wuhan|hefei|nanchang)$/ { printf "%s:%s final %s of %s; ", c, $1, $8, $2 }'; done)"
+  failed=1
+fi
+for c in "${cities[@]}"; do
+  if ! ctl "$c" --json list --origin nanchang --all --as-of "$ahead_from" | grep -q "\"$ahead_id\""; then
+    echo "FAIL: $c's view on $ahead_from lacks nanchang's record decided on $(day 2)"; failed=1
+  fi
+done
+((failed)) || echo "ok: every city's view on $ahead_from, when its publication starts, holds it"
+
+say "transaction time at wuhan follows nanchang's clock"
+known() { ctl wuhan --json list --origin nanchang --all --as-of "$(day 1)" --as-known-at "$1" | python3 -c 'import json, sys; print(len(json.load(sys.stdin)["records"]))'; }
+now_fake=$(fake_now_ms)
+before=$(known "$now_fake")
+after=$(known $((now_fake + 660000)))
+echo "nanchang's records in wuhan's view of $(day 1): $before as known at wuhan's now, $after as known 11 minutes later"
+if ((before != 0 || after == 0)); then echo "FAIL: expected none, then all of them"; failed=1; fi
+
+say "nanchang restarts 10 minutes behind and publishes on"
+stop nanchang
+# shellcheck disable=SC2046
+start nanchang "$H/nanchang" "$(peers_direct 3)" $(clock $((offset - 600)))
+wait_for "nanchang up" ctl nanchang status
+publish nanchang 30 5 "$D"
+for i in 0 1 2; do publish "${cities[i]}" 10 "$((i + 11))" "$D"; done
+t0=$(now_ms)
+wait_for "the four converge" converged "${cities[@]}"
+behind_s=$(secs_since "$t0")
+echo "converged in ${behind_s} s: $(converged "${cities[@]}")"
+if wait_for "every newest checkpoint final" final; then
+  echo "ok: every newest checkpoint final again"
+else
+  echo "FAIL: checkpoints not final with nanchang behind"; failed=1
+fi
+figure "+10min: D+2 decision accepted by all, converged ${converge_s}s, known-at $before then $after; -10min: converged ${behind_s}s; final cosigned; $(converged "${cities[@]}")"
+((failed == 0)) || exit 1
+echo
+echo "clock skew: every check passed"
