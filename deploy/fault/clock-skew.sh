@@ -25,7 +25,7 @@ BASE_PORT=${BASE_PORT:-7890}
 find_libfaketime() { compgen -G '/usr/lib/*/faketime/libfaketimeMT.so.1' | head -1; }
 if [[ -z $(find_libfaketime) ]]; then
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-    apt-get install -y -qq faketime >/dev/null
+    apt-get install -y -qq faketime >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq faketime; } >/dev/null
   else
     echo "SKIP: no libfaketime (apt-get install faketime)"; exit 77
   fi

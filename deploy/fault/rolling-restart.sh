@@ -14,16 +14,17 @@
 #     default policy), once, and nothing else is.
 #
 # Usage: deploy/fault/rolling-restart.sh [--short]   (--short: batches of 20 back to back and
-# one round of restarts, else a batch of 100 a second per city and two rounds). Debug binaries, built if missing; BIN=dir for others.
+# one round of restarts, else a batch of 100 every 500 ms per city and three rounds). Debug
+# binaries, built if missing; BIN=dir for others.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${BIN:-target/debug}
 BASE_PORT=${BASE_PORT:-7850}
-# The long form paces each city to a batch of 100 a second: back to back, four debug nodes on
+# The long form paces each city to a batch of 100 every 500 ms: back to back, four debug nodes on
 # two cores grow views of several hundred thousand records in minutes, and Operator.Status,
 # which counts the view by a full scan (Engine::view_counts), then takes longer than the 30 s
 # deadline of the `credexctl status` the script waits on.
-BATCH=100 PACE_MS=1000 ROUNDS=2
+BATCH=100 PACE_MS=500 ROUNDS=3
 [[ ${1:-} == --short ]] && BATCH=20 PACE_MS=0 ROUNDS=1
 [[ -x $BIN/credexd && -x $BIN/credexctl ]] || cargo build --bins
 source deploy/fault/lib.sh

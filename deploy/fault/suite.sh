@@ -35,7 +35,7 @@ chosen=()
 for arg in "$@"; do
   case $arg in
     --short) short=(--short) ;;
-    -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
     *)
       if [[ ! " ${scenarios[*]} " == *" $arg "* ]]; then echo "unknown scenario $arg; one of: ${scenarios[*]}" >&2; exit 2; fi
       chosen+=("$arg")
