@@ -94,6 +94,16 @@ impl Engine {
                     // again within what is left of the budget.
                 }
                 Ok(Err(_)) => {
+                    // The count's thread died (a panic) or never started: forget it, so the
+                    // next caller starts another rather than waiting on a closed channel.
+                    let mut state = self.counter.state.lock().unwrap_or_else(|e| e.into_inner());
+                    if state
+                        .running
+                        .as_ref()
+                        .is_some_and(|r| r.has_changed().is_err())
+                    {
+                        state.running = None;
+                    }
                     return Err(EngineError::Internal(
                         "the view count's thread ended without a result".into(),
                     ));
