@@ -11,12 +11,11 @@
 //! `DIR/console-audit.png`.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use credex_cli::city::capitals;
 use credex_cli::generator::{Generator, JOINT_CHANGSHA_CATEGORY, joint_subject, repaired};
 use credex_core::pb;
@@ -25,7 +24,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use tokio::process::{Child, Command};
 
 use crate::console_audit::{proof_file, tampered};
-use crate::sandbox::{Sandbox, start_date};
+use crate::sandbox::{Sandbox, start_date, wait_within};
 
 /// How long the browser may take to show what is awaited: the operations page reloads every
 /// 5 s, and the sandbox converges in a few seconds.
@@ -103,29 +102,6 @@ impl Driver {
             .connect(&self.url)
             .await
             .context("starting a headless Chromium session through chromedriver")
-    }
-}
-
-/// Polls `condition` until it holds, failing after `deadline`; errors count as "not yet" (a
-/// page being reloaded has no elements for a moment).
-async fn wait_within<F, Fut>(what: &str, deadline: Duration, mut condition: F) -> Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<bool>>,
-{
-    let until = tokio::time::Instant::now() + deadline;
-    let mut last_error = String::new();
-    loop {
-        match condition().await {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(e) => last_error = format!("{e:#}"),
-        }
-        if tokio::time::Instant::now() > until {
-            bail!("timed out after {deadline:?} waiting for: {what} (last error: {last_error})");
-        }
-        // Polling interval of a condition wait, not synchronisation by sleeping.
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -395,12 +395,21 @@ impl Sandbox {
 
 /// Polls `condition` until it holds, failing after [`DEADLINE`]. Errors inside the condition
 /// (a node still starting, say) count as "not yet".
-pub async fn wait_until<F, Fut>(what: &str, mut condition: F) -> Result<()>
+pub async fn wait_until<F, Fut>(what: &str, condition: F) -> Result<()>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<bool>>,
 {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
+    wait_within(what, DEADLINE, condition).await
+}
+
+/// [`wait_until`] with a deadline of its own.
+pub async fn wait_within<F, Fut>(what: &str, deadline: Duration, mut condition: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<bool>>,
+{
+    let until = tokio::time::Instant::now() + deadline;
     let mut last_error = String::new();
     loop {
         match condition().await {
@@ -408,8 +417,8 @@ where
             Ok(false) => {}
             Err(e) => last_error = format!("{e:#}"),
         }
-        if tokio::time::Instant::now() > deadline {
-            bail!("timed out waiting for: {what} (last error: {last_error})");
+        if tokio::time::Instant::now() > until {
+            bail!("timed out after {deadline:?} waiting for: {what} (last error: {last_error})");
         }
         // Polling interval of a condition wait, not synchronisation by sleeping.
         tokio::time::sleep(Duration::from_millis(50)).await;

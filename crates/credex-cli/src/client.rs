@@ -10,8 +10,8 @@ use credex_node::tls::{self, Role};
 use credex_proto::v1::operator_client::OperatorClient;
 use credex_proto::v1::publisher_client::PublisherClient;
 use credex_proto::v1::view_client::ViewClient;
+use tonic::Status;
 use tonic::transport::Channel;
-use tonic::{Code, Status};
 
 use crate::Global;
 use credex_cli::home::{self, Home};
@@ -145,32 +145,12 @@ pub fn status_text(status: &Status) -> String {
     format!("{}: {message}", code_name(status.code()))
 }
 
-/// The canonical gRPC name of a status code, as `grpcurl` and the gRPC docs write it.
-pub fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
+pub use credex_node::metrics::code_name;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tonic::Code;
 
     #[test]
     fn statuses_show_code_and_message() {

@@ -569,8 +569,9 @@ fn code_label(value: Option<&http::HeaderValue>) -> Option<&'static str> {
     Some(code_name(tonic::Code::from_i32(code)))
 }
 
-/// The gRPC code names of the status codes spec (`OK`, `INVALID_ARGUMENT`, ...).
-fn code_name(code: tonic::Code) -> &'static str {
+/// The canonical gRPC name of a status code (`OK`, `INVALID_ARGUMENT`, ...), as the status
+/// codes spec, `grpcurl` and these metrics' `code` label write it.
+pub fn code_name(code: tonic::Code) -> &'static str {
     use tonic::Code;
     match code {
         Code::Ok => "OK",
