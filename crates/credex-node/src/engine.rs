@@ -15,6 +15,7 @@
 //! - [`counts`]: the view's counts for status, one shared count at a time.
 //! - [`witness`]: Witness.AddCheckpoint (C2SP tlog-witness semantics).
 //! - [`access`]: the access log of full-identity view requests (查询留痕).
+//! - `parallel`: CPU-bound work (verifying, signing) split over every core.
 
 pub mod access;
 pub mod changes;
@@ -22,6 +23,7 @@ pub mod checkpoints;
 pub mod counts;
 pub mod index;
 pub mod ingest;
+mod parallel;
 pub mod publish;
 pub mod query;
 pub mod witness;
@@ -30,6 +32,8 @@ pub mod witness;
 mod access_tests;
 #[cfg(test)]
 mod harness;
+#[cfg(test)]
+mod publish_tests;
 #[cfg(test)]
 mod rules_tests;
 #[cfg(test)]

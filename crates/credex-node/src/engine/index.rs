@@ -443,9 +443,6 @@ fn raw_subject_keys(record: &pb::CreditRecord) -> Vec<String> {
         .collect()
 }
 
-/// Leaves fewer than this are checked on the calling thread: spawning costs more.
-const PARALLEL_MIN: usize = 64;
-
 /// Checks every leaf (strictly; see `credex_core::entry::verify_entries` for why not
 /// `verify_batch`) on all cores: its signature, that it claims this origin and seq, and its
 /// record's validation.
@@ -467,22 +464,7 @@ fn check_parallel(
             })
             .collect()
     };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads == 1 || leaves.len() < PARALLEL_MIN {
-        return check(0, leaves);
-    }
-    let chunk = leaves.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = leaves
-            .chunks(chunk)
-            .enumerate()
-            .map(|(n, c)| s.spawn(move || check(n * chunk, c)))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    })
+    super::parallel::map_chunks(leaves, check)
 }
 
 /// A verified entry that claims `origin` and `seq`, or the reason it is not one.

@@ -1,9 +1,11 @@
 //! Publishing the city's own records: validate, assign seq, sign, append, then sign a
 //! checkpoint — with adaptive group commit. A request that finds the origin idle is committed
-//! and checkpointed at once; requests that arrive while a batch commits queue up and are
+//! and checkpointed at once; requests that arrive while a batch is staged queue up and are
 //! committed together as the next batch (up to `batch_max_entries` records), so a bulk load
 //! pays one durable write per batch, not one per record, and a lone record waits for nothing.
-//! There is no time window: the commit in flight is the window.
+//! There is no time window: the work in flight is the window. Under load two batches overlap:
+//! one is flushed, checkpointed and answered while the next is validated, signed (on every
+//! core) and applied (see [`run`]).
 //!
 //! **Publishing is idempotent per (record id, version).** A record whose version is already in
 //! the log with exactly the same content (the normalised record, so `x` and `X` in an ID number
@@ -154,13 +156,43 @@ pub fn start(engine: Arc<Engine>) -> (PublishQueue, tokio::task::JoinHandle<()>)
     (PublishQueue { tx, metrics }, task)
 }
 
-/// One batch at a time: the requests that queued while the previous batch committed, or the
-/// one that found the origin idle. Nothing waits for company, so a record published at an idle
-/// origin commits at once, and under load batches grow to what arrives during one commit.
+/// One batch at a time is staged: the requests that queued while the previous batch was staged,
+/// or the one that found the origin idle. Nothing waits for company, so a record published at
+/// an idle origin commits at once, and under load batches grow to what arrives meanwhile.
+///
+/// Two batches are in flight: while batch N is made durable (sled's flush, on sled's thread),
+/// then checkpointed and answered, batch N+1 is validated, signed and applied. Batches finish
+/// in order — N+1's finishing starts once N's has ended — so checkpoints and answers go out in
+/// log order, and a checkpoint is signed only after the flush that made its entries durable.
 async fn run(engine: Arc<Engine>, mut rx: mpsc::Receiver<Job>) {
+    let signer = engine.clone();
+    match tokio::task::spawn_blocking(move || signer.checkpoint_own_log()).await {
+        Ok(Ok(())) => {}
+        // Not fatal: the next batch's checkpoint covers the entries too.
+        Ok(Err(e)) => warn!(error = %e, "could not checkpoint this city's log at start"),
+        Err(e) => warn!(error = %e, "checkpointing this city's log at start panicked"),
+    }
+    let mut finishing: Option<tokio::task::JoinHandle<()>> = None;
     while let Some(first) = rx.recv().await {
         let jobs = gather(first, &mut rx, engine.batch_max_entries);
-        engine.commit_own(jobs).await;
+        let staged = engine.stage_own(jobs).await;
+        if let Some(previous) = finishing.take() {
+            finished(previous).await;
+        }
+        if let Some(staged) = staged {
+            finishing = Some(tokio::spawn(engine.clone().finish_own(staged)));
+        }
+    }
+    if let Some(previous) = finishing {
+        finished(previous).await;
+    }
+}
+
+/// Waits for a batch's finishing; a panic there dropped its replies, which its callers see as
+/// the queue gone.
+async fn finished(task: tokio::task::JoinHandle<()>) {
+    if let Err(e) = task.await {
+        warn!(error = %e, "publish batch panicked while finishing");
     }
 }
 
@@ -187,9 +219,26 @@ type Accepted = (
     Vec<Published>,
 );
 
+/// A batch applied to the store and not yet durable: its requests, and the log after it.
+struct Staged {
+    accepted: Vec<Accepted>,
+    log: credex_store::OriginState,
+}
+
+/// Answers every request of a batch that failed to commit.
+fn fail(accepted: Vec<Accepted>, error: &EngineError) {
+    warn!(%error, "publish batch failed");
+    let message = error.to_string();
+    for (reply, _) in accepted {
+        let _ = reply.send(Err(EngineError::Internal(message.clone())));
+    }
+}
+
 impl Engine {
-    async fn commit_own(self: &Arc<Self>, jobs: Vec<Job>) {
-        // Both: the batch appends to the log and indexes what it appends.
+    /// Validates, signs and applies one batch under the view and write locks (it appends to
+    /// the log and indexes what it appends), answering refused requests. Returns the accepted
+    /// ones with the log they made, not yet durable; `None` if nothing was appended.
+    async fn stage_own(self: &Arc<Self>, jobs: Vec<Job>) -> Option<Staged> {
         let view = self.view_lock.lock().await;
         let writer = self.write_lock.lock().await;
         let engine = self.clone();
@@ -199,43 +248,51 @@ impl Engine {
             tokio::task::spawn_blocking(move || engine.append_own(jobs)).await
         else {
             warn!("publish batch panicked");
-            return;
-        };
-        if accepted.is_empty() {
-            return;
-        }
-        let result = match applied {
-            Ok(()) => self.commit_appended().await,
-            Err(e) => Err(e),
+            return None;
         };
         drop(writer);
         drop(view);
-        match result {
-            Ok(tree_size) => {
+        if accepted.is_empty() {
+            return None;
+        }
+        match applied {
+            Ok(log) => Some(Staged { accepted, log }),
+            Err(e) => {
+                fail(accepted, &e);
+                None
+            }
+        }
+    }
+
+    /// Makes a staged batch durable, checkpoints it and answers its requests.
+    async fn finish_own(self: Arc<Self>, staged: Staged) {
+        let Staged { accepted, log } = staged;
+        match self.commit_appended(&log).await {
+            Ok(()) => {
                 self.metrics
                     .count_published(accepted.iter().map(|(_, p)| p.len() as u64).sum());
                 self.announce();
                 for (reply, published) in accepted {
                     let _ = reply.send(Ok(PublishReceipt {
                         published,
-                        tree_size,
+                        tree_size: log.size,
                     }));
                 }
             }
-            Err(e) => {
-                warn!(error = %e, "publish batch failed");
-                let message = e.to_string();
-                for (reply, _) in accepted {
-                    let _ = reply.send(Err(EngineError::Internal(message.clone())));
-                }
-            }
+            Err(e) => fail(accepted, &e),
         }
     }
 
     /// Validates every request, signs the accepted ones' entries and applies them in one
     /// atomic write. Refused requests are answered here; the accepted ones are returned with
     /// the outcome of the write. Runs under the write lock, on a blocking thread.
-    fn append_own(&self, jobs: Vec<Job>) -> (Vec<Accepted>, Result<(), EngineError>) {
+    fn append_own(
+        &self,
+        jobs: Vec<Job>,
+    ) -> (
+        Vec<Accepted>,
+        Result<credex_store::OriginState, EngineError>,
+    ) {
         let origin = self.city.clone();
         let state = self.store.origin_state(&origin);
         if state.forked {
@@ -244,7 +301,7 @@ impl Engine {
                     "origin {origin} is marked forked on this node; it publishes nothing more"
                 ))));
             }
-            return (Vec::new(), Ok(()));
+            return (Vec::new(), Ok(state));
         }
         let indexed = self.store.indexed(&origin);
         if indexed < state.size {
@@ -256,7 +313,7 @@ impl Engine {
                     state.size
                 ))));
             }
-            return (Vec::new(), Ok(()));
+            return (Vec::new(), Ok(state));
         }
         let validator = self.validator(Mode::Publish, &self.city);
         let now = self.clock.now_millis();
@@ -267,6 +324,8 @@ impl Engine {
         let mut pending: HashMap<String, u32> = HashMap::new();
         let mut accepted = Vec::new();
         let mut changes = super::changes::ChangeTracker::new(self);
+        // The entries to append, in seq order from `state.size`, signed together below.
+        let mut unsigned = Vec::new();
         for job in jobs {
             match self.check_job(
                 &validator,
@@ -307,7 +366,7 @@ impl Engine {
                             schema_version: credex_proto::SCHEMA_VERSION,
                             record: Some(record.clone()),
                         };
-                        let leaf = entry::sign_entry(&self.log_key, entry::encode_entry(&entry));
+                        unsigned.push(entry::encode_entry(&entry));
                         let keys: Vec<&str> = v.subject_keys.iter().map(|k| k.as_str()).collect();
                         match changes.observe(
                             &mut batch,
@@ -324,7 +383,7 @@ impl Engine {
                             }
                             Err(e) => warn!(error = %e, "view change not recorded"),
                         }
-                        batch.append(&origin, next, leaf).index_record(
+                        batch.index_record(
                             &origin,
                             &record.record_id,
                             u64::from(record.version),
@@ -354,34 +413,86 @@ impl Engine {
             }
         }
         if accepted.is_empty() {
-            return (accepted, Ok(()));
+            return (accepted, Ok(state));
+        }
+        // Signing is most of a batch's CPU work, and each entry's is independent: every core.
+        let leaves = super::parallel::map_chunks(&unsigned, |_, chunk| {
+            chunk
+                .iter()
+                .map(|bytes| entry::sign_entry(&self.log_key, bytes.clone()))
+                .collect()
+        });
+        for (seq, leaf) in (state.size..).zip(leaves) {
+            batch.append(&origin, seq, leaf);
         }
         // Own entries are indexed in the batch that appends them.
         batch.set_indexed(&origin, next);
-        let applied = self.store.apply(batch).map(drop).map_err(EngineError::from);
+        let applied = self
+            .store
+            .apply(batch)
+            .map_err(EngineError::from)
+            .map(|applied| {
+                applied
+                    .origins
+                    .into_iter()
+                    .find_map(|(name, state)| (name == origin).then_some(state))
+                    .expect("a batch that appends to an origin reports its new state")
+            });
         (accepted, applied)
     }
 
-    /// Flushes the appended batch, then signs and stores the checkpoint over it: every batch
-    /// gets its own checkpoint, signed only once the entries it covers are durable.
-    async fn commit_appended(&self) -> Result<u64, EngineError> {
-        let origin = self.city.as_str();
+    /// Flushes the appended batch, then signs and stores the checkpoint over it (`log`, the
+    /// origin's state right after the batch): every batch gets its own checkpoint, signed only
+    /// once the entries it covers are durable.
+    ///
+    /// The checkpoint itself is not flushed here: it becomes durable with the next batch's
+    /// flush, or sled's own within half a second. A crash before that loses nothing it could
+    /// not sign again: [`Engine::checkpoint_own_log`] signs the missing one at start, and
+    /// Ed25519 signatures are deterministic, so the note is byte for byte the one peers may
+    /// already hold. No lock is needed: only the publish task stores this city's checkpoints at
+    /// new sizes, one batch after the other, and the store serialises applies.
+    async fn commit_appended(&self, log: &credex_store::OriginState) -> Result<(), EngineError> {
         self.store.flush_async().await?;
-        let state = self.store.origin_state(origin);
+        self.store_own_checkpoint(log)
+    }
+
+    /// Signs and stores this city's checkpoint over `log` (its size and root).
+    fn store_own_checkpoint(&self, log: &credex_store::OriginState) -> Result<(), EngineError> {
+        let origin = self.city.as_str();
         let checkpoint = Checkpoint {
             origin: credex_core::consortium::origin(&self.consortium, &self.city),
-            size: state.size,
-            root: state.root,
+            size: log.size,
+            root: log.root,
         };
         let note = note::sign_checkpoint(&checkpoint, &self.log_key)
             .map_err(|e| EngineError::Internal(format!("signing checkpoint: {e}")))?;
         let mut cp_batch = WriteBatch::new();
-        cp_batch.set_checkpoint(origin, state.size, note);
+        cp_batch.set_checkpoint(origin, log.size, note);
         self.store.apply(cp_batch)?;
-        self.store.flush_async().await?;
-        self.note_checkpoint_stored(origin, state.size);
-        info!(origin, size = state.size, root = %hex_root(&state.root), "published");
-        Ok(state.size)
+        self.note_checkpoint_stored(origin, log.size);
+        info!(origin, size = log.size, root = %hex_root(&log.root), "published");
+        Ok(())
+    }
+
+    /// Signs the checkpoint over this city's whole log if the newest one stored is smaller: a
+    /// node stopped after a batch was durable and before its checkpoint was (see
+    /// `commit_appended`). The publish task calls it once, before it takes requests.
+    pub fn checkpoint_own_log(&self) -> Result<(), EngineError> {
+        let log = self.store.origin_state(&self.city);
+        if log.size == 0 || log.forked {
+            return Ok(());
+        }
+        let signed = self.store.checkpoint(&self.city)?.map_or(0, |cp| cp.size);
+        if signed < log.size {
+            warn!(
+                signed,
+                size = log.size,
+                "signing the checkpoint over entries made durable before the node stopped"
+            );
+            self.store_own_checkpoint(&log)?;
+            self.store.flush()?;
+        }
+        Ok(())
     }
 
     /// Validates every record of one request and checks its version is the next one and may

@@ -1,0 +1,137 @@
+//! The publish path on an engine: concurrent requests pipelined two batches deep, each batch
+//! answered at a size its own checkpoint covers, and a log made durable without its checkpoint
+//! checkpointed when publishing starts again.
+
+use credex_core::date::{FixedClock, parse_date};
+use credex_core::entry;
+use credex_core::merkle;
+use credex_core::pb;
+use credex_store::WriteBatch;
+
+use super::harness::{NODE, company, dishonest_debtor, test_engine};
+use super::publish;
+
+fn clock() -> FixedClock {
+    FixedClock::at_date(parse_date("2026-05-20").expect("fixture date"))
+}
+
+fn record(n: usize) -> pb::CreditRecord {
+    dishonest_debtor(
+        &format!("CS-2026-{n:05}"),
+        company("91430100MA4L00003"),
+        "430100",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_are_each_answered_at_a_size_a_checkpoint_of_its_own_signs() {
+    let t = test_engine("test", super::rules_tests::capitals(), clock());
+    let engine = &t.engine;
+    let (queue, _task) = publish::start(engine.clone());
+    const REQUESTS: usize = 12;
+    const PER_REQUEST: usize = 100;
+    let calls: Vec<_> = (0..REQUESTS)
+        .map(|r| {
+            let queue = queue.clone();
+            let records = (0..PER_REQUEST)
+                .map(|i| record(r * PER_REQUEST + i))
+                .collect();
+            tokio::spawn(async move { queue.publish(records).await })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    let mut sizes = Vec::new();
+    for call in calls {
+        let receipt = call.await.expect("no panic").expect("published");
+        for p in &receipt.published {
+            assert!(!p.already_present);
+            assert!(
+                p.seq < receipt.tree_size,
+                "answered at a size that covers it"
+            );
+            seqs.push(p.seq);
+        }
+        sizes.push(receipt.tree_size);
+    }
+    seqs.sort_unstable();
+    let total = (REQUESTS * PER_REQUEST) as u64;
+    assert_eq!(seqs, (0..total).collect::<Vec<_>>(), "every seq once");
+    let log = engine.origin_state(NODE);
+    assert_eq!(log.size, total);
+    // Every size a request was answered at has the checkpoint signed over exactly that tree.
+    sizes.sort_unstable();
+    sizes.dedup();
+    assert!(sizes.len() > 1, "12 requests of 100 make several batches");
+    for size in sizes {
+        let note = engine
+            .store
+            .checkpoint_at(NODE, size)
+            .expect("read")
+            .unwrap_or_else(|| panic!("no checkpoint at answered size {size}"));
+        let signed = engine.verify_note(NODE, &note).expect("signed by the node");
+        let root = merkle::root(size, &engine.store.hash_reader(NODE)).expect("root");
+        assert_eq!(signed.checkpoint.size, size);
+        assert_eq!(
+            signed.checkpoint.root, root,
+            "the root of the log at {size}"
+        );
+    }
+    let newest = engine.store.checkpoint(NODE).expect("read").expect("one");
+    assert_eq!(
+        newest.size, total,
+        "the newest checkpoint covers the whole log"
+    );
+}
+
+#[tokio::test]
+async fn a_log_made_durable_before_its_checkpoint_is_checkpointed_at_start_byte_for_byte() {
+    let t = test_engine("test", super::rules_tests::capitals(), clock());
+    let engine = &t.engine;
+    // What a node stopped between a batch's flush and its checkpoint's leaves behind.
+    let mut batch = WriteBatch::new();
+    for seq in 0..3 {
+        let entry = pb::Entry {
+            origin: NODE.to_owned(),
+            seq,
+            logged_at: 1_779_000_000_000,
+            schema_version: credex_proto::SCHEMA_VERSION,
+            record: Some(record(seq as usize)),
+        };
+        batch.append(
+            NODE,
+            seq,
+            entry::sign_entry(&engine.log_key, entry::encode_entry(&entry)),
+        );
+    }
+    batch.set_indexed(NODE, 3);
+    engine.store.apply(batch).expect("apply");
+    engine.store.flush().expect("flush");
+    assert!(engine.store.checkpoint(NODE).expect("read").is_none());
+
+    engine.checkpoint_own_log().expect("checkpointed");
+    let newest = engine
+        .store
+        .checkpoint(NODE)
+        .expect("read")
+        .expect("signed");
+    assert_eq!(newest.size, 3);
+    let signed = engine
+        .verify_note(NODE, &newest.note)
+        .expect("signed by the node");
+    assert_eq!(signed.checkpoint.root, engine.origin_state(NODE).root);
+    // Signed again, the note is the same bytes: peers that held it see nothing new.
+    let again =
+        credex_core::note::sign_checkpoint(&signed.checkpoint, &engine.log_key).expect("sign");
+    assert_eq!(again, newest.note);
+    // A log whose newest checkpoint covers it is left alone.
+    engine.checkpoint_own_log().expect("nothing to do");
+    assert_eq!(
+        engine
+            .store
+            .checkpoint(NODE)
+            .expect("read")
+            .expect("one")
+            .note,
+        newest.note
+    );
+}
