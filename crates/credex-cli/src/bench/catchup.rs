@@ -33,6 +33,8 @@ use crate::errln;
 use crate::generator::Generator;
 use crate::outln;
 
+use super::Percentiles;
+
 /// Entries between the source log's checkpoints: the node's default group-commit batch.
 pub const CHECKPOINT_EVERY: u64 = 256;
 
@@ -59,6 +61,56 @@ pub struct CatchupFigures {
     pub ratio_to_strict: f64,
     pub ratio_to_batch: f64,
     pub cores: usize,
+    /// Operator.Status with the view counted, on the catching-up node.
+    pub status: StatusFigures,
+}
+
+/// Latencies of Operator.Status as `credexctl status` asks it (the view's counts included) on
+/// the catching-up node, each beside the gRPC health check sent on the same connection right
+/// after it: the floor of a round trip in the same run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StatusFigures {
+    /// One round a second while the node caught up.
+    pub during: Percentiles,
+    pub during_health: Percentiles,
+    pub during_rounds: usize,
+    /// [`STATUS_ROUNDS_AFTER`] rounds once it had caught up.
+    pub after: Percentiles,
+    pub after_health: Percentiles,
+    /// Status calls that failed (any error, deadlines included).
+    pub failed: usize,
+}
+
+/// Status rounds on the caught-up node.
+const STATUS_ROUNDS_AFTER: usize = 20;
+
+/// Timings of status rounds, in milliseconds.
+#[derive(Debug, Default)]
+struct StatusRounds {
+    status: Vec<f64>,
+    health: Vec<f64>,
+    failed: usize,
+}
+
+impl StatusRounds {
+    /// One round on `channel`: Operator.Status with the view's counts, then Health.Check.
+    async fn round(&mut self, channel: &tonic::transport::Channel) {
+        let started = Instant::now();
+        let status = pb::operator_client::OperatorClient::new(channel.clone())
+            .status(pb::StatusRequest { skip_view: false })
+            .await;
+        let status_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let started = Instant::now();
+        let health = crate::health::check(channel.clone(), "").await;
+        let health_ms = started.elapsed().as_secs_f64() * 1000.0;
+        match (status, health) {
+            (Ok(_), Ok(_)) => {
+                self.status.push(status_ms);
+                self.health.push(health_ms);
+            }
+            _ => self.failed += 1,
+        }
+    }
 }
 
 pub async fn catchup(options: &CatchupOptions) -> Result<CatchupFigures> {
@@ -174,14 +226,25 @@ pub async fn catchup(options: &CatchupOptions) -> Result<CatchupFigures> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let server = Identity::new("bench", "wuhan", Role::Node)?;
+    let mut channel = None;
     let mut client = None;
     let mut log_seconds = None;
+    let mut during = StatusRounds::default();
+    let mut last_round = Instant::now();
     loop {
         if client.is_none() {
-            client = tls::connect(&sink_addr.to_string(), &server, operator.clone())
+            channel = tls::connect(&sink_addr.to_string(), &server, operator.clone())
                 .await
-                .ok()
+                .ok();
+            client = channel
+                .clone()
                 .map(pb::operator_client::OperatorClient::new);
+        }
+        if let Some(channel) = &channel
+            && last_round.elapsed() >= Duration::from_secs(1)
+        {
+            during.round(channel).await;
+            last_round = Instant::now();
         }
         let (size, in_view) = match client.as_mut() {
             Some(c) => match c.status(pb::StatusRequest { skip_view: true }).await {
@@ -215,6 +278,12 @@ pub async fn catchup(options: &CatchupOptions) -> Result<CatchupFigures> {
     let view_seconds = started.elapsed().as_secs_f64();
     let log_seconds = log_seconds.unwrap_or(view_seconds);
     bar.finish_and_clear();
+    let mut after = StatusRounds::default();
+    if let Some(channel) = &channel {
+        for _ in 0..STATUS_ROUNDS_AFTER {
+            after.round(channel).await;
+        }
+    }
     let _ = stop_sink.send(());
     let _ = stop_source.send(());
     sink_task.await?.context("sink node")?;
@@ -240,6 +309,14 @@ pub async fn catchup(options: &CatchupOptions) -> Result<CatchupFigures> {
         ratio_to_strict: rate / strict,
         ratio_to_batch: rate / batch,
         cores,
+        status: StatusFigures {
+            during_rounds: during.status.len(),
+            during: Percentiles::of(&mut during.status),
+            during_health: Percentiles::of(&mut during.health),
+            after: Percentiles::of(&mut after.status),
+            after_health: Percentiles::of(&mut after.health),
+            failed: during.failed + after.failed,
+        },
     };
     Ok(figures)
 }
@@ -276,6 +353,34 @@ pub fn print(figures: &CatchupFigures, json: bool) -> Result<()> {
         figures.ratio_to_batch
     )?;
     outln!("  (credex verifies strictly; see ARCHITECTURE.md, \"Departures from DESIGN.md\")")?;
+    let s = &figures.status;
+    outln!(
+        "Operator.Status with the view counted, ms          p50      p99      max   beside Health.Check p50 / p99"
+    )?;
+    for (when, status, health) in [
+        (
+            format!("  while catching up ({} rounds)", s.during_rounds),
+            &s.during,
+            &s.during_health,
+        ),
+        (
+            format!("  caught up ({STATUS_ROUNDS_AFTER} rounds)"),
+            &s.after,
+            &s.after_health,
+        ),
+    ] {
+        outln!(
+            "{when:<44} {:>8.1} {:>8.1} {:>8.1}   {:>8.1} / {:.1}",
+            status.p50,
+            status.p99,
+            status.max,
+            health.p50,
+            health.p99
+        )?;
+    }
+    if s.failed > 0 {
+        outln!("  status calls failed: {}", s.failed)?;
+    }
     Ok(())
 }
 
