@@ -80,6 +80,10 @@ pub async fn run(global: &Global, args: Args) -> Result<()> {
         as_known_at_size: checkpoint.size,
         as_known_at_origin: checkpoint.city,
     };
+    let wanted = match args.page_size {
+        0 => 100,
+        n => n as usize,
+    };
     let mut records: Vec<ViewRecord> = Vec::new();
     let next_page_token = loop {
         let page = conn
@@ -89,7 +93,9 @@ pub async fn run(global: &Global, args: Args) -> Result<()> {
             .map_err(|s| conn.rpc_error("View.List", s))?
             .into_inner();
         records.extend(page.records);
-        if !args.all || page.next_page_token.is_empty() {
+        // A page may stop short of page_size, even empty, where the node's scan budget ran
+        // out: follow it until the page is full (or every page with --all).
+        if page.next_page_token.is_empty() || (!args.all && records.len() >= wanted) {
             break page.next_page_token;
         }
         request.page_token = page.next_page_token;

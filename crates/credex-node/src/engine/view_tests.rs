@@ -249,6 +249,66 @@ async fn listing_an_origin_outside_the_consortium_is_an_invalid_argument() {
 }
 
 #[tokio::test]
+async fn a_list_call_examines_a_bounded_number_of_records_and_its_tokens_reach_every_match() {
+    let h = harness();
+    // 25 records of Changsha's and 5 of Wuhan's; the filter matches 3 of Changsha's, spread out.
+    let mut records: Vec<pb::CreditRecord> =
+        (0..25).map(|i| black(&format!("CS-{i:02}"))).collect();
+    for i in [3, 12, 24] {
+        records[i].category = "tax.major_violation".into();
+    }
+    h.publish(records).await.unwrap();
+    receive_from_peer(
+        &h.engine,
+        &h.peer_key,
+        (0..5)
+            .map(|i| dishonest_debtor(&format!("WH-{i}"), company(OTHER_COMPANY), "420100"))
+            .collect(),
+        1_779_000_000_000,
+    )
+    .await;
+    let bounds = super::query::PageBounds {
+        scan: 4,
+        ..Default::default()
+    };
+    let list = |filter: &super::query::ListFilter, page_size: usize| {
+        let mut token = String::new();
+        let mut pages = Vec::new();
+        loop {
+            let page = h
+                .engine
+                .list_bounded(filter, page_size, bounds, &token, "", 0)
+                .unwrap();
+            assert!(page.records.len() <= page_size);
+            pages.push(
+                page.records
+                    .iter()
+                    .map(|r| r.version.record.record_id.clone())
+                    .collect::<Vec<_>>(),
+            );
+            if page.next_page_token.is_empty() {
+                return pages;
+            }
+            token = page.next_page_token;
+        }
+    };
+    let tax = super::query::ListFilter {
+        category: Some("tax.major_violation".to_owned()),
+        ..Default::default()
+    };
+    let pages = list(&tax, 100);
+    // 30 records, 4 examined a call: 8 calls, some of them empty pages that carry a token.
+    assert_eq!(pages.len(), 8, "{pages:?}");
+    assert!(pages.iter().any(Vec::is_empty));
+    assert_eq!(pages.concat(), ["CS-03", "CS-12", "CS-24"]);
+    // Unfiltered, every record once, in order, across both origins.
+    let all = list(&Default::default(), 3).concat();
+    assert_eq!(all.len(), 30);
+    assert_eq!(all[..2], ["CS-00", "CS-01"]);
+    assert_eq!(all[25..], ["WH-0", "WH-1", "WH-2", "WH-3", "WH-4"]);
+}
+
+#[tokio::test]
 async fn publish_refuses_a_moved_subject_a_new_list_and_a_version_after_revocation() {
     let h = harness();
     let v1 = black("CS-21");
