@@ -73,28 +73,33 @@ impl Engine {
         self: &Arc<Self>,
         budget: Duration,
     ) -> Result<Option<ViewTally>, EngineError> {
-        let mut deadline = Instant::now() + budget;
+        let deadline = Instant::now() + budget;
         loop {
             let stamp = self.view_stamp();
             let mut running = {
                 let mut state = self.counter.state.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(last) = &state.last {
-                    if last.stamp == stamp {
-                        return Ok(Some(last.tally.clone()));
-                    }
-                    if last.took > budget {
-                        // A count would outlast the budget: answer the last one now.
-                        deadline = Instant::now();
-                    }
+                let last = state.last.as_ref();
+                if let Some(last) = last.filter(|l| l.stamp == stamp) {
+                    return Ok(Some(last.tally.clone()));
                 }
-                match &state.running {
+                // A count that would outlast the budget is not waited for: the last one now.
+                let stale = last.filter(|l| l.took > budget).map(|l| {
+                    let mut tally = l.tally.clone();
+                    tally.counts.current = false;
+                    tally
+                });
+                let running = match &state.running {
                     Some(running) => running.clone(),
                     None => {
                         let running = self.start_count(stamp);
                         state.running = Some(running.clone());
                         running
                     }
+                };
+                if stale.is_some() {
+                    return Ok(stale);
                 }
+                running
             };
             match tokio::time::timeout_at(deadline, running.wait_for(Option::is_some)).await {
                 Ok(Ok(done)) => {

@@ -219,10 +219,33 @@ type Accepted = (
     Vec<Published>,
 );
 
+/// One new version to append: its record (normalised) and the subject keys it is indexed under.
+struct Append {
+    record: pb::CreditRecord,
+    subject_keys: Vec<credex_core::ident::SubjectId>,
+}
+
+/// A batch validated and signed, to apply: its requests, and its entries (with their signed
+/// leaves) from seq `first` on, logged at `logged_at`.
+struct Prepared {
+    accepted: Vec<Accepted>,
+    first: u64,
+    appends: Vec<(Append, Vec<u8>)>,
+    logged_at: i64,
+}
+
+/// What applying a batch did to the log.
+enum Appended {
+    /// The log after the batch's entries.
+    Log(credex_store::OriginState),
+    /// Every record was present already; the log's size.
+    Nothing { size: u64 },
+}
+
 /// A batch applied to the store and not yet durable: its requests, and the log after it.
 struct Staged {
     accepted: Vec<Accepted>,
-    log: credex_store::OriginState,
+    log: Appended,
 }
 
 /// Answers every request of a batch that failed to commit.
@@ -235,26 +258,31 @@ fn fail(accepted: Vec<Accepted>, error: &EngineError) {
 }
 
 impl Engine {
-    /// Validates, signs and applies one batch under the view and write locks (it appends to
-    /// the log and indexes what it appends), answering refused requests. Returns the accepted
-    /// ones with the log they made, not yet durable; `None` if nothing was appended.
+    /// Stages one batch: validates and signs it with no lock held, then applies it under the
+    /// view and write locks (it appends to the log and indexes what it appends). Refused
+    /// requests are answered here; the accepted ones come back with the log they made, not yet
+    /// durable. `None` if no request was accepted.
     async fn stage_own(self: &Arc<Self>, jobs: Vec<Job>) -> Option<Staged> {
+        // Validation, signing and the store write are CPU and disk work: off the runtime. A
+        // panic there drops the replies, and the callers see the queue gone.
+        let engine = self.clone();
+        let Ok(prepared) = tokio::task::spawn_blocking(move || engine.prepare_own(jobs)).await
+        else {
+            warn!("publish batch panicked while being prepared");
+            return None;
+        };
+        let prepared = prepared?;
         let view = self.view_lock.lock().await;
         let writer = self.write_lock.lock().await;
         let engine = self.clone();
-        // Validation, signing and the store write are CPU and disk work: off the runtime. A
-        // panic there drops the replies, and the callers see the queue gone.
         let Ok((accepted, applied)) =
-            tokio::task::spawn_blocking(move || engine.append_own(jobs)).await
+            tokio::task::spawn_blocking(move || engine.apply_own(prepared)).await
         else {
-            warn!("publish batch panicked");
+            warn!("publish batch panicked while being applied");
             return None;
         };
         drop(writer);
         drop(view);
-        if accepted.is_empty() {
-            return None;
-        }
         match applied {
             Ok(log) => Some(Staged { accepted, log }),
             Err(e) => {
@@ -264,18 +292,33 @@ impl Engine {
         }
     }
 
-    /// Makes a staged batch durable, checkpoints it and answers its requests.
+    /// Makes a staged batch durable, checkpoints it if it appended, and answers its requests:
+    /// a request whose records were all present already is answered here too, once the batch
+    /// before (which may hold them) is durable.
     async fn finish_own(self: Arc<Self>, staged: Staged) {
         let Staged { accepted, log } = staged;
-        match self.commit_appended(&log).await {
+        let committed = match &log {
+            Appended::Log(log) => self.commit_appended(log).await,
+            Appended::Nothing { .. } => self.store.flush_async().await.map_err(EngineError::from),
+        };
+        let tree_size = match &log {
+            Appended::Log(log) => log.size,
+            Appended::Nothing { size } => *size,
+        };
+        match committed {
             Ok(()) => {
-                self.metrics
-                    .count_published(accepted.iter().map(|(_, p)| p.len() as u64).sum());
+                self.metrics.count_published(
+                    accepted
+                        .iter()
+                        .flat_map(|(_, p)| p)
+                        .filter(|p| !p.already_present)
+                        .count() as u64,
+                );
                 self.announce();
                 for (reply, published) in accepted {
                     let _ = reply.send(Ok(PublishReceipt {
                         published,
-                        tree_size: log.size,
+                        tree_size,
                     }));
                 }
             }
@@ -283,16 +326,12 @@ impl Engine {
         }
     }
 
-    /// Validates every request, signs the accepted ones' entries and applies them in one
-    /// atomic write. Refused requests are answered here; the accepted ones are returned with
-    /// the outcome of the write. Runs under the write lock, on a blocking thread.
-    fn append_own(
-        &self,
-        jobs: Vec<Job>,
-    ) -> (
-        Vec<Accepted>,
-        Result<credex_store::OriginState, EngineError>,
-    ) {
+    /// Validates every request and signs the accepted ones' entries, numbered from the log's
+    /// size now; refused requests are answered here. Runs with no lock held, on a blocking
+    /// thread: only the publish task appends to this city's log and writes its records, one
+    /// batch after the other, so what it reads here stays true until [`Engine::apply_own`]
+    /// (which checks the log's size again). `None` if no request was accepted.
+    fn prepare_own(&self, jobs: Vec<Job>) -> Option<Prepared> {
         let origin = self.city.clone();
         let state = self.store.origin_state(&origin);
         if state.forked {
@@ -301,7 +340,7 @@ impl Engine {
                     "origin {origin} is marked forked on this node; it publishes nothing more"
                 ))));
             }
-            return (Vec::new(), Ok(state));
+            return None;
         }
         let indexed = self.store.indexed(&origin);
         if indexed < state.size {
@@ -313,107 +352,79 @@ impl Engine {
                     state.size
                 ))));
             }
-            return (Vec::new(), Ok(state));
+            return None;
         }
         let validator = self.validator(Mode::Publish, &self.city);
         let now = self.clock.now_millis();
-        let mut batch = WriteBatch::new();
         let mut next = state.size;
-        // Versions assigned earlier in this batch, so two requests in one batch cannot both
-        // publish version 2 of a record.
-        let mut pending: HashMap<String, u32> = HashMap::new();
+        // Versions taken earlier in this batch, so two requests in one batch cannot both
+        // publish version 2 of a record, and a later one follows the earlier one's content.
+        let mut pending: HashMap<String, pb::CreditRecord> = HashMap::new();
         let mut accepted = Vec::new();
         let mut changes = super::changes::ChangeTracker::new(self);
+        let mut appends = Vec::new();
         // The entries to append, in seq order from `state.size`, signed together below.
         let mut unsigned = Vec::new();
         for job in jobs {
-            match self.check_job(
+            let checked = match self.check_job(
                 &validator,
                 &job.records,
                 job.versions,
                 &pending,
                 &mut changes,
             ) {
+                Ok(checked) => checked,
                 Err(e) => {
                     let _ = job.reply.send(Err(e));
+                    continue;
                 }
-                Ok(checked) => {
-                    let mut published = Vec::with_capacity(checked.len());
-                    let mut appended = false;
-                    for c in checked {
-                        let v = match c {
-                            Checked::New(v) => *v,
-                            Checked::Present {
-                                record_id,
-                                version,
-                                seq,
-                            } => {
-                                published.push(Published {
-                                    record_id,
-                                    version,
-                                    seq,
-                                    already_present: true,
-                                });
-                                continue;
-                            }
-                        };
-                        appended = true;
-                        let record = v.normalised;
-                        let entry = pb::Entry {
-                            origin: origin.clone(),
-                            seq: next,
-                            logged_at: now,
-                            schema_version: credex_proto::SCHEMA_VERSION,
-                            record: Some(record.clone()),
-                        };
-                        unsigned.push(entry::encode_entry(&entry));
-                        let keys: Vec<&str> = v.subject_keys.iter().map(|k| k.as_str()).collect();
-                        match changes.observe(
-                            &mut batch,
-                            &origin,
-                            next,
-                            now,
-                            &record,
-                            v.subject_keys.first(),
-                        ) {
-                            Ok(None) => {}
-                            // check_job refused every version that may not follow its record.
-                            Ok(Some(e)) => {
-                                warn!(error = %e, "published a version check_job let through")
-                            }
-                            Err(e) => warn!(error = %e, "view change not recorded"),
-                        }
-                        batch.index_record(
-                            &origin,
-                            &record.record_id,
-                            u64::from(record.version),
-                            next,
-                            &keys,
-                        );
-                        pending.insert(record.record_id.clone(), record.version);
+            };
+            let mut published = Vec::with_capacity(checked.len());
+            for c in checked {
+                let v = match c {
+                    Checked::New(v) => *v,
+                    Checked::Present {
+                        record_id,
+                        version,
+                        seq,
+                    } => {
                         published.push(Published {
-                            record_id: record.record_id,
-                            version: record.version,
-                            seq: next,
-                            already_present: false,
+                            record_id,
+                            version,
+                            seq,
+                            already_present: true,
                         });
-                        next += 1;
+                        continue;
                     }
-                    if appended {
-                        accepted.push((job.reply, published));
-                    } else {
-                        // Every record was already in the log, durable since its own batch
-                        // (batches commit one at a time under the write lock).
-                        let _ = job.reply.send(Ok(PublishReceipt {
-                            published,
-                            tree_size: state.size,
-                        }));
-                    }
-                }
+                };
+                let record = v.normalised;
+                let entry = pb::Entry {
+                    origin: origin.clone(),
+                    seq: next,
+                    logged_at: now,
+                    schema_version: credex_proto::SCHEMA_VERSION,
+                    record: Some(record.clone()),
+                };
+                unsigned.push(entry::encode_entry(&entry));
+                published.push(Published {
+                    record_id: record.record_id.clone(),
+                    version: record.version,
+                    seq: next,
+                    already_present: false,
+                });
+                pending.insert(record.record_id.clone(), record.clone());
+                appends.push(Append {
+                    record,
+                    subject_keys: v.subject_keys,
+                });
+                next += 1;
             }
+            // Answered once the batch is durable, even if every record was present already:
+            // the batch before, still being flushed, may be what holds them.
+            accepted.push((job.reply, published));
         }
         if accepted.is_empty() {
-            return (accepted, Ok(state));
+            return None;
         }
         // Signing is most of a batch's CPU work, and each entry's is independent: every core.
         let leaves = super::parallel::map_chunks(&unsigned, |_, chunk| {
@@ -422,21 +433,83 @@ impl Engine {
                 .map(|bytes| entry::sign_entry(&self.log_key, bytes.clone()))
                 .collect()
         });
-        for (seq, leaf) in (state.size..).zip(leaves) {
-            batch.append(&origin, seq, leaf);
+        Some(Prepared {
+            accepted,
+            first: state.size,
+            appends: appends.into_iter().zip(leaves).collect(),
+            logged_at: now,
+        })
+    }
+
+    /// Applies a prepared batch in one atomic write, with the view changes and index entries
+    /// of what it appends. Runs under the view and write locks, on a blocking thread.
+    fn apply_own(&self, prepared: Prepared) -> (Vec<Accepted>, Result<Appended, EngineError>) {
+        let Prepared {
+            accepted,
+            first,
+            appends,
+            logged_at,
+        } = prepared;
+        let origin = self.city.as_str();
+        let state = self.store.origin_state(origin);
+        if state.size != first || state.forked {
+            let e = EngineError::Internal(format!(
+                "this city's log moved while a publish batch was prepared (size {first}, now {}{})",
+                state.size,
+                if state.forked { ", forked" } else { "" }
+            ));
+            return (accepted, Err(e));
+        }
+        if appends.is_empty() {
+            return (accepted, Ok(Appended::Nothing { size: first }));
+        }
+        let mut batch = WriteBatch::new();
+        let mut changes = super::changes::ChangeTracker::new(self);
+        let mut seq = first;
+        for (
+            Append {
+                record,
+                subject_keys,
+            },
+            leaf,
+        ) in appends
+        {
+            match changes.observe(
+                &mut batch,
+                origin,
+                seq,
+                logged_at,
+                &record,
+                subject_keys.first(),
+            ) {
+                Ok(None) => {}
+                // check_job refused every version that may not follow its record.
+                Ok(Some(e)) => warn!(error = %e, "published a version check_job let through"),
+                Err(e) => warn!(error = %e, "view change not recorded"),
+            }
+            let keys: Vec<&str> = subject_keys.iter().map(|k| k.as_str()).collect();
+            batch.append(origin, seq, leaf).index_record(
+                origin,
+                &record.record_id,
+                u64::from(record.version),
+                seq,
+                &keys,
+            );
+            seq += 1;
         }
         // Own entries are indexed in the batch that appends them.
-        batch.set_indexed(&origin, next);
+        batch.set_indexed(origin, seq);
         let applied = self
             .store
             .apply(batch)
             .map_err(EngineError::from)
             .map(|applied| {
-                applied
+                let log = applied
                     .origins
                     .into_iter()
                     .find_map(|(name, state)| (name == origin).then_some(state))
-                    .expect("a batch that appends to an origin reports its new state")
+                    .expect("a batch that appends to an origin reports its new state");
+                Appended::Log(log)
             });
         (accepted, applied)
     }
@@ -502,7 +575,7 @@ impl Engine {
         validator: &Validator<'_>,
         records: &[pb::CreditRecord],
         versions: Versions,
-        pending: &HashMap<String, u32>,
+        pending: &HashMap<String, pb::CreditRecord>,
         changes: &mut super::changes::ChangeTracker<'_>,
     ) -> Result<Vec<Checked>, EngineError> {
         let mut problems = Vec::new();
@@ -518,8 +591,9 @@ impl Engine {
                 Versions::Assign => {
                     let known = in_request
                         .get(given.record_id.as_str())
-                        .or_else(|| pending.get(&given.record_id));
-                    match self.assign_version(validator, i, given, known.copied())? {
+                        .copied()
+                        .or_else(|| pending.get(&given.record_id).map(|r| r.version));
+                    match self.assign_version(validator, i, given, known)? {
                         Assigned::Next(record) => {
                             numbered = *record;
                             &numbered
@@ -569,8 +643,12 @@ impl Engine {
                 }
                 continue;
             }
-            let current = match in_request.get(id).or_else(|| pending.get(id)) {
-                Some(&v) => Some(v),
+            let current = match in_request
+                .get(id)
+                .copied()
+                .or_else(|| pending.get(id).map(|r| r.version))
+            {
+                Some(v) => Some(v),
                 None => stored.map(|loc| u32::try_from(loc.version).unwrap_or(u32::MAX)),
             };
             let expected = current.map_or(1, |c| c.saturating_add(1));
@@ -587,9 +665,10 @@ impl Engine {
                 });
                 continue;
             }
-            let previous = match earlier.get(id) {
-                Some(&at) => Some(valid[at].normalised.clone()),
-                None => changes.previous(&self.city, &v.normalised)?,
+            let previous = match (earlier.get(id), pending.get(id)) {
+                (Some(&at), _) => Some(valid[at].normalised.clone()),
+                (None, Some(record)) => Some(record.clone()),
+                (None, None) => changes.previous(&self.city, &v.normalised)?,
             };
             if let Some(previous) = previous
                 && let Err(e) = credex_core::history::check_successor(&previous, &v.normalised)
