@@ -5,8 +5,8 @@
 //!
 //! A block is one zstd frame of `count u32 ‖ count leaf lengths u32 ‖ the leaves`, about
 //! [`BLOCK_BYTES`] of leaves (at most that plus one leaf). Each apply cuts the leaves it
-//! appends to an origin into blocks of about equal size, so a block never spans two batches and committed
-//! bytes never change. Why blocks and not single leaves: the signed entries of one log share
+//! appends to an origin into blocks of about equal size, so a block never spans two batches
+//! and committed bytes never change. Why blocks and not single leaves: the signed entries of one log share
 //! most of their structure (field tags, the origin's names, categories, dates), which zstd finds
 //! across a block and not within one leaf. A batch of one leaf makes a block of one, which
 //! compresses little: the ratio is that of the batches the node applies (ARCHITECTURE.md
@@ -141,8 +141,8 @@ impl LeafFile {
         Ok(LeafFile { path, file })
     }
 
-    /// Writes `data` (whole blocks) at `at`, the committed end, and makes it durable. On failure the file is
-    /// cut back to `at` (see [`LeafFile::truncate`]).
+    /// Writes `data` (whole blocks) at `at`, the committed end, and makes it durable. On
+    /// failure the file is cut back to `at` (see [`LeafFile::truncate`]).
     pub(crate) fn append(&self, data: &[u8], at: u64) -> Result<(), StoreError> {
         self.file
             .write_all_at(data, at)

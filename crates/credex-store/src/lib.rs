@@ -82,9 +82,10 @@
 //! size; index and invalid marks name stored seqs; witness state never goes back), computes the
 //! stored tree hashes of every appended leaf — reading hashes computed earlier in the same batch
 //! from an in-memory overlay, so a batch reads only O(log n) committed hashes — and the new roots.
-//! Nothing is written if any check fails. Then it writes each origin's new leaves, compressed into blocks, with one
-//! positioned write at the committed end of its file, `fdatasync`s the file, and only then
-//! applies everything else, metadata and block index included, as one sled batch. Group commit:
+//! Nothing is written if any check fails. Then it writes each origin's new leaves, compressed
+//! into blocks, with one positioned write at the committed end of its file, `fdatasync`s the
+//! file, and only then applies everything else, metadata and block index included, as one sled
+//! batch. Group commit:
 //! sled is not flushed by apply; the node calls [`Store::flush`] or [`Store::flush_async`] once
 //! per batch before acknowledging anything in it, which is sled's flush alone.
 //!
