@@ -7,7 +7,8 @@
 //!
 //! Also prints the bytes each entry leaves on disk (apparent size and allocated blocks of every
 //! file under the database directory, after the last flush), and the rate of reading the log
-//! back with `Store::leaves` in pages of 1,000 (warm page cache: the read path's CPU cost).
+//! back with `Store::leaves` in pages of 1,000 (warm page cache: the read path's CPU cost), and
+//! of reading single leaves at random seqs with `Store::leaf`, as lookups do.
 //!
 //! `cargo run --release -p credex-store --example append_throughput -- [entries] [batch] [leaf bytes]`
 
@@ -170,6 +171,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         seq += page.len() as u64;
     }
     let reading = start.elapsed();
+
+    // Single leaves at random seqs, as a lookup reads its hits: each decompresses its block
+    // unless one of the last few read holds it.
+    let lookups = 10_000.min(entries);
+    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    let start = Instant::now();
+    for _ in 0..lookups {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let seq = x % entries;
+        assert_eq!(store.leaf(ORIGIN, seq)?, Some(leaf(seq, leaf_len)));
+    }
+    let looking_up = start.elapsed();
     drop(store);
     report_disk("credex-store", entries, dir.path())?;
 
@@ -177,6 +192,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     report("file + fdatasync alone", entries, bytes, file_only);
     report("credex-store", entries, bytes, ours);
     report("credex-store leaves() read", entries, bytes, reading);
+    println!(
+        "{:<28} {lookups} random leaves in {:.2} s: {:.1} µs each",
+        "credex-store leaf() read",
+        looking_up.as_secs_f64(),
+        looking_up.as_secs_f64() * 1e6 / lookups as f64
+    );
     println!(
         "credex-store: {:.2} s applying, {:.2} s flushing, {:.0}% of the ceiling's rate",
         applying.as_secs_f64(),
