@@ -15,7 +15,7 @@ use crate::codec::{self, Enc, OriginMeta, RecordValue, or_corrupt};
 use crate::error::StoreError;
 use crate::hashes::{self, Overlay};
 use crate::keys;
-use crate::leaves::{self, Ends, LeafFile};
+use crate::leaves::{self, Index, LeafFile};
 use crate::store::{OriginState, OriginTable, Store};
 
 /// What a successful [`Store::apply`] committed.
@@ -49,6 +49,7 @@ impl Store {
             let table = self.table();
             let mut plan = Plan {
                 db: &self.inner.db,
+                leaf_dir: &self.inner.leaf_dir,
                 origins: Origins {
                     table: &table,
                     next_id: u32::try_from(table.names.len()).expect("fewer than 2^32 origins"),
@@ -161,6 +162,8 @@ impl Store {
 /// A batch being checked and turned into sled writes.
 struct Plan<'a> {
     db: &'a sled::Db,
+    /// The folder of the leaf data files, for error messages.
+    leaf_dir: &'a std::path::Path,
     origins: Origins<'a>,
     /// Record index values as of this point of the batch; `None` = not indexed.
     records: HashMap<(u32, String), Option<RecordValue>>,
@@ -205,10 +208,9 @@ struct Pending {
     witness_size: Option<Option<u64>>,
     /// Where the committed leaves end in the data file, read at the batch's first append.
     data_start: Option<u64>,
-    /// The batch's leaves, concatenated, to be written at `data_start` in one write.
-    leaf_data: Vec<u8>,
-    /// End offset in the data file of each leaf the batch appends.
-    leaf_ends: Vec<u64>,
+    /// The leaves the batch appends, compressed into blocks written at `data_start` in one
+    /// write when the batch is finished.
+    leaves: Vec<Vec<u8>>,
 }
 
 /// Leaves to write to one origin's data file before the sled batch commits.
@@ -266,8 +268,7 @@ impl Origins<'_> {
                     checkpoint_size: None,
                     witness_size: None,
                     data_start: None,
-                    leaf_data: Vec::new(),
-                    leaf_ends: Vec::new(),
+                    leaves: Vec::new(),
                 },
             );
         }
@@ -453,15 +454,11 @@ impl Plan<'_> {
             )));
         }
         o.tail.extend(new.into_iter().map(|(_, h)| h));
-        let start = match o.data_start {
-            Some(start) => start,
+        if o.data_start.is_none() {
             // The first append of the batch for this origin: `size` is the committed size.
-            None => *o
-                .data_start
-                .insert(Ends::new(self.db, id, origin).committed_end(size)?),
-        };
-        o.leaf_data.extend_from_slice(&leaf);
-        o.leaf_ends.push(start + o.leaf_data.len() as u64);
+            o.data_start = Some(Index::new(self.db, id, origin).committed_end(size)?);
+        }
+        o.leaves.push(leaf);
         o.meta.state.size = size + 1;
         if self
             .required
@@ -655,21 +652,24 @@ impl Plan<'_> {
                     o.tail_start,
                     &o.tail,
                 )?;
-                leaves::write_ends(
-                    self.db,
+            }
+            let data = match o.data_start {
+                Some(at) => leaves::write_blocks(
                     &mut self.batch,
                     o.meta.id,
-                    &name,
                     start_size,
-                    &o.leaf_ends,
-                )?;
-            }
-            if o.start.is_none() || !o.leaf_data.is_empty() {
+                    at,
+                    &o.leaves,
+                    &leaves::file_path(self.leaf_dir, o.meta.id),
+                )?,
+                None => Vec::new(),
+            };
+            if o.start.is_none() || !data.is_empty() {
                 leaf_writes.push(LeafWrite {
                     id: o.meta.id,
                     new: o.start.is_none(),
                     at: o.data_start.unwrap_or(0),
-                    data: o.leaf_data,
+                    data,
                 });
             }
             // A required root at a size the appends never reached.

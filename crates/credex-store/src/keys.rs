@@ -3,21 +3,21 @@
 //! Every key starts with one keyspace byte. Integers are big-endian and fixed width so that
 //! sled's byte order is numeric order and a range scan walks seqs, sizes and change numbers in
 //! order. Origins are interned to a dense `u32` id (the registry maps name → id), so the hot keys
-//! (leaf end offsets, tree hashes) are 13 bytes and inline in sled. Strings that are not the last
+//! (leaf blocks, tree hashes) are 13 bytes and inline in sled. Strings that are not the last
 //! component of a key carry a `u16` length prefix, which keeps one string from being a prefix of
 //! another's key range.
 
 use crate::error::StoreError;
 
 /// Layout version, the value of the [`FORMAT`] key.
-pub(crate) const FORMAT_VERSION: &str = "credex-store/4";
+pub(crate) const FORMAT_VERSION: &str = "credex-store/5";
 
 /// `FORMAT` → [`FORMAT_VERSION`].
 pub(crate) const FORMAT: u8 = 0x00;
 /// `ORIGIN ‖ name` → origin metadata (id, size, root, forked, evidence count).
 pub(crate) const ORIGIN: u8 = 0x01;
-/// `LEAF_END ‖ id ‖ seq / 256` → up to 256 u64 end offsets of leaves in the origin's data file.
-pub(crate) const LEAF_END: u8 = 0x02;
+/// `LEAF_BLOCK ‖ id ‖ first seq` → where a block of leaves lies in the origin's data file.
+pub(crate) const LEAF_BLOCK: u8 = 0x02;
 /// `HASH ‖ id ‖ stored-hash index` → 32-byte tree hash.
 pub(crate) const HASH: u8 = 0x03;
 /// `CHECKPOINT ‖ id` → latest checkpoint: size ‖ note.

@@ -11,7 +11,8 @@
 //! - `batch`: the [`WriteBatch`] builder and [`QuarantineRecord`].
 //! - `records`: [`Store::records`] — paged listing of the record index.
 //! - `keys`: the keyspaces and their key encodings (the table below is their summary).
-//! - `leaves`: the per-origin leaf data files and the leaf end offsets kept in sled.
+//! - `leaves`: the per-origin leaf data files of zstd-compressed blocks, the block index kept
+//!   in sled, and the cache of decompressed blocks.
 //! - `hashes`: tree hashes stored in pages of 256 by stored-hash index, and the readers over
 //!   them ([`OriginHashes`] for proofs, the batch overlay for appends).
 //! - `codec`: binary value encodings.
@@ -19,31 +20,36 @@
 //!
 //! # Leaves in files, everything else in one sled tree
 //! The store's directory holds sled's files and `leaves/<id>.dat`, one append-only file per
-//! origin (by interned id) holding its leaves, the SignedEntry bytes verbatim, concatenated in
-//! seq order. A leaf is written once and read often, by seq or in runs; sled, log-structured,
-//! rewrites the B-tree nodes around every insert and keeps their old copies until it cleans
-//! them, where a flat file keeps the leaf's bytes once (`examples/append_throughput.rs`: about
-//! 1,400 bytes on disk per 577-byte entry with leaves in sled, about 880 without). Where each leaf
-//! ends is in sled (keyspace 0x02, 256 offsets a value),
-//! so the committed size, the offsets and the tree hashes change in one atomic sled batch and
-//! sled alone says which bytes of a file are committed. Readers `pread` the files through
-//! handles opened once and shared; committed bytes never change, so a read takes no lock
-//! beyond the short one on the origin table that gives it the committed size.
+//! origin (by interned id) holding its leaves, the SignedEntry bytes, in seq order in
+//! zstd-compressed blocks of about 64 KiB of leaves; a block never spans two batches. A leaf is
+//! written once and read often, by seq or in runs; sled, log-structured, rewrites the B-tree
+//! nodes around every insert and keeps their old copies until it cleans them, where a flat file
+//! keeps the leaf's bytes once (`examples/append_throughput.rs`: about 1,400 bytes on disk per
+//! 577-byte entry with leaves in sled, about 880 without), and the entries of one log share
+//! most of their structure, which a block of them compresses away (ARCHITECTURE.md
+//! "Performance" has the figures). Where each block lies is in sled (keyspace 0x02, one key a
+//! block), so the committed size, the block index and the tree hashes change in one atomic sled
+//! batch and sled alone says which bytes of a file are committed. Readers `pread` a block
+//! through handles opened once and shared and decompress it, keeping the last few decompressed;
+//! committed bytes never change, so a read takes no lock beyond the short one on the origin
+//! table that gives it the committed size.
 //!
 //! Everything else lives in sled's default tree; the first key byte names the keyspace. One
 //! batch is then one `Tree::apply_batch`, which sled recovers atomically after a crash (the
 //! log records the batch as a unit). Several trees would need a multi-tree transaction for the
 //! same guarantee, which costs conflict tracking and an extra copy of every write, for nothing:
 //! the store has a single writer. Integers in keys are big-endian and fixed width so scans run
-//! in numeric order; origins are interned to a dense `u32` id so offset and hash keys are 13
-//! bytes. Tree hashes and leaf offsets are packed 256 to a value, so a batch of 256 appends
-//! writes a handful of sled keys for the log, not one or three per entry.
+//! in numeric order; origins are interned to a dense `u32` id so block and hash keys are 13
+//! bytes. Tree hashes are packed 256 to a value and leaves indexed by block, so a batch of 256
+//! appends writes a handful of sled keys for the log, not one or three per entry. sled's node
+//! pages are zstd-compressed (its `compression` feature): index keys repeat most of their bytes
+//! from key to key.
 //!
 //! | byte | key                                    | value                                          |
 //! |------|----------------------------------------|------------------------------------------------|
-//! | 0x00 | —                                      | layout version `credex-store/4`                |
+//! | 0x00 | —                                      | layout version `credex-store/5`                |
 //! | 0x01 | origin name                            | id u32, size u64, root, forked u8, evidence u64, indexed u64 |
-//! | 0x02 | id, seq / 256                          | up to 256 leaf end offsets u64 in `leaves/<id>.dat` |
+//! | 0x02 | id, seq of the block's first leaf      | leaf block: start u64, end u64 in `leaves/<id>.dat`, count u32, bytes decompressed u32 |
 //! | 0x03 | id, stored-hash index / 256            | up to 256 tree hashes (Go sumdb `tlog` layout) |
 //! | 0x04 | id                                     | latest checkpoint: size u64 ‖ note             |
 //! | 0x05 | id, size                               | checkpoint note (history)                      |
@@ -66,7 +72,8 @@
 //!
 //! Layout `credex-store/1` kept every leaf as a sled value under 0x02; `credex-store/2` had no
 //! indexed mark (every appended entry was indexed in its own batch); `credex-store/3` kept one
-//! view change per key. A database in that or
+//! view change per key; `credex-store/4` kept the leaves uncompressed, each leaf's end offset
+//! under 0x02 (256 to a value), and sled's pages uncompressed. A database in that or
 //! any other layout is refused with [`StoreError::UnsupportedFormat`]; there is no migration (a
 //! node can resync its peers' logs into a new store, its own log from a peer that holds it).
 //!
@@ -75,9 +82,10 @@
 //! size; index and invalid marks name stored seqs; witness state never goes back), computes the
 //! stored tree hashes of every appended leaf — reading hashes computed earlier in the same batch
 //! from an in-memory overlay, so a batch reads only O(log n) committed hashes — and the new roots.
-//! Nothing is written if any check fails. Then it writes each origin's new leaves with one
-//! positioned write at the committed end of its file, `fdatasync`s the file, and only then
-//! applies everything else, metadata and leaf offsets included, as one sled batch. Group commit:
+//! Nothing is written if any check fails. Then it writes each origin's new leaves, compressed
+//! into blocks, with one positioned write at the committed end of its file, `fdatasync`s the
+//! file, and only then applies everything else, metadata and block index included, as one sled
+//! batch. Group commit:
 //! sled is not flushed by apply; the node calls [`Store::flush`] or [`Store::flush_async`] once
 //! per batch before acknowledging anything in it, which is sled's flush alone.
 //!
@@ -107,8 +115,9 @@
 //! [`Store::open`] truncates before anything can be written at those offsets again (a failed
 //! apply truncates its own writes, or poisons the store until a reopen). A file shorter than
 //! its committed log, or missing, is reported as [`StoreError::Corrupt`]. Open also checks
-//! that sled holds leaf offsets for exactly the recorded size, that the last leaf in the file
-//! hashes to its stored leaf hash, and that the stored tree hashes give the recorded root.
+//! that sled's leaf blocks hold exactly the recorded size, that the last leaf in the file
+//! (its block decompressed) hashes to its stored leaf hash, and that the stored tree hashes
+//! give the recorded root.
 //!
 //! On power loss the same holds as far as the file system and disk honour `fdatasync` and
 //! sled's `fsync`: a flushed batch is durable in both, and an unflushed one is either whole in

@@ -13,7 +13,7 @@ use crate::codec::{self, OriginMeta, RecordValue, or_corrupt};
 use crate::error::StoreError;
 use crate::hashes::OriginHashes;
 use crate::keys;
-use crate::leaves::{self, LeafFile};
+use crate::leaves::{self, BlockCache, LeafFile};
 
 /// Tuning knobs for [`Store::open_with`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,8 +30,8 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        // sled's own default is 1 GiB. With the leaves in files, sled holds about 70 bytes
-        // an entry of tree hashes and offsets plus the indexes, and the OS caches the leaf
+        // sled's own default is 1 GiB. With the leaves in files, sled holds about 64 bytes
+        // an entry of tree hashes plus the indexes, and the OS caches the leaf
         // files; 64 MiB covers the hot pages of a node on a small (2-core) machine, which also
         // holds its view in memory.
         StoreOptions {
@@ -116,6 +116,8 @@ pub(crate) struct Inner {
     pub(crate) db: sled::Db,
     /// The folder of the leaf data files.
     pub(crate) leaf_dir: PathBuf,
+    /// The last leaf blocks read, decompressed.
+    pub(crate) blocks: BlockCache,
     pub(crate) writer: Mutex<Counters>,
     pub(crate) origins: RwLock<OriginTable>,
     /// Seq the next change gets; also the number of changes ever pushed.
@@ -164,6 +166,7 @@ impl Store {
             inner: Arc::new(Inner {
                 db,
                 leaf_dir,
+                blocks: BlockCache::default(),
                 writer: Mutex::new(counters),
                 origins: RwLock::new(table),
                 change_head: AtomicU64::new(change_head),
@@ -176,9 +179,9 @@ impl Store {
         Ok(store)
     }
 
-    /// Cheap consistency check run at open: sled holds leaf end offsets for exactly the
-    /// recorded size, the last leaf is in its file and hashes to the stored leaf hash, and the
-    /// stored tree hashes give the recorded root. (Open has already cut the file to its
+    /// Cheap consistency check run at open: the last leaf is in its file and hashes to the
+    /// stored leaf hash, and the stored tree hashes give the recorded root. (Open has already
+    /// checked that sled's leaf blocks hold exactly the recorded size, cut the file to its
     /// committed end and refused one shorter than that.)
     fn check_origin(&self, name: &str, state: OriginState) -> Result<(), StoreError> {
         let (id, file) = {
@@ -186,13 +189,7 @@ impl Store {
             let id = table.by_name[name].id;
             (id, Arc::clone(&table.files[id as usize]))
         };
-        let mut reader = leaves::Reader::new(&self.inner.db, id, name, &file);
-        if reader.ends.has_end(state.size)? {
-            return Err(StoreError::corrupt(format!(
-                "origin {name}: metadata says {} entries, the log holds more",
-                state.size
-            )));
-        }
+        let reader = leaves::Reader::new(&self.inner.db, id, name, &file, &self.inner.blocks);
         if let Some(last) = state.size.checked_sub(1) {
             let leaf = reader.leaf(last)?;
             let hashes = self.hash_reader(name);
@@ -278,7 +275,8 @@ impl Store {
     pub fn leaf(&self, origin: &str, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
         match self.leaf_file(origin) {
             Some((id, size, file)) if seq < size => {
-                let mut reader = leaves::Reader::new(&self.inner.db, id, origin, &file);
+                let reader =
+                    leaves::Reader::new(&self.inner.db, id, origin, &file, &self.inner.blocks);
                 reader.leaf(seq).map(Some)
             }
             _ => Ok(None),
@@ -295,7 +293,8 @@ impl Store {
         match self.leaf_file(origin) {
             Some((id, size, file)) if start < size => {
                 let n = (size - start).min(u64::try_from(limit).unwrap_or(u64::MAX));
-                leaves::Reader::new(&self.inner.db, id, origin, &file).leaves(start, n)
+                leaves::Reader::new(&self.inner.db, id, origin, &file, &self.inner.blocks)
+                    .leaves(start, n)
             }
             _ => Ok(Vec::new()),
         }
@@ -713,10 +712,19 @@ fn decode_record(v: &[u8], origin: &str, record_id: &str) -> Result<RecordValue,
     })
 }
 
-fn open_db(path: &Path, options: &StoreOptions) -> Result<sled::Db, StoreError> {
+/// zstd level of the messages sled writes to its log (node pages and their deltas). Index keys
+/// and values repeat most of their bytes from key to key, which sled's own encoding leaves in
+/// place: compressed, sled's files hold 733 bytes an entry instead of 1,317. Its CPU cost (about
+/// 20 µs per insert) is a fresh zstd context per message, which level 1 does not make cheaper
+/// (ARCHITECTURE.md "Performance").
+pub(crate) const COMPRESSION_FACTOR: i32 = 3;
+
+pub(crate) fn open_db(path: &Path, options: &StoreOptions) -> Result<sled::Db, StoreError> {
     let config = sled::Config::new()
         .path(path)
         .cache_capacity(options.cache_capacity)
+        .use_compression(true)
+        .compression_factor(COMPRESSION_FACTOR)
         .mode(sled::Mode::HighThroughput);
     let deadline = Instant::now() + options.lock_wait;
     loop {
@@ -729,6 +737,17 @@ fn open_db(path: &Path, options: &StoreOptions) -> Result<sled::Db, StoreError> 
                     });
                 }
                 std::thread::sleep(Duration::from_millis(5));
+            }
+            // Written without compression: a layout before 5, which `check_format` names.
+            Err(sled::Error::Unsupported(why)) => {
+                let plain = sled::Config::new()
+                    .path(path)
+                    .open()
+                    .map_err(|_| StoreError::Sled(sled::Error::Unsupported(why)))?;
+                check_format(&plain)?;
+                return Err(StoreError::corrupt(
+                    "sled's storage parameters differ from this layout's",
+                ));
             }
             other => return Ok(other?),
         }

@@ -178,7 +178,7 @@ fn tree_hashes_spanning_many_pages_match_the_in_memory_tree() {
         let want = (count - page * crate::hashes::PAGE).min(crate::hashes::PAGE) * 32;
         assert_eq!(value.len() as u64, want, "page {page}");
     }
-    // The leaves' end offsets span pages of 256 too, and every leaf reads back from any start.
+    // Every leaf reads back from any start.
     let want: Vec<_> = (0..size).map(|seq| leaf(CS, seq)).collect();
     for start in [0, 1, 255, 256, 257, 511, 512, 558, 559] {
         assert_eq!(
@@ -200,6 +200,7 @@ fn appends_must_continue_the_log_exactly() {
     let (_dir, store) = temp();
     append(&store, CS, 3);
     let before = store.origin_state(CS);
+    let file_before = file_len(&crate::leaves::file_path(&store.inner.leaf_dir, 0));
 
     let mut batch = WriteBatch::new();
     batch.push_change("c").append(CS, 4, leaf(CS, 4));
@@ -222,10 +223,8 @@ fn appends_must_continue_the_log_exactly() {
     // Nothing of a refused batch is written, not even its other operations.
     assert_eq!(store.origin_state(CS), before);
     assert_eq!(
-        std::fs::metadata(crate::leaves::file_path(&store.inner.leaf_dir, 0))
-            .unwrap()
-            .len(),
-        leaf_bytes(CS, 3)
+        file_len(&crate::leaves::file_path(&store.inner.leaf_dir, 0)),
+        file_before
     );
     assert_eq!(store.leaf(CS, 3).unwrap(), None);
     assert_eq!(store.change_head(), 0);
@@ -921,7 +920,7 @@ fn open_refuses_a_database_of_the_previous_layout() {
     let err = Store::open(dir.path()).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "store format is \"credex-store/1\", this build reads \"credex-store/4\""
+        "store format is \"credex-store/1\", this build reads \"credex-store/5\""
     );
 }
 
@@ -939,17 +938,89 @@ fn leaf_bytes(origin: &str, size: u64) -> u64 {
     (0..size).map(|seq| leaf(origin, seq).len() as u64).sum()
 }
 
+/// The sled tree under the store at `dir`, opened as the store opens it.
+fn raw_db(dir: &TempDir) -> sled::Db {
+    crate::store::open_db(dir.path(), &StoreOptions::default()).unwrap()
+}
+
+/// The leaves in a data file, decoded as its format is written down (`leaves.rs`): zstd frames
+/// one after another, each of `count u32 ‖ count lengths u32 ‖ the leaves`, big-endian. Fails
+/// on anything else in the file, a torn frame included.
+fn file_leaves(path: &std::path::Path) -> Vec<Vec<u8>> {
+    let raw = zstd::stream::decode_all(&std::fs::read(path).unwrap()[..]).unwrap();
+    let u32_at = |at: usize| u32::from_be_bytes(raw[at..at + 4].try_into().unwrap()) as usize;
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < raw.len() {
+        let count = u32_at(at);
+        let lens: Vec<usize> = (0..count).map(|i| u32_at(at + 4 + 4 * i)).collect();
+        at += 4 + 4 * count;
+        for len in lens {
+            out.push(raw[at..at + len].to_vec());
+            at += len;
+        }
+    }
+    out
+}
+
+/// Writes `leaves` as one more block at the end of origin `id`'s data file and points the
+/// index entry of the block starting at `first` at it: what a writer that put other bytes in
+/// the file than it hashed would leave.
+fn replace_block(dir: &TempDir, id: u32, first: u64, leaves: &[Vec<u8>]) {
+    let path = data_file(dir, id);
+    let at = file_len(&path);
+    let mut batch = sled::Batch::default();
+    let data = crate::leaves::write_blocks(&mut batch, id, first, at, leaves, &path).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend(data);
+    std::fs::write(&path, bytes).unwrap();
+    let db = raw_db(dir);
+    db.apply_batch(batch).unwrap();
+    db.flush().unwrap();
+}
+
 #[test]
-fn leaves_live_concatenated_in_one_file_per_origin() {
+fn leaves_live_in_compressed_blocks_in_one_file_per_origin() {
     let (dir, store) = temp();
     append(&store, CS, 3);
     append(&store, WH, 2);
-    let mut want = Vec::new();
-    for seq in 0..3 {
-        want.extend(leaf(CS, seq));
+    append(&store, CS, 9000);
+    let want: Vec<_> = (0..9003).map(|seq| leaf(CS, seq)).collect();
+    assert_eq!(file_leaves(&data_file(&dir, 0)), want);
+    assert_eq!(
+        file_leaves(&data_file(&dir, 1)),
+        vec![leaf(WH, 0), leaf(WH, 1)]
+    );
+    // Blocks of similar leaves are smaller than the leaves.
+    assert!(
+        file_len(&data_file(&dir, 0)) < leaf_bytes(CS, 9003) / 2,
+        "{} bytes for {} of leaves",
+        file_len(&data_file(&dir, 0)),
+        leaf_bytes(CS, 9003)
+    );
+    // The second batch's 9,000 leaves (about 300 KiB) make several blocks, a block never spans
+    // two batches, and every leaf reads back from either side of a boundary.
+    let firsts: Vec<u64> = store
+        .inner
+        .db
+        .scan_prefix(keys::id(keys::LEAF_BLOCK, 0))
+        .map(|item| keys::trailing_u64(&item.unwrap().0).unwrap())
+        .collect();
+    assert!(firsts.len() >= 5, "blocks start at {firsts:?}");
+    assert_eq!(firsts[..2], [0, 3]);
+    for &first in &firsts[1..] {
+        for start in [first - 1, first, first + 1] {
+            assert_eq!(
+                store.leaves(CS, start, 5).unwrap(),
+                want[start as usize..start as usize + 5],
+                "from {start}"
+            );
+            assert_eq!(
+                store.leaf(CS, start).unwrap(),
+                Some(want[start as usize].clone())
+            );
+        }
     }
-    assert_eq!(std::fs::read(data_file(&dir, 0)).unwrap(), want);
-    assert_eq!(file_len(&data_file(&dir, 1)), leaf_bytes(WH, 2));
     // No leaf bytes are in sled: its values are metadata, hashes and offsets.
     for item in store.inner.db.iter() {
         let (_, v) = item.unwrap();
@@ -968,11 +1039,18 @@ fn a_torn_tail_past_the_committed_log_is_cut_off_at_open() {
     // What a batch leaves when its leaves were written and its sled write never was.
     let path = data_file(&dir, 0);
     let mut torn = std::fs::read(&path).unwrap();
+    // Half of a block, cut off where a kill could leave it.
+    let mut batch = sled::Batch::default();
+    let block = crate::leaves::write_blocks(&mut batch, 0, 3, 0, &[leaf(CS, 3)], &path).unwrap();
+    torn.extend_from_slice(&block[..block.len() / 2]);
     torn.extend_from_slice(b"half of a leaf that never committed");
     std::fs::write(&path, torn).unwrap();
 
     let store = Store::open(dir.path()).unwrap();
-    assert_eq!(file_len(&path), leaf_bytes(CS, 3));
+    assert_eq!(
+        file_leaves(&path),
+        (0..3).map(|seq| leaf(CS, seq)).collect::<Vec<_>>()
+    );
     append(&store, CS, 2);
     let store = reopen(&dir, store);
     let want: Vec<_> = (0..5).map(|seq| leaf(CS, seq)).collect();
@@ -986,7 +1064,7 @@ fn a_leaf_file_shorter_than_the_committed_log_is_corruption() {
     append(&store, CS, 3);
     drop(store);
     let path = data_file(&dir, 0);
-    let need = leaf_bytes(CS, 3);
+    let need = file_len(&path);
     std::fs::OpenOptions::new()
         .write(true)
         .open(&path)
@@ -1020,10 +1098,9 @@ fn open_detects_a_last_leaf_that_differs_from_its_stored_hash() {
     let (dir, store) = temp();
     append(&store, CS, 3);
     drop(store);
-    let path = data_file(&dir, 0);
-    let mut bytes = std::fs::read(&path).unwrap();
-    *bytes.last_mut().unwrap() ^= 1;
-    std::fs::write(&path, bytes).unwrap();
+    let mut other = leaf(CS, 2);
+    *other.last_mut().unwrap() ^= 1;
+    replace_block(&dir, 0, 0, &[leaf(CS, 0), leaf(CS, 1), other]);
     let err = Store::open(dir.path()).unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -1032,20 +1109,36 @@ fn open_detects_a_last_leaf_that_differs_from_its_stored_hash() {
 }
 
 #[test]
+fn open_detects_a_damaged_leaf_block() {
+    let (dir, store) = temp();
+    append(&store, CS, 30);
+    drop(store);
+    let path = data_file(&dir, 0);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(&path, bytes).unwrap();
+    let err = Store::open(dir.path()).unwrap_err();
+    // Either zstd refuses the frame, or it decodes to other bytes than were hashed.
+    let want = [
+        format!("store is corrupt: origin {CS}: the leaf block of leaves 0..30 "),
+        format!(
+            "store is corrupt: origin {CS}: leaf 29 in the file does not match its stored hash"
+        ),
+    ];
+    assert!(
+        want.iter().any(|w| err.to_string().starts_with(w.as_str())),
+        "{err}"
+    );
+}
+
+#[test]
 fn open_detects_a_log_that_disagrees_with_its_metadata() {
     let (dir, store) = temp();
     append(&store, CS, 3);
     drop(store);
-    {
-        // An end offset for seq 3: sled says the log is longer than its metadata does.
-        let db = sled::open(dir.path()).unwrap();
-        let key = crate::leaves::page_key(0, 0);
-        let mut page = db.get(key).unwrap().unwrap().to_vec();
-        assert_eq!(page.len(), 3 * 8);
-        page.extend_from_slice(&leaf_bytes(CS, 3).to_be_bytes());
-        db.insert(key, page).unwrap();
-        db.flush().unwrap();
-    }
+    // A block holding seq 3: sled says the log is longer than its metadata does.
+    replace_block(&dir, 0, 3, &[leaf(CS, 3)]);
     let err = Store::open(dir.path()).unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -1067,13 +1160,16 @@ fn a_data_file_no_committed_origin_owns_is_not_inherited() {
         store.leaves(WH, 0, 10).unwrap(),
         vec![leaf(WH, 0), leaf(WH, 1)]
     );
-    assert_eq!(file_len(&data_file(&dir, 1)), leaf_bytes(WH, 2));
+    assert_eq!(
+        file_leaves(&data_file(&dir, 1)),
+        vec![leaf(WH, 0), leaf(WH, 1)]
+    );
 }
 
 #[test]
 fn ranges_longer_than_one_read_come_back_whole() {
     let (_dir, store) = temp();
-    // Nine 1 MiB leaves and small ones between them: `leaves` reads at most 4 MiB at once.
+    // Ten 1 MiB leaves, each a block of its own, and small ones between them.
     let big = |seq: u64| vec![seq as u8; 1 << 20];
     let mut want = Vec::new();
     let mut batch = WriteBatch::new();
@@ -1098,7 +1194,7 @@ fn open_detects_a_tampered_tree_hash() {
     append(&store, CS, 4);
     drop(store);
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = raw_db(&dir);
         // Index 6 is the level-2 hash over leaves 0..4, the root of a 4-leaf tree; it sits in
         // page 0 of origin id 0.
         let key = crate::hashes::page_key(0, 0);

@@ -159,14 +159,51 @@ impl Reported {
     }
 }
 
-/// Bytes in the leaf data files (`leaves/*.dat`, the store's layout) under `dir`.
-fn data_file_bytes(dir: &Path) -> u64 {
+/// The leaf data files (`leaves/*.dat`, the store's layout) under `dir`.
+fn data_files(dir: &Path) -> Vec<std::path::PathBuf> {
     let Ok(files) = std::fs::read_dir(dir.join("leaves")) else {
-        return 0;
+        return Vec::new();
     };
-    files
-        .map(|f| f.expect("dir entry").metadata().expect("metadata").len())
+    files.map(|f| f.expect("dir entry").path()).collect()
+}
+
+/// Bytes in the leaf data files under `dir`.
+fn data_file_bytes(dir: &Path) -> u64 {
+    data_files(dir)
+        .iter()
+        .map(|f| f.metadata().expect("metadata").len())
         .sum()
+}
+
+/// The number and total bytes of the leaves in the data files under `dir`, decoded as the
+/// layout writes them down (`leaves.rs`): zstd frames one after another, each of `count u32 ‖
+/// count lengths u32 ‖ the leaves`, big-endian. Panics on anything else, a torn frame included.
+fn data_file_leaves(dir: &Path) -> (u64, u64) {
+    let (mut count, mut bytes) = (0, 0);
+    for path in data_files(dir) {
+        let raw = std::fs::read(&path).expect("data file");
+        let raw = zstd::stream::decode_all(&raw[..])
+            .unwrap_or_else(|e| panic!("{}: not whole zstd frames: {e}", path.display()));
+        let u32_at = |at: usize| {
+            let b = raw.get(at..at + 4).expect("block header within the file");
+            u32::from_be_bytes(b.try_into().expect("4 bytes")) as usize
+        };
+        let mut at = 0;
+        while at < raw.len() {
+            let n = u32_at(at);
+            let lens: usize = (0..n).map(|i| u32_at(at + 4 + 4 * i)).sum();
+            at += 4 + 4 * n + lens;
+            count += n as u64;
+            bytes += lens as u64;
+        }
+        assert_eq!(
+            at,
+            raw.len(),
+            "{}: a block runs past the end",
+            path.display()
+        );
+    }
+    (count, bytes)
 }
 
 /// Everything a reopened store must satisfy after a crash. Returns whether open cut a torn
@@ -175,6 +212,7 @@ fn check(dir: &Path, reported: &Reported) -> bool {
     let before_open = data_file_bytes(dir);
     let store = Store::open(dir).expect("store reopens after the kill");
     let mut leaf_bytes = 0;
+    let mut leaf_count = 0;
     let batches = store.change_head();
     if let Some(b) = reported.durable_batch {
         assert!(batches > b, "durable batch {b} lost, change head {batches}");
@@ -199,6 +237,7 @@ fn check(dir: &Path, reported: &Reported) -> bool {
             for l in page {
                 assert_eq!(l, leaf(origin, seq), "{origin}: leaf {seq}");
                 leaf_bytes += l.len() as u64;
+                leaf_count += 1;
                 tree.append(&l).expect("memory append");
                 seq += 1;
             }
@@ -291,8 +330,12 @@ fn check(dir: &Path, reported: &Reported) -> bool {
 
     // Open left exactly the committed leaves in the files: it never drops committed bytes
     // (the leaves above read back whole) and keeps no uncommitted ones.
-    assert_eq!(data_file_bytes(dir), leaf_bytes, "data files after open");
-    before_open > leaf_bytes
+    assert_eq!(
+        data_file_leaves(dir),
+        (leaf_count, leaf_bytes),
+        "leaves in the data files after open"
+    );
+    before_open > data_file_bytes(dir)
 }
 
 /// The child's entry point. Without [`CHILD_ENV`] (a normal test run) it writes a few batches
