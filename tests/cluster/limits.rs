@@ -1,6 +1,7 @@
 //! `[limits]` through a real node: message sizes, the request rate and calls in flight per
 //! client identity, each refused with the status and a message naming the limit, while other
-//! identities are served; HTTP/2 streams per connection; a request that never completes.
+//! identities are served; HTTP/2 streams per connection; a request that never completes; a
+//! Sync stream its peer stops reading.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -8,18 +9,20 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use credex_cli::city::capitals;
+use credex_cli::generator::Generator;
 use credex_core::pb;
 use credex_node::config::LimitsConfig;
 use credex_node::tls::Role;
 use futures::{StreamExt, stream};
 use http_body::Frame;
 use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, Endpoint};
 use tower::ServiceExt;
 
-use crate::sandbox::{DEADLINE, Sandbox};
+use crate::sandbox::{DEADLINE, Sandbox, start_date, wait_within};
 
 /// Room, on a loaded two-core machine, between a deadline passing and the node acting on it.
 const SLACK: Duration = Duration::from_secs(5);
@@ -386,4 +389,166 @@ async fn stalled_call(
         .and_then(tonic::Status::from_header_map)
         .context("an answer without a grpc-status")?;
     Ok((status, sent.elapsed()))
+}
+
+/// Sync streams the stalled peer holds open at once: its every call slot.
+const STALLED: usize = 3;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sync_stream_its_peer_stops_reading_is_ended_at_sync_send_timeout_while_honest_peers_converge()
+-> Result<()> {
+    let send_timeout = Duration::from_millis(1_000);
+    let cities = capitals()[..3].to_vec();
+    let sandbox = Sandbox::builder()
+        .cities(cities.clone())
+        // The stalled peer holds Wuhan's node certificate; Changsha and Hefei are honest.
+        .stopped("wuhan")
+        .limits(LimitsConfig {
+            sync_send_timeout_ms: 1_000,
+            // Every slot of the stalled peer's identity is one of its stalled streams, so a
+            // slot comes free only when the node has let go of one (a stream holds its slot
+            // for its whole life, its buffers with it).
+            max_calls_per_client: STALLED as u64,
+            ..LimitsConfig::default()
+        })
+        .start()
+        .await?;
+    // Far more of Changsha's log than a stalled stream's windows and buffers hold.
+    const PUBLISHED: u64 = 1_500;
+    let mut changsha = Generator::new(&cities[0], 5, start_date());
+    let mut hefei = Generator::new(&cities[2], 7, start_date());
+    sandbox
+        .publish(
+            "changsha",
+            (0..PUBLISHED).map(|_| changsha.record()).collect(),
+        )
+        .await?;
+    let mut expected =
+        BTreeMap::from([("changsha".to_owned(), PUBLISHED), ("hefei".to_owned(), 0)]);
+
+    // Twice, so what a stalled stream held is shown to be let go of each time, not to pile up.
+    for round in 1..=2 {
+        let mut stalled = Vec::new();
+        let mut opened = Instant::now();
+        for _ in 0..STALLED {
+            opened = Instant::now();
+            stalled.push(open_stalled(&sandbox).await?);
+        }
+        let refused = stalling_peer(&sandbox)
+            .await?
+            .sync(sync_request())
+            .await
+            .expect_err("a call beyond the stalled peer's slots");
+        assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+
+        // Meanwhile both honest nodes publish, and each takes the other's records in.
+        let honest = async {
+            sandbox
+                .publish("changsha", (0..10).map(|_| changsha.record()).collect())
+                .await?;
+            sandbox
+                .publish("hefei", (0..10).map(|_| hefei.record()).collect())
+                .await?;
+            *expected.get_mut("changsha").expect("changsha") += 10;
+            *expected.get_mut("hefei").expect("hefei") += 10;
+            sandbox.wait_converged(&expected).await
+        };
+        // The node ends every stalled stream once a frame has waited sync_send_timeout_ms: the
+        // stalled peer's every slot is free again.
+        let freed = async {
+            wait_within(
+                "every slot of the stalled peer free",
+                send_timeout + SLACK,
+                || async {
+                    let mut held = Vec::new();
+                    for _ in 0..STALLED {
+                        held.push(stalling_peer(&sandbox).await?.sync(sync_request()).await?);
+                    }
+                    Ok(true)
+                },
+            )
+            .await?;
+            Ok::<_, anyhow::Error>(opened.elapsed())
+        };
+        let (honest, freed) = tokio::join!(honest, freed);
+        let freed = freed?;
+        honest.context("the honest nodes converging")?;
+
+        // Read now, a stalled stream gives what was in flight when the node ended it, then its
+        // end: never the log it was asked for.
+        let mut delivered = Vec::new();
+        for mut frames in stalled {
+            let mut entries = 0;
+            let end = loop {
+                let next = tokio::time::timeout(DEADLINE, frames.message())
+                    .await
+                    .context("a stalled stream neither delivers nor ends")?;
+                match next {
+                    Ok(Some(pb::SyncFrame {
+                        frame: Some(pb::sync_frame::Frame::Entries(batch)),
+                    })) => entries += batch.entries.len() as u64,
+                    Ok(Some(_)) => {}
+                    Ok(None) => break "OK".to_owned(),
+                    Err(status) => break format!("{:?}: {}", status.code(), status.message()),
+                }
+            };
+            delivered.push((entries, end));
+        }
+        println!(
+            "round {round}: slots free {freed:?} after the last stalled stream opened (limit \
+             {send_timeout:?}); entries and end of each stalled stream read afterwards: {delivered:?}"
+        );
+        assert!(
+            freed >= send_timeout && freed < send_timeout + SLACK,
+            "the stalled streams ended {freed:?} after opening; the limit is {send_timeout:?}"
+        );
+        for (entries, end) in &delivered {
+            assert!(
+                *entries < PUBLISHED,
+                "a stalled stream delivered {entries} entries, ending {end}"
+            );
+        }
+    }
+    sandbox.shutdown().await
+}
+
+/// A Sync stream as the stalled peer, once one of its slots is free (the previous round's
+/// probes free theirs as their connections close).
+async fn open_stalled(sandbox: &Sandbox) -> Result<tonic::Streaming<pb::SyncFrame>> {
+    let until = Instant::now() + DEADLINE;
+    loop {
+        match stalling_peer(sandbox).await?.sync(sync_request()).await {
+            Ok(frames) => return Ok(frames.into_inner()),
+            Err(status) if status.code() == Code::ResourceExhausted && Instant::now() < until => {
+                // The polling interval of a condition wait.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(status) => return Err(status.into()),
+        }
+    }
+}
+
+/// What the stalled peer asks for: every origin from the start, live, 8 entries a frame.
+fn sync_request() -> pb::SyncRequest {
+    pb::SyncRequest {
+        frontiers: Vec::new(),
+        live: true,
+        max_batch: 8,
+    }
+}
+
+/// An Exchange client to changsha with Wuhan's node certificate, on a connection of its own
+/// whose HTTP/2 windows are the protocol's initial 64 KiB, so that a stream it does not read
+/// stops the node's sending early.
+async fn stalling_peer(sandbox: &Sandbox) -> Result<pb::exchange_client::ExchangeClient<Channel>> {
+    let mut tls = Some(sandbox.tls_stream("changsha", "wuhan", Role::Node).await?);
+    let channel = Endpoint::from_shared(format!("http://{}", sandbox.addr("changsha")))?
+        .initial_stream_window_size(65_535)
+        .initial_connection_window_size(65_535)
+        .connect_with_connector(tower::service_fn(move |_| {
+            let tls = tls.take().map(TokioIo::new);
+            async move { tls.context("the connection is used once") }
+        }))
+        .await?;
+    Ok(pb::exchange_client::ExchangeClient::new(channel))
 }
