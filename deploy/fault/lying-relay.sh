@@ -1,55 +1,126 @@
 #!/usr/bin/env bash
 # A node that serves a tampered log, with real credexd processes.
 #
-# Changsha publishes 1,200 records in four requests (a signed checkpoint after each batch);
-# then one byte in the middle of its own leaf file is flipped while it is down, so it serves
-# an entry that is not the one it signed. Wuhan, syncing from it, must append only up to the
-# last checkpoint before that entry, quarantine what follows (the altered entry as
-# bad_signature, the rest as unsigned_root), keep a log whose root Changsha signed (audit log
-# passes), and not call Changsha forked: a lying relay is not an equivocating origin.
+# Changsha publishes its records in batches (a signed checkpoint after each); then, while it
+# is down, one hex digit of one record's id is changed in its own leaf file — the record in
+# the middle of a batch half-way through the log — so it serves an entry that is not the one
+# it signed. Wuhan, syncing from it, must append nothing from that entry on, only whole runs
+# under checkpoints before it, all of it in its view; quarantine the altered entry as
+# bad_signature and the rest as unsigned_root; keep a log whose root Changsha signed (`audit
+# log` passes); and not call Changsha forked: a lying relay is not an equivocating origin. The
+# long form then waits for Wuhan's redial after its quarantine backoff (10 s and up to half
+# again): the altered entry is refused again and nothing from it on is appended.
+#
+# How much of what Changsha signed before the altered entry Wuhan appends is printed, not
+# asserted: the receive path commits the runs that arrived together as one group under all
+# their roots or none (`Engine::commit`), so a group that reaches into the altered run is
+# quarantined whole, signed runs before it included (README "Fault suite").
+#
+# Usage: deploy/fault/lying-relay.sh [--short]   (--short: 4 batches of 300, else 10 of 1,000)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${BIN:-target/debug}
 BASE_PORT=${BASE_PORT:-7760}
+BATCHES=10 BATCH=1000 REDIAL=1
+[[ ${1:-} == --short ]] && BATCHES=4 BATCH=300 REDIAL=0
 [[ -x $BIN/credexd && -x $BIN/credexctl ]] || cargo build --bins
 source deploy/fault/lib.sh
 
+N=$((BATCHES * BATCH))
+# The altered entry: seq K, in the middle of the batch half-way through the log.
+K=$((BATCHES / 2 * BATCH + BATCH / 2))
 "$BIN/credexctl" consortium init --out "$H" --base-port "$BASE_PORT" >/dev/null
-say "changsha publishes 1,200 records, then one byte of its leaf file is flipped"
+say "changsha publishes $N records in $BATCHES batches, then one digit of entry $K's record id is changed in its leaf file"
 start changsha "$H/changsha" ""
 wait_for "changsha up" ctl changsha status
-for seed in 1 2 3 4; do ctl changsha gen --count 300 --seed "$seed" | ctl changsha publish >/dev/null; done
+for seed in $(seq 1 "$BATCHES"); do
+  ctl changsha gen --count "$BATCH" --seed "$seed" >"$work/batch.$seed.jsonl"
+  ctl changsha publish "$work/batch.$seed.jsonl" >/dev/null
+done
+read -r size _ <<<"$(figures changsha changsha)"
+((size == N)) || { echo "FAIL: changsha holds $size entries, published $N"; exit 1; }
 stop changsha
-file=$(find "$H/changsha" -path '*leaves*' -name '*.dat' | head -1)
-offset=$(($(stat -c %s "$file") / 2))
-python3 - "$file" "$offset" <<'PY'
-import sys
-path, offset = sys.argv[1], int(sys.argv[2])
-data = bytearray(open(path, "rb").read())
-data[offset] ^= 0x20
-open(path, "wb").write(data)
+# Entries are numbered in publish order; the record id's text is in the leaf verbatim, and the
+# first place it occurs is its own entry (a later correction may name it, an earlier one not).
+record=$(sed -n "$((K % BATCH + 1))p" "$work/batch.$((K / BATCH + 1)).jsonl" | python3 -c 'import json, sys; print(json.load(sys.stdin)["record_id"])')
+python3 - "$H/changsha" "$record" <<'PY'
+import glob, sys
+home, record = sys.argv[1], sys.argv[2].encode()
+for path in glob.glob(f"{home}/**/leaves/*.dat", recursive=True):
+    data = bytearray(open(path, "rb").read())
+    at = data.find(record)
+    if at < 0:
+        continue
+    # A digit of the id's hex part becomes another digit: the entry still decodes and its
+    # record is still well formed, so what is wrong with it is only that its origin did not
+    # sign it.
+    digit = next(i for i in range(at + len(record) - 16, at + len(record)) if chr(data[i]).isdigit())
+    data[digit] ^= 0x01
+    open(path, "wb").write(data)
+    print(f"changed {record.decode()} at byte {digit} of {path.rsplit('/', 1)[-1]}")
+    break
+else:
+    sys.exit(f"{record.decode()} is in no leaf file")
 PY
 
 say "wuhan syncs from the lying changsha"
 start changsha "$H/changsha" ""
+wait_for "changsha up" ctl changsha status
+t0=$(now_ms)
 start wuhan "$H/wuhan" "changsha=$(addr 0)"
 refused() { (($(quarantined wuhan bad_signature) >= 1 && $(quarantined wuhan unsigned_root) >= 1)); }
 wait_for "wuhan quarantines the altered run" refused
-read -r size idx _ <<<"$(figures wuhan changsha)"
+refused_s=$(secs_since "$t0")
+# held: "log-size in-view bad_signature unsigned_root forked" of changsha's log at wuhan.
+held() {
+  status_json wuhan && python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))
+o = next((o for o in s["origins"] if o["origin"] == "changsha"), {})
+q = {r: sum(x["count"] for x in s["quarantine"] if x["reason"] == r) for r in ("bad_signature", "unsigned_root")}
+print(o.get("local_size", 0), o.get("indexed_size", 0), q["bad_signature"], q["unsigned_root"], int(o.get("forked", False)))' "$work/status.wuhan.json"
+}
+# What wuhan holds once its view has taken in everything appended.
+in_view() { read -r s i _ <<<"$(held)" && ((s == i)); }
+wait_for "wuhan's view holds what it appended" in_view
+read -r size idx bad unsigned forked <<<"$(held)"
 ctl wuhan status
 failed=0
-if ((size >= 1200 || idx != size)); then
-  echo "FAIL: wuhan holds $size entries ($idx in view); expected the prefix before the altered one"; failed=1
+# check SIZE IN-VIEW BAD_SIGNATURE FORKED: what must hold of wuhan's copy of changsha's log.
+check() {
+  local size=$1 idx=$2 bad=$3 forked=$4
+  if ((size > K)); then
+    echo "FAIL: wuhan appended $size of changsha's entries; entry $K is the altered one"; failed=1
+  fi
+  if ((idx != size)); then echo "FAIL: wuhan's view holds $idx of the $size entries appended"; failed=1; fi
+  # The altered entry is the only one that fails its own signature check.
+  if ((bad != 1)); then echo "FAIL: $bad entries quarantined as bad_signature, expected the altered one"; failed=1; fi
+  if ((size > 0)) && ! ctl wuhan audit log changsha >/dev/null; then echo "FAIL: audit log changsha fails at wuhan"; failed=1; fi
+  if ((forked)); then echo "FAIL: wuhan marked changsha forked"; failed=1; fi
+}
+check "$size" "$idx" "$bad" "$forked"
+echo "wuhan: $size of changsha's $N entries appended (entry $K altered), quarantined $bad bad_signature + $unsigned unsigned_root after ${refused_s}s"
+summary="N=$N in $BATCHES batches, entry $K altered; wuhan appended $size of the $K before it (view $idx), quarantined $bad bad_signature + $unsigned unsigned_root in ${refused_s}s; audit log passes; not forked"
+
+if ((REDIAL)); then
+  say "wuhan redials after its quarantine backoff"
+  # The second quarantine doubles the wait before the next attempt (20 s and up to half again).
+  again() {
+    status_json wuhan && python3 -c '
+import json, re, sys
+s = json.load(open(sys.argv[1]))
+error = next((p["last_error"] for p in s["peers"] if p["city"] == "changsha"), "")
+wait = re.search(r"quarantined.*; next attempt in (\d+) s", error)
+sys.exit(0 if wait and int(wait.group(1)) >= 20 else 1)' "$work/status.wuhan.json"
+  }
+  WAIT_S=60 wait_for "wuhan's redial refuses the altered entry again" again
+  redial_s=$(secs_since "$t0")
+  read -r size2 idx2 bad2 unsigned2 forked2 <<<"$(held)"
+  check "$size2" "$idx2" "$bad2" "$forked2"
+  echo "wuhan: redialled and refused again at ${redial_s}s: $size2 appended, quarantined $bad2 bad_signature + $unsigned2 unsigned_root"
+  summary="$summary; redial at ${redial_s}s refused again ($bad2 + $unsigned2 quarantined in all), $size2 appended"
 fi
-if ! ctl wuhan audit log changsha >/dev/null; then
-  echo "FAIL: audit log changsha fails at wuhan"; failed=1
-fi
-if ctl wuhan --json status | python3 -c '
-import json, sys
-s = json.load(sys.stdin)
-sys.exit(0 if any(o["origin"] == "changsha" and o["forked"] for o in s["origins"]) else 1)'; then
-  echo "FAIL: wuhan marked changsha forked"; failed=1
-fi
+figure "$summary"
 ((failed == 0)) || exit 1
 echo
 echo "lying relay: wuhan holds $size entries, all under roots changsha signed; every check passed"

@@ -19,7 +19,7 @@ cd "$(dirname "$0")/../.."
 export BIN=${BIN:-target/debug}
 [[ -x $BIN/credexd && -x $BIN/credexctl ]] || cargo build --bins
 
-scenarios=(partition kill-mid-catchup rolling-restart full-disk clock-skew)
+scenarios=(partition kill-mid-catchup rolling-restart full-disk clock-skew lying-relay)
 declare -A KNOWN_FAILING=(
   # A node whose own writes fill its volume: once sled's log write fails with ENOSPC, sled
   # answers later operations with that error (status and lookups fail INTERNAL in most runs)

@@ -287,6 +287,26 @@ impl Sandbox {
         self.channel_as(city, city, role).await
     }
 
+    /// A TLS connection (ALPN h2) to `city`'s node with `as_city`'s `role` certificate, for a
+    /// client that speaks HTTP/2 its own way.
+    pub async fn tls_stream(
+        &self,
+        city: &str,
+        as_city: &str,
+        role: Role,
+    ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+        let config = tls::load_client_config(&TlsFiles {
+            ca_cert: self.home.ca_cert(),
+            cert: self.home.cert(as_city, role),
+            key: self.home.key(as_city, role),
+        })?;
+        let tcp = tokio::net::TcpStream::connect(self.addrs[city]).await?;
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1")?;
+        Ok(tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await?)
+    }
+
     async fn wait_healthy(&self, city: &str) -> Result<()> {
         wait_until(&format!("{city} serving"), || async {
             Ok(self.status(city).await.is_ok())

@@ -143,12 +143,18 @@ impl Exchange for Api {
         let call = self.admit(&request, Rpc::Sync)?;
         sync::check_request(&self.engine, request.get_ref())?;
         let peer = Self::caller(&request);
+        let conn = request
+            .extensions()
+            .get::<tls::ConnInfo>()
+            .map(|c| c.closer.clone())
+            .unwrap_or_default();
         let rx = sync::serve(
             self.engine.clone(),
             request.into_inner(),
             peer,
             self.shutdown.clone(),
             self.peers.limits().send_timeout,
+            conn,
         );
         Ok(Response::new(held(ReceiverStream::new(rx), call)))
     }

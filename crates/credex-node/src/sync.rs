@@ -10,7 +10,8 @@
 //!
 //! Every await the other side controls has a deadline ([`SyncLimits`], from `[limits]`): a
 //! pulled stream on which nothing arrives (the server sends a heartbeat every [`HEARTBEAT`])
-//! is redialled, a served frame the peer does not take ends the stream, and what waits for a
+//! is redialled, a served frame the peer does not take ends the stream (closing its
+//! connection, see [`crate::tls::ConnCloser`]), and what waits for a
 //! checkpoint is bounded in entries and bytes per origin. A peer whose stream brought entries
 //! that were quarantined is dialled again only after a longer, jittered backoff, so a relay
 //! that serves a tampered leaf does not have the same entries quarantined on every reconnect.
@@ -29,7 +30,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::engine::Engine;
 use crate::engine::checkpoints::SentProof;
 use crate::engine::ingest::Inbox;
-use crate::tls::{self, Identity, Role};
+use crate::tls::{self, ConnCloser, Identity, Role};
 
 /// Entries per EntryBatch frame unless the receiver asks for fewer.
 pub const DEFAULT_FRAME_ENTRIES: usize = 1024;
@@ -117,12 +118,17 @@ pub fn serve(
     peer: String,
     shutdown: watch::Receiver<bool>,
     send_timeout: Duration,
+    conn: ConnCloser,
 ) -> mpsc::Receiver<Result<pb::SyncFrame, Status>> {
     let (tx, rx) = mpsc::channel(4);
     let span = info_span!("sync_serve", peer = %peer);
     tokio::spawn(
         async move {
-            let tx = Sender { tx, send_timeout };
+            let tx = Sender {
+                tx,
+                send_timeout,
+                conn,
+            };
             if let Err(e) = serve_frames(&engine, request, &tx, shutdown, &peer).await {
                 debug!(error = %e, "sync stream ended");
                 let _ = tx.tx.send(Err(Status::internal(e))).await;
@@ -155,10 +161,12 @@ pub fn check_request(engine: &Engine, request: &pb::SyncRequest) -> Result<(), S
 }
 
 /// The served stream's sending end: a frame the peer does not take within `send_timeout`
-/// (its HTTP/2 window stays shut: a stalled reader) ends the stream.
+/// (its HTTP/2 window stays shut: a stalled reader) ends the stream by closing its connection,
+/// the only way to free what the stream holds (see [`ConnCloser`]).
 struct Sender {
     tx: mpsc::Sender<Result<pb::SyncFrame, Status>>,
     send_timeout: Duration,
+    conn: ConnCloser,
 }
 
 /// What this node has sent the peer so far, per origin.
@@ -335,7 +343,8 @@ async fn send(tx: &Sender, frame: pb::sync_frame::Frame) -> bool {
     match tokio::time::timeout(tx.send_timeout, tx.tx.send(frame)).await {
         Ok(sent) => sent.is_ok(),
         Err(_) => {
-            warn!(after = ?tx.send_timeout, "peer took no frame within the send deadline; ending the stream");
+            warn!(after = ?tx.send_timeout, "peer took no frame within the send deadline; closing its connection");
+            tx.conn.close();
             false
         }
     }

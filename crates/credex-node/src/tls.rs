@@ -28,9 +28,11 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures::task::AtomicWaker;
 use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
@@ -535,6 +537,36 @@ pub struct PeerInfo {
 pub struct ConnInfo {
     pub peer: PeerInfo,
     pub identity_error: Option<Arc<str>>,
+    /// Closes this connection (see [`ConnCloser`]).
+    pub closer: ConnCloser,
+}
+
+/// Closes one server-side connection from a request handler, for a peer that has stopped
+/// taking what it is sent. HTTP/2 gives a server no other way to end such a stream: while the
+/// stream's window is shut hyper does not poll the response body, so neither its end nor an
+/// error reaches the peer, and the stream, its buffered frames and its call slot stay held for
+/// as long as the peer keeps the connection open.
+#[derive(Debug, Clone, Default)]
+pub struct ConnCloser(Arc<ConnClosed>);
+
+#[derive(Debug, Default)]
+struct ConnClosed {
+    closed: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl ConnCloser {
+    /// Ends the connection: its next read fails, so hyper drops it with every stream on it.
+    pub fn close(&self) {
+        self.0.closed.store(true, Ordering::Release);
+        self.0.waker.wake();
+    }
+
+    /// Whether [`Self::close`] was called; if not, `cx` is woken when it is.
+    fn poll_closed(&self, cx: &Context<'_>) -> bool {
+        self.0.waker.register(cx.waker());
+        self.0.closed.load(Ordering::Acquire)
+    }
 }
 
 /// The identity of the client that sent `request`, if it came over [`serve_incoming`].
@@ -597,8 +629,19 @@ impl AsyncRead for TlsConn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        // hyper always has a read pending on a connection, so this is where a close is seen.
+        if self.conn.closer.poll_closed(cx) {
+            return Poll::Ready(Err(closed_by_server()));
+        }
         Pin::new(&mut self.stream).poll_read(cx, buf)
     }
+}
+
+fn closed_by_server() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "connection closed by the server",
+    )
 }
 
 impl AsyncWrite for TlsConn {
@@ -607,6 +650,9 @@ impl AsyncWrite for TlsConn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if self.conn.closer.poll_closed(cx) {
+            return Poll::Ready(Err(closed_by_server()));
+        }
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 
@@ -668,6 +714,7 @@ pub(crate) async fn server_handshake(
                 identity,
             },
             identity_error,
+            closer: ConnCloser::default(),
         },
     })
 }
