@@ -34,6 +34,7 @@ say "changsha publishes $N records"
 start changsha "$H/changsha" ""
 wait_for "changsha up" ctl changsha status
 ctl changsha gen --count "$N" --seed 7 | ctl changsha publish >/dev/null
+wait_for "changsha's view counted" counted changsha
 want=$(figures changsha changsha)
 echo "changsha (log, view, in force, subjects, invalid): $want"
 failed=0
@@ -69,6 +70,7 @@ say "wuhan finishes the catch-up"
 view_done() { read -r _ idx _ <<<"$(figures wuhan changsha)"; ((idx >= N)); }
 wait_for "wuhan's view complete" view_done
 catchup_s=$(secs_since "$t0")
+wait_for "wuhan's view counted" counted wuhan
 got=$(figures wuhan changsha)
 echo "wuhan    (log, view, in force, subjects, invalid): $got"
 if [[ $got != "$want" ]]; then echo "FAIL: wuhan's figures differ from changsha's"; failed=1; fi

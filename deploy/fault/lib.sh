@@ -57,6 +57,15 @@ v = s.get("view") or {}
 print(o.get("local_size", 0), o.get("indexed_size", 0), v.get("records_in_force", 0),
       v.get("subjects", 0), s.get("invalid_entries", 0))' "$2"
 }
+# counted CITY: CITY's status holds a current count of its view. Status answers at once with
+# the last count while a newer one runs (a view slow to count is not waited for:
+# engine::counts), so compare view figures only once this holds.
+counted() {
+  ctl "$1" --json status 2>/dev/null | python3 -c '
+import json, sys
+v = json.load(sys.stdin).get("view") or {}
+sys.exit(0 if v.get("current") else 1)'
+}
 # quarantined CITY REASON: how many entries CITY quarantined for REASON.
 quarantined() {
   ctl "$1" --json status | python3 -c '

@@ -79,6 +79,7 @@ t0=$(now_ms)
 wait_for "the four converge after the heal" converged "${cities[@]}"
 heal_s=$(secs_since "$t0")
 final=$(converged "${cities[@]}")
+for c in "${cities[@]}"; do wait_for "$c's view counted" counted "$c"; done
 views=$(for c in "${cities[@]}"; do read -r _ _ inforce subjects _ <<<"$(figures "$c" "$c")"; echo "$inforce/$subjects"; done | sort -u)
 if [[ $(wc -l <<<"$views") != 1 ]]; then echo "FAIL: the views differ: $views"; failed=1; fi
 for c in "${cities[@]}"; do
