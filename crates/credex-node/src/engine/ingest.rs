@@ -164,7 +164,7 @@ impl Engine {
         if outcome.appended > 0 || outcome.forked {
             self.announce();
         }
-        if settled {
+        if settled || outcome.appended > 0 {
             self.settle_checkpoints(&origin).await?;
         }
         Ok(outcome)
@@ -237,8 +237,9 @@ impl Engine {
     }
 
     /// Appends the first `take` leaves of `inbox` with the checkpoints `roots` (sizes within
-    /// them, ascending), requiring each root. False when the entries do not give the signed
-    /// roots: they are quarantined and the inbox is emptied.
+    /// them, ascending), requiring each root. False when the entries do not give a signed
+    /// root: those under the roots below it are appended all the same (each of those roots
+    /// authenticates its prefix), the rest are quarantined, and the inbox is emptied.
     async fn append_signed(
         &self,
         inbox: &mut Inbox,
@@ -248,71 +249,113 @@ impl Engine {
         outcome: &mut IngestOutcome,
     ) -> Result<bool, EngineError> {
         let origin = inbox.origin.clone();
-        let mut batch = WriteBatch::new();
-        for (size, cp) in roots {
-            batch.require_root(&origin, *size, cp.root).set_checkpoint(
-                &origin,
-                *size,
-                cp.note.clone(),
-            );
-        }
         let first = inbox.first_seq;
-        // The leaves move into the batch; they come back only if a root does not match, to
-        // be quarantined. The apply (leaf file write and fdatasync, sled batch) blocks: off
-        // the runtime.
-        for (i, leaf) in inbox.leaves.drain(..take).enumerate() {
-            batch.append(&origin, first + i as u64, leaf);
-        }
-        let store = self.store.clone();
-        let applied = tokio::task::spawn_blocking(move || {
-            let kept = batch.appended_leaves();
-            store.apply(batch).map_err(|e| (e, kept))
-        })
-        .await
-        .map_err(|e| EngineError::Internal(format!("store apply task: {e}")))?;
-        match applied {
-            Ok(_) => {}
+        let leaves: Vec<Vec<u8>> = inbox.leaves.drain(..take).collect();
+        let (size, got, want, mut taken) = match self
+            .apply_under_roots(&origin, first, leaves, roots)
+            .await?
+        {
+            Ok(()) => {
+                inbox.first_seq += take as u64;
+                self.appended_under(&origin, first, roots, from, outcome)
+                    .await?;
+                return Ok(true);
+            }
             Err((
                 StoreError::RootMismatch {
                     size, got, want, ..
                 },
                 taken,
-            )) => {
-                let detail = format!(
-                    "entries {first}..{} give the tree of size {size} root {got}, but {origin} signed root {want} at that size",
-                    first + take as u64
-                );
-                warn!(
-                    origin,
-                    from, size, "entries do not give the root their origin signed"
-                );
-                let now = self.clock.now_millis();
-                let mut batch = WriteBatch::new();
-                for (i, leaf) in taken.into_iter().enumerate() {
-                    let seq = first + i as u64;
-                    // A leaf that fails on its own says so; the rest are only uncovered.
-                    let (reason, detail) = match self.authenticate(&origin, seq, &leaf) {
-                        Ok(_) => ("unsigned_root", detail.clone()),
-                        Err((reason, own)) => (reason, format!("{own}; {detail}")),
-                    };
-                    quarantine(&mut batch, &origin, seq, reason, detail, leaf, from, now);
-                    outcome.quarantined += 1;
-                }
-                inbox.leaves.clear();
-                outcome.unsigned = true;
-                self.write(batch).await?;
-                return Ok(false);
-            }
+            )) => (size, got, want, taken),
             Err((e, _)) => return Err(e.into()),
+        };
+        warn!(
+            origin,
+            from, size, "entries do not give the root their origin signed"
+        );
+        // Every root below `size` was given: what they cover is authentic.
+        let good = &roots[..roots.partition_point(|(s, _)| *s < size)];
+        let mut uncovered_from = first;
+        if let Some(&(end, _)) = good.last() {
+            let rest = taken.split_off((end - first) as usize);
+            if let Err((e, _)) = self.apply_under_roots(&origin, first, taken, good).await? {
+                // These leaves gave these roots a moment ago: a store failure, not evidence.
+                return Err(e.into());
+            }
+            self.appended_under(&origin, first, good, from, outcome)
+                .await?;
+            uncovered_from = end;
+            taken = rest;
         }
+        let detail = format!(
+            "entries {first}..{} give the tree of size {size} root {got}, but {origin} signed root {want} at that size",
+            first + take as u64
+        );
+        let now = self.clock.now_millis();
+        let mut batch = WriteBatch::new();
+        for (i, leaf) in taken.into_iter().enumerate() {
+            let seq = uncovered_from + i as u64;
+            // A leaf that fails on its own says so; the rest are only uncovered.
+            let (reason, detail) = match self.authenticate(&origin, seq, &leaf) {
+                Ok(_) => ("unsigned_root", detail.clone()),
+                Err((reason, own)) => (reason, format!("{own}; {detail}")),
+            };
+            quarantine(&mut batch, &origin, seq, reason, detail, leaf, from, now);
+            outcome.quarantined += 1;
+        }
+        inbox.leaves.clear();
+        outcome.unsigned = true;
+        self.write(batch).await?;
+        Ok(false)
+    }
+
+    /// Applies `leaves` from seq `first` with the checkpoints `roots`, each root required. The
+    /// store's refusal comes back with the leaves, to be quarantined or retried. The apply
+    /// (leaf file write and fdatasync, sled batch) blocks: off the runtime.
+    async fn apply_under_roots(
+        &self,
+        origin: &str,
+        first: u64,
+        leaves: Vec<Vec<u8>>,
+        roots: &[(u64, super::checkpoints::PendingCheckpoint)],
+    ) -> Result<Result<(), (StoreError, Vec<Vec<u8>>)>, EngineError> {
+        let mut batch = WriteBatch::new();
+        for (size, cp) in roots {
+            batch.require_root(origin, *size, cp.root).set_checkpoint(
+                origin,
+                *size,
+                cp.note.clone(),
+            );
+        }
+        for (i, leaf) in leaves.into_iter().enumerate() {
+            batch.append(origin, first + i as u64, leaf);
+        }
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let kept = batch.appended_leaves();
+            store.apply(batch).map(drop).map_err(|e| (e, kept))
+        })
+        .await
+        .map_err(|e| EngineError::Internal(format!("store apply task: {e}")))
+    }
+
+    /// Makes durable what [`Engine::apply_under_roots`] appended from `first` up to the last
+    /// of `roots`, and notes it.
+    async fn appended_under(
+        &self,
+        origin: &str,
+        first: u64,
+        roots: &[(u64, super::checkpoints::PendingCheckpoint)],
+        from: &str,
+        outcome: &mut IngestOutcome,
+    ) -> Result<(), EngineError> {
         self.store.flush_async().await?;
-        inbox.first_seq += take as u64;
         let (last, _) = roots.last().expect("a root to append under");
-        self.consume_pending(&origin, *last);
+        self.consume_pending(origin, *last);
         for (size, _) in roots {
-            self.note_checkpoint_stored(&origin, *size);
+            self.note_checkpoint_stored(origin, *size);
         }
-        outcome.appended += take as u64;
+        outcome.appended += last - first;
         debug!(
             origin,
             from,
@@ -320,7 +363,7 @@ impl Engine {
             size = *last,
             "appended under a signed root"
         );
-        Ok(true)
+        Ok(())
     }
 
     /// Applies and flushes `batch`, if it holds anything.

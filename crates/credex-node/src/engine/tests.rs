@@ -201,6 +201,46 @@ async fn entries_that_do_not_give_the_signed_root_are_quarantined_never_appended
     );
 }
 
+#[tokio::test]
+async fn a_run_whose_later_root_fails_keeps_what_the_earlier_signed_roots_cover() {
+    let h = harness();
+    let log = Log::new(&h.origin_key, 8, 8, "a");
+    for size in [4, 8] {
+        h.checkpoint(&log.checkpoint(&h.origin_key, size), SentProof::default())
+            .await;
+    }
+    // A relay altered entry 6: the root at 8 fails, the root at 4 still holds.
+    let mut sent = log.leaves.clone();
+    sent[6][10] ^= 1;
+    let mut inbox = Inbox::new(ORIGIN, 0, sent);
+    let outcome = h.engine.commit(&mut inbox, "hefei").await.unwrap();
+    assert!(outcome.unsigned);
+    assert_eq!((outcome.appended, outcome.quarantined, h.size()), (4, 4, 4));
+    assert_eq!(h.engine.store.origin_state(ORIGIN).root, log.root(4));
+    let reasons: Vec<(u64, String)> = h
+        .engine
+        .store
+        .quarantined(Some(ORIGIN), None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|q| (q.record.seq, q.record.reason))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            (4, "unsigned_root".to_owned()),
+            (5, "unsigned_root".to_owned()),
+            (6, "bad_signature".to_owned()),
+            (7, "unsigned_root".to_owned()),
+        ]
+    );
+    assert!(!h.forked());
+    // The honest rest, sent again, is appended under the root at 8.
+    let mut inbox = log.inbox(4, 8);
+    let outcome = h.engine.commit(&mut inbox, "hefei").await.unwrap();
+    assert_eq!((outcome.appended, h.size()), (4, 8));
+}
+
 /// A leaf `key` signed as `origin`'s entry at `seq`, its record id `<tag>-<seq>`. Not a valid
 /// record (no subject): under a signed root it is appended all the same, and listed invalid.
 fn signed_as(key: &SigningKeyPair, origin: &str, seq: u64, tag: &str) -> Vec<u8> {
