@@ -12,9 +12,9 @@
 # again): the altered entry is refused again and nothing from it on is appended.
 #
 # How much of what Changsha signed before the altered entry Wuhan appends is printed, not
-# asserted: the receive path commits the runs that arrived together as one group under all
-# their roots or none (`Engine::commit`), so a group that reaches into the altered run is
-# quarantined whole, signed runs before it included (README "Fault suite").
+# asserted: a group of runs that fails at a root past the altered entry is appended up to the
+# last signed root below it that came with the group (`Engine::commit`), which depends on
+# which checkpoints reached Wuhan (README "Fault suite").
 #
 # Usage: deploy/fault/lying-relay.sh [--short]   (--short: 4 batches of 300, else 10 of 1,000)
 set -euo pipefail
