@@ -1,6 +1,7 @@
 //! credexctl's JSON: the proto3 JSON mapping of the schema's messages, taken from the
 //! descriptor set (prost-reflect) rather than written out here, so a field added to the
-//! proto appears in every `--json` output and is read by `publish` without a change here.
+//! proto appears wherever a record, view record or excluded record is printed and is read by
+//! `publish` without a change here.
 //! `publish`, `gen` and `import` read and write one `credex.v1.CreditRecord` per line.
 //!
 //! **Output** is proto3 JSON as protobuf's own printers write it with the option to keep the
@@ -637,6 +638,28 @@ mod tests {
         for input in [short, full, numbers] {
             assert_eq!(parse_record(input), Ok(expected.clone()), "{input}");
         }
+    }
+
+    #[test]
+    fn what_the_check_leaves_to_the_mapping_is_named_by_its_path_too() {
+        // Bytes are base64 in proto3 JSON; the mapping reads them and says what is wrong.
+        use credex_proto::v1::{SignedCheckpoint, WitnessRefusal};
+        let refusal =
+            r#"{"reason":"stale","latest":{"note":"Y2hlY2twb2ludA=="},"latest_size":"7"}"#;
+        assert_eq!(
+            parse_message::<WitnessRefusal>(refusal),
+            Ok(WitnessRefusal {
+                reason: "stale".into(),
+                latest: Some(SignedCheckpoint {
+                    note: b"checkpoint".to_vec(),
+                }),
+                latest_size: 7,
+            })
+        );
+        let bad = r#"{"reason":"stale","latest":{"note":"not base64!"}}"#;
+        let error = parse_message::<WitnessRefusal>(bad).unwrap_err();
+        assert_eq!(error.field, "latest.note");
+        assert!(error.message.starts_with("invalid base64"), "{error}");
     }
 
     fn check(input: &str, expect: Expect) {
