@@ -18,10 +18,41 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
 
     let grpc = env::var_os("CARGO_FEATURE_GRPC").is_some();
-    tonic_prost_build::configure()
+    let mut builder = tonic_prost_build::configure()
         .build_client(grpc)
         .build_server(grpc)
-        .build_transport(grpc)
-        .compile_fds(fds)?;
+        .build_transport(grpc);
+    if env::var_os("CARGO_FEATURE_JSON").is_some() {
+        // What prost-reflect-build does for prost-build: every message names its descriptor,
+        // so its proto3 JSON comes from the schema and a new field needs no code.
+        let mut names = Vec::new();
+        for file in &fds.file {
+            let mut pending: Vec<_> = file
+                .message_type
+                .iter()
+                .map(|m| (format!("{}.{}", file.package(), m.name()), m))
+                .collect();
+            while let Some((name, message)) = pending.pop() {
+                pending.extend(
+                    message
+                        .nested_type
+                        .iter()
+                        .map(|m| (format!("{name}.{}", m.name()), m)),
+                );
+                names.push(name);
+            }
+        }
+        for name in names {
+            builder = builder.message_attribute(
+                format!(".{name}"),
+                format!(
+                    "#[derive(::prost_reflect::ReflectMessage)] \
+                     #[prost_reflect(descriptor_pool = \"crate::DESCRIPTOR_POOL\", \
+                     message_name = \"{name}\")]"
+                ),
+            );
+        }
+    }
+    builder.compile_fds(fds)?;
     Ok(())
 }

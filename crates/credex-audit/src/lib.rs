@@ -173,6 +173,8 @@ pub mod proof;
 pub mod replay;
 pub mod text;
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 

@@ -143,149 +143,15 @@ fn render_fields(fields: &[(&str, String)]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use credex_audit::{EXTENSION_HEADER, Extension, ProofFile, TlogProof, verify_proof};
-    use credex_core::consortium::{self, Consortium, Member};
+    use credex_audit::testing::{Log, TS, consortium, outsider_witness_key, witness_key};
+    use credex_audit::{EXTENSION_HEADER, ProofFile, verify_proof};
     use credex_core::date::parse_date;
-    use credex_core::entry;
-    use credex_core::keys::{KeyAlgorithm, SigningKeyPair};
-    use credex_core::merkle::{self, MemoryHashStore};
-    use credex_core::note::{self, Checkpoint};
+    use credex_core::note;
     use expect_test::expect;
 
     use super::*;
     use crate::city::capitals;
     use crate::generator::Generator;
-
-    const CONSORTIUM: &str = "mid-yangtze";
-    /// 2026-01-01T00:00:00+08:00.
-    const TS: u64 = 1_767_196_800;
-
-    fn city(i: usize) -> String {
-        capitals()[i].id.clone()
-    }
-
-    fn log_key(i: usize) -> SigningKeyPair {
-        let name = consortium::origin(CONSORTIUM, &city(i));
-        SigningKeyPair::from_seed(&name, KeyAlgorithm::Ed25519, [10 + i as u8; 32]).unwrap()
-    }
-
-    fn witness_key(i: usize) -> SigningKeyPair {
-        let name = consortium::witness_name(CONSORTIUM, &city(i));
-        SigningKeyPair::from_seed(&name, KeyAlgorithm::CosignatureV1, [20 + i as u8; 32]).unwrap()
-    }
-
-    fn outsider_witness_key() -> SigningKeyPair {
-        let name = consortium::witness_name(CONSORTIUM, "shanghai");
-        SigningKeyPair::from_seed(&name, KeyAlgorithm::CosignatureV1, [99; 32]).unwrap()
-    }
-
-    fn consortium() -> Consortium {
-        Consortium {
-            name: CONSORTIUM.to_owned(),
-            ca_cert: "ca.pem".into(),
-            rules: Default::default(),
-            members: capitals()
-                .iter()
-                .enumerate()
-                .map(|(i, c)| Member {
-                    city: c.id.clone(),
-                    name_zh: c.name.clone(),
-                    division: c.division.clone(),
-                    log_key: log_key(i).public(),
-                    witness_key: witness_key(i).public(),
-                    address: format!("127.0.0.1:{}", 7400 + i),
-                })
-                .collect(),
-        }
-    }
-
-    /// City 0's log (Changsha) as its node would hold it.
-    struct Log {
-        key: SigningKeyPair,
-        city: String,
-        leaves: Vec<Vec<u8>>,
-        tree: MemoryHashStore,
-    }
-
-    impl Log {
-        fn new(i: usize) -> Self {
-            Self {
-                key: log_key(i),
-                city: city(i),
-                leaves: Vec::new(),
-                tree: MemoryHashStore::new(),
-            }
-        }
-
-        fn append_record(&mut self, record: pb::CreditRecord) {
-            let seq = self.tree.size();
-            let leaf = signed_leaf(&self.key, &self.city, seq, record);
-            self.append_leaf(leaf);
-        }
-
-        fn append_leaf(&mut self, leaf: Vec<u8>) {
-            self.tree.append(&leaf).unwrap();
-            self.leaves.push(leaf);
-        }
-
-        fn checkpoint(&self, size: u64) -> Checkpoint {
-            Checkpoint {
-                origin: self.key.name().to_owned(),
-                size,
-                root: merkle::root(size, &self.tree).unwrap(),
-            }
-        }
-
-        /// The checkpoint of `size`, signed, and cosigned by `witnesses`.
-        fn note(&self, size: u64, witnesses: &[SigningKeyPair]) -> Vec<u8> {
-            cosigned(&self.checkpoint(size), &self.key, witnesses)
-        }
-
-        fn proof(&self, index: u64, size: u64, witnesses: &[SigningKeyPair]) -> ProofFile {
-            ProofFile {
-                extension: None,
-                proof: TlogProof {
-                    extra: Some(self.leaves[index as usize].clone()),
-                    index,
-                    path: merkle::inclusion_proof(index, size, &self.tree).unwrap(),
-                    checkpoint: self.note(size, witnesses),
-                },
-            }
-        }
-
-        fn extension(&self, old: u64, new: u64, witnesses: &[SigningKeyPair]) -> Extension {
-            Extension {
-                consistency: merkle::consistency_proof(old, new, &self.tree).unwrap(),
-                checkpoint: self.note(new, witnesses),
-            }
-        }
-    }
-
-    fn signed_leaf(
-        key: &SigningKeyPair,
-        origin: &str,
-        seq: u64,
-        record: pb::CreditRecord,
-    ) -> Vec<u8> {
-        let entry = pb::Entry {
-            origin: origin.to_owned(),
-            seq,
-            logged_at: (TS as i64) * 1000 + seq as i64,
-            schema_version: 1,
-            record: Some(record),
-        };
-        entry::sign_entry(key, entry::encode_entry(&entry))
-    }
-
-    fn cosigned(cp: &Checkpoint, key: &SigningKeyPair, witnesses: &[SigningKeyPair]) -> Vec<u8> {
-        let note = note::sign_checkpoint(cp, key).unwrap();
-        let lines: Vec<Vec<u8>> = witnesses
-            .iter()
-            .enumerate()
-            .map(|(i, w)| note::cosign(cp, w, TS + i as u64).unwrap())
-            .collect();
-        note::add_signature_lines(&note, &lines).unwrap()
-    }
 
     #[test]
     fn the_report_shows_the_record_with_id_numbers_masked() {

@@ -1,108 +1,149 @@
-//! The JSON record format of `credexctl publish` and `credexctl gen`: one
-//! `credex.v1.CreditRecord` per line (JSON Lines).
+//! credexctl's JSON: the proto3 JSON mapping of the schema's messages, taken from the
+//! descriptor set (prost-reflect) rather than written out here, so a field added to the
+//! proto appears wherever a record, view record or excluded record is printed and is read by
+//! `publish` without a change here.
+//! `publish`, `gen` and `import` read and write one `credex.v1.CreditRecord` per line.
 //!
-//! Field names are the proto's snake_case names; enums are lowercase strings without
-//! their prefix (`"list": "black"`, `"severity": "serious"`, `"kind": "legal_person"`,
-//! `"status": {"kind": "active"}`). Empty strings, zero numbers, empty lists and unset
-//! messages may be left out and are left out on output. An enum value this build does
-//! not know (a newer peer's) is written as its number and read back from it.
+//! **Output** is proto3 JSON as protobuf's own printers write it with the option to keep the
+//! proto field names (`preserving_proto_field_name`): `record_id`, `id_number`; enums by
+//! full name (`"list": "LIST_KIND_BLACK"`); 64-bit integers as strings (`"fine_fen":
+//! "5000000"`); fields holding their default value left out. An enum value this build does
+//! not know (a newer peer's) is written as its number. Any proto3 JSON parser (grpcurl,
+//! `protojson`, Python's `json_format`) reads it.
 //!
-//! prost types do not derive serde, and serde's derived errors do not say which field
-//! was wrong, so input is read by walking the JSON value field by field: every error
-//! names the field path (`decision.fine_fen: expected an integer, found "12"`).
-//! Output is a set of borrowed serde structs, so fields come out in proto order.
+//! **Input** is any proto3 JSON of the message: lowerCamelCase names (`recordId`, as
+//! grpcurl prints) or the proto names, enums by full name or number, integers as numbers
+//! or decimal strings, `null` for unset. Besides, an enum value may be given by its short
+//! name — the full name without the enum's prefix, lowercased (`black`, `legal_person`,
+//! `under_objection`) — as people write them and the tables print them. A field the
+//! message does not have is refused, as proto3 JSON parsers do by default (ignoring
+//! unknown fields is their opt-in; credexctl does not offer it): a misspelt name is an
+//! error, not a silently empty field. Every error names the field path
+//! (`decision.fine_fen: expected an integer, found "12元"`).
 
 use std::fmt;
 
-use credex_proto::v1::{
-    Authority, CreditRecord, Decision, ExcludedRecord, ExclusionReason, LegalRepresentative,
-    ListKind, Provenance, Publication, RecordStatus, Severity, StatusKind, Subject, SubjectKind,
-    ViewRecord,
+use credex_proto::DESCRIPTOR_POOL;
+use credex_proto::v1::CreditRecord;
+use prost_reflect::{
+    DynamicMessage, EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage,
+    SerializeOptions,
 };
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-/// The JSON names of `SubjectKind`.
-pub const SUBJECT_KINDS: &[(&str, SubjectKind)] = &[
-    ("legal_person", SubjectKind::LegalPerson),
-    ("individual_business", SubjectKind::IndividualBusiness),
-    ("natural_person", SubjectKind::NaturalPerson),
-];
+/// An enum of the schema, by its full name: its values' short names for tables, flags
+/// and input.
+#[derive(Debug, Clone, Copy)]
+pub struct EnumNames(&'static str);
 
-/// The JSON names of `ListKind`.
-pub const LIST_KINDS: &[(&str, ListKind)] = &[
-    ("red", ListKind::Red),
-    ("black", ListKind::Black),
-    ("watch", ListKind::Watch),
-    ("penalty", ListKind::Penalty),
-];
+/// `credex.v1.SubjectKind`: `legal_person`, `individual_business`, `natural_person`.
+pub const SUBJECT_KINDS: EnumNames = EnumNames("credex.v1.SubjectKind");
+/// `credex.v1.ListKind`: `red`, `black`, `watch`, `penalty`.
+pub const LIST_KINDS: EnumNames = EnumNames("credex.v1.ListKind");
+/// `credex.v1.Severity`: `minor`, `general`, `serious`.
+pub const SEVERITIES: EnumNames = EnumNames("credex.v1.Severity");
+/// `credex.v1.StatusKind`: `active`, `under_objection`, `repaired`, `revoked`.
+pub const STATUS_KINDS: EnumNames = EnumNames("credex.v1.StatusKind");
+/// `credex.v1.ExclusionReason`: `repaired`, `revoked`, `expired`, `not_yet_published`, …
+pub const EXCLUSION_REASONS: EnumNames = EnumNames("credex.v1.ExclusionReason");
 
-/// The JSON names of `Severity`.
-pub const SEVERITIES: &[(&str, Severity)] = &[
-    ("minor", Severity::Minor),
-    ("general", Severity::General),
-    ("serious", Severity::Serious),
-];
+impl EnumNames {
+    fn descriptor(self) -> EnumDescriptor {
+        DESCRIPTOR_POOL
+            .get_enum_by_name(self.0)
+            .unwrap_or_else(|| panic!("{} is in the schema", self.0))
+    }
 
-/// The JSON names of `StatusKind`.
-pub const STATUS_KINDS: &[(&str, StatusKind)] = &[
-    ("active", StatusKind::Active),
-    ("under_objection", StatusKind::UnderObjection),
-    ("repaired", StatusKind::Repaired),
-    ("revoked", StatusKind::Revoked),
-];
+    /// The short names and numbers of every value but 0 (unspecified), in proto order.
+    pub fn short_names(self) -> Vec<(String, i32)> {
+        short_names(&self.descriptor())
+    }
+}
 
-/// The JSON names of `ExclusionReason`.
-pub const EXCLUSION_REASONS: &[(&str, ExclusionReason)] = &[
-    ("repaired", ExclusionReason::Repaired),
-    ("revoked", ExclusionReason::Revoked),
-    ("expired", ExclusionReason::Expired),
-    ("not_yet_published", ExclusionReason::NotYetPublished),
-    ("not_recognised", ExclusionReason::NotRecognised),
-    ("unknown_category", ExclusionReason::UnknownCategory),
-    ("invalid", ExclusionReason::Invalid),
-];
+/// The short names of an enum's values but 0: each full name without the prefix every
+/// value of the enum shares by the proto style guide (`LIST_KIND_` of `ListKind`), lowercased.
+fn short_names(e: &EnumDescriptor) -> Vec<(String, i32)> {
+    let prefix = format!("{}_", screaming_snake(e.name()));
+    e.values()
+        .filter(|v| v.number() != 0)
+        .map(|v| {
+            let name = v.name();
+            let short = name.strip_prefix(&prefix).unwrap_or(name);
+            (short.to_ascii_lowercase(), v.number())
+        })
+        .collect()
+}
 
-/// An enum value's JSON name for display: `-` for unspecified, the number for a value this
-/// build does not know.
-pub fn display_enum<E: Copy + Into<i32>>(table: &[(&'static str, E)], value: i32) -> String {
-    match enum_name(table, value) {
-        Some(name) => name.to_owned(),
+/// `ListKind` → `LIST_KIND`.
+fn screaming_snake(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+/// An enum value's short name for display: `-` for unspecified, the number for a value
+/// this build does not know.
+pub fn display_enum(names: EnumNames, value: i32) -> String {
+    match enum_name(names, value) {
+        Some(name) => name,
         None if value == 0 => "-".to_owned(),
         None => value.to_string(),
     }
 }
 
-/// The JSON name of an enum value, or `None` for 0 (unspecified) and values this build
+/// The short name of an enum value, or `None` for 0 (unspecified) and values this build
 /// does not know.
-pub fn enum_name<E: Copy + Into<i32>>(
-    table: &[(&'static str, E)],
-    value: i32,
-) -> Option<&'static str> {
-    table
-        .iter()
-        .find(|(_, e)| (*e).into() == value)
-        .map(|(name, _)| *name)
+pub fn enum_name(names: EnumNames, value: i32) -> Option<String> {
+    names
+        .short_names()
+        .into_iter()
+        .find(|(_, number)| *number == value)
+        .map(|(name, _)| name)
 }
 
-/// Parses an enum's JSON name; the error lists the names accepted.
-pub fn parse_enum<E: Copy + Into<i32>>(table: &[(&str, E)], text: &str) -> Result<i32, String> {
-    table
-        .iter()
-        .find(|(name, _)| *name == text)
-        .map(|(_, e)| (*e).into())
-        .ok_or_else(|| format!("unknown value {text:?}, expected one of {}", names(table)))
+/// Parses an enum value given by its short or full name (a flag's value); the error lists
+/// the short names.
+pub fn parse_enum(names: EnumNames, text: &str) -> Result<i32, String> {
+    let e = names.descriptor();
+    enum_number(&e, text).ok_or_else(|| unknown_enum_value(&e, text))
 }
 
-fn names<E>(table: &[(&str, E)]) -> String {
-    table.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+fn enum_number(e: &EnumDescriptor, text: &str) -> Option<i32> {
+    match e.get_value_by_name(text) {
+        Some(v) => Some(v.number()),
+        None => short_names(e)
+            .into_iter()
+            .find(|(name, _)| name == text)
+            .map(|(_, number)| number),
+    }
+}
+
+fn unknown_enum_value(e: &EnumDescriptor, text: &str) -> String {
+    format!(
+        "unknown value {text:?}, expected one of {}",
+        joined_names(e)
+    )
+}
+
+fn joined_names(e: &EnumDescriptor) -> String {
+    short_names(e)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What is wrong with one record's JSON, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
-    /// The dotted field path (`subject.kind`, `decision.penalty_kinds[1]`); empty for the
-    /// record itself.
+    /// The dotted field path as the input spells it (`subject.kind`,
+    /// `decision.penalty_kinds[1]`); empty for the record itself.
     pub field: String,
     pub message: String,
 }
@@ -121,7 +162,12 @@ impl std::error::Error for FieldError {}
 
 /// Parses one JSON Lines line into a record.
 pub fn parse_record(line: &str) -> Result<CreditRecord, FieldError> {
-    let value: Value = serde_json::from_str(line).map_err(|e| {
+    parse_message(line)
+}
+
+/// Parses one line of proto3 JSON (short enum names allowed) into a message of type `M`.
+pub fn parse_message<M: ReflectMessage + Default>(line: &str) -> Result<M, FieldError> {
+    let mut value: Value = serde_json::from_str(line).map_err(|e| {
         // The caller names the line; serde's own "at line 1" would contradict it.
         let text = e.to_string();
         let suffix = format!(" at line {} column {}", e.line(), e.column());
@@ -131,245 +177,192 @@ pub fn parse_record(line: &str) -> Result<CreditRecord, FieldError> {
             message: format!("invalid JSON at column {}: {message}", e.column()),
         }
     })?;
-    record_from_value(value)
-}
-
-/// Converts a JSON value into a record.
-pub fn record_from_value(value: Value) -> Result<CreditRecord, FieldError> {
-    let mut o = Fields::of(String::new(), value)?;
-    let record = CreditRecord {
-        record_id: o.string("record_id")?,
-        version: o.u32("version")?,
-        subject: o.object("subject")?.map(subject_from).transpose()?,
-        list: o.enumeration("list", LIST_KINDS)?,
-        category: o.string("category")?,
-        severity: o.enumeration("severity", SEVERITIES)?,
-        authority: o.object("authority")?.map(authority_from).transpose()?,
-        decision: o.object("decision")?.map(decision_from).transpose()?,
-        publication: o.object("publication")?.map(publication_from).transpose()?,
-        status: o.object("status")?.map(status_from).transpose()?,
-        data_source: o.string("data_source")?,
-        remarks: o.string("remarks")?,
-    };
-    o.finish()?;
-    Ok(record)
-}
-
-fn subject_from(mut o: Fields) -> Result<Subject, FieldError> {
-    let subject = Subject {
-        kind: o.enumeration("kind", SUBJECT_KINDS)?,
-        name: o.string("name")?,
-        uscc: o.string("uscc")?,
-        id_number: o.string("id_number")?,
-        legal_representative: o
-            .object("legal_representative")?
-            .map(|mut o| {
-                let rep = LegalRepresentative {
-                    name: o.string("name")?,
-                    id_number: o.string("id_number")?,
-                };
-                o.finish()?;
-                Ok(rep)
-            })
-            .transpose()?,
-    };
-    o.finish()?;
-    Ok(subject)
-}
-
-fn authority_from(mut o: Fields) -> Result<Authority, FieldError> {
-    let authority = Authority {
-        name: o.string("name")?,
-        uscc: o.string("uscc")?,
-    };
-    o.finish()?;
-    Ok(authority)
-}
-
-fn decision_from(mut o: Fields) -> Result<Decision, FieldError> {
-    let decision = Decision {
-        document_number: o.string("document_number")?,
-        decided_on: o.string("decided_on")?,
-        legal_basis: o.string("legal_basis")?,
-        facts: o.string("facts")?,
-        penalty_kinds: o.strings("penalty_kinds")?,
-        penalty_content: o.string("penalty_content")?,
-        fine_fen: o.i64("fine_fen")?,
-        sanction_measures: o.strings("sanction_measures")?,
-    };
-    o.finish()?;
-    Ok(decision)
-}
-
-fn publication_from(mut o: Fields) -> Result<Publication, FieldError> {
-    let publication = Publication {
-        starts_on: o.string("starts_on")?,
-        ends_on: o.string("ends_on")?,
-    };
-    o.finish()?;
-    Ok(publication)
-}
-
-fn status_from(mut o: Fields) -> Result<RecordStatus, FieldError> {
-    let status = RecordStatus {
-        kind: o.enumeration("kind", STATUS_KINDS)?,
-        reason: o.string("reason")?,
-        effective_on: o.string("effective_on")?,
-    };
-    o.finish()?;
-    Ok(status)
-}
-
-/// The fields of one JSON object not read yet; `finish` rejects whatever is left, so a
-/// misspelt field name is an error instead of a silently empty field.
-struct Fields {
-    path: String,
-    map: Map<String, Value>,
-}
-
-impl Fields {
-    fn of(path: String, value: Value) -> Result<Self, FieldError> {
-        match value {
-            Value::Object(map) => Ok(Self { path, map }),
-            other => Err(FieldError {
-                field: path,
-                message: format!("expected an object, found {}", kind(&other)),
-            }),
-        }
-    }
-
-    fn path_of(&self, key: &str) -> String {
-        if self.path.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{}.{key}", self.path)
-        }
-    }
-
-    fn error(&self, key: &str, message: String) -> FieldError {
+    let descriptor = M::default().descriptor();
+    check_message(&descriptor, &mut value, "")?;
+    // What the check leaves to the mapping (a float or bytes field's value) fails there;
+    // the tracker names the field.
+    let mut track = serde_path_to_error::Track::new();
+    let message = DynamicMessage::deserialize(
+        descriptor,
+        serde_path_to_error::Deserializer::new(value, &mut track),
+    )
+    .map_err(|e| {
+        let path = track.path().to_string();
         FieldError {
-            field: self.path_of(key),
-            message,
+            field: if path == "." { String::new() } else { path },
+            message: e.to_string(),
         }
-    }
+    })?;
+    Ok(message
+        .transcode_to()
+        .expect("a message read for a descriptor decodes as its type"))
+}
 
-    /// The value of `key`; a missing key and `null` both mean "unset".
-    fn take(&mut self, key: &str) -> Option<Value> {
-        self.map.remove(key).filter(|v| !v.is_null())
+/// Checks a JSON value against a message's descriptor before the proto3 JSON mapping
+/// reads it, for what the mapping would accept wrongly or explain poorly: a field the
+/// message does not have, a value of the wrong type, an enum value (a short name becomes the
+/// full name here), an integer out of its field's range. What it leaves (floats, bytes) the
+/// mapping reports.
+fn check_message(
+    descriptor: &MessageDescriptor,
+    value: &mut Value,
+    path: &str,
+) -> Result<(), FieldError> {
+    let Value::Object(map) = value else {
+        return Err(FieldError {
+            field: path.to_owned(),
+            message: format!("expected an object, found {}", describe(value)),
+        });
+    };
+    for (key, value) in map.iter_mut() {
+        let path = join(path, key);
+        let field = descriptor
+            .get_field_by_json_name(key)
+            .or_else(|| descriptor.get_field_by_name(key))
+            .ok_or_else(|| FieldError {
+                field: path.clone(),
+                message: "unknown field".to_owned(),
+            })?;
+        check_field(&field, value, &path)?;
     }
+    Ok(())
+}
 
-    fn string(&mut self, key: &str) -> Result<String, FieldError> {
-        match self.take(key) {
-            None => Ok(String::new()),
-            Some(Value::String(s)) => Ok(s),
-            Some(other) => {
-                Err(self.error(key, format!("expected a string, found {}", kind(&other))))
-            }
+fn check_field(field: &FieldDescriptor, value: &mut Value, path: &str) -> Result<(), FieldError> {
+    let kind = field.kind();
+    let wrong = |expected: &str, found: &Value| FieldError {
+        field: path.to_owned(),
+        message: format!("expected {expected}, found {}", describe(found)),
+    };
+    if field.is_map() {
+        let value_kind = kind
+            .as_message()
+            .expect("a map field's kind is its entry message")
+            .map_entry_value_field()
+            .kind();
+        match value {
+            Value::Null => Ok(()),
+            Value::Object(entries) => entries
+                .iter_mut()
+                .try_for_each(|(key, entry)| check_value(&value_kind, entry, &join(path, key))),
+            other => Err(wrong("an object", other)),
         }
-    }
-
-    fn strings(&mut self, key: &str) -> Result<Vec<String>, FieldError> {
-        match self.take(key) {
-            None => Ok(Vec::new()),
-            Some(Value::Array(items)) => items
-                .into_iter()
+    } else if field.is_list() {
+        match value {
+            Value::Null => Ok(()),
+            Value::Array(items) => items
+                .iter_mut()
                 .enumerate()
-                .map(|(i, item)| match item {
-                    Value::String(s) => Ok(s),
-                    other => Err(self.error(
-                        &format!("{key}[{i}]"),
-                        format!("expected a string, found {}", kind(&other)),
-                    )),
-                })
-                .collect(),
-            Some(other) => Err(self.error(
-                key,
-                format!("expected a list of strings, found {}", kind(&other)),
-            )),
+                .try_for_each(|(i, item)| check_value(&kind, item, &format!("{path}[{i}]"))),
+            other => Err(wrong("a list", other)),
         }
-    }
-
-    fn integer(&mut self, key: &str) -> Result<Option<i128>, FieldError> {
-        match self.take(key) {
-            None => Ok(None),
-            // A whole number beyond 64 bits reaches here as a float (serde_json keeps no
-            // wider integers); it is out of range, not "not an integer".
-            Some(Value::Number(n)) => n
-                .as_i64()
-                .map(i128::from)
-                .or_else(|| n.as_u64().map(i128::from))
-                .or_else(|| {
-                    let f = n.as_f64().filter(|f| f.is_finite() && f.fract() == 0.0)?;
-                    // Saturating: anything this large is out of every range.
-                    Some(f as i128)
-                })
-                .map(Some)
-                .ok_or_else(|| self.error(key, format!("expected an integer, found {n}"))),
-            Some(other) => {
-                Err(self.error(key, format!("expected an integer, found {}", kind(&other))))
-            }
-        }
-    }
-
-    fn u32(&mut self, key: &str) -> Result<u32, FieldError> {
-        let Some(n) = self.integer(key)? else {
-            return Ok(0);
-        };
-        u32::try_from(n)
-            .map_err(|_| self.error(key, format!("{n} is out of range 0..={}", u32::MAX)))
-    }
-
-    fn i64(&mut self, key: &str) -> Result<i64, FieldError> {
-        let Some(n) = self.integer(key)? else {
-            return Ok(0);
-        };
-        i64::try_from(n).map_err(|_| {
-            self.error(
-                key,
-                format!("{n} is out of range {}..={}", i64::MIN, i64::MAX),
-            )
-        })
-    }
-
-    fn enumeration<E: Copy + Into<i32>>(
-        &mut self,
-        key: &str,
-        table: &[(&str, E)],
-    ) -> Result<i32, FieldError> {
-        match self.take(key) {
-            None => Ok(0),
-            Some(Value::String(s)) => parse_enum(table, &s).map_err(|m| self.error(key, m)),
-            // A newer peer's value, as written by `record_to_json` when the name is unknown.
-            Some(Value::Number(n)) => match n.as_i64() {
-                Some(v) => i32::try_from(v).map_err(|_| {
-                    self.error(
-                        key,
-                        format!("{n} is out of range {}..={}", i32::MIN, i32::MAX),
-                    )
-                }),
-                None => Err(self.error(key, format!("{n} is not an enum number"))),
-            },
-            Some(other) => Err(self.error(
-                key,
-                format!("expected one of {}, found {}", names(table), kind(&other)),
-            )),
-        }
-    }
-
-    fn object(&mut self, key: &str) -> Result<Option<Fields>, FieldError> {
-        let path = self.path_of(key);
-        self.take(key).map(|v| Fields::of(path, v)).transpose()
-    }
-
-    fn finish(self) -> Result<(), FieldError> {
-        match self.map.keys().next() {
-            None => Ok(()),
-            Some(key) => Err(self.error(key, "unknown field".to_owned())),
-        }
+    } else {
+        check_value(&kind, value, path)
     }
 }
 
-fn kind(value: &Value) -> String {
+fn check_value(kind: &Kind, value: &mut Value, path: &str) -> Result<(), FieldError> {
+    let error = |message: String| FieldError {
+        field: path.to_owned(),
+        message,
+    };
+    if value.is_null() {
+        // proto3 JSON: null is the field's default.
+        return Ok(());
+    }
+    match kind {
+        // The well-known types have JSON forms of their own; the mapping knows them.
+        Kind::Message(m) if m.full_name().starts_with("google.protobuf.") => Ok(()),
+        Kind::Message(m) => check_message(m, value, path),
+        Kind::Enum(e) => match value {
+            Value::String(text) => {
+                let number =
+                    enum_number(e, text).ok_or_else(|| error(unknown_enum_value(e, text)))?;
+                // Unknown numbers are kept (proto3 enums are open), so only known names
+                // reach here and every one has a value.
+                let full = e
+                    .get_value(number)
+                    .expect("a named value")
+                    .name()
+                    .to_owned();
+                *text = full;
+                Ok(())
+            }
+            Value::Number(n) => {
+                let Some(whole) = integer(n) else {
+                    return Err(error(format!("{n} is not an enum number")));
+                };
+                in_range(whole, i32::MIN.into(), i32::MAX.into()).map_err(error)
+            }
+            other => Err(error(format!(
+                "expected one of {}, found {}",
+                joined_names(e),
+                describe(other)
+            ))),
+        },
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
+            check_integer(value, i32::MIN.into(), i32::MAX.into()).map_err(error)
+        }
+        Kind::Uint32 | Kind::Fixed32 => check_integer(value, 0, u32::MAX.into()).map_err(error),
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
+            check_integer(value, i64::MIN.into(), i64::MAX.into()).map_err(error)
+        }
+        Kind::Uint64 | Kind::Fixed64 => check_integer(value, 0, u64::MAX.into()).map_err(error),
+        Kind::String if !value.is_string() => Err(error(format!(
+            "expected a string, found {}",
+            describe(value)
+        ))),
+        Kind::Bool if !value.is_boolean() => Err(error(format!(
+            "expected true or false, found {}",
+            describe(value)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// An integer field's value: a JSON number or, as proto3 JSON allows (and prints 64-bit
+/// integers), a decimal string; whole and within `min..=max`.
+fn check_integer(value: &Value, min: i128, max: i128) -> Result<(), String> {
+    let whole = match value {
+        Value::Number(n) => integer(n).ok_or_else(|| format!("expected an integer, found {n}"))?,
+        Value::String(s) => s
+            .parse::<i128>()
+            .map_err(|_| format!("expected an integer, found {s:?}"))?,
+        other => return Err(format!("expected an integer, found {}", describe(other))),
+    };
+    in_range(whole, min, max)
+}
+
+/// A JSON number as a whole number, `None` if it has a fraction. A whole number beyond 64
+/// bits arrives as a float (serde_json keeps no wider integers); it saturates, being out of
+/// every range anyway.
+fn integer(n: &serde_json::Number) -> Option<i128> {
+    n.as_i64()
+        .map(i128::from)
+        .or_else(|| n.as_u64().map(i128::from))
+        .or_else(|| {
+            let f = n.as_f64().filter(|f| f.is_finite() && f.fract() == 0.0)?;
+            Some(f as i128)
+        })
+}
+
+fn in_range(n: i128, min: i128, max: i128) -> Result<(), String> {
+    if (min..=max).contains(&n) {
+        Ok(())
+    } else {
+        Err(format!("{n} is out of range {min}..={max}"))
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn describe(value: &Value) -> String {
     match value {
         Value::Null => "null".to_owned(),
         Value::Bool(b) => b.to_string(),
@@ -380,262 +373,38 @@ fn kind(value: &Value) -> String {
     }
 }
 
+/// A message in credexctl's JSON (see the module documentation), to serialise on its own
+/// or inside a command's document (`list --json`'s `records`).
+#[derive(Debug, Clone, Copy)]
+pub struct Json<'a, M>(pub &'a M);
+
+impl<M: ReflectMessage> Serialize for Json<'_, M> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.transcode_to_dynamic().serialize_with_options(
+            serializer,
+            &SerializeOptions::new().use_proto_field_name(true),
+        )
+    }
+}
+
+/// A message as one JSON Lines line.
+pub fn to_line<M: ReflectMessage>(message: &M) -> String {
+    serde_json::to_string(&Json(message)).expect("a message always serialises")
+}
+
 /// A record as one JSON Lines line.
 pub fn record_to_line(record: &CreditRecord) -> String {
-    serde_json::to_string(&RecordJson(record)).expect("a record always serialises")
-}
-
-/// Serialises a record in the JSON record format, fields in proto order.
-#[derive(Debug, Clone, Copy)]
-pub struct RecordJson<'a>(pub &'a CreditRecord);
-
-impl Serialize for RecordJson<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let r = self.0;
-        RecordOut {
-            record_id: &r.record_id,
-            version: r.version,
-            subject: r.subject.as_ref().map(|s| SubjectOut {
-                kind: EnumOut::of(SUBJECT_KINDS, s.kind),
-                name: &s.name,
-                uscc: &s.uscc,
-                id_number: &s.id_number,
-                legal_representative: s.legal_representative.as_ref().map(|l| {
-                    LegalRepresentativeOut {
-                        name: &l.name,
-                        id_number: &l.id_number,
-                    }
-                }),
-            }),
-            list: EnumOut::of(LIST_KINDS, r.list),
-            category: &r.category,
-            severity: EnumOut::of(SEVERITIES, r.severity),
-            authority: r.authority.as_ref().map(|a| AuthorityOut {
-                name: &a.name,
-                uscc: &a.uscc,
-            }),
-            decision: r.decision.as_ref().map(|d| DecisionOut {
-                document_number: &d.document_number,
-                decided_on: &d.decided_on,
-                legal_basis: &d.legal_basis,
-                facts: &d.facts,
-                penalty_kinds: &d.penalty_kinds,
-                penalty_content: &d.penalty_content,
-                fine_fen: d.fine_fen,
-                sanction_measures: &d.sanction_measures,
-            }),
-            publication: r.publication.as_ref().map(|p| PublicationOut {
-                starts_on: &p.starts_on,
-                ends_on: &p.ends_on,
-            }),
-            status: r.status.as_ref().map(|s| StatusOut {
-                kind: EnumOut::of(STATUS_KINDS, s.kind),
-                reason: &s.reason,
-                effective_on: &s.effective_on,
-            }),
-            data_source: &r.data_source,
-            remarks: &r.remarks,
-        }
-        .serialize(serializer)
-    }
-}
-
-/// An enum value: its name when known, its number otherwise, left out when 0.
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
-enum EnumOut {
-    Name(&'static str),
-    Number(i32),
-}
-
-impl EnumOut {
-    fn of<E: Copy + Into<i32>>(table: &[(&'static str, E)], value: i32) -> Option<Self> {
-        match enum_name(table, value) {
-            Some(name) => Some(Self::Name(name)),
-            None if value == 0 => None,
-            None => Some(Self::Number(value)),
-        }
-    }
-}
-
-fn is_zero(n: &i64) -> bool {
-    *n == 0
-}
-
-#[derive(Serialize)]
-struct RecordOut<'a> {
-    #[serde(skip_serializing_if = "str::is_empty")]
-    record_id: &'a str,
-    version: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    subject: Option<SubjectOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    list: Option<EnumOut>,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    category: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    severity: Option<EnumOut>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    authority: Option<AuthorityOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    decision: Option<DecisionOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    publication: Option<PublicationOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status: Option<StatusOut<'a>>,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    data_source: &'a str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    remarks: &'a str,
-}
-
-#[derive(Serialize)]
-struct SubjectOut<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    kind: Option<EnumOut>,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    name: &'a str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    uscc: &'a str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    id_number: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    legal_representative: Option<LegalRepresentativeOut<'a>>,
-}
-
-#[derive(Serialize)]
-struct LegalRepresentativeOut<'a> {
-    #[serde(skip_serializing_if = "str::is_empty")]
-    name: &'a str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    id_number: &'a str,
-}
-
-#[derive(Serialize)]
-struct AuthorityOut<'a> {
-    #[serde(skip_serializing_if = "str::is_empty")]
-    name: &'a str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    uscc: &'a str,
-}
-
-#[derive(Serialize)]
-struct DecisionOut<'a> {
-    #[serde(skip_serializing_if = "str::is_empty")]
-    document_number: &'a str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    decided_on: &'a str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    legal_basis: &'a str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    facts: &'a str,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    penalty_kinds: &'a [String],
-    #[serde(skip_serializing_if = "str::is_empty")]
-    penalty_content: &'a str,
-    #[serde(skip_serializing_if = "is_zero")]
-    fine_fen: i64,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    sanction_measures: &'a [String],
-}
-
-#[derive(Serialize)]
-struct PublicationOut<'a> {
-    #[serde(skip_serializing_if = "str::is_empty")]
-    starts_on: &'a str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    ends_on: &'a str,
-}
-
-#[derive(Serialize)]
-struct StatusOut<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    kind: Option<EnumOut>,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    reason: &'a str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    effective_on: &'a str,
-}
-
-/// A view record (`View.Lookup`, `View.List`) in JSON: the record in the record format and
-/// where it came from.
-#[derive(Debug, Serialize)]
-pub struct ViewRecordJson<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    record: Option<RecordJson<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    provenance: Option<ProvenanceJson<'a>>,
-    under_objection: bool,
-    unknown_category: bool,
-    /// 历史遗留代码: a USCC admitted only by the consortium's legacy allow-list.
-    legacy_code: bool,
-}
-
-impl<'a> ViewRecordJson<'a> {
-    pub fn new(v: &'a ViewRecord) -> Self {
-        Self {
-            record: v.record.as_ref().map(RecordJson),
-            provenance: v.provenance.as_ref().map(ProvenanceJson::new),
-            under_objection: v.under_objection,
-            unknown_category: v.unknown_category,
-            legacy_code: v.legacy_code,
-        }
-    }
-}
-
-/// A record about the subject that is not in force, and why.
-#[derive(Debug, Serialize)]
-pub struct ExcludedRecordJson<'a> {
-    record_id: &'a str,
-    version: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    provenance: Option<ProvenanceJson<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<EnumOut>,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    detail: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    list: Option<EnumOut>,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    category: &'a str,
-    legacy_code: bool,
-}
-
-impl<'a> ExcludedRecordJson<'a> {
-    pub fn new(e: &'a ExcludedRecord) -> Self {
-        Self {
-            record_id: &e.record_id,
-            version: e.version,
-            provenance: e.provenance.as_ref().map(ProvenanceJson::new),
-            reason: EnumOut::of(EXCLUSION_REASONS, e.reason),
-            detail: &e.detail,
-            list: EnumOut::of(LIST_KINDS, e.list),
-            category: &e.category,
-            legacy_code: e.legacy_code,
-        }
-    }
-}
-
-#[derive(Debug, Serialize)]
-struct ProvenanceJson<'a> {
-    origin: &'a str,
-    seq: u64,
-    checkpoint_size: u64,
-}
-
-impl<'a> ProvenanceJson<'a> {
-    fn new(p: &'a Provenance) -> Self {
-        Self {
-            origin: &p.origin,
-            seq: p.seq,
-            checkpoint_size: p.checkpoint_size,
-        }
-    }
+    to_line(record)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use credex_proto::v1::{
+        Authority, Decision, ExcludedRecord, ExclusionReason, LegalRepresentative, ListKind,
+        Provenance, Publication, RecordStatus, Severity, StatusKind, Subject, SubjectKind,
+        ViewRecord,
+    };
     use expect_test::{Expect, expect};
 
     fn sample() -> CreditRecord {
@@ -684,18 +453,79 @@ mod tests {
 
     #[test]
     fn output_is_proto_ordered_and_skips_empty_fields() {
-        expect![[r#"{"record_id":"CS-2026-000118","version":1,"subject":{"kind":"legal_person","name":"长沙市岳麓区湘味食品有限公司","uscc":"91430104MA4L0XYZ1A","legal_representative":{"name":"张伟","id_number":"43010419800101123X"}},"list":"penalty","category":"food_drug.food_safety","severity":"general","authority":{"name":"长沙市市场监督管理局","uscc":"11430100MB1234567X"},"decision":{"document_number":"长市监处罚〔2026〕118号","decided_on":"2026-03-02","legal_basis":"《中华人民共和国食品安全法》第一百二十四条","facts":"生产经营超过保质期的食品","penalty_kinds":["警告","罚款"],"penalty_content":"警告，罚款人民币伍万元","fine_fen":5000000},"publication":{"starts_on":"2026-03-05","ends_on":"2027-03-04"},"status":{"kind":"active"},"data_source":"长沙市市场监督管理局"}"#]]
+        // Proto field names, enums by full name, the 64-bit fine as a string.
+        expect![[r#"{"record_id":"CS-2026-000118","version":1,"subject":{"kind":"SUBJECT_KIND_LEGAL_PERSON","name":"长沙市岳麓区湘味食品有限公司","uscc":"91430104MA4L0XYZ1A","legal_representative":{"name":"张伟","id_number":"43010419800101123X"}},"list":"LIST_KIND_PENALTY","category":"food_drug.food_safety","severity":"SEVERITY_GENERAL","authority":{"name":"长沙市市场监督管理局","uscc":"11430100MB1234567X"},"decision":{"document_number":"长市监处罚〔2026〕118号","decided_on":"2026-03-02","legal_basis":"《中华人民共和国食品安全法》第一百二十四条","facts":"生产经营超过保质期的食品","penalty_kinds":["警告","罚款"],"penalty_content":"警告，罚款人民币伍万元","fine_fen":"5000000"},"publication":{"starts_on":"2026-03-05","ends_on":"2027-03-04"},"status":{"kind":"STATUS_KIND_ACTIVE"},"data_source":"长沙市市场监督管理局"}"#]]
             .assert_eq(&record_to_line(&sample()));
+    }
+
+    #[test]
+    fn view_and_excluded_records_are_proto3_json_too() {
+        let view = ViewRecord {
+            record: Some(CreditRecord {
+                record_id: "a".into(),
+                version: 2,
+                ..Default::default()
+            }),
+            provenance: Some(Provenance {
+                origin: "changsha".into(),
+                seq: 12,
+                checkpoint_size: 40,
+            }),
+            under_objection: false,
+            unknown_category: false,
+            legacy_code: true,
+        };
+        expect![[r#"{"record":{"record_id":"a","version":2},"provenance":{"origin":"changsha","seq":"12","checkpoint_size":"40"},"legacy_code":true}"#]]
+            .assert_eq(&to_line(&view));
+        let excluded = ExcludedRecord {
+            record_id: "b".into(),
+            version: 1,
+            reason: ExclusionReason::NotYetPublished.into(),
+            list: ListKind::Black.into(),
+            ..Default::default()
+        };
+        expect![[r#"{"record_id":"b","version":1,"reason":"EXCLUSION_REASON_NOT_YET_PUBLISHED","list":"LIST_KIND_BLACK"}"#]]
+            .assert_eq(&to_line(&excluded));
+    }
+
+    #[test]
+    fn short_names_are_the_ones_tables_and_flags_used() {
+        // The names credexctl printed and read before they came from the schema.
+        let names = |e: EnumNames| {
+            e.short_names()
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        expect!["legal_person individual_business natural_person"].assert_eq(&names(SUBJECT_KINDS));
+        expect!["red black watch penalty"].assert_eq(&names(LIST_KINDS));
+        expect!["minor general serious"].assert_eq(&names(SEVERITIES));
+        expect!["active under_objection repaired revoked"].assert_eq(&names(STATUS_KINDS));
+        expect![
+            "repaired revoked expired not_yet_published not_recognised unknown_category invalid"
+        ]
+        .assert_eq(&names(EXCLUSION_REASONS));
+        assert_eq!(parse_enum(LIST_KINDS, "black"), Ok(ListKind::Black.into()));
+        assert_eq!(
+            parse_enum(LIST_KINDS, "LIST_KIND_BLACK"),
+            Ok(ListKind::Black.into())
+        );
+        assert_eq!(display_enum(SEVERITIES, 0), "-");
+        assert_eq!(display_enum(SEVERITIES, 9), "9");
+        assert_eq!(display_enum(STATUS_KINDS, 2), "under_objection");
     }
 
     #[test]
     fn list_and_subject_names_are_the_catalogue_file_names() {
         use credex_core::catalogue::{list_kind_name, subject_kind_name};
-        for (name, kind) in LIST_KINDS {
-            assert_eq!(list_kind_name(*kind), Some(*name));
+        for (name, kind) in LIST_KINDS.short_names() {
+            let kind = ListKind::try_from(kind).expect("a known list kind");
+            assert_eq!(list_kind_name(kind), Some(name.as_str()));
         }
-        for (name, kind) in SUBJECT_KINDS {
-            assert_eq!(subject_kind_name(*kind), Some(*name));
+        for (name, kind) in SUBJECT_KINDS.short_names() {
+            let kind = SubjectKind::try_from(kind).expect("a known subject kind");
+            assert_eq!(subject_kind_name(kind), Some(name.as_str()));
         }
     }
 
@@ -718,11 +548,118 @@ mod tests {
                 }),
                 ..sample()
             },
+            // The extremes of the 64-bit fine, written as strings.
+            CreditRecord {
+                decision: Some(Decision {
+                    fine_fen: i64::MIN,
+                    ..Default::default()
+                }),
+                ..sample()
+            },
+            CreditRecord {
+                version: u32::MAX,
+                decision: Some(Decision {
+                    fine_fen: i64::MAX,
+                    ..Default::default()
+                }),
+                ..sample()
+            },
         ];
         for record in records {
             let line = record_to_line(&record);
             assert_eq!(parse_record(&line), Ok(record), "{line}");
         }
+    }
+
+    /// `sample()` as grpcurl prints it (protojson's defaults, written out by hand from the
+    /// proto3 JSON mapping): lowerCamelCase names, enums by full name, int64 as a string.
+    const GRPCURL_SAMPLE: &str = r#"{
+      "recordId": "CS-2026-000118",
+      "version": 1,
+      "subject": {
+        "kind": "SUBJECT_KIND_LEGAL_PERSON",
+        "name": "长沙市岳麓区湘味食品有限公司",
+        "uscc": "91430104MA4L0XYZ1A",
+        "legalRepresentative": {
+          "name": "张伟",
+          "idNumber": "43010419800101123X"
+        }
+      },
+      "list": "LIST_KIND_PENALTY",
+      "category": "food_drug.food_safety",
+      "severity": "SEVERITY_GENERAL",
+      "authority": {
+        "name": "长沙市市场监督管理局",
+        "uscc": "11430100MB1234567X"
+      },
+      "decision": {
+        "documentNumber": "长市监处罚〔2026〕118号",
+        "decidedOn": "2026-03-02",
+        "legalBasis": "《中华人民共和国食品安全法》第一百二十四条",
+        "facts": "生产经营超过保质期的食品",
+        "penaltyKinds": ["警告", "罚款"],
+        "penaltyContent": "警告，罚款人民币伍万元",
+        "fineFen": "5000000"
+      },
+      "publication": {
+        "startsOn": "2026-03-05",
+        "endsOn": "2027-03-04"
+      },
+      "status": {
+        "kind": "STATUS_KIND_ACTIVE"
+      },
+      "dataSource": "长沙市市场监督管理局"
+    }"#;
+
+    #[test]
+    fn grpcurl_output_is_read_as_the_record_it_printed() {
+        let one_line: String = GRPCURL_SAMPLE.lines().map(str::trim).collect();
+        assert_eq!(parse_record(&one_line), Ok(sample()));
+    }
+
+    #[test]
+    fn short_full_and_numbered_enum_values_read_alike() {
+        let short = r#"{"subject":{"kind":"natural_person"},"list":"black","severity":"serious","status":{"kind":"under_objection"}}"#;
+        let full = r#"{"subject":{"kind":"SUBJECT_KIND_NATURAL_PERSON"},"list":"LIST_KIND_BLACK","severity":"SEVERITY_SERIOUS","status":{"kind":"STATUS_KIND_UNDER_OBJECTION"}}"#;
+        let numbers = r#"{"subject":{"kind":3},"list":2,"severity":3,"status":{"kind":2}}"#;
+        let expected = CreditRecord {
+            subject: Some(Subject {
+                kind: SubjectKind::NaturalPerson.into(),
+                ..Default::default()
+            }),
+            list: ListKind::Black.into(),
+            severity: Severity::Serious.into(),
+            status: Some(RecordStatus {
+                kind: StatusKind::UnderObjection.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        for input in [short, full, numbers] {
+            assert_eq!(parse_record(input), Ok(expected.clone()), "{input}");
+        }
+    }
+
+    #[test]
+    fn what_the_check_leaves_to_the_mapping_is_named_by_its_path_too() {
+        // Bytes are base64 in proto3 JSON; the mapping reads them and says what is wrong.
+        use credex_proto::v1::{SignedCheckpoint, WitnessRefusal};
+        let refusal =
+            r#"{"reason":"stale","latest":{"note":"Y2hlY2twb2ludA=="},"latest_size":"7"}"#;
+        assert_eq!(
+            parse_message::<WitnessRefusal>(refusal),
+            Ok(WitnessRefusal {
+                reason: "stale".into(),
+                latest: Some(SignedCheckpoint {
+                    note: b"checkpoint".to_vec(),
+                }),
+                latest_size: 7,
+            })
+        );
+        let bad = r#"{"reason":"stale","latest":{"note":"not base64!"}}"#;
+        let error = parse_message::<WitnessRefusal>(bad).unwrap_err();
+        assert_eq!(error.field, "latest.note");
+        assert!(error.message.starts_with("invalid base64"), "{error}");
     }
 
     fn check(input: &str, expect: Expect) {
@@ -737,17 +674,23 @@ mod tests {
     fn errors_name_the_field() {
         check(
             r#"{"record_id":"A","version":2,"list":"black","status":null}"#,
-            expect![[r#"ok {"record_id":"A","version":2,"list":"black"}"#]],
+            expect![[r#"ok {"record_id":"A","version":2,"list":"LIST_KIND_BLACK"}"#]],
+        );
+        // proto3 JSON: null is the default for every field, integers may be strings.
+        check(
+            r#"{"record_id":null,"version":"2","decision":{"fine_fen":"12","penalty_kinds":null}}"#,
+            expect![[r#"ok {"version":2,"decision":{"fine_fen":"12"}}"#]],
         );
         check(
             r#"{"record_id":"A","#,
             expect!["err invalid JSON at column 17: EOF while parsing a value"],
         );
-        check(
-            r#"["A"]"#,
-            expect![[r#"err expected an object, found a list"#]],
-        );
+        check(r#"["A"]"#, expect!["err expected an object, found a list"]);
         check(r#"{"lst":"black"}"#, expect![["err lst: unknown field"]]);
+        check(
+            r#"{"recordID":"A"}"#,
+            expect![["err recordID: unknown field"]],
+        );
         check(
             r#"{"list":"grey"}"#,
             expect![[
@@ -755,8 +698,18 @@ mod tests {
             ]],
         );
         check(
-            r#"{"version":"2"}"#,
-            expect![[r#"err version: expected an integer, found "2""#]],
+            r#"{"list":"UNSPECIFIED"}"#,
+            expect![[
+                r#"err list: unknown value "UNSPECIFIED", expected one of red, black, watch, penalty"#
+            ]],
+        );
+        check(
+            r#"{"version":"two"}"#,
+            expect![[r#"err version: expected an integer, found "two""#]],
+        );
+        check(
+            r#"{"version":true}"#,
+            expect![[r#"err version: expected an integer, found true"#]],
         );
         check(
             r#"{"version":-1}"#,
@@ -781,6 +734,12 @@ mod tests {
             ],
         );
         check(
+            r#"{"decision":{"fineFen":"-9223372036854775809"}}"#,
+            expect![
+                "err decision.fineFen: -9223372036854775809 is out of range -9223372036854775808..=9223372036854775807"
+            ],
+        );
+        check(
             r#"{"decision":{"fine_fen":-100000000000000000000}}"#,
             expect![
                 "err decision.fine_fen: -100000000000000000000 is out of range -9223372036854775808..=9223372036854775807"
@@ -801,12 +760,20 @@ mod tests {
             expect![["err subject.legal_representative.id: unknown field"]],
         );
         check(
+            r#"{"subject":{"legalRepresentative":{"idNumber":7}}}"#,
+            expect![["err subject.legalRepresentative.idNumber: expected a string, found 7"]],
+        );
+        check(
             r#"{"decision":{"penalty_kinds":["警告",3]}}"#,
             expect![["err decision.penalty_kinds[1]: expected a string, found 3"]],
         );
         check(
-            r#"{"decision":{"fine_fen":"12"}}"#,
-            expect![[r#"err decision.fine_fen: expected an integer, found "12""#]],
+            r#"{"decision":{"penalty_kinds":"警告"}}"#,
+            expect![[r#"err decision.penalty_kinds: expected a list, found "警告""#]],
+        );
+        check(
+            r#"{"decision":{"fine_fen":"12元"}}"#,
+            expect![[r#"err decision.fine_fen: expected an integer, found "12元""#]],
         );
         check(
             r#"{"publication":"2026"}"#,
@@ -817,6 +784,10 @@ mod tests {
             expect![[
                 "err status.kind: expected one of active, under_objection, repaired, revoked, found true"
             ]],
+        );
+        check(
+            r#"{"status":{"kind":1.5}}"#,
+            expect![["err status.kind: 1.5 is not an enum number"]],
         );
     }
 }

@@ -16,7 +16,7 @@ use credex_audit::{
 };
 use credex_cli::audit::{masked_record, render_proof_report};
 use credex_cli::home::Home;
-use credex_cli::json::RecordJson;
+use credex_cli::json::Json;
 use credex_cli::output::print_json;
 use credex_core::consortium::Consortium;
 use credex_core::merkle;
@@ -625,7 +625,7 @@ fn proof_json(r: &ProofReport) -> Value {
         "origin": r.city,
         "seq": r.index,
         "logged_at": r.entry.logged_at,
-        "record": RecordJson(&record),
+        "record": Json(&record),
         "leaf_hash": r.leaf_hash.to_string(),
         "checkpoint": checkpoint_json(&r.checkpoint),
         "newer_checkpoint": r.newer.as_ref().map(checkpoint_json),

@@ -17,7 +17,7 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use credex_cli::json::{self, ViewRecordJson};
+use credex_cli::json::{self, Json};
 use credex_core::catalogue::Catalogue;
 use credex_core::ident::mask_id_number;
 use credex_node::tls::Role;
@@ -143,7 +143,7 @@ impl<W: Write> Writer<W> {
         match self {
             Writer::Csv(csv, catalogue) => csv.write_record(row(&v, catalogue))?,
             Writer::Jsonl(out) => {
-                serde_json::to_writer(&mut *out, &ViewRecordJson::new(&v))?;
+                serde_json::to_writer(&mut *out, &Json(&v))?;
                 out.write_all(b"\n")?;
             }
         }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::Global;
 use crate::client;
 use credex_cli::errln;
-use credex_cli::json::{self, ViewRecordJson};
+use credex_cli::json::{self, Json};
 use credex_cli::outln;
 use credex_cli::output::print_json;
 
@@ -58,7 +58,7 @@ fn list_kind(text: &str) -> Result<i32, String> {
 #[derive(Debug, Serialize)]
 struct ListJson<'a> {
     node: &'a str,
-    records: Vec<ViewRecordJson<'a>>,
+    records: Vec<Json<'a, ViewRecord>>,
     next_page_token: &'a str,
 }
 
@@ -103,7 +103,7 @@ pub async fn run(global: &Global, args: Args) -> Result<()> {
     if global.json {
         return print_json(&ListJson {
             node: &conn.city,
-            records: records.iter().map(ViewRecordJson::new).collect(),
+            records: records.iter().map(Json).collect(),
             next_page_token: &next_page_token,
         });
     }

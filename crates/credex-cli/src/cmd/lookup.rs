@@ -4,12 +4,12 @@
 use anyhow::Result;
 use credex_core::date::{Date, format_date};
 use credex_node::tls::Role;
-use credex_proto::v1::{LookupRequest, LookupResponse, ViewRecord};
+use credex_proto::v1::{ExcludedRecord, LookupRequest, LookupResponse, ViewRecord};
 use serde::Serialize;
 
 use crate::Global;
 use crate::client::{self, Connection};
-use credex_cli::json::{self, ExcludedRecordJson, ViewRecordJson};
+use credex_cli::json::{self, Json};
 use credex_cli::out;
 use credex_cli::output::{Table, print_json};
 
@@ -107,8 +107,8 @@ pub struct LookupJson<'a> {
     node: &'a str,
     subject_id: &'a str,
     as_of: &'a str,
-    in_force: Vec<ViewRecordJson<'a>>,
-    excluded: Vec<ExcludedRecordJson<'a>>,
+    in_force: Vec<Json<'a, ViewRecord>>,
+    excluded: Vec<Json<'a, ExcludedRecord>>,
 }
 
 impl<'a> LookupJson<'a> {
@@ -117,8 +117,8 @@ impl<'a> LookupJson<'a> {
             node,
             subject_id: &r.subject_id,
             as_of: &r.as_of,
-            in_force: r.in_force.iter().map(ViewRecordJson::new).collect(),
-            excluded: r.excluded.iter().map(ExcludedRecordJson::new).collect(),
+            in_force: r.in_force.iter().map(Json).collect(),
+            excluded: r.excluded.iter().map(Json).collect(),
         }
     }
 }

@@ -52,7 +52,7 @@ struct ChangeJson<'a> {
     version: u32,
     kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'static str>,
+    reason: Option<String>,
     effective_on: &'a str,
 }
 
