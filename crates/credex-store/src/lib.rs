@@ -125,6 +125,8 @@ mod hashes;
 mod keys;
 mod leaves;
 mod records;
+mod reopen;
+mod space;
 mod store;
 
 #[cfg(test)]
@@ -136,6 +138,7 @@ pub use credex_core::merkle::Hash;
 pub use error::StoreError;
 pub use hashes::OriginHashes;
 pub use keys::MAX_NAME_LEN;
+pub use space::Space;
 pub use store::{
     OriginState, Quarantined, RecordLocation, Store, StoreOptions, StoredNote, SubjectHit,
 };
