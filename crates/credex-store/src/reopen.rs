@@ -24,15 +24,23 @@ use crate::error::StoreError;
 use crate::space;
 use crate::store::{Counters, Store};
 
+/// Free space a reopen waits for whatever the margin (even with the watermark off): sled's
+/// open writes a snapshot and starts a log segment, and an open that meets ENOSPC can leave an
+/// empty snapshot behind that no later open reads (seen with sled 0.34.7 on a full tmpfs:
+/// "Read corrupted data"). Until then the failed handle stays, and reads go on through it.
+pub(crate) const REOPEN_MIN_FREE: u64 = 16 << 20;
+
 impl Store {
     /// Called by [`Store::apply`] under the writer lock, before the batch is looked at:
-    /// refuses while the volume is below the margin, then reopens a failed handle.
+    /// refuses while the volume is below the margin, then reopens a failed handle once the
+    /// volume has room for that.
     pub(crate) fn ready_to_write(&self, counters: &mut Counters) -> Result<(), StoreError> {
         let min_free = self.inner.options.min_free;
         if min_free > 0 {
             space::check(&self.inner.path, min_free)?;
         }
         if self.inner.poisoned.load(Ordering::Acquire) {
+            space::check(&self.inner.path, min_free.max(REOPEN_MIN_FREE))?;
             self.reopen(counters)?;
         }
         Ok(())
@@ -52,6 +60,7 @@ impl Store {
         let fresh = match Store::open_with(&self.inner.path, &self.inner.options) {
             Ok(fresh) => fresh,
             Err(e) => {
+                tracing::error!(error = %e, failure = %why, "reopening the store failed; the next write tries again");
                 *self.inner.failure.lock().unwrap_or_else(|e| e.into_inner()) =
                     Some(format!("{why}; reopening failed: {e}"));
                 return Err(e);
@@ -73,6 +82,7 @@ impl Store {
         *self.inner.failure.lock().unwrap_or_else(|e| e.into_inner()) = None;
         drop(slot);
         self.inner.reopened.fetch_add(1, Ordering::AcqRel);
+        tracing::warn!(failure = %why, "store reopened after a failure");
         Ok(())
     }
 

@@ -42,8 +42,8 @@ impl Default for StoreOptions {
         StoreOptions {
             cache_capacity: 64 << 20,
             lock_wait: Duration::from_secs(5),
-            // Far above what one batch writes (a few MiB of leaves, sled's 8 MiB of log
-            // buffers), small beside any real data volume.
+            // Far above what one batch writes (a catch-up run's few MiB of leaves, sled's
+            // log buffers and 512 KiB segments), small beside any real data volume.
             min_free: 64 << 20,
         }
     }
@@ -751,7 +751,10 @@ impl Store {
     pub(crate) fn mark_failed(&self, why: String) {
         self.inner.poisoned.store(true, Ordering::Release);
         let mut failure = self.inner.failure.lock().unwrap_or_else(|e| e.into_inner());
-        failure.get_or_insert(why);
+        if failure.is_none() {
+            tracing::error!(failure = %why, "store handle failed; the next write reopens it once the disk has room");
+            *failure = Some(why);
+        }
     }
 
     /// Why the handle failed, while it waits to be reopened.
