@@ -90,6 +90,23 @@ pub fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// The line a status gets while its node's store takes no writes.
+fn storage_line(storage: &credex_proto::v1::StorageStatus) -> String {
+    let mib = |b: u64| b as f64 / f64::from(1 << 20);
+    let mut line = String::new();
+    if storage.full {
+        line.push_str(&format!(
+            "STORAGE FULL: {:.1} MiB free, below the {:.1} MiB kept free; writes refused until space returns\n",
+            mib(storage.free_bytes),
+            mib(storage.min_free_bytes)
+        ));
+    }
+    if !storage.failed.is_empty() {
+        line.push_str(&format!("STORAGE FAILED: {}\n", storage.failed));
+    }
+    line
+}
+
 /// A status as text; times are shown relative to `now_millis`.
 pub fn render(s: &StatusResponse, now_millis: i64) -> String {
     let view = s.view.unwrap_or_default();
@@ -110,6 +127,13 @@ pub fn render(s: &StatusResponse, now_millis: i64) -> String {
         view.excluded,
         s.invalid_entries
     );
+    if let Some(storage) = s
+        .storage
+        .as_ref()
+        .filter(|st| st.full || !st.failed.is_empty())
+    {
+        out.push_str(&storage_line(storage));
+    }
     let mut peers = Table::new(&[
         "PEER",
         "ADDRESS",

@@ -305,7 +305,7 @@ impl Engine {
             }
             Err((e, _)) => return Err(e.into()),
         }
-        self.store.flush_async().await?;
+        self.flush_durable().await?;
         inbox.first_seq += take as u64;
         let (last, _) = roots.last().expect("a root to append under");
         self.consume_pending(&origin, *last);
@@ -332,7 +332,7 @@ impl Engine {
         tokio::task::spawn_blocking(move || store.apply(batch))
             .await
             .map_err(|e| EngineError::Internal(format!("store apply task: {e}")))??;
-        self.store.flush_async().await?;
+        self.flush_durable().await?;
         Ok(())
     }
 }

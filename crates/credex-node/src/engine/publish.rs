@@ -224,9 +224,8 @@ impl Engine {
             }
             Err(e) => {
                 warn!(error = %e, "publish batch failed");
-                let message = e.to_string();
                 for (reply, _) in accepted {
-                    let _ = reply.send(Err(EngineError::Internal(message.clone())));
+                    let _ = reply.send(Err(e.for_each_waiter()));
                 }
             }
         }
@@ -366,7 +365,7 @@ impl Engine {
     /// gets its own checkpoint, signed only once the entries it covers are durable.
     async fn commit_appended(&self) -> Result<u64, EngineError> {
         let origin = self.city.as_str();
-        self.store.flush_async().await?;
+        self.flush_durable().await?;
         let state = self.store.origin_state(origin);
         let checkpoint = Checkpoint {
             origin: credex_core::consortium::origin(&self.consortium, &self.city),
@@ -378,7 +377,7 @@ impl Engine {
         let mut cp_batch = WriteBatch::new();
         cp_batch.set_checkpoint(origin, state.size, note);
         self.store.apply(cp_batch)?;
-        self.store.flush_async().await?;
+        self.flush_durable().await?;
         self.note_checkpoint_stored(origin, state.size);
         info!(origin, size = state.size, root = %hex_root(&state.root), "published");
         Ok(state.size)
