@@ -1195,6 +1195,7 @@ mod tests {
 
             [storage]
             cache_mb = 64
+            min_free_mb = 64
 
             [limits]
             handshake_timeout_ms = 5000
@@ -1278,6 +1279,7 @@ mod tests {
 
             [storage]
             cache_mb = 64
+            min_free_mb = 64
 
             [limits]
             handshake_timeout_ms = 3000
