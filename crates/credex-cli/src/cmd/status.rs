@@ -366,7 +366,41 @@ mod tests {
                 current: true,
             }),
             invalid_entries: 0,
+            storage: None,
         }
+    }
+
+    #[test]
+    fn a_store_that_takes_no_writes_is_said_under_the_first_line() {
+        let full = StatusResponse {
+            storage: Some(credex_proto::v1::StorageStatus {
+                free_bytes: 3 << 19,
+                min_free_bytes: 8 << 20,
+                full: true,
+                failed: "write: No space left on device".into(),
+            }),
+            ..sample()
+        };
+        let text = render(&full, 100_000);
+        let lines: Vec<&str> = text.lines().skip(1).take(2).collect();
+        assert_eq!(
+            lines,
+            [
+                "STORAGE FULL: 1.5 MiB free, below the 8.0 MiB kept free; writes refused until space returns",
+                "STORAGE FAILED: write: No space left on device",
+            ]
+        );
+        // A store that takes writes adds nothing.
+        let healthy = StatusResponse {
+            storage: Some(credex_proto::v1::StorageStatus {
+                free_bytes: 100 << 20,
+                min_free_bytes: 8 << 20,
+                full: false,
+                failed: String::new(),
+            }),
+            ..sample()
+        };
+        assert_eq!(render(&healthy, 100_000), render(&sample(), 100_000));
     }
 
     #[test]
