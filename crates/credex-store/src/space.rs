@@ -59,9 +59,11 @@ impl Space {
     }
 }
 
-/// `bytes` in MiB with one decimal, for messages.
+/// `bytes` in MiB with one decimal, rounded down, for messages: free space just under the
+/// margin must not read as the margin itself.
 pub(crate) fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
+    let tenths = (u128::from(bytes) * 10) >> 20;
+    format!("{}.{} MiB", tenths / 10, tenths % 10)
 }
 
 #[cfg(test)]
@@ -69,10 +71,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mib_rounds_to_one_decimal() {
+    fn mib_rounds_down_to_one_decimal() {
         assert_eq!(mib(0), "0.0 MiB");
         assert_eq!(mib(64 << 20), "64.0 MiB");
         assert_eq!(mib((1 << 20) + (1 << 19)), "1.5 MiB");
+        assert_eq!(mib((8 << 20) - 1), "7.9 MiB");
+        assert_eq!(mib(u64::MAX), "17592186044415.9 MiB");
     }
 
     #[test]

@@ -92,11 +92,15 @@ pub fn now_millis() -> i64 {
 
 /// The line a status gets while its node's store takes no writes.
 fn storage_line(storage: &credex_proto::v1::StorageStatus) -> String {
-    let mib = |b: u64| b as f64 / f64::from(1 << 20);
+    // Rounded down, as the node's refusal: free space just under the margin reads below it.
+    let mib = |b: u64| {
+        let tenths = (u128::from(b) * 10) >> 20;
+        format!("{}.{}", tenths / 10, tenths % 10)
+    };
     let mut line = String::new();
     if storage.full {
         line.push_str(&format!(
-            "STORAGE FULL: {:.1} MiB free, below the {:.1} MiB kept free; writes refused until space returns\n",
+            "STORAGE FULL: {} MiB free, below the {} MiB kept free; writes refused until space returns\n",
             mib(storage.free_bytes),
             mib(storage.min_free_bytes)
         ));
