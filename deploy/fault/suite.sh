@@ -20,15 +20,7 @@ export BIN=${BIN:-target/debug}
 [[ -x $BIN/credexd && -x $BIN/credexctl ]] || cargo build --bins
 
 scenarios=(partition kill-mid-catchup rolling-restart full-disk clock-skew lying-relay)
-declare -A KNOWN_FAILING=(
-  # A node whose own writes fill its volume: once sled's log write fails with ENOSPC, sled
-  # answers later operations with that error (status and lookups fail INTERNAL in most runs)
-  # and credex-store marks itself poisoned ("must be reopened"); nothing clears either when
-  # space returns, so publishes and sync stay refused until a restart, which recovers. The fix
-  # is in credex-store and the engine's handling of a store that must be reopened. README
-  # "Fault suite" has the details.
-  [full-disk]="no recovery from ENOSPC without a restart: sled's IO error is sticky and credex-store stays poisoned"
-)
+declare -A KNOWN_FAILING=()
 
 short=()
 chosen=()

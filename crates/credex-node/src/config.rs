@@ -35,6 +35,7 @@
 //!
 //! [storage]                              # optional
 //! cache_mb = 64                          # sled page cache, MiB (8 to 65536)
+//! min_free_mb = 64                       # writes refused while less is free on the store's volume, MiB (0: off, to 1048576)
 //!
 //! [limits]                               # all optional, defaults shown (see crate::acceptor)
 //! handshake_timeout_ms = 3000            # accept to finished TLS handshake (100 to 60000)
@@ -109,6 +110,8 @@ use crate::tls::{Identity, Role, TlsFiles, check_label, parse_address};
 /// enough to commit quickly, and the backoff must neither spin nor give up on a peer for hours.
 const BATCH_MAX_ENTRIES: (u64, u64) = (1, 10_000);
 const STORAGE_CACHE_MB: (u64, u64) = (8, 65_536);
+/// Up to 1 TiB, so the bytes fit any volume's figures.
+const STORAGE_MIN_FREE_MB: (u64, u64) = (0, 1 << 20);
 const BACKOFF_MS: (u64, u64) = (1, 3_600_000);
 /// Bounds of `[limits]`: a handshake deadline below 100 ms would fail real clients on a slow
 /// link, one above a minute would let a silent client hold its slot for that long; the pending
@@ -297,17 +300,28 @@ pub struct StorageConfig {
     /// Bytes of sled page cache, in MiB. Leaves live in append-only files read through the OS
     /// page cache, so sled caches only indexes and tree hashes.
     pub cache_mb: u64,
+    /// MiB kept free on the store's volume: below it every write is refused
+    /// (`RESOURCE_EXHAUSTED`, naming the disk) before anything is written, reads go on, and
+    /// writes resume by themselves when space returns. 0 turns the check off.
+    pub min_free_mb: u64,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { cache_mb: 64 }
+        Self {
+            cache_mb: 64,
+            min_free_mb: 64,
+        }
     }
 }
 
 impl StorageConfig {
     pub fn cache_bytes(&self) -> u64 {
         self.cache_mb << 20
+    }
+
+    pub fn min_free_bytes(&self) -> u64 {
+        self.min_free_mb << 20
     }
 }
 
@@ -827,6 +841,11 @@ fn validate(
     let peers = validate_peers(raw.peers, &node.city, &consortium, checker)?;
     let sync = validate_sync(raw.sync, checker)?;
     checker.range("storage.cache_mb", raw.storage.cache_mb, STORAGE_CACHE_MB)?;
+    checker.range(
+        "storage.min_free_mb",
+        raw.storage.min_free_mb,
+        STORAGE_MIN_FREE_MB,
+    )?;
     let storage = raw.storage;
     let limits = validate_limits(raw.limits, checker)?;
 
@@ -1176,6 +1195,7 @@ mod tests {
 
             [storage]
             cache_mb = 64
+            min_free_mb = 64
 
             [limits]
             handshake_timeout_ms = 5000
@@ -1259,6 +1279,7 @@ mod tests {
 
             [storage]
             cache_mb = 64
+            min_free_mb = 64
 
             [limits]
             handshake_timeout_ms = 3000

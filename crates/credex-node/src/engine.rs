@@ -13,6 +13,7 @@
 //! - [`checkpoints`]: received checkpoints, consistency with the log, equivocation evidence.
 //! - [`query`]: the view (lookup, list), proofs and status.
 //! - [`counts`]: the view's counts for status, one shared count at a time.
+//! - [`storage`]: flushes with a deadline; a full or failed store in status, metrics, sync.
 //! - [`witness`]: Witness.AddCheckpoint (C2SP tlog-witness semantics).
 //! - [`access`]: the access log of full-identity view requests (查询留痕).
 //! - `parallel`: CPU-bound work (verifying, signing) split over every core.
@@ -26,6 +27,7 @@ pub mod ingest;
 mod parallel;
 pub mod publish;
 pub mod query;
+pub mod storage;
 pub mod witness;
 
 #[cfg(test)]
@@ -36,6 +38,8 @@ mod harness;
 mod publish_tests;
 #[cfg(test)]
 mod rules_tests;
+#[cfg(test)]
+mod storage_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -93,8 +97,36 @@ pub enum EngineError {
     Unavailable(String),
     #[error("storage: {0}")]
     Store(#[from] StoreError),
+    /// Out of a resource the operator must restore (a full disk); the same request can
+    /// succeed once they have.
+    #[error("{0}")]
+    ResourceExhausted(String),
     #[error("{0}")]
     Internal(String),
+}
+
+impl EngineError {
+    /// The same error for each of the callers waiting on one failed batch: the kind kept
+    /// (what the gRPC status says), a store error carried by its message.
+    pub fn for_each_waiter(&self) -> EngineError {
+        match self {
+            EngineError::InvalidArgument(m) => EngineError::InvalidArgument(m.clone()),
+            EngineError::NotFound(m) => EngineError::NotFound(m.clone()),
+            EngineError::FailedPrecondition(m) => EngineError::FailedPrecondition(m.clone()),
+            EngineError::ShuttingDown => EngineError::ShuttingDown,
+            EngineError::Unavailable(m) => EngineError::Unavailable(m.clone()),
+            EngineError::Store(e) if e.is_disk_full() => {
+                EngineError::ResourceExhausted(self.to_string())
+            }
+            EngineError::Store(StoreError::Failed { .. } | StoreError::FlushTimeout { .. }) => {
+                EngineError::Unavailable(self.to_string())
+            }
+            EngineError::ResourceExhausted(m) => EngineError::ResourceExhausted(m.clone()),
+            EngineError::Store(_) | EngineError::Internal(_) => {
+                EngineError::Internal(self.to_string())
+            }
+        }
+    }
 }
 
 /// Per-origin progress broadcast to live sync streams: the committed log sizes by origin.

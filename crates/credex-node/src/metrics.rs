@@ -102,6 +102,9 @@ pub struct Metrics {
     view_records: Family<ListLabel, Gauge>,
     view_subjects: Gauge,
     view_excluded: Gauge,
+    storage_full: Gauge,
+    storage_failed: Gauge,
+    storage_free: Gauge,
 }
 
 impl Metrics {
@@ -132,6 +135,9 @@ impl Metrics {
         let view_records = Family::default();
         let view_subjects = Gauge::default();
         let view_excluded = Gauge::default();
+        let storage_full = Gauge::default();
+        let storage_failed = Gauge::default();
+        let storage_free = Gauge::default();
         registry.register(
             "entries_appended",
             "Entries appended from peers",
@@ -230,6 +236,23 @@ impl Metrics {
             "Records in the view's indexes not in force today (expired, repaired, revoked, not recognised)",
             view_excluded.clone(),
         );
+        registry.register(
+            "storage_full",
+            "1 while the store's volume has less free space than storage.min_free_mb: writes \
+             are refused, reads served",
+            storage_full.clone(),
+        );
+        registry.register(
+            "storage_failed",
+            "1 while the store's database handle has failed (a write met a full disk) and \
+             waits to be reopened, which the next write does once there is room",
+            storage_failed.clone(),
+        );
+        registry.register(
+            "storage_free_bytes",
+            "Bytes free on the store's volume when last looked at",
+            storage_free.clone(),
+        );
         Metrics {
             registry: Arc::new(root),
             appended,
@@ -252,7 +275,18 @@ impl Metrics {
             view_records,
             view_subjects,
             view_excluded,
+            storage_full,
+            storage_failed,
+            storage_free,
         }
+    }
+
+    /// Sets the `credex_storage_*` gauges from the store's last look at its volume.
+    pub(crate) fn set_storage(&self, space: &credex_store::Space) {
+        self.storage_full.set(i64::from(space.full()));
+        self.storage_failed.set(i64::from(space.failed.is_some()));
+        self.storage_free
+            .set(i64::try_from(space.free).unwrap_or(i64::MAX));
     }
 
     pub(crate) fn observe_publish(&self, took: Duration) {

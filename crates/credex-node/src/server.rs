@@ -64,6 +64,7 @@ pub fn engine(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Engi
         .with_context(|| format!("creating data dir {}", config.node.data_dir.display()))?;
     let options = StoreOptions {
         cache_capacity: config.storage.cache_bytes(),
+        min_free: config.storage.min_free_bytes(),
         ..StoreOptions::default()
     };
     let store = Store::open_with(&config.node.data_dir.join("store"), &options)

@@ -24,6 +24,7 @@ use crate::engine::{Engine, EngineError};
 use crate::quota::InFlight;
 use crate::sync::{self, PeerTable};
 use crate::tls;
+use credex_store::StoreError;
 
 /// Every credex service of one node.
 #[derive(Debug, Clone)]
@@ -43,6 +44,20 @@ pub fn status(error: EngineError) -> Status {
         EngineError::FailedPrecondition(m) => Status::failed_precondition(m),
         EngineError::ShuttingDown => Status::unavailable("node is shutting down"),
         EngineError::Unavailable(m) => Status::unavailable(m),
+        EngineError::ResourceExhausted(m) => {
+            tracing::warn!(error = %m, "refused: resource exhausted");
+            Status::resource_exhausted(m)
+        }
+        // A full disk is the operator's to fix and the caller's to retry later, not a bug:
+        // said as such, and logged without the stack of an internal error.
+        EngineError::Store(e) if e.is_disk_full() => {
+            tracing::warn!(error = %e, "write refused: disk full");
+            Status::resource_exhausted(format!("storage: {e}"))
+        }
+        EngineError::Store(e @ (StoreError::Failed { .. } | StoreError::FlushTimeout { .. })) => {
+            tracing::warn!(error = %e, "write refused: storage failed");
+            Status::unavailable(format!("storage: {e}"))
+        }
         e @ (EngineError::Store(_) | EngineError::Internal(_)) => {
             tracing::error!(error = %e, "internal error");
             Status::internal(e.to_string())
@@ -541,6 +556,7 @@ impl Operator for Api {
                 for member in engine.members() {
                     invalid_entries += engine.invalid_count(&member.city)?;
                 }
+                let storage = engine.storage()?;
                 Ok(pb::StatusResponse {
                     city: engine.city.clone(),
                     consortium: engine.consortium.clone(),
@@ -559,6 +575,12 @@ impl Operator for Api {
                     quarantine,
                     view,
                     invalid_entries,
+                    storage: Some(pb::StorageStatus {
+                        free_bytes: storage.free,
+                        min_free_bytes: storage.min_free,
+                        full: storage.full(),
+                        failed: storage.failed.unwrap_or_default(),
+                    }),
                 })
             })
             .await

@@ -408,6 +408,16 @@ pub async fn run_peer(
             if *shutdown.borrow() {
                 return;
             }
+            // Nothing a peer sends could be stored while the store refuses writes for lack
+            // of space: wait for space instead of dialling (the refusal stands as the peer's
+            // last error), and dial at once when it returns.
+            if let Some(full) = engine.storage_full() {
+                warn!(error = %full, "not dialling until the disk has room");
+                peers.update(&link.city, |p| p.last_error = full);
+                engine.wait_for_space(&mut shutdown).await;
+                backoff = link.backoff_min;
+                continue;
+            }
             let started = Instant::now();
             let result = tokio::select! {
                 r = pull(&engine, &link, &peers) => r,

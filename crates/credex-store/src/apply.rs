@@ -41,14 +41,14 @@ impl Store {
         // The writer state is only replaced after a successful write, so a panic in an earlier
         // apply cannot have left it half-updated.
         let mut counters = self.inner.writer.lock().unwrap_or_else(|e| e.into_inner());
-        if self.inner.poisoned.load(Ordering::Acquire) {
-            return Err(StoreError::Poisoned);
-        }
+        // The free-space watermark, and the reopen of a failed handle (`reopen`).
+        self.ready_to_write(&mut counters)?;
+        let db = self.db()?;
         let first_change = self.inner.change_head.load(Ordering::Acquire);
         let plan = {
             let table = self.table();
             let mut plan = Plan {
-                db: &self.inner.db,
+                db: &db,
                 leaf_dir: &self.inner.leaf_dir,
                 origins: Origins {
                     table: &table,
@@ -80,9 +80,8 @@ impl Store {
             // sled (which blocks readers while it applies) then sees origin states at least as
             // new: sizes and roots never lag data already observed.
             let mut table = self.table_mut();
-            if let Err(e) = self.inner.db.apply_batch(plan.batch) {
-                self.inner.poisoned.store(true, Ordering::Release);
-                return Err(e.into());
+            if let Err(e) = db.apply_batch(plan.batch) {
+                return Err(self.fail(e, "write"));
             }
             for (name, meta, new) in &touched {
                 if *new {
@@ -117,15 +116,17 @@ impl Store {
     /// Creates the data files of the batch's new origins (in id order, returned) and writes
     /// and syncs every origin's new leaves at its committed end. On failure every file written
     /// is cut back to its committed end, so a later batch never overwrites bytes in place; if
-    /// that fails too, the store is poisoned until a reopen (which truncates).
+    /// that fails too, the handle is failed until a reopen (which truncates).
     fn write_leaves(&self, writes: &[LeafWrite]) -> Result<Vec<Arc<LeafFile>>, StoreError> {
         let mut new_files = Vec::new();
         let mut written = Vec::new();
         let result = self.try_write_leaves(writes, &mut new_files, &mut written);
         if result.is_err() {
             for (file, at) in written {
-                if file.truncate(at).is_err() {
-                    self.inner.poisoned.store(true, Ordering::Release);
+                if let Err(e) = file.truncate(at) {
+                    self.mark_failed(format!(
+                        "cutting back a leaf file after a failed write: {e}"
+                    ));
                 }
             }
         }

@@ -79,11 +79,45 @@ pub enum StoreError {
         got: credex_core::merkle::Hash,
         want: credex_core::merkle::Hash,
     },
-    #[error("an earlier write failed halfway, the store must be reopened")]
-    Poisoned,
+    /// Refused before anything was written: the store's volume has less free space than the
+    /// margin kept free (see [`crate::space`]). Writes are taken again once it has more.
+    #[error(
+        "disk full: {} has {} free, below the {} kept free for the store; writes resume when space returns",
+        path.display(), crate::space::mib(*free), crate::space::mib(*needed)
+    )]
+    DiskFull {
+        path: std::path::PathBuf,
+        /// Bytes free to this process on the volume.
+        free: u64,
+        /// Bytes that must be free for a write to be attempted (the margin).
+        needed: u64,
+    },
+    /// A write or flush failed inside sled, or a flush outlasted its deadline: the database
+    /// handle is closed and the next write reopens it once space allows.
+    #[error("storage failed ({why}); the store reopens itself when the disk has room again")]
+    Failed { why: String },
+    #[error("flushing the store took longer than {} s; the store reopens itself on the next write", after.as_secs())]
+    FlushTimeout { after: std::time::Duration },
 }
 
 impl StoreError {
+    /// The volume is full: the watermark refused the write, or the file system answered
+    /// ENOSPC (or EDQUOT) to a write that got past it.
+    pub fn is_disk_full(&self) -> bool {
+        let full = |e: &std::io::Error| {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            )
+        };
+        match self {
+            StoreError::DiskFull { .. } => true,
+            StoreError::Io { source, .. } => full(source),
+            StoreError::Sled(sled::Error::Io(e)) => full(e),
+            _ => false,
+        }
+    }
+
     pub(crate) fn corrupt(what: impl Into<String>) -> StoreError {
         StoreError::Corrupt { what: what.into() }
     }

@@ -72,14 +72,18 @@ impl<'a> PageCursor<'a> {
 /// Stored hashes never change once written (logs are append-only), so reads need no snapshot:
 /// every hash a proof for a committed size asks for is there and final. A sled failure surfaces
 /// as `tlog::Error::InvalidInput` because the trait's error type has no I/O case.
-#[derive(Debug, Clone, Copy)]
-pub struct OriginHashes<'a> {
-    pub(crate) db: &'a sled::Db,
+///
+/// It holds its own handle of the database, so it outlives no reopen of the store (see
+/// `reopen`): one made while the store was closed after a failure reads nothing.
+#[derive(Debug, Clone)]
+pub struct OriginHashes {
+    /// `None` while the store is closed, waiting to be reopened.
+    pub(crate) db: Option<sled::Db>,
     /// `None` for an origin the store does not hold.
     pub(crate) id: Option<u32>,
 }
 
-impl HashReader for OriginHashes<'_> {
+impl HashReader for OriginHashes {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, TlogError> {
         let Some(id) = self.id else {
             return if indexes.is_empty() {
@@ -88,7 +92,12 @@ impl HashReader for OriginHashes<'_> {
                 Err(TlogError::IndexesNotInTree)
             };
         };
-        let mut cursor = PageCursor::new(self.db, id);
+        let Some(db) = &self.db else {
+            return Err(TlogError::InvalidInput(
+                "the store is closed, waiting to be reopened".to_owned(),
+            ));
+        };
+        let mut cursor = PageCursor::new(db, id);
         indexes
             .iter()
             .map(|&i| {

@@ -16,6 +16,8 @@
 //! - `hashes`: tree hashes stored in pages of 256 by stored-hash index, and the readers over
 //!   them ([`OriginHashes`] for proofs, the batch overlay for appends).
 //! - `codec`: binary value encodings.
+//! - `space`: the free-space watermark checked before every write ([`Space`]).
+//! - `reopen`: the reopen, in place, of a database handle a write or flush failed on.
 //! - `error`: [`StoreError`].
 //!
 //! # Leaves in files, everything else in one sled tree
@@ -86,7 +88,7 @@
 //! into blocks, with one positioned write at the committed end of its file, `fdatasync`s the
 //! file, and only then applies everything else, metadata and block index included, as one sled
 //! batch. Group commit:
-//! sled is not flushed by apply; the node calls [`Store::flush`] or [`Store::flush_async`] once
+//! sled is not flushed by apply; the node calls [`Store::flush_within`] (or [`Store::flush`]) once
 //! per batch before acknowledging anything in it, which is sled's flush alone.
 //!
 //! Why the leaf files are synced inside apply rather than in flush: sled flushes by itself too
@@ -106,6 +108,14 @@
 //! origin table is write-locked across that, so a reader sees a batch whole or not at all; leaf
 //! readers bound every seq by the committed size they read from the table.
 //!
+//! # A full disk
+//! [`Store::apply`] first checks the volume's free space against [`StoreOptions::min_free`]
+//! and refuses with [`StoreError::DiskFull`] below it, having written nothing, so that sled and
+//! the leaf files do not meet ENOSPC in normal operation (`space` says why that matters with
+//! sled 0.34). If one does anyway, or a flush fails or outlasts [`Store::flush_within`]'s
+//! deadline, the handle is marked failed and the next write with enough space reopens the
+//! database in place, as a restart would, without the process restarting (`reopen`).
+//!
 //! # Crash consistency
 //! A store reopened after the process was killed at any point holds a prefix of the applied
 //! batches that includes every flushed one. The leaf files are never behind sled: a batch's
@@ -113,7 +123,8 @@
 //! killed process in the page cache. They are often ahead: a batch whose leaves were written
 //! but whose sled write never became durable leaves a torn tail past the committed end, which
 //! [`Store::open`] truncates before anything can be written at those offsets again (a failed
-//! apply truncates its own writes, or poisons the store until a reopen). A file shorter than
+//! apply truncates its own writes, or marks the handle failed so that the next write reopens
+//! the store, which truncates). A file shorter than
 //! its committed log, or missing, is reported as [`StoreError::Corrupt`]. Open also checks
 //! that sled's leaf blocks hold exactly the recorded size, that the last leaf in the file
 //! (its block decompressed) hashes to its stored leaf hash, and that the stored tree hashes
@@ -134,6 +145,8 @@ mod hashes;
 mod keys;
 mod leaves;
 mod records;
+mod reopen;
+mod space;
 mod store;
 
 #[cfg(test)]
@@ -145,6 +158,7 @@ pub use credex_core::merkle::Hash;
 pub use error::StoreError;
 pub use hashes::OriginHashes;
 pub use keys::MAX_NAME_LEN;
+pub use space::Space;
 pub use store::{
     OriginState, Quarantined, RecordLocation, Store, StoreOptions, StoredNote, SubjectHit,
 };

@@ -28,7 +28,7 @@ impl Store {
             None => prefix.to_vec(),
         };
         let mut out = Vec::new();
-        for item in self.inner.db.range(start..) {
+        for item in self.db()?.range(start..) {
             if out.len() >= limit {
                 break;
             }

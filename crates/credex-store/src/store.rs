@@ -14,6 +14,7 @@ use crate::error::StoreError;
 use crate::hashes::OriginHashes;
 use crate::keys;
 use crate::leaves::{self, BlockCache, LeafFile};
+use crate::space::{self, Space};
 
 /// Tuning knobs for [`Store::open_with`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +27,10 @@ pub struct StoreOptions {
     /// sled's thread pool lets go of the database a moment later, so a reopen in the same
     /// process (a restarted node in tests) must wait for it.
     pub lock_wait: Duration,
+    /// Bytes kept free on the store's volume: a write is refused with
+    /// [`StoreError::DiskFull`], before anything is written, while less is free (see
+    /// `space`). 0 turns the check off.
+    pub min_free: u64,
 }
 
 impl Default for StoreOptions {
@@ -37,6 +42,9 @@ impl Default for StoreOptions {
         StoreOptions {
             cache_capacity: 64 << 20,
             lock_wait: Duration::from_secs(5),
+            // Far above what one batch writes (a catch-up run's few MiB of leaves, sled's
+            // log buffers and 512 KiB segments), small beside any real data volume.
+            min_free: 64 << 20,
         }
     }
 }
@@ -113,7 +121,13 @@ pub(crate) struct Counters {
 
 #[derive(Debug)]
 pub(crate) struct Inner {
-    pub(crate) db: sled::Db,
+    /// The database handle; `None` only while a failed handle is being replaced (`reopen`),
+    /// or after a reopen failed, until the next write tries again. Readers take a clone of
+    /// it ([`Store::db`]) and hold no lock while they read.
+    pub(crate) db: RwLock<Option<sled::Db>>,
+    /// Where the store lives and how it was opened, for the watermark and for a reopen.
+    pub(crate) path: PathBuf,
+    pub(crate) options: StoreOptions,
     /// The folder of the leaf data files.
     pub(crate) leaf_dir: PathBuf,
     /// The last leaf blocks read, decompressed.
@@ -125,6 +139,11 @@ pub(crate) struct Inner {
     /// Set when sled failed inside `apply_batch`: its in-memory tree may then hold part of a
     /// batch that recovery would drop, so nothing more is written until a reopen.
     pub(crate) poisoned: AtomicBool,
+    /// Why the handle failed (a sled write or flush error, a flush past its deadline), until
+    /// the reopen that clears it; a failed handle is also poisoned.
+    pub(crate) failure: Mutex<Option<String>>,
+    /// Reopens of a failed handle so far.
+    pub(crate) reopened: AtomicU64,
 }
 
 /// The node's database: one sled tree with keyspace-prefixed keys. Cheap to clone; all clones
@@ -164,19 +183,36 @@ impl Store {
         };
         let store = Store {
             inner: Arc::new(Inner {
-                db,
+                db: RwLock::new(Some(db.clone())),
+                path: path.to_owned(),
+                options: options.clone(),
                 leaf_dir,
                 blocks: BlockCache::default(),
                 writer: Mutex::new(counters),
                 origins: RwLock::new(table),
                 change_head: AtomicU64::new(change_head),
                 poisoned: AtomicBool::new(false),
+                failure: Mutex::new(None),
+                reopened: AtomicU64::new(0),
             }),
         };
+        // The open checks hold a clone of the handle: dropped with the store if they fail.
+        drop(db);
         for (name, state) in store.origins() {
             store.check_origin(&name, state)?;
         }
         Ok(store)
+    }
+
+    /// A handle of the database, for one read or write. Refused while the store is closed
+    /// after a failure (see `reopen`).
+    pub(crate) fn db(&self) -> Result<sled::Db, StoreError> {
+        let slot = self.inner.db.read().unwrap_or_else(|e| e.into_inner());
+        slot.clone().ok_or_else(|| StoreError::Failed {
+            why: self
+                .failure()
+                .unwrap_or_else(|| "the store is closed".to_owned()),
+        })
     }
 
     /// Cheap consistency check run at open: the last leaf is in its file and hashes to the
@@ -189,7 +225,8 @@ impl Store {
             let id = table.by_name[name].id;
             (id, Arc::clone(&table.files[id as usize]))
         };
-        let reader = leaves::Reader::new(&self.inner.db, id, name, &file, &self.inner.blocks);
+        let db = self.db()?;
+        let reader = leaves::Reader::new(&db, id, name, &file, &self.inner.blocks);
         if let Some(last) = state.size.checked_sub(1) {
             let leaf = reader.leaf(last)?;
             let hashes = self.hash_reader(name);
@@ -275,8 +312,8 @@ impl Store {
     pub fn leaf(&self, origin: &str, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
         match self.leaf_file(origin) {
             Some((id, size, file)) if seq < size => {
-                let reader =
-                    leaves::Reader::new(&self.inner.db, id, origin, &file, &self.inner.blocks);
+                let db = self.db()?;
+                let reader = leaves::Reader::new(&db, id, origin, &file, &self.inner.blocks);
                 reader.leaf(seq).map(Some)
             }
             _ => Ok(None),
@@ -293,7 +330,7 @@ impl Store {
         match self.leaf_file(origin) {
             Some((id, size, file)) if start < size => {
                 let n = (size - start).min(u64::try_from(limit).unwrap_or(u64::MAX));
-                leaves::Reader::new(&self.inner.db, id, origin, &file, &self.inner.blocks)
+                leaves::Reader::new(&self.db()?, id, origin, &file, &self.inner.blocks)
                     .leaves(start, n)
             }
             _ => Ok(Vec::new()),
@@ -301,9 +338,9 @@ impl Store {
     }
 
     /// A [`HashReader`](credex_core::merkle::HashReader) over `origin`'s committed tree hashes, for roots and proofs.
-    pub fn hash_reader(&self, origin: &str) -> OriginHashes<'_> {
+    pub fn hash_reader(&self, origin: &str) -> OriginHashes {
         OriginHashes {
-            db: &self.inner.db,
+            db: self.db().ok(),
             id: self.origin_id(origin),
         }
     }
@@ -319,8 +356,7 @@ impl Store {
             return Ok(None);
         };
         Ok(self
-            .inner
-            .db
+            .db()?
             .get(keys::id_u64(keys::CHECKPOINT_AT, id, size))?
             .map(|v| v.to_vec()))
     }
@@ -355,7 +391,7 @@ impl Store {
         let Some(id) = self.origin_id(origin) else {
             return Ok(None);
         };
-        let Some(v) = self.inner.db.get(keys::id(prefix, id))? else {
+        let Some(v) = self.db()?.get(keys::id(prefix, id))? else {
             return Ok(None);
         };
         let (size, note) = or_corrupt(codec::decode_sized_note(&v), || {
@@ -385,11 +421,7 @@ impl Store {
         let Some(id) = self.origin_id(origin) else {
             return Ok(None);
         };
-        let Some(v) = self
-            .inner
-            .db
-            .get(keys::id_str(keys::RECORD, id, record_id))?
-        else {
+        let Some(v) = self.db()?.get(keys::id_str(keys::RECORD, id, record_id))? else {
             return Ok(None);
         };
         let rec = decode_record(&v, origin, record_id)?;
@@ -416,7 +448,7 @@ impl Store {
         }
         let prefix = keys::versions_prefix(id, record_id);
         let mut out = Vec::new();
-        for item in self.inner.db.scan_prefix(&prefix) {
+        for item in self.db()?.scan_prefix(&prefix) {
             let (k, _) = item?;
             let tail = &k[prefix.len()..];
             let loc = or_corrupt(
@@ -439,7 +471,7 @@ impl Store {
     pub fn due(&self, day: u32, limit: usize) -> Result<Vec<(u32, String, String)>, StoreError> {
         let end = keys::due(day.saturating_add(1), 0, "");
         let mut out = Vec::new();
-        for item in self.inner.db.range(vec![keys::DUE]..end) {
+        for item in self.db()?.range(vec![keys::DUE]..end) {
             if out.len() >= limit {
                 break;
             }
@@ -460,8 +492,9 @@ impl Store {
             return Ok(Vec::new());
         }
         let prefix = keys::subject_prefix(subject_key);
+        let db = self.db()?;
         let mut hits = Vec::new();
-        for item in self.inner.db.scan_prefix(&prefix) {
+        for item in db.scan_prefix(&prefix) {
             let (k, _) = item?;
             let (id, record_id) = or_corrupt(keys::split_subject(&k, prefix.len()), || {
                 format!("subject index key under {subject_key:?}")
@@ -470,10 +503,7 @@ impl Store {
             let origin = or_corrupt(origin, || {
                 format!("subject {subject_key:?} names unknown origin id {id}")
             })?;
-            let v = self
-                .inner
-                .db
-                .get(keys::id_str(keys::RECORD, id, &record_id))?;
+            let v = db.get(keys::id_str(keys::RECORD, id, &record_id))?;
             let v = or_corrupt(v, || {
                 format!(
                     "subject {subject_key:?} names record {record_id} of {origin}, which is not indexed"
@@ -495,7 +525,7 @@ impl Store {
         let Some(id) = self.origin_id(origin) else {
             return Ok(None);
         };
-        let Some(v) = self.inner.db.get(keys::id_u64(keys::INVALID, id, seq))? else {
+        let Some(v) = self.db()?.get(keys::id_u64(keys::INVALID, id, seq))? else {
             return Ok(None);
         };
         or_corrupt(codec::decode_str(&v).map(Some), || {
@@ -545,7 +575,7 @@ impl Store {
             _ => prefix.clone(),
         };
         let mut out = Vec::new();
-        for item in self.inner.db.range(start.max(prefix.clone())..) {
+        for item in self.db()?.range(start.max(prefix.clone())..) {
             if out.len() >= limit {
                 break;
             }
@@ -566,7 +596,7 @@ impl Store {
     /// Number of quarantined entries per reason code.
     pub fn quarantine_counts(&self) -> Result<BTreeMap<String, u64>, StoreError> {
         let mut counts = BTreeMap::new();
-        for item in self.inner.db.scan_prefix([keys::QUARANTINE_COUNT]) {
+        for item in self.db()?.scan_prefix([keys::QUARANTINE_COUNT]) {
             let (k, v) = item?;
             let reason = or_corrupt(codec::decode_str(&k[1..]), || "quarantine reason".into())?;
             let n = or_corrupt(codec::decode_u64(&v), || {
@@ -580,16 +610,14 @@ impl Store {
     /// The opaque state kept for peer city `peer`.
     pub fn peer(&self, peer: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
-            .inner
-            .db
+            .db()?
             .get(keys::named(keys::PEER, peer))?
             .map(|v| v.to_vec()))
     }
 
     /// Every peer's opaque state, by peer name.
     pub fn peers(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        self.inner
-            .db
+        self.db()?
             .scan_prefix([keys::PEER])
             .map(|item| {
                 let (k, v) = item?;
@@ -603,17 +631,12 @@ impl Store {
     pub fn changes(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         // From the block holding `from` (the last one starting at or before it) on.
         let at = keys::u64_key(keys::CHANGE, from);
-        let start = match self
-            .inner
-            .db
-            .range(&[keys::CHANGE][..]..=&at[..])
-            .next_back()
-        {
+        let start = match self.db()?.range(&[keys::CHANGE][..]..=&at[..]).next_back() {
             Some(item) => item?.0.to_vec(),
             None => at.to_vec(),
         };
         let mut out = Vec::new();
-        for item in self.inner.db.range(start..) {
+        for item in self.db()?.range(start..) {
             let (k, v) = item?;
             if k.first() != Some(&keys::CHANGE) || out.len() >= limit {
                 break;
@@ -656,7 +679,7 @@ impl Store {
     /// Bytes the database occupies on disk: sled's files and the leaf data files.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         let files: Vec<_> = self.table().files.clone();
-        let mut total = self.inner.db.size_on_disk()?;
+        let mut total = self.db()?.size_on_disk()?;
         for file in files {
             total += file.len()?;
         }
@@ -666,16 +689,98 @@ impl Store {
     /// Makes every applied batch durable (fsync). Call once per batch before acknowledging it.
     /// The leaves of an applied batch are already durable (apply syncs them), so this is sled's
     /// flush alone.
+    ///
+    /// A flush that fails leaves sled's handle failed for good (sled 0.34 keeps the error):
+    /// the store closes it and reopens on the next write (see `reopen`).
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.inner.db.flush()?;
+        self.db()?.flush().map_err(|e| self.fail(e, "flush"))?;
         Ok(())
     }
 
     /// [`Store::flush`] without blocking the caller's thread: sled runs the fsync on its own
-    /// thread pool.
+    /// thread pool. Unbounded: a sled whose log write failed can leave it waiting for ever
+    /// (sled 0.34.7 `make_stable`); a caller holding locks uses [`Store::flush_within`].
     pub async fn flush_async(&self) -> Result<(), StoreError> {
-        self.inner.db.flush_async().await?;
+        let db = self.db()?;
+        db.flush_async().await.map_err(|e| self.fail(e, "flush"))?;
         Ok(())
+    }
+
+    /// [`Store::flush`] with a deadline: the fsync runs on a thread of its own, and if it has
+    /// not finished after `deadline` the handle is treated as failed
+    /// ([`StoreError::FlushTimeout`]; the thread is left to finish or not) and reopened on
+    /// the next write. Blocks the caller's thread up to `deadline`.
+    pub fn flush_within(&self, deadline: Duration) -> Result<(), StoreError> {
+        let db = self.db()?;
+        let (done, result) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("credex-store-flush".to_owned())
+            .spawn(move || {
+                let _ = done.send(db.flush());
+            })
+            .map_err(|e| StoreError::Failed {
+                why: format!("cannot start a flush thread: {e}"),
+            })?;
+        match result.recv_timeout(deadline) {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(self.fail(e, "flush")),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                self.mark_failed(format!(
+                    "a flush outlasted its {} s deadline",
+                    deadline.as_secs_f32()
+                ));
+                Err(StoreError::FlushTimeout { after: deadline })
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let why = "the flush thread ended without an answer".to_owned();
+                self.mark_failed(why.clone());
+                Err(StoreError::Failed { why })
+            }
+        }
+    }
+
+    /// Marks the handle failed because sled answered `e` to `what`, and returns `e`: sled
+    /// 0.34 keeps a failed log write as its handle's global error, so the handle is done.
+    pub(crate) fn fail(&self, e: sled::Error, what: &str) -> StoreError {
+        self.mark_failed(format!("{what}: {e}"));
+        e.into()
+    }
+
+    pub(crate) fn mark_failed(&self, why: String) {
+        self.inner.poisoned.store(true, Ordering::Release);
+        let mut failure = self.inner.failure.lock().unwrap_or_else(|e| e.into_inner());
+        if failure.is_none() {
+            tracing::error!(failure = %why, "store handle failed; the next write reopens it once the disk has room");
+            *failure = Some(why);
+        }
+    }
+
+    /// Why the handle failed, while it waits to be reopened.
+    pub fn failure(&self) -> Option<String> {
+        self.inner
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The store's directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// How many times a failed handle was reopened since the store was opened.
+    pub fn reopens(&self) -> u64 {
+        self.inner.reopened.load(Ordering::Acquire)
+    }
+
+    /// The store's volume against the margin kept free, and whether the handle has failed.
+    pub fn space(&self) -> Result<Space, StoreError> {
+        Ok(Space {
+            free: space::free_bytes(&self.inner.path)?,
+            min_free: self.inner.options.min_free,
+            failed: self.failure(),
+        })
     }
 
     /// Scans `prefix ‖ u64` keys from `from`, returning (u64, value).
@@ -688,7 +793,7 @@ impl Store {
         let mut start = prefix.to_vec();
         start.extend_from_slice(&from.to_be_bytes());
         let mut out = Vec::new();
-        for item in self.inner.db.range(start..) {
+        for item in self.db()?.range(start..) {
             if out.len() >= limit {
                 break;
             }

@@ -170,8 +170,8 @@ fn tree_hashes_spanning_many_pages_match_the_in_memory_tree() {
     let pages = count.div_ceil(crate::hashes::PAGE);
     for page in 0..pages {
         let value = store
-            .inner
-            .db
+            .db()
+            .unwrap()
             .get(crate::hashes::page_key(0, page))
             .unwrap()
             .unwrap();
@@ -1001,8 +1001,8 @@ fn leaves_live_in_compressed_blocks_in_one_file_per_origin() {
     // The second batch's 9,000 leaves (about 300 KiB) make several blocks, a block never spans
     // two batches, and every leaf reads back from either side of a boundary.
     let firsts: Vec<u64> = store
-        .inner
-        .db
+        .db()
+        .unwrap()
         .scan_prefix(keys::id(keys::LEAF_BLOCK, 0))
         .map(|item| keys::trailing_u64(&item.unwrap().0).unwrap())
         .collect();
@@ -1022,7 +1022,7 @@ fn leaves_live_in_compressed_blocks_in_one_file_per_origin() {
         }
     }
     // No leaf bytes are in sled: its values are metadata, hashes and offsets.
-    for item in store.inner.db.iter() {
+    for item in store.db().unwrap().iter() {
         let (_, v) = item.unwrap();
         assert!(
             !v.windows(CS.len()).any(|w| w == CS.as_bytes()),
@@ -1392,4 +1392,136 @@ fn access_log_is_append_only_numbered_and_paged_across_reopen() {
     );
     assert_eq!(store.accesses(1, 1).unwrap(), vec![(1, access(1))]);
     assert_eq!(store.accesses(3, 10).unwrap(), vec![]);
+}
+
+/// A store whose volume must keep `min_free` bytes free.
+fn open_with_margin(dir: &TempDir, min_free: u64) -> Store {
+    let options = StoreOptions {
+        min_free,
+        ..StoreOptions::default()
+    };
+    Store::open_with(dir.path(), &options).expect("open store")
+}
+
+#[test]
+fn a_write_below_the_free_space_margin_is_refused_with_nothing_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with_margin(&dir, 0);
+    append(&store, CS, 2);
+    store.flush().unwrap();
+    let file_before = file_len(&data_file(&dir, 0));
+    let free = crate::space::free_bytes(dir.path()).unwrap();
+    let sled_keys = |store: &Store| store.db().unwrap().iter().keys().count();
+    let keys_before = sled_keys(&store);
+    let store = {
+        drop(store);
+        // A margin no volume has: every write is refused.
+        open_with_margin(&dir, u64::MAX)
+    };
+    let batch = || {
+        let mut batch = WriteBatch::new();
+        batch.append(CS, 2, leaf(CS, 2)).append(WH, 0, leaf(WH, 0));
+        batch.put_peer("wuhan", b"state".to_vec());
+        batch
+    };
+    match store.apply(batch()) {
+        Err(e @ StoreError::DiskFull { .. }) => {
+            assert!(e.is_disk_full());
+            let StoreError::DiskFull {
+                path,
+                free: reported,
+                needed,
+            } = &e
+            else {
+                unreachable!()
+            };
+            assert_eq!(path, dir.path());
+            assert_eq!(*needed, u64::MAX);
+            // Other processes write to the same volume meanwhile: near, not equal.
+            assert!(reported.abs_diff(free) < 1 << 30, "{reported} vs {free}");
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("disk full: {} has ", dir.path().display()))
+            );
+        }
+        other => panic!("expected DiskFull, got {other:?}"),
+    }
+    // Nothing of the batch anywhere: not in sled, not in a leaf file, not in the tables.
+    assert_eq!(sled_keys(&store), keys_before);
+    assert_eq!(store.origin_state(CS).size, 2);
+    assert_eq!(store.origin_state(WH), OriginState::EMPTY);
+    assert_eq!(file_len(&data_file(&dir, 0)), file_before);
+    assert!(!data_file(&dir, 1).exists());
+    assert_eq!(store.peer("wuhan").unwrap(), None);
+    let space = store.space().unwrap();
+    assert!(space.full() && space.min_free == u64::MAX && space.failed.is_none());
+    // Reads go on.
+    assert_eq!(store.leaves(CS, 0, 10).unwrap().len(), 2);
+
+    // With the margin lowered the same batch goes through.
+    drop(store);
+    let store = open_with_margin(&dir, 1 << 20);
+    assert!(!store.space().unwrap().full());
+    store.apply(batch()).expect("apply above the margin");
+    assert_eq!(store.origin_state(CS).size, 3);
+    assert_eq!(store.leaves(WH, 0, 10).unwrap(), vec![leaf(WH, 0)]);
+    assert_eq!(store.peer("wuhan").unwrap(), Some(b"state".to_vec()));
+}
+
+#[test]
+fn a_failed_handle_is_reopened_in_place_by_the_next_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with_margin(&dir, 0);
+    append(&store, CS, 3);
+    store.flush().unwrap();
+    // A clone, as the node hands to its blocking tasks: it must see the new handle too.
+    let clone = store.clone();
+    let before = store.origin_state(CS);
+    // As after a write that met ENOSPC: the leaf file has a torn tail past the committed end
+    // and sled's handle is failed.
+    {
+        use std::io::Write as _;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data_file(&dir, 0))
+            .unwrap();
+        file.write_all(b"torn tail of a batch sled never took")
+            .unwrap();
+    }
+    store.mark_failed("write: No space left on device".to_owned());
+    let space = store.space().unwrap();
+    assert_eq!(
+        space.failed.as_deref(),
+        Some("write: No space left on device")
+    );
+    // Reads are answered meanwhile, from the old handle.
+    assert_eq!(store.leaves(CS, 0, 10).unwrap().len(), 3);
+    assert_eq!(store.reopens(), 0);
+
+    append(&clone, CS, 2);
+    assert_eq!(store.reopens(), 1);
+    assert_eq!(store.failure(), None);
+    assert_eq!(store.space().unwrap().failed, None);
+    // The reopen cut the torn tail before the new leaves went in after the committed end.
+    let file = std::fs::read(data_file(&dir, 0)).unwrap();
+    assert!(
+        !file.windows(9).any(|w| w == b"torn tail"),
+        "the torn tail is gone from the file"
+    );
+    assert_eq!(
+        store.leaves(CS, 0, 10).unwrap(),
+        (0..5).map(|seq| leaf(CS, seq)).collect::<Vec<_>>()
+    );
+    let state = store.origin_state(CS);
+    assert_eq!(state.size, 5);
+    assert_eq!(state.root, memory_tree(CS, 5).root());
+    assert_ne!(state.root, before.root);
+    assert_eq!(
+        store.leaves(CS, 0, 10).unwrap(),
+        (0..5).map(|seq| leaf(CS, seq)).collect::<Vec<_>>()
+    );
+    store.flush().unwrap();
+    drop((store, clone));
+    let store = open_with_margin(&dir, 0);
+    assert_eq!(store.origin_state(CS).size, 5);
 }

@@ -90,6 +90,27 @@ pub fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// The line a status gets while its node's store takes no writes.
+fn storage_line(storage: &credex_proto::v1::StorageStatus) -> String {
+    // Rounded down, as the node's refusal: free space just under the margin reads below it.
+    let mib = |b: u64| {
+        let tenths = (u128::from(b) * 10) >> 20;
+        format!("{}.{}", tenths / 10, tenths % 10)
+    };
+    let mut line = String::new();
+    if storage.full {
+        line.push_str(&format!(
+            "STORAGE FULL: {} MiB free, below the {} MiB kept free; writes refused until space returns\n",
+            mib(storage.free_bytes),
+            mib(storage.min_free_bytes)
+        ));
+    }
+    if !storage.failed.is_empty() {
+        line.push_str(&format!("STORAGE FAILED: {}\n", storage.failed));
+    }
+    line
+}
+
 /// A status as text; times are shown relative to `now_millis`.
 pub fn render(s: &StatusResponse, now_millis: i64) -> String {
     let view = s.view.unwrap_or_default();
@@ -110,6 +131,13 @@ pub fn render(s: &StatusResponse, now_millis: i64) -> String {
         view.excluded,
         s.invalid_entries
     );
+    if let Some(storage) = s
+        .storage
+        .as_ref()
+        .filter(|st| st.full || !st.failed.is_empty())
+    {
+        out.push_str(&storage_line(storage));
+    }
     let mut peers = Table::new(&[
         "PEER",
         "ADDRESS",
@@ -342,7 +370,41 @@ mod tests {
                 current: true,
             }),
             invalid_entries: 0,
+            storage: None,
         }
+    }
+
+    #[test]
+    fn a_store_that_takes_no_writes_is_said_under_the_first_line() {
+        let full = StatusResponse {
+            storage: Some(credex_proto::v1::StorageStatus {
+                free_bytes: 3 << 19,
+                min_free_bytes: 8 << 20,
+                full: true,
+                failed: "write: No space left on device".into(),
+            }),
+            ..sample()
+        };
+        let text = render(&full, 100_000);
+        let lines: Vec<&str> = text.lines().skip(1).take(2).collect();
+        assert_eq!(
+            lines,
+            [
+                "STORAGE FULL: 1.5 MiB free, below the 8.0 MiB kept free; writes refused until space returns",
+                "STORAGE FAILED: write: No space left on device",
+            ]
+        );
+        // A store that takes writes adds nothing.
+        let healthy = StatusResponse {
+            storage: Some(credex_proto::v1::StorageStatus {
+                free_bytes: 100 << 20,
+                min_free_bytes: 8 << 20,
+                full: false,
+                failed: String::new(),
+            }),
+            ..sample()
+        };
+        assert_eq!(render(&healthy, 100_000), render(&sample(), 100_000));
     }
 
     #[test]

@@ -225,6 +225,8 @@ async fn healthz() -> &'static str {
 
 async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
     refresh_view_counts(&state).await;
+    // Sets the storage gauges; a failure to look shows as their last values.
+    let _ = state.engine.storage();
     (
         [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
         state.engine.metrics().encode(),
@@ -268,7 +270,8 @@ pub fn list_name(list: pb::ListKind) -> &'static str {
     }
 }
 
-/// `/readyz`: 200 when the node serves, its store answers and every origin's view is within
+/// `/readyz`: 200 when the node serves, its store answers and takes writes (its volume above
+/// `storage.min_free_mb`, its handle not failed), and every origin's view is within
 /// `admin.ready_max_lag` entries of the largest checkpoint seen of it; else 503 with the
 /// reasons. A forked origin does not count: the node has stopped taking it on purpose, it
 /// will not catch up by waiting, and `credex_origin_forked` alerts on it.
@@ -292,16 +295,17 @@ async fn not_ready(state: &AdminState) -> Vec<String> {
     if *state.shutdown.borrow() {
         return vec!["the node is shutting down".to_owned()];
     }
+    // A node that takes no writes is not ready: its views stand still however near they are.
+    let storage = state.engine.storage_refusal();
     let engine = state.engine.clone();
     let figures = match tokio::task::spawn_blocking(move || engine.origin_figures()).await {
         Ok(Ok(figures)) => figures,
         Ok(Err(e)) => return vec![format!("reading the store: {e}")],
         Err(e) => return vec![format!("reading the store: {e}")],
     };
-    figures
+    storage
         .into_iter()
-        .filter(|o| !o.forked)
-        .filter_map(|o| {
+        .chain(figures.into_iter().filter(|o| !o.forked).filter_map(|o| {
             let behind = o.best_seen_size.saturating_sub(o.indexed_size);
             (behind > state.ready_max_lag).then(|| {
                 format!(
@@ -310,7 +314,7 @@ async fn not_ready(state: &AdminState) -> Vec<String> {
                     o.origin, o.best_seen_size, state.ready_max_lag
                 )
             })
-        })
+        }))
         .collect()
 }
 

@@ -65,7 +65,7 @@ impl Engine {
         });
         let _writer = self.write_lock.lock().await;
         self.store.apply(batch)?;
-        self.store.flush_async().await?;
+        self.flush_durable().await?;
         Ok(())
     }
 

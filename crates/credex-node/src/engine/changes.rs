@@ -296,7 +296,7 @@ impl Engine {
                 }
             }
             self.store.apply(batch)?;
-            self.store.flush_async().await?;
+            self.flush_durable().await?;
             drop(writer);
             self.announce();
         }

@@ -342,7 +342,7 @@ impl Engine {
         let mut batch = WriteBatch::new();
         batch.set_checkpoint(origin, size, merged);
         self.store.apply(batch)?;
-        self.store.flush_async().await?;
+        self.flush_durable().await?;
         drop(_writer);
         info!(
             origin,

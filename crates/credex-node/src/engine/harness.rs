@@ -13,7 +13,7 @@ use credex_core::note::{self, Checkpoint};
 use credex_core::pb;
 use credex_core::policy::RecognitionPolicy;
 use credex_core::rules::Rules;
-use credex_store::Store;
+use credex_store::{Store, StoreOptions};
 use tempfile::TempDir;
 
 use super::checkpoints::SentProof;
@@ -46,6 +46,16 @@ fn keys(name: &str, city: &str) -> (SigningKeyPair, SigningKeyPair) {
 
 /// The node of consortium `consortium` with `rules`, its clock at `clock`.
 pub(super) fn test_engine(consortium: &str, rules: Rules, clock: FixedClock) -> TestEngine {
+    test_engine_with(consortium, rules, clock, &StoreOptions::default())
+}
+
+/// [`test_engine`] on a store opened with `options`.
+pub(super) fn test_engine_with(
+    consortium: &str,
+    rules: Rules,
+    clock: FixedClock,
+    options: &StoreOptions,
+) -> TestEngine {
     let dir = tempfile::tempdir().expect("temp dir");
     let (node_log, node_witness) = keys(consortium, NODE);
     let (peer_log, peer_witness) = keys(consortium, PEER);
@@ -71,7 +81,7 @@ pub(super) fn test_engine(consortium: &str, rules: Rules, clock: FixedClock) -> 
         policy: RecognitionPolicy::recognise_all(NODE),
         rules,
         clock: clock.clone(),
-        store: Store::open(&dir.path().join("store")).expect("store"),
+        store: Store::open_with(&dir.path().join("store"), options).expect("store"),
         batch_max_entries: 256,
     })
     .expect("engine");

@@ -214,7 +214,7 @@ impl Engine {
         tokio::task::spawn_blocking(move || store.apply(batch))
             .await
             .map_err(|e| EngineError::Internal(format!("store apply task: {e}")))??;
-        self.store.flush_async().await?;
+        self.flush_durable().await?;
         drop(writer);
         self.metrics.count_invalid(origin, invalid);
         let now = self.clock.now_millis();

@@ -349,7 +349,7 @@ impl Engine {
         from: &str,
         outcome: &mut IngestOutcome,
     ) -> Result<(), EngineError> {
-        self.store.flush_async().await?;
+        self.flush_durable().await?;
         let (last, _) = roots.last().expect("a root to append under");
         self.consume_pending(origin, *last);
         for (size, _) in roots {
@@ -375,7 +375,7 @@ impl Engine {
         tokio::task::spawn_blocking(move || store.apply(batch))
             .await
             .map_err(|e| EngineError::Internal(format!("store apply task: {e}")))??;
-        self.store.flush_async().await?;
+        self.flush_durable().await?;
         Ok(())
     }
 }

@@ -251,9 +251,8 @@ struct Staged {
 /// Answers every request of a batch that failed to commit.
 fn fail(accepted: Vec<Accepted>, error: &EngineError) {
     warn!(%error, "publish batch failed");
-    let message = error.to_string();
     for (reply, _) in accepted {
-        let _ = reply.send(Err(EngineError::Internal(message.clone())));
+        let _ = reply.send(Err(error.for_each_waiter()));
     }
 }
 
@@ -299,7 +298,7 @@ impl Engine {
         let Staged { accepted, log } = staged;
         let committed = match &log {
             Appended::Log(log) => self.commit_appended(log).await,
-            Appended::Nothing { .. } => self.store.flush_async().await.map_err(EngineError::from),
+            Appended::Nothing { .. } => self.flush_durable().await,
         };
         let tree_size = match &log {
             Appended::Log(log) => log.size,
@@ -525,7 +524,7 @@ impl Engine {
     /// already hold. No lock is needed: only the publish task stores this city's checkpoints at
     /// new sizes, one batch after the other, and the store serialises applies.
     async fn commit_appended(&self, log: &credex_store::OriginState) -> Result<(), EngineError> {
-        self.store.flush_async().await?;
+        self.flush_durable().await?;
         self.store_own_checkpoint(log)
     }
 

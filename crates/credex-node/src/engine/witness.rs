@@ -103,7 +103,7 @@ impl Engine {
         let mut batch = WriteBatch::new();
         batch.set_witness(&origin, cp.size, note.to_vec());
         self.store.apply(batch)?;
-        self.store.flush_async().await?;
+        self.flush_durable().await?;
         info!(origin, size = cp.size, "cosigned");
         Ok(WitnessAnswer::Cosigned(line))
     }
