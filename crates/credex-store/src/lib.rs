@@ -43,9 +43,9 @@
 //! the store has a single writer. Integers in keys are big-endian and fixed width so scans run
 //! in numeric order; origins are interned to a dense `u32` id so block and hash keys are 13
 //! bytes. Tree hashes are packed 256 to a value and leaves indexed by block, so a batch of 256
-//! appends writes a handful of sled keys for the log, not one or three per entry. sled's node
-//! pages are zstd-compressed (its `compression` feature): index keys repeat most of their bytes
-//! from key to key.
+//! appends writes a handful of sled keys for the log, not one or three per entry. sled's own
+//! page compression is off: it costs a fresh zstd context per log message, which the view's
+//! indexer and publish pay per entry (ARCHITECTURE.md "Performance").
 //!
 //! | byte | key                                    | value                                          |
 //! |------|----------------------------------------|------------------------------------------------|
@@ -75,7 +75,7 @@
 //! Layout `credex-store/1` kept every leaf as a sled value under 0x02; `credex-store/2` had no
 //! indexed mark (every appended entry was indexed in its own batch); `credex-store/3` kept one
 //! view change per key; `credex-store/4` kept the leaves uncompressed, each leaf's end offset
-//! under 0x02 (256 to a value), and sled's pages uncompressed. A database in that or
+//! under 0x02 (256 to a value). A database in that or
 //! any other layout is refused with [`StoreError::UnsupportedFormat`]; there is no migration (a
 //! node can resync its peers' logs into a new store, its own log from a peer that holds it).
 //!

@@ -817,19 +817,10 @@ fn decode_record(v: &[u8], origin: &str, record_id: &str) -> Result<RecordValue,
     })
 }
 
-/// zstd level of the messages sled writes to its log (node pages and their deltas). Index keys
-/// and values repeat most of their bytes from key to key, which sled's own encoding leaves in
-/// place: compressed, sled's files hold 733 bytes an entry instead of 1,317. Its CPU cost (about
-/// 20 µs per insert) is a fresh zstd context per message, which level 1 does not make cheaper
-/// (ARCHITECTURE.md "Performance").
-pub(crate) const COMPRESSION_FACTOR: i32 = 3;
-
 pub(crate) fn open_db(path: &Path, options: &StoreOptions) -> Result<sled::Db, StoreError> {
     let config = sled::Config::new()
         .path(path)
         .cache_capacity(options.cache_capacity)
-        .use_compression(true)
-        .compression_factor(COMPRESSION_FACTOR)
         .mode(sled::Mode::HighThroughput);
     let deadline = Instant::now() + options.lock_wait;
     loop {
@@ -842,17 +833,6 @@ pub(crate) fn open_db(path: &Path, options: &StoreOptions) -> Result<sled::Db, S
                     });
                 }
                 std::thread::sleep(Duration::from_millis(5));
-            }
-            // Written without compression: a layout before 5, which `check_format` names.
-            Err(sled::Error::Unsupported(why)) => {
-                let plain = sled::Config::new()
-                    .path(path)
-                    .open()
-                    .map_err(|_| StoreError::Sled(sled::Error::Unsupported(why)))?;
-                check_format(&plain)?;
-                return Err(StoreError::corrupt(
-                    "sled's storage parameters differ from this layout's",
-                ));
             }
             other => return Ok(other?),
         }
