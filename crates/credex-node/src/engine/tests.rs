@@ -102,6 +102,17 @@ impl Harness {
         self.engine.store.origin_state(ORIGIN).size
     }
 
+    /// The origin's quarantined entries: (seq, reason), in arrival order.
+    fn quarantine_reasons(&self) -> Vec<(u64, String)> {
+        self.engine
+            .store
+            .quarantined(Some(ORIGIN), None, 10)
+            .unwrap()
+            .into_iter()
+            .map(|q| (q.record.seq, q.record.reason))
+            .collect()
+    }
+
     fn forked(&self) -> bool {
         self.engine.store.origin_state(ORIGIN).forked
     }
@@ -217,16 +228,8 @@ async fn a_run_whose_later_root_fails_keeps_what_the_earlier_signed_roots_cover(
     assert!(outcome.unsigned);
     assert_eq!((outcome.appended, outcome.quarantined, h.size()), (4, 4, 4));
     assert_eq!(h.engine.store.origin_state(ORIGIN).root, log.root(4));
-    let reasons: Vec<(u64, String)> = h
-        .engine
-        .store
-        .quarantined(Some(ORIGIN), None, 10)
-        .unwrap()
-        .into_iter()
-        .map(|q| (q.record.seq, q.record.reason))
-        .collect();
     assert_eq!(
-        reasons,
+        h.quarantine_reasons(),
         [
             (4, "unsigned_root".to_owned()),
             (5, "unsigned_root".to_owned()),
@@ -276,16 +279,8 @@ async fn uncovered_entries_are_quarantined_with_their_own_fault_where_they_have_
     let outcome = h.engine.commit(&mut inbox, "hefei").await.unwrap();
     assert!(outcome.unsigned);
     assert_eq!((outcome.appended, outcome.quarantined, h.size()), (0, 4, 0));
-    let reasons: Vec<(u64, String)> = h
-        .engine
-        .store
-        .quarantined(Some(ORIGIN), None, 10)
-        .unwrap()
-        .into_iter()
-        .map(|q| (q.record.seq, q.record.reason))
-        .collect();
     assert_eq!(
-        reasons,
+        h.quarantine_reasons(),
         [
             (0, "unsigned_root".to_owned()),
             (1, "wrong_seq".to_owned()),
