@@ -123,7 +123,6 @@ impl Engine {
         let writer = self.write_lock.lock().await;
         self.take_held(inbox, from, &mut outcome).await?;
         let origin = inbox.origin.clone();
-        let mut settled = false;
         while !outcome.forked && !inbox.leaves.is_empty() {
             let size = self.store.origin_state(&origin).size;
             if inbox.first_seq > size {
@@ -141,10 +140,7 @@ impl Engine {
                 .append_signed(inbox, take, &roots, from, &mut outcome)
                 .await?
             {
-                true => {
-                    self.metrics.observe_apply(&origin, started.elapsed());
-                    settled = true;
-                }
+                true => self.metrics.observe_apply(&origin, started.elapsed()),
                 false => break,
             }
         }
@@ -164,7 +160,7 @@ impl Engine {
         if outcome.appended > 0 || outcome.forked {
             self.announce();
         }
-        if settled || outcome.appended > 0 {
+        if outcome.appended > 0 {
             self.settle_checkpoints(&origin).await?;
         }
         Ok(outcome)

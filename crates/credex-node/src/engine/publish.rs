@@ -296,13 +296,9 @@ impl Engine {
     /// before (which may hold them) is durable.
     async fn finish_own(self: Arc<Self>, staged: Staged) {
         let Staged { accepted, log } = staged;
-        let committed = match &log {
-            Appended::Log(log) => self.commit_appended(log).await,
-            Appended::Nothing { .. } => self.flush_durable().await,
-        };
-        let tree_size = match &log {
-            Appended::Log(log) => log.size,
-            Appended::Nothing { size } => *size,
+        let (committed, tree_size) = match &log {
+            Appended::Log(log) => (self.commit_appended(log).await, log.size),
+            Appended::Nothing { size } => (self.flush_durable().await, *size),
         };
         match committed {
             Ok(()) => {
@@ -562,7 +558,7 @@ impl Engine {
                 "signing the checkpoint over entries made durable before the node stopped"
             );
             self.store_own_checkpoint(&log)?;
-            self.store.flush()?;
+            self.store.flush_within(super::storage::FLUSH_DEADLINE)?;
         }
         Ok(())
     }
