@@ -528,12 +528,14 @@ async fn open_stalled(sandbox: &Sandbox) -> Result<tonic::Streaming<pb::SyncFram
     }
 }
 
-/// What the stalled peer asks for: every origin from the start, live, 8 entries a frame.
+/// What the stalled peer asks for: every origin from the start, live, 8 entries a frame,
+/// loose (the frames stay small).
 fn sync_request() -> pb::SyncRequest {
     pb::SyncRequest {
         frontiers: Vec::new(),
         live: true,
         max_batch: 8,
+        accept_packed: false,
     }
 }
 

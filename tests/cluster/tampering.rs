@@ -37,8 +37,14 @@ impl Exchange for TamperingRelay {
         &self,
         request: Request<pb::SyncRequest>,
     ) -> Result<Response<Self::SyncStream>, Status> {
+        // It asks for the entries loose, to flip a byte of one without recompressing a block
+        // (what is inside a packed block reaches the same receive path once unpacked).
+        let request = pb::SyncRequest {
+            accept_packed: false,
+            ..request.into_inner()
+        };
         let mut upstream = ExchangeClient::new(self.upstream.clone())
-            .sync(request.into_inner())
+            .sync(request)
             .await?
             .into_inner();
         let (tx, rx) = tokio::sync::mpsc::channel(4);

@@ -292,6 +292,20 @@ impl Engine {
         self.store.leaves(origin, from, limit)
     }
 
+    /// Leaves `start..end` of `origin` as stored, for a peer that takes them packed
+    /// ([`credex_store::Store::packed_leaves`]).
+    pub fn packed_leaves(
+        &self,
+        origin: &str,
+        start: u64,
+        end: u64,
+        max_entries: u64,
+        max_bytes: usize,
+    ) -> Result<credex_store::PackedRun, StoreError> {
+        self.store
+            .packed_leaves(origin, start, end, max_entries, max_bytes)
+    }
+
     /// Entries of `origin` listed invalid.
     pub fn invalid_count(&self, origin: &str) -> Result<u64, EngineError> {
         Ok(self.store.invalid_entries(origin, 0, usize::MAX)?.len() as u64)

@@ -27,6 +27,8 @@ use tokio::sync::{mpsc, watch};
 use tonic::Status;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use credex_store::{PackedBlock, PackedRun, WireBlock};
+
 use crate::engine::Engine;
 use crate::engine::checkpoints::SentProof;
 use crate::engine::ingest::Inbox;
@@ -249,7 +251,37 @@ async fn serve_frames(
                     return Ok(());
                 }
                 while s.size < next.size {
-                    let limit = frame_entries.min((next.size - s.size) as usize);
+                    // To a peer that takes them, whole blocks as stored; leaves loose where
+                    // a block is cut (up to its end, so the next frame can be packed).
+                    let mut loose_to = next.size;
+                    if request.accept_packed {
+                        let run = engine
+                            .packed_leaves(
+                                &origin,
+                                s.size,
+                                next.size,
+                                frame_entries as u64,
+                                FRAME_BYTES,
+                            )
+                            .map_err(|e| e.to_string())?;
+                        match run {
+                            PackedRun::Blocks(blocks) => {
+                                let n: u64 = blocks.iter().map(|b| u64::from(b.count)).sum();
+                                let frame = pb::sync_frame::Frame::Packed(pb::PackedEntries {
+                                    origin: origin.clone(),
+                                    first_seq: s.size,
+                                    blocks: blocks.into_iter().map(wire_block).collect(),
+                                });
+                                if !send(tx, frame).await {
+                                    return Ok(());
+                                }
+                                s.size += n;
+                                continue;
+                            }
+                            PackedRun::Loose { upto } => loose_to = upto,
+                        }
+                    }
+                    let limit = frame_entries.min((loose_to - s.size) as usize);
                     let mut leaves = engine
                         .leaves(&origin, s.size, limit)
                         .map_err(|e| e.to_string())?;
@@ -303,6 +335,14 @@ async fn serve_frames(
             () = crate::sync::stopped(&mut shutdown) => return Ok(()),
             () = tx.tx.closed() => return Ok(()),
         }
+    }
+}
+
+fn wire_block(b: WireBlock) -> pb::LeafBlock {
+    pb::LeafBlock {
+        count: b.count,
+        raw_len: b.raw_len,
+        zstd: b.zstd,
     }
 }
 
@@ -565,6 +605,26 @@ async fn pull(engine: &Arc<Engine>, link: &PeerLink, peers: &PeerTable) -> Resul
                 Some(pb::sync_frame::Frame::Entries(batch)) => {
                     Staged::Entries(Inbox::new(&batch.origin, batch.first_seq, batch.entries))
                 }
+                Some(pb::sync_frame::Frame::Packed(run)) => {
+                    // Decompressed here, each block bounded by the frame limit before it is
+                    // decompressed; what is inside is authenticated like any entries.
+                    let blocks = run
+                        .blocks
+                        .into_iter()
+                        .map(|b| {
+                            let wire = WireBlock {
+                                count: b.count,
+                                raw_len: b.raw_len,
+                                zstd: b.zstd,
+                            };
+                            PackedBlock::unpack(wire, limits.max_frame_bytes)
+                        })
+                        .collect::<Result<Vec<_>, String>>()
+                        .map_err(|e| {
+                            format!("{}: entries from seq {}: {e}", run.origin, run.first_seq)
+                        })?;
+                    Staged::Entries(Inbox::packed(&run.origin, run.first_seq, blocks))
+                }
                 Some(pb::sync_frame::Frame::Checkpoint(cp)) => {
                     let note = cp.checkpoint.map(|c| c.note).unwrap_or_default();
                     let proof = SentProof {
@@ -681,5 +741,6 @@ pub fn sync_request(engine: &Engine) -> Result<pb::SyncRequest, credex_store::St
         frontiers,
         live: true,
         max_batch: DEFAULT_FRAME_ENTRIES as u32,
+        accept_packed: true,
     })
 }

@@ -15,7 +15,7 @@ use crate::codec::{self, Enc, OriginMeta, RecordValue, or_corrupt};
 use crate::error::StoreError;
 use crate::hashes::{self, Overlay};
 use crate::keys;
-use crate::leaves::{self, Index, LeafFile};
+use crate::leaves::{self, Index, LeafFile, PackedBlock};
 use crate::store::{OriginState, OriginTable, Store};
 
 /// What a successful [`Store::apply`] committed.
@@ -212,6 +212,8 @@ struct Pending {
     /// The leaves the batch appends, compressed into blocks written at `data_start` in one
     /// write when the batch is finished.
     leaves: Vec<Vec<u8>>,
+    /// Packed blocks that hold some of `leaves`, by first seq, ascending: stored as they are.
+    packed: Vec<(u64, Arc<PackedBlock>)>,
 }
 
 /// Leaves to write to one origin's data file before the sled batch commits.
@@ -270,6 +272,7 @@ impl Origins<'_> {
                     witness_size: None,
                     data_start: None,
                     leaves: Vec::new(),
+                    packed: Vec::new(),
                 },
             );
         }
@@ -281,6 +284,14 @@ impl Plan<'_> {
     fn op(&mut self, op: Op) -> Result<(), StoreError> {
         match op {
             Op::Append { origin, seq, leaf } => self.append(&origin, seq, leaf)?,
+            Op::Packed {
+                origin,
+                first,
+                block,
+            } => {
+                let o = self.origins.get(&origin)?;
+                o.packed.push((first, block));
+            }
             Op::SetCheckpoint { origin, size, note } => {
                 let o = self.origins.get(&origin)?;
                 let id = o.meta.id;
@@ -661,6 +672,7 @@ impl Plan<'_> {
                     start_size,
                     at,
                     &o.leaves,
+                    &o.packed,
                     &leaves::file_path(self.leaf_dir, o.meta.id),
                 )?,
                 None => Vec::new(),

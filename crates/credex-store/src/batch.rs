@@ -1,7 +1,11 @@
 //! [`WriteBatch`]: everything one applied batch changes, built up by the node and committed by
 //! [`crate::Store::apply`] in one atomic write.
 
+use std::sync::Arc;
+
 use credex_core::merkle::Hash;
+
+use crate::leaves::PackedBlock;
 
 /// A rejected entry kept with the reason it was rejected (DESIGN.md principle 6: never
 /// silently dropped).
@@ -46,6 +50,12 @@ pub(crate) enum Op {
         origin: String,
         seq: u64,
         leaf: Vec<u8>,
+    },
+    /// The leaves appended from `first` on, as one packed block to store as it is.
+    Packed {
+        origin: String,
+        first: u64,
+        block: Arc<PackedBlock>,
     },
     SetCheckpoint {
         origin: String,
@@ -145,6 +155,21 @@ impl WriteBatch {
             origin: origin.to_owned(),
             seq,
             leaf: leaf.into(),
+        });
+        self
+    }
+
+    /// Appends the leaves of `block` from `seq` on, as [`WriteBatch::append`] does each, and
+    /// stores them in the block as it came: nothing is compressed for them. This is how a
+    /// node stores the blocks a peer served (`PackedEntries`).
+    pub fn append_packed(&mut self, origin: &str, seq: u64, block: PackedBlock) -> &mut Self {
+        for (i, leaf) in block.leaves().enumerate() {
+            self.append(origin, seq + i as u64, leaf);
+        }
+        self.ops.push(Op::Packed {
+            origin: origin.to_owned(),
+            first: seq,
+            block: Arc::new(block),
         });
         self
     }

@@ -162,41 +162,28 @@ impl LeafFile {
 
     /// Reads and decompresses the block `meta` places, checking it holds what the index says.
     fn read_block(&self, meta: &BlockMeta, origin: &str) -> Result<Block, StoreError> {
-        let bad = |why: &str| {
+        let compressed = self.read_compressed(meta, origin)?;
+        Block::unpack(meta.first, meta.count, meta.raw_len, &compressed).map_err(|why| {
             StoreError::corrupt(format!(
                 "origin {origin}: the leaf block of leaves {}..{} {why}",
                 meta.first,
                 meta.next()
             ))
-        };
-        let len = usize::try_from(meta.end - meta.start).map_err(|_| bad("is too large"))?;
+        })
+    }
+
+    /// The block `meta` places as stored: one zstd frame.
+    fn read_compressed(&self, meta: &BlockMeta, origin: &str) -> Result<Vec<u8>, StoreError> {
+        let len = usize::try_from(meta.end - meta.start).map_err(|_| {
+            StoreError::corrupt(format!(
+                "origin {origin}: the leaf block of leaves {}..{} is too large",
+                meta.first,
+                meta.next()
+            ))
+        })?;
         let mut compressed = vec![0; len];
         self.read_exact_at(&mut compressed, meta.start, origin)?;
-        let raw = zstd::block::decompress(&compressed, meta.raw_len as usize)
-            .map_err(|e| bad(&format!("does not decompress: {e}")))?;
-        if raw.len() != meta.raw_len as usize {
-            return Err(bad("decompresses to another length than indexed"));
-        }
-        let mut d = Dec::new(&raw);
-        if d.u32() != Some(meta.count) {
-            return Err(bad("holds another number of leaves than indexed"));
-        }
-        let mut bounds = Vec::with_capacity(meta.count as usize + 1);
-        let mut at = 4 + 4 * meta.count as usize;
-        bounds.push(at);
-        for _ in 0..meta.count {
-            let len = d.u32().ok_or_else(|| bad("is cut short"))?;
-            at = at.saturating_add(len as usize);
-            bounds.push(at);
-        }
-        if at != raw.len() {
-            return Err(bad("has leaf lengths that disagree with its size"));
-        }
-        Ok(Block {
-            first: meta.first,
-            data: raw,
-            bounds,
-        })
+        Ok(compressed)
     }
 
     fn read_exact_at(&self, buf: &mut [u8], at: u64, origin: &str) -> Result<(), StoreError> {
@@ -224,6 +211,45 @@ pub(crate) struct Block {
 }
 
 impl Block {
+    /// Decompresses `compressed`, a block of `count` leaves from seq `first`, `raw_len` bytes
+    /// decompressed, checking it holds exactly that. Never allocates more than `raw_len` (plus
+    /// a bound per leaf), whatever `compressed` says of itself.
+    fn unpack(first: u64, count: u32, raw_len: u32, compressed: &[u8]) -> Result<Block, String> {
+        if count == 0 {
+            return Err("holds no leaves".to_owned());
+        }
+        // Each leaf's length takes 4 bytes of the header: a count the raw length cannot hold
+        // is refused before anything is allocated for it.
+        if 4 + 4 * u64::from(count) > u64::from(raw_len) {
+            return Err(format!("cannot hold {count} leaves in {raw_len} bytes"));
+        }
+        let raw = zstd::block::decompress(compressed, raw_len as usize)
+            .map_err(|e| format!("does not decompress: {e}"))?;
+        if raw.len() != raw_len as usize {
+            return Err("decompresses to another length than indexed".to_owned());
+        }
+        let mut d = Dec::new(&raw);
+        if d.u32() != Some(count) {
+            return Err("holds another number of leaves than indexed".to_owned());
+        }
+        let mut bounds = Vec::with_capacity(count as usize + 1);
+        let mut at = 4 + 4 * count as usize;
+        bounds.push(at);
+        for _ in 0..count {
+            let len = d.u32().ok_or("is cut short")?;
+            at = at.saturating_add(len as usize);
+            bounds.push(at);
+        }
+        if at != raw.len() {
+            return Err("has leaf lengths that disagree with its size".to_owned());
+        }
+        Ok(Block {
+            first,
+            data: raw,
+            bounds,
+        })
+    }
+
     fn leaf(&self, seq: u64) -> &[u8] {
         let i = (seq - self.first) as usize;
         &self.data[self.bounds[i]..self.bounds[i + 1]]
@@ -232,6 +258,70 @@ impl Block {
     /// Seq one past its last leaf.
     fn next(&self) -> u64 {
         self.first + (self.bounds.len() - 1) as u64
+    }
+
+    /// Whether its leaves are `leaves`, byte for byte.
+    fn holds(&self, leaves: &[Vec<u8>]) -> bool {
+        leaves.len() + 1 == self.bounds.len()
+            && leaves
+                .iter()
+                .zip(self.bounds.windows(2))
+                .all(|(leaf, b)| leaf[..] == self.data[b[0]..b[1]])
+    }
+}
+
+/// A leaf block as stored, the form a node serves a run of leaves in to a peer that takes it
+/// (`PackedEntries` in the sync protocol): one zstd frame of `count u32 ‖ count leaf lengths
+/// u32 ‖ the leaves`, `raw_len` bytes decompressed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireBlock {
+    pub count: u32,
+    pub raw_len: u32,
+    pub zstd: Vec<u8>,
+}
+
+/// A [`WireBlock`] received and decompressed: its leaves, which the receiver authenticates like
+/// any others, and its compressed bytes, which [`crate::WriteBatch::append_packed`] stores as
+/// they are, so a node that appends a peer's blocks has nothing to compress.
+#[derive(Debug)]
+pub struct PackedBlock {
+    zstd: Vec<u8>,
+    block: Block,
+}
+
+impl PackedBlock {
+    /// Decompresses `wire`, refusing a block of more than `max_raw` bytes decompressed (before
+    /// decompressing it) and one whose contents disagree with its count and length.
+    pub fn unpack(wire: WireBlock, max_raw: usize) -> Result<PackedBlock, String> {
+        if wire.raw_len as usize > max_raw {
+            return Err(format!(
+                "a leaf block of {} bytes decompressed is over the limit of {max_raw}",
+                wire.raw_len
+            ));
+        }
+        let block = Block::unpack(0, wire.count, wire.raw_len, &wire.zstd)
+            .map_err(|why| format!("a leaf block of {} leaves {why}", wire.count))?;
+        Ok(PackedBlock {
+            zstd: wire.zstd,
+            block,
+        })
+    }
+
+    /// Number of leaves.
+    pub fn count(&self) -> u32 {
+        self.block.next() as u32
+    }
+
+    /// The leaves, in order.
+    pub fn leaves(&self) -> impl ExactSizeIterator<Item = &[u8]> {
+        self.block
+            .bounds
+            .windows(2)
+            .map(|b| &self.block.data[b[0]..b[1]])
+    }
+
+    fn raw_len(&self) -> u32 {
+        u32::try_from(self.block.data.len()).expect("checked against a u32 on unpacking")
     }
 }
 
@@ -383,6 +473,44 @@ impl<'a> Reader<'a> {
         Ok(self.block(seq)?.leaf(seq).to_vec())
     }
 
+    /// The blocks from `start` below `end`, as stored, at most `max_entries` leaves and about
+    /// `max_bytes` of them (one block may be larger); see [`PackedRun`].
+    pub(crate) fn packed(
+        &self,
+        start: u64,
+        end: u64,
+        max_entries: u64,
+        max_bytes: usize,
+    ) -> Result<PackedRun, StoreError> {
+        let mut blocks = Vec::new();
+        let mut bytes = 0;
+        let mut next = start;
+        let range = block_key(self.index.id, start)..block_key(self.index.id, end);
+        for item in self.index.db.range(range) {
+            let (k, v) = item?;
+            let meta = self.index.meta(&k, &v)?;
+            let size = usize::try_from(meta.end - meta.start).unwrap_or(usize::MAX);
+            let full = (!blocks.is_empty() && bytes + size > max_bytes)
+                || meta.next() - start > max_entries;
+            if meta.first != next || meta.next() > end || full {
+                break;
+            }
+            let zstd = self.file.read_compressed(&meta, self.index.origin)?;
+            bytes += zstd.len();
+            next = meta.next();
+            blocks.push(WireBlock {
+                count: meta.count,
+                raw_len: meta.raw_len,
+                zstd,
+            });
+        }
+        if blocks.is_empty() {
+            let upto = self.index.block_of(start)?.next().min(end);
+            return Ok(PackedRun::Loose { upto });
+        }
+        Ok(PackedRun::Blocks(blocks))
+    }
+
     /// Leaves `start..start + n`, a block at a time.
     pub(crate) fn leaves(&self, start: u64, n: u64) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut out = Vec::with_capacity(usize::try_from(n).unwrap_or(0).min(1 << 16));
@@ -398,35 +526,67 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// A run of committed leaves as [`crate::Store::packed_leaves`] gives it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PackedRun {
+    /// Whole blocks, the first starting at the seq asked for.
+    Blocks(Vec<WireBlock>),
+    /// The seq asked for is inside a block, or its block reaches past the end asked for or
+    /// holds more leaves than asked for: the leaves up to `upto` (the block's end, or the end
+    /// asked for) are to be sent loose.
+    Loose { upto: u64 },
+}
+
 /// Compresses `leaves`, the leaves `first..` a batch appends to origin `id`, into blocks
 /// written from `at`, the committed end of its file. Returns the bytes to write there; adds the
-/// blocks' index entries to `batch`.
+/// blocks' index entries to `batch`. Where one of `packed` (by first seq) holds exactly the
+/// leaves at its place, it is written as it came instead, with nothing to compress.
 pub(crate) fn write_blocks(
     batch: &mut sled::Batch,
     id: u32,
     first: u64,
     at: u64,
     leaves: &[Vec<u8>],
+    packed: &[(u64, Arc<PackedBlock>)],
     path: &Path,
 ) -> Result<Vec<u8>, StoreError> {
-    // The batch's leaves in blocks of about equal size, so a batch a little over BLOCK_BYTES
+    // The leaves cut into blocks: the packed ones where they fit, the rest in stretches between
+    // them, each cut into blocks of about equal size, so a stretch a little over BLOCK_BYTES
     // does not end in a small block that compresses poorly.
-    let total: usize = leaves.iter().map(Vec::len).sum();
-    let target = total.div_ceil(total.div_ceil(BLOCK_BYTES).max(1));
-    let mut blocks: Vec<&[Vec<u8>]> = Vec::new();
-    let mut rest = leaves;
-    while !rest.is_empty() {
-        // Leaves until the target size is reached: every block but the last reaches it, so
-        // there are at most as many blocks as the target was computed for.
-        let mut take = 1;
-        let mut bytes = rest[0].len();
-        while take < rest.len() && bytes < target {
-            bytes += rest[take].len();
-            take += 1;
-        }
-        let (these, tail) = rest.split_at(take);
-        blocks.push(these);
-        rest = tail;
+    let mut pieces: Vec<Piece> = Vec::new();
+    let mut i = 0;
+    let mut hints = packed.iter().peekable();
+    while i < leaves.len() {
+        let seq = first + i as u64;
+        while hints.next_if(|(s, _)| *s < seq).is_some() {}
+        let stretch_end = match hints.peek() {
+            Some((s, block)) if *s == seq => {
+                let n = block.count() as usize;
+                if let Some(these) = leaves
+                    .get(i..i + n)
+                    .filter(|these| block.block.holds(these))
+                {
+                    pieces.push(Piece::Packed(block, these.len()));
+                    i += n;
+                    hints.next();
+                    continue;
+                }
+                // A packed block that does not hold the leaves appended at its place (a
+                // caller's mistake) is not written: they are compressed like any others.
+                debug_assert!(
+                    false,
+                    "a packed block at {seq} does not hold the leaves there"
+                );
+                hints.next();
+                continue;
+            }
+            Some((s, _)) => {
+                usize::try_from(s - first).map_or(leaves.len(), |s| s.min(leaves.len()))
+            }
+            None => leaves.len(),
+        };
+        cut(&leaves[i..stretch_end], &mut pieces);
+        i = stretch_end;
     }
     // Compressing is the receive path's largest CPU cost after hashing, and each block's is
     // independent: a catch-up's run of 1,024 leaves makes about nine blocks, split over the
@@ -435,6 +595,13 @@ pub(crate) fn write_blocks(
         path: path.to_owned(),
         source,
     };
+    let loose: Vec<&[Vec<u8>]> = pieces
+        .iter()
+        .filter_map(|p| match p {
+            Piece::Loose(these) => Some(*these),
+            Piece::Packed(..) => None,
+        })
+        .collect();
     let compress = |blocks: &[&[Vec<u8>]]| -> Result<Vec<(Vec<u8>, u32)>, StoreError> {
         let mut compressor = zstd::block::Compressor::new();
         let mut raw = Vec::new();
@@ -451,13 +618,13 @@ pub(crate) fn write_blocks(
             .collect()
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let compressed: Vec<(Vec<u8>, u32)> = if threads == 1 || blocks.len() < 2 {
-        compress(&blocks)?
+    let compressed: Vec<(Vec<u8>, u32)> = if threads == 1 || loose.len() < 2 {
+        compress(&loose)?
     } else {
-        let chunk = blocks.len().div_ceil(threads);
+        let chunk = loose.len().div_ceil(threads);
         let compress = &compress;
         std::thread::scope(|s| {
-            let handles: Vec<_> = blocks
+            let handles: Vec<_> = loose
                 .chunks(chunk)
                 .map(|c| s.spawn(move || compress(c)))
                 .collect();
@@ -470,22 +637,60 @@ pub(crate) fn write_blocks(
         .flatten()
         .collect()
     };
-    let mut out = Vec::with_capacity(compressed.iter().map(|(c, _)| c.len()).sum());
+    let mut compressed = compressed.into_iter();
+    let mut out = Vec::new();
     let mut seq = first;
-    for (these, (compressed, raw_len)) in blocks.iter().zip(compressed) {
+    for piece in &pieces {
         let start = at + out.len() as u64;
-        out.extend_from_slice(&compressed);
+        let (count, raw_len) = match piece {
+            Piece::Packed(block, count) => {
+                out.extend_from_slice(&block.zstd);
+                (*count, block.raw_len())
+            }
+            Piece::Loose(these) => {
+                let (bytes, raw_len) = compressed.next().expect("one compressed block a piece");
+                out.extend_from_slice(&bytes);
+                (these.len(), raw_len)
+            }
+        };
         let meta = BlockMeta {
             first: seq,
-            count: these.len() as u32,
+            count: count as u32,
             start,
             end: at + out.len() as u64,
             raw_len,
         };
         batch.insert(&block_key(id, seq)[..], meta.encode());
-        seq += these.len() as u64;
+        seq += count as u64;
     }
     Ok(out)
+}
+
+/// One block of an apply: leaves to compress, or a packed block that holds its `usize` leaves.
+enum Piece<'a> {
+    Loose(&'a [Vec<u8>]),
+    Packed(&'a PackedBlock, usize),
+}
+
+/// Cuts a stretch of leaves into blocks of about equal size, at most [`BLOCK_BYTES`] each
+/// (more only for a single larger leaf).
+fn cut<'a>(leaves: &'a [Vec<u8>], pieces: &mut Vec<Piece<'a>>) {
+    let total: usize = leaves.iter().map(Vec::len).sum();
+    let target = total.div_ceil(total.div_ceil(BLOCK_BYTES).max(1));
+    let mut rest = leaves;
+    while !rest.is_empty() {
+        // Leaves until the target size is reached: every block but the last reaches it, so
+        // there are at most as many blocks as the target was computed for.
+        let mut take = 1;
+        let mut bytes = rest[0].len();
+        while take < rest.len() && bytes < target {
+            bytes += rest[take].len();
+            take += 1;
+        }
+        let (these, tail) = rest.split_at(take);
+        pieces.push(Piece::Loose(these));
+        rest = tail;
+    }
 }
 
 /// A block's bytes before compression, into `raw`: `count u32 ‖ count leaf lengths u32 ‖ the

@@ -158,6 +158,7 @@ pub use credex_core::merkle::Hash;
 pub use error::StoreError;
 pub use hashes::OriginHashes;
 pub use keys::MAX_NAME_LEN;
+pub use leaves::{PackedBlock, PackedRun, WireBlock};
 pub use space::Space;
 pub use store::{
     OriginState, Quarantined, RecordLocation, Store, StoreOptions, StoredNote, SubjectHit,

@@ -13,7 +13,7 @@ use crate::codec::{self, OriginMeta, RecordValue, or_corrupt};
 use crate::error::StoreError;
 use crate::hashes::OriginHashes;
 use crate::keys;
-use crate::leaves::{self, BlockCache, LeafFile};
+use crate::leaves::{self, BlockCache, LeafFile, PackedRun};
 use crate::space::{self, Space};
 
 /// Tuning knobs for [`Store::open_with`].
@@ -334,6 +334,37 @@ impl Store {
                     .leaves(start, n)
             }
             _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Leaves `start..end` as stored, for a peer that takes them packed: the whole blocks from
+    /// `start` below `end`, at most `max_entries` leaves and about `max_bytes` of them (one
+    /// block may be larger), or, when `start` is not where a block begins or its block does not
+    /// fit, how far to send leaves loose (see [`PackedRun`]). `end` is at most the committed
+    /// size.
+    pub fn packed_leaves(
+        &self,
+        origin: &str,
+        start: u64,
+        end: u64,
+        max_entries: u64,
+        max_bytes: usize,
+    ) -> Result<PackedRun, StoreError> {
+        match self.leaf_file(origin) {
+            Some((id, size, file)) if start < end && end <= size => {
+                leaves::Reader::new(&self.db()?, id, origin, &file, &self.inner.blocks).packed(
+                    start,
+                    end,
+                    max_entries,
+                    max_bytes,
+                )
+            }
+            held => Err(StoreError::UnknownSeq {
+                origin: origin.to_owned(),
+                what: "a packed read",
+                seq: end.max(start.saturating_add(1)) - 1,
+                size: held.map_or(0, |(_, size, _)| size),
+            }),
         }
     }
 

@@ -970,7 +970,7 @@ fn replace_block(dir: &TempDir, id: u32, first: u64, leaves: &[Vec<u8>]) {
     let path = data_file(dir, id);
     let at = file_len(&path);
     let mut batch = sled::Batch::default();
-    let data = crate::leaves::write_blocks(&mut batch, id, first, at, leaves, &path).unwrap();
+    let data = crate::leaves::write_blocks(&mut batch, id, first, at, leaves, &[], &path).unwrap();
     let mut bytes = std::fs::read(&path).unwrap();
     bytes.extend(data);
     std::fs::write(&path, bytes).unwrap();
@@ -1031,6 +1031,142 @@ fn leaves_live_in_compressed_blocks_in_one_file_per_origin() {
     }
 }
 
+/// Every block of `origin` in `store` from `start` below `end`, as `packed_leaves` serves them.
+fn served_blocks(store: &Store, origin: &str, start: u64, end: u64) -> Vec<WireBlock> {
+    let mut blocks = Vec::new();
+    let mut seq = start;
+    while seq < end {
+        match store
+            .packed_leaves(origin, seq, end, 100_000, 100_000)
+            .unwrap()
+        {
+            PackedRun::Blocks(run) => {
+                seq += run.iter().map(|b| u64::from(b.count)).sum::<u64>();
+                blocks.extend(run);
+            }
+            PackedRun::Loose { upto } => panic!("leaves {seq}..{upto} are not a whole block"),
+        }
+    }
+    blocks
+}
+
+#[test]
+fn blocks_served_packed_are_stored_as_they_came() {
+    let (_a_dir, a) = temp();
+    append(&a, CS, 3);
+    append(&a, CS, 9000);
+    append(&a, CS, 1);
+    let blocks = served_blocks(&a, CS, 0, 9004);
+    assert!(blocks.len() >= 5, "{} blocks", blocks.len());
+    // A peer unpacks them, checks the leaves (here: against the source), and appends them
+    // packed in two batches, cut where a checkpoint might fall: between blocks.
+    let (b_dir, b) = temp();
+    let mut seq = 0;
+    for part in [&blocks[..2], &blocks[2..]] {
+        let mut batch = WriteBatch::new();
+        for wire in part {
+            let block = PackedBlock::unpack(wire.clone(), 1 << 20).unwrap();
+            let leaves: Vec<Vec<u8>> = block.leaves().map(<[u8]>::to_vec).collect();
+            assert_eq!(leaves, a.leaves(CS, seq, leaves.len()).unwrap());
+            let n = u64::from(block.count());
+            batch.append_packed(CS, seq, block);
+            seq += n;
+        }
+        b.apply(batch).unwrap();
+    }
+    let b = reopen(&b_dir, b);
+    assert_eq!(b.origin_state(CS).size, 9004);
+    assert_eq!(b.origin_state(CS).root, a.origin_state(CS).root);
+    assert_eq!(
+        b.leaves(CS, 0, 10_000).unwrap(),
+        a.leaves(CS, 0, 10_000).unwrap()
+    );
+    // Nothing was compressed again: the receiver's file is the sender's blocks, byte for byte.
+    let sent: Vec<u8> = blocks.iter().flat_map(|w| w.zstd.clone()).collect();
+    assert_eq!(std::fs::read(data_file(&b_dir, 0)).unwrap(), sent);
+    assert_eq!(served_blocks(&b, CS, 0, 9004), blocks);
+}
+
+#[test]
+fn leaves_inside_a_block_or_past_the_end_asked_are_served_loose() {
+    let (_dir, store) = temp();
+    append(&store, CS, 3);
+    append(&store, CS, 4);
+    assert_eq!(
+        store.packed_leaves(CS, 1, 7, 100, 100_000).unwrap(),
+        PackedRun::Loose { upto: 3 }
+    );
+    assert_eq!(
+        store.packed_leaves(CS, 3, 5, 100, 100_000).unwrap(),
+        PackedRun::Loose { upto: 5 }
+    );
+    // At least one block, however small the byte budget.
+    let PackedRun::Blocks(one) = store.packed_leaves(CS, 0, 7, 100, 1).unwrap() else {
+        panic!("a block at 0")
+    };
+    assert_eq!(one.iter().map(|b| b.count).collect::<Vec<_>>(), [3]);
+    // Blocks up to the entries asked for; a first block of more goes loose.
+    let PackedRun::Blocks(first) = store.packed_leaves(CS, 0, 7, 6, 100_000).unwrap() else {
+        panic!("a block at 0")
+    };
+    assert_eq!(first.iter().map(|b| b.count).collect::<Vec<_>>(), [3]);
+    assert_eq!(
+        store.packed_leaves(CS, 3, 7, 3, 100_000).unwrap(),
+        PackedRun::Loose { upto: 7 }
+    );
+    assert!(matches!(
+        store.packed_leaves(CS, 3, 8, 100, 100_000),
+        Err(StoreError::UnknownSeq { .. })
+    ));
+}
+
+#[test]
+fn a_packed_block_is_refused_unless_it_holds_what_it_says() {
+    let (_dir, store) = temp();
+    append(&store, CS, 5);
+    let PackedRun::Blocks(mut blocks) = store.packed_leaves(CS, 0, 5, 100, 100_000).unwrap() else {
+        panic!("a block at 0")
+    };
+    let wire = blocks.remove(0);
+    assert_eq!(
+        PackedBlock::unpack(wire.clone(), 1 << 20).unwrap().count(),
+        5
+    );
+    let refused = |wire: WireBlock, max: usize| PackedBlock::unpack(wire, max).unwrap_err();
+    assert!(refused(wire.clone(), wire.raw_len as usize - 1).contains("over the limit"));
+    let more = WireBlock {
+        raw_len: wire.raw_len + 1,
+        ..wire.clone()
+    };
+    assert!(refused(more, 1 << 20).contains("another length"));
+    let fewer = WireBlock {
+        raw_len: wire.raw_len - 1,
+        ..wire.clone()
+    };
+    assert!(refused(fewer, 1 << 20).contains("does not decompress"));
+    let count = WireBlock {
+        count: 4,
+        ..wire.clone()
+    };
+    assert!(refused(count, 1 << 20).contains("another number of leaves"));
+    let none = WireBlock {
+        count: 0,
+        ..wire.clone()
+    };
+    assert!(refused(none, 1 << 20).contains("no leaves"));
+    // A count the length cannot hold is refused before decompressing.
+    let huge = WireBlock {
+        count: u32::MAX,
+        ..wire.clone()
+    };
+    assert!(refused(huge, 1 << 20).contains("cannot hold"));
+    let garbage = WireBlock {
+        zstd: b"not zstd".to_vec(),
+        ..wire
+    };
+    assert!(refused(garbage, 1 << 20).contains("does not decompress"));
+}
+
 #[test]
 fn a_torn_tail_past_the_committed_log_is_cut_off_at_open() {
     let (dir, store) = temp();
@@ -1041,7 +1177,8 @@ fn a_torn_tail_past_the_committed_log_is_cut_off_at_open() {
     let mut torn = std::fs::read(&path).unwrap();
     // Half of a block, cut off where a kill could leave it.
     let mut batch = sled::Batch::default();
-    let block = crate::leaves::write_blocks(&mut batch, 0, 3, 0, &[leaf(CS, 3)], &path).unwrap();
+    let block =
+        crate::leaves::write_blocks(&mut batch, 0, 3, 0, &[leaf(CS, 3)], &[], &path).unwrap();
     torn.extend_from_slice(&block[..block.len() / 2]);
     torn.extend_from_slice(b"half of a leaf that never committed");
     std::fs::write(&path, torn).unwrap();

@@ -16,8 +16,10 @@
 //! root covers are quarantined and never appended: as `unsigned_root`, or with their own
 //! reason when they fail on their own (checked then, on that rare path only).
 
+use std::collections::VecDeque;
+
 use credex_core::pb;
-use credex_store::{QuarantineRecord, StoreError, WriteBatch};
+use credex_store::{PackedBlock, QuarantineRecord, StoreError, WriteBatch};
 use tracing::{debug, warn};
 
 use super::{Engine, EngineError};
@@ -34,6 +36,9 @@ pub struct Inbox {
     pub origin: String,
     pub first_seq: u64,
     pub leaves: Vec<Vec<u8>>,
+    /// The packed blocks some of `leaves` came in (`PackedEntries`), by first seq, ascending:
+    /// appended as they came when a commit takes the whole of one.
+    packed: VecDeque<(u64, PackedBlock)>,
 }
 
 impl Inbox {
@@ -42,7 +47,20 @@ impl Inbox {
             origin: origin.to_owned(),
             first_seq,
             leaves,
+            packed: VecDeque::new(),
         }
+    }
+
+    /// The leaves of `blocks`, consecutive from `first_seq`, keeping the blocks to store them
+    /// as they came.
+    pub fn packed(origin: &str, first_seq: u64, blocks: Vec<PackedBlock>) -> Inbox {
+        let mut inbox = Inbox::new(origin, first_seq, Vec::new());
+        for block in blocks {
+            let first = inbox.end();
+            inbox.leaves.extend(block.leaves().map(<[u8]>::to_vec));
+            inbox.packed.push_back((first, block));
+        }
+        inbox
     }
 
     /// The seq after the last leaf.
@@ -60,7 +78,33 @@ impl Inbox {
             return Err(next);
         }
         self.leaves.extend(next.leaves);
+        self.packed.extend(next.packed);
         Ok(())
+    }
+
+    /// Drops every leaf.
+    pub fn clear(&mut self) {
+        self.leaves.clear();
+        self.packed.clear();
+    }
+
+    /// Takes the first `n` leaves, with the packed blocks that lie wholly among them; a block
+    /// that they cut is dropped (its leaves are compressed again when appended).
+    fn take(&mut self, n: usize) -> (Vec<Vec<u8>>, Vec<(u64, PackedBlock)>) {
+        let end = self.first_seq + n as u64;
+        let leaves: Vec<Vec<u8>> = self.leaves.drain(..n).collect();
+        let mut blocks = Vec::new();
+        while let Some((first, block)) = self.packed.pop_front() {
+            if first >= end {
+                self.packed.push_front((first, block));
+                break;
+            }
+            if first >= self.first_seq && first + u64::from(block.count()) <= end {
+                blocks.push((first, block));
+            }
+        }
+        self.first_seq = end;
+        (leaves, blocks)
     }
 }
 
@@ -116,6 +160,7 @@ impl Engine {
                 );
                 outcome.quarantined += 1;
             }
+            inbox.clear();
             self.write(batch).await?;
             self.metrics.count_ingest(&inbox.origin, &outcome);
             return Ok(outcome);
@@ -127,7 +172,7 @@ impl Engine {
             let size = self.store.origin_state(&origin).size;
             if inbox.first_seq > size {
                 outcome.gap = true;
-                inbox.leaves.clear();
+                inbox.clear();
                 break;
             }
             let roots = self.pending_within(&origin, size, inbox.end());
@@ -177,7 +222,7 @@ impl Engine {
         let state = self.store.origin_state(&origin);
         if state.forked {
             outcome.forked = true;
-            inbox.leaves.clear();
+            inbox.clear();
             return Ok(());
         }
         let held = state.size.saturating_sub(inbox.first_seq);
@@ -189,8 +234,9 @@ impl Engine {
         }
         let now = self.clock.now_millis();
         let mut batch = WriteBatch::new();
-        for (i, leaf) in inbox.leaves.drain(..held).enumerate() {
-            let seq = inbox.first_seq + i as u64;
+        let first = inbox.first_seq;
+        for (i, leaf) in inbox.take(held).0.into_iter().enumerate() {
+            let seq = first + i as u64;
             // A seq below the log size whose leaf is missing is a broken store, not evidence.
             let held_leaf = self.store.leaf(&origin, seq)?.ok_or_else(|| {
                 EngineError::Internal(format!(
@@ -225,9 +271,8 @@ impl Engine {
                 }
             }
         }
-        inbox.first_seq += held as u64;
         if outcome.forked {
-            inbox.leaves.clear();
+            inbox.clear();
         }
         self.write(batch).await
     }
@@ -246,13 +291,12 @@ impl Engine {
     ) -> Result<bool, EngineError> {
         let origin = inbox.origin.clone();
         let first = inbox.first_seq;
-        let leaves: Vec<Vec<u8>> = inbox.leaves.drain(..take).collect();
+        let (leaves, blocks) = inbox.take(take);
         let (size, got, want, mut taken) = match self
-            .apply_under_roots(&origin, first, leaves, roots)
+            .apply_under_roots(&origin, first, leaves, blocks, roots)
             .await?
         {
             Ok(()) => {
-                inbox.first_seq += take as u64;
                 self.appended_under(&origin, first, roots, from, outcome)
                     .await?;
                 return Ok(true);
@@ -274,7 +318,10 @@ impl Engine {
         let mut uncovered_from = first;
         if let Some(&(end, _)) = good.last() {
             let rest = taken.split_off((end - first) as usize);
-            if let Err((e, _)) = self.apply_under_roots(&origin, first, taken, good).await? {
+            let under = self
+                .apply_under_roots(&origin, first, taken, Vec::new(), good)
+                .await?;
+            if let Err((e, _)) = under {
                 // These leaves gave these roots a moment ago: a store failure, not evidence.
                 return Err(e.into());
             }
@@ -299,20 +346,22 @@ impl Engine {
             quarantine(&mut batch, &origin, seq, reason, detail, leaf, from, now);
             outcome.quarantined += 1;
         }
-        inbox.leaves.clear();
+        inbox.clear();
         outcome.unsigned = true;
         self.write(batch).await?;
         Ok(false)
     }
 
-    /// Applies `leaves` from seq `first` with the checkpoints `roots`, each root required. The
-    /// store's refusal comes back with the leaves, to be quarantined or retried. The apply
-    /// (leaf file write and fdatasync, sled batch) blocks: off the runtime.
+    /// Applies `leaves` from seq `first` with the checkpoints `roots`, each root required; those
+    /// that came in one of `blocks` (packed blocks wholly among them, by first seq) are stored
+    /// in it as it came. The store's refusal comes back with the leaves, to be quarantined or
+    /// retried. The apply (leaf file write and fdatasync, sled batch) blocks: off the runtime.
     async fn apply_under_roots(
         &self,
         origin: &str,
         first: u64,
         leaves: Vec<Vec<u8>>,
+        blocks: Vec<(u64, PackedBlock)>,
         roots: &[(u64, super::checkpoints::PendingCheckpoint)],
     ) -> Result<Result<(), (StoreError, Vec<Vec<u8>>)>, EngineError> {
         let mut batch = WriteBatch::new();
@@ -323,8 +372,23 @@ impl Engine {
                 cp.note.clone(),
             );
         }
-        for (i, leaf) in leaves.into_iter().enumerate() {
-            batch.append(origin, first + i as u64, leaf);
+        let mut blocks = blocks.into_iter().peekable();
+        let mut leaves = leaves.into_iter();
+        let mut seq = first;
+        while let Some(leaf) = leaves.next() {
+            match blocks.next_if(|(at, _)| *at == seq) {
+                // The block's leaves are the inbox's (unpacked from it): skip the copies.
+                Some((_, block)) => {
+                    let n = u64::from(block.count());
+                    leaves.by_ref().take(n as usize - 1).for_each(drop);
+                    batch.append_packed(origin, seq, block);
+                    seq += n;
+                }
+                None => {
+                    batch.append(origin, seq, leaf);
+                    seq += 1;
+                }
+            }
         }
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || {

@@ -411,3 +411,62 @@ async fn an_entry_its_origin_signed_a_root_over_is_appended_even_with_a_bad_sign
         .expect("listed invalid");
     assert!(reason.starts_with("bad_signature"), "{reason}");
 }
+
+/// `log`'s leaves as a serving node stores them after appending them in batches ending at
+/// `cuts`, served packed: the wire blocks from 0 to the last cut.
+fn served_packed(log: &Log, cuts: &[u64]) -> Vec<credex_store::WireBlock> {
+    let dir = tempfile::tempdir().unwrap();
+    let source = credex_store::Store::open(dir.path()).unwrap();
+    let mut seq = 0;
+    for &cut in cuts {
+        let mut batch = credex_store::WriteBatch::new();
+        for s in seq..cut {
+            batch.append(ORIGIN, s, log.leaves[s as usize].clone());
+        }
+        source.apply(batch).unwrap();
+        seq = cut;
+    }
+    match source.packed_leaves(ORIGIN, 0, seq, 1024, 1 << 20).unwrap() {
+        credex_store::PackedRun::Blocks(blocks) => blocks,
+        loose => panic!("{loose:?}"),
+    }
+}
+
+#[tokio::test]
+async fn packed_blocks_are_appended_as_they_came_and_a_block_a_root_cuts_is_compressed_again() {
+    let h = harness();
+    let log = Log::new(&h.origin_key, 8, 8, "a");
+    let wire = served_packed(&log, &[3, 8]);
+    assert_eq!(wire.iter().map(|b| b.count).collect::<Vec<_>>(), [3, 5]);
+    let blocks = wire
+        .iter()
+        .map(|w| credex_store::PackedBlock::unpack(w.clone(), 1 << 20).unwrap())
+        .collect();
+    let mut inbox = Inbox::packed(ORIGIN, 0, blocks);
+    assert_eq!(inbox.leaves, log.leaves);
+    // Only the root at 5 is known: the first block goes in whole, the second is cut there.
+    h.checkpoint(&log.checkpoint(&h.origin_key, 5), SentProof::default())
+        .await;
+    let outcome = h.engine.commit(&mut inbox, "hefei").await.unwrap();
+    assert_eq!((outcome.appended, outcome.waiting, h.size()), (5, 3, 5));
+    h.checkpoint(&log.checkpoint(&h.origin_key, 8), SentProof::default())
+        .await;
+    let outcome = h.engine.commit(&mut inbox, "hefei").await.unwrap();
+    assert_eq!((outcome.appended, outcome.waiting, h.size()), (3, 0, 8));
+    assert_eq!(h.engine.store.origin_state(ORIGIN).root, log.root(8));
+    assert_eq!(h.engine.leaves(ORIGIN, 0, 8).unwrap(), log.leaves);
+    // The whole block is stored as it came; the cut one was compressed again, in two.
+    let stored = |start, end| {
+        h.engine
+            .packed_leaves(ORIGIN, start, end, 1024, 1 << 20)
+            .unwrap()
+    };
+    assert_eq!(
+        stored(0, 3),
+        credex_store::PackedRun::Blocks(wire[..1].to_vec())
+    );
+    let credex_store::PackedRun::Blocks(rest) = stored(3, 8) else {
+        panic!("blocks from 3")
+    };
+    assert_eq!(rest.iter().map(|b| b.count).collect::<Vec<_>>(), [2, 3]);
+}
