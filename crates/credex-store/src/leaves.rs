@@ -237,7 +237,8 @@ impl Block {
 
 /// The last few blocks decompressed, shared by every reader of the store. Blocks are committed
 /// and never change, so a cached one is never stale: a key (origin id, first seq) names the
-/// same bytes for as long as the store is open.
+/// same bytes for as long as the store is open (but after `replace_leaf`, fault injection
+/// built only for tests, which drops the origin's cached blocks).
 #[derive(Debug, Default)]
 pub(crate) struct BlockCache {
     /// Most recently used last.
