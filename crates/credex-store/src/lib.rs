@@ -18,7 +18,7 @@
 //! - `codec`: binary value encodings.
 //! - `space`: the free-space watermark checked before every write ([`Space`]).
 //! - `reopen`: the reopen, in place, of a database handle a write or flush failed on.
-//! - `tamper`: [`Store::tamper_leaf`], fault injection for tests and the fault suite (feature
+//! - `tamper`: `Store::tamper_leaf`, fault injection for tests and the fault suite (feature
 //!   `test-support`; not in the daemon).
 //! - `error`: [`StoreError`].
 //!
