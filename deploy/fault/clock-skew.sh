@@ -62,8 +62,9 @@ for i in 0 1 2; do publish "${cities[i]}" 30 "$((i + 1))" "$D"; done
 publish nanchang 30 4 "$(day 1)"
 
 say "nanchang publishes a record decided on $(day 2), its tomorrow"
-# A generated record with every date moved so that it was decided on D+2.
-ctl nanchang gen --count 1 --seed 9 --today "$(day 30)" | python3 -c '
+# decided CITY DAY: a record CITY generates, every date moved so that it was decided on DAY.
+decided() {
+  ctl "$1" gen --count 1 --seed 9 --today "$(day 30)" | python3 -c '
 import datetime, json, sys
 r = json.loads(sys.stdin.readline())
 day = datetime.date.fromisoformat
@@ -72,7 +73,9 @@ def moved(text): return (day(text) + shift).isoformat()
 r["decision"]["decided_on"] = moved(r["decision"]["decided_on"])
 for k in ("starts_on", "ends_on"): r["publication"][k] = moved(r["publication"][k])
 if r["status"].get("effective_on"): r["status"]["effective_on"] = moved(r["status"]["effective_on"])
-print(json.dumps(r, ensure_ascii=False))' "$(day 2)" >"$work/ahead.jsonl"
+print(json.dumps(r, ensure_ascii=False))' "$2"
+}
+decided nanchang "$(day 2)" >"$work/ahead.jsonl"
 read -r ahead_id ahead_from <<<"$(python3 -c '
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -82,12 +85,16 @@ failed=0
 if ctl wuhan publish "$work/ahead.jsonl" >/dev/null 2>&1; then
   echo "FAIL: wuhan took a record of nanchang's"; failed=1
 fi
-# The honest nodes' own judgement of that date, for contrast: decided two days ahead of D.
-sed 's/"record_id":"nanchang-/"record_id":"wuhan-/' "$work/ahead.jsonl" >"$work/ahead-at-wuhan.jsonl"
+# The honest nodes' own judgement of that date, for contrast: a record of Wuhan's own (its
+# record id, its authorities) decided on D+2, two days ahead of D, is refused for that date
+# alone. (Nanchang's record renamed would be refused for its authority too, a Nanchang one.)
+decided wuhan "$(day 2)" >"$work/ahead-at-wuhan.jsonl"
 if refusal=$(ctl wuhan publish "$work/ahead-at-wuhan.jsonl" 2>&1); then
   echo "FAIL: wuhan itself takes a decision dated $(day 2) on $D"; failed=1
+elif [[ $refusal =~ record\ wuhan-[0-9a-f]+:\ decision\.decided_on:\ ([^;]*)$ ]]; then
+  echo "ok: wuhan's own publish of that date is refused on its clock: ${BASH_REMATCH[1]}"
 else
-  echo "ok: wuhan's own publish of that date is refused on its clock: ${refusal##*decided_on: }"
+  echo "FAIL: wuhan refused its own record decided on $(day 2) for another reason than its date: $refusal"; failed=1
 fi
 t0=$(now_ms)
 wait_for "the four converge" converged "${cities[@]}"

@@ -2,14 +2,16 @@
 # A node that serves a tampered log, with real credexd processes.
 #
 # Changsha publishes its records in batches (a signed checkpoint after each); then, while it
-# is down, one hex digit of one record's id is changed in its own leaf file — the record in
-# the middle of a batch half-way through the log — so it serves an entry that is not the one
-# it signed. Wuhan, syncing from it, must append nothing from that entry on, only whole runs
-# under checkpoints before it, all of it in its view; quarantine the altered entry as
-# bad_signature and the rest as unsigned_root; keep a log whose root Changsha signed (`audit
-# log` passes); and not call Changsha forked: a lying relay is not an equivocating origin. The
-# long form then waits for Wuhan's redial after its quarantine backoff (10 s and up to half
-# again): the altered entry is refused again and nothing from it on is appended.
+# is down, one hex digit of one record's id is changed in its own store — the record in the
+# middle of a batch half-way through the log — by credex-store's example `tamper_leaf`, which
+# leaves the store's tree hashes as they were: Changsha serves an entry that is not the one it
+# signed beside checkpoints it signed over the original. Wuhan, syncing from it, must append
+# nothing from that entry on, only whole runs under checkpoints before it, all of it in its
+# view; quarantine the altered entry as bad_signature and the rest as unsigned_root; keep a
+# log whose root Changsha signed (`audit log` passes); and not call Changsha forked: a lying
+# relay is not an equivocating origin. The long form then waits for Wuhan's redial after its
+# quarantine backoff (10 s and up to half again): the altered entry is refused again and
+# nothing from it on is appended.
 #
 # How much of what Changsha signed before the altered entry Wuhan appends is printed, not
 # asserted: a group of runs that fails at a root past the altered entry is appended up to the
@@ -24,44 +26,38 @@ BASE_PORT=${BASE_PORT:-7760}
 BATCHES=10 BATCH=1000 REDIAL=1
 [[ ${1:-} == --short ]] && BATCHES=4 BATCH=300 REDIAL=0
 [[ -x $BIN/credexd && -x $BIN/credexctl ]] || cargo build --bins
+# The tamper tool (crates/credex-store/examples/tamper_leaf.rs), built into $BIN's profile.
+profile=()
+[[ $(basename "$BIN") == release ]] && profile=(--release)
+cargo build -q "${profile[@]}" -p credex-store --features test-support --example tamper_leaf
 source deploy/fault/lib.sh
 
 N=$((BATCHES * BATCH))
 # The altered entry: seq K, in the middle of the batch half-way through the log.
 K=$((BATCHES / 2 * BATCH + BATCH / 2))
 "$BIN/credexctl" consortium init --out "$H" --base-port "$BASE_PORT" >/dev/null
-say "changsha publishes $N records in $BATCHES batches, then one digit of entry $K's record id is changed in its leaf file"
+say "changsha publishes $N records in $BATCHES batches, then one digit of entry $K's record id is changed in its store"
 start changsha "$H/changsha" ""
 wait_for "changsha up" ctl changsha status
 for seed in $(seq 1 "$BATCHES"); do
   ctl changsha gen --count "$BATCH" --seed "$seed" >"$work/batch.$seed.jsonl"
-  ctl changsha publish "$work/batch.$seed.jsonl" >/dev/null
+  ctl changsha publish --json "$work/batch.$seed.jsonl" >"$work/published.$seed.json"
 done
 read -r size _ <<<"$(figures changsha changsha)"
 ((size == N)) || { echo "FAIL: changsha holds $size entries, published $N"; exit 1; }
 stop changsha
-# Entries are numbered in publish order; the record id's text is in the leaf verbatim, and the
-# first place it occurs is its own entry (a later correction may name it, an earlier one not).
-record=$(sed -n "$((K % BATCH + 1))p" "$work/batch.$((K / BATCH + 1)).jsonl" | python3 -c 'import json, sys; print(json.load(sys.stdin)["record_id"])')
-python3 - "$H/changsha" "$record" <<'PY'
-import glob, sys
-home, record = sys.argv[1], sys.argv[2].encode()
-for path in glob.glob(f"{home}/**/leaves/*.dat", recursive=True):
-    data = bytearray(open(path, "rb").read())
-    at = data.find(record)
-    if at < 0:
-        continue
-    # A digit of the id's hex part becomes another digit: the entry still decodes and its
-    # record is still well formed, so what is wrong with it is only that its origin did not
-    # sign it.
-    digit = next(i for i in range(at + len(record) - 16, at + len(record)) if chr(data[i]).isdigit())
-    data[digit] ^= 0x01
-    open(path, "wb").write(data)
-    print(f"changed {record.decode()} at byte {digit} of {path.rsplit('/', 1)[-1]}")
-    break
-else:
-    sys.exit(f"{record.decode()} is in no leaf file")
-PY
+# The record Changsha logged as entry K: publish sends a file's records in several requests at
+# once, so its output, not the file's order, says which record got which seq.
+record=$(python3 -c '
+import json, sys
+published = json.load(open(sys.argv[1]))["published"]
+print(next(p["record_id"] for p in published if p["seq"] == int(sys.argv[2])))' "$work/published.$((K / BATCH + 1)).json" "$K")
+# The leaves are in zstd-compressed blocks indexed in sled (store layout 5), so the tool
+# decompresses the block, flips a digit of the id's hex part (the entry still decodes and its
+# record is still well formed: what is wrong with it is only that its origin did not sign it),
+# and writes that block and every later one again at the end of the file with their index.
+# The store's tree hashes stay those of the entry Changsha signed.
+"$BIN/examples/tamper_leaf" "$H/changsha/data/store" changsha "$record" "$K"
 
 say "wuhan syncs from the lying changsha"
 start changsha "$H/changsha" ""

@@ -1,7 +1,7 @@
 //! Invariants of the codebase itself, checked rather than stated (rust-analyzer's "tidy"):
-//! the pure core and the auditor's library reach no runtime, network or storage crate, every
-//! RPC in the schema has an authorisation rule, README's config table is the config struct,
-//! and origin strings are built in one place.
+//! the pure core and the auditor's library reach no runtime, network or storage crate, the
+//! daemon has no way to tamper with its store, every RPC in the schema has an authorisation
+//! rule, README's config table is the config struct, and origin strings are built in one place.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -69,6 +69,46 @@ fn the_core_reaches_no_runtime_network_or_storage_crate() -> Result<()> {
         !store.contains("tonic") && !store.contains("tokio"),
         "credex-store knows sled, not the network or the runtime"
     );
+    Ok(())
+}
+
+/// The features `package`, built alone, builds its normal dependency `dep` with (`cargo tree`'s
+/// `{f}`), one entry per place `dep` appears in its tree.
+fn dependency_features(package: &str, dep: &str) -> Result<Vec<String>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = Command::new(cargo)
+        .args(["tree", "-p", package, "-e", "normal", "--prefix", "none"])
+        .args(["--format", "{p} [{f}]", "--locked", "--offline"])
+        .current_dir(&root)
+        .output()
+        .context("running cargo tree")?;
+    if !output.status.success() {
+        bail!("cargo tree: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(String::from_utf8(output.stdout)?
+        .lines()
+        .filter(|l| l.split_whitespace().next() == Some(dep))
+        .filter_map(|l| Some(l[l.find('[')? + 1..l.find(']')?].to_owned()))
+        .collect())
+}
+
+#[test]
+fn the_daemon_and_credexctl_cannot_tamper_with_a_store() -> Result<()> {
+    // `Store::tamper_leaf` exists only with credex-store's feature `test-support`.
+    for package in ["credex-node", "credex-cli"] {
+        let features = dependency_features(package, "credex-store")?;
+        assert!(
+            !features.is_empty(),
+            "the walk sees {package}'s credex-store"
+        );
+        assert!(
+            features
+                .iter()
+                .all(|f| !f.split(',').any(|f| f == "test-support")),
+            "{package} builds credex-store with {features:?}"
+        );
+    }
     Ok(())
 }
 

@@ -327,7 +327,8 @@ impl PackedBlock {
 
 /// The last few blocks decompressed, shared by every reader of the store. Blocks are committed
 /// and never change, so a cached one is never stale: a key (origin id, first seq) names the
-/// same bytes for as long as the store is open.
+/// same bytes for as long as the store is open (but after `replace_leaf`, fault injection
+/// built only for tests, which drops the origin's cached blocks).
 #[derive(Debug, Default)]
 pub(crate) struct BlockCache {
     /// Most recently used last.
@@ -352,6 +353,14 @@ impl BlockCache {
             blocks.pop_front();
         }
         blocks.push_back((id, block));
+    }
+
+    /// Drops every cached block of origin `id`: after [`replace_leaf`] they may hold bytes that
+    /// are no longer the committed ones.
+    #[cfg(any(test, feature = "test-support"))]
+    pub(crate) fn forget(&self, id: u32) {
+        let mut blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
+        blocks.retain(|(i, _)| *i != id);
     }
 }
 
@@ -691,6 +700,73 @@ fn cut<'a>(leaves: &'a [Vec<u8>], pieces: &mut Vec<Piece<'a>>) {
         pieces.push(Piece::Loose(these));
         rest = tail;
     }
+}
+
+/// Replaces leaf `seq` of origin `id` with `leaf`, leaving everything else as committed: the
+/// size, the tree hashes, every other leaf. For fault injection only (`Store::tamper_leaf`).
+///
+/// Committed bytes are never rewritten in place, so the block holding the leaf is rebuilt with
+/// the new leaf and recompressed, and it and every later block of the origin (copied byte for
+/// byte) are written at the committed end of the file and synced; only then does one sled batch
+/// point their index entries at the new copies. The old bytes stay in the file as dead space.
+/// A crash in between leaves a torn tail that open cuts off, as after a failed apply.
+#[cfg(any(test, feature = "test-support"))]
+pub(crate) fn replace_leaf(
+    db: &sled::Db,
+    id: u32,
+    origin: &str,
+    file: &LeafFile,
+    size: u64,
+    seq: u64,
+    leaf: &[u8],
+) -> Result<(), StoreError> {
+    let index = Index::new(db, id, origin);
+    let at = index.committed_end(size)?;
+    let meta = index.block_of(seq)?;
+    let block = file.read_block(&meta, origin)?;
+    let leaves: Vec<Vec<u8>> = (meta.first..meta.next())
+        .map(|s| {
+            if s == seq {
+                leaf.to_vec()
+            } else {
+                block.leaf(s).to_vec()
+            }
+        })
+        .collect();
+    let mut raw = Vec::new();
+    encode_block(&leaves, &mut raw);
+    let mut data = zstd::block::compress(&raw, LEVEL).map_err(|e| file.io(e))?;
+    let mut metas = vec![BlockMeta {
+        start: at,
+        end: at + data.len() as u64,
+        raw_len: u32::try_from(raw.len()).expect("block under 4 GiB"),
+        ..meta
+    }];
+    // The later blocks need no recompression; after an earlier rewrite they need not lie in
+    // seq order in the file, so each is read from where the index says.
+    let later = db.range(block_key(id, meta.next())..=block_key(id, u64::MAX));
+    for item in later {
+        let (k, v) = item?;
+        let old = index.meta(&k, &v)?;
+        let len = usize::try_from(old.end - old.start).expect("block in memory");
+        let start = at + data.len() as u64;
+        data.resize(data.len() + len, 0);
+        let tail = data.len() - len;
+        file.read_exact_at(&mut data[tail..], old.start, origin)?;
+        metas.push(BlockMeta {
+            start,
+            end: start + len as u64,
+            ..old
+        });
+    }
+    file.append(&data, at)?;
+    let mut batch = sled::Batch::default();
+    for m in &metas {
+        batch.insert(&block_key(id, m.first)[..], m.encode());
+    }
+    db.apply_batch(batch)?;
+    db.flush()?;
+    Ok(())
 }
 
 /// A block's bytes before compression, into `raw`: `count u32 ‖ count leaf lengths u32 ‖ the

@@ -18,6 +18,8 @@
 //! - `codec`: binary value encodings.
 //! - `space`: the free-space watermark checked before every write ([`Space`]).
 //! - `reopen`: the reopen, in place, of a database handle a write or flush failed on.
+//! - `tamper`: `Store::tamper_leaf`, fault injection for tests and the fault suite (feature
+//!   `test-support`; not in the daemon).
 //! - `error`: [`StoreError`].
 //!
 //! # Leaves in files, everything else in one sled tree
@@ -148,6 +150,8 @@ mod records;
 mod reopen;
 mod space;
 mod store;
+#[cfg(any(test, feature = "test-support"))]
+mod tamper;
 
 #[cfg(test)]
 mod tests;

@@ -1246,6 +1246,65 @@ fn open_detects_a_last_leaf_that_differs_from_its_stored_hash() {
 }
 
 #[test]
+fn a_tampered_leaf_reads_back_altered_with_every_other_leaf_and_hash_as_committed() {
+    use tlog_tiles::tlog::stored_hash_count;
+    let (dir, store) = temp();
+    // Batches of several blocks and of one, and another origin's log beside.
+    append(&store, CS, 3);
+    append(&store, WH, 2);
+    append(&store, CS, 9000);
+    append(&store, CS, 5);
+    let size = 9008;
+    let mut want: Vec<_> = (0..size).map(|seq| leaf(CS, seq)).collect();
+    let states = store.origins();
+    // The block of leaf 6000 is in the cache when it is changed.
+    assert_eq!(store.leaf(CS, 6000).unwrap(), Some(want[6000].clone()));
+    // Later in the log first, then earlier: the second rewrite copies blocks that the first
+    // already moved to the end of the file. One leaf keeps its length, one grows.
+    let mut digit = leaf(CS, 6000);
+    *digit.last_mut().unwrap() = b'9';
+    let changed = [
+        (6000, digit),
+        (1000, [leaf(CS, 1000), b", and then some".to_vec()].concat()),
+    ];
+    for (seq, other) in &changed {
+        assert_ne!(want[*seq as usize], *other);
+        store.tamper_leaf(CS, *seq, other).unwrap();
+        want[*seq as usize] = other.clone();
+        assert_eq!(store.leaf(CS, *seq).unwrap(), Some(other.clone()));
+    }
+    let err = store.tamper_leaf(CS, size, b"past the end").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("origin {CS}: tampering names seq {size}, but the log holds {size} entries")
+    );
+
+    let store = reopen(&dir, store);
+    assert_eq!(store.origins(), states);
+    assert_eq!(store.leaves(CS, 0, usize::MAX).unwrap(), want);
+    assert_eq!(
+        store.leaves(WH, 0, usize::MAX).unwrap(),
+        vec![leaf(WH, 0), leaf(WH, 1)]
+    );
+    // The tree hashes are still those of the leaves as appended, not of what is served now.
+    let all: Vec<u64> = (0..stored_hash_count(size)).collect();
+    assert!(
+        store.hash_reader(CS).read_hashes(&all).unwrap()
+            == memory_tree(CS, size).read_hashes(&all).unwrap(),
+        "stored hashes differ from those of the leaves as appended"
+    );
+    // The log goes on from its committed end.
+    append(&store, CS, 4);
+    let store = reopen(&dir, store);
+    want.extend((size..size + 4).map(|seq| leaf(CS, seq)));
+    assert_eq!(store.leaves(CS, 0, usize::MAX).unwrap(), want);
+    assert_eq!(
+        store.origin_state(CS).root,
+        memory_tree(CS, size + 4).root()
+    );
+}
+
+#[test]
 fn open_detects_a_damaged_leaf_block() {
     let (dir, store) = temp();
     append(&store, CS, 30);
