@@ -53,6 +53,36 @@ fn main() {
         }
         leaves.push(leaf);
     }
+    // Packed entries: those leaves as a node stores them after two batches, 3 and 5 leaves.
+    let dir = std::env::temp_dir().join(format!("credex-fuzz-seed-{}", std::process::id()));
+    let store = credex_store::Store::open(&dir).unwrap();
+    for (first, end) in [(0, 3), (3, 8)] {
+        let mut batch = credex_store::WriteBatch::new();
+        for seq in first..end {
+            batch.append("changsha", seq, leaves[seq as usize].clone());
+        }
+        store.apply(batch).unwrap();
+    }
+    let credex_store::PackedRun::Blocks(blocks) =
+        store.packed_leaves("changsha", 0, 8, 1024, 1 << 20).unwrap()
+    else {
+        panic!("changsha's leaves are in whole blocks from 0");
+    };
+    let run = pb::PackedEntries {
+        origin: "changsha".to_owned(),
+        first_seq: 0,
+        blocks: blocks
+            .into_iter()
+            .map(|b| pb::LeafBlock {
+                count: b.count,
+                raw_len: b.raw_len,
+                zstd: b.zstd,
+            })
+            .collect(),
+    };
+    seeds.put("packed_entries", "changsha-0-8", &run.encode_to_vec());
+    drop(store);
+    fs::remove_dir_all(&dir).unwrap();
     let no_record = pb::Entry {
         record: None,
         ..entry_of(0, 9, changsha[0].clone())

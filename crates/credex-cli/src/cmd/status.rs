@@ -222,6 +222,16 @@ pub struct StatusJson<'a> {
     quarantine: Vec<QuarantineJson<'a>>,
     view: ViewJson,
     invalid_entries: u64,
+    /// Absent from a node that does not report it.
+    storage: Option<StorageJson<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct StorageJson<'a> {
+    free_bytes: u64,
+    min_free_bytes: u64,
+    full: bool,
+    failed: &'a str,
 }
 
 #[derive(Debug, Serialize)]
@@ -314,6 +324,12 @@ impl<'a> StatusJson<'a> {
                 current: view.current,
             },
             invalid_entries: s.invalid_entries,
+            storage: s.storage.as_ref().map(|st| StorageJson {
+                free_bytes: st.free_bytes,
+                min_free_bytes: st.min_free_bytes,
+                full: st.full,
+                failed: &st.failed,
+            }),
         }
     }
 }
@@ -370,7 +386,12 @@ mod tests {
                 current: true,
             }),
             invalid_entries: 0,
-            storage: None,
+            storage: Some(credex_proto::v1::StorageStatus {
+                free_bytes: 5 << 30,
+                min_free_bytes: 64 << 20,
+                full: false,
+                failed: String::new(),
+            }),
         }
     }
 
@@ -427,6 +448,6 @@ mod tests {
 
     #[test]
     fn json_keeps_the_proto_field_names() {
-        expect![[r#"{"city":"hefei","consortium":"mid-yangtze","peers":[{"city":"changsha","address":"127.0.0.1:7400","connected":true,"last_contact":99000,"last_error":"","round_trip_ms":3},{"city":"wuhan","address":"127.0.0.1:7401","connected":false,"last_contact":0,"last_error":"connection refused","round_trip_ms":0}],"origins":[{"origin":"changsha","local_size":250,"indexed_size":240,"best_seen_size":251,"lag":1,"checkpoint_age_ms":1500,"published_size":250,"final_size":200,"cosignatures":3,"forked":false}],"quarantine":[{"reason":"bad signature","count":2}],"view":{"subjects":900,"records_in_force":1000,"excluded":12,"counted_at":98000,"current":true},"invalid_entries":0}"#]].assert_eq(&serde_json::to_string(&StatusJson::new(&sample())).expect("json"));
+        expect![[r#"{"city":"hefei","consortium":"mid-yangtze","peers":[{"city":"changsha","address":"127.0.0.1:7400","connected":true,"last_contact":99000,"last_error":"","round_trip_ms":3},{"city":"wuhan","address":"127.0.0.1:7401","connected":false,"last_contact":0,"last_error":"connection refused","round_trip_ms":0}],"origins":[{"origin":"changsha","local_size":250,"indexed_size":240,"best_seen_size":251,"lag":1,"checkpoint_age_ms":1500,"published_size":250,"final_size":200,"cosignatures":3,"forked":false}],"quarantine":[{"reason":"bad signature","count":2}],"view":{"subjects":900,"records_in_force":1000,"excluded":12,"counted_at":98000,"current":true},"invalid_entries":0,"storage":{"free_bytes":5368709120,"min_free_bytes":67108864,"full":false,"failed":""}}"#]].assert_eq(&serde_json::to_string(&StatusJson::new(&sample())).expect("json"));
     }
 }
