@@ -1,8 +1,9 @@
 //! A misbehaving peer: a small gRPC server with Wuhan's real node certificate (and log key) on
 //! Wuhan's address, whose Exchange.Sync answers are written byte by byte, so it can send what
 //! no honest node would — an oversized message, garbage, entries out of order, a gap it never
-//! fills, an endless stream at full speed, a message that stalls half-way, a checkpoint for a
-//! size it never serves, entries of an origin outside the consortium. Changsha pulls from it;
+//! fills, packed blocks that claim too much or are not zstd, an endless stream at full speed,
+//! a message that stalls half-way, a checkpoint for a size it never serves, entries of an
+//! origin outside the consortium. Changsha pulls from it;
 //! Hefei, honest, keeps publishing. Each misbehaviour must end in the right answer (the stream
 //! refused and redialled with the reason in Operator.Status, or quarantine and a long backoff),
 //! memory must stay bounded, and Changsha must keep converging with Hefei throughout.
@@ -93,6 +94,23 @@ fn entries(origin: &str, first_seq: u64, count: usize) -> Bytes {
         entries: (0..count)
             .map(|i| vec![(first_seq as usize + i) as u8; 1024])
             .collect(),
+    }))
+}
+
+/// A PackedEntries frame of `blocks` leaf blocks of `origin` from `first_seq`, each saying it
+/// holds one leaf and decompresses to `raw_len` bytes, each `zstd` the given bytes.
+fn packed(origin: &str, first_seq: u64, blocks: usize, raw_len: u32, zstd: &[u8]) -> Bytes {
+    frame(pb::sync_frame::Frame::Packed(pb::PackedEntries {
+        origin: origin.to_owned(),
+        first_seq,
+        blocks: vec![
+            pb::LeafBlock {
+                count: 1,
+                raw_len,
+                zstd: zstd.to_vec(),
+            };
+            blocks
+        ],
     }))
 }
 
@@ -294,6 +312,27 @@ async fn a_misbehaving_peer_is_refused_in_bounded_memory_while_honest_peers_conv
     peer.refused(
         || then_stall(stream::empty()),
         "nothing from the peer within 2 s",
+    )
+    .await?;
+    // Packed blocks that together claim more bytes decompressed than the frame limit (8 MiB):
+    // refused before any is decompressed, since a few bytes of zstd can claim gigabytes.
+    peer.refused(
+        || {
+            then_stall(stream::iter([packed(
+                "wuhan",
+                0,
+                3,
+                4 << 20,
+                b"never decompressed",
+            )]))
+        },
+        "over the frame limit",
+    )
+    .await?;
+    // A block that is no zstd frame.
+    peer.refused(
+        || then_stall(stream::iter([packed("wuhan", 0, 1, 64, &[0xff; 32])])),
+        "does not decompress",
     )
     .await?;
     peer.honest_record_arrives().await?;

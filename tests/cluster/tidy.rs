@@ -19,18 +19,7 @@ const FORBIDDEN_IN_CORE: [&str; 6] = ["tonic", "tokio", "sled", "rustls", "hyper
 /// dependencies, with features resolved for building `package` alone (as `cargo tree -p` does;
 /// `cargo metadata` would unify them across the workspace), by name.
 fn normal_dependencies(package: &str) -> Result<BTreeSet<String>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let output = Command::new(cargo)
-        .args(["tree", "-p", package, "-e", "normal", "--prefix", "none"])
-        .args(["--format", "{p}", "--locked", "--offline"])
-        .current_dir(&root)
-        .output()
-        .context("running cargo tree")?;
-    if !output.status.success() {
-        bail!("cargo tree: {}", String::from_utf8_lossy(&output.stderr));
-    }
-    Ok(String::from_utf8(output.stdout)?
+    Ok(cargo_tree(package, "{p}")?
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .filter(|name| *name != package)
@@ -75,18 +64,7 @@ fn the_core_reaches_no_runtime_network_or_storage_crate() -> Result<()> {
 /// The features `package`, built alone, builds its normal dependency `dep` with (`cargo tree`'s
 /// `{f}`), one entry per place `dep` appears in its tree.
 fn dependency_features(package: &str, dep: &str) -> Result<Vec<String>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let output = Command::new(cargo)
-        .args(["tree", "-p", package, "-e", "normal", "--prefix", "none"])
-        .args(["--format", "{p} [{f}]", "--locked", "--offline"])
-        .current_dir(&root)
-        .output()
-        .context("running cargo tree")?;
-    if !output.status.success() {
-        bail!("cargo tree: {}", String::from_utf8_lossy(&output.stderr));
-    }
-    Ok(String::from_utf8(output.stdout)?
+    Ok(cargo_tree(package, "{p} [{f}]")?
         .lines()
         .filter(|l| l.split_whitespace().next() == Some(dep))
         .filter_map(|l| Some(l[l.find('[')? + 1..l.find(']')?].to_owned()))
@@ -298,4 +276,21 @@ fn origin_strings_are_built_in_one_place() -> Result<()> {
         found.join("\n")
     );
     Ok(())
+}
+
+/// `cargo tree -p package` over normal dependencies, one line per crate in `format`, features
+/// resolved for building `package` alone.
+fn cargo_tree(package: &str, format: &str) -> Result<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = Command::new(cargo)
+        .args(["tree", "-p", package, "-e", "normal", "--prefix", "none"])
+        .args(["--format", format, "--locked", "--offline"])
+        .current_dir(&root)
+        .output()
+        .context("running cargo tree")?;
+    if !output.status.success() {
+        bail!("cargo tree: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(String::from_utf8(output.stdout)?)
 }

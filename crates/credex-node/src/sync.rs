@@ -606,8 +606,20 @@ async fn pull(engine: &Arc<Engine>, link: &PeerLink, peers: &PeerTable) -> Resul
                     Staged::Entries(Inbox::new(&batch.origin, batch.first_seq, batch.entries))
                 }
                 Some(pb::sync_frame::Frame::Packed(run)) => {
-                    // Decompressed here, each block bounded by the frame limit before it is
-                    // decompressed; what is inside is authenticated like any entries.
+                    // Decompressed here, the frame's blocks together bounded by the frame
+                    // limit before any is decompressed (a few KiB of zstd can claim GiB); what
+                    // is inside is authenticated like any entries.
+                    let raw: u64 = run.blocks.iter().map(|b| u64::from(b.raw_len)).sum();
+                    if raw > limits.max_frame_bytes as u64 {
+                        return Err(Ended::from(format!(
+                            "{}: entries from seq {}: {} leaf blocks of {raw} bytes decompressed, \
+                             over the frame limit of {} (limits.max_request_bytes)",
+                            run.origin,
+                            run.first_seq,
+                            run.blocks.len(),
+                            limits.max_frame_bytes
+                        )));
+                    }
                     let blocks = run
                         .blocks
                         .into_iter()
