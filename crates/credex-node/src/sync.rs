@@ -606,36 +606,12 @@ async fn pull(engine: &Arc<Engine>, link: &PeerLink, peers: &PeerTable) -> Resul
                     Staged::Entries(Inbox::new(&batch.origin, batch.first_seq, batch.entries))
                 }
                 Some(pb::sync_frame::Frame::Packed(run)) => {
-                    // Decompressed here, the frame's blocks together bounded by the frame
-                    // limit before any is decompressed (a few KiB of zstd can claim GiB); what
-                    // is inside is authenticated like any entries.
-                    let raw: u64 = run.blocks.iter().map(|b| u64::from(b.raw_len)).sum();
-                    if raw > limits.max_frame_bytes as u64 {
-                        return Err(Ended::from(format!(
-                            "{}: entries from seq {}: {} leaf blocks of {raw} bytes decompressed, \
-                             over the frame limit of {} (limits.max_request_bytes)",
-                            run.origin,
-                            run.first_seq,
-                            run.blocks.len(),
-                            limits.max_frame_bytes
-                        )));
-                    }
-                    let blocks = run
-                        .blocks
-                        .into_iter()
-                        .map(|b| {
-                            let wire = WireBlock {
-                                count: b.count,
-                                raw_len: b.raw_len,
-                                zstd: b.zstd,
-                            };
-                            PackedBlock::unpack(wire, limits.max_frame_bytes)
-                        })
-                        .collect::<Result<Vec<_>, String>>()
-                        .map_err(|e| {
-                            format!("{}: entries from seq {}: {e}", run.origin, run.first_seq)
-                        })?;
-                    Staged::Entries(Inbox::packed(&run.origin, run.first_seq, blocks))
+                    // Decompressing a frame takes a fraction of a millisecond: off the runtime.
+                    let max = limits.max_frame_bytes;
+                    let unpacked = tokio::task::spawn_blocking(move || unpack(run, max))
+                        .await
+                        .map_err(|e| format!("unpacking task: {e}"))??;
+                    Staged::Entries(unpacked)
                 }
                 Some(pb::sync_frame::Frame::Checkpoint(cp)) => {
                     let note = cp.checkpoint.map(|c| c.note).unwrap_or_default();
@@ -663,6 +639,34 @@ async fn pull(engine: &Arc<Engine>, link: &PeerLink, peers: &PeerTable) -> Resul
             committer.await
         }
     }
+}
+
+/// The leaves of a `PackedEntries` frame, its blocks together bounded by `max` bytes
+/// decompressed before any is decompressed (a few KiB of zstd can claim GiB). What is inside is
+/// authenticated like any entries, by the roots their origin signed.
+fn unpack(run: pb::PackedEntries, max: usize) -> Result<Inbox, String> {
+    let at = format!("{}: entries from seq {}", run.origin, run.first_seq);
+    let raw: u64 = run.blocks.iter().map(|b| u64::from(b.raw_len)).sum();
+    if raw > max as u64 {
+        return Err(format!(
+            "{at}: {} leaf blocks of {raw} bytes decompressed, over the frame limit of {max} \
+             (limits.max_request_bytes)",
+            run.blocks.len()
+        ));
+    }
+    let blocks = run
+        .blocks
+        .into_iter()
+        .map(|b| {
+            let wire = WireBlock {
+                count: b.count,
+                raw_len: b.raw_len,
+                zstd: b.zstd,
+            };
+            PackedBlock::unpack(wire, max).map_err(|e| format!("{at}: {e}"))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(Inbox::packed(&run.origin, run.first_seq, blocks))
 }
 
 enum Staged {
