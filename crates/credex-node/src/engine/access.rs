@@ -64,7 +64,7 @@ impl Engine {
             purpose: access.purpose,
         });
         let _writer = self.write_lock.lock().await;
-        self.store.apply(batch)?;
+        self.apply(batch).await?;
         self.flush_durable().await?;
         Ok(())
     }

@@ -295,7 +295,7 @@ impl Engine {
                     recorded += 1;
                 }
             }
-            self.store.apply(batch)?;
+            self.apply(batch).await?;
             self.flush_durable().await?;
             drop(writer);
             self.announce();

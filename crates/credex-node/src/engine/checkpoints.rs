@@ -96,7 +96,9 @@ impl Engine {
             }
         };
         let _writer = self.write_lock.lock().await;
-        let outcome = self.check_and_store(origin, &signed, proof, &format!("sync:{from}"))?;
+        let outcome = self
+            .check_and_store(origin, &signed, proof, &format!("sync:{from}"))
+            .await?;
         drop(_writer);
         match outcome {
             CheckpointOutcome::Pending => {
@@ -173,7 +175,9 @@ impl Engine {
         for cp in ready {
             let signed = self.verify_note(origin, &cp.note)?;
             let _writer = self.write_lock.lock().await;
-            let outcome = self.check_and_store(origin, &signed, &SentProof::default(), "sync")?;
+            let outcome = self
+                .check_and_store(origin, &signed, &SentProof::default(), "sync")
+                .await?;
             drop(_writer);
             if outcome == CheckpointOutcome::Equivocation {
                 self.announce();
@@ -183,7 +187,7 @@ impl Engine {
     }
 
     /// The checks, under the write lock. Stores the checkpoint or the evidence.
-    fn check_and_store(
+    async fn check_and_store(
         &self,
         origin: &str,
         signed: &SignedCheckpoint,
@@ -205,7 +209,8 @@ impl Engine {
                     vec![held, signed.note.clone()],
                     Vec::new(),
                     via,
-                )?;
+                )
+                .await?;
                 return Ok(CheckpointOutcome::Equivocation);
             }
             if held_signed.cosignatures.len() >= signed.cosignatures.len() {
@@ -213,7 +218,9 @@ impl Engine {
             }
         }
         if cp.size > state.size {
-            return self.check_ahead(origin, signed, proof, state.size, via);
+            return self
+                .check_ahead(origin, signed, proof, state.size, via)
+                .await;
         }
         let local_root = self.root_at(origin, cp.size)?;
         if local_root != cp.root {
@@ -242,7 +249,8 @@ impl Engine {
                 vec![signed.note.clone(), latest.note],
                 proof,
                 via,
-            )?;
+            )
+            .await?;
             return Ok(CheckpointOutcome::Equivocation);
         }
         let note = match self.store.checkpoint_at(origin, cp.size)? {
@@ -255,7 +263,7 @@ impl Engine {
         };
         let mut batch = WriteBatch::new();
         batch.set_checkpoint(origin, cp.size, note);
-        self.store.apply(batch)?;
+        self.apply(batch).await?;
         self.note_checkpoint_stored(origin, cp.size);
         Ok(CheckpointOutcome::Stored)
     }
@@ -263,7 +271,7 @@ impl Engine {
     /// A checkpoint larger than the local log: pending if its proof shows it extends the local
     /// tree (or it has no proof from a size the node holds: then its entries' root is what
     /// decides), equivocation if its proof yields its own root and another local root.
-    fn check_ahead(
+    async fn check_ahead(
         &self,
         origin: &str,
         signed: &SignedCheckpoint,
@@ -314,7 +322,8 @@ impl Engine {
             vec![ours, signed.note.clone()],
             hashes,
             via,
-        )?;
+        )
+        .await?;
         Ok(CheckpointOutcome::Equivocation)
     }
 
@@ -341,7 +350,7 @@ impl Engine {
         let verified = self.verify_note(origin, &merged)?;
         let mut batch = WriteBatch::new();
         batch.set_checkpoint(origin, size, merged);
-        self.store.apply(batch)?;
+        self.apply(batch).await?;
         self.flush_durable().await?;
         drop(_writer);
         info!(
@@ -355,7 +364,7 @@ impl Engine {
     }
 
     /// Keeps two contradicting signed checkpoints of `origin` as evidence and marks it forked.
-    pub(super) fn record_equivocation(
+    pub(super) async fn record_equivocation(
         &self,
         origin: &str,
         kind: pb::evidence::Kind,
@@ -380,8 +389,8 @@ impl Engine {
         batch
             .add_evidence(origin, prost::Message::encode_to_vec(&evidence))
             .mark_forked(origin);
-        self.store.apply(batch)?;
-        self.store.flush()?;
+        self.apply(batch).await?;
+        self.flush_durable().await?;
         info!(origin, "evidence stored");
         Ok(())
     }

@@ -210,10 +210,7 @@ impl Engine {
         })
         .await
         .map_err(|_| EngineError::Internal("indexer thread panicked".into()))??;
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.apply(batch))
-            .await
-            .map_err(|e| EngineError::Internal(format!("store apply task: {e}")))??;
+        self.apply(batch).await?;
         self.flush_durable().await?;
         drop(writer);
         self.metrics.count_invalid(origin, invalid);

@@ -431,10 +431,7 @@ impl Engine {
         if batch.is_empty() {
             return Ok(());
         }
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.apply(batch))
-            .await
-            .map_err(|e| EngineError::Internal(format!("store apply task: {e}")))??;
+        self.apply(batch).await?;
         self.flush_durable().await?;
         Ok(())
     }

@@ -521,11 +521,13 @@ impl Engine {
     /// new sizes, one batch after the other, and the store serialises applies.
     async fn commit_appended(&self, log: &credex_store::OriginState) -> Result<(), EngineError> {
         self.flush_durable().await?;
-        self.store_own_checkpoint(log)
+        self.apply(self.own_checkpoint(log)?).await?;
+        self.own_checkpoint_stored(log);
+        Ok(())
     }
 
-    /// Signs and stores this city's checkpoint over `log` (its size and root).
-    fn store_own_checkpoint(&self, log: &credex_store::OriginState) -> Result<(), EngineError> {
+    /// A batch storing this city's checkpoint over `log` (its size and root), signed.
+    fn own_checkpoint(&self, log: &credex_store::OriginState) -> Result<WriteBatch, EngineError> {
         let origin = self.city.as_str();
         let checkpoint = Checkpoint {
             origin: credex_core::consortium::origin(&self.consortium, &self.city),
@@ -534,12 +536,16 @@ impl Engine {
         };
         let note = note::sign_checkpoint(&checkpoint, &self.log_key)
             .map_err(|e| EngineError::Internal(format!("signing checkpoint: {e}")))?;
-        let mut cp_batch = WriteBatch::new();
-        cp_batch.set_checkpoint(origin, log.size, note);
-        self.store.apply(cp_batch)?;
+        let mut batch = WriteBatch::new();
+        batch.set_checkpoint(origin, log.size, note);
+        Ok(batch)
+    }
+
+    /// Notes this city's checkpoint over `log` as stored.
+    fn own_checkpoint_stored(&self, log: &credex_store::OriginState) {
+        let origin = self.city.as_str();
         self.note_checkpoint_stored(origin, log.size);
         info!(origin, size = log.size, root = %hex_root(&log.root), "published");
-        Ok(())
     }
 
     /// Signs the checkpoint over this city's whole log if the newest one stored is smaller: a
@@ -557,7 +563,9 @@ impl Engine {
                 size = log.size,
                 "signing the checkpoint over entries made durable before the node stopped"
             );
-            self.store_own_checkpoint(&log)?;
+            // On a blocking thread already (the publish task starts it so).
+            self.store.apply(self.own_checkpoint(&log)?)?;
+            self.own_checkpoint_stored(&log);
             self.store.flush_within(super::storage::FLUSH_DEADLINE)?;
         }
         Ok(())

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use credex_store::{Space, StoreError};
+use credex_store::{Applied, Space, StoreError, WriteBatch};
 use tokio::sync::watch;
 
 use super::{Engine, EngineError};
@@ -24,6 +24,15 @@ pub const FLUSH_DEADLINE: Duration = Duration::from_secs(30);
 const SPACE_POLL: Duration = Duration::from_millis(500);
 
 impl Engine {
+    /// Applies `batch` off the runtime (the leaf files' fdatasync, sled's batch); not flushed:
+    /// [`Engine::flush_durable`] before acknowledging anything in it.
+    pub(crate) async fn apply(&self, batch: WriteBatch) -> Result<Applied, EngineError> {
+        let store = self.store.clone();
+        Ok(tokio::task::spawn_blocking(move || store.apply(batch))
+            .await
+            .map_err(|e| EngineError::Internal(format!("store apply task: {e}")))??)
+    }
+
     /// Makes every applied batch durable, off the runtime and within [`FLUSH_DEADLINE`]. Call
     /// once per batch before acknowledging anything in it.
     pub(crate) async fn flush_durable(&self) -> Result<(), EngineError> {

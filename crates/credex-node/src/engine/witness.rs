@@ -85,7 +85,8 @@ impl Engine {
                         vec![held_note.clone(), note.to_vec()],
                         Vec::new(),
                         "witness",
-                    )?;
+                    )
+                    .await?;
                     drop(_writer);
                     self.announce();
                     return Ok(refuse(format!(
@@ -102,7 +103,7 @@ impl Engine {
             .map_err(|e| EngineError::Internal(format!("cosigning: {e}")))?;
         let mut batch = WriteBatch::new();
         batch.set_witness(&origin, cp.size, note.to_vec());
-        self.store.apply(batch)?;
+        self.apply(batch).await?;
         self.flush_durable().await?;
         info!(origin, size = cp.size, "cosigned");
         Ok(WitnessAnswer::Cosigned(line))
