@@ -47,7 +47,8 @@ pub(crate) const BLOCK_BYTES: usize = 64 << 10;
 /// 4 % less than level 1 at two thirds of its speed.
 const LEVEL: i32 = 1;
 /// Decompressed blocks kept by [`BlockCache`]: at most this many times [`BLOCK_BYTES`] of
-/// memory (more only with blocks of one leaf larger than that).
+/// memory (more only with blocks of one leaf larger than that). 256 blocks measured no faster
+/// in a catch-up of generated records and cost 14 MiB more per store.
 const CACHED_BLOCKS: usize = 32;
 
 pub(crate) fn block_key(id: u32, first: u64) -> [u8; 13] {

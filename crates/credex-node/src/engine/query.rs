@@ -564,7 +564,18 @@ impl Engine {
                 "index names {origin} seq {seq}, which is not stored"
             ))
         })?;
-        let parts = entry::parse_leaf(&leaf)
+        self.version_of_leaf(origin, seq, &leaf, newest_checkpoint)
+    }
+
+    /// The record version `leaf`, held at `origin`/`seq`, is, as the view sees it.
+    pub(crate) fn version_of_leaf(
+        &self,
+        origin: &str,
+        seq: u64,
+        leaf: &[u8],
+        newest_checkpoint: u64,
+    ) -> Result<RecordVersion, EngineError> {
+        let parts = entry::parse_leaf(leaf)
             .map_err(|e| EngineError::Internal(format!("{origin} seq {seq}: {e}")))?;
         let entry = pb::Entry::decode(parts.entry)
             .map_err(|e| EngineError::Internal(format!("{origin} seq {seq}: {e}")))?;
