@@ -195,7 +195,9 @@ async fn a_misbehaving_peer_is_refused_in_bounded_memory_while_honest_peers_conv
         quarantine_backoff_max_ms: 600_000,
         ..LimitsConfig::default()
     };
+    // Memory is read off the whole test process: no other test's nodes may be in it.
     let sandbox = Sandbox::builder()
+        .alone()
         .cities(cities.clone())
         .without_link("hefei", "wuhan")
         .stopped("wuhan")

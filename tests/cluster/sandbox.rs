@@ -47,6 +47,8 @@ pub struct Sandbox {
     /// Every node's `[admin]`, its listen address set per node, if the nodes have one.
     admin: Option<credex_node::config::AdminConfig>,
     admin_addrs: BTreeMap<String, SocketAddr>,
+    /// Last, so it is given back once everything else is dropped.
+    _gate: GateGuard,
 }
 
 /// Builds a [`Sandbox`].
@@ -58,9 +60,77 @@ pub struct SandboxBuilder {
     stopped: Vec<String>,
     limits: Option<credex_node::config::LimitsConfig>,
     admin: Option<credex_node::config::AdminConfig>,
+    alone: bool,
+}
+
+/// Counts the sandboxes running in this test process, so that a test that measures the
+/// process itself (its resident memory) can run with no other test's nodes in it.
+static GATE: std::sync::LazyLock<Gate> = std::sync::LazyLock::new(|| Gate {
+    state: std::sync::Mutex::new(GateState::default()),
+    changed: tokio::sync::Notify::new(),
+});
+
+struct Gate {
+    state: std::sync::Mutex<GateState>,
+    changed: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct GateState {
+    shared: usize,
+    alone: bool,
+}
+
+/// A sandbox's place in [`GATE`], given back when it is dropped.
+struct GateGuard {
+    alone: bool,
+}
+
+impl GateGuard {
+    /// Waits until the sandbox may start: a shared one while no sandbox runs alone, one that
+    /// runs alone once no other runs at all. Sandboxes already running are never waited on by
+    /// a shared one, so a test holding one sandbox can always start another.
+    async fn enter(alone: bool) -> GateGuard {
+        loop {
+            let changed = GATE.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let mut state = GATE.state.lock().unwrap_or_else(|e| e.into_inner());
+                if !state.alone && (!alone || state.shared == 0) {
+                    if alone {
+                        state.alone = true;
+                    } else {
+                        state.shared += 1;
+                    }
+                    return GateGuard { alone };
+                }
+            }
+            changed.await;
+        }
+    }
+}
+
+impl Drop for GateGuard {
+    fn drop(&mut self) {
+        let mut state = GATE.state.lock().unwrap_or_else(|e| e.into_inner());
+        if self.alone {
+            state.alone = false;
+        } else {
+            state.shared -= 1;
+        }
+        GATE.changed.notify_waiters();
+    }
 }
 
 impl SandboxBuilder {
+    /// Runs this sandbox with no other test's sandbox in the process, for a test that measures
+    /// the process (it waits until the others have ended; new ones wait for it).
+    pub fn alone(mut self) -> Self {
+        self.alone = true;
+        self
+    }
+
     /// The member cities (default: the four capitals).
     pub fn cities(mut self, cities: Vec<CitySpec>) -> Self {
         self.cities = Some(cities);
@@ -99,6 +169,7 @@ impl SandboxBuilder {
     }
 
     pub async fn start(self) -> Result<Sandbox> {
+        let gate = GateGuard::enter(self.alone).await;
         // `CREDEX_TEST_LOG=debug` shows the nodes' logs beside a failing test's output.
         if let Ok(filter) = std::env::var("CREDEX_TEST_LOG") {
             let _ = tracing_subscriber::fmt()
@@ -150,6 +221,7 @@ impl SandboxBuilder {
             limits: self.limits,
             admin: self.admin,
             admin_addrs: BTreeMap::new(),
+            _gate: gate,
         };
         for (city, listener) in listeners {
             if !self.stopped.contains(&city) {
