@@ -492,7 +492,7 @@ impl<'a> Reader<'a> {
         max_entries: u64,
         max_bytes: usize,
     ) -> Result<PackedRun, StoreError> {
-        let mut blocks = Vec::new();
+        let mut metas: Vec<BlockMeta> = Vec::new();
         let mut bytes = 0;
         let mut next = start;
         let range = block_key(self.index.id, start)..block_key(self.index.id, end);
@@ -500,25 +500,47 @@ impl<'a> Reader<'a> {
             let (k, v) = item?;
             let meta = self.index.meta(&k, &v)?;
             let size = usize::try_from(meta.end - meta.start).unwrap_or(usize::MAX);
-            let full = (!blocks.is_empty() && bytes + size > max_bytes)
+            let full = (!metas.is_empty() && bytes + size > max_bytes)
                 || meta.next() - start > max_entries;
             if meta.first != next || meta.next() > end || full {
                 break;
             }
-            let zstd = self.file.read_compressed(&meta, self.index.origin)?;
-            bytes += zstd.len();
+            bytes += size;
             next = meta.next();
-            blocks.push(WireBlock {
-                count: meta.count,
-                raw_len: meta.raw_len,
-                zstd,
-            });
+            metas.push(meta);
         }
-        if blocks.is_empty() {
+        let (Some(first), Some(last)) = (metas.first(), metas.last()) else {
             let upto = self.index.block_of(start)?.next().min(end);
             return Ok(PackedRun::Loose { upto });
-        }
-        Ok(PackedRun::Blocks(blocks))
+        };
+        // Blocks appended one after another lie end to end in the file: one read for the run
+        // (only a rewritten block, `replace_leaf`'s, lies elsewhere).
+        let span = BlockMeta {
+            end: last.end,
+            ..*first
+        };
+        let run = if metas.windows(2).all(|w| w[0].end == w[1].start) {
+            Some(self.file.read_compressed(&span, self.index.origin)?)
+        } else {
+            None
+        };
+        metas
+            .iter()
+            .map(|meta| {
+                let zstd = match &run {
+                    Some(run) => run
+                        [(meta.start - first.start) as usize..(meta.end - first.start) as usize]
+                        .to_vec(),
+                    None => self.file.read_compressed(meta, self.index.origin)?,
+                };
+                Ok(WireBlock {
+                    count: meta.count,
+                    raw_len: meta.raw_len,
+                    zstd,
+                })
+            })
+            .collect::<Result<_, StoreError>>()
+            .map(PackedRun::Blocks)
     }
 
     /// Leaves `start..start + n`, a block at a time.
@@ -572,11 +594,11 @@ pub(crate) fn write_blocks(
         let stretch_end = match hints.peek() {
             Some((s, block)) if *s == seq => {
                 let n = block.count() as usize;
-                if let Some(these) = leaves
+                if leaves
                     .get(i..i + n)
-                    .filter(|these| block.block.holds(these))
+                    .is_some_and(|these| block.block.holds(these))
                 {
-                    pieces.push(Piece::Packed(block, these.len()));
+                    pieces.push(Piece::Packed(block));
                     i += n;
                     hints.next();
                     continue;
@@ -653,9 +675,9 @@ pub(crate) fn write_blocks(
     for piece in &pieces {
         let start = at + out.len() as u64;
         let (count, raw_len) = match piece {
-            Piece::Packed(block, count) => {
+            Piece::Packed(block) => {
                 out.extend_from_slice(&block.zstd);
-                (*count, block.raw_len())
+                (block.count() as usize, block.raw_len())
             }
             Piece::Loose(these) => {
                 let (bytes, raw_len) = compressed.next().expect("one compressed block a piece");
@@ -676,10 +698,10 @@ pub(crate) fn write_blocks(
     Ok(out)
 }
 
-/// One block of an apply: leaves to compress, or a packed block that holds its `usize` leaves.
+/// One block of an apply: leaves to compress, or a packed block holding the leaves at its place.
 enum Piece<'a> {
     Loose(&'a [Vec<u8>]),
-    Packed(&'a PackedBlock, usize),
+    Packed(&'a PackedBlock),
 }
 
 /// Cuts a stretch of leaves into blocks of about equal size, at most [`BLOCK_BYTES`] each
