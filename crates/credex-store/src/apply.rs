@@ -13,9 +13,9 @@ use tlog_tiles::tlog::stored_hash_count;
 use crate::batch::{AccessRecord, Op, QuarantineRecord, WriteBatch};
 use crate::codec::{self, Enc, OriginMeta, RecordValue, or_corrupt};
 use crate::error::StoreError;
-use crate::hashes::{self, Overlay};
+use crate::hashes::{self, CHUNK, ChunkCache, Overlay};
 use crate::keys;
-use crate::leaves::{self, Index, LeafFile, PackedBlock};
+use crate::leaves::{self, BlockCache, Index, LeafFile, PackedBlock};
 use crate::store::{OriginState, OriginTable, Store};
 
 /// What a successful [`Store::apply`] committed.
@@ -50,6 +50,8 @@ impl Store {
             let mut plan = Plan {
                 db: &db,
                 leaf_dir: &self.inner.leaf_dir,
+                blocks: &self.inner.blocks,
+                chunks: &self.inner.chunks,
                 origins: Origins {
                     table: &table,
                     next_id: u32::try_from(table.names.len()).expect("fewer than 2^32 origins"),
@@ -97,6 +99,9 @@ impl Store {
             self.inner
                 .change_head
                 .store(plan.next_change, Ordering::Release);
+        }
+        for (id, chunk, hashes) in plan.chunks {
+            self.inner.chunks.put(id, chunk, Arc::new(hashes));
         }
         counters.next_arrival = plan.next_arrival;
         counters.next_access = plan.next_access;
@@ -165,6 +170,9 @@ struct Plan<'a> {
     db: &'a sled::Db,
     /// The folder of the leaf data files, for error messages.
     leaf_dir: &'a std::path::Path,
+    /// The store's caches, to read the committed leaf hashes of a log's last chunk.
+    blocks: &'a BlockCache,
+    chunks: &'a ChunkCache,
     origins: Origins<'a>,
     /// Record index values as of this point of the batch; `None` = not indexed.
     records: HashMap<(u32, String), Option<RecordValue>>,
@@ -203,6 +211,10 @@ struct Pending {
     tail_start: u64,
     /// Tree hashes computed in this batch, from `tail_start` on.
     tail: Vec<Hash>,
+    /// Leaf hashes of the committed leaves from `edge_start`, the start of the chunk the
+    /// batch's first append lies in (see `hashes`), read at that append.
+    edge_start: u64,
+    edge: Vec<Hash>,
     /// Size of the latest checkpoint (`None` = none stored), once read.
     checkpoint_size: Option<Option<u64>>,
     /// Size of the witness state (`None` = none stored), once read.
@@ -239,6 +251,8 @@ struct Finished {
     batch: sled::Batch,
     leaf_writes: Vec<LeafWrite>,
     origins: Vec<Touched>,
+    /// The leaf hashes of each appended log's last chunk, for the [`ChunkCache`].
+    chunks: Vec<(u32, u64, Vec<Hash>)>,
     next_arrival: u64,
     next_access: u64,
     counts: HashMap<String, u64>,
@@ -268,6 +282,8 @@ impl Origins<'_> {
                     start,
                     tail_start: stored_hash_count(meta.state.size),
                     tail: Vec::new(),
+                    edge_start: 0,
+                    edge: Vec::new(),
                     checkpoint_size: None,
                     witness_size: None,
                     data_start: None,
@@ -430,6 +446,7 @@ impl Plan<'_> {
     }
 
     fn append(&mut self, origin: &str, seq: u64, leaf: Vec<u8>) -> Result<(), StoreError> {
+        let table = self.origins.table;
         let o = self.origins.get(origin)?;
         let size = o.meta.state.size;
         if o.meta.state.forked {
@@ -453,8 +470,26 @@ impl Plan<'_> {
             });
         }
         let id = o.meta.id;
+        if o.data_start.is_none() {
+            // The first append of the batch for this origin: `size` is the committed size.
+            o.data_start = Some(Index::new(self.db, id, origin).committed_end(size)?);
+            let chunk = size / CHUNK;
+            o.edge_start = chunk * CHUNK;
+            if size > o.edge_start {
+                let file = &table.files[id as usize];
+                let reader = leaves::Reader::new(self.db, id, origin, file, self.blocks);
+                let hashes = hashes::chunk_leaves(&reader, self.chunks, id, chunk, size)?;
+                o.edge = hashes[..(size - o.edge_start) as usize].to_vec();
+            }
+        }
         let new = {
-            let overlay = Overlay::new(self.db, id, origin, o.tail_start, &o.tail);
+            let overlay = Overlay::new(
+                self.db,
+                id,
+                origin,
+                (o.tail_start, &o.tail),
+                (o.edge_start, &o.edge),
+            );
             merkle::hashes_to_store(seq, &leaf, &overlay).map_err(|e| overlay.into_error(e))?
         };
         // The new hashes continue the stored-hash array exactly where the tail ends.
@@ -466,10 +501,6 @@ impl Plan<'_> {
             )));
         }
         o.tail.extend(new.into_iter().map(|(_, h)| h));
-        if o.data_start.is_none() {
-            // The first append of the batch for this origin: `size` is the committed size.
-            o.data_start = Some(Index::new(self.db, id, origin).committed_end(size)?);
-        }
         o.leaves.push(leaf);
         o.meta.state.size = size + 1;
         if self
@@ -493,7 +524,13 @@ impl Plan<'_> {
         let got = if size == o.start.map_or(0, |s| s.state.size) {
             o.meta.state.root
         } else {
-            let overlay = Overlay::new(self.db, o.meta.id, origin, o.tail_start, &o.tail);
+            let overlay = Overlay::new(
+                self.db,
+                o.meta.id,
+                origin,
+                (o.tail_start, &o.tail),
+                (o.edge_start, &o.edge),
+            );
             merkle::root(size, &overlay).map_err(|e| overlay.into_error(e))?
         };
         if got != want {
@@ -650,20 +687,21 @@ impl Plan<'_> {
         }
         let mut origins = Vec::with_capacity(self.origins.pending.len());
         let mut leaf_writes = Vec::new();
+        let mut chunks = Vec::new();
         for (name, mut o) in self.origins.pending {
             let start_size = o.start.map_or(0, |s| s.state.size);
             if o.meta.state.size != start_size {
-                let overlay = Overlay::new(self.db, o.meta.id, &name, o.tail_start, &o.tail);
-                o.meta.state.root =
-                    merkle::root(o.meta.state.size, &overlay).map_err(|e| overlay.into_error(e))?;
-                hashes::write_tail(
+                let overlay = Overlay::new(
                     self.db,
-                    &mut self.batch,
                     o.meta.id,
                     &name,
-                    o.tail_start,
-                    &o.tail,
-                )?;
+                    (o.tail_start, &o.tail),
+                    (o.edge_start, &o.edge),
+                );
+                o.meta.state.root =
+                    merkle::root(o.meta.state.size, &overlay).map_err(|e| overlay.into_error(e))?;
+                write_kept_hashes(self.db, &mut self.batch, &name, &o, start_size)?;
+                chunks.push(last_chunk(&o, start_size));
             }
             let data = match o.data_start {
                 Some(at) => leaves::write_blocks(
@@ -707,12 +745,54 @@ impl Plan<'_> {
             batch: self.batch,
             leaf_writes,
             origins,
+            chunks,
             next_arrival: self.next_arrival,
             next_access: self.next_access,
             counts: self.counts,
             next_change: self.next_change,
         })
     }
+}
+
+/// Adds to `batch` the kept tree hashes among those `o` computed (see `hashes`), which continue
+/// the kept ones of its committed log of `start_size` entries.
+fn write_kept_hashes(
+    db: &sled::Db,
+    batch: &mut sled::Batch,
+    origin: &str,
+    o: &Pending,
+    start_size: u64,
+) -> Result<(), StoreError> {
+    let start = hashes::kept_count(start_size);
+    let mut kept = Vec::new();
+    for (k, h) in hashes::kept(o.tail_start, &o.tail) {
+        if k != start + kept.len() as u64 {
+            return Err(StoreError::corrupt(format!(
+                "origin {origin}: the batch keeps tree hash {k}, expected {}",
+                start + kept.len() as u64
+            )));
+        }
+        kept.push(h);
+    }
+    hashes::write_kept(db, batch, o.meta.id, origin, start, &kept)
+}
+
+/// The leaf hashes of the chunk holding the last leaf `o` appended, from the committed ones
+/// (`edge`) and those the batch computed: `(origin id, chunk, hashes)`.
+fn last_chunk(o: &Pending, start_size: u64) -> (u32, u64, Vec<Hash>) {
+    let size = o.meta.state.size;
+    let chunk = (size - 1) / CHUNK;
+    let hashes = (chunk * CHUNK..size)
+        .map(|seq| {
+            if seq < start_size {
+                o.edge[(seq - o.edge_start) as usize]
+            } else {
+                let at = tlog_tiles::tlog::stored_hash_index(0, seq) - o.tail_start;
+                o.tail[at as usize]
+            }
+        })
+        .collect();
+    (o.meta.id, chunk, hashes)
 }
 
 /// The size in the sized note at `prefix ‖ id` (latest checkpoint, witness state), read from

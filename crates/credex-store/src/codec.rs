@@ -102,22 +102,49 @@ impl<'a> Dec<'a> {
     }
 }
 
-/// The view changes one batch pushed, stored under the change seq of the first: a u32 count,
-/// then each change as a byte string. One sled write per batch, not one per change.
+/// The view changes one batch pushed, stored under the change seq of the first, one sled write
+/// per batch: `count u32 ‖ raw length u32 ‖` one zstd frame (level 1) of the changes, each a
+/// byte string (`len u32 ‖ bytes`). A change names a record, its origin and its standing; the
+/// changes of one batch share most of that, which compression takes away (ARCHITECTURE.md
+/// "Where a node's disk goes").
 pub(crate) fn encode_changes(changes: &[Vec<u8>]) -> Vec<u8> {
     let count = u32::try_from(changes.len()).expect("fewer than 2^32 changes in a batch");
-    let size = 4 + changes.iter().map(|c| 4 + c.len()).sum::<usize>();
-    changes
+    let size = changes.iter().map(|c| 4 + c.len()).sum::<usize>();
+    let raw = changes
         .iter()
-        .fold(Enc::with_capacity(size).u32(count), |e, c| e.bytes(c))
+        .fold(Enc::with_capacity(size), |e, c| e.bytes(c))
+        .finish();
+    let raw_len = u32::try_from(raw.len()).expect("a batch's changes are below 4 GiB");
+    let compressed = zstd::block::compress(&raw, 1).expect("zstd compresses into a fresh buffer");
+    Enc::with_capacity(8 + compressed.len())
+        .u32(count)
+        .u32(raw_len)
+        .raw(&compressed)
         .finish()
 }
 
+/// Most bytes a change block decompresses to: far above any batch's changes, so that a damaged
+/// length cannot ask for an absurd allocation.
+const MAX_CHANGES_RAW: u32 = 256 << 20;
+
+/// How many changes a block written by [`encode_changes`] holds, read from its header.
+pub(crate) fn change_count(v: &[u8]) -> Option<u32> {
+    Dec::new(v).u32()
+}
+
 /// The changes of a block written by [`encode_changes`].
-pub(crate) fn decode_changes(v: &[u8]) -> Option<Vec<&[u8]>> {
+pub(crate) fn decode_changes(v: &[u8]) -> Option<Vec<Vec<u8>>> {
     let mut d = Dec::new(v);
     let count = d.u32()?;
-    let changes = (0..count).map(|_| d.bytes()).collect::<Option<Vec<_>>>()?;
+    let raw_len = d.u32().filter(|&l| l <= MAX_CHANGES_RAW)?;
+    let raw = zstd::block::decompress(d.rest(), raw_len as usize).ok()?;
+    if raw.len() != raw_len as usize {
+        return None;
+    }
+    let mut d = Dec::new(&raw);
+    let changes = (0..count)
+        .map(|_| d.bytes().map(<[u8]>::to_vec))
+        .collect::<Option<Vec<_>>>()?;
     d.end(changes)
 }
 

@@ -10,7 +10,7 @@
 use crate::error::StoreError;
 
 /// Layout version, the value of the [`FORMAT`] key.
-pub(crate) const FORMAT_VERSION: &str = "credex-store/5";
+pub(crate) const FORMAT_VERSION: &str = "credex-store/6";
 
 /// `FORMAT` → [`FORMAT_VERSION`].
 pub(crate) const FORMAT: u8 = 0x00;

@@ -33,6 +33,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use credex_core::merkle::{self, Hash};
+
 use crate::codec::{Dec, Enc};
 use crate::error::StoreError;
 use crate::keys;
@@ -541,6 +543,20 @@ impl<'a> Reader<'a> {
             })
             .collect::<Result<_, StoreError>>()
             .map(PackedRun::Blocks)
+    }
+
+    /// The RFC 6962 leaf hashes of leaves `start..start + n`, hashed in their blocks.
+    pub(crate) fn leaf_hashes(&self, start: u64, n: u64) -> Result<Vec<Hash>, StoreError> {
+        let mut out = Vec::with_capacity(usize::try_from(n).unwrap_or(0).min(1 << 16));
+        let end = start + n;
+        let mut seq = start;
+        while seq < end {
+            let block = self.block(seq)?;
+            let upto = block.next().min(end);
+            out.extend((seq..upto).map(|s| merkle::leaf_hash(block.leaf(s))));
+            seq = upto;
+        }
+        Ok(out)
     }
 
     /// Leaves `start..start + n`, a block at a time.

@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use credex_core::merkle::{self, Hash, HashReader};
+use credex_core::merkle::{self, Hash};
 
 use crate::batch::{AccessRecord, QuarantineRecord};
 use crate::codec::{self, OriginMeta, RecordValue, or_corrupt};
 use crate::error::StoreError;
-use crate::hashes::OriginHashes;
+use crate::hashes::{self, ChunkCache, OriginHashes};
 use crate::keys;
 use crate::leaves::{self, BlockCache, LeafFile, PackedRun};
 use crate::space::{self, Space};
@@ -132,6 +132,8 @@ pub(crate) struct Inner {
     pub(crate) leaf_dir: PathBuf,
     /// The last leaf blocks read, decompressed.
     pub(crate) blocks: BlockCache,
+    /// The leaf hashes of the chunks of leaves whose lower tree hashes were computed last.
+    pub(crate) chunks: ChunkCache,
     pub(crate) writer: Mutex<Counters>,
     pub(crate) origins: RwLock<OriginTable>,
     /// Seq the next change gets; also the number of changes ever pushed.
@@ -172,12 +174,10 @@ impl Store {
             None => 0,
             Some((k, v)) => {
                 let first = or_corrupt(keys::trailing_u64(&k), || "change feed key".into())?;
-                let count = or_corrupt(codec::decode_changes(&v), || {
-                    format!("change block {first}")
-                })?
-                .len() as u64;
+                let count =
+                    or_corrupt(codec::change_count(&v), || format!("change block {first}"))?;
                 first
-                    .checked_add(count)
+                    .checked_add(u64::from(count))
                     .ok_or_else(|| StoreError::corrupt("change feed seq past u64::MAX"))?
             }
         };
@@ -188,6 +188,7 @@ impl Store {
                 options: options.clone(),
                 leaf_dir,
                 blocks: BlockCache::default(),
+                chunks: ChunkCache::default(),
                 writer: Mutex::new(counters),
                 origins: RwLock::new(table),
                 change_head: AtomicU64::new(change_head),
@@ -215,10 +216,10 @@ impl Store {
         })
     }
 
-    /// Cheap consistency check run at open: the last leaf is in its file and hashes to the
-    /// stored leaf hash, and the stored tree hashes give the recorded root. (Open has already
-    /// checked that sled's leaf blocks hold exactly the recorded size, cut the file to its
-    /// committed end and refused one shorter than that.)
+    /// Cheap consistency check run at open: the leaves of the last chunk are in the file and,
+    /// if it is complete, hash to its kept hash; the kept hashes and the last chunk's leaves
+    /// give the recorded root. (Open has already checked that sled's leaf blocks hold exactly
+    /// the recorded size, cut the file to its committed end and refused one shorter than that.)
     fn check_origin(&self, name: &str, state: OriginState) -> Result<(), StoreError> {
         let (id, file) = {
             let table = self.table();
@@ -228,16 +229,16 @@ impl Store {
         let db = self.db()?;
         let reader = leaves::Reader::new(&db, id, name, &file, &self.inner.blocks);
         if let Some(last) = state.size.checked_sub(1) {
-            let leaf = reader.leaf(last)?;
-            let hashes = self.hash_reader(name);
-            let stored = hashes
-                .read_hashes(&[tlog_tiles::tlog::stored_hash_index(0, last)])
-                .map_err(|e| {
-                    StoreError::corrupt(format!("origin {name}: leaf hash {last}: {e}"))
-                })?;
-            if stored[0] != merkle::leaf_hash(&leaf) {
+            let chunk = last / hashes::CHUNK;
+            let leaves = hashes::chunk_leaves(&reader, &self.inner.chunks, id, chunk, state.size)?;
+            if state.size % hashes::CHUNK == 0
+                && hashes::chunk_hash(&leaves[..]) != hashes::kept_chunk_hash(&db, id, chunk)?
+            {
                 return Err(StoreError::corrupt(format!(
-                    "origin {name}: leaf {last} in the file does not match its stored hash"
+                    "origin {name}: the leaves of chunk {chunk} (leaves {}..{}) in the file do \
+                     not match its kept tree hash",
+                    chunk * hashes::CHUNK,
+                    state.size
                 )));
             }
         }
@@ -249,7 +250,7 @@ impl Store {
         })?;
         if root != state.root {
             return Err(StoreError::corrupt(format!(
-                "origin {name}: stored tree hashes give root {root} at size {}, metadata says {}",
+                "origin {name}: the tree hashes give root {root} at size {}, metadata says {}",
                 state.size, state.root
             )));
         }
@@ -301,7 +302,7 @@ impl Store {
 
     /// The origin's id, committed size and data file, read under one short table lock: the
     /// file read that follows needs no lock, as committed bytes never change.
-    fn leaf_file(&self, origin: &str) -> Option<(u32, u64, Arc<LeafFile>)> {
+    pub(crate) fn leaf_file(&self, origin: &str) -> Option<(u32, u64, Arc<LeafFile>)> {
         let table = self.table();
         let meta = table.by_name.get(origin)?;
         let file = Arc::clone(&table.files[meta.id as usize]);
@@ -371,8 +372,8 @@ impl Store {
     /// A [`HashReader`](credex_core::merkle::HashReader) over `origin`'s committed tree hashes, for roots and proofs.
     pub fn hash_reader(&self, origin: &str) -> OriginHashes {
         OriginHashes {
-            db: self.db().ok(),
-            id: self.origin_id(origin),
+            store: self.clone(),
+            origin: origin.to_owned(),
         }
     }
 
@@ -680,7 +681,7 @@ impl Store {
             })?;
             for (seq, change) in (first..).zip(block) {
                 if seq >= from && out.len() < limit {
-                    out.push((seq, change.to_vec()));
+                    out.push((seq, change));
                 }
             }
         }

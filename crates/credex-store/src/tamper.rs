@@ -20,8 +20,10 @@ impl Store {
     /// For a store no one else is reading or writing (a stopped node's, a test's): a reader in
     /// flight could cache the block it read before the change.
     ///
-    /// Open checks the last leaf against its stored hash, so a store whose last leaf was
-    /// replaced by other bytes refuses to open, as it would after any such damage.
+    /// Open checks the leaves of the last chunk (the last 256 or fewer) against the root, so a
+    /// store with one of them replaced by other bytes refuses to open, as it would after any
+    /// such damage. A replaced leaf elsewhere changes the lower tree hashes computed from it
+    /// (`hashes`), so the store's proofs over it no longer verify either.
     pub fn tamper_leaf(&self, origin: &str, seq: u64, leaf: &[u8]) -> Result<(), StoreError> {
         // The writer lock keeps applies out, the table's write lock readers of the origin's
         // committed state.
@@ -42,6 +44,7 @@ impl Store {
         let file = &table.files[id as usize];
         leaves::replace_leaf(&self.db()?, id, origin, file, size, seq, leaf)?;
         self.inner.blocks.forget(id);
+        self.inner.chunks.forget(id);
         Ok(())
     }
 }

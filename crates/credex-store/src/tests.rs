@@ -147,51 +147,82 @@ fn stored_hashes_serve_inclusion_and_consistency_proofs() {
 }
 
 #[test]
-fn tree_hashes_spanning_many_pages_match_the_in_memory_tree() {
+fn tree_hashes_across_chunks_and_kept_pages_match_the_in_memory_tree() {
+    use crate::hashes::{CHUNK, PAGE, kept_count, page_key};
     use tlog_tiles::tlog::stored_hash_count;
-    let (dir, store) = temp();
-    // Batches that end inside, exactly at and far past page boundaries (about two hashes per
-    // leaf, 256 hashes per page).
-    for n in [1, 127, 128, 300, 1, 0, 2] {
+    let (dir, mut store) = temp();
+    // Batches that end inside, exactly at and far past chunk boundaries (256 leaves) and the
+    // boundaries of kept-hash pages (256 kept hashes, about 128 chunks); the store is
+    // reopened at the end of each, so open checks a log ending mid-chunk and at a chunk's end.
+    let mut size = 0;
+    for n in [1, 127, 128, 300, 1, 0, 2, 32_209, 1, 33_000, 255] {
         append(&store, CS, n);
+        size += n;
+        if n > 200 {
+            store = reopen(&dir, store);
+        }
+        assert_eq!(store.origin_state(CS).size, size);
     }
-    let store = reopen(&dir, store);
-    let size = store.origin_state(CS).size;
-    assert_eq!(size, 559);
+    assert_eq!(size, 66_024);
+    assert_eq!(size % CHUNK, 232);
     let count = stored_hash_count(size);
     let all: Vec<u64> = (0..count).collect();
     let tree = memory_tree(CS, size);
     assert!(
         store.hash_reader(CS).read_hashes(&all).unwrap() == tree.read_hashes(&all).unwrap(),
-        "stored hashes differ from the recomputation"
+        "tree hashes differ from the recomputation"
     );
+    assert_eq!(store.origin_state(CS).root, tree.root());
     assert!(store.hash_reader(CS).read_hashes(&[count]).is_err());
-    // Every page but the last is full; the last holds exactly the rest.
-    let pages = count.div_ceil(crate::hashes::PAGE);
+    // Only the hashes of 256 leaves and more are kept: every page but the last is full, the
+    // last holds exactly the rest, and there is no page after it.
+    let kept = kept_count(size);
+    assert_eq!(kept, stored_hash_count(size / CHUNK));
+    let db = store.db().unwrap();
+    let pages = kept.div_ceil(PAGE);
+    assert!(pages >= 2, "the test spans {pages} pages");
     for page in 0..pages {
-        let value = store
-            .db()
-            .unwrap()
-            .get(crate::hashes::page_key(0, page))
-            .unwrap()
-            .unwrap();
-        let want = (count - page * crate::hashes::PAGE).min(crate::hashes::PAGE) * 32;
+        let value = db.get(page_key(0, page)).unwrap().unwrap();
+        let want = (kept - page * PAGE).min(PAGE) * 32;
         assert_eq!(value.len() as u64, want, "page {page}");
     }
+    assert!(db.get(page_key(0, pages)).unwrap().is_none());
+    drop(db);
     // Every leaf reads back from any start.
     let want: Vec<_> = (0..size).map(|seq| leaf(CS, seq)).collect();
-    for start in [0, 1, 255, 256, 257, 511, 512, 558, 559] {
+    for start in [0, 1, 255, 256, 257, 511, 512, 32_768, 66_023, 66_024] {
         assert_eq!(
             store.leaves(CS, start, usize::MAX).unwrap(),
             want[start as usize..],
             "from {start}"
         );
     }
-    for seq in [0, 255, 256, 511, 512, 558] {
-        assert_eq!(
-            store.leaf(CS, seq).unwrap(),
-            Some(want[seq as usize].clone())
-        );
+    // Proofs at sizes and leaves inside, at and across chunks verify against the memory tree,
+    // computed with the chunk cache cold (a reopened store).
+    let store = reopen(&dir, store);
+    let reader = store.hash_reader(CS);
+    for (index, at) in [
+        (0, 1),
+        (255, 256),
+        (256, 257),
+        (300, 32_769),
+        (40_000, 66_024),
+    ] {
+        let root = memory_tree(CS, at).root();
+        let proof = merkle::inclusion_proof(index, at, &reader).unwrap();
+        merkle::verify_inclusion(&proof, index, at, merkle::leaf_hash(&leaf(CS, index)), root)
+            .unwrap();
+    }
+    for (old, new) in [
+        (1, 256),
+        (255, 257),
+        (256, 512),
+        (300, 66_024),
+        (32_768, 66_023),
+    ] {
+        let proof = merkle::consistency_proof(old, new, &reader).unwrap();
+        let (old_root, new_root) = (memory_tree(CS, old).root(), memory_tree(CS, new).root());
+        merkle::verify_consistency(&proof, old, old_root, new, new_root).unwrap();
     }
 }
 
@@ -840,6 +871,42 @@ fn the_change_feed_numbers_changes_without_gaps() {
 }
 
 #[test]
+fn a_batch_of_view_changes_is_kept_compressed_and_reads_back_whole() {
+    let (dir, store) = temp();
+    // Changes of one batch repeat most of their bytes (origin, list, standing), as the view's do.
+    let changes: Vec<Vec<u8>> = (0..1000)
+        .map(|i| format!("{CS} record-{i:06} black in force from 2026-12-06").into_bytes())
+        .collect();
+    let raw: usize = changes.iter().map(|c| 4 + c.len()).sum();
+    let mut batch = WriteBatch::new();
+    for c in &changes {
+        batch.push_change(c.clone());
+    }
+    assert_eq!(store.apply(batch).unwrap().changes, 0..1000);
+    let store = reopen(&dir, store);
+    assert_eq!(store.change_head(), 1000);
+    let kept = store
+        .db()
+        .unwrap()
+        .get(keys::u64_key(keys::CHANGE, 0))
+        .unwrap()
+        .unwrap()
+        .len();
+    assert!(kept * 4 < raw, "{kept} bytes kept for {raw} of changes");
+    let read: Vec<Vec<u8>> = store
+        .changes(0, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect();
+    assert_eq!(read, changes);
+    assert_eq!(
+        store.changes(999, 10).unwrap(),
+        vec![(999, changes[999].clone())]
+    );
+}
+
+#[test]
 fn origins_are_listed_by_name_and_keep_their_ids_across_reopen() {
     let (dir, store) = temp();
     append(&store, WH, 1);
@@ -920,7 +987,7 @@ fn open_refuses_a_database_of_the_previous_layout() {
     let err = Store::open(dir.path()).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "store format is \"credex-store/1\", this build reads \"credex-store/5\""
+        "store format is \"credex-store/1\", this build reads \"credex-store/6\""
     );
 }
 
@@ -1231,7 +1298,7 @@ fn a_leaf_file_shorter_than_the_committed_log_is_corruption() {
 }
 
 #[test]
-fn open_detects_a_last_leaf_that_differs_from_its_stored_hash() {
+fn open_detects_a_leaf_of_the_last_chunk_that_differs_from_the_root() {
     let (dir, store) = temp();
     append(&store, CS, 3);
     drop(store);
@@ -1241,13 +1308,17 @@ fn open_detects_a_last_leaf_that_differs_from_its_stored_hash() {
     let err = Store::open(dir.path()).unwrap_err();
     assert_eq!(
         err.to_string(),
-        format!("store is corrupt: origin {CS}: leaf 2 in the file does not match its stored hash")
+        format!(
+            "store is corrupt: origin {CS}: the tree hashes give root \
+             dbcENof/naClgovkzXcxPCO4j4hXl7TqrEWCNprkxTE= at size 3, metadata says \
+             OLlM1CAiZTweSCvdWf/+aIYvs/TXOjgGUYgk9LmDYms="
+        )
     );
 }
 
 #[test]
-fn a_tampered_leaf_reads_back_altered_with_every_other_leaf_and_hash_as_committed() {
-    use tlog_tiles::tlog::stored_hash_count;
+fn a_tampered_leaf_reads_back_altered_with_every_other_leaf_and_kept_hash_as_committed() {
+    use tlog_tiles::tlog::{split_stored_hash_index, stored_hash_count};
     let (dir, store) = temp();
     // Batches of several blocks and of one, and another origin's log beside.
     append(&store, CS, 3);
@@ -1286,13 +1357,18 @@ fn a_tampered_leaf_reads_back_altered_with_every_other_leaf_and_hash_as_committe
         store.leaves(WH, 0, usize::MAX).unwrap(),
         vec![leaf(WH, 0), leaf(WH, 1)]
     );
-    // The tree hashes are still those of the leaves as appended, not of what is served now.
+    // The kept tree hashes (of subtrees of 256 leaves and more) are still those of the leaves
+    // as appended; a lower one is computed from the leaves served now, so it differs exactly
+    // where its subtree holds a changed leaf.
     let all: Vec<u64> = (0..stored_hash_count(size)).collect();
-    assert!(
-        store.hash_reader(CS).read_hashes(&all).unwrap()
-            == memory_tree(CS, size).read_hashes(&all).unwrap(),
-        "stored hashes differ from those of the leaves as appended"
-    );
+    let held = store.hash_reader(CS).read_hashes(&all).unwrap();
+    let appended = memory_tree(CS, size).read_hashes(&all).unwrap();
+    for (i, (h, a)) in all.iter().zip(held.iter().zip(&appended)) {
+        let (level, n) = split_stored_hash_index(*i);
+        let over_changed = level < 8 && changed.iter().any(|(seq, _)| seq >> level == n);
+        assert_eq!(h == a, !over_changed, "hash {i} (level {level}, node {n})");
+    }
+    assert_eq!(store.origin_state(CS).root, memory_tree(CS, size).root());
     // The log goes on from its committed end.
     append(&store, CS, 4);
     let store = reopen(&dir, store);
@@ -1395,24 +1471,37 @@ fn ranges_longer_than_one_read_come_back_whole() {
 
 #[test]
 fn open_detects_a_tampered_tree_hash() {
-    let (dir, store) = temp();
-    append(&store, CS, 4);
-    drop(store);
-    {
-        let db = raw_db(&dir);
-        // Index 6 is the level-2 hash over leaves 0..4, the root of a 4-leaf tree; it sits in
-        // page 0 of origin id 0.
-        let key = crate::hashes::page_key(0, 0);
-        let mut page = db.get(key).unwrap().unwrap().to_vec();
-        assert_eq!(page.len(), 7 * 32);
-        page[6 * 32..].fill(0);
-        db.insert(key, page).unwrap();
-        db.flush().unwrap();
-    }
-    let err = Store::open(dir.path()).unwrap_err();
+    // 512 leaves: two chunks, whose kept hashes are the two chunks' and the root's (chunk-tree
+    // indexes 0, 1 and 2), on page 0 of origin id 0.
+    let tamper = |slot: usize| {
+        let (dir, store) = temp();
+        append(&store, CS, 512);
+        drop(store);
+        {
+            let db = raw_db(&dir);
+            let key = crate::hashes::page_key(0, 0);
+            let mut page = db.get(key).unwrap().unwrap().to_vec();
+            assert_eq!(page.len(), 3 * 32);
+            page[slot * 32..(slot + 1) * 32].fill(0);
+            db.insert(key, page).unwrap();
+            db.flush().unwrap();
+        }
+        Store::open(dir.path()).unwrap_err().to_string()
+    };
+    // The last chunk's hash no longer matches its leaves.
+    let err = tamper(1);
     assert!(
-        err.to_string().starts_with(
-            "store is corrupt: origin credex/mid-yangtze/changsha: stored tree hashes give root"
+        err.starts_with(
+            "store is corrupt: origin credex/mid-yangtze/changsha: the leaves of chunk 1 \
+             (leaves 256..512) in the file do not match its kept tree hash"
+        ),
+        "{err}"
+    );
+    // The root over both chunks is no longer the recorded one.
+    let err = tamper(2);
+    assert!(
+        err.starts_with(
+            "store is corrupt: origin credex/mid-yangtze/changsha: the tree hashes give root"
         ),
         "{err}"
     );
