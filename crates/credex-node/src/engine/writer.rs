@@ -208,7 +208,6 @@ impl Writer {
         let why = self.shared.ended.borrow().clone();
         WriteError::Stopped(why.unwrap_or_else(|| "ended".to_owned()))
     }
-
 }
 
 #[cfg(test)]
