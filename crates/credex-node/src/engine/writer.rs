@@ -97,11 +97,12 @@ enum Request {
     Run(Box<dyn FnOnce() + Send>),
     /// Runs as a store call runs, a panic in it answered.
     #[cfg(test)]
-    Call {
-        call: Box<dyn FnOnce(&Store) -> Result<(), StoreError> + Send>,
-        reply: Reply<()>,
-    },
+    Call { call: StoreCall, reply: Reply<()> },
 }
+
+/// A test's stand-in for a store call.
+#[cfg(test)]
+type StoreCall = Box<dyn FnOnce(&Store) -> Result<(), StoreError> + Send>;
 
 /// A handle on the store's writer. Cheap to clone; the thread ends once every clone is
 /// dropped.
