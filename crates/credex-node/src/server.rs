@@ -8,9 +8,10 @@
 //!
 //! Supervision: the background tasks (sync loops, the date tick, cosigning, the publish queue)
 //! and the store's writer thread run for the node's whole life. A task that panics, the
-//! publish queue ending or the writer's thread ending while the node serves, is fatal: the node reports NOT_SERVING, shuts down in the same order and [`run`]
-//! returns the error, so a supervisor (systemd, docker) restarts it rather than leaving a node
-//! that answers health checks but cannot publish or sync.
+//! publish queue ending or the writer's thread ending while the node serves, is fatal: the
+//! node reports NOT_SERVING, shuts down in the same order and [`run`] returns the error, so a
+//! supervisor (systemd, docker) restarts it rather than leaving a node that answers health
+//! checks but cannot publish, sync or store anything.
 
 use std::sync::Arc;
 
