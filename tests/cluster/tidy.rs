@@ -1,7 +1,8 @@
 //! Invariants of the codebase itself, checked rather than stated (rust-analyzer's "tidy"):
 //! the pure core and the auditor's library reach no runtime, network or storage crate, the
 //! daemon has no way to tamper with its store, every RPC in the schema has an authorisation
-//! rule, README's config table is the config struct, and origin strings are built in one place.
+//! rule, README's config table is the config struct, origin strings are built in one place,
+//! and only the node's writer thread writes its store.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -273,6 +274,97 @@ fn origin_strings_are_built_in_one_place() -> Result<()> {
     assert!(
         found.is_empty(),
         "origin strings built outside credex_core::consortium:\n{}",
+        found.join("\n")
+    );
+    Ok(())
+}
+
+/// The store's write methods (`Store::apply`, `flush`, `flush_within`, `flush_async`), as
+/// called: `.name(`.
+const STORE_WRITES: [&str; 4] = [".apply(", ".flush(", ".flush_within(", ".flush_async("];
+
+/// Receivers those names may be called on outside the writer module: the engine (`self` in
+/// its own methods, `engine`, `t.engine`), whose `apply`, `flush_durable` and `flush` go to
+/// the writer, and the writer handle itself.
+const WRITE_RECEIVERS: [&str; 3] = ["self", "engine", "writer"];
+
+/// Every call of a store write method in `source` whose receiver is not one of
+/// [`WRITE_RECEIVERS`], as `line: receiver.method(`. Comment lines are skipped and the
+/// whitespace around dots dropped first, so a call chained over several lines is seen whole.
+fn store_writes(source: &str) -> Vec<String> {
+    // The code's characters with the line each came from, lines joined by a space.
+    let mut chars: Vec<(char, usize)> = Vec::new();
+    for (i, line) in source.lines().enumerate() {
+        let line = line.trim();
+        if !line.starts_with("//") {
+            chars.extend(line.chars().chain([' ']).map(|c| (c, i + 1)));
+        }
+    }
+    let mut code: Vec<(char, usize)> = Vec::with_capacity(chars.len());
+    for (i, &(c, line)) in chars.iter().enumerate() {
+        let after_dot = code.last().is_some_and(|(p, _)| *p == '.');
+        let before_dot = chars[i..]
+            .iter()
+            .find(|(c, _)| !c.is_whitespace())
+            .is_some_and(|(c, _)| *c == '.');
+        if !(c.is_whitespace() && (after_dot || before_dot)) {
+            code.push((c, line));
+        }
+    }
+    let text: String = code.iter().map(|(c, _)| *c).collect();
+    let mut found = Vec::new();
+    for method in STORE_WRITES {
+        for (at, _) in text.match_indices(method) {
+            let receiver = text[..at]
+                .rsplit(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))
+                .next()
+                .unwrap_or_default();
+            let last = receiver.rsplit('.').next().unwrap_or_default();
+            if !WRITE_RECEIVERS.contains(&last) {
+                // `text` holds `code`'s characters one for one.
+                let line = code[text[..at].chars().count()].1;
+                found.push(format!("{line}: {receiver}{method}"));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn the_store_is_written_only_by_the_writer() -> Result<()> {
+    // The scan sees a direct write however it is spelled, and lets the engine's own through.
+    assert_eq!(
+        store_writes(
+            "self.store.apply(batch)?;\nlet s = self\n    .store\n    .flush_within(d);\n\
+             // store.flush() in a comment\nstore.flush_async().await;\nreturn self.apply(b).await;\n\
+             self.writer.apply(b).await;\nt.engine.flush().await;"
+        ),
+        [
+            "1: self.store.apply(",
+            "4: self.store.flush_within(",
+            "6: store.flush_async(",
+        ]
+        .map(str::to_owned)
+    );
+    let src = workspace_root().join("crates/credex-node/src");
+    let writer = src.join("engine/writer.rs");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files)?;
+    assert!(files.contains(&writer), "the walk sees the writer module");
+    assert!(
+        !store_writes(&std::fs::read_to_string(&writer)?).is_empty(),
+        "the writer module's own store calls are found"
+    );
+    let mut found = Vec::new();
+    for file in files.iter().filter(|f| **f != writer) {
+        for call in store_writes(&std::fs::read_to_string(file)?) {
+            found.push(format!("{}:{call}", file.display()));
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "store writes outside engine/writer.rs (send them through the engine's writer):\n{}",
         found.join("\n")
     );
     Ok(())

@@ -4,7 +4,7 @@
 //! [`Engine`]. It owns the store and is the only writer to it: every change goes through
 //! [`ingest`] (entries from peers, into the logs), [`index`] (those entries, checked, into the
 //! view), [`publish`] (the city's own records, into both) or [`checkpoints`] (checkpoints from
-//! peers), each committing one atomic batch.
+//! peers), each committing one atomic batch, which [`writer`]'s thread applies.
 //!
 //! # Layout
 //! - [`ingest`]: the receive path: append under a signed root, quarantine the rest.
@@ -16,6 +16,7 @@
 //! - [`storage`]: flushes with a deadline; a full or failed store in status, metrics, sync.
 //! - [`witness`]: Witness.AddCheckpoint (C2SP tlog-witness semantics).
 //! - [`access`]: the access log of full-identity view requests (查询留痕).
+//! - [`writer`]: the store's one writer, a thread running every apply and flush in order.
 //! - `parallel`: CPU-bound work (verifying, signing) split over every core.
 
 pub mod access;
@@ -29,6 +30,7 @@ pub mod publish;
 pub mod query;
 pub mod storage;
 pub mod witness;
+pub mod writer;
 
 #[cfg(test)]
 mod access_tests;
@@ -44,6 +46,8 @@ mod storage_tests;
 mod tests;
 #[cfg(test)]
 mod view_tests;
+#[cfg(test)]
+mod writer_tests;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -144,9 +148,10 @@ pub struct Engine {
     pub rules: Rules,
     pub catalogue: &'static Catalogue,
     pub clock: Arc<dyn Clock>,
-    /// The engine is the store's one writer: adapters read through its methods, never the
-    /// store itself.
+    /// For reading: adapters read through the engine's methods, never the store itself.
     store: Store,
+    /// The store's one writer: every apply and flush goes through it.
+    writer: writer::Writer,
     metrics: Metrics,
     /// Serialises the read-check-write of every write to the logs (appends, checkpoints,
     /// witness state, evidence): the store has one writer.
@@ -189,6 +194,9 @@ impl Engine {
             .map(|(o, s)| (o, s.size))
             .collect();
         let metrics = Metrics::new(&parts.city);
+        let writer = writer::Writer::start(parts.store.clone()).map_err(|e| {
+            EngineError::Internal(format!("starting the store writer's thread: {e}"))
+        })?;
         let engine = Engine {
             consortium: parts.consortium,
             city: parts.city,
@@ -200,6 +208,7 @@ impl Engine {
             catalogue: Catalogue::builtin(),
             clock: parts.clock,
             store: parts.store,
+            writer,
             metrics,
             write_lock: tokio::sync::Mutex::new(()),
             view_lock: tokio::sync::Mutex::new(()),
@@ -330,9 +339,16 @@ impl Engine {
         self.store.change_head()
     }
 
-    /// Makes everything written durable (shutdown).
-    pub fn flush(&self) -> Result<(), EngineError> {
-        Ok(self.store.flush()?)
+    /// Makes everything written durable (shutdown), within [`storage::FLUSH_DEADLINE`].
+    pub async fn flush(&self) -> Result<(), EngineError> {
+        self.flush_durable().await
+    }
+
+    /// Resolves if the store's writer thread ends while the engine exists (its loop
+    /// panicked), with why: nothing can be written any more, so the node's supervision stops
+    /// it.
+    pub async fn writer_stopped(&self) -> String {
+        self.writer.stopped().await
     }
 
     /// The validator for records `origin` publishes, against the consortium's rules, with today

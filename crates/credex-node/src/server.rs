@@ -7,10 +7,11 @@
 //! are answered); flush the store.
 //!
 //! Supervision: the background tasks (sync loops, the date tick, cosigning, the publish queue)
-//! run for the node's whole life. One that panics, or the publish queue ending while the node
-//! serves, is fatal: the node reports NOT_SERVING, shuts down in the same order and [`run`]
-//! returns the error, so a supervisor (systemd, docker) restarts it rather than leaving a node
-//! that answers health checks but cannot publish or sync.
+//! and the store's writer thread run for the node's whole life. A task that panics, the
+//! publish queue ending or the writer's thread ending while the node serves, is fatal: the
+//! node reports NOT_SERVING, shuts down in the same order and [`run`] returns the error, so a
+//! supervisor (systemd, docker) restarts it rather than leaving a node that answers health
+//! checks but cannot publish, sync or store anything.
 
 use std::sync::Arc;
 
@@ -311,6 +312,11 @@ pub async fn run_with_clock(
                         Err(e) => anyhow::anyhow!("the publish queue failed: {e}"),
                         Ok(()) => anyhow::anyhow!("the publish queue ended while the node was serving"),
                     }, true),
+                    // Nothing can be written any more: no publish, no catch-up, no checkpoint.
+                    why = engine.writer_stopped() => break (
+                        anyhow::anyhow!("the store writer ended while the node was serving: {why}"),
+                        false,
+                    ),
                 }
             }
         };
@@ -345,11 +351,16 @@ pub async fn run_with_clock(
     if !publisher_joined && let Err(e) = publisher_task.await {
         error!(error = %e, "publish queue failed");
     }
-    engine.flush().context("flushing the store")?;
+    let flushed = engine.flush().await.context("flushing the store");
     info!("stopped");
     if let Some(failure) = failure {
+        // A dead writer cannot flush either; the failure is what the caller must see.
+        if let Err(e) = flushed {
+            error!(error = %format!("{e:#}"), "shutting down after a failure");
+        }
         return Err(failure);
     }
+    flushed?;
     served.context("serving gRPC")
 }
 

@@ -22,6 +22,7 @@ use credex_core::pb;
 use credex_store::{PackedBlock, QuarantineRecord, StoreError, WriteBatch};
 use tracing::{debug, warn};
 
+use super::writer::WriteError;
 use super::{Engine, EngineError};
 
 /// Most entries of one origin a stream holds waiting for a checkpoint that covers them. An
@@ -355,7 +356,8 @@ impl Engine {
     /// Applies `leaves` from seq `first` with the checkpoints `roots`, each root required; those
     /// that came in one of `blocks` (packed blocks wholly among them, by first seq) are stored
     /// in it as it came. The store's refusal comes back with the leaves, to be quarantined or
-    /// retried. The apply (leaf file write and fdatasync, sled batch) blocks: off the runtime.
+    /// retried. The store's writer thread applies it (leaf file write and fdatasync, sled
+    /// batch).
     async fn apply_under_roots(
         &self,
         origin: &str,
@@ -390,13 +392,18 @@ impl Engine {
                 }
             }
         }
-        let store = self.store.clone();
+        // Copying the leaves is work too: on the blocking thread that waits for the writer.
+        let writer = self.writer.clone();
         tokio::task::spawn_blocking(move || {
             let kept = batch.appended_leaves();
-            store.apply(batch).map(drop).map_err(|e| (e, kept))
+            match writer.apply_blocking(batch) {
+                Ok(_) => Ok(Ok(())),
+                Err(WriteError::Store(e)) => Ok(Err((e, kept))),
+                Err(e) => Err(EngineError::from(e)),
+            }
         })
         .await
-        .map_err(|e| EngineError::Internal(format!("store apply task: {e}")))
+        .map_err(|e| EngineError::Internal(format!("store apply task: {e}")))?
     }
 
     /// Makes durable what [`Engine::apply_under_roots`] appended from `first` up to the last

@@ -495,8 +495,8 @@ impl Engine {
         // Own entries are indexed in the batch that appends them.
         batch.set_indexed(origin, seq);
         let applied = self
-            .store
-            .apply(batch)
+            .writer
+            .apply_blocking(batch)
             .map_err(EngineError::from)
             .map(|applied| {
                 let log = applied
@@ -564,9 +564,10 @@ impl Engine {
                 "signing the checkpoint over entries made durable before the node stopped"
             );
             // On a blocking thread already (the publish task starts it so).
-            self.store.apply(self.own_checkpoint(&log)?)?;
+            self.writer.apply_blocking(self.own_checkpoint(&log)?)?;
             self.own_checkpoint_stored(&log);
-            self.store.flush_within(super::storage::FLUSH_DEADLINE)?;
+            self.writer
+                .flush_within_blocking(super::storage::FLUSH_DEADLINE)?;
         }
         Ok(())
     }

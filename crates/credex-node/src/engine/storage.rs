@@ -17,30 +17,24 @@ use super::{Engine, EngineError};
 
 /// How long a flush may take before the store's handle is taken for failed. A healthy flush
 /// is one fsync (milliseconds, seconds on a loaded disk); sled 0.34 can wait for ever on a
-/// log whose write failed, and every caller holds the engine's write or view lock meanwhile.
+/// log whose write failed, and every caller holds the engine's write or view lock meanwhile,
+/// and the store's writer thread, with every write queued behind the flush.
 pub const FLUSH_DEADLINE: Duration = Duration::from_secs(30);
 
 /// How often a sync loop waiting for space looks at the volume again.
 const SPACE_POLL: Duration = Duration::from_millis(500);
 
 impl Engine {
-    /// Applies `batch` off the runtime (the leaf files' fdatasync, sled's batch); not flushed:
-    /// [`Engine::flush_durable`] before acknowledging anything in it.
+    /// Applies `batch` on the store's writer thread (the leaf files' fdatasync, sled's batch);
+    /// not flushed: [`Engine::flush_durable`] before acknowledging anything in it.
     pub(crate) async fn apply(&self, batch: WriteBatch) -> Result<Applied, EngineError> {
-        let store = self.store.clone();
-        Ok(tokio::task::spawn_blocking(move || store.apply(batch))
-            .await
-            .map_err(|e| EngineError::Internal(format!("store apply task: {e}")))??)
+        Ok(self.writer.apply(batch).await?)
     }
 
-    /// Makes every applied batch durable, off the runtime and within [`FLUSH_DEADLINE`]. Call
-    /// once per batch before acknowledging anything in it.
+    /// Makes every applied batch durable, on the store's writer thread and within
+    /// [`FLUSH_DEADLINE`]. Call once per batch before acknowledging anything in it.
     pub(crate) async fn flush_durable(&self) -> Result<(), EngineError> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.flush_within(FLUSH_DEADLINE))
-            .await
-            .map_err(|e| EngineError::Internal(format!("store flush task: {e}")))??;
-        Ok(())
+        Ok(self.writer.flush_within(FLUSH_DEADLINE).await?)
     }
 
     /// The store's volume against its margin and whether its handle has failed; updates the

@@ -414,16 +414,17 @@ async fn an_entry_its_origin_signed_a_root_over_is_appended_even_with_a_bad_sign
 
 /// `log`'s leaves as a serving node stores them after appending them in batches ending at
 /// `cuts`, served packed: the wire blocks from 0 to the last cut.
-fn served_packed(log: &Log, cuts: &[u64]) -> Vec<credex_store::WireBlock> {
+async fn served_packed(log: &Log, cuts: &[u64]) -> Vec<credex_store::WireBlock> {
     let dir = tempfile::tempdir().unwrap();
     let source = credex_store::Store::open(dir.path()).unwrap();
+    let writer = super::writer::Writer::start(source.clone()).unwrap();
     let mut seq = 0;
     for &cut in cuts {
         let mut batch = credex_store::WriteBatch::new();
         for s in seq..cut {
             batch.append(ORIGIN, s, log.leaves[s as usize].clone());
         }
-        source.apply(batch).unwrap();
+        writer.apply(batch).await.unwrap();
         seq = cut;
     }
     match source.packed_leaves(ORIGIN, 0, seq, 1024, 1 << 20).unwrap() {
@@ -436,7 +437,7 @@ fn served_packed(log: &Log, cuts: &[u64]) -> Vec<credex_store::WireBlock> {
 async fn packed_blocks_are_appended_as_they_came_and_a_block_a_root_cuts_is_compressed_again() {
     let h = harness();
     let log = Log::new(&h.origin_key, 8, 8, "a");
-    let wire = served_packed(&log, &[3, 8]);
+    let wire = served_packed(&log, &[3, 8]).await;
     assert_eq!(wire.iter().map(|b| b.count).collect::<Vec<_>>(), [3, 5]);
     let blocks = wire
         .iter()
