@@ -13,6 +13,15 @@
 //! and must not run on an async worker. A dedicated OS thread blocks without holding one of the
 //! runtime's threads, and is not cancelled with a task.
 //!
+//! **Flushes overlap applies.** The writer takes a flush in its turn, so it starts only after
+//! every apply queued before it was applied, and hands it to a second thread of its own
+//! (`credex-flusher`), which runs the flushes one after another and answers them, while the
+//! writer goes on with the applies behind it. A flush is an fsync of sled's log, milliseconds;
+//! publish finishes batch N (its flush, then its checkpoint) while batch N+1 is staged, and the
+//! indexer's and the receive path's flushes run beside each other's applies, as they did when
+//! each was a blocking task of its own. (A flush covers every batch applied before it starts,
+//! so answering it from another thread loses nothing.)
+//!
 //! **Requests** travel over a bounded channel ([`QUEUE`]). Async callers await the answer
 //! ([`Writer::apply`], [`Writer::flush_within`]); code already on a blocking thread (the
 //! publish task's staging, its start-up checkpoint, the receive path's apply) waits for it
@@ -121,13 +130,21 @@ struct Shared {
 }
 
 impl Writer {
-    /// Starts the writer thread (`credex-writer`) over `store`.
+    /// Starts the writer thread (`credex-writer`) and its flusher (`credex-flusher`) over
+    /// `store`.
     pub fn start(store: Store) -> std::io::Result<Writer> {
         let (requests, queue) = mpsc::channel(QUEUE);
         let (end, ended) = watch::channel(None);
+        let (flushes, flush_queue) = std::sync::mpsc::sync_channel(QUEUE);
+        let flusher = {
+            let store = store.clone();
+            std::thread::Builder::new()
+                .name("credex-flusher".to_owned())
+                .spawn(move || flush_each(&store, &flush_queue))?
+        };
         let thread = std::thread::Builder::new()
             .name("credex-writer".to_owned())
-            .spawn(move || run(&store, queue, &end))?;
+            .spawn(move || run(&store, queue, Flusher { flushes, flusher }, &end))?;
         Ok(Writer {
             shared: Arc::new(Shared {
                 requests: Some(requests),
@@ -254,33 +271,64 @@ impl Drop for Shared {
     }
 }
 
+/// A flush handed to the flusher: its deadline and its caller's end.
+type Flush = (Duration, Reply<()>);
+
+/// The writer's end of its flusher thread.
+struct Flusher {
+    flushes: std::sync::mpsc::SyncSender<Flush>,
+    flusher: JoinHandle<()>,
+}
+
 /// The writer thread: serves `queue` until every handle is dropped or its loop panics, then
 /// records why it ended, and only then drops the queue (answering what is left in it
-/// `Stopped`).
-fn run(store: &Store, mut queue: mpsc::Receiver<Request>, end: &watch::Sender<Option<String>>) {
-    let served = panic::catch_unwind(AssertUnwindSafe(|| serve(store, &mut queue)));
-    let why = match served {
-        Ok(()) => "every handle was dropped".to_owned(),
-        Err(panicked) => {
-            let why = format!("its thread panicked: {}", panic_message(&*panicked));
-            tracing::error!(error = %why, "the store writer stopped");
-            why
+/// `Stopped`). The flusher is let go first and waited for, so every flush handed to it is
+/// answered and the store is released when this thread ends.
+fn run(
+    store: &Store,
+    mut queue: mpsc::Receiver<Request>,
+    flusher: Flusher,
+    end: &watch::Sender<Option<String>>,
+) {
+    let Flusher { flushes, flusher } = flusher;
+    let served = panic::catch_unwind(AssertUnwindSafe(|| serve(store, &mut queue, &flushes)));
+    drop(flushes);
+    let flusher = flusher.join();
+    let why = match (served, flusher) {
+        (Ok(Ok(())), Ok(())) => "every handle was dropped".to_owned(),
+        (Ok(Err(why)), _) => why,
+        (Err(panicked), _) => format!("its thread panicked: {}", panic_message(&*panicked)),
+        (Ok(Ok(())), Err(panicked)) => {
+            format!("its flusher thread panicked: {}", panic_message(&*panicked))
         }
     };
+    if why != "every handle was dropped" {
+        tracing::error!(error = %why, "the store writer stopped");
+    }
     end.send_replace(Some(why));
     queue.close();
     drop(queue);
 }
 
-/// Carries out each request in arrival order.
-fn serve(store: &Store, queue: &mut mpsc::Receiver<Request>) {
+/// Carries out each request in arrival order, a flush by handing it to the flusher. Ends with
+/// why if the flusher is gone.
+fn serve(
+    store: &Store,
+    queue: &mut mpsc::Receiver<Request>,
+    flushes: &std::sync::mpsc::SyncSender<Flush>,
+) -> Result<(), String> {
     while let Some(request) = queue.blocking_recv() {
         match request {
             Request::Apply { batch, reply } => {
                 let _ = reply.send(guarded("apply", || store.apply(batch)));
             }
             Request::Flush { deadline, reply } => {
-                let _ = reply.send(guarded("flush", || store.flush_within(deadline)));
+                if let Err(std::sync::mpsc::SendError((_, reply))) = flushes.send((deadline, reply))
+                {
+                    let why = "its flusher thread ended".to_owned();
+                    let _ = reply.send(Err(WriteError::Stopped(why.clone())));
+                    return Err(why);
+                }
             }
             #[cfg(test)]
             Request::Run(f) => f(),
@@ -289,6 +337,14 @@ fn serve(store: &Store, queue: &mut mpsc::Receiver<Request>) {
                 let _ = reply.send(guarded("test call", || call(store)));
             }
         }
+    }
+    Ok(())
+}
+
+/// The flusher thread: runs each flush the writer hands it, in order, until the writer lets go.
+fn flush_each(store: &Store, flushes: &std::sync::mpsc::Receiver<Flush>) {
+    for (deadline, reply) in flushes {
+        let _ = reply.send(guarded("flush", || store.flush_within(deadline)));
     }
 }
 
