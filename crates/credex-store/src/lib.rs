@@ -13,8 +13,9 @@
 //! - `keys`: the keyspaces and their key encodings (the table below is their summary).
 //! - `leaves`: the per-origin leaf data files of zstd-compressed blocks, the block index kept
 //!   in sled, and the cache of decompressed blocks.
-//! - `hashes`: tree hashes stored in pages of 256 by stored-hash index, and the readers over
-//!   them ([`OriginHashes`] for proofs, the batch overlay for appends).
+//! - `hashes`: the tree hashes of subtrees of 256 leaves and more kept in pages of 256 (the
+//!   lower ones computed from the leaves when asked for), and the readers over them
+//!   ([`OriginHashes`] for roots and proofs, the batch overlay for appends).
 //! - `codec`: binary value encodings.
 //! - `space`: the free-space watermark checked before every write ([`Space`]).
 //! - `reopen`: the reopen, in place, of a database handle a write or flush failed on.
@@ -44,8 +45,9 @@
 //! same guarantee, which costs conflict tracking and an extra copy of every write, for nothing:
 //! the store has a single writer. Integers in keys are big-endian and fixed width so scans run
 //! in numeric order; origins are interned to a dense `u32` id so block and hash keys are 13
-//! bytes. Tree hashes are packed 256 to a value and leaves indexed by block, so a batch of 256
-//! appends writes a handful of sled keys for the log, not one or three per entry. sled's own
+//! bytes. Only the tree hashes of subtrees of 256 leaves and more are kept, packed 256 to a
+//! value, and leaves are indexed by block, so a batch of 256 appends writes a handful of sled
+//! keys for the log, not one or three per entry. sled's own
 //! page compression is off: it costs a fresh zstd context per log message, which the view's
 //! indexer and publish pay per entry (ARCHITECTURE.md "Performance").
 //!
@@ -54,7 +56,7 @@
 //! | 0x00 | —                                      | layout version `credex-store/5`                |
 //! | 0x01 | origin name                            | id u32, size u64, root, forked u8, evidence u64, indexed u64 |
 //! | 0x02 | id, seq of the block's first leaf      | leaf block: start u64, end u64 in `leaves/<id>.dat`, count u32, bytes decompressed u32 |
-//! | 0x03 | id, stored-hash index / 256            | up to 256 tree hashes (Go sumdb `tlog` layout) |
+//! | 0x03 | id, kept-hash index / 256              | up to 256 kept tree hashes: the chunk tree's, in the Go sumdb `tlog` layout (`hashes`) |
 //! | 0x04 | id                                     | latest checkpoint: size u64 ‖ note             |
 //! | 0x05 | id, size                               | checkpoint note (history)                      |
 //! | 0x06 | id                                     | witness state: size u64 ‖ cosigned note        |
@@ -65,7 +67,7 @@
 //! | 0x0b | len16 origin, seq, arrival             | reason, detail, leaf, received from, at (ms)   |
 //! | 0x0c | reason code                            | quarantine count u64                           |
 //! | 0x0d | peer city                              | opaque peer state                              |
-//! | 0x0e | change seq of the block's first         | the view changes one batch pushed: count u32, each a byte string |
+//! | 0x0e | change seq of the block's first         | the view changes one batch pushed: count u32, raw length u32, zstd of each as a byte string |
 //! | 0x0f | counter name                           | u64 (next quarantine arrival)                  |
 //! | 0x10 | id, len16 record id, version, seq      | empty: every version of a record (history)     |
 //! | 0x11 | day u32, id, record id                 | empty: a record whose standing may change that day |
@@ -77,15 +79,18 @@
 //! Layout `credex-store/1` kept every leaf as a sled value under 0x02; `credex-store/2` had no
 //! indexed mark (every appended entry was indexed in its own batch); `credex-store/3` kept one
 //! view change per key; `credex-store/4` kept the leaves uncompressed, each leaf's end offset
-//! under 0x02 (256 to a value). A database in that or
+//! under 0x02 (256 to a value); `credex-store/5` kept every tree hash (about two an entry) and
+//! the view change blocks uncompressed. A database in that or
 //! any other layout is refused with [`StoreError::UnsupportedFormat`]; there is no migration (a
 //! node can resync its peers' logs into a new store, its own log from a peer that holds it).
 //!
 //! # Writes, durability and the single writer
 //! [`Store::apply`] checks the whole batch first (appends continue each log exactly at its
 //! size; index and invalid marks name stored seqs; witness state never goes back), computes the
-//! stored tree hashes of every appended leaf — reading hashes computed earlier in the same batch
-//! from an in-memory overlay, so a batch reads only O(log n) committed hashes — and the new roots.
+//! tree hashes of every appended leaf — reading hashes computed earlier in the same batch from
+//! an in-memory overlay, the committed ones from the kept pages and the cached leaf hashes of
+//! the log's last chunk, so a batch reads only O(log n) committed hashes — and the new roots,
+//! and keeps those of subtrees of 256 leaves and more.
 //! Nothing is written if any check fails. Then it writes each origin's new leaves, compressed
 //! into blocks, with one positioned write at the committed end of its file, `fdatasync`s the
 //! file, and only then applies everything else, metadata and block index included, as one sled
@@ -128,9 +133,11 @@
 //! apply truncates its own writes, or marks the handle failed so that the next write reopens
 //! the store, which truncates). A file shorter than
 //! its committed log, or missing, is reported as [`StoreError::Corrupt`]. Open also checks
-//! that sled's leaf blocks hold exactly the recorded size, that the last leaf in the file
-//! (its block decompressed) hashes to its stored leaf hash, and that the stored tree hashes
-//! give the recorded root.
+//! that sled's leaf blocks hold exactly the recorded size, that the leaves of the last chunk
+//! (the last 256 or fewer, their blocks decompressed) are in the file and, if the chunk is
+//! complete, hash to its kept hash, and that the kept hashes and those leaves give the recorded
+//! root. The lower tree hashes are computed from leaves the file holds before sled commits, so
+//! they need no durability of their own.
 //!
 //! On power loss the same holds as far as the file system and disk honour `fdatasync` and
 //! sled's `fsync`: a flushed batch is durable in both, and an unflushed one is either whole in

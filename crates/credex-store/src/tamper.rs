@@ -9,7 +9,7 @@ use crate::store::Store;
 
 impl Store {
     /// Replaces leaf `seq` of `origin` with `leaf` and changes nothing else: the size, the root,
-    /// the stored tree hashes, checkpoints and indexes stay those of the original leaf, so the
+    /// the kept tree hashes, checkpoints and indexes stay those of the original leaf, so the
     /// store now holds a leaf whose hash is not the one it committed to. The new leaf reads back
     /// at once and after a reopen; every other leaf reads back byte for byte as before.
     ///
