@@ -147,7 +147,7 @@ pub(crate) struct ChunkCache {
 
 impl ChunkCache {
     /// The cached leaf hashes of `chunk`, if at least `need` of them are.
-    fn get(&self, id: u32, chunk: u64, need: usize) -> Option<Arc<Vec<Hash>>> {
+    pub(crate) fn get(&self, id: u32, chunk: u64, need: usize) -> Option<Arc<Vec<Hash>>> {
         let mut chunks = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
         let at = chunks
             .iter()
@@ -158,11 +158,22 @@ impl ChunkCache {
         Some(hashes)
     }
 
-    /// Keeps `hashes`, the leaf hashes of the first leaves of `chunk`, in place of a shorter
-    /// prefix of the same chunk.
+    /// Keeps `hashes`, the leaf hashes of the first leaves of `chunk`, unless a longer prefix
+    /// of the same chunk is kept already (a reader may have hashed more of it than an apply
+    /// that committed earlier and reports later).
     pub(crate) fn put(&self, id: u32, chunk: u64, hashes: Arc<Vec<Hash>>) {
         let mut chunks = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
-        chunks.retain(|(i, c, _)| (*i, *c) != (id, chunk));
+        let hashes = match chunks.iter().position(|(i, c, _)| (*i, *c) == (id, chunk)) {
+            Some(at) => {
+                let kept = chunks.remove(at).expect("position found above").2;
+                if kept.len() >= hashes.len() {
+                    kept
+                } else {
+                    hashes
+                }
+            }
+            None => hashes,
+        };
         if chunks.len() >= CACHED_CHUNKS {
             chunks.pop_front();
         }

@@ -545,31 +545,30 @@ impl<'a> Reader<'a> {
             .map(PackedRun::Blocks)
     }
 
-    /// The RFC 6962 leaf hashes of leaves `start..start + n`, hashed in their blocks.
-    pub(crate) fn leaf_hashes(&self, start: u64, n: u64) -> Result<Vec<Hash>, StoreError> {
-        let mut out = Vec::with_capacity(usize::try_from(n).unwrap_or(0).min(1 << 16));
+    /// Calls `f` with each of leaves `start..start + n`, in order, a block at a time.
+    fn each_leaf(&self, start: u64, n: u64, mut f: impl FnMut(&[u8])) -> Result<(), StoreError> {
         let end = start + n;
         let mut seq = start;
         while seq < end {
             let block = self.block(seq)?;
             let upto = block.next().min(end);
-            out.extend((seq..upto).map(|s| merkle::leaf_hash(block.leaf(s))));
+            (seq..upto).for_each(|s| f(block.leaf(s)));
             seq = upto;
         }
+        Ok(())
+    }
+
+    /// The RFC 6962 leaf hashes of leaves `start..start + n`, hashed in their blocks.
+    pub(crate) fn leaf_hashes(&self, start: u64, n: u64) -> Result<Vec<Hash>, StoreError> {
+        let mut out = Vec::with_capacity(usize::try_from(n).unwrap_or(0).min(1 << 16));
+        self.each_leaf(start, n, |leaf| out.push(merkle::leaf_hash(leaf)))?;
         Ok(out)
     }
 
     /// Leaves `start..start + n`, a block at a time.
     pub(crate) fn leaves(&self, start: u64, n: u64) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut out = Vec::with_capacity(usize::try_from(n).unwrap_or(0).min(1 << 16));
-        let end = start + n;
-        let mut seq = start;
-        while seq < end {
-            let block = self.block(seq)?;
-            let upto = block.next().min(end);
-            out.extend((seq..upto).map(|s| block.leaf(s).to_vec()));
-            seq = upto;
-        }
+        self.each_leaf(start, n, |leaf| out.push(leaf.to_vec()))?;
         Ok(out)
     }
 }

@@ -1819,3 +1819,21 @@ fn a_failed_handle_is_reopened_in_place_by_the_next_write() {
     let store = open_with_margin(&dir, 0);
     assert_eq!(store.origin_state(CS).size, 5);
 }
+
+#[test]
+fn the_chunk_cache_keeps_the_longest_prefix_of_each_chunk() {
+    use crate::hashes::ChunkCache;
+    let cache = ChunkCache::default();
+    let prefix = |n: usize| Arc::new(vec![Hash([n as u8; 32]); n]);
+    let cached = |id, chunk, need| cache.get(id, chunk, need).map(|h| h.len());
+    cache.put(0, 1, prefix(5));
+    // A shorter prefix reported later (an apply that committed before a reader hashed more)
+    // does not replace it; a longer one does.
+    cache.put(0, 1, prefix(3));
+    assert_eq!(cached(0, 1, 4), Some(5));
+    cache.put(0, 1, prefix(7));
+    assert_eq!(cached(0, 1, 7), Some(7));
+    assert_eq!(cached(0, 1, 8), None);
+    assert_eq!(cached(1, 1, 1), None);
+    assert_eq!(cached(0, 2, 0), None);
+}
