@@ -142,8 +142,11 @@ impl<'a> PageCursor<'a> {
 #[derive(Debug, Default)]
 pub(crate) struct ChunkCache {
     /// Most recently used last.
-    chunks: Mutex<VecDeque<(u32, u64, Arc<Vec<Hash>>)>>,
+    chunks: Mutex<VecDeque<CachedChunk>>,
 }
+
+/// `(origin id, chunk, the hashes of its first leaves)`.
+type CachedChunk = (u32, u64, Arc<Vec<Hash>>);
 
 impl ChunkCache {
     /// The cached leaf hashes of `chunk`, if at least `need` of them are.

@@ -231,7 +231,7 @@ impl Store {
         if let Some(last) = state.size.checked_sub(1) {
             let chunk = last / hashes::CHUNK;
             let leaves = hashes::chunk_leaves(&reader, &self.inner.chunks, id, chunk, state.size)?;
-            if state.size % hashes::CHUNK == 0
+            if state.size.is_multiple_of(hashes::CHUNK)
                 && hashes::chunk_hash(&leaves[..]) != hashes::kept_chunk_hash(&db, id, chunk)?
             {
                 return Err(StoreError::corrupt(format!(
