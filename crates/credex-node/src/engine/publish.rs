@@ -337,6 +337,22 @@ impl Engine {
             }
             return None;
         }
+        let seen = self.best_seen(&origin);
+        if seen > state.size {
+            // A checkpoint this city signed over more entries than its log holds came back from
+            // a peer: the log is being restored from its peers (a node whose store was moved
+            // aside or lost). An entry published now would take a seq its city has already
+            // signed for, a second history of the city that every peer would prove as a fork.
+            for job in jobs {
+                let _ = job.reply.send(Err(EngineError::Unavailable(format!(
+                    "this city's log holds {} entries, but a checkpoint it signed over {seen} came \
+                     back from a peer: the log is being restored from its peers; publish again \
+                     once it holds them (or check that this node runs on its city's own store)",
+                    state.size
+                ))));
+            }
+            return None;
+        }
         let indexed = self.store.indexed(&origin);
         if indexed < state.size {
             // The city's own log came back from a peer (a rebuilt node) and the indexer has not

@@ -1,6 +1,7 @@
 //! The publish path on an engine: concurrent requests pipelined two batches deep, each batch
-//! answered at a size its own checkpoint covers, and a log made durable without its checkpoint
-//! checkpointed when publishing starts again.
+//! answered at a size its own checkpoint covers, a log made durable without its checkpoint
+//! checkpointed when publishing starts again, and nothing published into a log shorter than a
+//! checkpoint its city signed.
 
 use credex_core::date::{FixedClock, parse_date};
 use credex_core::entry;
@@ -145,4 +146,37 @@ async fn a_log_made_durable_before_its_checkpoint_is_checkpointed_at_start_byte_
             .note,
         newest.note
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_published_into_a_log_shorter_than_a_checkpoint_its_city_signed() {
+    // A node whose store was moved aside starts empty; a peer shows it a checkpoint its city
+    // signed over 5 entries before they have come back.
+    let t = test_engine("test", super::rules_tests::capitals(), clock());
+    let engine = &t.engine;
+    let checkpoint = credex_core::note::Checkpoint {
+        origin: credex_core::consortium::origin("test", NODE),
+        size: 5,
+        root: merkle::empty_root(),
+    };
+    let note = credex_core::note::sign_checkpoint(&checkpoint, &engine.log_key).expect("signed");
+    engine
+        .receive_checkpoint(
+            NODE,
+            &note,
+            &super::checkpoints::SentProof::default(),
+            "wuhan",
+        )
+        .await
+        .expect("taken in");
+    assert_eq!(engine.best_seen(NODE), 5);
+    let (queue, _task) = publish::start(engine.clone());
+    let refused = queue.publish(vec![record(1)]).await.expect_err("refused");
+    assert!(
+        matches!(&refused, super::EngineError::Unavailable(m) if m.starts_with(
+            "this city's log holds 0 entries, but a checkpoint it signed over 5 came back from a peer"
+        )),
+        "{refused:?}"
+    );
+    assert_eq!(engine.origin_state(NODE).size, 0, "nothing appended");
 }
