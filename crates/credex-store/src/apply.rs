@@ -259,6 +259,19 @@ struct Finished {
     next_change: u64,
 }
 
+impl Pending {
+    /// The origin's tree as the batch sees it so far (see [`Overlay`]).
+    fn overlay<'a>(&'a self, db: &'a sled::Db, origin: &'a str) -> Overlay<'a> {
+        Overlay::new(
+            db,
+            self.meta.id,
+            origin,
+            (self.tail_start, &self.tail),
+            (self.edge_start, &self.edge),
+        )
+    }
+}
+
 impl Origins<'_> {
     /// The pending state of `name`, registering a new origin under the next id.
     fn get(&mut self, name: &str) -> Result<&mut Pending, StoreError> {
@@ -483,13 +496,7 @@ impl Plan<'_> {
             }
         }
         let new = {
-            let overlay = Overlay::new(
-                self.db,
-                id,
-                origin,
-                (o.tail_start, &o.tail),
-                (o.edge_start, &o.edge),
-            );
+            let overlay = o.overlay(self.db, origin);
             merkle::hashes_to_store(seq, &leaf, &overlay).map_err(|e| overlay.into_error(e))?
         };
         // The new hashes continue the stored-hash array exactly where the tail ends.
@@ -524,13 +531,7 @@ impl Plan<'_> {
         let got = if size == o.start.map_or(0, |s| s.state.size) {
             o.meta.state.root
         } else {
-            let overlay = Overlay::new(
-                self.db,
-                o.meta.id,
-                origin,
-                (o.tail_start, &o.tail),
-                (o.edge_start, &o.edge),
-            );
+            let overlay = o.overlay(self.db, origin);
             merkle::root(size, &overlay).map_err(|e| overlay.into_error(e))?
         };
         if got != want {
@@ -691,13 +692,7 @@ impl Plan<'_> {
         for (name, mut o) in self.origins.pending {
             let start_size = o.start.map_or(0, |s| s.state.size);
             if o.meta.state.size != start_size {
-                let overlay = Overlay::new(
-                    self.db,
-                    o.meta.id,
-                    &name,
-                    (o.tail_start, &o.tail),
-                    (o.edge_start, &o.edge),
-                );
+                let overlay = o.overlay(self.db, &name);
                 o.meta.state.root =
                     merkle::root(o.meta.state.size, &overlay).map_err(|e| overlay.into_error(e))?;
                 write_kept_hashes(self.db, &mut self.batch, &name, &o, start_size)?;
