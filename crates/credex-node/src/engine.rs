@@ -339,11 +339,6 @@ impl Engine {
         self.store.change_head()
     }
 
-    /// Makes everything written durable (shutdown), within [`storage::FLUSH_DEADLINE`].
-    pub async fn flush(&self) -> Result<(), EngineError> {
-        self.flush_durable().await
-    }
-
     /// Resolves if the store's writer thread ends while the engine exists (its loop
     /// panicked), with why: nothing can be written any more, so the node's supervision stops
     /// it.

@@ -351,7 +351,7 @@ pub async fn run_with_clock(
     if !publisher_joined && let Err(e) = publisher_task.await {
         error!(error = %e, "publish queue failed");
     }
-    let flushed = engine.flush().await.context("flushing the store");
+    let flushed = engine.flush_durable().await.context("flushing the store");
     info!("stopped");
     if let Some(failure) = failure {
         // A dead writer cannot flush either; the failure is what the caller must see.

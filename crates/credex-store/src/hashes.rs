@@ -72,8 +72,8 @@ fn place(index: u64) -> Place {
 }
 
 /// The hash of the complete subtree over `leaves`, leaf hashes of which there are a power of
-/// two.
-fn subtree(leaves: &[Hash]) -> Hash {
+/// two (a whole chunk's, for its kept hash).
+pub(crate) fn subtree(leaves: &[Hash]) -> Hash {
     debug_assert!(leaves.len().is_power_of_two());
     let mut level = leaves.to_vec();
     while level.len() > 1 {
@@ -97,6 +97,22 @@ enum Failure {
     MalformedPage(u64),
     Sled(sled::Error),
     Store(StoreError),
+}
+
+impl Failure {
+    /// The store error it is, for `origin`.
+    fn into_error(self, origin: &str) -> StoreError {
+        match self {
+            Failure::Missing(i) => {
+                StoreError::corrupt(format!("origin {origin}: tree hash {i} is missing"))
+            }
+            Failure::MalformedPage(p) => {
+                StoreError::corrupt(format!("origin {origin}: tree hash page {p} is malformed"))
+            }
+            Failure::Sled(e) => StoreError::Sled(e),
+            Failure::Store(e) => e,
+        }
+    }
 }
 
 /// Reads kept hashes of one origin, keeping the last page fetched: tree hash and proof reads
@@ -210,23 +226,17 @@ pub(crate) fn chunk_leaves(
     Ok(hashes)
 }
 
-/// The kept hash of complete chunk `chunk` (the chunk tree's leaf), for the open check.
-pub(crate) fn kept_chunk_hash(db: &sled::Db, id: u32, chunk: u64) -> Result<Hash, StoreError> {
+/// The kept hash of complete chunk `chunk` of `origin` (the chunk tree's leaf), for the open
+/// check.
+pub(crate) fn kept_chunk_hash(
+    db: &sled::Db,
+    id: u32,
+    origin: &str,
+    chunk: u64,
+) -> Result<Hash, StoreError> {
     PageCursor::new(db, id)
         .get(stored_hash_index(0, chunk))
-        .map_err(|f| match f {
-            Failure::Missing(i) => StoreError::corrupt(format!("kept tree hash {i} is missing")),
-            Failure::MalformedPage(p) => {
-                StoreError::corrupt(format!("kept tree hash page {p} is malformed"))
-            }
-            Failure::Sled(e) => StoreError::Sled(e),
-            Failure::Store(e) => e,
-        })
-}
-
-/// The hash of the complete chunk whose leaf hashes are `leaves` (all [`CHUNK`] of them).
-pub(crate) fn chunk_hash(leaves: &[Hash]) -> Hash {
-    subtree(leaves)
+        .map_err(|f| f.into_error(origin))
 }
 
 /// [`HashReader`] over one origin's committed tree, for roots and proofs: kept hashes from
@@ -289,12 +299,7 @@ impl HashReader for OriginHashes {
                 read(i).map_err(|f| match f {
                     Failure::Missing(_) => TlogError::IndexesNotInTree,
                     Failure::MalformedPage(_) => TlogError::MalformedHash,
-                    Failure::Sled(e) => {
-                        TlogError::InvalidInput(format!("reading tree hash {i}: {e}"))
-                    }
-                    Failure::Store(e) => {
-                        TlogError::InvalidInput(format!("reading tree hash {i}: {e}"))
-                    }
+                    other => TlogError::InvalidInput(other.into_error(&self.origin).to_string()),
                 })
             })
             .collect()
@@ -347,17 +352,7 @@ impl<'a> Overlay<'a> {
     }
 
     fn fail(&self, f: Failure) -> TlogError {
-        let origin = self.origin;
-        *self.failure.borrow_mut() = Some(match f {
-            Failure::Missing(i) => {
-                StoreError::corrupt(format!("origin {origin}: tree hash {i} is missing"))
-            }
-            Failure::MalformedPage(p) => {
-                StoreError::corrupt(format!("origin {origin}: tree hash page {p} is malformed"))
-            }
-            Failure::Sled(e) => StoreError::Sled(e),
-            Failure::Store(e) => e,
-        });
+        *self.failure.borrow_mut() = Some(f.into_error(self.origin));
         TlogError::IndexesNotInTree
     }
 

@@ -232,7 +232,7 @@ impl Store {
             let chunk = last / hashes::CHUNK;
             let leaves = hashes::chunk_leaves(&reader, &self.inner.chunks, id, chunk, state.size)?;
             if state.size.is_multiple_of(hashes::CHUNK)
-                && hashes::chunk_hash(&leaves[..]) != hashes::kept_chunk_hash(&db, id, chunk)?
+                && hashes::subtree(&leaves[..]) != hashes::kept_chunk_hash(&db, id, name, chunk)?
             {
                 return Err(StoreError::corrupt(format!(
                     "origin {name}: the leaves of chunk {chunk} (leaves {}..{}) in the file do \

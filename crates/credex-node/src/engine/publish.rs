@@ -329,39 +329,9 @@ impl Engine {
     fn prepare_own(&self, jobs: Vec<Job>) -> Option<Prepared> {
         let origin = self.city.clone();
         let state = self.store.origin_state(&origin);
-        if state.forked {
+        if let Some(refusal) = self.publish_refusal(&state) {
             for job in jobs {
-                let _ = job.reply.send(Err(EngineError::FailedPrecondition(format!(
-                    "origin {origin} is marked forked on this node; it publishes nothing more"
-                ))));
-            }
-            return None;
-        }
-        let seen = self.best_seen(&origin);
-        if seen > state.size {
-            // A checkpoint this city signed over more entries than its log holds came back from
-            // a peer: the log is being restored from its peers (a node whose store was moved
-            // aside or lost). An entry published now would take a seq its city has already
-            // signed for, a second history of the city that every peer would prove as a fork.
-            for job in jobs {
-                let _ = job.reply.send(Err(EngineError::Unavailable(format!(
-                    "this city's log holds {} entries, but a checkpoint it signed over {seen} came \
-                     back from a peer: the log is being restored from its peers; publish again \
-                     once it holds them (or check that this node runs on its city's own store)",
-                    state.size
-                ))));
-            }
-            return None;
-        }
-        let indexed = self.store.indexed(&origin);
-        if indexed < state.size {
-            // The city's own log came back from a peer (a rebuilt node) and the indexer has not
-            // reached its end: a new version must be checked against every one before it.
-            for job in jobs {
-                let _ = job.reply.send(Err(EngineError::Unavailable(format!(
-                    "the view holds {indexed} of this city's {} entries while they are checked; publish again shortly",
-                    state.size
-                ))));
+                let _ = job.reply.send(Err(refusal.for_each_waiter()));
             }
             return None;
         }
@@ -586,6 +556,39 @@ impl Engine {
                 .flush_within_blocking(super::storage::FLUSH_DEADLINE)?;
         }
         Ok(())
+    }
+
+    /// Why this city's log, in `state`, takes no entries now, if it does not.
+    fn publish_refusal(&self, state: &credex_store::OriginState) -> Option<EngineError> {
+        let origin = self.city.as_str();
+        if state.forked {
+            return Some(EngineError::FailedPrecondition(format!(
+                "origin {origin} is marked forked on this node; it publishes nothing more"
+            )));
+        }
+        let seen = self.best_seen(origin);
+        if seen > state.size {
+            // A checkpoint this city signed over more entries than its log holds came back from
+            // a peer: the log is being restored from its peers (a node whose store was moved
+            // aside or lost). An entry published now would take a seq its city has already
+            // signed for, a second history of the city that every peer would prove as a fork.
+            return Some(EngineError::Unavailable(format!(
+                "this city's log holds {} entries, but a checkpoint it signed over {seen} came \
+                 back from a peer: the log is being restored from its peers; publish again once \
+                 it holds them (or check that this node runs on its city's own store)",
+                state.size
+            )));
+        }
+        let indexed = self.store.indexed(origin);
+        // The city's own log came back from a peer (a rebuilt node) and the indexer has not
+        // reached its end: a new version must be checked against every one before it.
+        (indexed < state.size).then(|| {
+            EngineError::Unavailable(format!(
+                "the view holds {indexed} of this city's {} entries while they are checked; \
+                 publish again shortly",
+                state.size
+            ))
+        })
     }
 
     /// Validates every record of one request and checks its version is the next one and may

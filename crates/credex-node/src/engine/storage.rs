@@ -17,8 +17,8 @@ use super::{Engine, EngineError};
 
 /// How long a flush may take before the store's handle is taken for failed. A healthy flush
 /// is one fsync (milliseconds, seconds on a loaded disk); sled 0.34 can wait for ever on a
-/// log whose write failed, and every caller holds the engine's write or view lock meanwhile,
-/// and the store's writer thread, with every write queued behind the flush.
+/// log whose write failed, and every caller holds the engine's write or view lock meanwhile
+/// (the flush itself runs on the writer's flusher thread, beside the applies behind it).
 pub const FLUSH_DEADLINE: Duration = Duration::from_secs(30);
 
 /// How often a sync loop waiting for space looks at the volume again.
@@ -31,9 +31,10 @@ impl Engine {
         Ok(self.writer.apply(batch).await?)
     }
 
-    /// Makes every applied batch durable, on the store's writer thread and within
-    /// [`FLUSH_DEADLINE`]. Call once per batch before acknowledging anything in it.
-    pub(crate) async fn flush_durable(&self) -> Result<(), EngineError> {
+    /// Makes every applied batch durable, on the writer's flusher thread and within
+    /// [`FLUSH_DEADLINE`]. Call once per batch before acknowledging anything in it, and at
+    /// shutdown.
+    pub async fn flush_durable(&self) -> Result<(), EngineError> {
         Ok(self.writer.flush_within(FLUSH_DEADLINE).await?)
     }
 
