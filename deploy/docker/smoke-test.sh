@@ -87,13 +87,14 @@ connected() {
             '(.peers | length) == $n and all(.peers[]; .connected)' >/dev/null
 }
 
-# Holds at least $2 entries of origin $3's log, and a view as large as Changsha's.
+# Holds at least $2 entries of origin $3's log, and a view as large as Changsha's. Status's
+# 64-bit counts are proto3 JSON strings: a string compared with a number in jq is always larger.
 caught_up() {
     local city="$1" size="$2" origin="$3" in_force="$4"
     status_json "$city" |
         jq -e --arg o "$origin" --argjson size "$size" --argjson in_force "$in_force" \
-            '(.origins[] | select(.origin == $o) | .local_size >= $size)
-             and .view.records_in_force == $in_force' >/dev/null
+            '(.origins[] | select(.origin == $o) | .local_size | tonumber >= $size)
+             and (.view.records_in_force | tonumber) == $in_force' >/dev/null
 }
 
 step "checking the example configs"
@@ -131,7 +132,7 @@ if ((count != records)); then
     echo "smoke-test: published $count records, expected $records" >&2
     exit 1
 fi
-in_force="$(status_json changsha | jq -e '.view.records_in_force')"
+in_force="$(status_json changsha | jq -e '.view.records_in_force | tonumber')"
 echo "changsha's log holds $size entries, its view $in_force records in force" >&2
 
 step "waiting for the records to reach the other cities"

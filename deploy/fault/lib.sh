@@ -54,8 +54,8 @@ import json, sys
 s = json.load(sys.stdin)
 o = next((o for o in s["origins"] if o["origin"] == sys.argv[1]), {})
 v = s.get("view") or {}
-print(o.get("local_size", 0), o.get("indexed_size", 0), v.get("records_in_force", 0),
-      v.get("subjects", 0), s.get("invalid_entries", 0))' "$2"
+print(*(int(n) for n in (o.get("local_size", 0), o.get("indexed_size", 0),
+      v.get("records_in_force", 0), v.get("subjects", 0), s.get("invalid_entries", 0))))' "$2"
 }
 # counted CITY: CITY's status holds a current count of its view. Status answers at once with
 # the last count while a newer one runs (a view slow to count is not waited for:
@@ -71,7 +71,7 @@ quarantined() {
   ctl "$1" --json status | python3 -c '
 import json, sys
 s = json.load(sys.stdin)
-print(sum(q["count"] for q in s["quarantine"] if q["reason"] == sys.argv[1]))' "$2"
+print(sum(int(q["count"]) for q in s["quarantine"] if q["reason"] == sys.argv[1]))' "$2"
 }
 
 # The members in `consortium init` order: city i listens on BASE_PORT + i.
@@ -98,13 +98,13 @@ converged() {
 import json, sys
 work, members = sys.argv[1], sys.argv[2:]
 st = {c: json.load(open(f"{work}/status.{c}.json")) for c in members}
-own = {c: next(o for o in st[c]["origins"] if o["origin"] == c)["local_size"] for c in members}
+own = {c: int(next(o for o in st[c]["origins"] if o["origin"] == c)["local_size"]) for c in members}
 for c in members:
     s = st[c]
-    if s["invalid_entries"] or s["quarantine"]:
+    if int(s["invalid_entries"]) or s["quarantine"]:
         sys.exit(f"{c}: invalid {s['invalid_entries']}, quarantine {s['quarantine']}")
     for o in s["origins"]:
-        if o["origin"] in own and (o["local_size"], o["indexed_size"]) != (own[o["origin"]],) * 2:
+        if o["origin"] in own and (int(o["local_size"]), int(o["indexed_size"])) != (own[o["origin"]],) * 2:
             sys.exit(1)
         if o["forked"]:
             sys.exit(f"{c} marks {o['origin']} forked")

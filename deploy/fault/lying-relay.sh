@@ -73,8 +73,8 @@ held() {
 import json, sys
 s = json.load(open(sys.argv[1]))
 o = next((o for o in s["origins"] if o["origin"] == "changsha"), {})
-q = {r: sum(x["count"] for x in s["quarantine"] if x["reason"] == r) for r in ("bad_signature", "unsigned_root")}
-print(o.get("local_size", 0), o.get("indexed_size", 0), q["bad_signature"], q["unsigned_root"], int(o.get("forked", False)))' "$work/status.wuhan.json"
+q = {r: sum(int(x["count"]) for x in s["quarantine"] if x["reason"] == r) for r in ("bad_signature", "unsigned_root")}
+print(int(o.get("local_size", 0)), int(o.get("indexed_size", 0)), q["bad_signature"], q["unsigned_root"], int(o.get("forked", False)))' "$work/status.wuhan.json"
 }
 # What wuhan holds once its view has taken in everything appended.
 in_view() { read -r s i _ <<<"$(held)" && ((s == i)); }

@@ -34,7 +34,7 @@ use crate::Global;
 use crate::client::{self, Connection};
 use crate::cmd::lookup::{self, LookupJson};
 use crate::cmd::publish::{self, Line};
-use crate::cmd::status::{self, StatusJson};
+use crate::cmd::status;
 use credex_cli::city::{CitySpec, capitals};
 use credex_cli::consortium::{InitOptions, init};
 use credex_cli::errln;
@@ -43,6 +43,7 @@ use credex_cli::generator::{
 };
 use credex_cli::health;
 use credex_cli::home::Home;
+use credex_cli::json::Document;
 use credex_cli::outln;
 use credex_cli::output::Table;
 
@@ -215,7 +216,7 @@ struct Report {
 impl Report {
     fn to_json(&self) -> ReportJson<'_> {
         ReportJson {
-            statuses: self.statuses.iter().map(StatusJson::new).collect(),
+            statuses: self.statuses.iter().map(Document::new).collect(),
             joint_lookup: LookupJson::new(&self.joint_lookup.0, &self.joint_lookup.1),
             after_repair: self
                 .after_repair
@@ -228,7 +229,7 @@ impl Report {
 
 #[derive(Serialize)]
 struct ReportJson<'a> {
-    statuses: Vec<StatusJson<'a>>,
+    statuses: Vec<Document<'a, StatusResponse>>,
     joint_lookup: LookupJson<'a>,
     after_repair: Vec<LookupJson<'a>>,
 }

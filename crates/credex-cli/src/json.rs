@@ -7,9 +7,11 @@
 //! **Output** is proto3 JSON as protobuf's own printers write it with the option to keep the
 //! proto field names (`preserving_proto_field_name`): `record_id`, `id_number`; enums by
 //! full name (`"list": "LIST_KIND_BLACK"`); 64-bit integers as strings (`"fine_fen":
-//! "5000000"`); fields holding their default value left out. An enum value this build does
-//! not know (a newer peer's) is written as its number. Any proto3 JSON parser (grpcurl,
-//! `protojson`, Python's `json_format`) reads it.
+//! "5000000"`). A record line ([`Json`], [`to_line`]) leaves out fields holding their default
+//! value; a command's `--json` document of a response message ([`Document`]) writes them,
+//! so its keys do not depend on its values. An enum value this build does not know (a newer
+//! peer's) is written as its number. Any proto3 JSON parser (grpcurl, `protojson`, Python's
+//! `json_format`) reads it.
 //!
 //! **Input** is any proto3 JSON of the message: lowerCamelCase names (`recordId`, as
 //! grpcurl prints) or the proto names, enums by full name or number, integers as numbers
@@ -387,6 +389,158 @@ impl<M: ReflectMessage> Serialize for Json<'_, M> {
     }
 }
 
+/// A response message as its command's `--json` document (`status`, `list`, `lookup`,
+/// `invalid`, `access-log`, a `watch` line): proto3 JSON as [`Json`] writes it, but with every
+/// field that has no presence written, zero values too (protobuf printers'
+/// `always_print_fields_with_no_presence`): `"lag": "0"`, `"forked": false`, `"entries": []`.
+/// A document's keys so do not depend on its values, and a script reads `o["lag"]` without
+/// a default. A message field left unset (`StatusResponse.view` while the view is counted)
+/// is absent, as protobuf's printers leave it.
+///
+/// What the command knows that the response does not carry (the node that answered) is
+/// added with [`Document::with`], ahead of the message's fields; a field of the message by
+/// the same name wins (the schema's, once it carries it).
+#[derive(Debug, Clone)]
+pub struct Document<'a, M> {
+    message: &'a M,
+    added: Vec<(&'static str, Value)>,
+}
+
+const DOCUMENT: SerializeOptions = SerializeOptions::new()
+    .use_proto_field_name(true)
+    .skip_default_fields(false);
+
+impl<'a, M: ReflectMessage> Document<'a, M> {
+    pub fn new(message: &'a M) -> Self {
+        Document {
+            message,
+            added: Vec::new(),
+        }
+    }
+
+    /// Adds `key` to the document, before the message's fields.
+    pub fn with(mut self, key: &'static str, value: impl Into<Value>) -> Self {
+        self.added.push((key, value.into()));
+        self
+    }
+
+    /// The document as one line (`status --watch --json`, `watch --json`).
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).expect("a message always serialises")
+    }
+}
+
+impl<M: ReflectMessage> Serialize for Document<'_, M> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let message = self.message.transcode_to_dynamic();
+        let descriptor = message.descriptor();
+        let added: Vec<&(&str, Value)> = self
+            .added
+            .iter()
+            .filter(|(key, _)| descriptor.get_field_by_name(key).is_none())
+            .collect();
+        message.serialize_with_options(
+            FirstInObject {
+                serializer,
+                entries: &added,
+            },
+            &DOCUMENT,
+        )
+    }
+}
+
+/// A serializer that writes `entries` into the object a message opens, before the message's
+/// fields: prost-reflect writes a message as a map it opens itself, so they go in when it
+/// does (into a `serde_json::Value` instead, the keys would come out sorted, not in proto
+/// order). A message of the schema's responses is always an object; anything else is an error.
+struct FirstInObject<'a, S> {
+    serializer: S,
+    entries: &'a [&'a (&'a str, Value)],
+}
+
+fn not_an_object<E: serde::ser::Error>() -> E {
+    E::custom("a document is a message, written as an object")
+}
+
+/// The `Serializer` methods a message never calls, each refusing.
+macro_rules! refuse {
+    ($($method:ident($($arg:ty),*) -> $ok:ty;)*) => {$(
+        fn $method(self, $(_: $arg),*) -> Result<$ok, S::Error> {
+            Err(not_an_object())
+        }
+    )*};
+}
+
+impl<S: serde::Serializer> serde::Serializer for FirstInObject<'_, S> {
+    type Ok = S::Ok;
+    type Error = S::Error;
+    type SerializeMap = S::SerializeMap;
+    type SerializeSeq = serde::ser::Impossible<S::Ok, S::Error>;
+    type SerializeTuple = serde::ser::Impossible<S::Ok, S::Error>;
+    type SerializeTupleStruct = serde::ser::Impossible<S::Ok, S::Error>;
+    type SerializeTupleVariant = serde::ser::Impossible<S::Ok, S::Error>;
+    type SerializeStruct = serde::ser::Impossible<S::Ok, S::Error>;
+    type SerializeStructVariant = serde::ser::Impossible<S::Ok, S::Error>;
+
+    fn serialize_map(self, _len: Option<usize>) -> Result<S::SerializeMap, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = self.serializer.serialize_map(None)?;
+        for (key, value) in self.entries {
+            map.serialize_entry(key, value)?;
+        }
+        Ok(map)
+    }
+
+    refuse! {
+        serialize_bool(bool) -> S::Ok;
+        serialize_i8(i8) -> S::Ok;
+        serialize_i16(i16) -> S::Ok;
+        serialize_i32(i32) -> S::Ok;
+        serialize_i64(i64) -> S::Ok;
+        serialize_u8(u8) -> S::Ok;
+        serialize_u16(u16) -> S::Ok;
+        serialize_u32(u32) -> S::Ok;
+        serialize_u64(u64) -> S::Ok;
+        serialize_f32(f32) -> S::Ok;
+        serialize_f64(f64) -> S::Ok;
+        serialize_char(char) -> S::Ok;
+        serialize_str(&str) -> S::Ok;
+        serialize_bytes(&[u8]) -> S::Ok;
+        serialize_none() -> S::Ok;
+        serialize_unit() -> S::Ok;
+        serialize_unit_struct(&'static str) -> S::Ok;
+        serialize_unit_variant(&'static str, u32, &'static str) -> S::Ok;
+        serialize_seq(Option<usize>) -> Self::SerializeSeq;
+        serialize_tuple(usize) -> Self::SerializeTuple;
+        serialize_tuple_struct(&'static str, usize) -> Self::SerializeTupleStruct;
+        serialize_tuple_variant(&'static str, u32, &'static str, usize) -> Self::SerializeTupleVariant;
+        serialize_struct(&'static str, usize) -> Self::SerializeStruct;
+        serialize_struct_variant(&'static str, u32, &'static str, usize) -> Self::SerializeStructVariant;
+    }
+
+    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<S::Ok, S::Error> {
+        Err(not_an_object())
+    }
+
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: &T,
+    ) -> Result<S::Ok, S::Error> {
+        Err(not_an_object())
+    }
+
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<S::Ok, S::Error> {
+        Err(not_an_object())
+    }
+}
+
 /// A message as one JSON Lines line.
 pub fn to_line<M: ReflectMessage>(message: &M) -> String {
     serde_json::to_string(&Json(message)).expect("a message always serialises")
@@ -486,6 +640,37 @@ mod tests {
         };
         expect![[r#"{"record_id":"b","version":1,"reason":"EXCLUSION_REASON_NOT_YET_PUBLISHED","list":"LIST_KIND_BLACK"}"#]]
             .assert_eq(&to_line(&excluded));
+    }
+
+    #[test]
+    fn documents_write_zero_values_and_put_what_the_command_adds_first() {
+        use credex_proto::v1::{InvalidEntry, ListInvalidResponse, StatusResponse};
+        let response = ListInvalidResponse {
+            entries: vec![InvalidEntry {
+                origin: "changsha".into(),
+                seq: 0,
+                record_id: "CS-1".into(),
+                version: 0,
+                reason: "version: 0 is not a version".into(),
+            }],
+            next_page_token: String::new(),
+        };
+        let document = Document::new(&response).with("node", "wuhan");
+        // Proto order after the added key; a zero seq and an empty token written, not left out.
+        expect![[r#"{"node":"wuhan","entries":[{"origin":"changsha","seq":"0","record_id":"CS-1","version":0,"reason":"version: 0 is not a version"}],"next_page_token":""}"#]]
+            .assert_eq(&document.to_line());
+        // Pretty (print_json) is the same document.
+        let pretty = serde_json::to_string_pretty(&document).expect("json");
+        assert_eq!(
+            serde_json::from_str::<Value>(&pretty).expect("json"),
+            serde_json::from_str::<Value>(&document.to_line()).expect("json")
+        );
+        // A key the message has is the message's.
+        let clash = Document::new(&response).with("next_page_token", "mine");
+        assert_eq!(clash.to_line(), Document::new(&response).to_line());
+        // A message field left unset (the view, the storage) is absent; lists are empty.
+        expect![[r#"{"city":"","consortium":"","peers":[],"origins":[],"quarantine":[],"invalid_entries":"0"}"#]]
+            .assert_eq(&Document::new(&StatusResponse::default()).to_line());
     }
 
     #[test]

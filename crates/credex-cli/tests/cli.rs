@@ -938,7 +938,10 @@ async fn rerunning_a_published_file_publishes_nothing_new_and_exits_zero() {
             .iter()
             .find(|o| o["origin"] == "changsha")
             .unwrap()["local_size"]
-            .as_u64()
+            // proto3 JSON writes a uint64 as a decimal string.
+            .as_str()
+            .unwrap()
+            .parse()
             .unwrap()
     };
     let before = size(&ctl(&node.home, &["--json", "status"]).await);

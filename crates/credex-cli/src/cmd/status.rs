@@ -1,5 +1,7 @@
 //! `credexctl status`: a node's sync health (Operator.Status) — its peers, every origin's
-//! log as this node holds it, quarantine counts and the size of its view.
+//! log as this node holds it, quarantine counts and the size of its view. `--json` prints the
+//! `StatusResponse` itself, as proto3 JSON with every field ([`Document`]): 64-bit counts as
+//! strings, no `view` while the node's first count of it runs.
 //!
 //! `--watch` asks again every `--interval` seconds until interrupted: on a terminal it redraws
 //! the screen in place; otherwise (a pipe, a log file) it prints each snapshot under a line
@@ -11,10 +13,10 @@ use std::time::Duration;
 use anyhow::Result;
 use credex_node::tls::Role;
 use credex_proto::v1::{StatusRequest, StatusResponse};
-use serde::Serialize;
 
 use crate::Global;
 use crate::client::{self, Connection};
+use credex_cli::json::Document;
 use credex_cli::output::{Table, age, ago, print_json};
 use credex_cli::{out, outln};
 
@@ -34,7 +36,7 @@ pub async fn run(global: &Global, args: Args) -> Result<()> {
     if !args.watch {
         let status = status(&conn).await?;
         return if global.json {
-            print_json(&StatusJson::new(&status))
+            print_json(&Document::new(&status))
         } else {
             out!("{}", render(&status, now_millis()))?;
             Ok(())
@@ -48,7 +50,7 @@ pub async fn run(global: &Global, args: Args) -> Result<()> {
         let status = status(&conn).await?;
         let now = now_millis();
         if global.json {
-            outln!("{}", serde_json::to_string(&StatusJson::new(&status))?)?;
+            outln!("{}", Document::new(&status).to_line())?;
         } else if terminal {
             // Home and clear, then the snapshot: one redraw, no scrolling.
             out!(
@@ -212,128 +214,6 @@ pub fn render(s: &StatusResponse, now_millis: i64) -> String {
     out
 }
 
-/// The `--json` document of a status: the response's fields, snake_case as in the proto.
-#[derive(Debug, Serialize)]
-pub struct StatusJson<'a> {
-    city: &'a str,
-    consortium: &'a str,
-    peers: Vec<PeerJson<'a>>,
-    origins: Vec<OriginJson<'a>>,
-    quarantine: Vec<QuarantineJson<'a>>,
-    view: ViewJson,
-    invalid_entries: u64,
-    /// Absent from a node that does not report it.
-    storage: Option<StorageJson<'a>>,
-}
-
-#[derive(Debug, Serialize)]
-struct StorageJson<'a> {
-    free_bytes: u64,
-    min_free_bytes: u64,
-    full: bool,
-    failed: &'a str,
-}
-
-#[derive(Debug, Serialize)]
-struct PeerJson<'a> {
-    city: &'a str,
-    address: &'a str,
-    connected: bool,
-    last_contact: i64,
-    last_error: &'a str,
-    round_trip_ms: u32,
-}
-
-#[derive(Debug, Serialize)]
-struct OriginJson<'a> {
-    origin: &'a str,
-    local_size: u64,
-    indexed_size: u64,
-    best_seen_size: u64,
-    lag: u64,
-    checkpoint_age_ms: i64,
-    published_size: u64,
-    final_size: u64,
-    cosignatures: u32,
-    forked: bool,
-}
-
-#[derive(Debug, Serialize)]
-struct QuarantineJson<'a> {
-    reason: &'a str,
-    count: u64,
-}
-
-#[derive(Debug, Serialize)]
-struct ViewJson {
-    subjects: u64,
-    records_in_force: u64,
-    excluded: u64,
-    /// When the view was counted (Unix ms), and whether it is unchanged since.
-    counted_at: i64,
-    current: bool,
-}
-
-impl<'a> StatusJson<'a> {
-    pub fn new(s: &'a StatusResponse) -> Self {
-        let view = s.view.unwrap_or_default();
-        Self {
-            city: &s.city,
-            consortium: &s.consortium,
-            peers: s
-                .peers
-                .iter()
-                .map(|p| PeerJson {
-                    city: &p.city,
-                    address: &p.address,
-                    connected: p.connected,
-                    last_contact: p.last_contact,
-                    last_error: &p.last_error,
-                    round_trip_ms: p.round_trip_ms,
-                })
-                .collect(),
-            origins: s
-                .origins
-                .iter()
-                .map(|o| OriginJson {
-                    origin: &o.origin,
-                    local_size: o.local_size,
-                    indexed_size: o.indexed_size,
-                    best_seen_size: o.best_seen_size,
-                    lag: o.lag,
-                    checkpoint_age_ms: o.checkpoint_age_ms,
-                    published_size: o.published_size,
-                    final_size: o.final_size,
-                    cosignatures: o.cosignatures,
-                    forked: o.forked,
-                })
-                .collect(),
-            quarantine: s
-                .quarantine
-                .iter()
-                .map(|q| QuarantineJson {
-                    reason: &q.reason,
-                    count: q.count,
-                })
-                .collect(),
-            view: ViewJson {
-                subjects: view.subjects,
-                records_in_force: view.records_in_force,
-                excluded: view.excluded,
-                counted_at: view.counted_at,
-                current: view.current,
-            },
-            invalid_entries: s.invalid_entries,
-            storage: s.storage.as_ref().map(|st| StorageJson {
-                free_bytes: st.free_bytes,
-                min_free_bytes: st.min_free_bytes,
-                full: st.full,
-                failed: &st.failed,
-            }),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,7 +327,16 @@ mod tests {
     }
 
     #[test]
-    fn json_keeps_the_proto_field_names() {
-        expect![[r#"{"city":"hefei","consortium":"mid-yangtze","peers":[{"city":"changsha","address":"127.0.0.1:7400","connected":true,"last_contact":99000,"last_error":"","round_trip_ms":3},{"city":"wuhan","address":"127.0.0.1:7401","connected":false,"last_contact":0,"last_error":"connection refused","round_trip_ms":0}],"origins":[{"origin":"changsha","local_size":250,"indexed_size":240,"best_seen_size":251,"lag":1,"checkpoint_age_ms":1500,"published_size":250,"final_size":200,"cosignatures":3,"forked":false}],"quarantine":[{"reason":"bad signature","count":2}],"view":{"subjects":900,"records_in_force":1000,"excluded":12,"counted_at":98000,"current":true},"invalid_entries":0,"storage":{"free_bytes":5368709120,"min_free_bytes":67108864,"full":false,"failed":""}}"#]].assert_eq(&serde_json::to_string(&StatusJson::new(&sample())).expect("json"));
+    fn json_is_the_responses_proto3_json() {
+        // Every field of the response, zero values too; 64-bit integers as strings.
+        expect![[r#"{"city":"hefei","consortium":"mid-yangtze","peers":[{"city":"changsha","address":"127.0.0.1:7400","connected":true,"last_contact":"99000","last_error":"","round_trip_ms":3},{"city":"wuhan","address":"127.0.0.1:7401","connected":false,"last_contact":"0","last_error":"connection refused","round_trip_ms":0}],"origins":[{"origin":"changsha","local_size":"250","best_seen_size":"251","lag":"1","checkpoint_age_ms":"1500","published_size":"250","final_size":"200","cosignatures":3,"forked":false,"indexed_size":"240"}],"quarantine":[{"reason":"bad signature","count":"2"}],"view":{"subjects":"900","records_in_force":"1000","excluded":"12","counted_at":"98000","current":true},"invalid_entries":"0","storage":{"free_bytes":"5368709120","min_free_bytes":"67108864","full":false,"failed":""}}"#]].assert_eq(&Document::new(&sample()).to_line());
+        // Before the node's first count of its view the response has none, nor the document.
+        let counting = StatusResponse {
+            view: None,
+            ..sample()
+        };
+        let document: serde_json::Value =
+            serde_json::from_str(&Document::new(&counting).to_line()).expect("json");
+        assert!(document.get("view").is_none(), "{document}");
     }
 }
