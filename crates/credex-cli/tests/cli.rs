@@ -927,6 +927,55 @@ async fn records_as_list_prints_them_or_as_grpcurl_would_publish_back_unchanged(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_json_is_the_list_access_response_and_the_node() {
+    let node = Node::start().await;
+    let (subject, purpose) = ("91430100MA4L8Q2K7F", "（2026）湘0102执881号 财产调查");
+    let looked_up = ctl(
+        &node.home,
+        &[
+            "--role",
+            "enforcement",
+            "lookup",
+            subject,
+            "--purpose",
+            purpose,
+        ],
+    )
+    .await;
+    assert!(looked_up.status.success(), "{}", stderr(&looked_up));
+
+    let output = ctl(&node.home, &["--json", "access-log"]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let mut document: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(document["node"], "changsha");
+    // Every field, zero values too: the first access is number 0, a uint64 as a string.
+    assert_eq!(document["entries"][0]["number"], "0", "{document}");
+    assert_eq!(document["next_page_token"], "", "{document}");
+    // Without the node it is the response itself: a proto3 JSON parser that refuses unknown
+    // fields reads it as a ListAccessResponse.
+    document.as_object_mut().unwrap().remove("node");
+    let response: credex_proto::v1::ListAccessResponse =
+        credex_cli::json::parse_message(&document.to_string()).unwrap();
+    let [entry] = response.entries.as_slice() else {
+        panic!("one access: {response:?}");
+    };
+    assert_eq!(
+        (
+            entry.number,
+            entry.rpc.as_str(),
+            entry.subject.as_str(),
+            entry.purpose.as_str()
+        ),
+        (0, "View.Lookup", subject, purpose)
+    );
+    assert!(
+        entry.at > 0 && entry.who.starts_with("spiffe://"),
+        "{entry:?}"
+    );
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rerunning_a_published_file_publishes_nothing_new_and_exits_zero() {
     let node = Node::start().await;
     let file = node.publish(30).await;

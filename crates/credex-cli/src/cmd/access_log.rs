@@ -1,37 +1,22 @@
 //! `credexctl access-log`: the node's access log (查询留痕) — every view request of the
 //! `enforcement` role, which sees ID numbers in full: who, when, which RPC, which subject or
-//! filter, and the purpose stated (Operator.ListAccess, every page followed).
+//! filter, and the purpose stated (Operator.ListAccess, every page followed). `--json` prints
+//! the pages as one `ListAccessResponse` (every entry, `next_page_token` empty), as proto3 JSON
+//! with every field ([`Document`]) and the `node` that answered.
 
 use anyhow::Result;
 use chrono::{DateTime, FixedOffset};
 use credex_node::tls::Role;
-use credex_proto::v1::{AccessEntry, ListAccessRequest};
-use serde::Serialize;
+use credex_proto::v1::{AccessEntry, ListAccessRequest, ListAccessResponse};
 
 use crate::Global;
 use crate::client;
+use credex_cli::json::Document;
 use credex_cli::outln;
 use credex_cli::output::{Table, print_json};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {}
-
-#[derive(Serialize)]
-struct AccessLogJson<'a> {
-    node: &'a str,
-    accesses: Vec<AccessJson<'a>>,
-}
-
-#[derive(Serialize)]
-struct AccessJson<'a> {
-    number: u64,
-    /// Unix ms.
-    at: i64,
-    who: &'a str,
-    rpc: &'a str,
-    subject: &'a str,
-    purpose: &'a str,
-}
 
 pub async fn run(global: &Global, _args: Args) -> Result<()> {
     let conn = client::connect(global, Role::Operator).await?;
@@ -53,20 +38,11 @@ pub async fn run(global: &Global, _args: Args) -> Result<()> {
     })
     .await?;
     if global.json {
-        return print_json(&AccessLogJson {
-            node: &conn.city,
-            accesses: entries
-                .iter()
-                .map(|e| AccessJson {
-                    number: e.number,
-                    at: e.at,
-                    who: &e.who,
-                    rpc: &e.rpc,
-                    subject: &e.subject,
-                    purpose: &e.purpose,
-                })
-                .collect(),
-        });
+        let all = ListAccessResponse {
+            entries,
+            next_page_token: String::new(),
+        };
+        return print_json(&Document::new(&all).with("node", conn.city.as_str()));
     }
     if entries.is_empty() {
         outln!("no accesses logged at {}", conn.city)?;

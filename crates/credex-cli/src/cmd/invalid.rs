@@ -1,14 +1,16 @@
 //! `credexctl invalid [--origin CITY]`: the entries this node lists invalid — appended under
 //! their origin's signed root, kept out of the view — with origin, seq, record id and the
-//! reason naming the field (Operator.ListInvalid, every page followed).
+//! reason naming the field (Operator.ListInvalid, every page followed). `--json` prints the
+//! pages as one `ListInvalidResponse` (every entry, `next_page_token` empty), as proto3 JSON with
+//! every field ([`Document`]) and the `node` that answered.
 
 use anyhow::Result;
 use credex_node::tls::Role;
-use credex_proto::v1::{InvalidEntry, ListInvalidRequest};
-use serde::Serialize;
+use credex_proto::v1::{InvalidEntry, ListInvalidRequest, ListInvalidResponse};
 
 use crate::Global;
 use crate::client;
+use credex_cli::json::Document;
 use credex_cli::outln;
 use credex_cli::output::{Table, print_json};
 
@@ -17,21 +19,6 @@ pub struct Args {
     /// Only this origin's entries.
     #[arg(long, value_name = "CITY")]
     origin: Option<String>,
-}
-
-#[derive(Serialize)]
-struct InvalidJson<'a> {
-    node: &'a str,
-    invalid: Vec<EntryJson<'a>>,
-}
-
-#[derive(Serialize)]
-struct EntryJson<'a> {
-    origin: &'a str,
-    seq: u64,
-    record_id: &'a str,
-    version: u32,
-    reason: &'a str,
 }
 
 pub async fn run(global: &Global, args: Args) -> Result<()> {
@@ -59,19 +46,11 @@ pub async fn run(global: &Global, args: Args) -> Result<()> {
     })
     .await?;
     if global.json {
-        return print_json(&InvalidJson {
-            node: &conn.city,
-            invalid: entries
-                .iter()
-                .map(|e| EntryJson {
-                    origin: &e.origin,
-                    seq: e.seq,
-                    record_id: &e.record_id,
-                    version: e.version,
-                    reason: &e.reason,
-                })
-                .collect(),
-        });
+        let all = ListInvalidResponse {
+            entries,
+            next_page_token: String::new(),
+        };
+        return print_json(&Document::new(&all).with("node", conn.city.as_str()));
     }
     if entries.is_empty() {
         outln!("no invalid entries at {}", conn.city)?;
