@@ -760,9 +760,13 @@ async fn a_restarted_watcher_sees_what_it_missed_once() {
     let first = publish_one(&node, 1).await;
     let seen = watcher.until(|l| record_of(l) == first).await;
     assert_eq!(seen.len(), 1, "{seen:?}");
-    let change_seq = serde_json::from_str::<serde_json::Value>(&seen[0]).unwrap()["change_seq"]
-        .as_u64()
-        .unwrap();
+    // proto3 JSON writes a uint64 as a decimal string.
+    let change_seq: u64 =
+        serde_json::from_str::<serde_json::Value>(&seen[0]).unwrap()["change_seq"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
     wait_for(|| std::fs::read_to_string(&state).unwrap().trim() == change_seq.to_string()).await;
     watcher.stop();
 

@@ -1,6 +1,6 @@
 //! `credexctl watch`: follows View.Watch — records entering, leaving and changing in this
 //! city's view — and prints each change, as a line of text or (`--json`) one JSON object per
-//! line.
+//! line: the `ViewChange` as proto3 JSON with every field ([`json::Document`]).
 //!
 //! With `--state FILE` it keeps its place: the file holds the `after` that resumes the stream
 //! (`WatchRequest.after`; 0 means from the first change), written when the stream starts (from
@@ -23,7 +23,6 @@ use credex_node::tls::Role;
 use credex_proto::v1::view_change::Kind;
 use credex_proto::v1::{ViewChange, WatchRequest};
 use futures::StreamExt;
-use serde::Serialize;
 use tonic::Code;
 
 use crate::Global;
@@ -40,20 +39,6 @@ pub struct Args {
     /// Why this query is made (查询事由): required with `--role enforcement`.
     #[arg(long, value_name = "TEXT")]
     purpose: Option<String>,
-}
-
-/// A change as `--json` prints it: the proto's fields, enums by name.
-#[derive(Debug, Serialize)]
-struct ChangeJson<'a> {
-    change_seq: u64,
-    subject_id: &'a str,
-    origin: &'a str,
-    record_id: &'a str,
-    version: u32,
-    kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<String>,
-    effective_on: &'a str,
 }
 
 pub async fn run(global: &Global, args: Args) -> Result<()> {
@@ -131,7 +116,8 @@ async fn follow(
     let mut stream = response.into_inner();
     while let Some(change) = stream.next().await {
         let change = change.map_err(|s| classify(s.code(), conn.rpc_error("View.Watch", s)))?;
-        print(global.json, &change).map_err(Stop::Fatal)?;
+        outln!("{}", line(global.json, &change))
+            .map_err(|e| Stop::Fatal(anyhow::Error::from(e)))?;
         *place = Some(change.change_seq);
         if let Some(path) = &args.state {
             write_state(path, change.change_seq).map_err(Stop::Fatal)?;
@@ -156,34 +142,24 @@ fn kind_name(kind: i32) -> &'static str {
     }
 }
 
-fn print(as_json: bool, c: &ViewChange) -> Result<()> {
-    let reason = json::enum_name(json::EXCLUSION_REASONS, c.reason);
+/// A change as watch prints it: text, or (`as_json`) the message's proto3 JSON.
+fn line(as_json: bool, c: &ViewChange) -> String {
     if as_json {
-        let line = serde_json::to_string(&ChangeJson {
-            change_seq: c.change_seq,
-            subject_id: &c.subject_id,
-            origin: &c.origin,
-            record_id: &c.record_id,
-            version: c.version,
-            kind: kind_name(c.kind),
-            reason,
-            effective_on: &c.effective_on,
-        })?;
-        outln!("{line}")?;
-    } else {
-        let reason = reason.map(|r| format!(" ({r})")).unwrap_or_default();
-        outln!(
-            "{} {} {:<7} {}/{} v{} {}{reason}",
-            c.change_seq,
-            c.effective_on,
-            kind_name(c.kind),
-            c.origin,
-            c.record_id,
-            c.version,
-            c.subject_id
-        )?;
+        return json::Document::new(c).to_line();
     }
-    Ok(())
+    let reason = json::enum_name(json::EXCLUSION_REASONS, c.reason)
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
+    format!(
+        "{} {} {:<7} {}/{} v{} {}{reason}",
+        c.change_seq,
+        c.effective_on,
+        kind_name(c.kind),
+        c.origin,
+        c.record_id,
+        c.version,
+        c.subject_id
+    )
 }
 
 /// The place a state file holds (`None` when there is no file yet).
@@ -215,6 +191,36 @@ fn write_state(path: &Path, after: u64) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use credex_proto::v1::ExclusionReason;
+    use expect_test::expect;
+
+    #[test]
+    fn a_change_prints_as_text_or_as_the_messages_proto3_json() {
+        let left = ViewChange {
+            change_seq: 7,
+            subject_id: "91430100MA4L8Q2K7F".into(),
+            origin: "wuhan".into(),
+            record_id: "wuhan-badfe5258d95d2c1".into(),
+            version: 2,
+            kind: Kind::Left.into(),
+            reason: ExclusionReason::Repaired.into(),
+            effective_on: "2026-06-01".into(),
+        };
+        expect![
+            "7 2026-06-01 left    wuhan/wuhan-badfe5258d95d2c1 v2 91430100MA4L8Q2K7F (repaired)"
+        ]
+        .assert_eq(&line(false, &left));
+        expect![[r#"{"change_seq":"7","subject_id":"91430100MA4L8Q2K7F","origin":"wuhan","record_id":"wuhan-badfe5258d95d2c1","version":2,"kind":"KIND_LEFT","reason":"EXCLUSION_REASON_REPAIRED","effective_on":"2026-06-01"}"#]]
+            .assert_eq(&line(true, &left));
+        // A change that is no leaving has no reason: written as the unspecified value.
+        let entered = ViewChange {
+            kind: Kind::Entered.into(),
+            reason: 0,
+            ..left
+        };
+        expect![[r#"{"change_seq":"7","subject_id":"91430100MA4L8Q2K7F","origin":"wuhan","record_id":"wuhan-badfe5258d95d2c1","version":2,"kind":"KIND_ENTERED","reason":"EXCLUSION_REASON_UNSPECIFIED","effective_on":"2026-06-01"}"#]]
+            .assert_eq(&line(true, &entered));
+    }
 
     #[test]
     fn the_state_file_round_trips_and_a_bad_one_is_named() {
