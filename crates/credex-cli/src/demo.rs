@@ -32,7 +32,7 @@ use tokio::process::{Child, Command};
 
 use crate::Global;
 use crate::client::{self, Connection};
-use crate::cmd::lookup::{self, LookupJson};
+use crate::cmd::lookup;
 use crate::cmd::publish::{self, Line};
 use crate::cmd::status;
 use credex_cli::city::{CitySpec, capitals};
@@ -217,11 +217,12 @@ impl Report {
     fn to_json(&self) -> ReportJson<'_> {
         ReportJson {
             statuses: self.statuses.iter().map(Document::new).collect(),
-            joint_lookup: LookupJson::new(&self.joint_lookup.0, &self.joint_lookup.1),
+            joint_lookup: Document::new(&self.joint_lookup.1)
+                .with("node", self.joint_lookup.0.as_str()),
             after_repair: self
                 .after_repair
                 .iter()
-                .map(|(city, r)| LookupJson::new(city, r))
+                .map(|(city, r)| Document::new(r).with("node", city.as_str()))
                 .collect(),
         }
     }
@@ -230,8 +231,8 @@ impl Report {
 #[derive(Serialize)]
 struct ReportJson<'a> {
     statuses: Vec<Document<'a, StatusResponse>>,
-    joint_lookup: LookupJson<'a>,
-    after_repair: Vec<LookupJson<'a>>,
+    joint_lookup: Document<'a, LookupResponse>,
+    after_repair: Vec<Document<'a, LookupResponse>>,
 }
 
 /// Connections to one node, one per role the demo acts as.

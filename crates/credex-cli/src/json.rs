@@ -376,7 +376,7 @@ fn describe(value: &Value) -> String {
 }
 
 /// A message in credexctl's JSON (see the module documentation), to serialise on its own
-/// or inside a command's document (`list --json`'s `records`).
+/// or inside a document of the command's own (`audit proof --json`'s `record`).
 #[derive(Debug, Clone, Copy)]
 pub struct Json<'a, M>(pub &'a M);
 

@@ -17,7 +17,7 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use credex_cli::json::{self, Json};
+use credex_cli::json;
 use credex_core::catalogue::Catalogue;
 use credex_core::ident::mask_id_number;
 use credex_node::tls::Role;
@@ -143,7 +143,8 @@ impl<W: Write> Writer<W> {
         match self {
             Writer::Csv(csv, catalogue) => csv.write_record(row(&v, catalogue))?,
             Writer::Jsonl(out) => {
-                serde_json::to_writer(&mut *out, &Json(&v))?;
+                // A record as `list --json` writes it in its document: every field.
+                serde_json::to_writer(&mut *out, &json::Document::new(&v))?;
                 out.write_all(b"\n")?;
             }
         }

@@ -1,16 +1,17 @@
 //! `credexctl list`: records in force in a node's view, filtered by origin, list and
-//! category, one page or all of them.
+//! category, one page or all of them. `--json` prints the pages fetched as one `ListResponse`
+//! (their records, the last page's `next_page_token`), as proto3 JSON with every field
+//! ([`Document`]) and the `node` that answered.
 
 use anyhow::Result;
 use credex_core::date::{Date, format_date};
 use credex_node::tls::Role;
-use credex_proto::v1::{ListRequest, ViewRecord};
-use serde::Serialize;
+use credex_proto::v1::{ListRequest, ListResponse, ViewRecord};
 
 use crate::Global;
 use crate::client;
 use credex_cli::errln;
-use credex_cli::json::{self, Json};
+use credex_cli::json::{self, Document};
 use credex_cli::outln;
 use credex_cli::output::print_json;
 
@@ -55,13 +56,6 @@ fn list_kind(text: &str) -> Result<i32, String> {
     json::parse_enum(json::LIST_KINDS, text)
 }
 
-#[derive(Debug, Serialize)]
-struct ListJson<'a> {
-    node: &'a str,
-    records: Vec<Json<'a, ViewRecord>>,
-    next_page_token: &'a str,
-}
-
 pub async fn run(global: &Global, args: Args) -> Result<()> {
     if let Some(origin) = &args.origin {
         super::check_origin(&super::home(global)?.load_consortium()?, "--origin", origin)?;
@@ -101,11 +95,11 @@ pub async fn run(global: &Global, args: Args) -> Result<()> {
         request.page_token = page.next_page_token;
     };
     if global.json {
-        return print_json(&ListJson {
-            node: &conn.city,
-            records: records.iter().map(Json).collect(),
-            next_page_token: &next_page_token,
-        });
+        let pages = ListResponse {
+            records,
+            next_page_token,
+        };
+        return print_json(&Document::new(&pages).with("node", conn.city.as_str()));
     }
     if records.is_empty() {
         outln!("no record in force matches")?;

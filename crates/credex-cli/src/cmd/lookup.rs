@@ -1,15 +1,16 @@
 //! `credexctl lookup <USCC|ID>`: every record in force for one subject across the cities
 //! this node recognises, and the records about it that are not in force, with the reason.
+//! `--json` prints the pages as one `LookupResponse` ([`lookup`]), as proto3 JSON with every
+//! field ([`Document`]) and the `node` that answered.
 
 use anyhow::Result;
 use credex_core::date::{Date, format_date};
 use credex_node::tls::Role;
-use credex_proto::v1::{ExcludedRecord, LookupRequest, LookupResponse, ViewRecord};
-use serde::Serialize;
+use credex_proto::v1::{LookupRequest, LookupResponse, ViewRecord};
 
 use crate::Global;
 use crate::client::{self, Connection};
-use credex_cli::json::{self, Json};
+use credex_cli::json::{self, Document};
 use credex_cli::out;
 use credex_cli::output::{Table, print_json};
 
@@ -47,7 +48,7 @@ pub async fn run(global: &Global, args: Args) -> Result<()> {
     )
     .await?;
     if global.json {
-        print_json(&LookupJson::new(&conn.city, &response))
+        print_json(&Document::new(&response).with("node", conn.city.as_str()))
     } else {
         out!("{}", render(&conn.city, &response))?;
         Ok(())
@@ -99,28 +100,6 @@ pub async fn lookup(
     let mut whole = whole.unwrap_or_default();
     whole.next_page_token.clear();
     Ok(whole)
-}
-
-/// The `--json` document of a lookup.
-#[derive(Debug, Serialize)]
-pub struct LookupJson<'a> {
-    node: &'a str,
-    subject_id: &'a str,
-    as_of: &'a str,
-    in_force: Vec<Json<'a, ViewRecord>>,
-    excluded: Vec<Json<'a, ExcludedRecord>>,
-}
-
-impl<'a> LookupJson<'a> {
-    pub fn new(node: &'a str, r: &'a LookupResponse) -> Self {
-        Self {
-            node,
-            subject_id: &r.subject_id,
-            as_of: &r.as_of,
-            in_force: r.in_force.iter().map(Json).collect(),
-            excluded: r.excluded.iter().map(Json).collect(),
-        }
-    }
 }
 
 /// A lookup as text: a header line, the records in force and the excluded ones.
@@ -244,12 +223,11 @@ mod tests {
     use credex_proto::v1::{ExcludedRecord, ExclusionReason, ListKind, Provenance};
     use expect_test::expect;
 
-    #[test]
-    fn renders_in_force_and_excluded_records() {
+    fn sample() -> LookupResponse {
         let today = parse_date("2026-05-20").expect("a date");
         let record = Generator::new(&capitals()[0], 3, today)
             .black_listing(joint_subject(), JOINT_CHANGSHA_CATEGORY);
-        let response = LookupResponse {
+        LookupResponse {
             subject_id: "91430100MA4L8Q2K7F".into(),
             in_force: vec![ViewRecord {
                 record: Some(record),
@@ -278,7 +256,11 @@ mod tests {
             }],
             as_of: "2026-05-20".into(),
             next_page_token: String::new(),
-        };
+        }
+    }
+
+    #[test]
+    fn renders_in_force_and_excluded_records() {
         expect![[r#"
             91430100MA4L8Q2K7F 长沙市天心区恒通建设工程有限公司 — view of hefei as of 2026-05-20
             1 record in force:
@@ -287,6 +269,95 @@ mod tests {
             1 record not in force:
             ORIGIN  SEQ  RECORD                  V  LIST   CATEGORY             REASON    DETAIL
             wuhan    57  wuhan-badfe5258d95d2c1  2  black  labour.wage_arrears  repaired  信用修复
-        "#]].assert_eq(&render("hefei", &response));
+        "#]].assert_eq(&render("hefei", &sample()));
+    }
+
+    #[test]
+    fn json_is_the_responses_proto3_json_and_the_node() {
+        // Every field, the records' too; the node first.
+        let response = sample();
+        let document = Document::new(&response).with("node", "hefei");
+        let pretty = serde_json::to_string_pretty(&document).expect("json");
+        expect![[r#"
+            {
+              "node": "hefei",
+              "subject_id": "91430100MA4L8Q2K7F",
+              "in_force": [
+                {
+                  "record": {
+                    "record_id": "changsha-c8cca9d64da65acc",
+                    "version": 1,
+                    "subject": {
+                      "kind": "SUBJECT_KIND_LEGAL_PERSON",
+                      "name": "长沙市天心区恒通建设工程有限公司",
+                      "uscc": "91430100MA4L8Q2K7F",
+                      "id_number": "",
+                      "legal_representative": {
+                        "name": "周建华",
+                        "id_number": "430103197806154014"
+                      }
+                    },
+                    "list": "LIST_KIND_BLACK",
+                    "category": "court.dishonest_debtor",
+                    "severity": "SEVERITY_SERIOUS",
+                    "authority": {
+                      "name": "长沙市中级人民法院",
+                      "uscc": "11430100HDK4KH2WCF"
+                    },
+                    "decision": {
+                      "document_number": "（2026）湘01执1982号",
+                      "decided_on": "2026-01-11",
+                      "legal_basis": "《最高人民法院关于公布失信被执行人名单信息的若干规定》第一条",
+                      "facts": "有履行能力而拒不履行生效法律文书确定的义务",
+                      "penalty_kinds": [],
+                      "penalty_content": "",
+                      "fine_fen": "0",
+                      "sanction_measures": [
+                        "限制参与政府采购",
+                        "限制担任企业法定代表人、高级管理人员"
+                      ]
+                    },
+                    "publication": {
+                      "starts_on": "2026-01-23",
+                      "ends_on": "2027-05-02"
+                    },
+                    "status": {
+                      "kind": "STATUS_KIND_ACTIVE",
+                      "reason": "",
+                      "effective_on": ""
+                    },
+                    "data_source": "长沙市中级人民法院",
+                    "remarks": ""
+                  },
+                  "provenance": {
+                    "origin": "changsha",
+                    "seq": "12",
+                    "checkpoint_size": "40"
+                  },
+                  "under_objection": false,
+                  "unknown_category": false,
+                  "legacy_code": true
+                }
+              ],
+              "excluded": [
+                {
+                  "record_id": "wuhan-badfe5258d95d2c1",
+                  "version": 2,
+                  "provenance": {
+                    "origin": "wuhan",
+                    "seq": "57",
+                    "checkpoint_size": "57"
+                  },
+                  "reason": "EXCLUSION_REASON_REPAIRED",
+                  "detail": "信用修复",
+                  "list": "LIST_KIND_BLACK",
+                  "category": "labour.wage_arrears",
+                  "legacy_code": false
+                }
+              ],
+              "as_of": "2026-05-20",
+              "next_page_token": ""
+            }"#]]
+        .assert_eq(&pretty);
     }
 }
