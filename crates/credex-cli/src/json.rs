@@ -393,9 +393,9 @@ impl<M: ReflectMessage> Serialize for Json<'_, M> {
 /// `invalid`, `access-log`, a `watch` line): proto3 JSON as [`Json`] writes it, but with every
 /// field that has no presence written, zero values too (protobuf printers'
 /// `always_print_fields_with_no_presence`): `"lag": "0"`, `"forked": false`, `"entries": []`.
-/// A document's keys so do not depend on its values, and a script reads `o["lag"]` without
-/// a default. A message field left unset (`StatusResponse.view` while the view is counted)
-/// is absent, as protobuf's printers leave it.
+/// So a document's keys do not depend on its values, and a script reads `o["lag"]` without
+/// a default. A message field left unset (`StatusResponse.view` before the node's first count
+/// of its view) is absent, as protobuf's printers leave it.
 ///
 /// What the command knows that the response does not carry (the node that answered) is
 /// added with [`Document::with`], ahead of the message's fields; a field of the message by
