@@ -578,30 +578,31 @@ fn record_entries_take_little_disk() {
 
 #[test]
 fn block_decoding_takes_well_formed_blocks_only() {
-    // count ‖ (shared ‖ suffix len ‖ suffix ‖ tag ‖ [value len ‖ value])*, by hand.
-    let good = [2, 0, 1, b'a', 1, 1, b'x', 1, 1, b'b', 0];
-    let block = Block::decode(&good).unwrap();
+    // count ‖ (key len ‖ key ‖ tag ‖ [value len ‖ value])*, by hand.
+    let good = vec![2, 1, b'a', 1, 1, b'x', 2, b'a', b'b', 0];
+    let block = Block::decode(good).unwrap();
     assert_eq!(block.entry(0), e("a", Some("x")));
     assert_eq!(block.entry(1), e("ab", None));
-    let empty_key_first = [2, 0, 0, 0, 0, 1, b'a', 0];
-    let block = Block::decode(&empty_key_first).unwrap();
+    let empty_key_first = vec![2, 0, 1, 0, 1, b'a', 1, 0];
+    let block = Block::decode(empty_key_first).unwrap();
     assert_eq!(
         (block.entry(0), block.entry(1)),
-        (e("", None), e("a", None))
+        (e("", Some("")), e("a", Some("")))
     );
     for (raw, why) in [
         (&[0][..], "claims 0 entries"),
-        (&[2, 0, 1, b'a', 0][..], "claims 2 entries"),
-        (&[1, 1, 1, b'a', 0], "sharing 1 bytes"),
-        (&[2, 0, 1, b'b', 0, 0, 1, b'a', 0], "out of order"),
-        (&[2, 0, 1, b'a', 0, 1, 0, 0], "out of order"),
-        (&[2, 0, 0, 0, 0, 0, 0], "out of order"),
-        (&[1, 0, 1, b'a', 2], "tagged 2"),
-        (&[1, 0, 1, b'a', 1, 2, b'x'], "malformed"),
-        (&[1, 0, 1, b'a', 0, 0], "1 bytes after"),
-        (&[1, 0, 0x80, 0x80, 0], "malformed"),
+        (&[3, 1, b'a', 0][..], "claims 3 entries"),
+        (&[2, 1, b'a', 0, 3, b'x'], "malformed"),
+        (&[2, 1, b'b', 0, 1, b'a', 0], "out of order"),
+        (&[2, 1, b'a', 0, 1, b'a', 1, 0], "out of order"),
+        (&[2, 0, 0, 0, 0], "out of order"),
+        (&[1, 1, b'a', 2], "tagged 2"),
+        (&[1, 1, b'a', 1, 2, b'x'], "malformed"),
+        (&[1, 2, b'a'], "malformed"),
+        (&[1, 1, b'a', 0, 0], "1 bytes after"),
+        (&[1, 0x80, 0x80, 0], "malformed"),
     ] {
-        match Block::decode(raw) {
+        match Block::decode(raw.to_vec()) {
             Err(what) => assert!(what.contains(why), "{raw:?}: {what:?}, expected {why:?}"),
             Ok(block) => panic!("{raw:?} decoded to {block:?}"),
         }
