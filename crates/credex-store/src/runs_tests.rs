@@ -435,7 +435,12 @@ fn open_refuses_a_truncated_or_altered_run_naming_it() {
         expect_corrupt(Run::open(&path), &path, why);
     }
     // One byte flipped in the fence index, the filter, and the footer's entry count.
-    let filter_at = run.fence_keys.len() + fence_at + 100;
+    let fence_len = 4 + 20 * run.fences.len() + run.fence_keys.len();
+    let filter_at = fence_at + fence_len + 1 + run.bloom.bits.len() / 2;
+    assert_eq!(
+        fence_at + fence_len + 1 + run.bloom.bits.len() + FOOTER_LEN,
+        len
+    );
     let entries_at = len - FOOTER_LEN + 3 * 8 + 7;
     for at in [fence_at + 5, filter_at, entries_at] {
         let path = damaged(run.path(), &format!("flip-{at}"), |b| b[at] ^= 0x10);
@@ -607,4 +612,33 @@ fn block_decoding_takes_well_formed_blocks_only() {
             Ok(block) => panic!("{raw:?} decoded to {block:?}"),
         }
     }
+}
+
+#[test]
+fn readers_on_several_threads_share_a_run_and_a_cache() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Run>();
+    shared::<RunCache>();
+    fn sent<T: Send>() {}
+    sent::<RunIter>();
+    sent::<Merge<'static>>();
+
+    let dir = tempfile::tempdir().unwrap();
+    let entries = record_entries(20_000, 11);
+    let run = write(&dir, "a.run", &entries, BLOCK_BYTES);
+    let bound = 64 << 10;
+    let cache = Arc::new(RunCache::new(bound));
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let (run, cache, entries) = (&run, &cache, &entries);
+            s.spawn(move || {
+                let mut rng = Rng(100 + t);
+                for _ in 0..5_000 {
+                    let (key, value) = &entries[rng.next() as usize % entries.len()];
+                    assert_eq!(run.get(key, true, cache).unwrap().as_ref(), Some(value));
+                    assert!(cache.bytes() <= bound);
+                }
+            });
+        }
+    });
 }
