@@ -17,6 +17,8 @@
 //!   lower ones computed from the leaves when asked for), and the readers over them
 //!   ([`OriginHashes`] for roots and proofs, the batch overlay for appends).
 //! - `codec`: binary value encodings.
+//! - `runs`: the sorted run files of the view's indexes (an LSM's immutable level: blocks,
+//!   fence index, Bloom filter), their block cache, and the k-way merge of runs.
 //! - `space`: the free-space watermark checked before every write ([`Space`]).
 //! - `reopen`: the reopen, in place, of a database handle a write or flush failed on.
 //! - `tamper`: `Store::tamper_leaf`, fault injection for tests and the fault suite (feature
@@ -155,6 +157,8 @@ mod keys;
 mod leaves;
 mod records;
 mod reopen;
+#[allow(dead_code)]
+mod runs;
 mod space;
 mod store;
 #[cfg(any(test, feature = "test-support"))]
