@@ -35,6 +35,7 @@
 //!
 //! [storage]                              # optional
 //! cache_mb = 64                          # sled page cache, MiB (8 to 65536)
+//! index_mb = 32                          # view index writes held in memory before a run is written, MiB (1 to 4096)
 //! min_free_mb = 64                       # writes refused while less is free on the store's volume, MiB (0: off, to 1048576)
 //!
 //! [limits]                               # all optional, defaults shown (see crate::acceptor)
@@ -110,6 +111,8 @@ use crate::tls::{Identity, Role, TlsFiles, check_label, parse_address};
 /// enough to commit quickly, and the backoff must neither spin nor give up on a peer for hours.
 const BATCH_MAX_ENTRIES: (u64, u64) = (1, 10_000);
 const STORAGE_CACHE_MB: (u64, u64) = (8, 65_536);
+/// `storage.index_mb`.
+const STORAGE_INDEX_MB: (u64, u64) = (1, 4096);
 /// Up to 1 TiB, so the bytes fit any volume's figures.
 const STORAGE_MIN_FREE_MB: (u64, u64) = (0, 1 << 20);
 const BACKOFF_MS: (u64, u64) = (1, 3_600_000);
@@ -300,6 +303,9 @@ pub struct StorageConfig {
     /// Bytes of sled page cache, in MiB. Leaves live in append-only files read through the OS
     /// page cache, so sled caches only indexes and tree hashes.
     pub cache_mb: u64,
+    /// MiB of view index writes held in memory (the memtable) before they are written as a
+    /// sorted run file; journalled in sled, so nothing is lost with them.
+    pub index_mb: u64,
     /// MiB kept free on the store's volume: below it every write is refused
     /// (`RESOURCE_EXHAUSTED`, naming the disk) before anything is written, reads go on, and
     /// writes resume by themselves when space returns. 0 turns the check off.
@@ -310,6 +316,7 @@ impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             cache_mb: 64,
+            index_mb: 32,
             min_free_mb: 64,
         }
     }
@@ -318,6 +325,10 @@ impl Default for StorageConfig {
 impl StorageConfig {
     pub fn cache_bytes(&self) -> u64 {
         self.cache_mb << 20
+    }
+
+    pub fn index_bytes(&self) -> usize {
+        usize::try_from(self.index_mb << 20).unwrap_or(usize::MAX)
     }
 
     pub fn min_free_bytes(&self) -> u64 {
@@ -841,6 +852,7 @@ fn validate(
     let peers = validate_peers(raw.peers, &node.city, &consortium, checker)?;
     let sync = validate_sync(raw.sync, checker)?;
     checker.range("storage.cache_mb", raw.storage.cache_mb, STORAGE_CACHE_MB)?;
+    checker.range("storage.index_mb", raw.storage.index_mb, STORAGE_INDEX_MB)?;
     checker.range(
         "storage.min_free_mb",
         raw.storage.min_free_mb,
@@ -1195,6 +1207,7 @@ mod tests {
 
             [storage]
             cache_mb = 64
+            index_mb = 32
             min_free_mb = 64
 
             [limits]
@@ -1279,6 +1292,7 @@ mod tests {
 
             [storage]
             cache_mb = 64
+            index_mb = 32
             min_free_mb = 64
 
             [limits]

@@ -105,6 +105,9 @@ pub struct Metrics {
     storage_full: Gauge,
     storage_failed: Gauge,
     storage_free: Gauge,
+    index_runs: Gauge,
+    index_run_bytes: Gauge,
+    index_memory_bytes: Gauge,
 }
 
 impl Metrics {
@@ -138,6 +141,9 @@ impl Metrics {
         let storage_full = Gauge::default();
         let storage_failed = Gauge::default();
         let storage_free = Gauge::default();
+        let index_runs = Gauge::default();
+        let index_run_bytes = Gauge::default();
+        let index_memory_bytes = Gauge::default();
         registry.register(
             "entries_appended",
             "Entries appended from peers",
@@ -253,6 +259,23 @@ impl Metrics {
             "Bytes free on the store's volume when last looked at",
             storage_free.clone(),
         );
+        registry.register(
+            "view_index_runs",
+            "Sorted run files of the view's indexes (merged in the background into about \
+             log2(entries / storage.index_mb) of them)",
+            index_runs.clone(),
+        );
+        registry.register(
+            "view_index_run_bytes",
+            "Bytes of the view index's run files",
+            index_run_bytes.clone(),
+        );
+        registry.register(
+            "view_index_memory_bytes",
+            "View index writes held in memory, journalled, until they are written as a run \
+             (bounded by storage.index_mb)",
+            index_memory_bytes.clone(),
+        );
         Metrics {
             registry: Arc::new(root),
             appended,
@@ -278,15 +301,29 @@ impl Metrics {
             storage_full,
             storage_failed,
             storage_free,
+            index_runs,
+            index_run_bytes,
+            index_memory_bytes,
         }
     }
 
-    /// Sets the `credex_storage_*` gauges from the store's last look at its volume.
-    pub(crate) fn set_storage(&self, space: &credex_store::Space) {
+    /// Sets the `credex_storage_*` gauges from the store's last look at its volume, and the
+    /// `credex_view_index_*` ones from what its view index holds.
+    pub(crate) fn set_storage(
+        &self,
+        space: &credex_store::Space,
+        index: &credex_store::IndexSizes,
+    ) {
         self.storage_full.set(i64::from(space.full()));
         self.storage_failed.set(i64::from(space.failed.is_some()));
         self.storage_free
             .set(i64::try_from(space.free).unwrap_or(i64::MAX));
+        self.index_runs
+            .set(i64::try_from(index.runs).unwrap_or(i64::MAX));
+        self.index_run_bytes
+            .set(i64::try_from(index.run_bytes).unwrap_or(i64::MAX));
+        self.index_memory_bytes
+            .set(i64::try_from(index.memory_bytes).unwrap_or(i64::MAX));
     }
 
     pub(crate) fn observe_publish(&self, took: Duration) {

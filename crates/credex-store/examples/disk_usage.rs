@@ -1,6 +1,7 @@
 //! Where a store's bytes go: for a store directory (a node's `<data dir>/store`, or a copy of
-//! one), the leaf files' bytes and, per sled keyspace (the table in the crate docs), the number
-//! of keys and the raw key and value bytes, beside what sled's files occupy. Everything is also
+//! one), the leaf files' and the view index's run files' bytes and, per sled keyspace (the
+//! table in the crate docs), the number of keys and the raw key and value bytes, beside what
+//! sled's files occupy. Everything is also
 //! shown per log entry (the sum of every origin's size), the unit README's benchmarks use.
 //!
 //! The raw bytes are what the store asked sled to keep; the difference to sled's files is sled's
@@ -38,7 +39,7 @@ fn usage(dir: &Path, keep: &dyn Fn(&Path) -> bool) -> std::io::Result<(u64, u64)
 /// compression on (ARCHITECTURE.md "Performance"); the store itself leaves it off.
 const COMPRESSION_FACTOR: i32 = 3;
 
-const NAMES: [&str; 19] = [
+const NAMES: [&str; 21] = [
     "format",
     "origins",
     "leaf index",
@@ -58,6 +59,8 @@ const NAMES: [&str; 19] = [
     "version history",
     "due dates",
     "access log",
+    "view index journal",
+    "view index runs",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -67,8 +70,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = Path::new(&dir);
     let leaf_dir = dir.join("leaves");
     let (leaf_len, leaf_alloc) = usage(&leaf_dir, &|_| true)?;
+    let (run_len, run_alloc) = usage(&dir.join("index"), &|_| true)?;
     let (all_len, all_alloc) = usage(dir, &|_| true)?;
-    let (sled_len, sled_alloc) = (all_len - leaf_len, all_alloc - leaf_alloc);
+    let (sled_len, sled_alloc) = (
+        all_len - leaf_len - run_len,
+        all_alloc - leaf_alloc - run_alloc,
+    );
 
     // Raw keyspace bytes, read through sled opened as the store opens it (`store::open_db`,
     // uncompressed), or compressed for a store measured that way: sled refuses a directory
@@ -135,6 +142,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         per(leaf_len),
         leaf_alloc,
         per(leaf_alloc)
+    );
+    println!(
+        "{:<27} {:>25} apparent {:>10.1}   {:>10} allocated {:>8.1}",
+        "view index run files",
+        run_len,
+        per(run_len),
+        run_alloc,
+        per(run_alloc)
     );
     println!(
         "{:<27} {:>25} apparent {:>10.1}   {:>10} allocated {:>8.1}",

@@ -17,6 +17,7 @@ use crate::hashes::{self, CHUNK, ChunkCache, Overlay};
 use crate::keys;
 use crate::leaves::{self, BlockCache, Index, LeafFile, PackedBlock};
 use crate::store::{OriginState, OriginTable, Store};
+use crate::view_index::{IndexWrites, ViewIndex};
 
 /// What a successful [`Store::apply`] committed.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +53,8 @@ impl Store {
                 leaf_dir: &self.inner.leaf_dir,
                 blocks: &self.inner.blocks,
                 chunks: &self.inner.chunks,
+                index: &self.inner.index,
+                index_writes: Vec::new(),
                 origins: Origins {
                     table: &table,
                     next_id: u32::try_from(table.names.len()).expect("fewer than 2^32 origins"),
@@ -85,6 +88,9 @@ impl Store {
             if let Err(e) = db.apply_batch(plan.batch) {
                 return Err(self.fail(e, "write"));
             }
+            if let Some((writes, n)) = plan.index {
+                self.inner.index.commit(writes, n);
+            }
             for (name, meta, new) in &touched {
                 if *new {
                     debug_assert_eq!(table.names.len(), meta.id as usize);
@@ -106,6 +112,7 @@ impl Store {
         counters.next_arrival = plan.next_arrival;
         counters.next_access = plan.next_access;
         counters.quarantine_counts = plan.counts;
+        self.flush_index(&db);
 
         let mut origins: Vec<_> = touched
             .into_iter()
@@ -173,6 +180,9 @@ struct Plan<'a> {
     /// The store's caches, to read the committed leaf hashes of a log's last chunk.
     blocks: &'a BlockCache,
     chunks: &'a ChunkCache,
+    /// The view's indexes, and the batch's writes to them in order (`view_index`).
+    index: &'a ViewIndex,
+    index_writes: IndexWrites,
     origins: Origins<'a>,
     /// Record index values as of this point of the batch; `None` = not indexed.
     records: HashMap<(u32, String), Option<RecordValue>>,
@@ -257,6 +267,8 @@ struct Finished {
     next_access: u64,
     counts: HashMap<String, u64>,
     next_change: u64,
+    /// The batch's view index writes and the number of their journal block.
+    index: Option<(IndexWrites, u64)>,
 }
 
 impl Pending {
@@ -398,7 +410,8 @@ impl Plan<'_> {
             } => {
                 keys::check_len("record id", &record_id)?;
                 let id = self.origins.get(&origin)?.meta.id;
-                self.batch.insert(keys::due(day, id, &record_id), &[][..]);
+                self.index_writes
+                    .push((keys::due(day, id, &record_id), Some(Vec::new())));
             }
             Op::Unschedule {
                 origin,
@@ -407,7 +420,8 @@ impl Plan<'_> {
             } => {
                 keys::check_len("record id", &record_id)?;
                 let id = self.origins.get(&origin)?.meta.id;
-                self.batch.remove(keys::due(day, id, &record_id));
+                self.index_writes
+                    .push((keys::due(day, id, &record_id), None));
             }
             Op::PutPeer { peer, state } => {
                 keys::check_len("peer name", &peer)?;
@@ -566,7 +580,9 @@ impl Plan<'_> {
         let current = match self.records.entry((id, record_id.clone())) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => {
-                let stored = self.db.get(keys::id_str(keys::RECORD, id, &record_id))?;
+                let stored = self
+                    .index
+                    .get(&keys::id_str(keys::RECORD, id, &record_id))?;
                 let stored = match stored {
                     None => None,
                     Some(v) => Some(or_corrupt(RecordValue::decode(&v), || {
@@ -581,10 +597,14 @@ impl Plan<'_> {
         // `Store::versions` reads when it finds no history (most records, and every record of
         // a catch-up's first pass, never have a second version: one sled write fewer each).
         if let Some(c) = current.as_ref() {
-            self.batch
-                .insert(keys::version(id, &record_id, c.version, c.seq), &[][..]);
-            self.batch
-                .insert(keys::version(id, &record_id, version, seq), &[][..]);
+            self.index_writes.push((
+                keys::version(id, &record_id, c.version, c.seq),
+                Some(Vec::new()),
+            ));
+            self.index_writes.push((
+                keys::version(id, &record_id, version, seq),
+                Some(Vec::new()),
+            ));
         }
         if current.as_ref().is_some_and(|c| c.version >= version) {
             return Ok(());
@@ -593,19 +613,23 @@ impl Plan<'_> {
         subjects.dedup();
         if let Some(old) = current.as_ref() {
             for s in old.subjects.iter().filter(|s| !subjects.contains(s)) {
-                self.batch.remove(keys::subject(s, id, &record_id));
+                self.index_writes
+                    .push((keys::subject(s, id, &record_id), None));
             }
         }
         for s in &subjects {
-            self.batch.insert(keys::subject(s, id, &record_id), &[][..]);
+            self.index_writes
+                .push((keys::subject(s, id, &record_id), Some(Vec::new())));
         }
         let value = RecordValue {
             version,
             seq,
             subjects,
         };
-        self.batch
-            .insert(keys::id_str(keys::RECORD, id, &record_id), value.encode());
+        self.index_writes.push((
+            keys::id_str(keys::RECORD, id, &record_id),
+            Some(value.encode()),
+        ));
         *current = Some(value);
         Ok(())
     }
@@ -668,11 +692,15 @@ impl Plan<'_> {
     }
 
     fn finish(mut self) -> Result<Finished, StoreError> {
+        let index = (!self.index_writes.is_empty()).then(|| {
+            let n = self.index.journal(&self.index_writes, &mut self.batch);
+            (std::mem::take(&mut self.index_writes), n)
+        });
         if !self.changes.is_empty() {
             let first = self.next_change - self.changes.len() as u64;
             self.batch.insert(
                 &keys::u64_key(keys::CHANGE, first)[..],
-                codec::encode_changes(&self.changes),
+                codec::encode_packed(&self.changes),
             );
         }
         for r in &self.seq_refs {
@@ -745,6 +773,7 @@ impl Plan<'_> {
             next_access: self.next_access,
             counts: self.counts,
             next_change: self.next_change,
+            index,
         })
     }
 }

@@ -102,13 +102,14 @@ impl<'a> Dec<'a> {
     }
 }
 
-/// The view changes one batch pushed, stored under the change seq of the first, one sled write
-/// per batch: `count u32 ‖ raw length u32 ‖` one zstd frame (level 1) of the changes, each a
-/// byte string (`len u32 ‖ bytes`). A change names a record, its origin and its standing; the
-/// changes of one batch share most of that, which compression takes away (ARCHITECTURE.md
-/// "Where a node's disk goes").
-pub(crate) fn encode_changes(changes: &[Vec<u8>]) -> Vec<u8> {
-    let count = u32::try_from(changes.len()).expect("fewer than 2^32 changes in a batch");
+/// A packed block of byte strings, one sled value: `count u32 ‖ raw length u32 ‖` one zstd
+/// frame (level 1) of the strings, each `len u32 ‖ bytes`. Used for the view changes one batch
+/// pushed (stored under the change seq of the first) and the view index writes of one batch
+/// (its journal block, `view_index`). A change names a record, its origin and its standing;
+/// the changes of one batch share most of that, which compression takes away
+/// (ARCHITECTURE.md "Where a node's disk goes").
+pub(crate) fn encode_packed(changes: &[Vec<u8>]) -> Vec<u8> {
+    let count = u32::try_from(changes.len()).expect("fewer than 2^32 strings in a batch");
     let size = changes.iter().map(|c| 4 + c.len()).sum::<usize>();
     let raw = changes
         .iter()
@@ -123,17 +124,17 @@ pub(crate) fn encode_changes(changes: &[Vec<u8>]) -> Vec<u8> {
         .finish()
 }
 
-/// Most bytes a change block decompresses to: far above any batch's changes, so that a damaged
+/// Most bytes a packed block decompresses to: far above any batch's changes, so that a damaged
 /// length cannot ask for an absurd allocation.
 const MAX_CHANGES_RAW: u32 = 256 << 20;
 
-/// How many changes a block written by [`encode_changes`] holds, read from its header.
-pub(crate) fn change_count(v: &[u8]) -> Option<u32> {
+/// How many strings a block written by [`encode_packed`] holds, read from its header.
+pub(crate) fn packed_count(v: &[u8]) -> Option<u32> {
     Dec::new(v).u32()
 }
 
-/// The changes of a block written by [`encode_changes`].
-pub(crate) fn decode_changes(v: &[u8]) -> Option<Vec<Vec<u8>>> {
+/// The strings of a block written by [`encode_packed`].
+pub(crate) fn decode_packed(v: &[u8]) -> Option<Vec<Vec<u8>>> {
     let mut d = Dec::new(v);
     let count = d.u32()?;
     let raw_len = d.u32().filter(|&l| l <= MAX_CHANGES_RAW)?;

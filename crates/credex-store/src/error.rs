@@ -11,7 +11,8 @@ use credex_core::merkle::ProofError;
 pub enum StoreError {
     #[error("database i/o: {0}")]
     Sled(#[from] sled::Error),
-    #[error("leaf file {}: {source}", path.display())]
+    /// A leaf data file, a view index run file or their folders.
+    #[error("{}: {source}", path.display())]
     Io {
         path: std::path::PathBuf,
         #[source]

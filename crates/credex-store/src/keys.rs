@@ -1,6 +1,7 @@
 //! Keyspaces of the one sled tree and their key encodings.
 //!
-//! Every key starts with one keyspace byte. Integers are big-endian and fixed width so that
+//! Every key starts with one keyspace byte. The view's indexes (`RECORD`, `SUBJECT`, `VERSION`,
+//! `DUE`) use these encodings too, but live in [`crate::view_index`]'s runs, not in sled. Integers are big-endian and fixed width so that
 //! sled's byte order is numeric order and a range scan walks seqs, sizes and change numbers in
 //! order. Origins are interned to a dense `u32` id (the registry maps name → id), so the hot keys
 //! (leaf blocks, tree hashes) are 13 bytes and inline in sled. Strings that are not the last
@@ -10,7 +11,7 @@
 use crate::error::StoreError;
 
 /// Layout version, the value of the [`FORMAT`] key.
-pub(crate) const FORMAT_VERSION: &str = "credex-store/6";
+pub(crate) const FORMAT_VERSION: &str = "credex-store/7";
 
 /// `FORMAT` → [`FORMAT_VERSION`].
 pub(crate) const FORMAT: u8 = 0x00;
@@ -51,6 +52,11 @@ pub(crate) const VERSION: u8 = 0x10;
 pub(crate) const DUE: u8 = 0x11;
 /// `ACCESS ‖ n` → access record n (append-only; see [`crate::AccessRecord`]).
 pub(crate) const ACCESS: u8 = 0x12;
+/// `INDEX_JOURNAL ‖ n` → the view index writes of one apply not yet in a run
+/// ([`crate::view_index`]).
+pub(crate) const INDEX_JOURNAL: u8 = 0x13;
+/// `INDEX_RUNS` → the view index's run files, newest first, and the journal blocks they cover.
+pub(crate) const INDEX_RUNS: u8 = 0x14;
 
 /// Counter holding the next quarantine arrival number.
 pub(crate) const ARRIVAL_COUNTER: &str = "quarantine-arrival";

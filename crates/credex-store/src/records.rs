@@ -27,15 +27,12 @@ impl Store {
             }
             None => prefix.to_vec(),
         };
+        let end = match id.checked_add(1) {
+            Some(next) => keys::id(keys::RECORD, next).to_vec(),
+            None => vec![keys::RECORD + 1],
+        };
         let mut out = Vec::new();
-        for item in self.db()?.range(start..) {
-            if out.len() >= limit {
-                break;
-            }
-            let (k, v) = item?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
+        for (k, v) in self.inner.index.scan(&start, &end, limit)? {
             let record_id = or_corrupt(std::str::from_utf8(&k[prefix.len()..]).ok(), || {
                 format!("record index key of {origin}")
             })?

@@ -75,6 +75,7 @@ impl Store {
             .into_inner()
             .unwrap_or_else(|e| e.into_inner());
         *counters = fresh.writer.into_inner().unwrap_or_else(|e| e.into_inner());
+        self.inner.index.replace(&fresh.index);
         self.inner
             .change_head
             .store(fresh.change_head.into_inner(), Ordering::Release);

@@ -15,6 +15,7 @@ use crate::hashes::{self, ChunkCache, OriginHashes};
 use crate::keys;
 use crate::leaves::{self, BlockCache, LeafFile, PackedRun};
 use crate::space::{self, Space};
+use crate::view_index::{self, ViewIndex};
 
 /// Tuning knobs for [`Store::open_with`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +32,9 @@ pub struct StoreOptions {
     /// [`StoreError::DiskFull`], before anything is written, while less is free (see
     /// `space`). 0 turns the check off.
     pub min_free: u64,
+    /// Bytes of view index writes held in memory before they are written as a sorted run
+    /// (`view_index`). Bounds the memtable; larger means fewer, larger runs and merges.
+    pub index_memory: usize,
 }
 
 impl Default for StoreOptions {
@@ -45,6 +49,8 @@ impl Default for StoreOptions {
             // Far above what one batch writes (a catch-up run's few MiB of leaves, sled's
             // log buffers and 512 KiB segments), small beside any real data volume.
             min_free: 64 << 20,
+            // About 70,000 entries' index writes: a run a few MiB compressed.
+            index_memory: 32 << 20,
         }
     }
 }
@@ -146,6 +152,8 @@ pub(crate) struct Inner {
     pub(crate) failure: Mutex<Option<String>>,
     /// Reopens of a failed handle so far.
     pub(crate) reopened: AtomicU64,
+    /// The view's indexes (`view_index`): shared with the merge thread.
+    pub(crate) index: Arc<ViewIndex>,
 }
 
 /// The node's database: one sled tree with keyspace-prefixed keys. Cheap to clone; all clones
@@ -170,12 +178,13 @@ impl Store {
         let leaf_dir = leaves::dir(path);
         table.files = leaves::open_all(&db, &leaf_dir, &table)?;
         let counters = load_counters(&db)?;
+        let index = ViewIndex::open(&db, &view_index::dir(path), options.index_memory)?;
         let change_head = match db.scan_prefix([keys::CHANGE]).next_back().transpose()? {
             None => 0,
             Some((k, v)) => {
                 let first = or_corrupt(keys::trailing_u64(&k), || "change feed key".into())?;
                 let count =
-                    or_corrupt(codec::change_count(&v), || format!("change block {first}"))?;
+                    or_corrupt(codec::packed_count(&v), || format!("change block {first}"))?;
                 first
                     .checked_add(u64::from(count))
                     .ok_or_else(|| StoreError::corrupt("change feed seq past u64::MAX"))?
@@ -195,6 +204,7 @@ impl Store {
                 poisoned: AtomicBool::new(false),
                 failure: Mutex::new(None),
                 reopened: AtomicU64::new(0),
+                index: Arc::new(index),
             }),
         };
         // The open checks hold a clone of the handle: dropped with the store if they fail.
@@ -453,7 +463,11 @@ impl Store {
         let Some(id) = self.origin_id(origin) else {
             return Ok(None);
         };
-        let Some(v) = self.db()?.get(keys::id_str(keys::RECORD, id, record_id))? else {
+        let Some(v) = self
+            .inner
+            .index
+            .get(&keys::id_str(keys::RECORD, id, record_id))?
+        else {
             return Ok(None);
         };
         let rec = decode_record(&v, origin, record_id)?;
@@ -480,8 +494,7 @@ impl Store {
         }
         let prefix = keys::versions_prefix(id, record_id);
         let mut out = Vec::new();
-        for item in self.db()?.scan_prefix(&prefix) {
-            let (k, _) = item?;
+        for (k, _) in self.inner.index.scan_prefix(&prefix)? {
             let tail = &k[prefix.len()..];
             let loc = or_corrupt(
                 (tail.len() == 16).then(|| RecordLocation {
@@ -503,11 +516,7 @@ impl Store {
     pub fn due(&self, day: u32, limit: usize) -> Result<Vec<(u32, String, String)>, StoreError> {
         let end = keys::due(day.saturating_add(1), 0, "");
         let mut out = Vec::new();
-        for item in self.db()?.range(vec![keys::DUE]..end) {
-            if out.len() >= limit {
-                break;
-            }
-            let (k, _) = item?;
+        for (k, _) in self.inner.index.scan(&[keys::DUE], &end, limit)? {
             let (d, id, record_id) =
                 or_corrupt(keys::split_due(&k), || format!("due-date key {k:?}"))?;
             let origin = self.table().names.get(id as usize).cloned();
@@ -524,10 +533,9 @@ impl Store {
             return Ok(Vec::new());
         }
         let prefix = keys::subject_prefix(subject_key);
-        let db = self.db()?;
+        let index = &self.inner.index;
         let mut hits = Vec::new();
-        for item in db.scan_prefix(&prefix) {
-            let (k, _) = item?;
+        for (k, _) in index.scan_prefix(&prefix)? {
             let (id, record_id) = or_corrupt(keys::split_subject(&k, prefix.len()), || {
                 format!("subject index key under {subject_key:?}")
             })?;
@@ -535,7 +543,7 @@ impl Store {
             let origin = or_corrupt(origin, || {
                 format!("subject {subject_key:?} names unknown origin id {id}")
             })?;
-            let v = db.get(keys::id_str(keys::RECORD, id, &record_id))?;
+            let v = index.get(&keys::id_str(keys::RECORD, id, &record_id))?;
             let v = or_corrupt(v, || {
                 format!(
                     "subject {subject_key:?} names record {record_id} of {origin}, which is not indexed"
@@ -676,9 +684,7 @@ impl Store {
             let first = or_corrupt(keys::trailing_u64(&k).filter(|_| k.len() == 9), || {
                 format!("change feed key {k:?}")
             })?;
-            let block = or_corrupt(codec::decode_changes(&v), || {
-                format!("change block {first}")
-            })?;
+            let block = or_corrupt(codec::decode_packed(&v), || format!("change block {first}"))?;
             for (seq, change) in (first..).zip(block) {
                 if seq >= from && out.len() < limit {
                     out.push((seq, change));

@@ -39,10 +39,10 @@ impl Engine {
     }
 
     /// The store's volume against its margin and whether its handle has failed; updates the
-    /// `credex_storage_*` gauges.
+    /// `credex_storage_*` and `credex_view_index_*` gauges.
     pub fn storage(&self) -> Result<Space, StoreError> {
         let space = self.store.space()?;
-        self.metrics.set_storage(&space);
+        self.metrics.set_storage(&space, &self.store.index_sizes());
         Ok(space)
     }
 
