@@ -7,6 +7,10 @@
 //! (`@applied <batch>` after `apply`, `@durable <batch> <sizes>` after `flush`); the parent
 //! kills it after a random number of reports.
 //!
+//! The writer keeps a small view index memory, so runs of the view index are written, listed
+//! and merged every few batches and kills land in those too; every reopen must answer the
+//! record and subject indexes for exactly the batches sled recovered.
+//!
 //! Leaves are written to their data files before sled commits the batch, so a kill often leaves
 //! a file longer than its committed log (a torn tail; about a third of the kills here); every
 //! reopen must leave exactly the committed leaves in the files. How many kills left one is
@@ -19,7 +23,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use credex_core::merkle::{HashReader, MemoryHashStore};
-use credex_store::{QuarantineRecord, RecordLocation, Store, WriteBatch};
+use credex_store::{QuarantineRecord, RecordLocation, Store, StoreOptions, WriteBatch};
 use tlog_tiles::tlog::stored_hash_count;
 
 /// Directory of the store the child writes; set only in the child.
@@ -82,7 +86,13 @@ fn sizes_line(store: &Store) -> String {
 
 /// Appends batches to the store in `dir`: `max_batches` of them, or until killed.
 fn write_batches(dir: &Path, max_batches: u64) {
-    let store = Store::open(dir).expect("writer opens the store");
+    // A small view index memory, so the kills also land while a run is written, listed or
+    // merged (every few batches), not only between journal writes.
+    let options = StoreOptions {
+        index_memory: 256 << 10,
+        ..StoreOptions::default()
+    };
+    let store = Store::open_with(dir, &options).expect("writer opens the store");
     let mut rng = Rng::seeded();
     // One change per batch, so the change head numbers the batches.
     let first = store.change_head();
@@ -422,5 +432,13 @@ fn store_survives_sigkill_mid_write() {
     assert!(
         applied_total >= KILLS,
         "writers applied {applied_total} batches"
+    );
+    // The kills landed among view index runs, not only in a memtable's journal.
+    let store = Store::open(dir.path()).expect("store reopens");
+    let index = store.index_sizes();
+    eprintln!("view index at the end: {index:?}");
+    assert!(
+        index.runs > 0,
+        "no view index run was ever written: {index:?}"
     );
 }
