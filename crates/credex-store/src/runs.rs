@@ -126,6 +126,8 @@ pub(crate) struct Run {
     fence_keys: Vec<u8>,
     fences: Vec<Fence>,
     bloom: Bloom,
+    /// Keys in the filter.
+    bloom_keys: u64,
     entries: u64,
     file_bytes: u64,
 }
@@ -146,14 +148,23 @@ impl Run {
     /// must not exist), fsyncs the file, and returns the run opened. A key not above the one
     /// before it is an error naming both, as is an error from `entries`; either way the file is
     /// removed. `bloom_keys` says which keys go into the run's Bloom filter (only point-read
-    /// keys need it; the others are only range-scanned). Does not sync the directory (the
-    /// caller does, once per flush).
+    /// keys need it; the others are only range-scanned); the filter is sized for
+    /// `bloom_capacity` of them up front, so writing holds no per-key state (a merge of ten
+    /// million keys would otherwise hold their hashes). More keys than that only raise the
+    /// filter's false-positive rate. Does not sync the directory (the caller does, once per
+    /// flush).
     pub(crate) fn write(
         path: &Path,
         entries: impl Iterator<Item = Result<RunEntry, StoreError>>,
         bloom_keys: fn(&[u8]) -> bool,
+        bloom_capacity: u64,
     ) -> Result<Run, StoreError> {
-        Run::write_blocks(path, entries, bloom_keys, BLOCK_BYTES)
+        Run::write_blocks(path, entries, bloom_keys, bloom_capacity, BLOCK_BYTES)
+    }
+
+    /// Keys in the run's Bloom filter.
+    pub(crate) fn bloom_keys(&self) -> u64 {
+        self.bloom_keys
     }
 
     /// [`Run::write`] with blocks ending after `block_bytes`: tests cut small blocks to cross
@@ -162,6 +173,7 @@ impl Run {
         path: &Path,
         entries: impl Iterator<Item = Result<RunEntry, StoreError>>,
         bloom_keys: fn(&[u8]) -> bool,
+        bloom_capacity: u64,
         block_bytes: usize,
     ) -> Result<Run, StoreError> {
         let file = OpenOptions::new()
@@ -170,13 +182,14 @@ impl Run {
             .create_new(true)
             .open(path)
             .map_err(io_error(path))?;
-        let written = Writer::new(path, &file, bloom_keys, block_bytes).and_then(|mut w| {
-            for entry in entries {
-                let (key, value) = entry?;
-                w.add(&key, value.as_deref())?;
-            }
-            w.finish()
-        });
+        let written =
+            Writer::new(path, &file, bloom_keys, bloom_capacity, block_bytes).and_then(|mut w| {
+                for entry in entries {
+                    let (key, value) = entry?;
+                    w.add(&key, value.as_deref())?;
+                }
+                w.finish()
+            });
         match written {
             Ok(parts) => Ok(parts.into_run(path, file)),
             Err(e) => {
@@ -266,6 +279,7 @@ impl Run {
             fence_keys,
             fences,
             bloom,
+            bloom_keys: footer.bloom_keys,
             entries: footer.entries,
             file_bytes,
         })
@@ -474,6 +488,7 @@ struct Written {
     fence_keys: Vec<u8>,
     fences: Vec<Fence>,
     bloom: Bloom,
+    bloom_keys: u64,
     entries: u64,
     file_bytes: u64,
 }
@@ -487,6 +502,7 @@ impl Written {
             fence_keys: self.fence_keys,
             fences: self.fences,
             bloom: self.bloom,
+            bloom_keys: self.bloom_keys,
             entries: self.entries,
             file_bytes: self.file_bytes,
         }
@@ -512,8 +528,9 @@ struct Writer<'a> {
     fence_keys: Vec<u8>,
     fences: Vec<Fence>,
     bloom_keys: fn(&[u8]) -> bool,
-    /// FNV-1a 64 of every key for the filter, which is sized once their number is known.
-    bloom_hashes: Vec<u64>,
+    /// The filter, sized up front, and the keys put in it.
+    bloom: Bloom,
+    bloom_count: u64,
     /// The current block before compression, and after: buffers reused block to block.
     raw: Vec<u8>,
     compressed: Vec<u8>,
@@ -524,6 +541,7 @@ impl<'a> Writer<'a> {
         path: &'a Path,
         file: &'a File,
         bloom_keys: fn(&[u8]) -> bool,
+        bloom_capacity: u64,
         block_bytes: usize,
     ) -> Result<Writer<'a>, StoreError> {
         let mut cctx = CCtx::create();
@@ -551,7 +569,8 @@ impl<'a> Writer<'a> {
             fence_keys: Vec::new(),
             fences: Vec::new(),
             bloom_keys,
-            bloom_hashes: Vec::new(),
+            bloom: Bloom::with_capacity(bloom_capacity),
+            bloom_count: 0,
             raw: Vec::new(),
             compressed: Vec::new(),
         })
@@ -594,7 +613,8 @@ impl<'a> Writer<'a> {
         self.count += 1;
         self.entries += 1;
         if (self.bloom_keys)(key) {
-            self.bloom_hashes.push(fnv1a(key));
+            self.bloom.insert(fnv1a(key));
+            self.bloom_count += 1;
         }
         if self.body.len() >= self.block_bytes {
             self.end_block()?;
@@ -651,14 +671,13 @@ impl<'a> Writer<'a> {
             )
             .finish();
         let fence_len = tail.len() as u64;
-        let bloom = Bloom::build(&self.bloom_hashes);
-        bloom.encode(&mut tail);
+        self.bloom.encode(&mut tail);
         let mut footer = Footer {
             fence_at: self.at,
             fence_len,
             filter_len: tail.len() as u64 - fence_len,
             entries: self.entries,
-            bloom_keys: self.bloom_hashes.len() as u64,
+            bloom_keys: self.bloom_count,
             checksum: [0; 32],
             version: VERSION,
         };
@@ -671,7 +690,8 @@ impl<'a> Writer<'a> {
         Ok(Written {
             fence_keys: self.fence_keys,
             fences: self.fences,
-            bloom,
+            bloom: self.bloom,
+            bloom_keys: self.bloom_count,
             entries: self.entries,
             file_bytes: self.at + tail.len() as u64,
         })
@@ -862,19 +882,22 @@ struct Bloom {
 }
 
 impl Bloom {
-    /// A filter over the keys whose FNV-1a 64 hashes are `hashes`.
-    fn build(hashes: &[u64]) -> Bloom {
-        let bytes = (hashes.len() * BLOOM_BITS_PER_KEY).div_ceil(8).max(8);
-        let mut bloom = Bloom {
+    /// An empty filter for `capacity` keys.
+    fn with_capacity(capacity: u64) -> Bloom {
+        let bits = usize::try_from(capacity)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(BLOOM_BITS_PER_KEY);
+        Bloom {
             k: BLOOM_K,
-            bits: vec![0; bytes],
-        };
-        for &h in hashes {
-            for bit in bloom.probes(h) {
-                bloom.bits[(bit / 8) as usize] |= 1 << (bit % 8);
-            }
+            bits: vec![0; bits.div_ceil(8).max(8)],
         }
-        bloom
+    }
+
+    /// Adds the key whose FNV-1a 64 hash is `h`.
+    fn insert(&mut self, h: u64) {
+        for bit in self.probes(h) {
+            self.bits[(bit / 8) as usize] |= 1 << (bit % 8);
+        }
     }
 
     fn may_contain(&self, key: &[u8]) -> bool {

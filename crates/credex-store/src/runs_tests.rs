@@ -68,8 +68,15 @@ fn ok(entries: &[RunEntry]) -> impl Iterator<Item = Result<RunEntry, StoreError>
 }
 
 fn write(dir: &TempDir, name: &str, entries: &[RunEntry], block_bytes: usize) -> Arc<Run> {
-    let run = Run::write_blocks(&dir.path().join(name), ok(entries), all_keys, block_bytes)
-        .expect("write run");
+    let capacity = entries.len() as u64;
+    let run = Run::write_blocks(
+        &dir.path().join(name),
+        ok(entries),
+        all_keys,
+        capacity,
+        block_bytes,
+    )
+    .expect("write run");
     Arc::new(run)
 }
 
@@ -309,10 +316,12 @@ proptest! {
             .rev()
             .map(|run| Box::new(run.iter_from(b"", &cache)) as Source<'_>)
             .collect();
+        let capacity = written.iter().map(|run| run.bloom_keys()).sum();
         let merged = Run::write_blocks(
             &dir.path().join("merged.run"),
             merge(sources, drop_tombstones),
             all_keys,
+            capacity,
             block_bytes,
         )
         .unwrap();
@@ -375,7 +384,7 @@ fn the_filter_holds_only_the_keys_bloom_keys_accepts() {
     let dir = tempfile::tempdir().unwrap();
     let mut entries = record_entries(2_000, 5);
     entries.extend((0..2_000u32).map(|i| ([&[0x09][..], &i.to_be_bytes()].concat(), Some(vec![]))));
-    let run = Run::write(&dir.path().join("a.run"), ok(&entries), record_keys).unwrap();
+    let run = Run::write(&dir.path().join("a.run"), ok(&entries), record_keys, 2_000).unwrap();
     let cache = cache();
     assert_eq!(
         run.bloom.bits.len(),
@@ -397,7 +406,7 @@ fn the_filter_holds_only_the_keys_bloom_keys_accepts() {
         missed > 1_900,
         "the filter should not hold the subject keys: {missed} of 2000 missed"
     );
-    let empty = Run::write(&dir.path().join("b.run"), ok(&entries), no_keys).unwrap();
+    let empty = Run::write(&dir.path().join("b.run"), ok(&entries), no_keys, 0).unwrap();
     assert_eq!(
         empty.get(&entries[0].0, false, &cache).unwrap(),
         Some(entries[0].1.clone())
@@ -480,7 +489,7 @@ fn write_refuses_keys_out_of_order_and_leaves_no_file() {
         vec![e("b", None), e("a", None)],
         vec![e("a", None), e("b", None), e("b", Some("2"))],
     ] {
-        let written = Run::write(&path, ok(&entries), all_keys);
+        let written = Run::write(&path, ok(&entries), all_keys, 3);
         expect_corrupt(written, &path, "key \"");
         assert!(!path.exists(), "the partial file is removed");
     }
@@ -488,7 +497,7 @@ fn write_refuses_keys_out_of_order_and_leaves_no_file() {
         Ok(e("a", None)),
         Err(StoreError::corrupt("the memtable broke")),
     ];
-    let written = Run::write(&path, failing.into_iter(), all_keys);
+    let written = Run::write(&path, failing.into_iter(), all_keys, 2);
     assert!(matches!(written, Err(StoreError::Corrupt { what }) if what == "the memtable broke"));
     assert!(!path.exists(), "the partial file is removed");
 }
@@ -498,7 +507,7 @@ fn write_refuses_a_path_that_exists_and_leaves_it_alone() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.run");
     std::fs::write(&path, b"someone else's").unwrap();
-    let written = Run::write(&path, ok(&[e("a", None)]), all_keys);
+    let written = Run::write(&path, ok(&[e("a", None)]), all_keys, 1);
     assert!(
         matches!(&written, Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists),
         "{written:?}"

@@ -257,7 +257,11 @@ impl ViewIndex {
             // go on while the file is written.
             let state = self.read();
             let entries = state.mem.iter().map(|(k, v)| Ok((k.clone(), v.clone())));
-            (state.next_journal, Run::write(&path, entries, point_key)?)
+            let points = state.mem.keys().filter(|k| point_key(k)).count() as u64;
+            (
+                state.next_journal,
+                Run::write(&path, entries, point_key, points)?,
+            )
         };
         sync_dir(&self.dir)?;
         let mut state = self.write();
@@ -316,7 +320,10 @@ impl ViewIndex {
             .map(|(_, run)| Box::new(run.iter_from(&[], &self.cache)) as runs::Source<'_>)
             .collect();
         let path = run_path(&self.dir, plan.output);
-        let run = Run::write(&path, runs::merge(sources, plan.drop_tombstones), point_key);
+        // The inputs' point keys bound the output's: a key in several inputs is counted twice.
+        let points = plan.inputs.iter().map(|(_, run)| run.bloom_keys()).sum();
+        let merged = runs::merge(sources, plan.drop_tombstones);
+        let run = Run::write(&path, merged, point_key, points);
         if run.is_err() {
             let _ = std::fs::remove_file(&path);
         }

@@ -442,7 +442,8 @@ fn write_source_log(config: &Config, entries: u64, sample: usize) -> Result<Vec<
     Ok(kept)
 }
 
-fn sign_parallel(
+/// `records` as entries of `origin` from `first_seq` on, signed on `cores` threads.
+pub(super) fn sign_parallel(
     key: &SigningKeyPair,
     origin: &str,
     first_seq: u64,

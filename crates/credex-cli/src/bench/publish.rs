@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use credex_core::date::{Clock, SystemClock};
+use credex_core::keys::{KeyAlgorithm, SigningKeyPair};
 use credex_core::pb;
 use credex_node::tls::Role;
 use credex_store::{Store, StoreOptions};
@@ -56,6 +57,12 @@ pub struct PublishFigures {
     pub disk_bytes_per_record: f64,
     /// sled alone holding the same leaves, divided by the records.
     pub ceiling_disk_bytes_per_record: f64,
+    /// Ed25519 signing of the same entries on all cores, which publish does once a record and
+    /// sled's ceiling leaves out: the most a node on this machine could publish if nothing
+    /// else cost anything.
+    pub signing_records_per_second: f64,
+    pub signing_ratio: f64,
+    pub cores: usize,
 }
 
 pub async fn publish(options: &PublishOptions) -> Result<PublishFigures> {
@@ -131,6 +138,8 @@ pub async fn publish(options: &PublishOptions) -> Result<PublishFigures> {
     errln!("writing the same leaves with sled alone…");
     let (ceiling, leaf_bytes, ceiling_disk) = sled_ceiling(&store, total, limits.records)?;
     let ceiling_seconds = ceiling.as_secs_f64();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let signing = signing_rate(total.min(SIGNING_SAMPLE), cores)?;
     let rate = total as f64 / seconds;
     let ceiling_rate = total as f64 / ceiling_seconds;
     Ok(PublishFigures {
@@ -148,7 +157,29 @@ pub async fn publish(options: &PublishOptions) -> Result<PublishFigures> {
         peak_rss_mib,
         disk_bytes_per_record: disk as f64 / total as f64,
         ceiling_disk_bytes_per_record: ceiling_disk as f64 / total as f64,
+        signing_records_per_second: signing,
+        signing_ratio: rate / signing,
+        cores,
     })
+}
+
+/// Records the signing ceiling is measured on.
+const SIGNING_SAMPLE: u64 = 20_000;
+
+/// Entries signed per second on `cores` threads: `records` generated records of the publishing
+/// city, each encoded and signed as publish signs them (`entry::sign_entry`).
+fn signing_rate(records: u64, cores: usize) -> Result<f64> {
+    let city = crate::city::capitals()
+        .into_iter()
+        .find(|c| c.id == CITY)
+        .context("a capital")?;
+    let clock = SystemClock;
+    let mut generator = Generator::new(&city, 11, clock.today());
+    let records: Vec<pb::CreditRecord> = (0..records).map(|_| generator.record()).collect();
+    let key = SigningKeyPair::generate(&format!("credex/bench/{CITY}"), KeyAlgorithm::Ed25519)?;
+    let started = Instant::now();
+    let signed = super::catchup::sign_parallel(&key, CITY, 0, clock.now_millis(), records, cores);
+    Ok(signed.len() as f64 / started.elapsed().as_secs_f64())
 }
 
 /// Current and peak resident memory of this process in MiB, from `/proc/self/status`.
@@ -240,6 +271,12 @@ pub fn print(figures: &PublishFigures, json: bool) -> Result<()> {
         figures.request_records,
         figures.ceiling_records_per_second,
         figures.ratio
+    )?;
+    outln!(
+        "  ceiling: Ed25519 signing of the same entries on {} cores                  {:>10.0} records/s   ratio {:.2}",
+        figures.cores,
+        figures.signing_records_per_second,
+        figures.signing_ratio
     )?;
     outln!(
         "  memory: bench process (node + client) {:.0} MiB after the load, peak {:.0} MiB",
