@@ -10,6 +10,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use credex_core::consortium;
 use credex_core::date::{Clock, SystemClock};
 use credex_core::keys::{KeyAlgorithm, SigningKeyPair};
 use credex_core::pb;
@@ -176,7 +177,7 @@ fn signing_rate(records: u64, cores: usize) -> Result<f64> {
     let clock = SystemClock;
     let mut generator = Generator::new(&city, 11, clock.today());
     let records: Vec<pb::CreditRecord> = (0..records).map(|_| generator.record()).collect();
-    let key = SigningKeyPair::generate(&format!("credex/bench/{CITY}"), KeyAlgorithm::Ed25519)?;
+    let key = SigningKeyPair::generate(&consortium::origin("bench", CITY), KeyAlgorithm::Ed25519)?;
     let started = Instant::now();
     let signed = super::catchup::sign_parallel(&key, CITY, 0, clock.now_millis(), records, cores);
     Ok(signed.len() as f64 / started.elapsed().as_secs_f64())
