@@ -2,7 +2,8 @@
 //! the pure core and the auditor's library reach no runtime, network or storage crate, the
 //! daemon has no way to tamper with its store, every RPC in the schema has an authorisation
 //! rule, README's config table is the config struct, origin strings are built in one place,
-//! and only the node's writer thread writes its store.
+//! and only the node's writer thread writes its store (by the store's types, and by a search
+//! of the node's source).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -331,8 +332,69 @@ fn store_writes(source: &str) -> Vec<String> {
     found
 }
 
+/// Compiles only while `T` is not `Clone`: were it, both impls below would apply and
+/// `<T as NotClone<_>>::check` would be ambiguous (the device of `static_assertions`'
+/// `assert_not_impl_any!`).
+trait NotClone<Ambiguity> {
+    fn check() {}
+}
+
+impl<T: ?Sized> NotClone<()> for T {}
+
+struct IfClone;
+
+impl<T: Clone> NotClone<IfClone> for T {}
+
+/// What a store write called on a `StoreReader` resolves to while the reader has no such
+/// method: an inherent method of the same name would be chosen over this trait's, and would
+/// not return [`NotAWrite`].
+struct NotAWrite;
+
+trait ReaderWrites {
+    fn apply(&self, _: credex_store::WriteBatch) -> NotAWrite {
+        NotAWrite
+    }
+    fn flush(&self) -> NotAWrite {
+        NotAWrite
+    }
+    fn flush_within(&self, _: std::time::Duration) -> NotAWrite {
+        NotAWrite
+    }
+    fn flush_async(&self) -> NotAWrite {
+        NotAWrite
+    }
+    fn tamper_leaf(&self, _: &str, _: u64, _: &[u8]) -> NotAWrite {
+        NotAWrite
+    }
+}
+
+impl ReaderWrites for credex_store::StoreReader {}
+
+/// One writer, held first by the types and then by a text search.
+///
+/// The types: `credex_store::Store` carries every write (`apply`, `flush`, `flush_within`,
+/// `flush_async`, and `tamper_leaf` with `test-support`) and is not `Clone`, so the one
+/// `Store` a node opens (`server.rs`) is moved into its writer (`Writer::start` takes it by
+/// value, `engine/writer.rs`) and nothing else can hold it; the engine, and through it every
+/// adapter, holds a `StoreReader`, which has every reader and no write. This test does not
+/// compile if `Store` becomes `Clone` or `StoreReader` gains any of those methods.
+///
+/// The text search, a second line of defence: no call of a store write method in credex-node
+/// outside `engine/writer.rs`, whatever the receiver's type, so neither the code that opens
+/// the store before handing it over nor a test harness writes around the writer.
 #[test]
 fn the_store_is_written_only_by_the_writer() -> Result<()> {
+    <credex_store::Store as NotClone<_>>::check();
+    let _reader_writes =
+        |reader: &credex_store::StoreReader, batch: credex_store::WriteBatch| -> [NotAWrite; 5] {
+            [
+                reader.apply(batch),
+                reader.flush(),
+                reader.flush_within(std::time::Duration::ZERO),
+                reader.flush_async(),
+                reader.tamper_leaf("", 0, &[]),
+            ]
+        };
     // The scan sees a direct write however it is spelled, and lets the engine's own through.
     assert_eq!(
         store_writes(

@@ -1,10 +1,12 @@
 //! The node's domain service: everything `credexd` does, with no gRPC types in sight.
 //!
 //! The gRPC services (`service`) and the sync loops (`sync`) are thin adapters over
-//! [`Engine`]. It owns the store and is the only writer to it: every change goes through
-//! [`ingest`] (entries from peers, into the logs), [`index`] (those entries, checked, into the
-//! view), [`publish`] (the city's own records, into both) or [`checkpoints`] (checkpoints from
-//! peers), each committing one atomic batch, which [`writer`]'s thread applies.
+//! [`Engine`]. It is the only writer to the store: every change goes through [`ingest`]
+//! (entries from peers, into the logs), [`index`] (those entries, checked, into the view),
+//! [`publish`] (the city's own records, into both) or [`checkpoints`] (checkpoints from
+//! peers), each committing one atomic batch, which [`writer`]'s thread applies. That thread
+//! owns the store itself (a `credex_store::Store`, not `Clone`); the engine reads through a
+//! `StoreReader`, which cannot write.
 //!
 //! # Layout
 //! - [`ingest`]: the receive path: append under a signed root, quarantine the rest.
@@ -58,7 +60,7 @@ use credex_core::keys::SigningKeyPair;
 use credex_core::policy::RecognitionPolicy;
 use credex_core::rules::Rules;
 use credex_core::validate::{Mode, Validator};
-use credex_store::{Store, StoreError};
+use credex_store::{Store, StoreError, StoreReader};
 use tokio::sync::watch;
 
 use crate::metrics::{Metrics, OriginGauges};
@@ -148,8 +150,9 @@ pub struct Engine {
     pub rules: Rules,
     pub catalogue: &'static Catalogue,
     pub clock: Arc<dyn Clock>,
-    /// For reading: adapters read through the engine's methods, never the store itself.
-    store: Store,
+    /// For reading: adapters read through the engine's methods, never the store itself. A
+    /// reader only: the [`Store`] itself, the writes, is the writer's.
+    store: StoreReader,
     /// The store's one writer: every apply and flush goes through it.
     writer: writer::Writer,
     metrics: Metrics,
@@ -194,7 +197,8 @@ impl Engine {
             .map(|(o, s)| (o, s.size))
             .collect();
         let metrics = Metrics::new(&parts.city);
-        let writer = writer::Writer::start(parts.store.clone()).map_err(|e| {
+        let store = parts.store.reader();
+        let writer = writer::Writer::start(parts.store).map_err(|e| {
             EngineError::Internal(format!("starting the store writer's thread: {e}"))
         })?;
         let engine = Engine {
@@ -207,7 +211,7 @@ impl Engine {
             rules: parts.rules,
             catalogue: Catalogue::builtin(),
             clock: parts.clock,
-            store: parts.store,
+            store,
             writer,
             metrics,
             write_lock: tokio::sync::Mutex::new(()),
@@ -302,7 +306,7 @@ impl Engine {
     }
 
     /// Leaves `start..end` of `origin` as stored, for a peer that takes them packed
-    /// ([`credex_store::Store::packed_leaves`]).
+    /// ([`credex_store::StoreReader::packed_leaves`]).
     pub fn packed_leaves(
         &self,
         origin: &str,

@@ -7,8 +7,8 @@
 //!
 //! Also prints the bytes each entry leaves on disk (apparent size and allocated blocks of every
 //! file under the database directory, after the last flush), and the rate of reading the log
-//! back with `Store::leaves` in pages of 1,000 (warm page cache: the read path's CPU cost), and
-//! of reading single leaves at random seqs with `Store::leaf`, as lookups do.
+//! back with `StoreReader::leaves` in pages of 1,000 (warm page cache: the read path's CPU cost), and
+//! of reading single leaves at random seqs with `StoreReader::leaf`, as lookups do.
 //!
 //! `cargo run --release -p credex-store --example append_throughput -- [entries] [batch] [leaf bytes]`
 

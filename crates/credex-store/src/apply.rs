@@ -594,7 +594,7 @@ impl Plan<'_> {
         };
         // The version history (0x10) is written from a record's second version on: a record
         // with one version has its one location in its record value, which
-        // `Store::versions` reads when it finds no history (most records, and every record of
+        // `StoreReader::versions` reads when it finds no history (most records, and every record of
         // a catch-up's first pass, never have a second version: one sled write fewer each).
         if let Some(c) = current.as_ref() {
             self.index_writes.push((

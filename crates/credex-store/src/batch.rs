@@ -28,7 +28,7 @@ pub struct QuarantineRecord {
 }
 
 /// One access to full identities (查询留痕): who saw what, when and why. Kept append-only,
-/// numbered in the order written ([`crate::Store::accesses`]).
+/// numbered in the order written ([`crate::StoreReader::accesses`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessRecord {
     /// When the access was answered, Unix milliseconds.
@@ -220,7 +220,7 @@ impl WriteBatch {
     }
 
     /// Records that version `version` of `record_id` is the entry at `seq` and is found under
-    /// `subject_keys`. Every version is kept in the record's history ([`crate::Store::versions`]);
+    /// `subject_keys`. Every version is kept in the record's history ([`crate::StoreReader::versions`]);
     /// the latest-version index keeps the highest version: an equal or lower one is ignored.
     /// The subject index follows the latest version, so subject keys only an older version had
     /// are dropped. `seq` must be in the log by the end of the batch.
@@ -284,7 +284,7 @@ impl WriteBatch {
     }
 
     /// Notes that `record_id`'s standing in the view may change on `day` (an opaque, ordered
-    /// day number, e.g. `20270601`), for [`crate::Store::due`].
+    /// day number, e.g. `20270601`), for [`crate::StoreReader::due`].
     pub fn schedule(&mut self, origin: &str, record_id: &str, day: u32) -> &mut Self {
         self.ops.push(Op::Schedule {
             origin: origin.to_owned(),
@@ -314,7 +314,7 @@ impl WriteBatch {
     /// writes for them are in this batch or earlier ones), so they commit together and a
     /// crash never leaves the mark ahead of the indexes or behind them. The mark never goes
     /// back ([`crate::StoreError::IndexRollback`]) and `upto` must be within the log by the
-    /// end of the batch. Read with [`crate::Store::indexed`].
+    /// end of the batch. Read with [`crate::StoreReader::indexed`].
     pub fn set_indexed(&mut self, origin: &str, upto: u64) -> &mut Self {
         self.ops.push(Op::SetIndexed {
             origin: origin.to_owned(),

@@ -33,7 +33,7 @@ use tlog_tiles::tlog::{
 use crate::error::StoreError;
 use crate::keys;
 use crate::leaves;
-use crate::store::Store;
+use crate::store::StoreReader;
 
 /// The level of a chunk's hash: chunks are `2^CHUNK_LEVEL` leaves.
 const CHUNK_LEVEL: u8 = 8;
@@ -248,7 +248,7 @@ pub(crate) fn kept_chunk_hash(
 /// I/O case.
 #[derive(Debug, Clone)]
 pub struct OriginHashes {
-    pub(crate) store: Store,
+    pub(crate) store: StoreReader,
     pub(crate) origin: String,
 }
 

@@ -573,7 +573,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// A run of committed leaves as [`crate::Store::packed_leaves`] gives it.
+/// A run of committed leaves as [`crate::StoreReader::packed_leaves`] gives it.
 #[derive(Debug, PartialEq, Eq)]
 pub enum PackedRun {
     /// Whole blocks, the first starting at the seq asked for.

@@ -1,15 +1,16 @@
 //! credex-store: the node's persistence, and the only crate that knows sled (DESIGN.md
 //! "Storage"). Per-origin logs with their RFC 6962 tree hashes, checkpoints, witness state,
 //! equivocation evidence, the record and subject indexes, invalid and quarantined entries, peer
-//! state and the view change feed, behind a narrow API: readers on [`Store`], and one
-//! [`WriteBatch`] per applied batch committed by [`Store::apply`].
+//! state and the view change feed, behind a narrow API: readers on [`StoreReader`], and one
+//! [`WriteBatch`] per applied batch committed by [`Store::apply`], the database's one writer.
 //!
 //! # Layout
-//! - `store`: [`Store`] — opening, the in-memory origin table, every reader, flushing.
+//! - `store`: [`Store`] and [`StoreReader`] — opening, the in-memory origin table, every
+//!   reader, flushing.
 //! - `apply`: [`Store::apply`] — checks a batch, computes tree hashes and roots, writes its
 //!   leaves to their files and the rest atomically to sled.
 //! - `batch`: the [`WriteBatch`] builder and [`QuarantineRecord`].
-//! - `records`: [`Store::records`] — paged listing of the record index.
+//! - `records`: [`StoreReader::records`] — paged listing of the record index.
 //! - `view_index`: the view's indexes (record, version, subject, due date) as a log-structured
 //!   merge tree — a memtable journalled in sled, sorted run files merged on a thread of their
 //!   own — because sled charges about 230 bytes of disk and a node rewrite per random insert.
@@ -118,13 +119,17 @@
 //! sled) either way. What it costs is that apply blocks on the file's sync, so callers on an
 //! async runtime should run apply on a blocking thread, as they should for sled's writes.
 //!
-//! Each [`Store`] assumes it is the only writer of its database (sled also locks the directory
-//! against a second process, and the leaf files are opened only after that lock is held).
-//! Applies are serialised by a mutex, and on that basis per-origin size, root, forked flag and
-//! data file are kept in memory, loaded at open and updated after each successful apply, so
-//! [`Store::origin_state`] costs no I/O. sled blocks readers while it applies a batch, and the
-//! origin table is write-locked across that, so a reader sees a batch whole or not at all; leaf
-//! readers bound every seq by the committed size they read from the table.
+//! The types make the single writer hold: opening a database gives its one [`Store`], which
+//! is not `Clone` and carries the writes ([`Store::apply`], the flushes), so whoever owns it is
+//! the only writer; everyone else holds a [`StoreReader`] ([`Store::reader`], cheap to clone),
+//! which has every reader and no write. The writer reads through its `Store` (it derefs to
+//! [`StoreReader`]). sled also locks the directory against a second process, and the leaf files
+//! are opened only after that lock is held. Applies are serialised by a mutex besides, and on
+//! that basis per-origin size, root, forked flag and data file are kept in memory, loaded at
+//! open and updated after each successful apply, so [`StoreReader::origin_state`] costs no
+//! I/O. sled blocks readers while it applies a batch, and the origin table is write-locked
+//! across that, so a reader sees a batch whole or not at all; leaf readers bound every seq by
+//! the committed size they read from the table.
 //!
 //! # A full disk
 //! [`Store::apply`] first checks the volume's free space against [`StoreOptions::min_free`]
@@ -188,6 +193,7 @@ pub use keys::MAX_NAME_LEN;
 pub use leaves::{PackedBlock, PackedRun, WireBlock};
 pub use space::Space;
 pub use store::{
-    OriginState, Quarantined, RecordLocation, Store, StoreOptions, StoredNote, SubjectHit,
+    OriginState, Quarantined, RecordLocation, Store, StoreOptions, StoreReader, StoredNote,
+    SubjectHit,
 };
 pub use view_index::IndexSizes;

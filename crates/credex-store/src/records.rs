@@ -3,9 +3,9 @@
 use crate::codec::{RecordValue, or_corrupt};
 use crate::error::StoreError;
 use crate::keys;
-use crate::store::{RecordLocation, Store};
+use crate::store::{RecordLocation, StoreReader};
 
-impl Store {
+impl StoreReader {
     /// Up to `limit` records of `origin` with record id greater than `after` (all if `None`),
     /// in record id order (bytewise), each with its latest indexed version and seq.
     pub fn records(

@@ -10,8 +10,9 @@
 //! restarted process would: sled recovers its log to the last complete batch, open cuts the
 //! leaf files' torn tails and re-runs its consistency checks, and the origin table, writer
 //! counters and change head are reloaded from what is durable. Readers keep the old handle
-//! until then; while the handle is swapped they wait, and the store's clones (the node hands
-//! them to blocking tasks) all see the new one, since it lives in the shared `Inner`.
+//! until then; while the handle is swapped they wait, and every [`StoreReader`](crate::StoreReader) (the node
+//! hands them to everything but its writer) sees the new one, since it lives in the shared
+//! `Inner`.
 //!
 //! What an unflushed batch wrote before the failure may be gone after the reopen, as after a
 //! crash: callers acknowledge a batch only after its flush succeeded, so nothing acknowledged
@@ -66,7 +67,7 @@ impl Store {
                 return Err(e);
             }
         };
-        let Ok(fresh) = Arc::try_unwrap(fresh.inner) else {
+        let Ok(fresh) = Arc::try_unwrap(fresh.into_inner()) else {
             unreachable!("a store just opened has no other clone");
         };
         *slot = fresh.db.into_inner().unwrap_or_else(|e| e.into_inner());

@@ -40,7 +40,7 @@ pub(crate) fn check(path: &Path, min_free: u64) -> Result<u64, StoreError> {
     Ok(free)
 }
 
-/// What [`crate::Store::space`] reports: the volume's free space against the margin, and
+/// What [`crate::StoreReader::space`] reports: the volume's free space against the margin, and
 /// whether the database handle has failed and waits to be reopened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Space {

@@ -1,6 +1,8 @@
-//! [`Store`]: opening the database, the in-memory origin table, and every reader.
+//! [`Store`] and [`StoreReader`]: opening the database, the in-memory origin table, every
+//! reader (on [`StoreReader`]), flushing (on [`Store`]).
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -129,7 +131,7 @@ pub(crate) struct Counters {
 pub(crate) struct Inner {
     /// The database handle; `None` only while a failed handle is being replaced (`reopen`),
     /// or after a reopen failed, until the next write tries again. Readers take a clone of
-    /// it ([`Store::db`]) and hold no lock while they read.
+    /// it ([`StoreReader::db`]) and hold no lock while they read.
     pub(crate) db: RwLock<Option<sled::Db>>,
     /// Where the store lives and how it was opened, for the watermark and for a reopen.
     pub(crate) path: PathBuf,
@@ -156,11 +158,31 @@ pub(crate) struct Inner {
     pub(crate) index: Arc<ViewIndex>,
 }
 
-/// The node's database: one sled tree with keyspace-prefixed keys. Cheap to clone; all clones
-/// share one database. See the crate docs for the layout and the single-writer contract.
+/// A read handle on the node's database: every reader of the store. Cheap to clone; all
+/// clones share one database, and see each batch its [`Store`] applies whole or not at all.
+/// Holds no write method: whoever holds only readers cannot write (the crate docs, "Writes,
+/// durability and the single writer").
 #[derive(Debug, Clone)]
-pub struct Store {
+pub struct StoreReader {
     pub(crate) inner: Arc<Inner>,
+}
+
+/// The node's database and its one writer: one sled tree with keyspace-prefixed keys. Opening
+/// gives the only `Store` of the database; it is not `Clone`, so whoever owns it is the only
+/// writer, and hands everyone else a [`StoreReader`] ([`Store::reader`]). It reads through
+/// the same handle (`Deref` to [`StoreReader`]). See the crate docs for the layout and the
+/// single-writer contract.
+#[derive(Debug)]
+pub struct Store {
+    reader: StoreReader,
+}
+
+impl Deref for Store {
+    type Target = StoreReader;
+
+    fn deref(&self) -> &StoreReader {
+        &self.reader
+    }
 }
 
 impl Store {
@@ -190,23 +212,21 @@ impl Store {
                     .ok_or_else(|| StoreError::corrupt("change feed seq past u64::MAX"))?
             }
         };
-        let store = Store {
-            inner: Arc::new(Inner {
-                db: RwLock::new(Some(db.clone())),
-                path: path.to_owned(),
-                options: options.clone(),
-                leaf_dir,
-                blocks: BlockCache::default(),
-                chunks: ChunkCache::default(),
-                writer: Mutex::new(counters),
-                origins: RwLock::new(table),
-                change_head: AtomicU64::new(change_head),
-                poisoned: AtomicBool::new(false),
-                failure: Mutex::new(None),
-                reopened: AtomicU64::new(0),
-                index: Arc::new(index),
-            }),
-        };
+        let store = Store::from_inner(Arc::new(Inner {
+            db: RwLock::new(Some(db.clone())),
+            path: path.to_owned(),
+            options: options.clone(),
+            leaf_dir,
+            blocks: BlockCache::default(),
+            chunks: ChunkCache::default(),
+            writer: Mutex::new(counters),
+            origins: RwLock::new(table),
+            change_head: AtomicU64::new(change_head),
+            poisoned: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            reopened: AtomicU64::new(0),
+            index: Arc::new(index),
+        }));
         // The open checks hold a clone of the handle: dropped with the store if they fail.
         drop(db);
         for (name, state) in store.origins() {
@@ -215,6 +235,86 @@ impl Store {
         Ok(store)
     }
 
+    /// A read handle on this store's database, for anyone but its writer.
+    pub fn reader(&self) -> StoreReader {
+        self.reader.clone()
+    }
+
+    /// The writer over `inner`. Besides [`Store::open_with`], only the view index's merge
+    /// thread builds one, from the handle it upgraded, for its own run listing and flush
+    /// (`view_index`); a reopen takes its fresh store apart again ([`Store::into_inner`]).
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Store {
+        Store {
+            reader: StoreReader { inner },
+        }
+    }
+
+    pub(crate) fn into_inner(self) -> Arc<Inner> {
+        self.reader.inner
+    }
+
+    pub(crate) fn table_mut(&self) -> RwLockWriteGuard<'_, OriginTable> {
+        self.inner
+            .origins
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes every applied batch durable (fsync). Call once per batch before acknowledging it.
+    /// The leaves of an applied batch are already durable (apply syncs them), so this is sled's
+    /// flush alone.
+    ///
+    /// A flush that fails leaves sled's handle failed for good (sled 0.34 keeps the error):
+    /// the store closes it and reopens on the next write (see `reopen`).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db()?.flush().map_err(|e| self.fail(e, "flush"))?;
+        Ok(())
+    }
+
+    /// [`Store::flush`] without blocking the caller's thread: sled runs the fsync on its own
+    /// thread pool. Unbounded: a sled whose log write failed can leave it waiting for ever
+    /// (sled 0.34.7 `make_stable`); a caller holding locks uses [`Store::flush_within`].
+    pub async fn flush_async(&self) -> Result<(), StoreError> {
+        let db = self.db()?;
+        db.flush_async().await.map_err(|e| self.fail(e, "flush"))?;
+        Ok(())
+    }
+
+    /// [`Store::flush`] with a deadline: the fsync runs on a thread of its own, and if it has
+    /// not finished after `deadline` the handle is treated as failed
+    /// ([`StoreError::FlushTimeout`]; the thread is left to finish or not) and reopened on
+    /// the next write. Blocks the caller's thread up to `deadline`.
+    pub fn flush_within(&self, deadline: Duration) -> Result<(), StoreError> {
+        let db = self.db()?;
+        let (done, result) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("credex-store-flush".to_owned())
+            .spawn(move || {
+                let _ = done.send(db.flush());
+            })
+            .map_err(|e| StoreError::Failed {
+                why: format!("cannot start a flush thread: {e}"),
+            })?;
+        match result.recv_timeout(deadline) {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(self.fail(e, "flush")),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                self.mark_failed(format!(
+                    "a flush outlasted its {} s deadline",
+                    deadline.as_secs_f32()
+                ));
+                Err(StoreError::FlushTimeout { after: deadline })
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let why = "the flush thread ended without an answer".to_owned();
+                self.mark_failed(why.clone());
+                Err(StoreError::Failed { why })
+            }
+        }
+    }
+}
+
+impl StoreReader {
     /// A handle of the database, for one read or write. Refused while the store is closed
     /// after a failure (see `reopen`).
     pub(crate) fn db(&self) -> Result<sled::Db, StoreError> {
@@ -271,13 +371,6 @@ impl Store {
         // The table is replaced wholesale per origin after a successful write, so a panic
         // elsewhere cannot leave it half-updated; a poisoned lock is still consistent.
         self.inner.origins.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub(crate) fn table_mut(&self) -> RwLockWriteGuard<'_, OriginTable> {
-        self.inner
-            .origins
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn origin_id(&self, origin: &str) -> Option<u32> {
@@ -722,59 +815,6 @@ impl Store {
             total += file.len()?;
         }
         Ok(total)
-    }
-
-    /// Makes every applied batch durable (fsync). Call once per batch before acknowledging it.
-    /// The leaves of an applied batch are already durable (apply syncs them), so this is sled's
-    /// flush alone.
-    ///
-    /// A flush that fails leaves sled's handle failed for good (sled 0.34 keeps the error):
-    /// the store closes it and reopens on the next write (see `reopen`).
-    pub fn flush(&self) -> Result<(), StoreError> {
-        self.db()?.flush().map_err(|e| self.fail(e, "flush"))?;
-        Ok(())
-    }
-
-    /// [`Store::flush`] without blocking the caller's thread: sled runs the fsync on its own
-    /// thread pool. Unbounded: a sled whose log write failed can leave it waiting for ever
-    /// (sled 0.34.7 `make_stable`); a caller holding locks uses [`Store::flush_within`].
-    pub async fn flush_async(&self) -> Result<(), StoreError> {
-        let db = self.db()?;
-        db.flush_async().await.map_err(|e| self.fail(e, "flush"))?;
-        Ok(())
-    }
-
-    /// [`Store::flush`] with a deadline: the fsync runs on a thread of its own, and if it has
-    /// not finished after `deadline` the handle is treated as failed
-    /// ([`StoreError::FlushTimeout`]; the thread is left to finish or not) and reopened on
-    /// the next write. Blocks the caller's thread up to `deadline`.
-    pub fn flush_within(&self, deadline: Duration) -> Result<(), StoreError> {
-        let db = self.db()?;
-        let (done, result) = std::sync::mpsc::sync_channel(1);
-        std::thread::Builder::new()
-            .name("credex-store-flush".to_owned())
-            .spawn(move || {
-                let _ = done.send(db.flush());
-            })
-            .map_err(|e| StoreError::Failed {
-                why: format!("cannot start a flush thread: {e}"),
-            })?;
-        match result.recv_timeout(deadline) {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(self.fail(e, "flush")),
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                self.mark_failed(format!(
-                    "a flush outlasted its {} s deadline",
-                    deadline.as_secs_f32()
-                ));
-                Err(StoreError::FlushTimeout { after: deadline })
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                let why = "the flush thread ended without an answer".to_owned();
-                self.mark_failed(why.clone());
-                Err(StoreError::Failed { why })
-            }
-        }
     }
 
     /// Marks the handle failed because sled answered `e` to `what`, and returns `e`: sled

@@ -44,7 +44,7 @@ use crate::error::StoreError;
 use crate::keys;
 use crate::runs::{self, Run, RunCache, RunEntry};
 use crate::space;
-use crate::store::{Inner, Store};
+use crate::store::{Inner, Store, StoreReader};
 
 /// Bytes of decompressed run blocks kept for reads.
 const RUN_CACHE_BYTES: usize = 8 << 20;
@@ -95,7 +95,7 @@ pub(crate) struct State {
     generation: u64,
 }
 
-/// What the view index holds ([`Store::index_sizes`]).
+/// What the view index holds ([`StoreReader::index_sizes`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexSizes {
     /// Run files, and their entries (removals included) and bytes.
@@ -403,12 +403,14 @@ impl MergePlan {
     }
 }
 
-impl Store {
+impl StoreReader {
     /// What the view's indexes hold: runs, their bytes, the writes in memory.
     pub fn index_sizes(&self) -> IndexSizes {
         self.inner.index.sizes()
     }
+}
 
+impl Store {
     /// After an apply, on the writer's thread: writes the view index's memtable as a run if it
     /// is full, then starts a merge if one is due. A failure is logged and tried again after
     /// the next apply: the memtable and its journal still hold everything.
@@ -476,7 +478,7 @@ fn merge(
         let _ = std::fs::remove_file(run.path());
         return Ok(None);
     };
-    let store = Store { inner };
+    let store = Store::from_inner(inner);
     let db = store.db()?;
     let installed = index.install_merge(&plan, run, |batch| {
         db.apply_batch(batch).map_err(|e| store.fail(e, "write"))

@@ -6,7 +6,7 @@
 //! signature (`verify_strict`), that it claims this origin and seq, its record's validation,
 //! the cross-version rules — decides only whether it reaches the *view*, and runs here, behind
 //! the writer: the indexer reads each origin's entries past its indexed mark
-//! ([`credex_store::Store::indexed`]) in chunks, verifies a chunk on every core with no lock
+//! ([`credex_store::StoreReader::indexed`]) in chunks, verifies a chunk on every core with no lock
 //! held, and then writes the chunk's index entries, view changes, due dates and invalid marks
 //! with the new mark in one atomic batch. A crash between two chunks redoes the second; the
 //! view never holds an entry whose checks have not run, and never misses one.

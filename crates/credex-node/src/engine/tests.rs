@@ -417,7 +417,8 @@ async fn an_entry_its_origin_signed_a_root_over_is_appended_even_with_a_bad_sign
 async fn served_packed(log: &Log, cuts: &[u64]) -> Vec<credex_store::WireBlock> {
     let dir = tempfile::tempdir().unwrap();
     let source = credex_store::Store::open(dir.path()).unwrap();
-    let writer = super::writer::Writer::start(source.clone()).unwrap();
+    let reader = source.reader();
+    let writer = super::writer::Writer::start(source).unwrap();
     let mut seq = 0;
     for &cut in cuts {
         let mut batch = credex_store::WriteBatch::new();
@@ -427,7 +428,7 @@ async fn served_packed(log: &Log, cuts: &[u64]) -> Vec<credex_store::WireBlock> 
         writer.apply(batch).await.unwrap();
         seq = cut;
     }
-    match source.packed_leaves(ORIGIN, 0, seq, 1024, 1 << 20).unwrap() {
+    match reader.packed_leaves(ORIGIN, 0, seq, 1024, 1 << 20).unwrap() {
         credex_store::PackedRun::Blocks(blocks) => blocks,
         loose => panic!("{loose:?}"),
     }

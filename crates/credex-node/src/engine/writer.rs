@@ -1,11 +1,15 @@
 //! The store's one writer: a thread of its own that runs every apply and flush of the node's
 //! store, one request after another in the order they arrive.
 //!
-//! [`Writer`] is the only way credex-node writes to its store: the engine holds one, and
-//! `tests/cluster/tidy.rs` (`the_store_is_written_only_by_the_writer`) finds any call of the
-//! store's write methods outside this module. The store serialises its applies anyway; owning
-//! them here makes "one writer" something the code shows rather than something each caller
-//! must remember.
+//! [`Writer`] is the only way credex-node writes to its store, by the types: the writes are
+//! methods of [`Store`], which is not `Clone`; [`Writer::start`] takes the node's one `Store`
+//! by value and its two threads share it behind an `Arc` that never leaves this module, while
+//! the engine keeps a [`credex_store::StoreReader`], which has no write method. So no adapter
+//! or engine path can write around the writer; `tests/cluster/tidy.rs`
+//! (`the_store_is_written_only_by_the_writer`) holds the types to that at compile time and,
+//! besides, finds any call of the store's write methods outside this module. The store
+//! serialises its applies anyway; owning them here makes "one writer" something the code
+//! shows rather than something each caller must remember.
 //!
 //! **Why a thread, not a task.** An apply writes and `fdatasync`s leaf files and commits a sled
 //! batch; a flush is an fsync, waited for up to the caller's deadline
@@ -39,9 +43,9 @@
 //! [`Writer::stopped`] resolves; the node's supervision (`server.rs`) takes that as fatal.
 //!
 //! **Shutdown.** Dropping the last handle closes the channel: the thread answers what is
-//! queued, drops its store handle and ends, and that drop waits for it, so the store's
-//! database is released when the engine is dropped (a node restarted in the same process
-//! reopens it).
+//! queued, waits for its flusher, drops the store and ends, and that drop waits for it, so the
+//! store's database is released when the engine (and with it its reader) is dropped (a node
+//! restarted in the same process reopens it).
 
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
@@ -131,13 +135,16 @@ struct Shared {
 
 impl Writer {
     /// Starts the writer thread (`credex-writer`) and its flusher (`credex-flusher`) over
-    /// `store`.
+    /// `store`, which they own from now on: whoever needs to read it takes a
+    /// [`Store::reader`] first.
     pub fn start(store: Store) -> std::io::Result<Writer> {
         let (requests, queue) = mpsc::channel(QUEUE);
         let (end, ended) = watch::channel(None);
         let (flushes, flush_queue) = std::sync::mpsc::sync_channel(QUEUE);
+        // The writer's two threads share the one store; nothing outside this module has it.
+        let store = Arc::new(store);
         let flusher = {
-            let store = store.clone();
+            let store = Arc::clone(&store);
             std::thread::Builder::new()
                 .name("credex-flusher".to_owned())
                 .spawn(move || flush_each(&store, &flush_queue))?

@@ -39,7 +39,8 @@ fn copy_dir(from: &Path, to: &Path) {
 async fn requests_from_many_tasks_and_blocking_threads_are_each_applied_once_and_answered() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::open(dir.path()).expect("store");
-    let writer = Writer::start(store.clone()).expect("writer");
+    let reader = store.reader();
+    let writer = Writer::start(store).expect("writer");
     const PER_CALLER: u64 = 20;
     let mut callers = tokio::task::JoinSet::new();
     for caller in 0..6 {
@@ -77,13 +78,13 @@ async fn requests_from_many_tasks_and_blocking_threads_are_each_applied_once_and
     while let Some(done) = callers.join_next().await {
         done.expect("a caller failed");
     }
-    let origins = store.origins();
+    let origins = reader.origins();
     assert_eq!(origins.len(), 6, "{origins:?}");
     for (origin, state) in origins {
         assert_eq!(state.size, PER_CALLER, "{origin}");
         let expected: Vec<Vec<u8>> = (0..PER_CALLER).map(|seq| leaf(&origin, seq)).collect();
         assert_eq!(
-            store.leaves(&origin, 0, 100).expect("leaves"),
+            reader.leaves(&origin, 0, 100).expect("leaves"),
             expected,
             "{origin}"
         );
@@ -95,7 +96,7 @@ async fn a_batch_applied_then_flushed_is_in_a_copy_of_the_store_taken_right_afte
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("store");
     let store = Store::open(&path).expect("store");
-    let writer = Writer::start(store.clone()).expect("writer");
+    let writer = Writer::start(store).expect("writer");
     let mut batch = append("wuhan", 0);
     batch.append("wuhan", 1, leaf("wuhan", 1));
     let applied = writer.apply(batch).await.expect("applied");
@@ -117,7 +118,8 @@ async fn a_batch_applied_then_flushed_is_in_a_copy_of_the_store_taken_right_afte
 async fn a_panic_in_a_store_call_is_answered_and_the_writer_goes_on() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::open(dir.path()).expect("store");
-    let writer = Writer::start(store.clone()).expect("writer");
+    let reader = store.reader();
+    let writer = Writer::start(store).expect("writer");
     let answered = writer.call(|_| panic!("a bug in the store")).await;
     match answered {
         Err(WriteError::Panicked { why, .. }) => assert_eq!(why, "a bug in the store"),
@@ -133,14 +135,15 @@ async fn a_panic_in_a_store_call_is_answered_and_the_writer_goes_on() {
     );
     writer.apply(append("wuhan", 0)).await.expect("applied");
     writer.flush_within(FLUSH_DEADLINE).await.expect("flushed");
-    assert_eq!(store.origin_state("wuhan").size, 1);
+    assert_eq!(reader.origin_state("wuhan").size, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_whose_thread_panicked_answers_queued_and_later_requests_with_an_error() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::open(dir.path()).expect("store");
-    let writer = Writer::start(store.clone()).expect("writer");
+    let reader = store.reader();
+    let writer = Writer::start(store).expect("writer");
     // Hold the thread, queue a crash and requests behind it, then let it go.
     let release = hold(&writer).await;
     writer
@@ -181,7 +184,7 @@ async fn a_writer_whose_thread_panicked_answers_queued_and_later_requests_with_a
         tokio::task::spawn_blocking(move || writer.apply_blocking(append("wuhan", 0)).map(drop))
     };
     stopped(blocking.await.expect("not panicked"));
-    assert_eq!(store.origin_state("wuhan").size, 0, "nothing was applied");
+    assert_eq!(reader.origin_state("wuhan").size, 0, "nothing was applied");
     // The engine error a caller sees.
     let error = super::EngineError::from(writer.apply(append("wuhan", 0)).await.unwrap_err());
     assert!(
@@ -195,7 +198,8 @@ async fn dropping_the_last_handle_carries_out_what_is_queued_and_releases_the_st
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("store");
     let store = Store::open(&path).expect("store");
-    let writer = Writer::start(store.clone()).expect("writer");
+    let reader = store.reader();
+    let writer = Writer::start(store).expect("writer");
     writer.apply(append("wuhan", 0)).await.expect("applied");
     let release = hold(&writer).await;
     // A request whose caller stopped waiting is carried out still, as a blocking task was.
@@ -211,8 +215,8 @@ async fn dropping_the_last_handle_carries_out_what_is_queued_and_releases_the_st
     release.send(()).expect("the thread waits");
     // The last handle: its drop returns once the thread has served the queue and ended.
     drop(writer);
-    assert_eq!(store.origin_state("wuhan").size, 2);
-    drop(store);
+    assert_eq!(reader.origin_state("wuhan").size, 2);
+    drop(reader);
     let reopened = Store::open(&path).expect("reopened");
     assert_eq!(reopened.origin_state("wuhan").size, 2);
 }
