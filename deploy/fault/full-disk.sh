@@ -32,9 +32,9 @@ WAIT_S=${WAIT_S:-60}
 # How long the volume stays full, and how soon after the space returns the node must have
 # recovered (publishes taken and the catch-up done).
 FULL_S=${FULL_S:-10} RECOVER_S=${RECOVER_S:-30}
-# Changsha's log (about 1.8 KiB an entry) is larger than the LEFT_MB left beside the ballast,
-# and smaller than the whole volume.
-CATCHUP=${CATCHUP:-20000} LEFT_MB=${LEFT_MB:-16}
+# Changsha's log (about 0.4 KiB an entry with its view's indexes, store layout 7) is larger
+# than the LEFT_MB left beside the ballast, and smaller than the whole volume.
+CATCHUP=${CATCHUP:-60000} LEFT_MB=${LEFT_MB:-16}
 # Wuhan's storage.min_free_mb: writes are refused below it.
 MARGIN_MB=${MARGIN_MB:-8}
 # FILL_REST=1: once Wuhan refuses writes, another file takes the rest of the volume.
