@@ -36,6 +36,7 @@
 //! [storage]                              # optional
 //! cache_mb = 64                          # sled page cache, MiB (8 to 65536)
 //! index_mb = 32                          # view index writes held in memory before a run is written, MiB (1 to 4096)
+//! index_cache_mb = 8                     # decompressed view index blocks kept for reads, MiB (1 to 4096)
 //! min_free_mb = 64                       # writes refused while less is free on the store's volume, MiB (0: off, to 1048576)
 //!
 //! [limits]                               # all optional, defaults shown (see crate::acceptor)
@@ -111,7 +112,7 @@ use crate::tls::{Identity, Role, TlsFiles, check_label, parse_address};
 /// enough to commit quickly, and the backoff must neither spin nor give up on a peer for hours.
 const BATCH_MAX_ENTRIES: (u64, u64) = (1, 10_000);
 const STORAGE_CACHE_MB: (u64, u64) = (8, 65_536);
-/// `storage.index_mb`.
+/// `storage.index_mb` and `storage.index_cache_mb`.
 const STORAGE_INDEX_MB: (u64, u64) = (1, 4096);
 /// Up to 1 TiB, so the bytes fit any volume's figures.
 const STORAGE_MIN_FREE_MB: (u64, u64) = (0, 1 << 20);
@@ -306,6 +307,8 @@ pub struct StorageConfig {
     /// MiB of view index writes held in memory (the memtable) before they are written as a
     /// sorted run file; journalled in sled, so nothing is lost with them.
     pub index_mb: u64,
+    /// MiB of decompressed view index blocks kept for reads.
+    pub index_cache_mb: u64,
     /// MiB kept free on the store's volume: below it every write is refused
     /// (`RESOURCE_EXHAUSTED`, naming the disk) before anything is written, reads go on, and
     /// writes resume by themselves when space returns. 0 turns the check off.
@@ -317,6 +320,7 @@ impl Default for StorageConfig {
         Self {
             cache_mb: 64,
             index_mb: 32,
+            index_cache_mb: 8,
             min_free_mb: 64,
         }
     }
@@ -329,6 +333,10 @@ impl StorageConfig {
 
     pub fn index_bytes(&self) -> usize {
         usize::try_from(self.index_mb << 20).unwrap_or(usize::MAX)
+    }
+
+    pub fn index_cache_bytes(&self) -> usize {
+        usize::try_from(self.index_cache_mb << 20).unwrap_or(usize::MAX)
     }
 
     pub fn min_free_bytes(&self) -> u64 {
@@ -854,6 +862,11 @@ fn validate(
     checker.range("storage.cache_mb", raw.storage.cache_mb, STORAGE_CACHE_MB)?;
     checker.range("storage.index_mb", raw.storage.index_mb, STORAGE_INDEX_MB)?;
     checker.range(
+        "storage.index_cache_mb",
+        raw.storage.index_cache_mb,
+        STORAGE_INDEX_MB,
+    )?;
+    checker.range(
         "storage.min_free_mb",
         raw.storage.min_free_mb,
         STORAGE_MIN_FREE_MB,
@@ -1208,6 +1221,7 @@ mod tests {
             [storage]
             cache_mb = 64
             index_mb = 32
+            index_cache_mb = 8
             min_free_mb = 64
 
             [limits]
@@ -1293,6 +1307,7 @@ mod tests {
             [storage]
             cache_mb = 64
             index_mb = 32
+            index_cache_mb = 8
             min_free_mb = 64
 
             [limits]

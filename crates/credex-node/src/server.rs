@@ -67,6 +67,7 @@ pub fn engine(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Engi
         cache_capacity: config.storage.cache_bytes(),
         min_free: config.storage.min_free_bytes(),
         index_memory: config.storage.index_bytes(),
+        index_cache: config.storage.index_cache_bytes(),
         ..StoreOptions::default()
     };
     let store = Store::open_with(&config.node.data_dir.join("store"), &options)

@@ -37,6 +37,8 @@ pub struct StoreOptions {
     /// Bytes of view index writes held in memory before they are written as a sorted run
     /// (`view_index`). Bounds the memtable; larger means fewer, larger runs and merges.
     pub index_memory: usize,
+    /// Bytes of decompressed view index blocks kept for reads (`runs::RunCache`).
+    pub index_cache: usize,
 }
 
 impl Default for StoreOptions {
@@ -53,6 +55,7 @@ impl Default for StoreOptions {
             min_free: 64 << 20,
             // About 70,000 entries' index writes: a run a few MiB compressed.
             index_memory: 32 << 20,
+            index_cache: 8 << 20,
         }
     }
 }
@@ -200,7 +203,7 @@ impl Store {
         let leaf_dir = leaves::dir(path);
         table.files = leaves::open_all(&db, &leaf_dir, &table)?;
         let counters = load_counters(&db)?;
-        let index = ViewIndex::open(&db, &view_index::dir(path), options.index_memory)?;
+        let index = ViewIndex::open(&db, &view_index::dir(path), options)?;
         let change_head = match db.scan_prefix([keys::CHANGE]).next_back().transpose()? {
             None => 0,
             Some((k, v)) => {

@@ -44,10 +44,8 @@ use crate::error::StoreError;
 use crate::keys;
 use crate::runs::{self, Run, RunCache, RunEntry};
 use crate::space;
-use crate::store::{Inner, Store, StoreReader};
+use crate::store::{Inner, Store, StoreOptions, StoreReader};
 
-/// Bytes of decompressed run blocks kept for reads.
-const RUN_CACHE_BYTES: usize = 8 << 20;
 /// What a memtable entry costs beyond its key and value (the map's node share and the
 /// vectors' headers), for the memtable's bound.
 const ENTRY_OVERHEAD: usize = 64;
@@ -129,7 +127,12 @@ impl ViewIndex {
     /// Opens the index of the store whose database is `db`: the runs sled lists, the journal
     /// replayed into the memtable, and any run file sled does not list (a flush or merge that
     /// did not commit) deleted.
-    pub(crate) fn open(db: &sled::Db, dir: &Path, memory: usize) -> Result<ViewIndex, StoreError> {
+    /// [`crate::StoreOptions::index_memory`] bounds its memtable, `index_cache` its block cache.
+    pub(crate) fn open(
+        db: &sled::Db,
+        dir: &Path,
+        options: &StoreOptions,
+    ) -> Result<ViewIndex, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
             path: dir.to_owned(),
             source,
@@ -138,8 +141,8 @@ impl ViewIndex {
         Ok(ViewIndex {
             dir: dir.to_owned(),
             state: RwLock::new(state),
-            cache: Arc::new(RunCache::new(RUN_CACHE_BYTES)),
-            memory,
+            cache: Arc::new(RunCache::new(options.index_cache)),
+            memory: options.index_memory,
             merging: AtomicBool::new(false),
         })
     }
