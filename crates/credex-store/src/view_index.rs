@@ -22,9 +22,10 @@
 //! journal blocks it covers. A crash before that batch is durable leaves an unlisted file,
 //! which open deletes, and the journal, which it replays.
 //!
-//! **Merges.** Runs are listed newest first. When the newest run is at least half the size of
-//! the one after it, the two are merged into one (and again, while that holds), on a thread of
-//! their own, so the runs grow geometrically: about log2(entries / memtable) of them. The merged
+//! **Merges.** Runs are listed newest first. After a flush, the newest runs are merged into one,
+//! on a thread of their own, taking each next run while it is at most twice the size of those
+//! already taken put together (and again once that merge is done), so the runs grow
+//! geometrically: about log2(entries / memtable) of them. The merged
 //! run replaces its inputs in the list in one sled write, which is flushed before the inputs are
 //! deleted; a reader still iterating an input keeps its open file. A merge that includes the
 //! oldest run drops tombstones, as nothing older can be shadowed.
