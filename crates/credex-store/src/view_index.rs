@@ -112,8 +112,8 @@ pub struct IndexSizes {
 /// A key and its value, as a read returns them.
 pub(crate) type KeyValue = (Vec<u8>, Vec<u8>);
 
-/// Writes to the index, in order: key and value, `None` to remove.
-pub(crate) type IndexWrites = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+/// Writes to the index, in order: key and value, `None` to remove (as a run holds them).
+pub(crate) type IndexWrites = Vec<RunEntry>;
 
 /// Two runs (or more) to merge into one, taken by [`ViewIndex::plan_merge`].
 pub(crate) struct MergePlan {
@@ -192,12 +192,12 @@ impl ViewIndex {
         limit: usize,
     ) -> Result<Vec<KeyValue>, StoreError> {
         let state = self.read();
-        let mem: Vec<RunEntry> = state
+        // Lazily, like the runs: a page of `limit` clones only what it reads of the memtable.
+        let mem = state
             .mem
             .range(start.to_vec()..end.to_vec())
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let mut sources: Vec<runs::Source<'_>> = vec![Box::new(mem.into_iter().map(Ok))];
+            .map(|(k, v)| Ok((k.clone(), v.clone())));
+        let mut sources: Vec<runs::Source<'_>> = vec![Box::new(mem)];
         for (_, run) in &state.runs {
             sources.push(Box::new(run.iter_from(start, &self.cache)));
         }
@@ -247,11 +247,16 @@ impl ViewIndex {
         &self,
         apply: impl FnOnce(sled::Batch) -> Result<(), StoreError>,
     ) -> Result<bool, StoreError> {
-        let n = {
-            let mut state = self.write();
+        // Checked after every apply: under the read lock, which readers share. Only the
+        // writer, here, changes the memtable, so the answer holds until it takes the lock.
+        {
+            let state = self.read();
             if state.mem_bytes < self.memory || state.mem.is_empty() {
                 return Ok(false);
             }
+        }
+        let n = {
+            let mut state = self.write();
             state.next_run += 1;
             state.next_run - 1
         };
