@@ -3,9 +3,9 @@
 //! and checkpointed at once; requests that arrive while a batch is staged queue up and are
 //! committed together as the next batch (up to `batch_max_entries` records), so a bulk load
 //! pays one durable write per batch, not one per record, and a lone record waits for nothing.
-//! There is no time window: the work in flight is the window. Under load two batches overlap:
-//! one is flushed, checkpointed and answered while the next is validated, signed (on every
-//! core) and applied (see [`run`]).
+//! There is no time window: the work in flight is the window. Under load three batches overlap:
+//! one is flushed, checkpointed and answered while the next is applied to the store and the
+//! one after it is validated and signed on every core (see [`run`]).
 //!
 //! **Publishing is idempotent per (record id, version).** A record whose version is already in
 //! the log with exactly the same content (the normalised record, so `x` and `X` in an ID number
@@ -156,14 +156,24 @@ pub fn start(engine: Arc<Engine>) -> (PublishQueue, tokio::task::JoinHandle<()>)
     (PublishQueue { tx, metrics }, task)
 }
 
-/// One batch at a time is staged: the requests that queued while the previous batch was staged,
-/// or the one that found the origin idle. Nothing waits for company, so a record published at
-/// an idle origin commits at once, and under load batches grow to what arrives meanwhile.
+/// Publishing is a pipeline of three stages, each one batch at a time and in log order, so that
+/// under load every stage is busy:
 ///
-/// Two batches are in flight: while batch N is made durable (sled's flush, on sled's thread),
-/// then checkpointed and answered, batch N+1 is validated, signed and applied. Batches finish
-/// in order — N+1's finishing starts once N's has ended — so checkpoints and answers go out in
-/// log order, and a checkpoint is signed only after the flush that made its entries durable.
+/// 1. **prepare** (this task): the requests that queued while the stage was busy, or the one
+///    that found the origin idle, are gathered into a batch, validated and signed on every
+///    core. Nothing waits for company, so a record published at an idle origin commits at once,
+///    and under load batches grow to what arrives meanwhile (up to `batch_max_entries`).
+/// 2. **apply** ([`apply_stage`]): the batch is written to the store (appended and indexed,
+///    not yet durable) under the view and write locks, while the next batch is prepared.
+/// 3. **finish** ([`Engine::finish_own`]): the batch is made durable, checkpointed and answered
+///    while the next one is applied. A batch's finishing starts once the previous one's has
+///    ended, so checkpoints and answers go out in log order, and a checkpoint is signed only
+///    after the flush that made its entries durable.
+///
+/// A batch is prepared before the one ahead of it is in the store, so the prepare stage keeps
+/// what the batches in flight append ([`InFlight`]). If a batch fails to apply, the batches
+/// prepared behind it are answered with the same error and preparing starts again from the
+/// store.
 async fn run(engine: Arc<Engine>, mut rx: mpsc::Receiver<Job>) {
     let signer = engine.clone();
     match tokio::task::spawn_blocking(move || signer.checkpoint_own_log()).await {
@@ -172,10 +182,55 @@ async fn run(engine: Arc<Engine>, mut rx: mpsc::Receiver<Job>) {
         Ok(Err(e)) => warn!(error = %e, "could not checkpoint this city's log at start"),
         Err(e) => warn!(error = %e, "checkpointing this city's log at start panicked"),
     }
-    let mut finishing: Option<tokio::task::JoinHandle<()>> = None;
+    let failures = Arc::new(Failures::default());
+    // One prepared batch waits while one is applied: the stages run side by side, no further.
+    let (prepared_tx, prepared_rx) = mpsc::channel(1);
+    let applier = tokio::spawn(apply_stage(engine.clone(), prepared_rx, failures.clone()));
+    let mut in_flight = InFlight::default();
     while let Some(first) = rx.recv().await {
         let jobs = gather(first, &mut rx, engine.batch_max_entries);
-        let staged = engine.stage_own(jobs).await;
+        let preparer = engine.clone();
+        let failed = failures.clone();
+        // Validation and signing are CPU work: off the runtime. A panic there drops the
+        // replies, which the callers see as the queue gone, and what was in flight with them.
+        let prepared = tokio::task::spawn_blocking(move || {
+            let prepared = preparer.prepare_own(jobs, &mut in_flight, failed.count());
+            (prepared, in_flight)
+        })
+        .await;
+        let prepared = match prepared {
+            Ok((prepared, kept)) => {
+                in_flight = kept;
+                prepared
+            }
+            Err(e) => {
+                warn!(error = %e, "publish batch panicked while being prepared");
+                in_flight = InFlight::default();
+                None
+            }
+        };
+        if let Some(prepared) = prepared
+            && prepared_tx.send(prepared).await.is_err()
+        {
+            break;
+        }
+    }
+    drop(prepared_tx);
+    if let Err(e) = applier.await {
+        warn!(error = %e, "the publish apply stage panicked");
+    }
+}
+
+/// The apply stage: applies each prepared batch in turn and starts its finishing once the
+/// previous batch's has ended.
+async fn apply_stage(
+    engine: Arc<Engine>,
+    mut rx: mpsc::Receiver<Prepared>,
+    failures: Arc<Failures>,
+) {
+    let mut finishing: Option<tokio::task::JoinHandle<()>> = None;
+    while let Some(prepared) = rx.recv().await {
+        let staged = engine.stage_own(prepared, &failures).await;
         if let Some(previous) = finishing.take() {
             finished(previous).await;
         }
@@ -186,6 +241,48 @@ async fn run(engine: Arc<Engine>, mut rx: mpsc::Receiver<Job>) {
     if let Some(previous) = finishing {
         finished(previous).await;
     }
+}
+
+/// Batches that failed to apply, and why the last one did: a batch prepared before a failure
+/// counted here numbered its entries after the failed one's, and is refused with its error.
+#[derive(Debug, Default)]
+struct Failures {
+    count: std::sync::atomic::AtomicU64,
+    last: std::sync::Mutex<Option<EngineError>>,
+}
+
+impl Failures {
+    fn count(&self) -> u64 {
+        self.count.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn record(&self, error: &EngineError) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.for_each_waiter());
+        self.count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// The error for a batch prepared behind a failed one.
+    fn behind(&self) -> EngineError {
+        self.last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map_or_else(
+                || EngineError::Unavailable("a publish batch before this one failed".into()),
+                EngineError::for_each_waiter,
+            )
+    }
+}
+
+/// What the prepare stage keeps of the batches it prepared that may not be in the store yet:
+/// the seq the next entry takes, and each record's latest version among them with its seq.
+/// Built afresh from the store at the first batch and after a failure.
+#[derive(Debug, Default)]
+struct InFlight {
+    /// The [`Failures`] count it was built under; `None` before the first batch.
+    failures: Option<u64>,
+    next: u64,
+    versions: HashMap<String, (u64, pb::CreditRecord)>,
 }
 
 /// Waits for a batch's finishing; a panic there dropped its replies, which its callers see as
@@ -226,9 +323,11 @@ struct Append {
 }
 
 /// A batch validated and signed, to apply: its requests, and its entries (with their signed
-/// leaves) from seq `first` on, logged at `logged_at`.
+/// leaves) from seq `first` on, logged at `logged_at`; prepared when `failures` batches had
+/// failed to apply.
 struct Prepared {
     accepted: Vec<Accepted>,
+    failures: u64,
     first: u64,
     appends: Vec<(Append, Vec<u8>)>,
     logged_at: i64,
@@ -257,35 +356,39 @@ fn fail(accepted: Vec<Accepted>, error: &EngineError) {
 }
 
 impl Engine {
-    /// Stages one batch: validates and signs it with no lock held, then applies it under the
-    /// view and write locks (it appends to the log and indexes what it appends). Refused
-    /// requests are answered here; the accepted ones come back with the log they made, not yet
-    /// durable. `None` if no request was accepted.
-    async fn stage_own(self: &Arc<Self>, jobs: Vec<Job>) -> Option<Staged> {
-        // Validation, signing and the store write are CPU and disk work: off the runtime. A
-        // panic there drops the replies, and the callers see the queue gone.
-        let engine = self.clone();
-        let Ok(prepared) = tokio::task::spawn_blocking(move || engine.prepare_own(jobs)).await
-        else {
-            warn!("publish batch panicked while being prepared");
+    /// Stages one prepared batch: applies it under the view and write locks (it appends to the
+    /// log and indexes what it appends). The accepted requests come back with the log they
+    /// made, not yet durable; a failure is counted in `failures` and answered here, as is a
+    /// batch prepared behind an earlier failure. `None` if nothing was applied.
+    async fn stage_own(
+        self: &Arc<Self>,
+        prepared: Prepared,
+        failures: &Failures,
+    ) -> Option<Staged> {
+        if prepared.failures != failures.count() {
+            fail(prepared.accepted, &failures.behind());
             return None;
-        };
-        let prepared = prepared?;
+        }
         let view = self.view_lock.lock().await;
         let writer = self.write_lock.lock().await;
         let engine = self.clone();
-        let Ok((accepted, applied)) =
-            tokio::task::spawn_blocking(move || engine.apply_own(prepared)).await
-        else {
-            warn!("publish batch panicked while being applied");
-            return None;
-        };
+        // The store write is disk and CPU work: off the runtime.
+        let applied = tokio::task::spawn_blocking(move || engine.apply_own(prepared)).await;
         drop(writer);
         drop(view);
         match applied {
-            Ok(log) => Some(Staged { accepted, log }),
-            Err(e) => {
+            Ok((accepted, Ok(log))) => Some(Staged { accepted, log }),
+            Ok((accepted, Err(e))) => {
+                failures.record(&e);
                 fail(accepted, &e);
+                None
+            }
+            // The replies were dropped with the batch: its callers see the queue gone.
+            Err(e) => {
+                warn!(error = %e, "publish batch panicked while being applied");
+                failures.record(&EngineError::Internal(format!(
+                    "a publish batch before this one panicked while being applied: {e}"
+                )));
                 None
             }
         }
@@ -321,12 +424,20 @@ impl Engine {
         }
     }
 
-    /// Validates every request and signs the accepted ones' entries, numbered from the log's
-    /// size now; refused requests are answered here. Runs with no lock held, on a blocking
-    /// thread: only the publish task appends to this city's log and writes its records, one
-    /// batch after the other, so what it reads here stays true until [`Engine::apply_own`]
-    /// (which checks the log's size again). `None` if no request was accepted.
-    fn prepare_own(&self, jobs: Vec<Job>) -> Option<Prepared> {
+    /// Validates every request and signs the accepted ones' entries, numbered after the log and
+    /// the batches `in_flight` ahead of this one; refused requests are answered here. Runs with
+    /// no lock held, on a blocking thread: only the publish pipeline appends to this city's log
+    /// and writes its records, one batch after the other, so what it reads here, with what
+    /// `in_flight` adds, stays true until [`Engine::apply_own`] (which checks the log's size
+    /// again). `failures` is the count of batches that failed to apply so far: after one, what
+    /// was in flight is dropped and read again from the store. `None` if no request was
+    /// accepted.
+    fn prepare_own(
+        &self,
+        jobs: Vec<Job>,
+        in_flight: &mut InFlight,
+        failures: u64,
+    ) -> Option<Prepared> {
         let origin = self.city.clone();
         let state = self.store.origin_state(&origin);
         if let Some(refusal) = self.publish_refusal(&state) {
@@ -335,12 +446,24 @@ impl Engine {
             }
             return None;
         }
+        if in_flight.failures != Some(failures) || in_flight.next < state.size {
+            *in_flight = InFlight {
+                failures: Some(failures),
+                next: state.size,
+                versions: HashMap::new(),
+            };
+        } else {
+            // Entries below the log's size are in the store, indexed (the store makes a
+            // batch's index writes visible before its new size).
+            in_flight.versions.retain(|_, (seq, _)| *seq >= state.size);
+        }
         let validator = self.validator(Mode::Publish, &self.city);
         let now = self.clock.now_millis();
-        let mut next = state.size;
-        // Versions taken earlier in this batch, so two requests in one batch cannot both
-        // publish version 2 of a record, and a later one follows the earlier one's content.
-        let mut pending: HashMap<String, pb::CreditRecord> = HashMap::new();
+        let first = in_flight.next;
+        let mut next = first;
+        // Versions taken by batches in flight and earlier in this one, so two requests cannot
+        // both publish version 2 of a record, and a later one follows the earlier one's content.
+        let pending = &mut in_flight.versions;
         let mut accepted = Vec::new();
         let mut changes = super::changes::ChangeTracker::new(self);
         let mut appends = Vec::new();
@@ -351,7 +474,7 @@ impl Engine {
                 &validator,
                 &job.records,
                 job.versions,
-                &pending,
+                pending,
                 &mut changes,
             ) {
                 Ok(checked) => checked,
@@ -393,7 +516,7 @@ impl Engine {
                     seq: next,
                     already_present: false,
                 });
-                pending.insert(record.record_id.clone(), record.clone());
+                pending.insert(record.record_id.clone(), (next, record.clone()));
                 appends.push(Append {
                     record,
                     subject_keys: v.subject_keys,
@@ -404,6 +527,7 @@ impl Engine {
             // the batch before, still being flushed, may be what holds them.
             accepted.push((job.reply, published));
         }
+        in_flight.next = next;
         if accepted.is_empty() {
             return None;
         }
@@ -416,7 +540,8 @@ impl Engine {
         });
         Some(Prepared {
             accepted,
-            first: state.size,
+            failures,
+            first,
             appends: appends.into_iter().zip(leaves).collect(),
             logged_at: now,
         })
@@ -430,6 +555,7 @@ impl Engine {
             first,
             appends,
             logged_at,
+            failures: _,
         } = prepared;
         let origin = self.city.as_str();
         let state = self.store.origin_state(origin);
@@ -598,7 +724,7 @@ impl Engine {
         validator: &Validator<'_>,
         records: &[pb::CreditRecord],
         versions: Versions,
-        pending: &HashMap<String, pb::CreditRecord>,
+        pending: &HashMap<String, (u64, pb::CreditRecord)>,
         changes: &mut super::changes::ChangeTracker<'_>,
     ) -> Result<Vec<Checked>, EngineError> {
         let mut problems = Vec::new();
@@ -615,7 +741,7 @@ impl Engine {
                     let known = in_request
                         .get(given.record_id.as_str())
                         .copied()
-                        .or_else(|| pending.get(&given.record_id).map(|r| r.version));
+                        .or_else(|| pending.get(&given.record_id).map(|(_, r)| r.version));
                     match self.assign_version(validator, i, given, known)? {
                         Assigned::Next(record) => {
                             numbered = *record;
@@ -641,12 +767,37 @@ impl Engine {
             };
             // The id as given (a numbered copy has the same), borrowed for the whole request.
             let id = given.record_id.as_str();
-            let stored = self.store.record(&self.city, id)?;
+            // A version a batch in flight appends, asked for again (a client retrying before
+            // its answer came): the same content is present, as it would be once durable.
             if !in_request.contains_key(id)
-                && !pending.contains_key(id)
+                && let Some((seq, held)) = pending.get(id)
+                && held.version == v.normalised.version
+            {
+                if *held == v.normalised {
+                    checked.push(Checked::Present {
+                        record_id: id.to_owned(),
+                        version: record.version,
+                        seq: *seq,
+                    });
+                } else {
+                    problems.push(format!(
+                        "records[{i}]: record {id}: version: {} is already published with other \
+                         content (seq {seq}); publish the change as version {}",
+                        record.version,
+                        held.version.saturating_add(1)
+                    ));
+                }
+                continue;
+            }
+            let stored = self.store.record(&self.city, id)?;
+            // A version held already (batches in flight only append newer ones).
+            if !in_request.contains_key(id)
                 && let Some(latest) = stored
                 && u64::from(v.normalised.version) <= latest.version
             {
+                let newest = pending
+                    .get(id)
+                    .map_or(latest.version, |(_, r)| u64::from(r.version));
                 match self.stored_version(id, v.normalised.version, latest)? {
                     Some((seq, held)) if held == v.normalised => {
                         checked.push(Checked::Present {
@@ -661,7 +812,7 @@ impl Engine {
                         record.version,
                         self.stored_version(id, v.normalised.version, latest)?
                             .map_or_else(|| "?".to_owned(), |(seq, _)| seq.to_string()),
-                        latest.version + 1
+                        newest + 1
                     )),
                 }
                 continue;
@@ -669,7 +820,7 @@ impl Engine {
             let current = match in_request
                 .get(id)
                 .copied()
-                .or_else(|| pending.get(id).map(|r| r.version))
+                .or_else(|| pending.get(id).map(|(_, r)| r.version))
             {
                 Some(v) => Some(v),
                 None => stored.map(|loc| u32::try_from(loc.version).unwrap_or(u32::MAX)),
@@ -690,7 +841,7 @@ impl Engine {
             }
             let previous = match (earlier.get(id), pending.get(id)) {
                 (Some(&at), _) => Some(valid[at].normalised.clone()),
-                (None, Some(record)) => Some(record.clone()),
+                (None, Some((_, record))) => Some(record.clone()),
                 (None, None) => changes.previous(&self.city, &v.normalised)?,
             };
             if let Some(previous) = previous

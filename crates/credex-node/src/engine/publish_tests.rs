@@ -1,4 +1,4 @@
-//! The publish path on an engine: concurrent requests pipelined two batches deep, each batch
+//! The publish path on an engine: concurrent requests pipelined three batches deep, each batch
 //! answered at a size its own checkpoint covers, a log made durable without its checkpoint
 //! checkpointed when publishing starts again, and nothing published into a log shorter than a
 //! checkpoint its city signed.
@@ -179,4 +179,66 @@ async fn nothing_is_published_into_a_log_shorter_than_a_checkpoint_its_city_sign
         "{refused:?}"
     );
     assert_eq!(engine.origin_state(NODE).size, 0, "nothing appended");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_chain_across_batches_in_flight_and_a_retry_of_one_is_already_present() {
+    // Six requests of a full batch each, sent in order without waiting: each batch is
+    // prepared while the one before it may still be applied, so the versions a batch in
+    // flight appends must count as the latest. Request r carries version r + 1 of one record.
+    let t = test_engine("test", super::rules_tests::capitals(), clock());
+    let engine = &t.engine;
+    let (queue, _task) = publish::start(engine.clone());
+    const REQUESTS: usize = 6;
+    let batch = engine.batch_max_entries;
+    let chained = |version: u32| pb::CreditRecord {
+        version,
+        decision: Some(pb::Decision {
+            facts: format!("有履行能力而拒不履行生效法律文书确定的义务（第{version}次确认）"),
+            ..record(0).decision.expect("a decision")
+        }),
+        ..record(0)
+    };
+    let request = |r: usize| {
+        let mut records: Vec<_> = (1..batch).map(|i| record(r * batch + i)).collect();
+        records.push(chained(r as u32 + 1));
+        records
+    };
+    let mut calls: Vec<_> = (0..REQUESTS)
+        .map(|r| Box::pin(queue.publish(request(r))))
+        .collect::<Vec<_>>();
+    // Version 3 again, as a client retrying before its answer came.
+    calls.push(Box::pin(queue.publish(vec![chained(3)])));
+    let receipts = futures::future::join_all(calls).await;
+    let mut chain = Vec::new();
+    for receipt in receipts {
+        let receipt = receipt.expect("published");
+        let last = receipt.published.last().expect("records").clone();
+        assert_eq!(last.record_id, "CS-2026-00000");
+        chain.push(last);
+    }
+    let retry = chain.pop().expect("the retry");
+    let versions: Vec<u32> = chain.iter().map(|p| p.version).collect();
+    assert_eq!(versions, (1..=REQUESTS as u32).collect::<Vec<_>>());
+    assert!(chain.iter().all(|p| !p.already_present));
+    assert!(retry.already_present, "{retry:?}");
+    assert_eq!(
+        (retry.version, retry.seq),
+        (3, chain[2].seq),
+        "the retry is answered with the version it repeats"
+    );
+    assert_eq!(
+        engine.origin_state(NODE).size,
+        (REQUESTS * batch) as u64,
+        "the retry appended nothing"
+    );
+    let latest = engine
+        .store
+        .record(NODE, "CS-2026-00000")
+        .expect("read")
+        .expect("held");
+    assert_eq!(
+        (latest.version, latest.seq),
+        (REQUESTS as u64, chain[REQUESTS - 1].seq)
+    );
 }
