@@ -37,7 +37,7 @@ pub mod writer;
 #[cfg(test)]
 mod access_tests;
 #[cfg(test)]
-mod harness;
+pub(crate) mod harness;
 #[cfg(test)]
 mod publish_tests;
 #[cfg(test)]
@@ -348,6 +348,14 @@ impl Engine {
     /// it.
     pub async fn writer_stopped(&self) -> String {
         self.writer.stopped().await
+    }
+
+    /// Ends the store writer's thread as a bug in its loop would (a test's dead writer).
+    #[cfg(test)]
+    pub(crate) async fn kill_writer(&self) {
+        self.writer
+            .run_on_thread(|| panic!("the writer's loop, killed by a test"))
+            .await;
     }
 
     /// The validator for records `origin` publishes, against the consortium's rules, with today

@@ -296,32 +296,12 @@ pub async fn run_with_clock(
     // twice.
     let mut publisher_joined = false;
     let served = {
-        let supervise = async {
-            loop {
-                tokio::select! {
-                    done = tasks.join_next(), if !tasks.is_empty() => match done {
-                        Some(Err(e)) => break (anyhow::anyhow!("a background task failed: {e}"), false),
-                        // Only cosigning may end early: a consortium of one has no witness.
-                        Some(Ok(name)) if !*stop_rx.borrow() && name != "cosign" => {
-                            break (
-                                anyhow::anyhow!("the {name} task ended while the node was serving"),
-                                false,
-                            );
-                        }
-                        _ => {}
-                    },
-                    joined = &mut publisher_task => break (match joined {
-                        Err(e) => anyhow::anyhow!("the publish queue failed: {e}"),
-                        Ok(()) => anyhow::anyhow!("the publish queue ended while the node was serving"),
-                    }, true),
-                    // Nothing can be written any more: no publish, no catch-up, no checkpoint.
-                    why = engine.writer_stopped() => break (
-                        anyhow::anyhow!("the store writer ended while the node was serving: {why}"),
-                        false,
-                    ),
-                }
-            }
-        };
+        let supervise = supervise(
+            &mut tasks,
+            &mut publisher_task,
+            engine.writer_stopped(),
+            &stop_rx,
+        );
         tokio::select! {
             served = &mut serve => served,
             (failed, joined) = supervise => {
@@ -366,6 +346,43 @@ pub async fn run_with_clock(
     served.context("serving gRPC")
 }
 
+/// Waits for a reason to stop the node while it serves, and returns it: a background task that
+/// ended or panicked (only cosigning may end early: a consortium of one has no witness), the
+/// publish queue's task ending, or the store's writer ending (`writer_stopped`): nothing could
+/// be written any more — no publish, no catch-up, no checkpoint. The flag says whether the
+/// publish task was joined (it must not be awaited twice). Tasks that end once `stop` is set
+/// are the node stopping, not a failure.
+async fn supervise(
+    tasks: &mut JoinSet<&'static str>,
+    publisher_task: &mut tokio::task::JoinHandle<()>,
+    writer_stopped: impl std::future::Future<Output = String>,
+    stop: &watch::Receiver<bool>,
+) -> (anyhow::Error, bool) {
+    tokio::pin!(writer_stopped);
+    loop {
+        tokio::select! {
+            done = tasks.join_next(), if !tasks.is_empty() => match done {
+                Some(Err(e)) => break (anyhow::anyhow!("a background task failed: {e}"), false),
+                Some(Ok(name)) if !*stop.borrow() && name != "cosign" => {
+                    break (
+                        anyhow::anyhow!("the {name} task ended while the node was serving"),
+                        false,
+                    );
+                }
+                _ => {}
+            },
+            joined = &mut *publisher_task => break (match joined {
+                Err(e) => anyhow::anyhow!("the publish queue failed: {e}"),
+                Ok(()) => anyhow::anyhow!("the publish queue ended while the node was serving"),
+            }, true),
+            why = &mut writer_stopped => break (
+                anyhow::anyhow!("the store writer ended while the node was serving: {why}"),
+                false,
+            ),
+        }
+    }
+}
+
 /// Reports every service of the node SERVING or NOT_SERVING under its gRPC health name (and
 /// the whole server under "").
 async fn set_health(reporter: &tonic_health::server::HealthReporter, serving: bool) {
@@ -405,4 +422,97 @@ fn rpc_span(request: &http::Request<()>) -> tracing::Span {
         .map(|a| a.to_string())
         .unwrap_or_default();
     tracing::info_span!("rpc", method = request.uri().path(), caller, addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use credex_core::date::{FixedClock, parse_date};
+    use credex_core::rules::Rules;
+
+    use super::*;
+    use crate::engine::harness::test_engine;
+
+    /// A background task that runs until the node stops.
+    fn forever(tasks: &mut JoinSet<&'static str>, name: &'static str) {
+        tasks.spawn(async move {
+            std::future::pending::<()>().await;
+            name
+        });
+    }
+
+    fn clock() -> FixedClock {
+        FixedClock::at_date(parse_date("2026-05-20").expect("fixture date"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dead_store_writer_stops_the_node() {
+        let t = test_engine("test", Rules::default(), clock());
+        let engine = t.engine.clone();
+        let (_stop_tx, stop) = watch::channel(false);
+        let (_queue, mut publisher_task) = publish::start(engine.clone());
+        let mut tasks = JoinSet::new();
+        forever(&mut tasks, "sync");
+        forever(&mut tasks, "indexer");
+        let supervising = tokio::spawn(async move {
+            supervise(
+                &mut tasks,
+                &mut publisher_task,
+                engine.writer_stopped(),
+                &stop,
+            )
+            .await
+        });
+        t.engine.kill_writer().await;
+        let (failed, publisher_joined) = tokio::time::timeout(Duration::from_secs(30), supervising)
+            .await
+            .expect("the supervisor saw the writer end")
+            .expect("no panic");
+        let failed = failed.to_string();
+        assert!(
+            failed.starts_with("the store writer ended while the node was serving: "),
+            "{failed}"
+        );
+        assert!(failed.contains("killed by a test"), "{failed}");
+        assert!(!publisher_joined);
+    }
+
+    #[tokio::test]
+    async fn a_task_ending_while_serving_stops_the_node_but_cosigning_may_end() {
+        let t = test_engine("test", Rules::default(), clock());
+        let (stop_tx, stop) = watch::channel(false);
+        let (_queue, mut publisher_task) = publish::start(t.engine.clone());
+        let mut tasks = JoinSet::new();
+        // A consortium of one has no witness to ask: cosigning ends at once.
+        let cosign = tasks.spawn(async { "cosign" });
+        while !cosign.is_finished() {
+            tokio::task::yield_now().await;
+        }
+        let (end_sync, sync_ended) = tokio::sync::oneshot::channel::<()>();
+        tasks.spawn(async move {
+            let _ = sync_ended.await;
+            "sync"
+        });
+        let supervising = supervise(
+            &mut tasks,
+            &mut publisher_task,
+            std::future::pending(),
+            &stop,
+        );
+        tokio::pin!(supervising);
+        // Cosigning ended, and nothing else: the node serves on.
+        assert!(
+            futures::poll!(&mut supervising).is_pending(),
+            "cosigning's end stopped the node"
+        );
+        let _ = end_sync.send(());
+        let (failed, publisher_joined) = supervising.await;
+        assert_eq!(
+            failed.to_string(),
+            "the sync task ended while the node was serving"
+        );
+        assert!(!publisher_joined);
+        drop(stop_tx);
+    }
 }

@@ -25,7 +25,7 @@ pub(super) const NODE: &str = "changsha";
 pub(super) const PEER: &str = "wuhan";
 
 /// An engine on its own store. The store lives as long as `dir`.
-pub(super) struct TestEngine {
+pub(crate) struct TestEngine {
     pub dir: TempDir,
     pub engine: Arc<Engine>,
     pub clock: Arc<FixedClock>,
@@ -45,7 +45,7 @@ fn keys(name: &str, city: &str) -> (SigningKeyPair, SigningKeyPair) {
 }
 
 /// The node of consortium `consortium` with `rules`, its clock at `clock`.
-pub(super) fn test_engine(consortium: &str, rules: Rules, clock: FixedClock) -> TestEngine {
+pub(crate) fn test_engine(consortium: &str, rules: Rules, clock: FixedClock) -> TestEngine {
     test_engine_with(consortium, rules, clock, &StoreOptions::default())
 }
 
