@@ -37,6 +37,7 @@
 //! cache_mb = 64                          # sled page cache, MiB (8 to 65536)
 //! index_mb = 32                          # view index writes held in memory before a run is written, MiB (1 to 4096)
 //! index_cache_mb = 8                     # decompressed view index blocks kept for reads, MiB (1 to 4096)
+//! leaf_cache_mb = 2                      # decompressed leaf blocks (64 KiB each) kept for reads, MiB (1 to 4096)
 //! min_free_mb = 64                       # writes refused while less is free on the store's volume, MiB (0: off, to 1048576)
 //!
 //! [limits]                               # all optional, defaults shown (see crate::acceptor)
@@ -112,7 +113,7 @@ use crate::tls::{Identity, Role, TlsFiles, check_label, parse_address};
 /// enough to commit quickly, and the backoff must neither spin nor give up on a peer for hours.
 const BATCH_MAX_ENTRIES: (u64, u64) = (1, 10_000);
 const STORAGE_CACHE_MB: (u64, u64) = (8, 65_536);
-/// `storage.index_mb` and `storage.index_cache_mb`.
+/// `storage.index_mb`, `storage.index_cache_mb` and `storage.leaf_cache_mb`.
 const STORAGE_INDEX_MB: (u64, u64) = (1, 4096);
 /// Up to 1 TiB, so the bytes fit any volume's figures.
 const STORAGE_MIN_FREE_MB: (u64, u64) = (0, 1 << 20);
@@ -309,6 +310,8 @@ pub struct StorageConfig {
     pub index_mb: u64,
     /// MiB of decompressed view index blocks kept for reads.
     pub index_cache_mb: u64,
+    /// MiB of decompressed leaf blocks (about 64 KiB each) kept for reads.
+    pub leaf_cache_mb: u64,
     /// MiB kept free on the store's volume: below it every write is refused
     /// (`RESOURCE_EXHAUSTED`, naming the disk) before anything is written, reads go on, and
     /// writes resume by themselves when space returns. 0 turns the check off.
@@ -321,6 +324,7 @@ impl Default for StorageConfig {
             cache_mb: 64,
             index_mb: 32,
             index_cache_mb: 8,
+            leaf_cache_mb: 2,
             min_free_mb: 64,
         }
     }
@@ -337,6 +341,10 @@ impl StorageConfig {
 
     pub fn index_cache_bytes(&self) -> usize {
         usize::try_from(self.index_cache_mb << 20).unwrap_or(usize::MAX)
+    }
+
+    pub fn leaf_cache_bytes(&self) -> usize {
+        usize::try_from(self.leaf_cache_mb << 20).unwrap_or(usize::MAX)
     }
 
     pub fn min_free_bytes(&self) -> u64 {
@@ -867,6 +875,11 @@ fn validate(
         STORAGE_INDEX_MB,
     )?;
     checker.range(
+        "storage.leaf_cache_mb",
+        raw.storage.leaf_cache_mb,
+        STORAGE_INDEX_MB,
+    )?;
+    checker.range(
         "storage.min_free_mb",
         raw.storage.min_free_mb,
         STORAGE_MIN_FREE_MB,
@@ -1222,6 +1235,7 @@ mod tests {
             cache_mb = 64
             index_mb = 32
             index_cache_mb = 8
+            leaf_cache_mb = 2
             min_free_mb = 64
 
             [limits]
@@ -1308,6 +1322,7 @@ mod tests {
             cache_mb = 64
             index_mb = 32
             index_cache_mb = 8
+            leaf_cache_mb = 2
             min_free_mb = 64
 
             [limits]

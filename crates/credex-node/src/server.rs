@@ -68,6 +68,7 @@ pub fn engine(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Engi
         min_free: config.storage.min_free_bytes(),
         index_memory: config.storage.index_bytes(),
         index_cache: config.storage.index_cache_bytes(),
+        leaf_cache: config.storage.leaf_cache_bytes(),
         ..StoreOptions::default()
     };
     let store = Store::open_with(&config.node.data_dir.join("store"), &options)

@@ -26,15 +26,15 @@
 //! committed end are a batch that never committed; open truncates them before anything can be
 //! written at those offsets again.
 
-use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use credex_core::merkle::{self, Hash};
 
+use crate::cache::BlockLru;
 use crate::codec::{Dec, Enc};
 use crate::error::StoreError;
 use crate::keys;
@@ -48,11 +48,6 @@ pub(crate) const BLOCK_BYTES: usize = 64 << 10;
 /// zstd level of the blocks. The apply path compresses every appended byte once; level 3 keeps
 /// 4 % less than level 1 at two thirds of its speed.
 const LEVEL: i32 = 1;
-/// Decompressed blocks kept by [`BlockCache`]: at most this many times [`BLOCK_BYTES`] of
-/// memory (more only with blocks of one leaf larger than that). 256 blocks measured no faster
-/// in a catch-up of generated records and cost 14 MiB more per store.
-const CACHED_BLOCKS: usize = 32;
-
 pub(crate) fn block_key(id: u32, first: u64) -> [u8; 13] {
     keys::id_u64(keys::LEAF_BLOCK, id, first)
 }
@@ -328,42 +323,35 @@ impl PackedBlock {
     }
 }
 
-/// The last few blocks decompressed, shared by every reader of the store. Blocks are committed
-/// and never change, so a cached one is never stale: a key (origin id, first seq) names the
-/// same bytes for as long as the store is open (but after `replace_leaf`, fault injection
-/// built only for tests, which drops the origin's cached blocks).
-#[derive(Debug, Default)]
-pub(crate) struct BlockCache {
-    /// Most recently used last.
-    blocks: Mutex<VecDeque<(u32, Arc<Block>)>>,
-}
+/// Decompressed leaf blocks under (origin id, first seq), the most recently used kept, at most
+/// the bound it was made with (`storage.leaf_cache_mb`), shared by every reader of the store.
+/// Blocks are committed and never change, so a cached one is never stale: a key names the same
+/// bytes for as long as the store is open (but after `replace_leaf`, fault injection built
+/// only for tests, which drops the origin's cached blocks).
+#[derive(Debug)]
+pub(crate) struct BlockCache(BlockLru<(u32, u64), Block>);
 
 impl BlockCache {
+    pub(crate) fn new(max_bytes: usize) -> BlockCache {
+        BlockCache(BlockLru::new(max_bytes))
+    }
+
+    /// The cached block of origin `id` that holds `seq`.
     fn get(&self, id: u32, seq: u64) -> Option<Arc<Block>> {
-        let mut blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
-        let at = blocks
-            .iter()
-            .position(|(i, b)| *i == id && b.first <= seq && seq < b.next())?;
-        let hit = blocks.remove(at).expect("position found above");
-        let block = Arc::clone(&hit.1);
-        blocks.push_back(hit);
-        Some(block)
+        self.0
+            .get_at_most(&(id, seq), |&(i, _), b| i == id && seq < b.next())
     }
 
     fn put(&self, id: u32, block: Arc<Block>) {
-        let mut blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
-        if blocks.len() >= CACHED_BLOCKS {
-            blocks.pop_front();
-        }
-        blocks.push_back((id, block));
+        let bytes = block.data.len() + block.bounds.len() * std::mem::size_of::<usize>();
+        self.0.put((id, block.first), block, bytes);
     }
 
     /// Drops every cached block of origin `id`: after [`replace_leaf`] they may hold bytes that
     /// are no longer the committed ones.
     #[cfg(any(test, feature = "test-support"))]
     pub(crate) fn forget(&self, id: u32) {
-        let mut blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
-        blocks.retain(|(i, _)| *i != id);
+        self.0.forget(|&(i, _)| i == id);
     }
 }
 

@@ -167,6 +167,7 @@
 
 mod apply;
 mod batch;
+mod cache;
 mod codec;
 mod error;
 mod hashes;

@@ -45,14 +45,14 @@
 
 use std::cell::RefCell;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{self, AtomicU64};
-use std::sync::{Arc, Mutex};
 
 use credex_core::merkle;
 use zstd::zstd_safe::{self, CCtx, CParameter, DCtx};
@@ -359,7 +359,7 @@ impl Run {
     /// block against the fence index: its first key is the fence's, its last is below the
     /// next block's.
     fn block(&self, i: usize, cache: &RunCache) -> Result<Arc<Block>, StoreError> {
-        if let Some(block) = cache.get(self.id, i) {
+        if let Some(block) = cache.get(&(self.id, i)) {
             return Ok(block);
         }
         let fence = &self.fences[i];
@@ -381,7 +381,7 @@ impl Run {
             return Err(bad("reaches past the next block's first key".to_owned()));
         }
         let block = Arc::new(block);
-        cache.put(self.id, i, Arc::clone(&block));
+        cache.put((self.id, i), Arc::clone(&block), block.bytes);
         Ok(block)
     }
 }
@@ -770,7 +770,7 @@ fn decompress(compressed: &[u8], raw_len: usize) -> Result<Vec<u8>, String> {
 /// One block decompressed and decoded: its bytes as stored, and where each entry's key and
 /// value lie in them.
 #[derive(Debug)]
-struct Block {
+pub(crate) struct Block {
     raw: Vec<u8>,
     slots: Vec<Slot>,
     /// Heap bytes it holds, as the cache counts them.
@@ -944,91 +944,10 @@ fn fmix64(mut h: u64) -> u64 {
     h ^ (h >> 33)
 }
 
-/// Decompressed, decoded blocks of all runs, the most recently used kept, at most `max_bytes`
-/// of them (a block larger than that alone is read and not kept). Blocks never change, so a
-/// cached one is never stale; a run merged away leaves its blocks to age out.
-pub(crate) struct RunCache {
-    max_bytes: usize,
-    inner: Mutex<CacheInner>,
-}
-
-#[derive(Default)]
-struct CacheInner {
-    /// (run id, block index) → the block and when it was last used.
-    blocks: HashMap<(u64, usize), (Arc<Block>, u64)>,
-    /// When each cached block was last used → which: the first is the next to go.
-    by_use: BTreeMap<u64, (u64, usize)>,
-    bytes: usize,
-    clock: u64,
-}
-
-/// What the cache's maps cost a block, over the block's own bytes (both maps' entries and
-/// their share of the tables, roughly).
-const CACHE_ENTRY_BYTES: usize = 96;
-
-impl fmt::Debug for RunCache {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RunCache")
-            .field("max_bytes", &self.max_bytes)
-            .field("bytes", &self.bytes())
-            .finish_non_exhaustive()
-    }
-}
-
-impl RunCache {
-    pub(crate) fn new(max_bytes: usize) -> RunCache {
-        RunCache {
-            max_bytes,
-            inner: Mutex::new(CacheInner::default()),
-        }
-    }
-
-    /// Bytes of the blocks held now, never more than the bound it was made with.
-    pub(crate) fn bytes(&self) -> usize {
-        self.lock().bytes
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn get(&self, run: u64, block: usize) -> Option<Arc<Block>> {
-        let mut inner = self.lock();
-        let inner = &mut *inner;
-        inner.clock += 1;
-        let (hit, used) = inner.blocks.get_mut(&(run, block))?;
-        inner.by_use.remove(used);
-        *used = inner.clock;
-        inner.by_use.insert(inner.clock, (run, block));
-        Some(Arc::clone(hit))
-    }
-
-    fn put(&self, run: u64, block: usize, hit: Arc<Block>) {
-        let size = hit.bytes + CACHE_ENTRY_BYTES;
-        if size > self.max_bytes {
-            return;
-        }
-        let mut inner = self.lock();
-        let inner = &mut *inner;
-        // Two readers that missed the same block both put it: the second replaces the first.
-        if let Some((old, used)) = inner.blocks.remove(&(run, block)) {
-            inner.by_use.remove(&used);
-            inner.bytes -= old.bytes + CACHE_ENTRY_BYTES;
-        }
-        while inner.bytes + size > self.max_bytes {
-            let (_, oldest) = inner
-                .by_use
-                .pop_first()
-                .expect("bytes held means blocks held");
-            let (old, _) = inner.blocks.remove(&oldest).expect("in both maps");
-            inner.bytes -= old.bytes + CACHE_ENTRY_BYTES;
-        }
-        inner.clock += 1;
-        inner.by_use.insert(inner.clock, (run, block));
-        inner.blocks.insert((run, block), (hit, inner.clock));
-        inner.bytes += size;
-    }
-}
+/// Decompressed, decoded blocks of all runs under (run id, block index), the most recently
+/// used kept, at most the bound it was made with (`storage.index_cache_mb`). A run merged away
+/// leaves its blocks to age out.
+pub(crate) type RunCache = crate::cache::BlockLru<(u64, usize), Block>;
 
 /// The entries of a run from a start key, ascending: [`Run::iter_from`]. Stops after the first
 /// error it yields.
