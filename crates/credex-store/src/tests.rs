@@ -1966,4 +1966,13 @@ fn view_index_runs_are_merged_and_files_no_listing_names_are_removed_at_open() {
             Some(RecordLocation { version: 1, seq })
         );
     }
+    // A merge reads every block of its inputs once, around the shared cache, so the blocks
+    // lookups use stay in it (and nothing else is added): one lookup on a fresh store.
+    drop(store);
+    let store = open_with_index_memory(dir.path(), 256);
+    assert!(store.record(CS, "R7").unwrap().is_some());
+    let cached = store.inner.index.cached_bytes();
+    assert!(cached > 0, "the lookup was cached");
+    assert!(store.inner.index.merge_all_unlisted().unwrap() >= 256);
+    assert_eq!(store.inner.index.cached_bytes(), cached);
 }

@@ -321,12 +321,15 @@ impl ViewIndex {
         Some(plan)
     }
 
-    /// Writes the merged run of `plan` (no lock held: the inputs are immutable).
+    /// Writes the merged run of `plan` (no lock held: the inputs are immutable). The inputs are
+    /// read through a cache that keeps nothing: a merge reads every block once, and through the
+    /// shared cache it would push out the blocks lookups use.
     pub(crate) fn write_merge(&self, plan: &MergePlan) -> Result<Run, StoreError> {
+        let once = Arc::new(RunCache::new(0));
         let sources: Vec<runs::Source<'_>> = plan
             .inputs
             .iter()
-            .map(|(_, run)| Box::new(run.iter_from(&[], &self.cache)) as runs::Source<'_>)
+            .map(|(_, run)| Box::new(run.iter_from(&[], &once)) as runs::Source<'_>)
             .collect();
         let path = run_path(&self.dir, plan.output);
         // The inputs' point keys bound the output's: a key in several inputs is counted twice.
@@ -403,6 +406,35 @@ impl ViewIndex {
             memory_bytes: state.mem_bytes,
             resident_bytes: runs.map(|r| r.resident_bytes()).sum::<usize>() + self.cache.bytes(),
         }
+    }
+}
+
+#[cfg(test)]
+impl ViewIndex {
+    /// Bytes the shared block cache holds.
+    pub(crate) fn cached_bytes(&self) -> usize {
+        self.cache.bytes()
+    }
+
+    /// Writes the merge of every run, as a merge would, and deletes it unlisted: its entries.
+    pub(crate) fn merge_all_unlisted(&self) -> Result<u64, StoreError> {
+        let plan = {
+            let mut state = self.write();
+            let plan = MergePlan {
+                inputs: state.runs.clone(),
+                output: state.next_run,
+                drop_tombstones: true,
+                generation: state.generation,
+            };
+            state.next_run += 1;
+            plan
+        };
+        let run = self.write_merge(&plan)?;
+        std::fs::remove_file(run.path()).map_err(|e| StoreError::Io {
+            path: run.path().to_owned(),
+            source: e,
+        })?;
+        Ok(run.entries())
     }
 }
 
