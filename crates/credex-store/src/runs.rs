@@ -331,8 +331,24 @@ impl Run {
         self.file_bytes
     }
 
+    #[cfg(test)]
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Deletes the run's file, unless its path now names another file: a merge whose store was
+    /// closed or reopened meanwhile must not delete a run of the same name that the store
+    /// opened again wrote since (an open deletes the files no listing names, this one's too).
+    pub(crate) fn remove_unlisted(&self) {
+        use std::os::unix::fs::MetadataExt;
+        let ours = |at: &std::fs::Metadata| {
+            self.file
+                .metadata()
+                .is_ok_and(|own| own.dev() == at.dev() && own.ino() == at.ino())
+        };
+        if std::fs::metadata(&self.path).is_ok_and(|at| ours(&at)) {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 
     /// Memory held by the fence index and the filter, for the store's accounting.

@@ -651,3 +651,26 @@ fn readers_on_several_threads_share_a_run_and_a_cache() {
         }
     });
 }
+
+#[test]
+fn an_unlisted_run_is_removed_only_while_its_path_is_still_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("7.run");
+    let records = record_entries(10, 3);
+    let entries = || ok(&records);
+    let run = Run::write(&path, entries(), all_keys, 10).unwrap();
+    run.remove_unlisted();
+    assert!(!path.exists(), "its own file is removed");
+
+    // A store opened again deleted the merge's output and wrote a run of the same name.
+    let stale = Run::write(&path, entries(), all_keys, 10).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let fresh = Run::write(&path, entries(), all_keys, 10).unwrap();
+    stale.remove_unlisted();
+    assert!(
+        path.exists(),
+        "another run's file at the same path survives"
+    );
+    fresh.remove_unlisted();
+    assert!(!path.exists());
+}

@@ -360,7 +360,7 @@ impl ViewIndex {
         let at = state.runs.iter().position(|(n, _)| *n == ids[0]);
         let Some(at) = at.filter(|_| state.generation == plan.generation) else {
             drop(state);
-            let _ = std::fs::remove_file(run.path());
+            run.remove_unlisted();
             return Ok(false);
         };
         let mut listed = state.runs.clone();
@@ -430,10 +430,7 @@ impl ViewIndex {
             plan
         };
         let run = self.write_merge(&plan)?;
-        std::fs::remove_file(run.path()).map_err(|e| StoreError::Io {
-            path: run.path().to_owned(),
-            source: e,
-        })?;
+        run.remove_unlisted();
         Ok(run.entries())
     }
 }
@@ -516,7 +513,7 @@ fn merge(
 ) -> Result<Option<Store>, StoreError> {
     let run = index.write_merge(&plan)?;
     let Some(inner) = store.upgrade() else {
-        let _ = std::fs::remove_file(run.path());
+        run.remove_unlisted();
         return Ok(None);
     };
     let store = Store::from_inner(inner);
