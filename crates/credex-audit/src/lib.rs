@@ -11,7 +11,7 @@
 //! `docs/formats.md` describes the files for implementers in other languages.
 //!
 //! # Layout
-//! - [`format`]: the file formats: proof files ([`ProofFile`]), evidence files.
+//! - [`mod@format`]: the file formats: proof files ([`ProofFile`]), evidence files.
 //! - [`checkpoint`]: a checkpoint note verified against the pinned keys, its cosigners counted.
 //! - [`proof`]: [`verify_proof`], a record's inclusion under a cosigned checkpoint.
 //! - [`evidence`]: [`verify_evidence`], whether evidence proves that an origin equivocated.
@@ -146,9 +146,9 @@
 //! (DESIGN.md "Equivocation"), every checkpoint verified with the origin's pinned log key:
 //! - two checkpoints of equal size and different roots;
 //! - two checkpoints of sizes m < n (in either order) and a *seeded* consistency proof from m
-//!   to n taken from the size-n tree ([`merkle::seeded_consistency_proof`]: the RFC 9162 proof,
+//!   to n taken from the size-n tree ([`credex_core::merkle::seeded_consistency_proof`]: the RFC 9162 proof,
 //!   preceded by the root at m when m is a power of two; for other m it is the plain RFC proof).
-//!   RFC 9162 computes both roots from the proof alone ([`merkle::consistency_roots`]): when
+//!   RFC 9162 computes both roots from the proof alone ([`credex_core::merkle::consistency_roots`]): when
 //!   the root at n it yields is the signed one and the root at m is not, the origin signed a
 //!   tree of size n whose first m leaves are not the tree of size m it also signed. A proof
 //!   that verifies normally refutes the evidence ([`EvidenceError::ConsistencyHolds`]); one that

@@ -11,7 +11,7 @@
 //! - [`publish`]: streaming publish: records read, batched and sent as they come.
 //! - [`output`]: tables and JSON output.
 //! - [`health`]: waiting for nodes to serve.
-//! - [`bench`]: `bench catchup`, `bench publish`, `bench propagation`.
+//! - [`mod@bench`]: `bench catchup`, `bench publish`, `bench propagation`.
 //! - [`audit`]: how `credexctl audit` shows a verified record (verification is the `credex_audit` crate's).
 
 pub mod audit;

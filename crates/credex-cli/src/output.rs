@@ -1,10 +1,10 @@
 //! Terminal output: aligned tables that measure Chinese text by its display width, and
 //! JSON documents for `--json`.
 //!
-//! Everything `credexctl` prints on stdout goes through [`outln!`] and [`out!`] (or a writer
+//! Everything `credexctl` prints on stdout goes through [`crate::outln!`] and [`crate::out!`] (or a writer
 //! whose errors are returned), never `println!`: `credexctl … | head` closes stdout early,
 //! `println!` panics then, and a returned error lets `main` end quietly instead
-//! ([`is_broken_pipe`]). Notes on stderr go through [`errln!`], which ignores a closed stderr.
+//! ([`is_broken_pipe`]). Notes on stderr go through [`crate::errln!`], which ignores a closed stderr.
 
 use std::io::{self, Write};
 

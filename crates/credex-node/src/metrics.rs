@@ -3,7 +3,7 @@
 //! name and label, `deploy/prometheus/` alerts on them.
 //!
 //! - [`Metrics`]: the node's own families (`credex_*`) and the process's (`process_*`, read
-//!   from `/proc/self` at each scrape by [`ProcessCollector`]).
+//!   from `/proc/self` at each scrape by `ProcessCollector`).
 //! - [`GrpcMetricsLayer`]: a tower layer on the gRPC server counting every request by method
 //!   and status code, with its latency.
 

@@ -81,7 +81,7 @@ pub enum StoreError {
         want: credex_core::merkle::Hash,
     },
     /// Refused before anything was written: the store's volume has less free space than the
-    /// margin kept free (see [`crate::space`]). Writes are taken again once it has more.
+    /// margin kept free (see the `space` module). Writes are taken again once it has more.
     #[error(
         "disk full: {} has {} free, below the {} kept free for the store; writes resume when space returns",
         path.display(), crate::space::mib(*free), crate::space::mib(*needed)

@@ -74,7 +74,7 @@ pub struct StatusFigures {
     pub during: Percentiles,
     pub during_health: Percentiles,
     pub during_rounds: usize,
-    /// [`STATUS_ROUNDS_AFTER`] rounds once it had caught up.
+    /// `STATUS_ROUNDS_AFTER` rounds once it had caught up.
     pub after: Percentiles,
     pub after_health: Percentiles,
     /// Status calls that failed (any error, deadlines included).

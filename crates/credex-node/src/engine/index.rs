@@ -60,8 +60,8 @@ pub struct IndexOutcome {
 
 impl Engine {
     /// Runs the indexer until `shutdown` turns true: whenever a log grows past its indexed
-    /// mark, indexes it up to its size, except a log in a catch-up ([`CatchUps`]), which is
-    /// left to the receive path until it ends or has been deferred for [`DEFER_AT_MOST`]. A
+    /// mark, indexes it up to its size, except a log in a catch-up (`CatchUps`), which is
+    /// left to the receive path until it ends or has been deferred for `DEFER_AT_MOST`. A
     /// failed batch is logged and retried.
     pub async fn run_indexer(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut advanced = self.subscribe();

@@ -5,7 +5,7 @@
 //! pays one durable write per batch, not one per record, and a lone record waits for nothing.
 //! There is no time window: the work in flight is the window. Under load three batches overlap:
 //! one is flushed, checkpointed and answered while the next is applied to the store and the
-//! one after it is validated and signed on every core (see [`run`]).
+//! one after it is validated and signed on every core (see `run`).
 //!
 //! **Publishing is idempotent per (record id, version).** A record whose version is already in
 //! the log with exactly the same content (the normalised record, so `x` and `X` in an ID number
