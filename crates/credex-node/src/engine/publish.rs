@@ -874,9 +874,9 @@ enum Assigned {
 
 impl Engine {
     /// Numbers record `i` of a request whose versions the node assigns: the next version after
-    /// `known` (a version earlier in this request or batch) or after the latest held, unless the
-    /// latest held has the same normalised content. A version earlier in the same batch is not
-    /// compared (it is not durable yet): the same row twice in one batch makes two versions.
+    /// `known` (a version earlier in this request, this batch or a batch in flight) or after the
+    /// latest held, unless the latest held has the same normalised content. A version not yet
+    /// durable is not compared: the same row in two requests in flight makes two versions.
     /// `credexctl import` never sends one record id in two requests in flight.
     fn assign_version(
         &self,
