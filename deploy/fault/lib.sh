@@ -57,9 +57,9 @@ v = s.get("view") or {}
 print(*(int(n) for n in (o.get("local_size", 0), o.get("indexed_size", 0),
       v.get("records_in_force", 0), v.get("subjects", 0), s.get("invalid_entries", 0))))' "$2"
 }
-# counted CITY: CITY's status holds a current count of its view. Status answers at once with
-# the last count while a newer one runs (a view slow to count is not waited for:
-# engine::counts), so compare view figures only once this holds.
+# counted CITY: CITY's status holds current counts of its view: not while the node counts every
+# record again (a store counted under other rules) or before the date tick has reached today
+# (engine::counts), so compare view figures only once this holds.
 counted() {
   ctl "$1" --json status 2>/dev/null | python3 -c '
 import json, sys

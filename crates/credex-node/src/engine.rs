@@ -172,8 +172,8 @@ pub struct Engine {
     pending: Mutex<checkpoints::Pending>,
     /// When this node stored each origin's newest checkpoint (size, Unix ms), for its age.
     checkpoint_times: Mutex<BTreeMap<String, (u64, i64)>>,
-    /// The view's last count for status, and the count running.
-    counter: counts::ViewCounter,
+    /// What the view's standings are evaluated under (`counts`).
+    count_basis: Vec<u8>,
     pub batch_max_entries: usize,
 }
 
@@ -201,6 +201,8 @@ impl Engine {
         let writer = writer::Writer::start(parts.store).map_err(|e| {
             EngineError::Internal(format!("starting the store writer's thread: {e}"))
         })?;
+        let catalogue = Catalogue::builtin();
+        let count_basis = counts::count_basis(&parts.policy, &parts.rules, catalogue);
         let engine = Engine {
             consortium: parts.consortium,
             city: parts.city,
@@ -209,7 +211,7 @@ impl Engine {
             witness_key: parts.witness_key,
             policy: parts.policy,
             rules: parts.rules,
-            catalogue: Catalogue::builtin(),
+            catalogue,
             clock: parts.clock,
             store,
             writer,
@@ -220,7 +222,7 @@ impl Engine {
             best_seen: Mutex::new(BTreeMap::new()),
             pending: Mutex::new(BTreeMap::new()),
             checkpoint_times: Mutex::new(BTreeMap::new()),
-            counter: counts::ViewCounter::default(),
+            count_basis,
             batch_max_entries: parts.batch_max_entries.max(1),
         };
         engine.refresh_gauges();

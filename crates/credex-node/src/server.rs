@@ -144,6 +144,11 @@ pub async fn run_with_clock(
         indexer.await;
         "indexer"
     });
+    let counting = crate::engine::counts::run_counts(engine.clone(), stop_rx.clone());
+    tasks.spawn(async move {
+        counting.await;
+        "view count"
+    });
     let ticks = crate::engine::changes::run_ticks(engine.clone(), stop_rx.clone());
     tasks.spawn(async move {
         ticks.await;

@@ -16,7 +16,6 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::{self, Authorizer, Rpc};
 use crate::engine::access::{self, Access};
-use crate::engine::counts::VIEW_COUNT_BUDGET;
 use crate::engine::publish::{PublishQueue, Versions};
 use crate::engine::query::{self, ListFilter};
 use crate::engine::witness::WitnessAnswer;
@@ -519,12 +518,7 @@ impl Operator for Api {
         let _call = self.admit(&request, Rpc::Status)?;
         let view = match request.get_ref().skip_view {
             true => None,
-            false => self
-                .engine
-                .view_counts_within(VIEW_COUNT_BUDGET)
-                .await
-                .map_err(status)?
-                .map(|tally| tally.counts),
+            false => Some(self.engine.view_counts().map_err(status)?.counts),
         };
         let engine = self.engine.clone();
         let peers = self.peers.snapshot();

@@ -1,8 +1,8 @@
 //! [`Store::apply`]: checks a [`WriteBatch`], computes its tree hashes and roots, and commits it
 //! as one atomic sled batch.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -16,6 +16,7 @@ use crate::error::StoreError;
 use crate::hashes::{self, CHUNK, ChunkCache, Overlay};
 use crate::keys;
 use crate::leaves::{self, BlockCache, Index, LeafFile, PackedBlock};
+use crate::standing::{Standing, SubjectTag, ViewCounts};
 use crate::store::{OriginState, OriginTable, Store};
 use crate::view_index::{IndexWrites, ViewIndex};
 
@@ -66,6 +67,10 @@ impl Store {
                 next_arrival: counters.next_arrival,
                 next_access: counters.next_access,
                 counts: counters.quarantine_counts.clone(),
+                changed_records: BTreeSet::new(),
+                view: self.view_counts(),
+                view_changed: false,
+                subject_counts: HashMap::new(),
                 quarantined: HashMap::new(),
                 changes: Vec::new(),
                 next_change: first_change,
@@ -105,6 +110,13 @@ impl Store {
             self.inner
                 .change_head
                 .store(plan.next_change, Ordering::Release);
+            if let Some(view) = plan.view {
+                *self
+                    .inner
+                    .view_counts
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner()) = view;
+            }
         }
         for (id, chunk, hashes) in plan.chunks {
             self.inner.chunks.put(id, chunk, Arc::new(hashes));
@@ -172,6 +184,30 @@ impl Store {
     }
 }
 
+/// The record index value of `record_id` as of this point of a batch (`records`), read from
+/// the index the first time.
+fn record_value<'r>(
+    records: &'r mut HashMap<(u32, String), Option<RecordValue>>,
+    index: &ViewIndex,
+    id: u32,
+    origin: &str,
+    record_id: &str,
+) -> Result<&'r mut Option<RecordValue>, StoreError> {
+    Ok(match records.entry((id, record_id.to_owned())) {
+        Entry::Occupied(e) => e.into_mut(),
+        Entry::Vacant(e) => {
+            let stored = index.get(&keys::id_str(keys::RECORD, id, record_id))?;
+            let stored = match stored {
+                None => None,
+                Some(v) => Some(or_corrupt(RecordValue::decode(&v), || {
+                    format!("record index entry of {origin} record {record_id}")
+                })?),
+            };
+            e.insert(stored)
+        }
+    })
+}
+
 /// A batch being checked and turned into sled writes.
 struct Plan<'a> {
     db: &'a sled::Db,
@@ -186,6 +222,13 @@ struct Plan<'a> {
     origins: Origins<'a>,
     /// Record index values as of this point of the batch; `None` = not indexed.
     records: HashMap<(u32, String), Option<RecordValue>>,
+    /// Records whose value the batch changed, written once when it is finished.
+    changed_records: BTreeSet<(u32, String)>,
+    /// The view's counts as of this point of the batch (`standing`), and whether it moved them.
+    view: ViewCounts,
+    view_changed: bool,
+    /// Records in force per subject, as of this point of the batch, for those it touched.
+    subject_counts: HashMap<SubjectTag, u64>,
     /// Seqs named by index and invalid marks, checked against the final sizes.
     seq_refs: Vec<SeqRef>,
     /// Roots the batch's appends must pass through: origin → size → root.
@@ -266,6 +309,8 @@ struct Finished {
     next_arrival: u64,
     next_access: u64,
     counts: HashMap<String, u64>,
+    /// The view's counts after the batch, if it moved them.
+    view: Option<ViewCounts>,
     next_change: u64,
     /// The batch's view index writes and the number of their journal block.
     index: Option<(IndexWrites, u64)>,
@@ -388,6 +433,15 @@ impl Plan<'_> {
                 seq,
                 subjects,
             } => self.index_record(origin, record_id, version, seq, subjects)?,
+            Op::SetStanding {
+                origin,
+                record_id,
+                standing,
+            } => self.set_standing(origin, record_id, standing)?,
+            Op::SetCountBasis(basis) => {
+                self.view.basis = basis;
+                self.view_changed = true;
+            }
             Op::MarkInvalid {
                 origin,
                 seq,
@@ -577,21 +631,7 @@ impl Plan<'_> {
             what: "record index",
             seq,
         });
-        let current = match self.records.entry((id, record_id.clone())) {
-            Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(e) => {
-                let stored = self
-                    .index
-                    .get(&keys::id_str(keys::RECORD, id, &record_id))?;
-                let stored = match stored {
-                    None => None,
-                    Some(v) => Some(or_corrupt(RecordValue::decode(&v), || {
-                        format!("record index entry of {origin} record {record_id}")
-                    })?),
-                };
-                e.insert(stored)
-            }
-        };
+        let current = record_value(&mut self.records, self.index, id, &origin, &record_id)?;
         // The version history (0x10) is written from a record's second version on: a record
         // with one version has its one location in its record value, which
         // `StoreReader::versions` reads when it finds no history (most records, and every record of
@@ -621,16 +661,62 @@ impl Plan<'_> {
             self.index_writes
                 .push((keys::subject(s, id, &record_id), Some(Vec::new())));
         }
-        let value = RecordValue {
+        let standing = current.as_ref().map(|c| c.standing).unwrap_or_default();
+        *current = Some(RecordValue {
             version,
             seq,
             subjects,
+            standing,
+        });
+        self.changed_records.insert((id, record_id));
+        Ok(())
+    }
+
+    /// Sets an indexed record's standing and moves the view's counts by the difference
+    /// (`standing`).
+    fn set_standing(
+        &mut self,
+        origin: String,
+        record_id: String,
+        standing: Standing,
+    ) -> Result<(), StoreError> {
+        keys::check_len("record id", &record_id)?;
+        let id = self.origins.get(&origin)?.meta.id;
+        let current = record_value(&mut self.records, self.index, id, &origin, &record_id)?;
+        let Some(current) = current.as_mut() else {
+            return Err(StoreError::UnknownRecord { origin, record_id });
         };
-        self.index_writes.push((
-            keys::id_str(keys::RECORD, id, &record_id),
-            Some(value.encode()),
-        ));
-        *current = Some(value);
+        let old = std::mem::replace(&mut current.standing, standing);
+        if old == standing {
+            return Ok(());
+        }
+        self.changed_records.insert((id, record_id));
+        for (subject, by) in self.view.shift(old, standing).into_iter().flatten() {
+            let held = match self.subject_counts.entry(subject) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
+                    let stored = match self.index.get(&keys::subject_count(&subject))? {
+                        None => 0,
+                        Some(v) => or_corrupt(codec::decode_u64(&v), || {
+                            "a subject's count of records in force".into()
+                        })?,
+                    };
+                    e.insert(stored)
+                }
+            };
+            let before = *held;
+            *held = if by > 0 {
+                before + 1
+            } else {
+                before.saturating_sub(1)
+            };
+            match (before, *held) {
+                (0, 1) => self.view.subjects += 1,
+                (1, 0) => self.view.subjects = self.view.subjects.saturating_sub(1),
+                _ => {}
+            }
+        }
+        self.view_changed = true;
         Ok(())
     }
 
@@ -692,6 +778,32 @@ impl Plan<'_> {
     }
 
     fn finish(mut self) -> Result<Finished, StoreError> {
+        // Each record value and subject count the batch changed, written once.
+        for key in std::mem::take(&mut self.changed_records) {
+            let value = self.records[&key]
+                .as_ref()
+                .expect("a changed record is indexed");
+            self.index_writes.push((
+                keys::id_str(keys::RECORD, key.0, &key.1),
+                Some(value.encode()),
+            ));
+        }
+        for (subject, n) in &self.subject_counts {
+            let value = (*n > 0).then(|| Enc::default().u64(*n).finish());
+            self.index_writes
+                .push((keys::subject_count(subject).to_vec(), value));
+        }
+        if self.view_changed {
+            self.batch.insert(
+                keys::named(keys::COUNTER, keys::VIEW_COUNTS),
+                self.view.encode_totals(),
+            );
+            let basis = keys::named(keys::COUNTER, keys::VIEW_BASIS);
+            match &self.view.basis {
+                Some(b) => self.batch.insert(basis, b.as_slice()),
+                None => self.batch.remove(basis),
+            }
+        }
         let index = (!self.index_writes.is_empty()).then(|| {
             let n = self.index.journal(&self.index_writes, &mut self.batch);
             (std::mem::take(&mut self.index_writes), n)
@@ -772,6 +884,7 @@ impl Plan<'_> {
             next_arrival: self.next_arrival,
             next_access: self.next_access,
             counts: self.counts,
+            view: self.view_changed.then_some(self.view),
             next_change: self.next_change,
             index,
         })

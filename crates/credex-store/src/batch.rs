@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use credex_core::merkle::Hash;
 
+use crate::Standing;
 use crate::leaves::PackedBlock;
 
 /// A rejected entry kept with the reason it was rejected (DESIGN.md principle 6: never
@@ -112,6 +113,12 @@ pub(crate) enum Op {
         origin: String,
         upto: u64,
     },
+    SetStanding {
+        origin: String,
+        record_id: String,
+        standing: Standing,
+    },
+    SetCountBasis(Option<Vec<u8>>),
 }
 
 /// Everything one applied batch changes. Operations take effect in the order they were added;
@@ -320,6 +327,26 @@ impl WriteBatch {
             origin: origin.to_owned(),
             upto,
         });
+        self
+    }
+
+    /// Sets the standing in the view of a record indexed by this batch or an earlier one, and
+    /// moves the view's counts ([`crate::StoreReader::view_counts`]) by the difference from the
+    /// standing it held (see [`crate::Standing`]). A record not indexed is refused
+    /// ([`crate::StoreError::UnknownRecord`]).
+    pub fn set_standing(&mut self, origin: &str, record_id: &str, standing: Standing) -> &mut Self {
+        self.ops.push(Op::SetStanding {
+            origin: origin.to_owned(),
+            record_id: record_id.to_owned(),
+            standing,
+        });
+        self
+    }
+
+    /// Says what every record's standing was evaluated under (`Some`), or that some may not
+    /// have been (`None`), as [`crate::ViewCounts::basis`].
+    pub fn set_count_basis(&mut self, basis: Option<Vec<u8>>) -> &mut Self {
+        self.ops.push(Op::SetCountBasis(basis));
         self
     }
 

@@ -8,6 +8,7 @@
 use crate::OriginState;
 use crate::batch::{AccessRecord, QuarantineRecord};
 use crate::error::StoreError;
+use crate::standing::Standing;
 use credex_core::merkle::Hash;
 
 /// Appends fields to a value.
@@ -60,7 +61,7 @@ impl<'a> Dec<'a> {
         Dec(v)
     }
 
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let (head, tail) = self.0.split_at_checked(n)?;
         self.0 = tail;
         Some(head)
@@ -89,6 +90,11 @@ impl<'a> Dec<'a> {
 
     pub(crate) fn string(&mut self) -> Option<String> {
         String::from_utf8(self.bytes()?.to_vec()).ok()
+    }
+
+    /// Whether nothing is left.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     /// Everything left.
@@ -215,6 +221,8 @@ pub(crate) struct RecordValue {
     pub(crate) version: u64,
     pub(crate) seq: u64,
     pub(crate) subjects: Vec<String>,
+    /// The record's standing in the view as counted (`standing`).
+    pub(crate) standing: Standing,
 }
 
 impl RecordValue {
@@ -228,7 +236,7 @@ impl RecordValue {
         for s in &self.subjects {
             e = e.bytes(s.as_bytes());
         }
-        e.finish()
+        self.standing.encode(e).finish()
     }
 
     pub(crate) fn decode(v: &[u8]) -> Option<RecordValue> {
@@ -237,10 +245,12 @@ impl RecordValue {
         let seq = d.u64()?;
         let count = d.u32()?;
         let subjects = (0..count).map(|_| d.string()).collect::<Option<Vec<_>>>()?;
+        let standing = Standing::decode(&mut d)?;
         d.end(RecordValue {
             version,
             seq,
             subjects,
+            standing,
         })
     }
 }
@@ -387,6 +397,7 @@ mod tests {
                 version: 1,
                 seq: 0,
                 subjects: vec![],
+                standing: Standing::Uncounted,
             },
             RecordValue {
                 version: 7,
@@ -395,12 +406,29 @@ mod tests {
                     "uscc:91430100MA4L00003Q".into(),
                     "id:43010219900307777X".into(),
                 ],
+                standing: Standing::InForce {
+                    list: 2,
+                    subject: [9; 16],
+                },
             },
         ] {
             let v = rec.encode();
             assert_eq!(RecordValue::decode(&v), Some(rec));
             assert_eq!(RecordValue::decode(&v[..v.len() - 1]), None);
         }
+        // A value written before standings were kept reads as uncounted.
+        let excluded = RecordValue {
+            version: 2,
+            seq: 5,
+            subjects: vec!["id:43010219900307777X".into()],
+            standing: Standing::Excluded,
+        };
+        let v = excluded.encode();
+        assert_eq!(RecordValue::decode(&v), Some(excluded.clone()));
+        assert_eq!(
+            RecordValue::decode(&v[..v.len() - 1]).map(|r| r.standing),
+            Some(Standing::Uncounted)
+        );
     }
 
     #[test]

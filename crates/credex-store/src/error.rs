@@ -5,7 +5,7 @@ use credex_core::merkle::ProofError;
 /// Why a store operation failed.
 ///
 /// The variants raised by [`crate::Store::apply`] for a bad batch (`Gap`, `Conflict`, `Forked`,
-/// `UnknownSeq`, `WitnessRollback`, `IndexRollback`, `TooLong`, `RootMismatch`) leave the store untouched: nothing of the batch
+/// `UnknownSeq`, `UnknownRecord`, `WitnessRollback`, `IndexRollback`, `TooLong`, `RootMismatch`) leave the store untouched: nothing of the batch
 /// is written.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -44,6 +44,8 @@ pub enum StoreError {
         seq: u64,
         size: u64,
     },
+    #[error("origin {origin}: record {record_id:?} is not indexed, it has no standing to set")]
+    UnknownRecord { origin: String, record_id: String },
     #[error(
         "origin {origin}: witness state is at size {stored}, refusing to go back to size {got}"
     )]

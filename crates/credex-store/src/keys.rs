@@ -11,7 +11,11 @@
 use crate::error::StoreError;
 
 /// Layout version, the value of the [`FORMAT`] key.
-pub(crate) const FORMAT_VERSION: &str = "credex-store/7";
+pub(crate) const FORMAT_VERSION: &str = "credex-store/8";
+/// Earlier layouts this build opens, writing [`FORMAT_VERSION`] over them: `credex-store/7`
+/// lacks only the view's counts (record standings read as uncounted), which the node counts
+/// at start. A build of layout 7 then refuses the store by its version, not as corrupt.
+pub(crate) const FORMAT_UPGRADES: &[&str] = &["credex-store/7"];
 
 /// `FORMAT` → [`FORMAT_VERSION`].
 pub(crate) const FORMAT: u8 = 0x00;
@@ -57,6 +61,23 @@ pub(crate) const ACCESS: u8 = 0x12;
 pub(crate) const INDEX_JOURNAL: u8 = 0x13;
 /// `INDEX_RUNS` → the view index's run files, newest first, and the journal blocks they cover.
 pub(crate) const INDEX_RUNS: u8 = 0x14;
+
+/// `SUBJECT_COUNT ‖ subject tag` → u64: records in force for the subject (view index; see
+/// [`crate::Standing`]).
+pub(crate) const SUBJECT_COUNT: u8 = 0x15;
+
+/// Counter holding the view's totals ([`crate::ViewCounts`] without its basis).
+pub(crate) const VIEW_COUNTS: &str = "view";
+/// Counter holding the basis of the view's counts.
+pub(crate) const VIEW_BASIS: &str = "view-basis";
+
+/// One subject's count of records in force.
+pub(crate) fn subject_count(tag: &crate::SubjectTag) -> [u8; 17] {
+    let mut k = [0; 17];
+    k[0] = SUBJECT_COUNT;
+    k[1..].copy_from_slice(tag);
+    k
+}
 
 /// Counter holding the next quarantine arrival number.
 pub(crate) const ARRIVAL_COUNTER: &str = "quarantine-arrival";

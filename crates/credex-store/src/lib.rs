@@ -24,6 +24,8 @@
 //! - `runs`: the sorted run files of the view's indexes (an LSM's immutable level: blocks,
 //!   fence index, Bloom filter), their block cache, and the k-way merge of runs.
 //! - `space`: the free-space watermark checked before every write ([`Space`]).
+//! - `standing`: the view's counts kept by the writer: each record's [`Standing`], the totals
+//!   ([`ViewCounts`]) and the records in force per subject.
 //! - `reopen`: the reopen, in place, of a database handle a write or flush failed on.
 //! - `tamper`: `Store::tamper_leaf`, fault injection for tests and the fault suite (feature
 //!   `test-support`; not in the daemon).
@@ -59,7 +61,7 @@
 //!
 //! | byte | key                                    | value                                          |
 //! |------|----------------------------------------|------------------------------------------------|
-//! | 0x00 | —                                      | layout version `credex-store/7`                |
+//! | 0x00 | —                                      | layout version `credex-store/8` (7 opens, as 8) |
 //! | 0x01 | origin name                            | id u32, size u64, root, forked u8, evidence u64, indexed u64 |
 //! | 0x02 | id, seq of the block's first leaf      | leaf block: start u64, end u64 in `leaves/<id>.dat`, count u32, bytes decompressed u32 |
 //! | 0x03 | id, kept-hash index / 256              | up to 256 kept tree hashes: the chunk tree's, in the Go sumdb `tlog` layout (`hashes`) |
@@ -67,19 +69,20 @@
 //! | 0x05 | id, size                               | checkpoint note (history)                      |
 //! | 0x06 | id                                     | witness state: size u64 ‖ cosigned note        |
 //! | 0x07 | id, n                                  | equivocation evidence blob n                   |
-//! | 0x08 | id, record id                          | *(view index)* latest version u64, seq u64, subject keys |
+//! | 0x08 | id, record id                          | *(view index)* latest version u64, seq u64, subject keys, standing (`standing`) |
 //! | 0x09 | len16 subject, id, record id           | *(view index)* empty                           |
 //! | 0x0a | id, seq                                | invalid reason                                 |
 //! | 0x0b | len16 origin, seq, arrival             | reason, detail, leaf, received from, at (ms)   |
 //! | 0x0c | reason code                            | quarantine count u64                           |
 //! | 0x0d | peer city                              | opaque peer state                              |
 //! | 0x0e | change seq of the block's first         | the view changes one batch pushed: count u32, raw length u32, zstd of each as a byte string |
-//! | 0x0f | counter name                           | u64 (next quarantine arrival)                  |
+//! | 0x0f | counter name                           | u64 (next quarantine arrival); the view's totals; their basis |
 //! | 0x10 | id, len16 record id, version, seq      | *(view index)* empty: every version of a record (history) |
 //! | 0x11 | day u32, id, record id                 | *(view index)* empty: a record whose standing may change that day |
 //! | 0x12 | access n u64                           | access record: at (ms), who, rpc, subject, purpose (append-only) |
 //! | 0x13 | journal block n u64                    | the view index writes of one apply not yet in a run (zstd) |
 //! | 0x14 | —                                      | the view index's runs, newest first, and the journal blocks they cover |
+//! | 0x15 | subject tag (16 bytes)                 | *(view index)* records in force for the subject u64 (`standing`) |
 //!
 //! The keyspaces marked *(view index)* are not in sled: their keys and values, so encoded, are
 //! in the run files `index/<n>.run` and the memtable (`view_index`).
@@ -177,6 +180,7 @@ mod records;
 mod reopen;
 mod runs;
 mod space;
+mod standing;
 mod store;
 #[cfg(any(test, feature = "test-support"))]
 mod tamper;
@@ -193,6 +197,7 @@ pub use hashes::OriginHashes;
 pub use keys::MAX_NAME_LEN;
 pub use leaves::{PackedBlock, PackedRun, WireBlock};
 pub use space::Space;
+pub use standing::{Standing, SubjectTag, ViewCounts};
 pub use store::{
     OriginState, Quarantined, RecordLocation, Store, StoreOptions, StoreReader, StoredNote,
     SubjectHit,

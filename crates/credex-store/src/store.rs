@@ -17,6 +17,7 @@ use crate::hashes::{self, ChunkCache, OriginHashes};
 use crate::keys;
 use crate::leaves::{self, BlockCache, LeafFile, PackedRun};
 use crate::space::{self, Space};
+use crate::standing::{Standing, ViewCounts};
 use crate::view_index::{self, ViewIndex};
 
 /// Tuning knobs for [`Store::open_with`].
@@ -165,6 +166,8 @@ pub(crate) struct Inner {
     pub(crate) reopened: AtomicU64,
     /// The view's indexes (`view_index`): shared with the merge thread.
     pub(crate) index: Arc<ViewIndex>,
+    /// The view's counts as of the last apply (`standing`), replaced by the writer.
+    pub(crate) view_counts: RwLock<ViewCounts>,
 }
 
 /// A read handle on the node's database: every reader of the store. Cheap to clone; all
@@ -209,6 +212,7 @@ impl Store {
         let leaf_dir = leaves::dir(path);
         table.files = leaves::open_all(&db, &leaf_dir, &table)?;
         let counters = load_counters(&db)?;
+        let view_counts = load_view_counts(&db)?;
         let index = ViewIndex::open(&db, &view_index::dir(path), options)?;
         let change_head = match db.scan_prefix([keys::CHANGE]).next_back().transpose()? {
             None => 0,
@@ -235,6 +239,7 @@ impl Store {
             failure: Mutex::new(None),
             reopened: AtomicU64::new(0),
             index: Arc::new(index),
+            view_counts: RwLock::new(view_counts),
         }));
         // The open checks hold a clone of the handle: dropped with the store if they fail.
         drop(db);
@@ -811,6 +816,31 @@ impl StoreReader {
             .collect()
     }
 
+    /// The view's counts as of the last apply: the sum of every record's standing
+    /// ([`crate::Standing`]). A copy of a value kept in memory: no read of the database.
+    pub fn view_counts(&self) -> ViewCounts {
+        self.inner
+            .view_counts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// A record's standing as counted, if it is indexed.
+    pub fn standing(&self, origin: &str, record_id: &str) -> Result<Option<Standing>, StoreError> {
+        let Some(id) = self.origin_id(origin) else {
+            return Ok(None);
+        };
+        let Some(v) = self
+            .inner
+            .index
+            .get(&keys::id_str(keys::RECORD, id, record_id))?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(decode_record(&v, origin, record_id)?.standing))
+    }
+
     /// The change seq the next pushed change gets: changes `0..change_head()` exist.
     pub fn change_head(&self) -> u64 {
         self.inner.change_head.load(Ordering::Acquire)
@@ -930,6 +960,11 @@ pub(crate) fn open_db(path: &Path, options: &StoreOptions) -> Result<sled::Db, S
 fn check_format(db: &sled::Db) -> Result<(), StoreError> {
     match db.get([keys::FORMAT])? {
         Some(v) if v == keys::FORMAT_VERSION.as_bytes() => Ok(()),
+        Some(v) if keys::FORMAT_UPGRADES.iter().any(|old| v == old.as_bytes()) => {
+            db.insert([keys::FORMAT], keys::FORMAT_VERSION.as_bytes())?;
+            db.flush()?;
+            Ok(())
+        }
         Some(v) => Err(StoreError::UnsupportedFormat {
             found: String::from_utf8_lossy(&v).into_owned(),
             expected: keys::FORMAT_VERSION,
@@ -976,6 +1011,21 @@ fn load_origins(db: &sled::Db) -> Result<OriginTable, StoreError> {
         names: by_id.into_values().collect(),
         files: Vec::new(),
     })
+}
+
+fn load_view_counts(db: &sled::Db) -> Result<ViewCounts, StoreError> {
+    let basis = db
+        .get(keys::named(keys::COUNTER, keys::VIEW_BASIS))?
+        .map(|b| b.to_vec());
+    match db.get(keys::named(keys::COUNTER, keys::VIEW_COUNTS))? {
+        None => Ok(ViewCounts {
+            basis,
+            ..ViewCounts::default()
+        }),
+        Some(v) => or_corrupt(ViewCounts::decode_totals(&v, basis), || {
+            "the view's counts".into()
+        }),
+    }
 }
 
 fn load_counters(db: &sled::Db) -> Result<Counters, StoreError> {

@@ -632,6 +632,85 @@ fn the_subject_index_follows_each_records_latest_version() {
 }
 
 #[test]
+fn standings_move_the_view_counts_by_their_difference_and_survive_reopen() {
+    let (dir, store) = temp();
+    append(&store, CS, 4);
+    let red = |subject: u8| Standing::InForce {
+        list: 1,
+        subject: [subject; 16],
+    };
+    let black = |subject: u8| Standing::InForce {
+        list: 2,
+        subject: [subject; 16],
+    };
+    let mut batch = WriteBatch::new();
+    batch
+        .index_record(CS, "CS-1", 1, 0, &["uscc:A"])
+        .index_record(CS, "CS-2", 1, 1, &["uscc:A"])
+        .index_record(CS, "CS-3", 1, 2, &["uscc:B"])
+        .index_record(CS, "CS-4", 1, 3, &["uscc:C"])
+        .set_standing(CS, "CS-1", red(1))
+        .set_standing(CS, "CS-2", black(1))
+        .set_standing(CS, "CS-3", red(2))
+        .set_standing(CS, "CS-4", Standing::Excluded)
+        // Said twice in a batch: counted once.
+        .set_standing(CS, "CS-3", red(2));
+    store.apply(batch).unwrap();
+    let counts = |in_force, excluded, subjects, by_list: &[(u8, u64)]| ViewCounts {
+        in_force,
+        excluded,
+        subjects,
+        by_list: by_list.iter().copied().collect(),
+        basis: None,
+    };
+    assert_eq!(store.view_counts(), counts(3, 1, 2, &[(1, 2), (2, 1)]));
+    assert_eq!(store.standing(CS, "CS-2").unwrap(), Some(black(1)));
+    // A later version keeps the record's standing until it is set again.
+    let mut batch = WriteBatch::new();
+    batch.index_record(CS, "CS-2", 2, 3, &["uscc:A"]);
+    store.apply(batch).unwrap();
+    assert_eq!(store.standing(CS, "CS-2").unwrap(), Some(black(1)));
+
+    // Subject 1 keeps a record in force while it has one; the count follows the last.
+    let mut batch = WriteBatch::new();
+    batch.set_standing(CS, "CS-1", Standing::Excluded);
+    store.apply(batch).unwrap();
+    assert_eq!(store.view_counts(), counts(2, 2, 2, &[(1, 1), (2, 1)]));
+    let mut batch = WriteBatch::new();
+    batch
+        .set_standing(CS, "CS-2", Standing::Excluded)
+        .set_count_basis(Some(b"rules 1".to_vec()));
+    store.apply(batch).unwrap();
+    let now = ViewCounts {
+        basis: Some(b"rules 1".to_vec()),
+        ..counts(1, 3, 1, &[(1, 1)])
+    };
+    assert_eq!(store.view_counts(), now);
+    let store = reopen(&dir, store);
+    assert_eq!(store.view_counts(), now);
+
+    // A standing for a record never indexed is refused, and the batch with it.
+    let mut batch = WriteBatch::new();
+    batch
+        .set_standing(CS, "CS-1", red(1))
+        .set_standing(CS, "CS-9", red(1));
+    assert!(matches!(
+        store.apply(batch),
+        Err(StoreError::UnknownRecord { record_id, .. }) if record_id == "CS-9"
+    ));
+    assert_eq!(store.view_counts(), now);
+    assert_eq!(
+        store.standing(CS, "CS-1").unwrap(),
+        Some(Standing::Excluded)
+    );
+    // Back in force: subject 1 is counted again, from its count kept in the index.
+    let mut batch = WriteBatch::new();
+    batch.set_standing(CS, "CS-1", red(1)).set_count_basis(None);
+    store.apply(batch).unwrap();
+    assert_eq!(store.view_counts(), counts(2, 2, 2, &[(1, 2)]));
+}
+
+#[test]
 fn records_are_listed_in_record_id_order_page_by_page() {
     let (_dir, store) = temp();
     append(&store, CS, 3);
@@ -993,7 +1072,39 @@ fn open_refuses_a_database_of_the_previous_layout() {
     let err = Store::open(dir.path()).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "store format is \"credex-store/6\", this build reads \"credex-store/7\""
+        "store format is \"credex-store/6\", this build reads \"credex-store/8\""
+    );
+}
+
+#[test]
+fn a_database_of_layout_7_opens_as_8_with_its_records_uncounted() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        append(&store, CS, 1);
+        let mut batch = WriteBatch::new();
+        batch.index_record(CS, "CS-1", 1, 0, &["uscc:A"]);
+        store.apply(batch).unwrap();
+        store.flush().unwrap();
+    }
+    {
+        // Layout 7 wrote the same record values, without the standing, and no counts.
+        let db = sled::open(dir.path()).unwrap();
+        db.insert([keys::FORMAT], b"credex-store/7".to_vec())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        store.standing(CS, "CS-1").unwrap(),
+        Some(Standing::Uncounted)
+    );
+    assert_eq!(store.view_counts(), ViewCounts::default());
+    drop(store);
+    let db = sled::open(dir.path()).unwrap();
+    assert_eq!(
+        db.get([keys::FORMAT]).unwrap().as_deref(),
+        Some(&b"credex-store/8"[..])
     );
 }
 

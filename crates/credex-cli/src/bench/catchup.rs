@@ -79,6 +79,17 @@ pub struct StatusFigures {
     pub after_health: Percentiles,
     /// Status calls that failed (any error, deadlines included).
     pub failed: usize,
+    /// The view's counts the last round on the caught-up node answered.
+    pub counts: Option<ViewCountFigures>,
+}
+
+/// The view's counts as a status answered them.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ViewCountFigures {
+    pub records_in_force: u64,
+    pub subjects: u64,
+    pub excluded: u64,
+    pub current: bool,
 }
 
 /// Status rounds on the caught-up node.
@@ -90,6 +101,8 @@ struct StatusRounds {
     status: Vec<f64>,
     health: Vec<f64>,
     failed: usize,
+    /// The view's counts in the last answer.
+    counts: Option<ViewCountFigures>,
 }
 
 impl StatusRounds {
@@ -104,9 +117,15 @@ impl StatusRounds {
         let health = crate::health::check(channel.clone(), "").await;
         let health_ms = started.elapsed().as_secs_f64() * 1000.0;
         match (status, health) {
-            (Ok(_), Ok(_)) => {
+            (Ok(status), Ok(_)) => {
                 self.status.push(status_ms);
                 self.health.push(health_ms);
+                self.counts = status.into_inner().view.map(|v| ViewCountFigures {
+                    records_in_force: v.records_in_force,
+                    subjects: v.subjects,
+                    excluded: v.excluded,
+                    current: v.current,
+                });
             }
             _ => self.failed += 1,
         }
@@ -316,6 +335,7 @@ pub async fn catchup(options: &CatchupOptions) -> Result<CatchupFigures> {
             after: Percentiles::of(&mut after.status),
             after_health: Percentiles::of(&mut after.health),
             failed: during.failed + after.failed,
+            counts: after.counts.clone(),
         },
     };
     Ok(figures)
@@ -376,6 +396,15 @@ pub fn print(figures: &CatchupFigures, json: bool) -> Result<()> {
             status.max,
             health.p50,
             health.p99
+        )?;
+    }
+    if let Some(c) = &s.counts {
+        outln!(
+            "  the view's counts, caught up: {} records in force, {} subjects, {} excluded{}",
+            c.records_in_force,
+            c.subjects,
+            c.excluded,
+            if c.current { "" } else { " (not current)" }
         )?;
     }
     if s.failed > 0 {

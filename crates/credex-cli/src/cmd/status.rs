@@ -117,11 +117,11 @@ fn storage_line(storage: &credex_proto::v1::StorageStatus) -> String {
 pub fn render(s: &StatusResponse, now_millis: i64) -> String {
     let view = s.view.unwrap_or_default();
     let counted = match s.view {
-        None => " (the view is being counted)".to_owned(),
-        Some(v) if !v.current => format!(
-            " (the view as counted {}; a new count is running)",
-            ago(v.counted_at, now_millis)
-        ),
+        None => " (the view's counts were not asked for)".to_owned(),
+        Some(_) if !view.current => {
+            " (counts not current: the view is being counted again, or today's date changes are not yet applied)"
+                .to_owned()
+        }
         Some(_) => String::new(),
     };
     let mut out = format!(

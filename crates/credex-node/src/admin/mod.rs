@@ -32,7 +32,6 @@ use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::engine::Engine;
-use crate::engine::counts::VIEW_COUNT_BUDGET;
 use crate::metrics::ViewCountsByList;
 use crate::sync::PeerTable;
 use crate::tls::{self, Identity, Role};
@@ -224,7 +223,7 @@ async fn healthz() -> &'static str {
 }
 
 async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
-    refresh_view_counts(&state).await;
+    refresh_view_counts(&state);
     // Sets the storage gauges; a failure to look shows as their last values.
     let _ = state.engine.storage();
     (
@@ -234,11 +233,10 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
         .into_response()
 }
 
-/// Sets `credex_view_*` from the view's shared count (`engine::counts`): current if it can be
-/// had within the status budget, else the last one; a scrape never starts a scan of its own.
-async fn refresh_view_counts(state: &AdminState) {
-    match state.engine.view_counts_within(VIEW_COUNT_BUDGET).await {
-        Ok(Some(tally)) => {
+/// Sets `credex_view_*` from the view's counts, kept by the writer (`engine::counts`).
+fn refresh_view_counts(state: &AdminState) {
+    match state.engine.view_counts() {
+        Ok(tally) => {
             let lists = [
                 pb::ListKind::Red,
                 pb::ListKind::Black,
@@ -254,8 +252,7 @@ async fn refresh_view_counts(state: &AdminState) {
                 excluded: tally.counts.excluded,
             });
         }
-        Ok(None) => {}
-        Err(e) => warn!(error = %e, "counting the view for metrics"),
+        Err(e) => warn!(error = %e, "reading the view's counts for metrics"),
     }
 }
 

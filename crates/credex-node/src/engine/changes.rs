@@ -25,7 +25,7 @@ use credex_store::WriteBatch;
 use tokio::sync::watch;
 use tracing::warn;
 
-use super::{Engine, EngineError};
+use super::{Engine, EngineError, counts};
 
 /// How often the tick looks at the clock: a day's changes go out within this of 00:00 UTC+8
 /// (and within this of a test moving the injected clock).
@@ -46,13 +46,17 @@ fn date_of_day_number(day: u32) -> Option<Date> {
     parse_date(&format!("{y:04}-{:02}-{:02}", md / 100, md % 100)).ok()
 }
 
-/// Tracks, within one batch, each touched record's versions (valid ones; from the store, then
-/// the batch) so that every new version is checked against the one before it and its change to
-/// today's view is recorded.
+/// Tracks, within one batch, each touched record's versions (from the store, then the batch)
+/// so that every new version is checked against the one before it, its change to today's view
+/// is recorded, and, when the batch is complete ([`ChangeTracker::finish`]), each touched
+/// record's standing is given to the store for the view's counts (`counts`).
 pub(crate) struct ChangeTracker<'a> {
     engine: &'a Engine,
     today: Date,
+    /// Every version held of each touched record, invalid ones included.
     histories: HashMap<(String, String), Vec<RecordVersion>>,
+    /// The touched records, in the order first touched.
+    touched: Vec<(String, String)>,
 }
 
 impl<'a> ChangeTracker<'a> {
@@ -61,10 +65,11 @@ impl<'a> ChangeTracker<'a> {
             engine,
             today: engine.clock.today(),
             histories: HashMap::new(),
+            touched: Vec::new(),
         }
     }
 
-    /// The valid versions held of a record, oldest first (batch-local once read).
+    /// The versions held of a record, oldest first (batch-local once read).
     fn history(
         &mut self,
         origin: &str,
@@ -81,13 +86,11 @@ impl<'a> ChangeTracker<'a> {
             {
                 Some(loc) => self
                     .engine
-                    .record_history(origin, &record.record_id, loc, 0, None)?
-                    .into_iter()
-                    .filter(|v| v.invalid.is_none())
-                    .collect(),
+                    .record_history(origin, &record.record_id, loc, 0, None)?,
                 _ => Vec::new(),
             };
             self.histories.insert(key.clone(), held);
+            self.touched.push(key.clone());
         }
         Ok(self.histories.get_mut(&key).expect("inserted above"))
     }
@@ -102,6 +105,7 @@ impl<'a> ChangeTracker<'a> {
         let history = self.history(origin, record)?;
         Ok(history
             .iter()
+            .filter(|v| v.invalid.is_none())
             .max_by_key(|v| v.record.version)
             .map(|v| v.record.clone()))
     }
@@ -125,16 +129,7 @@ impl<'a> ChangeTracker<'a> {
             return Ok(Some(e.to_string()));
         }
         let (engine, today) = (self.engine, self.today);
-        let version = RecordVersion {
-            origin: origin.to_owned(),
-            seq,
-            record: record.clone(),
-            checkpoint_size: 0,
-            logged_at,
-            invalid: None,
-            unknown_category: !engine.catalogue.is_known(&record.category),
-            legacy_code: engine.legacy_code(record),
-        };
+        let version = self.version(origin, seq, logged_at, record, None);
         let history = self.history(origin, record)?;
         let before = evaluate(history, engine, today);
         history.push(version);
@@ -150,14 +145,63 @@ impl<'a> ChangeTracker<'a> {
         }
         Ok(None)
     }
+
+    /// Notes a version indexed invalid (it failed validation; `reason`), appended at `seq`: it
+    /// changes no view, but a record whose latest version is invalid is counted excluded.
+    pub(crate) fn observe_invalid(
+        &mut self,
+        origin: &str,
+        seq: u64,
+        logged_at: i64,
+        record: &pb::CreditRecord,
+        reason: &str,
+    ) -> Result<(), EngineError> {
+        let version = self.version(origin, seq, logged_at, record, Some(reason));
+        self.history(origin, record)?.push(version);
+        Ok(())
+    }
+
+    fn version(
+        &self,
+        origin: &str,
+        seq: u64,
+        logged_at: i64,
+        record: &pb::CreditRecord,
+        invalid: Option<&str>,
+    ) -> RecordVersion {
+        RecordVersion {
+            origin: origin.to_owned(),
+            seq,
+            record: record.clone(),
+            checkpoint_size: 0,
+            logged_at,
+            invalid: invalid.map(str::to_owned),
+            unknown_category: !self.engine.catalogue.is_known(&record.category),
+            legacy_code: self.engine.legacy_code(record),
+        }
+    }
+
+    /// Gives the store the standing of every record the batch touched, for the view's counts;
+    /// call after the batch's [`WriteBatch::index_record`]s.
+    pub(crate) fn finish(self, batch: &mut WriteBatch) {
+        for key in &self.touched {
+            let history = &self.histories[key];
+            if history.is_empty() {
+                continue; // Refused, never indexed.
+            }
+            let evaluation = counts::evaluate_all(history, self.engine);
+            batch.set_standing(&key.0, &key.1, counts::standing(&evaluation));
+        }
+    }
 }
 
+/// Evaluates a record on `on` from its valid versions: how the change feed sees it.
 fn evaluate(
     history: &[RecordVersion],
     engine: &Engine,
     on: Date,
 ) -> Option<Result<InForce, Excluded>> {
-    let refs: Vec<&RecordVersion> = history.iter().collect();
+    let refs: Vec<&RecordVersion> = history.iter().filter(|v| v.invalid.is_none()).collect();
     view::evaluate_record(&refs, &engine.policy, on)
 }
 
@@ -271,11 +315,9 @@ impl Engine {
                 let Some(loc) = self.store.record(&origin, &record_id)? else {
                     continue;
                 };
-                let history: Vec<RecordVersion> = self
-                    .record_history(&origin, &record_id, loc, 0, None)?
-                    .into_iter()
-                    .filter(|v| v.invalid.is_none())
-                    .collect();
+                let history = self.record_history(&origin, &record_id, loc, 0, None)?;
+                let standing = counts::standing(&counts::evaluate_all(&history, self));
+                batch.set_standing(&origin, &record_id, standing);
                 let (Some(first), Some(last)) =
                     (date_of_day_number(first), date_of_day_number(last))
                 else {
@@ -287,7 +329,9 @@ impl Engine {
                 let before = evaluate(&history, self, eve);
                 let after = evaluate(&history, self, today);
                 let subject = history
-                    .last()
+                    .iter()
+                    .rev()
+                    .find(|v| v.invalid.is_none())
                     .map(|v| subject_of(self, &v.record))
                     .unwrap_or_default();
                 if let Some(change) = change(&before, &after, &subject, Some(last), today) {

@@ -1,46 +1,48 @@
-//! The view's counts for Operator.Status (subjects, records in force, records excluded), which
-//! take a scan of the record index: at a million records, tens of seconds.
+//! The view's counts for Operator.Status and `/metrics` (subjects, records in force and by
+//! list, records excluded), kept by the writer as the view moves, so status reads them in
+//! constant time at any size.
 //!
-//! A status call must answer an operator at once, at any size, and must not start a scan of
-//! its own that keeps running after its caller gave up. So one count runs at a time, on a
-//! thread at the indexer's low priority, shared by every caller; a caller waits for it at most
-//! [`VIEW_COUNT_BUDGET`]. A count stays *current* until the view moves (an indexed mark, the
-//! change feed, the date): a current count is answered without counting; otherwise the caller
-//! waits within its budget for a count of the view as it is now, and past the budget gets the
-//! last count with the time it was taken and `current: false` while the new one finishes. A
-//! small view is counted within the budget, so its status is exact. A view whose last count
-//! took longer than a quarter of the budget is not waited for at all: the call answers the last
-//! count at once and the new one runs behind it, so status answers in milliseconds at any size
-//! (`credexctl bench catchup` measures it at a million entries, during and after a catch-up).
+//! Every batch that moves a record's standing in today's view — a new version indexed or
+//! published ([`super::changes::ChangeTracker`]), a date the tick reaches — evaluates the
+//! record from its whole history and gives the store its [`Standing`]; the store moves the
+//! totals by the difference from the standing it held, in the same atomic write
+//! ([`credex_store::Standing`]). Standings are absolute, so counts never drift with the order
+//! of evaluations, a crash or a replay.
+//!
+//! The counts hold for the rules they were evaluated under: the recognition policy, the legacy
+//! USCC allow list, the category catalogue and this module's evaluation ([`Engine::count_basis`]).
+//! A node whose store was counted under other rules (a changed `[recognition]`, a store from
+//! before the counts) counts every record again at start ([`Engine::recount_view`]), in the
+//! background, a chunk at a time under the view's lock; until it has, status says the counts
+//! are not current.
 
 use std::collections::{BTreeMap, HashSet};
-use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use credex_core::date::Date;
+use credex_core::catalogue::Catalogue;
 use credex_core::pb;
-use credex_core::view::{self, RecordVersion};
+use credex_core::policy::RecognitionPolicy;
+use credex_core::rules::Rules;
+use credex_core::view::{self, Excluded, InForce, RecordVersion};
+use credex_store::{Standing, SubjectTag, WriteBatch};
+use sha2::{Digest, Sha256};
 use tokio::sync::watch;
-use tokio::time::Instant;
+use tracing::{info, warn};
 
+use super::changes::day_number;
 use super::{Engine, EngineError};
 
-/// Leaves a count reads at a time.
-const COUNT_CHUNK: usize = 256;
+/// How long the count task waits before counting again after a failed count.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// The longest a status call waits for the view to be counted.
-pub const VIEW_COUNT_BUDGET: Duration = Duration::from_secs(2);
+/// Leaves the recount and the tally read at a time.
+const COUNT_CHUNK: usize = 512;
 
-/// What the view was when it was counted: a count is current while this is unchanged.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Stamp {
-    indexed: Vec<u64>,
-    change_head: u64,
-    today: Date,
-}
+/// Bumped whenever what a standing means changes, so stores counted before count again.
+const COUNT_RULES: &str = "credex-view-counts/1";
 
-/// One count of the view.
+/// The view's counts, with records in force by list.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ViewTally {
     pub counts: pb::ViewCounts,
@@ -48,275 +50,251 @@ pub struct ViewTally {
     pub by_list: BTreeMap<pb::ListKind, u64>,
 }
 
-#[derive(Debug, Clone)]
-struct Counted {
-    tally: ViewTally,
-    stamp: Stamp,
-    /// How long the count took.
-    took: Duration,
+/// An evaluation of a record from its history ([`view::evaluate_record`]).
+pub(crate) type Evaluation = Option<Result<InForce, Excluded>>;
+
+/// A chunk of the log read for counting: how many leaves were read, and each record whose
+/// latest version is among them, evaluated.
+type CountedChunk = (u64, Vec<(String, Evaluation)>);
+
+/// The standing an evaluation gives a record.
+pub(crate) fn standing(evaluation: &Evaluation) -> Standing {
+    match evaluation {
+        None => Standing::Uncounted,
+        Some(Ok(in_force)) => {
+            let record = &in_force.version.record;
+            Standing::InForce {
+                list: u8::try_from(record.list).unwrap_or(u8::MAX),
+                subject: subject_tag(record),
+            }
+        }
+        Some(Err(_)) => Standing::Excluded,
+    }
 }
 
-/// The last count and the one running, if any.
-#[derive(Debug, Default)]
-pub(crate) struct ViewCounter {
-    state: Mutex<CounterState>,
+/// The tag a record's subject is counted under: 16 bytes of SHA-256 of its USCC, or of its ID
+/// number for a person, so the store's per-subject counts hold no identifier.
+pub(crate) fn subject_tag(record: &pb::CreditRecord) -> SubjectTag {
+    let key = record.subject.as_ref().map_or("", |s| {
+        if s.uscc.is_empty() {
+            &s.id_number
+        } else {
+            &s.uscc
+        }
+    });
+    let digest = Sha256::new()
+        .chain_update(b"credex view subject\0")
+        .chain_update(key.as_bytes())
+        .finalize();
+    let mut tag = [0; 16];
+    tag.copy_from_slice(&digest[..16]);
+    tag
 }
 
-#[derive(Debug, Default)]
-struct CounterState {
-    last: Option<Counted>,
-    /// Turns `Some` when the running count ends (`Err`: why it failed).
-    running: Option<watch::Receiver<Option<Result<(), String>>>>,
+/// Evaluates a record from every version held of it, invalid ones included (a record whose
+/// latest version is invalid is excluded for it, as Lookup reports it).
+pub(crate) fn evaluate_all(history: &[RecordVersion], engine: &Engine) -> Evaluation {
+    let refs: Vec<&RecordVersion> = history.iter().collect();
+    view::evaluate_record(&refs, &engine.policy, engine.clock.today())
+}
+
+/// What the view's standings are evaluated under ([`Engine::count_basis`]): a digest of the
+/// recognition policy, the legacy allow list, the catalogue and [`COUNT_RULES`].
+pub(crate) fn count_basis(
+    policy: &RecognitionPolicy,
+    rules: &Rules,
+    catalogue: &Catalogue,
+) -> Vec<u8> {
+    let mut h = Sha256::new()
+        .chain_update(COUNT_RULES)
+        .chain_update(format!("\n{policy:?}\n"))
+        .chain_update(format!("{:?}\n", rules.legacy_uscc_allow_list))
+        .chain_update(catalogue.version());
+    for category in catalogue.categories() {
+        h.update(format!("\n{category:?}"));
+    }
+    h.finalize().to_vec()
 }
 
 impl Engine {
-    /// The view's counts, current if they can be had within `budget` (see the module docs).
-    /// `None` only if the view has never been counted and the first count is still running.
-    pub async fn view_counts_within(
+    /// What this node evaluates the view's standings under.
+    pub(crate) fn count_basis(&self) -> &[u8] {
+        &self.count_basis
+    }
+
+    /// The view's counts as the writer keeps them: no scan, a copy of a few numbers. Current
+    /// unless a recount is under way or the date tick has not yet reached today.
+    pub fn view_counts(&self) -> Result<ViewTally, EngineError> {
+        let kept = self.store.view_counts();
+        let counted = kept.basis.as_deref() == Some(self.count_basis());
+        let ticked = self
+            .store
+            .due(day_number(self.clock.today()), 1)?
+            .is_empty();
+        let by_list = kept
+            .by_list
+            .iter()
+            .map(|(&list, &n)| {
+                let kind = pb::ListKind::try_from(i32::from(list)).unwrap_or_default();
+                (kind, n)
+            })
+            .collect();
+        Ok(ViewTally {
+            counts: pb::ViewCounts {
+                subjects: kept.subjects,
+                records_in_force: kept.in_force,
+                excluded: kept.excluded,
+                counted_at: self.clock.now_millis(),
+                current: counted && ticked,
+            },
+            by_list,
+        })
+    }
+
+    /// Counts every record again if the store's counts were evaluated under other rules than
+    /// this node's ([`Engine::count_basis`]): every record indexed gets its standing, a chunk
+    /// of the log at a time under the view's lock (so it interleaves with the indexer and
+    /// publish, which set the standings of what they touch), then the basis is set. A crash
+    /// part way counts again at the next start. Returns how many records it evaluated (0: the
+    /// counts were current); stops early, leaving the counts not current, when `stop` turns.
+    pub async fn recount_view(
         self: &Arc<Self>,
-        budget: Duration,
-    ) -> Result<Option<ViewTally>, EngineError> {
-        let deadline = Instant::now() + budget;
-        loop {
-            let stamp = self.view_stamp();
-            let mut running = {
-                let mut state = self.counter.state.lock().unwrap_or_else(|e| e.into_inner());
-                let last = state.last.as_ref();
-                if let Some(last) = last.filter(|l| l.stamp == stamp) {
-                    return Ok(Some(last.tally.clone()));
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<u64, EngineError> {
+        let basis = self.count_basis().to_vec();
+        if self.store.view_counts().basis.as_ref() == Some(&basis) {
+            return Ok(0);
+        }
+        info!("counting the view: its counts were kept under other rules");
+        let started = std::time::Instant::now();
+        {
+            let _view = self.view_lock.lock().await;
+            let mut batch = WriteBatch::new();
+            batch.set_count_basis(None);
+            self.apply(batch).await?;
+        }
+        let mut evaluated = 0;
+        for origin in self.members().map(|m| m.city.clone()).collect::<Vec<_>>() {
+            let mut seq = 0;
+            while seq < self.store.indexed(&origin) {
+                if *stop.borrow_and_update() {
+                    return Ok(evaluated);
                 }
-                // A view slow to count is not waited for: the last count now.
-                let stale = last.filter(|l| l.took > budget / 4).map(|l| {
-                    let mut tally = l.tally.clone();
-                    tally.counts.current = false;
-                    tally
-                });
-                let running = match &state.running {
-                    Some(running) => running.clone(),
-                    None => {
-                        let running = self.start_count(stamp);
-                        state.running = Some(running.clone());
-                        running
-                    }
-                };
-                if stale.is_some() {
-                    return Ok(stale);
+                let _view = self.view_lock.lock().await;
+                let engine = self.clone();
+                let name = origin.clone();
+                let chunk = super::index::spawn_low(move || engine.latest_in_chunk(&name, seq))
+                    .await
+                    .map_err(|_| EngineError::Internal("the view count's thread ended".into()))??;
+                let Some((read, latest)) = chunk else { break };
+                let mut batch = WriteBatch::new();
+                for (record_id, evaluation) in &latest {
+                    batch.set_standing(&origin, record_id, standing(evaluation));
                 }
-                running
-            };
-            match tokio::time::timeout_at(deadline, running.wait_for(Option::is_some)).await {
-                Ok(Ok(done)) => {
-                    if let Some(Err(e)) = done.as_ref() {
-                        return Err(EngineError::Internal(format!("counting the view: {e}")));
-                    }
-                    // Counted: current now, or the view moved meanwhile and the loop counts
-                    // again within what is left of the budget.
-                }
-                Ok(Err(_)) => {
-                    // The count's thread died (a panic) or never started: forget it, so the
-                    // next caller starts another rather than waiting on a closed channel.
-                    let mut state = self.counter.state.lock().unwrap_or_else(|e| e.into_inner());
-                    if state
-                        .running
-                        .as_ref()
-                        .is_some_and(|r| r.has_changed().is_err())
-                    {
-                        state.running = None;
-                    }
-                    return Err(EngineError::Internal(
-                        "the view count's thread ended without a result".into(),
-                    ));
-                }
-                Err(_) => {
-                    let state = self.counter.state.lock().unwrap_or_else(|e| e.into_inner());
-                    return Ok(state.last.as_ref().map(|l| {
-                        let mut tally = l.tally.clone();
-                        tally.counts.current = false;
-                        tally
-                    }));
-                }
+                evaluated += latest.len() as u64;
+                self.apply(batch).await?;
+                seq += read;
             }
         }
+        let _view = self.view_lock.lock().await;
+        let mut batch = WriteBatch::new();
+        batch.set_count_basis(Some(basis));
+        self.apply(batch).await?;
+        self.flush_durable().await?;
+        info!(
+            records = evaluated,
+            seconds = started.elapsed().as_secs_f64(),
+            "the view is counted"
+        );
+        Ok(evaluated)
     }
 
-    /// The view's stamp now.
-    fn view_stamp(&self) -> Stamp {
-        Stamp {
-            indexed: self
-                .members()
-                .map(|m| self.store.indexed(&m.city))
-                .collect(),
-            change_head: self.store.change_head(),
-            today: self.clock.today(),
+    /// The records whose latest version is among `origin`'s indexed leaves from `seq` on (a
+    /// chunk of them), each evaluated from its whole history, and how many leaves were read;
+    /// `None` past the indexed mark. The leaves are read in log order, so each leaf block is
+    /// decompressed once (in record-id order each record's leaf would cost a block).
+    fn latest_in_chunk(&self, origin: &str, seq: u64) -> Result<Option<CountedChunk>, EngineError> {
+        let indexed = self.store.indexed(origin);
+        if seq >= indexed {
+            return Ok(None);
         }
+        let n = usize::try_from(indexed - seq).map_or(COUNT_CHUNK, |n| n.min(COUNT_CHUNK));
+        let leaves = self.store.leaves(origin, seq, n)?;
+        if leaves.is_empty() {
+            return Ok(None);
+        }
+        let mut latest = Vec::new();
+        for (at, leaf) in (seq..).zip(&leaves) {
+            // A leaf that is no record is in no record's history.
+            let Ok(version) = self.version_of_leaf(origin, at, leaf, 0) else {
+                continue;
+            };
+            let Some(loc) = self.store.record(origin, &version.record.record_id)? else {
+                continue;
+            };
+            if loc.seq != at {
+                continue; // Not the record's latest version: evaluated at that one.
+            }
+            let record_id = version.record.record_id.clone();
+            let history = if loc.version <= 1 {
+                vec![version]
+            } else {
+                self.record_history(origin, &record_id, loc, 0, None)?
+            };
+            latest.push((record_id, evaluate_all(&history, self)));
+        }
+        Ok(Some((leaves.len() as u64, latest)))
     }
 
-    /// Starts counting the view as of `stamp` on a low-priority thread; the receiver turns
-    /// `Some` when it ends, by which time the count is `last`.
-    fn start_count(self: &Arc<Self>, stamp: Stamp) -> watch::Receiver<Option<Result<(), String>>> {
-        let (tx, rx) = watch::channel(None);
-        let engine = self.clone();
-        let counted_at = self.clock.now_millis();
-        let counting = super::index::spawn_low(move || {
-            let started = std::time::Instant::now();
-            let result = engine.view_tally();
-            let took = started.elapsed();
-            let mut state = engine
-                .counter
-                .state
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            state.running = None;
-            let result = result.map(|mut tally| {
-                tally.counts.counted_at = counted_at;
-                tally.counts.current = true;
-                state.last = Some(Counted { tally, stamp, took });
-            });
-            let _ = tx.send(Some(result.map_err(|e| e.to_string())));
-        });
-        // The thread reports through `tx`; its own receiver is not needed.
-        drop(counting);
-        rx
-    }
-
-    /// Counts the subjects and records the view holds today (and by list), and the records
-    /// excluded: a scan of each origin's log up to its indexed mark, in log order, so that
-    /// every leaf block is decompressed once (read in record-id order, each record's leaf cost
-    /// a block of its own: a count at a million records spent most of its time decompressing).
-    /// A leaf is counted where the record index names it the record's latest version. O(log)
-    /// time, memory O(subjects) × 8 bytes.
+    /// Counts the view by reading it whole — every origin's log up to its indexed mark — as
+    /// [`Engine::view_counts`] should find it: what the tests and `credexctl bench catchup`
+    /// hold the kept counts against. Time O(log), memory O(subjects) × 16 bytes.
     pub fn view_tally(&self) -> Result<ViewTally, EngineError> {
-        let today = self.clock.today();
         let mut counts = pb::ViewCounts::default();
         let mut by_list = BTreeMap::new();
-        // Subjects as 64-bit hashes: at a million subjects 8 MB, not the strings' 100 MB; two
-        // subjects colliding among a million has odds of about 1 in 10^7.
         let mut subjects = HashSet::new();
         for member in self.members() {
             let origin = member.city.as_str();
-            let indexed = self.store.indexed(origin);
             let mut seq = 0;
-            while seq < indexed {
-                let n = usize::try_from(indexed - seq).map_or(COUNT_CHUNK, |n| n.min(COUNT_CHUNK));
-                let leaves = self.store.leaves(origin, seq, n)?;
-                if leaves.is_empty() {
-                    break;
-                }
-                for (at, leaf) in (seq..).zip(&leaves) {
-                    // A leaf that is no record (listed invalid) is in no record's history.
-                    // Provenance plays no part in whether a record is in force.
-                    let Ok(version) = self.version_of_leaf(origin, at, leaf, 0) else {
-                        continue;
-                    };
-                    let record_id = version.record.record_id.clone();
-                    let Some(loc) = self.store.record(origin, &record_id)? else {
-                        continue;
-                    };
-                    if loc.seq != at {
-                        continue; // Not the record's latest version: counted at that one.
-                    }
-                    let history = if loc.version <= 1 {
-                        vec![version]
-                    } else {
-                        self.record_history(origin, &record_id, loc, 0, None)?
-                    };
-                    let refs: Vec<&RecordVersion> = history.iter().collect();
-                    match view::evaluate_record(&refs, &self.policy, today) {
+            while let Some((read, latest)) = self.latest_in_chunk(origin, seq)? {
+                for (_, evaluation) in latest {
+                    match evaluation {
                         None => {}
                         Some(Ok(in_force)) => {
                             counts.records_in_force += 1;
                             *by_list.entry(in_force.version.record.list()).or_default() += 1;
-                            if let Some(s) = &in_force.version.record.subject {
-                                let key = if s.uscc.is_empty() {
-                                    &s.id_number
-                                } else {
-                                    &s.uscc
-                                };
-                                let mut h = DefaultHasher::new();
-                                key.hash(&mut h);
-                                subjects.insert(h.finish());
-                            }
+                            subjects.insert(subject_tag(&in_force.version.record));
                         }
                         Some(Err(_)) => counts.excluded += 1,
                     }
                 }
-                seq += leaves.len() as u64;
+                seq += read;
             }
         }
         counts.subjects = subjects.len() as u64;
+        counts.counted_at = self.clock.now_millis();
+        counts.current = true;
         Ok(ViewTally { counts, by_list })
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use credex_core::date::{FixedClock, parse_date};
-
-    use super::super::harness::{company, dishonest_debtor, test_engine};
-    use super::super::publish;
-    use super::*;
-
-    #[tokio::test]
-    async fn a_view_slow_to_count_is_answered_at_once_with_the_last_count() {
-        let t = test_engine(
-            "test",
-            super::super::rules_tests::capitals(),
-            FixedClock::at_date(parse_date("2026-05-20").expect("date")),
-        );
-        let engine = &t.engine;
-        let (queue, _task) = publish::start(engine.clone());
-        let record = |id: &str| dishonest_debtor(id, company("91430100MA4L00003"), "430100");
-        queue.publish(vec![record("r1")]).await.expect("published");
-        let first = engine
-            .view_counts_within(VIEW_COUNT_BUDGET)
-            .await
-            .expect("counted")
-            .expect("a count");
-        assert_eq!(
-            (first.counts.records_in_force, first.counts.current),
-            (1, true)
-        );
-        // As if that count had taken longer than the budget (a view of millions of records).
-        engine
-            .counter
-            .state
-            .lock()
-            .expect("lock")
-            .last
-            .as_mut()
-            .expect("the count")
-            .took = VIEW_COUNT_BUDGET + Duration::from_secs(1);
-
-        queue.publish(vec![record("r2")]).await.expect("published");
-        // This view counts in a millisecond, but a caller is not made to wait for it: the last
-        // count, marked not current, and a new count started behind it.
-        let stale = engine
-            .view_counts_within(VIEW_COUNT_BUDGET)
-            .await
-            .expect("answered")
-            .expect("the last count");
-        assert_eq!(
-            (stale.counts.records_in_force, stale.counts.current),
-            (1, false)
-        );
-        assert_eq!(stale.counts.counted_at, first.counts.counted_at);
-        // The count started behind it finishes, and took a millisecond: waited for again.
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let now = engine
-                .view_counts_within(VIEW_COUNT_BUDGET)
-                .await
-                .expect("answered")
-                .expect("a count");
-            if now.counts.current {
-                assert_eq!(now.counts.records_in_force, 2);
-                break;
+/// Runs [`Engine::recount_view`] at start, and again whenever the counts' basis stops being
+/// this node's (a publish batch that could not evaluate a record clears it), until `stop`.
+pub async fn run_counts(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
+    let mut advanced = engine.subscribe();
+    loop {
+        advanced.borrow_and_update();
+        let wait = match engine.recount_view(stop.clone()).await {
+            Ok(_) => None,
+            Err(e) => {
+                warn!(error = %e, "counting the view failed; retrying");
+                Some(RETRY_AFTER)
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the count never finished"
-            );
-            tokio::task::yield_now().await;
+        };
+        tokio::select! {
+            () = crate::sync::stopped(&mut stop) => return,
+            _ = advanced.changed(), if wait.is_none() => {}
+            () = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {}
         }
     }
 }

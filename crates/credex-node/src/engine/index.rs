@@ -283,6 +283,13 @@ impl Engine {
                         .as_ref()
                         .filter(|r| !r.record_id.is_empty())
                     {
+                        changes.observe_invalid(
+                            origin,
+                            seq,
+                            verified.entry.logged_at,
+                            record,
+                            reason,
+                        )?;
                         batch.index_record(
                             origin,
                             &record.record_id,
@@ -300,6 +307,7 @@ impl Engine {
                 invalid += 1;
             }
         }
+        changes.finish(batch);
         Ok(invalid)
     }
 

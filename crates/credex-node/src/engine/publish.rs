@@ -592,7 +592,12 @@ impl Engine {
                 Ok(None) => {}
                 // check_job refused every version that may not follow its record.
                 Ok(Some(e)) => warn!(error = %e, "published a version check_job let through"),
-                Err(e) => warn!(error = %e, "view change not recorded"),
+                Err(e) => {
+                    // Its standing is unknown too: the counts are not current until counted
+                    // again (`counts::run_counts`).
+                    warn!(error = %e, "view change not recorded");
+                    batch.set_count_basis(None);
+                }
             }
             let keys: Vec<&str> = subject_keys.iter().map(|k| k.as_str()).collect();
             batch.append(origin, seq, leaf).index_record(
@@ -604,6 +609,7 @@ impl Engine {
             );
             seq += 1;
         }
+        changes.finish(&mut batch);
         // Own entries are indexed in the batch that appends them.
         batch.set_indexed(origin, seq);
         let applied = self

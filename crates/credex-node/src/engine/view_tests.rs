@@ -386,92 +386,114 @@ async fn a_peer_version_that_moves_its_subject_is_appended_listed_invalid_and_ke
     );
 }
 
+impl Harness {
+    /// The counts status answers: (records in force, subjects, excluded, current).
+    fn counts(&self) -> (u64, u64, u64, bool) {
+        let c = self.engine.view_counts().expect("counts").counts;
+        (c.records_in_force, c.subjects, c.excluded, c.current)
+    }
+
+    /// Asserts that the kept counts, by list too, are what reading the whole view finds.
+    fn assert_counts_match_the_view(&self) {
+        let kept = self.engine.view_counts().expect("counts");
+        let read = self.engine.view_tally().expect("tally");
+        assert_eq!(
+            (
+                kept.counts.records_in_force,
+                kept.counts.subjects,
+                kept.counts.excluded
+            ),
+            (
+                read.counts.records_in_force,
+                read.counts.subjects,
+                read.counts.excluded
+            ),
+        );
+        assert_eq!(kept.by_list, read.by_list);
+    }
+
+    async fn recount(&self) -> u64 {
+        let (_stop, stop) = tokio::sync::watch::channel(false);
+        self.engine.recount_view(stop).await.expect("recount")
+    }
+}
+
 #[tokio::test]
-async fn status_counts_the_view_once_per_change_and_says_when_a_count_is_not_current() {
-    use std::time::Duration;
+async fn status_counts_are_kept_by_each_batch_and_the_tick_and_match_the_view_read_whole() {
     let h = harness();
-    let budget = super::counts::VIEW_COUNT_BUDGET;
-    let empty = h
-        .engine
-        .view_counts_within(budget)
-        .await
-        .unwrap()
-        .unwrap()
-        .counts;
     assert_eq!(
-        (empty.records_in_force, empty.subjects, empty.current),
-        (0, 0, true)
+        h.counts(),
+        (0, 0, 0, false),
+        "a store never counted under this node's rules"
     );
+    assert_eq!(h.recount().await, 0, "an empty view has nothing to count");
+    assert_eq!(h.counts(), (0, 0, 0, true));
 
     h.publish(vec![black("r1"), black("r2")]).await.unwrap();
-    let counted = h
-        .engine
-        .view_counts_within(budget)
-        .await
-        .unwrap()
-        .unwrap()
-        .counts;
-    assert_eq!(
-        (counted.records_in_force, counted.subjects, counted.current),
-        (2, 1, true),
-        "a small view is counted within the budget: exact"
-    );
-    // Unchanged view: the same count.
-    let again = h
-        .engine
-        .view_counts_within(budget)
-        .await
-        .unwrap()
-        .unwrap()
-        .counts;
-    assert_eq!(again, counted);
+    assert_eq!(h.counts(), (2, 1, 0, true));
+    let r3 = dishonest_debtor("r3", company(OTHER_COMPANY), "430100");
+    h.publish(vec![r3.clone()]).await.unwrap();
+    assert_eq!(h.counts(), (3, 2, 0, true));
+    h.assert_counts_match_the_view();
 
-    // With no time to count, a changed view answers with the last count, marked not current
-    // (unless the count, started then, already finished: then it is the new one, current);
-    // either way the next answer within the budget is current.
-    h.publish(vec![dishonest_debtor(
-        "r3",
-        company(OTHER_COMPANY),
-        "430100",
-    )])
+    // A repair dated next month lifts nothing today; one dated today lifts r3, and with it
+    // its subject, which has no other record in force.
+    let v1 = black("r1");
+    h.publish(vec![
+        next(&v1, pb::StatusKind::Repaired, "2026-06-01"),
+        next(&r3, pb::StatusKind::Repaired, "2026-05-20"),
+    ])
     .await
     .unwrap();
-    let quick = h
-        .engine
-        .view_counts_within(Duration::ZERO)
-        .await
-        .unwrap()
-        .unwrap()
-        .counts;
-    match quick.current {
-        false => assert_eq!(
-            (quick.records_in_force, quick.counted_at),
-            (2, counted.counted_at)
-        ),
-        true => assert_eq!((quick.records_in_force, quick.subjects), (3, 2)),
-    }
-    let fresh = h
-        .engine
-        .view_counts_within(budget)
-        .await
-        .unwrap()
-        .unwrap()
-        .counts;
+    assert_eq!(h.counts(), (2, 1, 1, true));
+    h.assert_counts_match_the_view();
+
+    // The first of June: not current until the tick has reached the day's due records.
+    h.clock.set_date(date("2026-06-01"));
+    assert_eq!(h.counts(), (2, 1, 1, false));
+    assert_eq!(h.engine.tick().await.unwrap(), 1);
+    assert_eq!(h.counts(), (1, 1, 2, true));
+    h.assert_counts_match_the_view();
+
+    // A peer's version that fails validation is indexed invalid: its record is excluded.
+    let mut bad = black("WH-1");
+    bad.authority.as_mut().unwrap().uscc = uscc("11420100006123456");
+    bad.subject.as_mut().unwrap().uscc = "91430100MA4L00003X".into(); // wrong check character
+    let (_, indexed) =
+        receive_from_peer(&h.engine, &h.peer_key, vec![bad], h.clock.now_millis()).await;
+    assert_eq!((indexed.indexed, indexed.invalid), (1, 1));
+    assert_eq!(h.counts(), (1, 1, 3, true));
+    h.assert_counts_match_the_view();
+}
+
+#[tokio::test]
+async fn counts_kept_under_other_rules_are_not_current_until_every_record_is_counted_again() {
+    let h = harness();
+    h.recount().await;
+    h.publish(vec![
+        black("r1"),
+        dishonest_debtor("r2", company(OTHER_COMPANY), "430100"),
+    ])
+    .await
+    .unwrap();
+    // As a store counted under another policy (or before counts were kept) holds them:
+    // standings that are not today's evaluation, and another basis.
+    let mut batch = credex_store::WriteBatch::new();
+    batch
+        .set_standing(NODE, "r1", credex_store::Standing::Excluded)
+        .set_standing(NODE, "r2", credex_store::Standing::Uncounted)
+        .set_count_basis(Some(b"another policy".to_vec()));
+    h.engine.apply(batch).await.unwrap();
+    assert_eq!(h.counts(), (0, 0, 1, false));
+
+    assert_eq!(h.recount().await, 2);
+    assert_eq!(h.counts(), (2, 2, 0, true));
+    h.assert_counts_match_the_view();
     assert_eq!(
-        (fresh.records_in_force, fresh.subjects, fresh.current),
-        (3, 2, true)
+        h.recount().await,
+        0,
+        "counted under this node's rules: nothing to do"
     );
-    // A new day changes the view's standing: counted again.
-    h.clock.set_date(date("2026-05-21"));
-    let next_day = h
-        .engine
-        .view_counts_within(budget)
-        .await
-        .unwrap()
-        .unwrap()
-        .counts;
-    assert!(next_day.current);
-    assert!(next_day.counted_at > fresh.counted_at);
 }
 
 #[tokio::test]
@@ -513,5 +535,105 @@ async fn as_known_at_a_checkpoint_size_answers_what_the_view_showed_at_that_chec
             Err(EngineError::InvalidArgument(m)) => assert!(m.contains(field), "{m}"),
             other => panic!("({time}, {origin:?}, {size}): {other:?}"),
         }
+    }
+}
+
+/// One step of [`kept_counts_equal_the_view_read_whole_after_any_steps`].
+#[derive(Debug, Clone)]
+enum Step {
+    /// Version 1 of record `r{record}` about subject `subject`, published until `ends`.
+    New { record: u8, subject: u8, ends: u8 },
+    /// The record's next version: this status, effective `days` from today (negative: past).
+    Next {
+        record: u8,
+        kind: pb::StatusKind,
+        days: i8,
+    },
+    /// Days pass; the tick runs.
+    Pass { days: u8 },
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        (0..6u8, 0..3u8, 0..3u8).prop_map(|(record, subject, ends)| Step::New {
+            record,
+            subject,
+            ends
+        }),
+        (
+            0..6u8,
+            prop_oneof![
+                Just(pb::StatusKind::Repaired),
+                Just(pb::StatusKind::Revoked),
+                Just(pb::StatusKind::UnderObjection),
+                Just(pb::StatusKind::Active),
+            ],
+            -10..30i8
+        )
+            .prop_map(|(record, kind, days)| Step::Next { record, kind, days }),
+        (1..40u8).prop_map(|days| Step::Pass { days }),
+    ]
+}
+
+fn days_from(date: Date, days: i64) -> Date {
+    date.checked_add_signed(chrono::TimeDelta::days(days))
+        .expect("a date in range")
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+    /// Whatever is published and whenever the days pass, the counts each batch and tick keep
+    /// are what reading the whole view finds.
+    #[test]
+    fn kept_counts_equal_the_view_read_whole_after_any_steps(
+        steps in proptest::collection::vec(step(), 1..24)
+    ) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let h = harness();
+            h.recount().await;
+            let subjects = [COMPANY, OTHER_COMPANY, "91430100MA4L0000X"];
+            let ends = ["2026-05-25", "2026-07-01", "2028-04-02"];
+            let mut latest: std::collections::BTreeMap<u8, pb::CreditRecord> = Default::default();
+            for step in steps {
+                let today = h.clock.today();
+                match step.clone() {
+                    Step::New { record, subject, ends: e } => {
+                        if latest.contains_key(&record) {
+                            continue;
+                        }
+                        let mut v1 = dishonest_debtor(
+                            &format!("r{record}"),
+                            company(subjects[usize::from(subject)]),
+                            "430100",
+                        );
+                        v1.publication.as_mut().expect("publication").ends_on =
+                            ends[usize::from(e)].into();
+                        if h.publish(vec![v1.clone()]).await.is_ok() {
+                            latest.insert(record, v1);
+                        }
+                    }
+                    Step::Next { record, kind, days } => {
+                        let Some(previous) = latest.get(&record) else { continue };
+                        let on = credex_core::date::format_date(days_from(today, days.into()));
+                        let v = next(previous, kind, &on);
+                        if h.publish(vec![v.clone()]).await.is_ok() {
+                            latest.insert(record, v);
+                        }
+                    }
+                    Step::Pass { days } => {
+                        h.clock.set_date(days_from(today, days.into()));
+                        h.engine.tick().await.expect("tick");
+                    }
+                }
+                assert!(h.counts().3, "current after {step:?}");
+                h.assert_counts_match_the_view();
+            }
+        });
     }
 }
