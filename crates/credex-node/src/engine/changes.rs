@@ -21,7 +21,7 @@ use credex_core::history;
 use credex_core::ident::{SubjectId, mask_id_number};
 use credex_core::pb;
 use credex_core::view::{self, Excluded, InForce, RecordVersion};
-use credex_store::WriteBatch;
+use credex_store::{Standing, WriteBatch};
 use tokio::sync::watch;
 use tracing::warn;
 
@@ -57,6 +57,9 @@ pub(crate) struct ChangeTracker<'a> {
     histories: HashMap<(String, String), Vec<RecordVersion>>,
     /// The touched records, in the order first touched.
     touched: Vec<(String, String)>,
+    /// Standings already evaluated by [`ChangeTracker::observe`] (of records with no invalid
+    /// version, whose evaluation for the counts is the change feed's).
+    standings: HashMap<(String, String), Standing>,
 }
 
 impl<'a> ChangeTracker<'a> {
@@ -66,6 +69,7 @@ impl<'a> ChangeTracker<'a> {
             today: engine.clock.today(),
             histories: HashMap::new(),
             touched: Vec::new(),
+            standings: HashMap::new(),
         }
     }
 
@@ -134,6 +138,12 @@ impl<'a> ChangeTracker<'a> {
         let before = evaluate(history, engine, today);
         history.push(version);
         let after = evaluate(history, engine, today);
+        let key = (origin.to_owned(), record.record_id.clone());
+        if history.iter().all(|v| v.invalid.is_none()) {
+            self.standings.insert(key, counts::standing(&after));
+        } else {
+            self.standings.remove(&key);
+        }
         for date in history::turning_dates(record) {
             if date > today {
                 batch.schedule(origin, &record.record_id, day_number(date));
@@ -158,6 +168,8 @@ impl<'a> ChangeTracker<'a> {
     ) -> Result<(), EngineError> {
         let version = self.version(origin, seq, logged_at, record, Some(reason));
         self.history(origin, record)?.push(version);
+        self.standings
+            .remove(&(origin.to_owned(), record.record_id.clone()));
         Ok(())
     }
 
@@ -189,8 +201,11 @@ impl<'a> ChangeTracker<'a> {
             if history.is_empty() {
                 continue; // Refused, never indexed.
             }
-            let evaluation = counts::evaluate_all(history, self.engine);
-            batch.set_standing(&key.0, &key.1, counts::standing(&evaluation));
+            let standing = match self.standings.get(key) {
+                Some(standing) => *standing,
+                None => counts::standing(&counts::evaluate_all(history, self.engine, self.today)),
+            };
+            batch.set_standing(&key.0, &key.1, standing);
         }
     }
 }
@@ -316,7 +331,7 @@ impl Engine {
                     continue;
                 };
                 let history = self.record_history(&origin, &record_id, loc, 0, None)?;
-                let standing = counts::standing(&counts::evaluate_all(&history, self));
+                let standing = counts::standing(&counts::evaluate_all(&history, self, today));
                 batch.set_standing(&origin, &record_id, standing);
                 let (Some(first), Some(last)) =
                     (date_of_day_number(first), date_of_day_number(last))

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use credex_core::catalogue::Catalogue;
+use credex_core::date::Date;
 use credex_core::pb;
 use credex_core::policy::RecognitionPolicy;
 use credex_core::rules::Rules;
@@ -93,9 +94,9 @@ pub(crate) fn subject_tag(record: &pb::CreditRecord) -> SubjectTag {
 
 /// Evaluates a record from every version held of it, invalid ones included (a record whose
 /// latest version is invalid is excluded for it, as Lookup reports it).
-pub(crate) fn evaluate_all(history: &[RecordVersion], engine: &Engine) -> Evaluation {
+pub(crate) fn evaluate_all(history: &[RecordVersion], engine: &Engine, on: Date) -> Evaluation {
     let refs: Vec<&RecordVersion> = history.iter().collect();
-    view::evaluate_record(&refs, &engine.policy, engine.clock.today())
+    view::evaluate_record(&refs, &engine.policy, on)
 }
 
 /// What the view's standings are evaluated under ([`Engine::count_basis`]): a digest of the
@@ -223,6 +224,7 @@ impl Engine {
         if leaves.is_empty() {
             return Ok(None);
         }
+        let today = self.clock.today();
         let mut latest = Vec::new();
         for (at, leaf) in (seq..).zip(&leaves) {
             // A leaf that is no record is in no record's history.
@@ -241,7 +243,7 @@ impl Engine {
             } else {
                 self.record_history(origin, &record_id, loc, 0, None)?
             };
-            latest.push((record_id, evaluate_all(&history, self)));
+            latest.push((record_id, evaluate_all(&history, self, today)));
         }
         Ok(Some((leaves.len() as u64, latest)))
     }
