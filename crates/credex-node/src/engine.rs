@@ -384,14 +384,17 @@ impl Engine {
     /// Largest size seen in any verified checkpoint of `origin`, or the local size if larger.
     pub fn best_seen(&self, origin: &str) -> u64 {
         let local = self.store.origin_state(origin).size;
-        let seen = self
-            .best_seen
+        local.max(self.seen_from_peers(origin))
+    }
+
+    /// Largest size seen in a verified checkpoint of `origin` that a peer sent (0: none).
+    fn seen_from_peers(&self, origin: &str) -> u64 {
+        self.best_seen
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(origin)
             .copied()
-            .unwrap_or(0);
-        local.max(seen)
+            .unwrap_or(0)
     }
 
     /// Notes that a checkpoint of `origin` at `size` was stored now (a larger size only).

@@ -567,6 +567,20 @@ impl StoreReader {
         origin: &str,
         record_id: &str,
     ) -> Result<Option<RecordLocation>, StoreError> {
+        Ok(self
+            .record_value(origin, record_id)?
+            .map(|rec| RecordLocation {
+                version: rec.version,
+                seq: rec.seq,
+            }))
+    }
+
+    /// A record's value in the record index, if it is indexed.
+    fn record_value(
+        &self,
+        origin: &str,
+        record_id: &str,
+    ) -> Result<Option<RecordValue>, StoreError> {
         let Some(id) = self.origin_id(origin) else {
             return Ok(None);
         };
@@ -577,11 +591,7 @@ impl StoreReader {
         else {
             return Ok(None);
         };
-        let rec = decode_record(&v, origin, record_id)?;
-        Ok(Some(RecordLocation {
-            version: rec.version,
-            seq: rec.seq,
-        }))
+        decode_record(&v, origin, record_id).map(Some)
     }
 
     /// Every indexed version of a record, by version then seq (two entries at one version only
@@ -828,17 +838,9 @@ impl StoreReader {
 
     /// A record's standing as counted, if it is indexed.
     pub fn standing(&self, origin: &str, record_id: &str) -> Result<Option<Standing>, StoreError> {
-        let Some(id) = self.origin_id(origin) else {
-            return Ok(None);
-        };
-        let Some(v) = self
-            .inner
-            .index
-            .get(&keys::id_str(keys::RECORD, id, record_id))?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(decode_record(&v, origin, record_id)?.standing))
+        Ok(self
+            .record_value(origin, record_id)?
+            .map(|rec| rec.standing))
     }
 
     /// The change seq the next pushed change gets: changes `0..change_head()` exist.

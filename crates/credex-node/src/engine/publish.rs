@@ -690,15 +690,17 @@ impl Engine {
         Ok(())
     }
 
-    /// Why this city's log, in `state`, takes no entries now, if it does not.
-    fn publish_refusal(&self, state: &credex_store::OriginState) -> Option<EngineError> {
+    /// Why this city's log, in `state`, takes no entries now, if it does not. `state` may be
+    /// older than the store's by the batches in flight: it is compared only with what peers
+    /// sent, never with the store read again (the log grows under the pipeline's feet).
+    pub(super) fn publish_refusal(&self, state: &credex_store::OriginState) -> Option<EngineError> {
         let origin = self.city.as_str();
         if state.forked {
             return Some(EngineError::FailedPrecondition(format!(
                 "origin {origin} is marked forked on this node; it publishes nothing more"
             )));
         }
-        let seen = self.best_seen(origin);
+        let seen = self.seen_from_peers(origin);
         if seen > state.size {
             // A checkpoint this city signed over more entries than its log holds came back from
             // a peer: the log is being restored from its peers (a node whose store was moved

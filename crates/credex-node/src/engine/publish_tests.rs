@@ -182,6 +182,23 @@ async fn nothing_is_published_into_a_log_shorter_than_a_checkpoint_its_city_sign
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_grown_by_the_batch_in_flight_is_not_taken_for_one_restored_from_peers() {
+    // The prepare stage reads the log's state, then the apply stage commits the batch ahead:
+    // the log is now longer than that state, which is no sign of a checkpoint from a peer.
+    let t = test_engine("test", super::rules_tests::capitals(), clock());
+    let engine = &t.engine;
+    let before = engine.origin_state(NODE);
+    let (queue, _task) = publish::start(engine.clone());
+    queue.publish(vec![record(1)]).await.expect("published");
+    assert_eq!(engine.origin_state(NODE).size, 1);
+    assert!(
+        engine.publish_refusal(&before).is_none(),
+        "{:?}",
+        engine.publish_refusal(&before)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn versions_chain_across_batches_in_flight_and_a_retry_of_one_is_already_present() {
     // Six requests of a full batch each, sent in order without waiting: each batch is
     // prepared while the one before it may still be applied, so the versions a batch in
