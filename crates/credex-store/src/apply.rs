@@ -16,7 +16,7 @@ use crate::error::StoreError;
 use crate::hashes::{self, CHUNK, ChunkCache, Overlay};
 use crate::keys;
 use crate::leaves::{self, BlockCache, Index, LeafFile, PackedBlock};
-use crate::standing::{Standing, SubjectTag, ViewCounts};
+use crate::standing::{self, Standing, SubjectTag, ViewCounts};
 use crate::store::{OriginState, OriginTable, Store};
 use crate::view_index::{IndexWrites, ViewIndex};
 
@@ -697,7 +697,7 @@ impl Plan<'_> {
                 Entry::Vacant(e) => {
                     let stored = match self.index.get(&keys::subject_count(&subject))? {
                         None => 0,
-                        Some(v) => or_corrupt(codec::decode_u64(&v), || {
+                        Some(v) => or_corrupt(standing::decode_subject_count(&v), || {
                             "a subject's count of records in force".into()
                         })?,
                     };
@@ -789,7 +789,7 @@ impl Plan<'_> {
             ));
         }
         for (subject, n) in &self.subject_counts {
-            let value = (*n > 0).then(|| Enc::default().u64(*n).finish());
+            let value = (*n > 0).then(|| standing::encode_subject_count(*n));
             self.index_writes
                 .push((keys::subject_count(subject).to_vec(), value));
         }

@@ -408,7 +408,7 @@ mod tests {
                 ],
                 standing: Standing::InForce {
                     list: 2,
-                    subject: [9; 16],
+                    subject: [9; crate::SUBJECT_TAG_LEN],
                 },
             },
         ] {

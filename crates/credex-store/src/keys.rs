@@ -72,8 +72,8 @@ pub(crate) const VIEW_COUNTS: &str = "view";
 pub(crate) const VIEW_BASIS: &str = "view-basis";
 
 /// One subject's count of records in force.
-pub(crate) fn subject_count(tag: &crate::SubjectTag) -> [u8; 17] {
-    let mut k = [0; 17];
+pub(crate) fn subject_count(tag: &crate::SubjectTag) -> [u8; 1 + crate::SUBJECT_TAG_LEN] {
+    let mut k = [0; 1 + crate::SUBJECT_TAG_LEN];
     k[0] = SUBJECT_COUNT;
     k[1..].copy_from_slice(tag);
     k

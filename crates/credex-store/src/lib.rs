@@ -82,7 +82,7 @@
 //! | 0x12 | access n u64                           | access record: at (ms), who, rpc, subject, purpose (append-only) |
 //! | 0x13 | journal block n u64                    | the view index writes of one apply not yet in a run (zstd) |
 //! | 0x14 | —                                      | the view index's runs, newest first, and the journal blocks they cover |
-//! | 0x15 | subject tag (16 bytes)                 | *(view index)* records in force for the subject u64 (`standing`) |
+//! | 0x15 | subject tag (8 bytes)                  | *(view index)* records in force for the subject, big-endian in 1–8 bytes (`standing`) |
 //!
 //! The keyspaces marked *(view index)* are not in sled: their keys and values, so encoded, are
 //! in the run files `index/<n>.run` and the memtable (`view_index`).
@@ -197,7 +197,7 @@ pub use hashes::OriginHashes;
 pub use keys::MAX_NAME_LEN;
 pub use leaves::{PackedBlock, PackedRun, WireBlock};
 pub use space::Space;
-pub use standing::{Standing, SubjectTag, ViewCounts};
+pub use standing::{SUBJECT_TAG_LEN, Standing, SubjectTag, ViewCounts};
 pub use store::{
     OriginState, Quarantined, RecordLocation, Store, StoreOptions, StoreReader, StoredNote,
     SubjectHit,

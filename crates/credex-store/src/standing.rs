@@ -8,7 +8,7 @@
 //! batch, so the totals always equal the sum over the stored standings, whatever order the
 //! caller's evaluations come in, and evaluating a record again never counts it twice. Subjects
 //! are counted through a count of records in force per subject (keyspace `SUBJECT_COUNT`, in
-//! the view index, keyed by a 16-byte tag of the subject the caller derives): a subject is
+//! the view index, keyed by an 8-byte tag of the subject the caller derives): a subject is
 //! counted while that count is above zero.
 //!
 //! The totals say what they were evaluated under (`basis`, an opaque value the caller sets
@@ -19,8 +19,12 @@ use std::collections::BTreeMap;
 
 use crate::codec::{Dec, Enc};
 
-/// A 16-byte tag naming a subject in the count of subjects (its derivation is the caller's).
-pub type SubjectTag = [u8; 16];
+/// An 8-byte tag naming a subject in the count of subjects (its derivation is the caller's:
+/// two subjects sharing a tag are counted as one).
+pub type SubjectTag = [u8; SUBJECT_TAG_LEN];
+
+/// Bytes of a [`SubjectTag`].
+pub const SUBJECT_TAG_LEN: usize = 8;
 
 /// A record's standing in the view, as counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -72,13 +76,30 @@ impl Standing {
             UNCOUNTED => Some(Standing::Uncounted),
             IN_FORCE => {
                 let list = d.u8()?;
-                let subject = d.take(16)?.try_into().ok()?;
+                let subject = d.take(SUBJECT_TAG_LEN)?.try_into().ok()?;
                 Some(Standing::InForce { list, subject })
             }
             EXCLUDED => Some(Standing::Excluded),
             _ => None,
         }
     }
+}
+
+/// A subject's count of records in force as stored: big-endian without leading zero bytes (one
+/// byte for nearly every subject).
+pub(crate) fn encode_subject_count(n: u64) -> Vec<u8> {
+    let bytes = n.to_be_bytes();
+    let skip = (n.leading_zeros() / 8).min(7) as usize;
+    bytes[skip..].to_vec()
+}
+
+pub(crate) fn decode_subject_count(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 8 {
+        return None;
+    }
+    let mut bytes = [0; 8];
+    bytes[8 - v.len()..].copy_from_slice(v);
+    Some(u64::from_be_bytes(bytes))
 }
 
 impl ViewCounts {
@@ -159,7 +180,7 @@ mod tests {
             Standing::Uncounted,
             Standing::InForce {
                 list: 3,
-                subject: [7; 16],
+                subject: [7; SUBJECT_TAG_LEN],
             },
             Standing::Excluded,
         ] {
@@ -173,20 +194,30 @@ mod tests {
     }
 
     #[test]
+    fn subject_counts_take_the_bytes_they_need() {
+        for (n, len) in [(0, 1), (1, 1), (255, 1), (256, 2), (u64::MAX, 8)] {
+            let v = encode_subject_count(n);
+            assert_eq!((v.len(), decode_subject_count(&v)), (len, Some(n)));
+        }
+        assert_eq!(decode_subject_count(&[]), None);
+        assert_eq!(decode_subject_count(&[0; 9]), None);
+    }
+
+    #[test]
     fn totals_round_trip_and_shift_by_the_difference() {
         let mut counts = ViewCounts::default();
         let a = Standing::InForce {
             list: 2,
-            subject: [1; 16],
+            subject: [1; SUBJECT_TAG_LEN],
         };
         assert_eq!(
             counts.shift(Standing::Uncounted, a),
-            [None, Some(([1; 16], 1))]
+            [None, Some(([1; SUBJECT_TAG_LEN], 1))]
         );
         assert_eq!(counts.shift(a, a), [None, None]);
         assert_eq!(
             counts.shift(a, Standing::Excluded),
-            [Some(([1; 16], -1)), None]
+            [Some(([1; SUBJECT_TAG_LEN], -1)), None]
         );
         assert_eq!(
             (counts.in_force, counts.excluded, counts.by_list.len()),

@@ -637,11 +637,11 @@ fn standings_move_the_view_counts_by_their_difference_and_survive_reopen() {
     append(&store, CS, 4);
     let red = |subject: u8| Standing::InForce {
         list: 1,
-        subject: [subject; 16],
+        subject: [subject; SUBJECT_TAG_LEN],
     };
     let black = |subject: u8| Standing::InForce {
         list: 2,
-        subject: [subject; 16],
+        subject: [subject; SUBJECT_TAG_LEN],
     };
     let mut batch = WriteBatch::new();
     batch
@@ -2016,7 +2016,7 @@ proptest! {
                     let seq = size - ops.len() as u64 + j as u64;
                     batch.index_record(CS, &id, version, seq, &[format!("s{s}").as_str()]);
                     let standing = match day % 3 {
-                        0 => Standing::InForce { list: s % 2, subject: [s; 16] },
+                        0 => Standing::InForce { list: s % 2, subject: [s; SUBJECT_TAG_LEN] },
                         1 => Standing::Excluded,
                         _ => Standing::Uncounted,
                     };

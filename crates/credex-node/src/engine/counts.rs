@@ -26,7 +26,7 @@ use credex_core::pb;
 use credex_core::policy::RecognitionPolicy;
 use credex_core::rules::Rules;
 use credex_core::view::{self, Excluded, InForce, RecordVersion};
-use credex_store::{Standing, SubjectTag, WriteBatch};
+use credex_store::{SUBJECT_TAG_LEN, Standing, SubjectTag, WriteBatch};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -73,8 +73,11 @@ pub(crate) fn standing(evaluation: &Evaluation) -> Standing {
     }
 }
 
-/// The tag a record's subject is counted under: 16 bytes of SHA-256 of its USCC, or of its ID
-/// number for a person, so the store's per-subject counts hold no identifier.
+/// The tag a record's subject is counted under: the first 8 bytes of SHA-256 of its USCC, or of
+/// its ID number for a person, so the store's per-subject counts hold no identifier. Eight bytes
+/// keep the counts small on disk (a key and a record value each hold one); two subjects among
+/// ten million share a tag with odds of about 3 in a million, and one an origin ground to
+/// collide would count two subjects as one — a status figure off by one, nothing in the view.
 pub(crate) fn subject_tag(record: &pb::CreditRecord) -> SubjectTag {
     let key = record.subject.as_ref().map_or("", |s| {
         if s.uscc.is_empty() {
@@ -87,8 +90,8 @@ pub(crate) fn subject_tag(record: &pb::CreditRecord) -> SubjectTag {
         .chain_update(b"credex view subject\0")
         .chain_update(key.as_bytes())
         .finalize();
-    let mut tag = [0; 16];
-    tag.copy_from_slice(&digest[..16]);
+    let mut tag = [0; SUBJECT_TAG_LEN];
+    tag.copy_from_slice(&digest[..SUBJECT_TAG_LEN]);
     tag
 }
 
@@ -250,7 +253,7 @@ impl Engine {
 
     /// Counts the view by reading it whole — every origin's log up to its indexed mark — as
     /// [`Engine::view_counts`] should find it: what the tests and `credexctl bench catchup`
-    /// hold the kept counts against. Time O(log), memory O(subjects) × 16 bytes.
+    /// hold the kept counts against. Time O(log), memory O(subjects) × 8 bytes.
     pub fn view_tally(&self) -> Result<ViewTally, EngineError> {
         let mut counts = pb::ViewCounts::default();
         let mut by_list = BTreeMap::new();
