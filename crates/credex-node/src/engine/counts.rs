@@ -3,14 +3,14 @@
 //! constant time at any size.
 //!
 //! Every batch that moves a record's standing in today's view — a new version indexed or
-//! published ([`super::changes::ChangeTracker`]), a date the tick reaches — evaluates the
+//! published (`changes::ChangeTracker`), a date the tick reaches — evaluates the
 //! record from its whole history and gives the store its [`Standing`]; the store moves the
 //! totals by the difference from the standing it held, in the same atomic write
 //! ([`credex_store::Standing`]). Standings are absolute, so counts never drift with the order
 //! of evaluations, a crash or a replay.
 //!
 //! The counts hold for the rules they were evaluated under: the recognition policy, the legacy
-//! USCC allow list, the category catalogue and this module's evaluation ([`Engine::count_basis`]).
+//! USCC allow list, the category catalogue and this module's evaluation (`Engine::count_basis`).
 //! A node whose store was counted under other rules (a changed `[recognition]`, a store from
 //! before the counts) counts every record again at start ([`Engine::recount_view`]), in the
 //! background, a chunk at a time under the view's lock; until it has, status says the counts
@@ -156,7 +156,7 @@ impl Engine {
     }
 
     /// Counts every record again if the store's counts were evaluated under other rules than
-    /// this node's ([`Engine::count_basis`]): every record indexed gets its standing, a chunk
+    /// this node's (`Engine::count_basis`): every record indexed gets its standing, a chunk
     /// of the log at a time under the view's lock (so it interleaves with the indexer and
     /// publish, which set the standings of what they touch), then the basis is set. A crash
     /// part way counts again at the next start. Returns how many records it evaluated (0: the
