@@ -2,7 +2,7 @@
 //! as one atomic sled batch.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -47,6 +47,12 @@ impl Store {
         self.ready_to_write(&mut counters)?;
         let db = self.db()?;
         let first_change = self.inner.change_head.load(Ordering::Acquire);
+        let invalid_held = self
+            .inner
+            .invalid_counts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let plan = {
             let table = self.table();
             let mut plan = Plan {
@@ -71,6 +77,9 @@ impl Store {
                 view: self.view_counts(),
                 view_changed: false,
                 subject_counts: HashMap::new(),
+                invalid_held: &invalid_held,
+                invalid_counts: HashMap::new(),
+                invalid_marked: HashSet::new(),
                 quarantined: HashMap::new(),
                 changes: Vec::new(),
                 next_change: first_change,
@@ -110,6 +119,13 @@ impl Store {
             self.inner
                 .change_head
                 .store(plan.next_change, Ordering::Release);
+            if !plan.invalid_counts.is_empty() {
+                self.inner
+                    .invalid_counts
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(plan.invalid_counts);
+            }
             if let Some(view) = plan.view {
                 *self
                     .inner
@@ -229,6 +245,11 @@ struct Plan<'a> {
     view_changed: bool,
     /// Records in force per subject, as of this point of the batch, for those it touched.
     subject_counts: HashMap<SubjectTag, u64>,
+    /// Entries listed invalid per origin before the batch, and after it for those it touched.
+    invalid_held: &'a HashMap<String, u64>,
+    invalid_counts: HashMap<String, u64>,
+    /// Seqs the batch marked invalid, by origin id.
+    invalid_marked: HashSet<(u32, u64)>,
     /// Seqs named by index and invalid marks, checked against the final sizes.
     seq_refs: Vec<SeqRef>,
     /// Roots the batch's appends must pass through: origin → size → root.
@@ -311,6 +332,8 @@ struct Finished {
     counts: HashMap<String, u64>,
     /// The view's counts after the batch, if it moved them.
     view: Option<ViewCounts>,
+    /// Entries listed invalid per origin after the batch, for those it marked.
+    invalid_counts: HashMap<String, u64>,
     next_change: u64,
     /// The batch's view index writes and the number of their journal block.
     index: Option<(IndexWrites, u64)>,
@@ -448,8 +471,22 @@ impl Plan<'_> {
                 reason,
             } => {
                 let id = self.origins.get(&origin)?.meta.id;
-                self.batch
-                    .insert(&keys::id_u64(keys::INVALID, id, seq)[..], reason.as_bytes());
+                let key = keys::id_u64(keys::INVALID, id, seq);
+                // Counted once per seq: a mark already stored, or earlier in the batch, is not.
+                if self.invalid_marked.insert((id, seq)) && self.db.get(&key[..])?.is_none() {
+                    let count = match self.invalid_counts.entry(origin.clone()) {
+                        Entry::Occupied(e) => e.into_mut(),
+                        Entry::Vacant(e) => {
+                            e.insert(self.invalid_held.get(&origin).copied().unwrap_or(0))
+                        }
+                    };
+                    *count += 1;
+                    self.batch.insert(
+                        keys::named(keys::COUNTER, &keys::invalid_counter(&origin)),
+                        Enc::default().u64(*count).finish(),
+                    );
+                }
+                self.batch.insert(&key[..], reason.as_bytes());
                 self.seq_refs.push(SeqRef {
                     origin,
                     what: "invalid mark",
@@ -885,6 +922,7 @@ impl Plan<'_> {
             next_access: self.next_access,
             counts: self.counts,
             view: self.view_changed.then_some(self.view),
+            invalid_counts: self.invalid_counts,
             next_change: self.next_change,
             index,
         })

@@ -79,6 +79,14 @@ pub(crate) fn subject_count(tag: &crate::SubjectTag) -> [u8; 1 + crate::SUBJECT_
     k
 }
 
+/// The counter holding how many of `origin`'s entries are listed invalid.
+pub(crate) fn invalid_counter(origin: &str) -> String {
+    format!("{INVALID_COUNTER}{origin}")
+}
+
+/// Prefix of the per-origin counters of entries listed invalid.
+pub(crate) const INVALID_COUNTER: &str = "invalid/";
+
 /// Counter holding the next quarantine arrival number.
 pub(crate) const ARRIVAL_COUNTER: &str = "quarantine-arrival";
 

@@ -76,7 +76,7 @@
 //! | 0x0c | reason code                            | quarantine count u64                           |
 //! | 0x0d | peer city                              | opaque peer state                              |
 //! | 0x0e | change seq of the block's first         | the view changes one batch pushed: count u32, raw length u32, zstd of each as a byte string |
-//! | 0x0f | counter name                           | u64 (next quarantine arrival); the view's totals; their basis |
+//! | 0x0f | counter name                           | u64 (next quarantine arrival; entries listed invalid per origin); the view's totals; their basis |
 //! | 0x10 | id, len16 record id, version, seq      | *(view index)* empty: every version of a record (history) |
 //! | 0x11 | day u32, id, record id                 | *(view index)* empty: a record whose standing may change that day |
 //! | 0x12 | access n u64                           | access record: at (ms), who, rpc, subject, purpose (append-only) |

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use credex_core::merkle::{self, Hash};
 
 use crate::batch::{AccessRecord, QuarantineRecord};
-use crate::codec::{self, OriginMeta, RecordValue, or_corrupt};
+use crate::codec::{self, Enc, OriginMeta, RecordValue, or_corrupt};
 use crate::error::StoreError;
 use crate::hashes::{self, ChunkCache, OriginHashes};
 use crate::keys;
@@ -168,6 +168,8 @@ pub(crate) struct Inner {
     pub(crate) index: Arc<ViewIndex>,
     /// The view's counts as of the last apply (`standing`), replaced by the writer.
     pub(crate) view_counts: RwLock<ViewCounts>,
+    /// Entries listed invalid per origin as of the last apply, kept by the writer.
+    pub(crate) invalid_counts: RwLock<HashMap<String, u64>>,
 }
 
 /// A read handle on the node's database: every reader of the store. Cheap to clone; all
@@ -213,6 +215,7 @@ impl Store {
         table.files = leaves::open_all(&db, &leaf_dir, &table)?;
         let counters = load_counters(&db)?;
         let view_counts = load_view_counts(&db)?;
+        let invalid_counts = load_invalid_counts(&db, &table)?;
         let index = ViewIndex::open(&db, &view_index::dir(path), options)?;
         let change_head = match db.scan_prefix([keys::CHANGE]).next_back().transpose()? {
             None => 0,
@@ -240,6 +243,7 @@ impl Store {
             reopened: AtomicU64::new(0),
             index: Arc::new(index),
             view_counts: RwLock::new(view_counts),
+            invalid_counts: RwLock::new(invalid_counts),
         }));
         // The open checks hold a clone of the handle: dropped with the store if they fail.
         drop(db);
@@ -711,6 +715,17 @@ impl StoreReader {
             .collect()
     }
 
+    /// How many of `origin`'s entries are listed invalid: a number kept by the writer, no scan.
+    pub fn invalid_count(&self, origin: &str) -> u64 {
+        self.inner
+            .invalid_counts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(origin)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Up to `limit` quarantined entries, only `origin`'s if given, starting after `after` (the
     /// last item of the previous page). Entries are grouped by origin (in key order: shorter
     /// names first), then ordered by seq and arrival.
@@ -1013,6 +1028,36 @@ fn load_origins(db: &sled::Db) -> Result<OriginTable, StoreError> {
         names: by_id.into_values().collect(),
         files: Vec::new(),
     })
+}
+
+/// The counts of entries listed invalid per origin. A store of layout 7 kept none: each
+/// origin's marks are counted once and the count stored.
+fn load_invalid_counts(
+    db: &sled::Db,
+    table: &OriginTable,
+) -> Result<HashMap<String, u64>, StoreError> {
+    let mut counts = HashMap::new();
+    for (name, meta) in &table.by_name {
+        let key = keys::named(keys::COUNTER, &keys::invalid_counter(name));
+        let n = match db.get(&key)? {
+            Some(v) => or_corrupt(codec::decode_u64(&v), || {
+                format!("count of {name}'s invalid entries")
+            })?,
+            None => {
+                let mut n = 0;
+                for item in db.scan_prefix(keys::id(keys::INVALID, meta.id)) {
+                    item?;
+                    n += 1;
+                }
+                if n > 0 {
+                    db.insert(key, Enc::default().u64(n).finish())?;
+                }
+                n
+            }
+        };
+        counts.insert(name.clone(), n);
+    }
+    Ok(counts)
 }
 
 fn load_view_counts(db: &sled::Db) -> Result<ViewCounts, StoreError> {

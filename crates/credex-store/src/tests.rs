@@ -1077,6 +1077,47 @@ fn open_refuses_a_database_of_the_previous_layout() {
 }
 
 #[test]
+fn entries_listed_invalid_are_counted_once_each_and_the_count_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    append(&store, WH, 3);
+    let mut batch = WriteBatch::new();
+    batch
+        .mark_invalid(WH, 0, "bad_signature")
+        .mark_invalid(WH, 1, "record WH-1: subject.uscc: bad")
+        .mark_invalid(WH, 1, "record WH-1: subject.uscc: bad");
+    store.apply(batch).unwrap();
+    assert_eq!((store.invalid_count(WH), store.invalid_count(CS)), (2, 0));
+    // Marked again by a later batch (the indexer redoing a chunk): still one entry.
+    let mut batch = WriteBatch::new();
+    batch.mark_invalid(WH, 1, "record WH-1: subject.uscc: bad");
+    store.apply(batch).unwrap();
+    assert_eq!(store.invalid_count(WH), 2);
+    // A batch refused whole counts nothing.
+    let mut batch = WriteBatch::new();
+    batch
+        .mark_invalid(WH, 2, "x")
+        .mark_invalid(WH, 9, "past the log");
+    assert!(store.apply(batch).is_err());
+    assert_eq!(store.invalid_count(WH), 2);
+    store.flush().unwrap();
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.invalid_count(WH), 2);
+    drop(store);
+    {
+        // A store of layout 7 kept no count: it is counted from the marks at open.
+        let db = sled::open(dir.path()).unwrap();
+        db.remove(keys::named(keys::COUNTER, &keys::invalid_counter(WH)))
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.invalid_count(WH), 2);
+    assert_eq!(store.invalid_entries(WH, 0, 10).unwrap().len(), 2);
+}
+
+#[test]
 fn a_database_of_layout_7_opens_as_8_with_its_records_uncounted() {
     let dir = tempfile::tempdir().unwrap();
     {
