@@ -375,7 +375,7 @@ pub fn print(figures: &CatchupFigures, json: bool) -> Result<()> {
     outln!("  (credex verifies strictly; see ARCHITECTURE.md, \"Departures from DESIGN.md\")")?;
     let s = &figures.status;
     outln!(
-        "Operator.Status with the view counted, ms          p50      p99      max   beside Health.Check p50 / p99"
+        "Operator.Status with the view's counts, ms         p50      p99      max   beside Health.Check p50 / p99"
     )?;
     for (when, status, health) in [
         (
