@@ -34,8 +34,8 @@
 //! reconnect_backoff_max_ms = 30000
 //!
 //! [storage]                              # optional
-//! cache_mb = 64                          # sled page cache, MiB (8 to 65536)
-//! index_mb = 32                          # view index writes held in memory before a run is written, MiB (1 to 4096)
+//! cache_mb = 32                          # sled page cache, MiB (8 to 65536)
+//! index_mb = 16                          # view index writes held in memory before a run is written, MiB (1 to 4096)
 //! index_cache_mb = 8                     # decompressed view index blocks kept for reads, MiB (1 to 4096)
 //! leaf_cache_mb = 2                      # decompressed leaf blocks (64 KiB each) kept for reads, MiB (1 to 4096)
 //! min_free_mb = 64                       # writes refused while less is free on the store's volume, MiB (0: off, to 1048576)
@@ -321,8 +321,8 @@ pub struct StorageConfig {
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
-            cache_mb: 64,
-            index_mb: 32,
+            cache_mb: 32,
+            index_mb: 16,
             index_cache_mb: 8,
             leaf_cache_mb: 2,
             min_free_mb: 64,
@@ -1232,8 +1232,8 @@ mod tests {
             reconnect_backoff_max_ms = 5000
 
             [storage]
-            cache_mb = 64
-            index_mb = 32
+            cache_mb = 32
+            index_mb = 16
             index_cache_mb = 8
             leaf_cache_mb = 2
             min_free_mb = 64
@@ -1319,8 +1319,8 @@ mod tests {
             reconnect_backoff_max_ms = 30000
 
             [storage]
-            cache_mb = 64
-            index_mb = 32
+            cache_mb = 32
+            index_mb = 16
             index_cache_mb = 8
             leaf_cache_mb = 2
             min_free_mb = 64
