@@ -4,8 +4,8 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::Range;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
 
 use credex_core::merkle::{self, Hash};
 use tlog_tiles::tlog::stored_hash_count;
@@ -47,12 +47,6 @@ impl Store {
         self.ready_to_write(&mut counters)?;
         let db = self.db()?;
         let first_change = self.inner.change_head.load(Ordering::Acquire);
-        let invalid_held = self
-            .inner
-            .invalid_counts
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
         let plan = {
             let table = self.table();
             let mut plan = Plan {
@@ -74,10 +68,10 @@ impl Store {
                 next_access: counters.next_access,
                 counts: counters.quarantine_counts.clone(),
                 changed_records: BTreeSet::new(),
-                view: self.view_counts(),
-                view_changed: false,
+                held_view: &self.inner.view_counts,
+                view: None,
                 subject_counts: HashMap::new(),
-                invalid_held: &invalid_held,
+                invalid_held: &self.inner.invalid_counts,
                 invalid_counts: HashMap::new(),
                 invalid_marked: HashSet::new(),
                 quarantined: HashMap::new(),
@@ -224,6 +218,11 @@ fn record_value<'r>(
     })
 }
 
+/// A copy of the view's counts as the last apply left them.
+fn read_counts(held: &RwLock<ViewCounts>) -> ViewCounts {
+    held.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
 /// A batch being checked and turned into sled writes.
 struct Plan<'a> {
     db: &'a sled::Db,
@@ -240,13 +239,15 @@ struct Plan<'a> {
     records: HashMap<(u32, String), Option<RecordValue>>,
     /// Records whose value the batch changed, written once when it is finished.
     changed_records: BTreeSet<(u32, String)>,
-    /// The view's counts as of this point of the batch (`standing`), and whether it moved them.
-    view: ViewCounts,
-    view_changed: bool,
+    /// The view's counts before the batch, and as of this point of it once it moved them
+    /// (`standing`): read only by a batch that moves them.
+    held_view: &'a RwLock<ViewCounts>,
+    view: Option<ViewCounts>,
     /// Records in force per subject, as of this point of the batch, for those it touched.
     subject_counts: HashMap<SubjectTag, u64>,
-    /// Entries listed invalid per origin before the batch, and after it for those it touched.
-    invalid_held: &'a HashMap<String, u64>,
+    /// Entries listed invalid per origin before the batch (read only for an origin the batch
+    /// marks), and after it for those it marked.
+    invalid_held: &'a RwLock<HashMap<String, u64>>,
     invalid_counts: HashMap<String, u64>,
     /// Seqs the batch marked invalid, by origin id.
     invalid_marked: HashSet<(u32, u64)>,
@@ -462,8 +463,7 @@ impl Plan<'_> {
                 standing,
             } => self.set_standing(origin, record_id, standing)?,
             Op::SetCountBasis(basis) => {
-                self.view.basis = basis;
-                self.view_changed = true;
+                self.view_mut().basis = basis;
             }
             Op::MarkInvalid {
                 origin,
@@ -477,7 +477,8 @@ impl Plan<'_> {
                     let count = match self.invalid_counts.entry(origin.clone()) {
                         Entry::Occupied(e) => e.into_mut(),
                         Entry::Vacant(e) => {
-                            e.insert(self.invalid_held.get(&origin).copied().unwrap_or(0))
+                            let held = self.invalid_held.read().unwrap_or_else(|e| e.into_inner());
+                            e.insert(held.get(&origin).copied().unwrap_or(0))
                         }
                     };
                     *count += 1;
@@ -728,7 +729,8 @@ impl Plan<'_> {
             return Ok(());
         }
         self.changed_records.insert((id, record_id));
-        for (subject, by) in self.view.shift(old, standing).into_iter().flatten() {
+        let view = self.view.get_or_insert_with(|| read_counts(self.held_view));
+        for (subject, by) in view.shift(old, standing).into_iter().flatten() {
             let held = match self.subject_counts.entry(subject) {
                 Entry::Occupied(e) => e.into_mut(),
                 Entry::Vacant(e) => {
@@ -748,13 +750,17 @@ impl Plan<'_> {
                 before.saturating_sub(1)
             };
             match (before, *held) {
-                (0, 1) => self.view.subjects += 1,
-                (1, 0) => self.view.subjects = self.view.subjects.saturating_sub(1),
+                (0, 1) => view.subjects += 1,
+                (1, 0) => view.subjects = view.subjects.saturating_sub(1),
                 _ => {}
             }
         }
-        self.view_changed = true;
         Ok(())
+    }
+
+    /// The view's counts as of this point of the batch, read the first time it moves them.
+    fn view_mut(&mut self) -> &mut ViewCounts {
+        self.view.get_or_insert_with(|| read_counts(self.held_view))
     }
 
     /// Keeps `record` unless the same leaf is already kept for its origin and seq (a peer
@@ -830,13 +836,13 @@ impl Plan<'_> {
             self.index_writes
                 .push((keys::subject_count(subject).to_vec(), value));
         }
-        if self.view_changed {
+        if let Some(view) = &self.view {
             self.batch.insert(
                 keys::named(keys::COUNTER, keys::VIEW_COUNTS),
-                self.view.encode_totals(),
+                view.encode_totals(),
             );
             let basis = keys::named(keys::COUNTER, keys::VIEW_BASIS);
-            match &self.view.basis {
+            match &view.basis {
                 Some(b) => self.batch.insert(basis, b.as_slice()),
                 None => self.batch.remove(basis),
             }
@@ -921,7 +927,7 @@ impl Plan<'_> {
             next_arrival: self.next_arrival,
             next_access: self.next_access,
             counts: self.counts,
-            view: self.view_changed.then_some(self.view),
+            view: self.view,
             invalid_counts: self.invalid_counts,
             next_change: self.next_change,
             index,
