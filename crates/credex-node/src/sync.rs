@@ -211,6 +211,12 @@ async fn serve_frames(
         }
         sent.insert(f.origin.clone(), s);
     }
+    // A peer is sent its own log's entries only up to what this node held of it when the
+    // stream opened (what a peer restored from an old copy of its data dir gets back): past
+    // that, all this node holds of it came from the peer itself, and sending it back cost the
+    // origin a frame, a lock and a comparison per peer for every batch it published. Its
+    // checkpoints still travel: they are how two copies of one city's data dir are caught.
+    let own_upto = engine.origin_state(peer).size;
     // Subscribe before the first pass, so nothing committed during catch-up is missed.
     let mut advanced = engine.subscribe();
     loop {
@@ -235,13 +241,17 @@ async fn serve_frames(
             // that checkpoint, so the peer appends every run as soon as it arrives. A forked
             // origin's entries are not served; its checkpoint still is (above), so every peer
             // can check for itself that the origin signed two histories.
-            while s.size < state.size && !state.forked {
+            let end = match origin == peer {
+                true => state.size.min(own_upto),
+                false => state.size,
+            };
+            while s.size < end && !state.forked {
                 let next = engine
                     .checkpoints_from(&origin, s.size + 1, 1)
                     .map_err(|e| e.to_string())?
                     .into_iter()
                     .next()
-                    .filter(|cp| cp.size <= state.size);
+                    .filter(|cp| cp.size <= end);
                 let Some(next) = next else {
                     break; // The rest is not under a signed root yet (an own batch signing).
                 };
@@ -676,7 +686,7 @@ enum Staged {
 
 /// Commits what signed roots cover of every inbox.
 async fn commit_all(
-    engine: &Engine,
+    engine: &Arc<Engine>,
     inboxes: &mut BTreeMap<String, Inbox>,
     from: &str,
     limits: &SyncLimits,
@@ -690,7 +700,7 @@ async fn commit_all(
 /// Commits what signed roots cover of one inbox; an error ends the stream (which reconnects
 /// and asks again from the local frontier).
 async fn commit(
-    engine: &Engine,
+    engine: &Arc<Engine>,
     inbox: &mut Inbox,
     from: &str,
     limits: &SyncLimits,

@@ -351,8 +351,10 @@ impl Engine {
         let mut batch = WriteBatch::new();
         batch.set_checkpoint(origin, size, merged);
         self.apply(batch).await?;
-        self.flush_durable().await?;
+        // Flushed outside the lock, which the next publish batch waits on (as in
+        // `Engine::add_checkpoint`).
         drop(_writer);
+        self.flush_durable().await?;
         info!(
             origin,
             size,

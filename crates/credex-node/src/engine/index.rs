@@ -49,6 +49,16 @@ pub(crate) enum CheckedLeaf {
     },
 }
 
+/// One batch's worth of indexing, until it is durable and counted ([`Engine::note_indexed`]).
+#[derive(Debug)]
+pub(crate) struct Indexed {
+    /// Entries that passed the indexed mark, and of those, entries listed invalid.
+    pub indexed: u64,
+    pub invalid: u64,
+    /// When each authentic one was logged at its origin (for the propagation age).
+    logged_at: Vec<i64>,
+}
+
 /// What one indexing batch did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct IndexOutcome {
@@ -191,42 +201,84 @@ impl Engine {
         // Reading the records' histories and evaluating them is CPU work: off the runtime,
         // behind the log's appends like the verification. The store write is not: the store
         // has one apply at a time, and an apply at low priority would hold the log's up.
-        type Indexed = (WriteBatch, u64, Vec<i64>);
-        let (batch, invalid, logged_at) = spawn_low(move || -> Result<Indexed, EngineError> {
+        let (batch, indexed) = spawn_low(move || -> Result<_, EngineError> {
             let mut batch = WriteBatch::new();
-            let invalid = engine.index_batch(&mut batch, &name, from, &checked)?;
-            batch.set_indexed(&name, upto);
-            // For the propagation age, once they are in the view.
-            let logged_at = checked
-                .iter()
-                .filter_map(|c| match c {
-                    CheckedLeaf::Authentic { verified, .. } => Some(verified.entry.logged_at),
-                    CheckedLeaf::Rejected { .. } => None,
-                })
-                .collect();
+            let indexed = engine.index_checked(&mut batch, &name, from, &checked)?;
             // Freeing a chunk of decoded entries takes a while too: here, not on the runtime.
             drop(checked);
-            Ok((batch, invalid, logged_at))
+            Ok((batch, indexed))
         })
         .await
         .map_err(|_| EngineError::Internal("indexer thread panicked".into()))??;
         self.apply(batch).await?;
         self.flush_durable().await?;
         drop(writer);
-        self.metrics.count_invalid(origin, invalid);
-        let now = self.clock.now_millis();
-        self.metrics
-            .observe_propagation(origin, logged_at.into_iter().map(|t| now - t));
-        if invalid > 0 {
-            // The origin signed a root over entries that fail their own checks: its fault.
-            warn!(
-                origin,
-                invalid, "entries under a signed root are invalid; kept out of the view"
-            );
-        }
+        let invalid = indexed.invalid;
+        self.note_indexed(origin, indexed);
         debug!(origin, from, upto, "indexed");
         self.announce();
         Ok(Some(invalid))
+    }
+
+    /// Checks `leaves`, `origin`'s entries from `first` arriving from a peer, and adds what the
+    /// indexer would write for them to `batch`, the batch that appends them: the receive path
+    /// indexes a small run that brings a caught-up log to its origin's newest checkpoint on
+    /// arrival (`ingest::INDEX_ON_ARRIVAL`), so a live record reaches the view with the one
+    /// apply and flush that make it durable, not a second pass behind them.
+    pub(crate) fn index_on_arrival(
+        &self,
+        batch: &mut WriteBatch,
+        origin: &str,
+        first: u64,
+        leaves: &[Vec<u8>],
+    ) -> Result<Indexed, EngineError> {
+        let member = self
+            .member(origin)
+            .ok_or_else(|| EngineError::Internal(format!("{origin} is not a member")))?;
+        let validator = self.validator(Mode::Relay, origin);
+        let checked = check_parallel(leaves, first, origin, &member.log_key, &validator);
+        self.index_checked(batch, origin, first, &checked)
+    }
+
+    /// Adds to `batch` the index entries, view changes and invalid marks of `checked`
+    /// (`origin`'s entries from `from` on) and the indexed mark past them.
+    fn index_checked(
+        &self,
+        batch: &mut WriteBatch,
+        origin: &str,
+        from: u64,
+        checked: &[CheckedLeaf],
+    ) -> Result<Indexed, EngineError> {
+        let invalid = self.index_batch(batch, origin, from, checked)?;
+        batch.set_indexed(origin, from + checked.len() as u64);
+        Ok(Indexed {
+            indexed: checked.len() as u64,
+            invalid,
+            logged_at: checked
+                .iter()
+                .filter_map(|c| match c {
+                    CheckedLeaf::Authentic { verified, .. } => Some(verified.entry.logged_at),
+                    CheckedLeaf::Rejected { .. } => None,
+                })
+                .collect(),
+        })
+    }
+
+    /// Counts what `indexed` did, once it is durable: its invalid entries, and the age at which
+    /// the rest reached the view.
+    pub(crate) fn note_indexed(&self, origin: &str, indexed: Indexed) {
+        self.metrics.count_invalid(origin, indexed.invalid);
+        let now = self.clock.now_millis();
+        self.metrics
+            .observe_propagation(origin, indexed.logged_at.into_iter().map(|t| now - t));
+        if indexed.invalid > 0 {
+            // The origin signed a root over entries that fail their own checks: its fault.
+            warn!(
+                origin,
+                invalid = indexed.invalid,
+                "entries under a signed root are invalid; kept out of the view"
+            );
+        }
     }
 
     /// Adds to `batch` the index entries, view changes and invalid marks of `checked`, the

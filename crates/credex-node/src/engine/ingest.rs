@@ -15,13 +15,22 @@
 //! lists it invalid with its reason, keeps it out of the view and raises it. Entries no signed
 //! root covers are quarantined and never appended: as `unsigned_root`, or with their own
 //! reason when they fail on their own (checked then, on that rare path only).
+//!
+//! A live origin's batch is the exception: a run of at most [`INDEX_ON_ARRIVAL`] entries that
+//! brings a log the indexer has caught up with to its origin's newest checkpoint is checked
+//! and indexed in the batch that appends it (`Engine::index_on_arrival`), exactly as the
+//! indexer would have, so the record is in the view after one apply and one flush instead of
+//! two of each with a thread hop between. Catch-ups, where the log runs ahead of the view on
+//! purpose, still leave the checks to the indexer.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use credex_core::pb;
 use credex_store::{PackedBlock, QuarantineRecord, StoreError, WriteBatch};
 use tracing::{debug, warn};
 
+use super::index::Indexed;
 use super::writer::WriteError;
 use super::{Engine, EngineError};
 
@@ -30,6 +39,10 @@ use super::{Engine, EngineError};
 /// a serving node sends the checkpoints it holds between the entries, so an honest stream never
 /// needs more.
 pub const MAX_WAITING_ENTRIES: usize = 16_384;
+
+/// Longest run a receiver checks and indexes as it appends it (see the module docs): a few
+/// milliseconds of verification at most, on the receive path.
+pub const INDEX_ON_ARRIVAL: usize = 64;
 
 /// A stream's leaves of one origin, contiguous from `first_seq`, not yet committed.
 #[derive(Debug)]
@@ -113,8 +126,12 @@ impl Inbox {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct IngestOutcome {
     /// Appended under a signed root; the indexer checks each one's signature and record
-    /// before it reaches the view.
+    /// before it reaches the view, unless they were indexed on arrival (below).
     pub appended: u64,
+    /// Of those, entries checked and indexed in the batch that appended them, and of those,
+    /// entries listed invalid.
+    pub indexed: u64,
+    pub invalid: u64,
     /// Leaves this node already held, byte for byte.
     pub duplicates: u64,
     pub quarantined: u64,
@@ -135,7 +152,7 @@ impl Engine {
     /// durable write with every checkpoint it passes. What no checkpoint covers yet stays in
     /// `inbox`.
     pub async fn commit(
-        &self,
+        self: &Arc<Self>,
         inbox: &mut Inbox,
         from: &str,
     ) -> Result<IngestOutcome, EngineError> {
@@ -166,9 +183,16 @@ impl Engine {
             self.metrics.count_ingest(&inbox.origin, &outcome);
             return Ok(outcome);
         }
+        let origin = inbox.origin.clone();
+        // A run that may be indexed on arrival takes the view's lock too, before the writer's
+        // (the order publish takes them in).
+        let view = if self.may_index_on_arrival(&origin, inbox.leaves.len()) {
+            Some(self.view_lock.lock().await)
+        } else {
+            None
+        };
         let writer = self.write_lock.lock().await;
         self.take_held(inbox, from, &mut outcome).await?;
-        let origin = inbox.origin.clone();
         while !outcome.forked && !inbox.leaves.is_empty() {
             let size = self.store.origin_state(&origin).size;
             if inbox.first_seq > size {
@@ -181,9 +205,10 @@ impl Engine {
                 break;
             };
             let take = (last - size) as usize;
+            let index = view.is_some() && self.index_on_arrival_now(&origin, size, last);
             let started = std::time::Instant::now();
             match self
-                .append_signed(inbox, take, &roots, from, &mut outcome)
+                .append_signed(inbox, take, &roots, from, index, &mut outcome)
                 .await?
             {
                 true => self.metrics.observe_apply(&origin, started.elapsed()),
@@ -192,6 +217,7 @@ impl Engine {
         }
         outcome.waiting = inbox.leaves.len() as u64;
         drop(writer);
+        drop(view);
         self.metrics.count_ingest(&origin, &outcome);
         if outcome.quarantined > 0 || outcome.forked {
             warn!(
@@ -210,6 +236,23 @@ impl Engine {
             self.settle_checkpoints(&origin).await?;
         }
         Ok(outcome)
+    }
+
+    /// Whether a run of `entries` of `origin` may be indexed on arrival, as far as can be told
+    /// before the locks: a peer's log, a short run, and the indexer caught up.
+    fn may_index_on_arrival(&self, origin: &str, entries: usize) -> bool {
+        origin != self.city
+            && entries <= INDEX_ON_ARRIVAL
+            && self.store.indexed(origin) == self.store.origin_state(origin).size
+    }
+
+    /// Whether the run that takes `origin`'s log from `size` to `last` is indexed as it is
+    /// appended, under the view's lock: the indexer has caught up with the log, the run is
+    /// short, and no larger checkpoint is known (the log is not catching up).
+    fn index_on_arrival_now(&self, origin: &str, size: u64, last: u64) -> bool {
+        self.store.indexed(origin) == size
+            && last - size <= INDEX_ON_ARRIVAL as u64
+            && self.best_seen(origin) <= last
     }
 
     /// Checks the leaves at the front of `inbox` that the log already holds, and drops them.
@@ -282,24 +325,31 @@ impl Engine {
     /// them, ascending), requiring each root. False when the entries do not give a signed
     /// root: those under the roots below it are appended all the same (each of those roots
     /// authenticates its prefix), the rest are quarantined, and the inbox is emptied.
+    #[allow(clippy::too_many_arguments)]
     async fn append_signed(
-        &self,
+        self: &Arc<Self>,
         inbox: &mut Inbox,
         take: usize,
         roots: &[(u64, super::checkpoints::PendingCheckpoint)],
         from: &str,
+        index: bool,
         outcome: &mut IngestOutcome,
     ) -> Result<bool, EngineError> {
         let origin = inbox.origin.clone();
         let first = inbox.first_seq;
         let (leaves, blocks) = inbox.take(take);
         let (size, got, want, mut taken) = match self
-            .apply_under_roots(&origin, first, leaves, blocks, roots)
+            .apply_under_roots(&origin, first, leaves, blocks, roots, index)
             .await?
         {
-            Ok(()) => {
+            Ok(indexed) => {
                 self.appended_under(&origin, first, roots, from, outcome)
                     .await?;
+                if let Some(indexed) = indexed {
+                    outcome.indexed += indexed.indexed;
+                    outcome.invalid += indexed.invalid;
+                    self.note_indexed(&origin, indexed);
+                }
                 return Ok(true);
             }
             Err((
@@ -320,7 +370,7 @@ impl Engine {
         if let Some(&(end, _)) = good.last() {
             let rest = taken.split_off((end - first) as usize);
             let under = self
-                .apply_under_roots(&origin, first, taken, Vec::new(), good)
+                .apply_under_roots(&origin, first, taken, Vec::new(), good, false)
                 .await?;
             if let Err((e, _)) = under {
                 // These leaves gave these roots a moment ago: a store failure, not evidence.
@@ -357,15 +407,19 @@ impl Engine {
     /// that came in one of `blocks` (packed blocks wholly among them, by first seq) are stored
     /// in it as it came. The store's refusal comes back with the leaves, to be quarantined or
     /// retried. The store's writer thread applies it (leaf file write and fdatasync, sled
-    /// batch).
+    /// batch). With `index`, the leaves are checked and indexed in the same batch
+    /// ([`Engine::index_on_arrival`]); what that did comes back.
+    #[allow(clippy::too_many_arguments)]
     async fn apply_under_roots(
-        &self,
+        self: &Arc<Self>,
         origin: &str,
         first: u64,
         leaves: Vec<Vec<u8>>,
         blocks: Vec<(u64, PackedBlock)>,
         roots: &[(u64, super::checkpoints::PendingCheckpoint)],
-    ) -> Result<Result<(), (StoreError, Vec<Vec<u8>>)>, EngineError> {
+        index: bool,
+    ) -> Result<Result<Option<Indexed>, (StoreError, Vec<Vec<u8>>)>, EngineError> {
+        let to_index = index.then(|| leaves.clone());
         let mut batch = WriteBatch::new();
         for (size, cp) in roots {
             batch.require_root(origin, *size, cp.root).set_checkpoint(
@@ -393,11 +447,16 @@ impl Engine {
             }
         }
         // Copying the leaves is work too: on the blocking thread that waits for the writer.
-        let writer = self.writer.clone();
+        let engine = self.clone();
+        let origin = origin.to_owned();
         tokio::task::spawn_blocking(move || {
             let kept = batch.appended_leaves();
-            match writer.apply_blocking(batch) {
-                Ok(_) => Ok(Ok(())),
+            let indexed = match to_index {
+                Some(leaves) => Some(engine.index_on_arrival(&mut batch, &origin, first, &leaves)?),
+                None => None,
+            };
+            match engine.writer.apply_blocking(batch) {
+                Ok(_) => Ok(Ok(indexed)),
                 Err(WriteError::Store(e)) => Ok(Err((e, kept))),
                 Err(e) => Err(EngineError::from(e)),
             }

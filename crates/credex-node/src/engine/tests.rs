@@ -16,6 +16,7 @@ use tempfile::TempDir;
 use super::Engine;
 use super::checkpoints::{CheckpointOutcome, SentProof};
 use super::harness::{PEER, test_engine};
+use super::index::IndexOutcome;
 use super::ingest::Inbox;
 
 const CONSORTIUM: &str = "test";
@@ -172,18 +173,19 @@ async fn entries_wait_until_a_checkpoint_their_origin_signed_covers_them() {
     );
     let outcome = h.engine.commit(&mut inbox, "hefei").await.unwrap();
     assert_eq!((outcome.appended, outcome.waiting, h.size()), (3, 2, 3));
-    // The checkpoint over the appended entries is stored with them; their own checks run
-    // behind the append, and their records (no subject) are then listed invalid rather than
-    // dropped.
+    // The checkpoint over the appended entries is stored with them. A short run that brings
+    // the log to the newest checkpoint seen is checked as it lands, in the same batch: its
+    // records (no subject) are listed invalid rather than dropped, and the indexer finds
+    // nothing left to do.
     assert_eq!(
         h.engine.store.checkpoint_at(ORIGIN, 3).unwrap(),
         Some(note3)
     );
-    assert_eq!(h.engine.store.indexed(ORIGIN), 0);
-    let indexed = h.engine.index_all().await.unwrap();
-    assert_eq!((indexed.indexed, indexed.invalid), (3, 3));
+    assert_eq!((outcome.indexed, outcome.invalid), (3, 3));
     assert_eq!(h.engine.store.indexed(ORIGIN), 3);
     assert!(h.engine.store.invalid(ORIGIN, 0).unwrap().is_some());
+    let indexed = h.engine.index_all().await.unwrap();
+    assert_eq!((indexed.indexed, indexed.invalid), (0, 0));
 
     let note5 = log.checkpoint(&h.origin_key, 5);
     let pending = h.checkpoint(&note5, log.proof(3, 5)).await;
@@ -390,16 +392,32 @@ async fn two_different_signed_entries_at_one_seq_are_equivocation() {
     assert_eq!(e.signed_entries, [a.leaves[3].clone(), b.leaves[3].clone()]);
 }
 
+/// A log of three entries whose third has a bad signature, signed into a root by its origin,
+/// and a fourth after it.
+fn log_with_a_bad_signature(key: &SigningKeyPair) -> Log {
+    let mut log = Log::new(key, 2, 2, "a");
+    let mut leaves = Log::new(key, 4, 4, "a").leaves;
+    let fourth = leaves.pop().unwrap();
+    let mut bad = leaves.pop().unwrap();
+    *bad.last_mut().unwrap() ^= 1;
+    log.push(bad);
+    log.push(fourth);
+    log
+}
+
 #[tokio::test]
 async fn an_entry_its_origin_signed_a_root_over_is_appended_even_with_a_bad_signature() {
     let h = harness();
-    let mut log = Log::new(&h.origin_key, 2, 2, "a");
-    let mut bad = Log::new(&h.origin_key, 3, 3, "a").leaves.pop().unwrap();
-    *bad.last_mut().unwrap() ^= 1;
-    log.push(bad);
+    let log = log_with_a_bad_signature(&h.origin_key);
+    // A checkpoint beyond the run is known, so the log is behind: the run is left to the
+    // indexer.
+    let ahead = log.checkpoint(&h.origin_key, 4);
+    let outcome = h.checkpoint(&ahead, SentProof::default()).await;
+    assert_eq!(outcome, CheckpointOutcome::Pending);
     h.hold(&log, 3).await;
     // Appended on the strength of the signed root; its own signature is checked behind.
     assert_eq!(h.engine.store.invalid(ORIGIN, 2).unwrap(), None);
+    assert_eq!(h.engine.store.indexed(ORIGIN), 0);
     let indexed = h.engine.index_all().await.unwrap();
     // (The log's records have no subject: all three are invalid, the third for its signature.)
     assert_eq!((indexed.indexed, indexed.invalid), (3, 3));
@@ -410,6 +428,37 @@ async fn an_entry_its_origin_signed_a_root_over_is_appended_even_with_a_bad_sign
         .unwrap()
         .expect("listed invalid");
     assert!(reason.starts_with("bad_signature"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_short_run_that_brings_the_log_to_its_newest_checkpoint_is_checked_as_it_lands() {
+    let h = harness();
+    let log = log_with_a_bad_signature(&h.origin_key);
+    let note = log.checkpoint(&h.origin_key, 3);
+    h.checkpoint(&note, SentProof::default()).await;
+    let mut inbox = log.inbox(0, 3);
+    let outcome = h.engine.commit(&mut inbox, "hefei").await.unwrap();
+    // Appended on the strength of the signed root and checked in the same batch, exactly as
+    // the indexer would have: listed invalid with the same reason, the mark past them.
+    assert_eq!(outcome.appended, 3);
+    assert_eq!((outcome.indexed, outcome.invalid), (3, 3));
+    assert_eq!(h.engine.store.indexed(ORIGIN), 3);
+    let reason = h
+        .engine
+        .store
+        .invalid(ORIGIN, 2)
+        .unwrap()
+        .expect("listed invalid");
+    assert!(reason.starts_with("bad_signature"), "{reason}");
+    assert_eq!(h.engine.index_all().await.unwrap(), IndexOutcome::default());
+
+    // The next run too, from the mark the first one left.
+    let next = log.checkpoint(&h.origin_key, 4);
+    h.checkpoint(&next, log.proof(3, 4)).await;
+    let mut inbox = log.inbox(3, 4);
+    let outcome = h.engine.commit(&mut inbox, "hefei").await.unwrap();
+    assert_eq!((outcome.appended, outcome.indexed), (1, 1));
+    assert_eq!(h.engine.store.indexed(ORIGIN), 4);
 }
 
 /// `log`'s leaves as a serving node stores them after appending them in batches ending at

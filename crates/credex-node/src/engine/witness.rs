@@ -104,6 +104,10 @@ impl Engine {
         let mut batch = WriteBatch::new();
         batch.set_witness(&origin, cp.size, note.to_vec());
         self.apply(batch).await?;
+        // The flush need not hold the lock (the receive path waits on it for every checkpoint
+        // a peer sends): a call that reads this checkpoint after the apply answers only after
+        // its own flush, which makes this one durable too.
+        drop(_writer);
         self.flush_durable().await?;
         info!(origin, size = cp.size, "cosigned");
         Ok(WitnessAnswer::Cosigned(line))
