@@ -360,3 +360,66 @@ async fn watch_streams_records_entering_and_leaving_the_view() -> Result<()> {
     assert_eq!(replayed, left);
     sandbox.shutdown().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_peer_sends_an_origin_its_own_entries_only_up_to_what_it_held_when_the_stream_opened()
+-> Result<()> {
+    let sandbox = Sandbox::builder().start().await?;
+    let cities = capitals();
+    let mut changsha = Generator::new(&cities[0], 7, start_date());
+    let mut wuhan = Generator::new(&cities[1], 7, start_date());
+    let holds = |n: u64| {
+        let sandbox = &sandbox;
+        move || async move { Ok(sandbox.sizes("wuhan").await?.get("changsha") == Some(&n)) }
+    };
+    sandbox
+        .publish("changsha", (0..3).map(|_| changsha.record()).collect())
+        .await?;
+    wait_until("Wuhan holds Changsha's 3 entries", holds(3)).await?;
+
+    // A stream to Wuhan as Changsha's node that holds one entry of its own log (a copy
+    // restored from an old backup): Wuhan sends it the two it lacks.
+    let mut exchange = pb::exchange_client::ExchangeClient::new(
+        sandbox.channel_as("wuhan", "changsha", Role::Node).await?,
+    );
+    let request = pb::SyncRequest {
+        frontiers: vec![pb::OriginFrontier {
+            origin: "changsha".to_owned(),
+            size: 1,
+            ..Default::default()
+        }],
+        live: true,
+        max_batch: 0,
+        accept_packed: false,
+    };
+    let mut frames = exchange.sync(request).await?.into_inner();
+    // Changsha publishes two more, which reach Wuhan from Changsha itself; then Wuhan one of
+    // its own, which the stream carries after anything of Changsha's it would send.
+    sandbox
+        .publish("changsha", (0..2).map(|_| changsha.record()).collect())
+        .await?;
+    wait_until("Wuhan holds Changsha's 5 entries", holds(5)).await?;
+    sandbox.publish("wuhan", vec![wuhan.record()]).await?;
+
+    let mut own = Vec::new();
+    let read = async {
+        while let Some(frame) = frames.message().await? {
+            if let Some(pb::sync_frame::Frame::Entries(batch)) = frame.frame {
+                let seqs = batch.first_seq..batch.first_seq + batch.entries.len() as u64;
+                match batch.origin.as_str() {
+                    "changsha" => own.extend(seqs),
+                    "wuhan" => return Ok(()),
+                    _ => {}
+                }
+            }
+        }
+        anyhow::bail!("the stream ended before Wuhan's own entry came")
+    };
+    tokio::time::timeout(crate::sandbox::DEADLINE, read).await??;
+    assert_eq!(
+        own,
+        [1, 2],
+        "Changsha is sent what Wuhan held of its log when the stream opened, and no more"
+    );
+    sandbox.shutdown().await
+}
