@@ -2,7 +2,9 @@
 //! Ctrl-C.
 
 /// mimalloc: the receive path and the indexer allocate per entry on several threads, where
-/// glibc's malloc spent a fifth of the indexer's time (ARCHITECTURE.md, "Performance").
+/// glibc's malloc spent a fifth of the indexer's time (ARCHITECTURE.md, "Performance"). Built
+/// with `no_thp`: its arenas in transparent huge pages held a third of a node's resident memory
+/// in pages it had mostly purged.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
