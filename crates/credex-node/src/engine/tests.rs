@@ -137,6 +137,15 @@ impl Harness {
         assert_eq!(self.size(), size);
     }
 
+    /// Why the origin's entry at `seq` is listed invalid (it must be).
+    fn invalid_reason(&self, seq: u64) -> String {
+        self.engine
+            .store
+            .invalid(ORIGIN, seq)
+            .expect("read the invalid list")
+            .expect("listed invalid")
+    }
+
     fn evidence(&self) -> Vec<pb::Evidence> {
         self.engine
             .store
@@ -421,12 +430,7 @@ async fn an_entry_its_origin_signed_a_root_over_is_appended_even_with_a_bad_sign
     let indexed = h.engine.index_all().await.unwrap();
     // (The log's records have no subject: all three are invalid, the third for its signature.)
     assert_eq!((indexed.indexed, indexed.invalid), (3, 3));
-    let reason = h
-        .engine
-        .store
-        .invalid(ORIGIN, 2)
-        .unwrap()
-        .expect("listed invalid");
+    let reason = h.invalid_reason(2);
     assert!(reason.starts_with("bad_signature"), "{reason}");
 }
 
@@ -443,12 +447,7 @@ async fn a_short_run_that_brings_the_log_to_its_newest_checkpoint_is_checked_as_
     assert_eq!(outcome.appended, 3);
     assert_eq!((outcome.indexed, outcome.invalid), (3, 3));
     assert_eq!(h.engine.store.indexed(ORIGIN), 3);
-    let reason = h
-        .engine
-        .store
-        .invalid(ORIGIN, 2)
-        .unwrap()
-        .expect("listed invalid");
+    let reason = h.invalid_reason(2);
     assert!(reason.starts_with("bad_signature"), "{reason}");
     assert_eq!(h.engine.index_all().await.unwrap(), IndexOutcome::default());
 
