@@ -241,9 +241,10 @@ async fn serve_frames(
             // that checkpoint, so the peer appends every run as soon as it arrives. A forked
             // origin's entries are not served; its checkpoint still is (above), so every peer
             // can check for itself that the origin signed two histories.
-            let end = match origin == peer {
-                true => state.size.min(own_upto),
-                false => state.size,
+            let end = if origin == peer {
+                state.size.min(own_upto)
+            } else {
+                state.size
             };
             while s.size < end && !state.forked {
                 let next = engine
