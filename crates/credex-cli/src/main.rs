@@ -118,6 +118,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    credex_node::server::keep_memory_in_small_pages();
     let cli = Cli::parse();
     // The benchmarks run nodes in-process and stop them all at once: each sees its peers'
     // streams close, which is no news there.

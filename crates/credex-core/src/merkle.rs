@@ -79,6 +79,18 @@ pub fn leaf_hash(leaf: &[u8]) -> Hash {
     tlog::record_hash(leaf)
 }
 
+/// [`leaf_hash`] of the concatenation of `parts`, hashed piece by piece (a leaf too large to
+/// copy into one buffer).
+pub fn leaf_hash_of_parts(parts: &[&[u8]]) -> Hash {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update([0u8]);
+    for part in parts {
+        hash.update(part);
+    }
+    Hash(hash.finalize().into())
+}
+
 /// The root of the empty tree, SHA-256("") (RFC 9162 section 2.1.1).
 pub fn empty_root() -> Hash {
     EMPTY_HASH

@@ -29,6 +29,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    credex_node::server::keep_memory_in_small_pages();
     let args = Args::parse();
     let env: HashMap<String, String> = std::env::vars()
         .filter(|(k, _)| k.starts_with("CREDEX_"))

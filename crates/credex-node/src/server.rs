@@ -60,8 +60,6 @@ impl Listeners {
 
 /// Builds the engine of the node `config` describes, opening its store.
 pub fn engine(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Engine>> {
-    // Wherever the node runs (credexd, or credexctl's benchmarks and demo in-process).
-    keep_memory_in_small_pages();
     let keys = config.signing_keys().context("loading signing keys")?;
     std::fs::create_dir_all(&config.node.data_dir)
         .with_context(|| format!("creating data dir {}", config.node.data_dir.display()))?;
@@ -96,7 +94,8 @@ pub fn engine(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Engi
 /// or if the kernel refuses, nothing). A huge page stays resident whole while the allocator
 /// returns the small pages it no longer uses inside it: on a kernel whose THP mode is `always`
 /// a node would hold a third more memory than it uses (ARCHITECTURE.md, "The allocator").
-/// mimalloc's `no_thp` build covers the `madvise` mode.
+/// mimalloc's `no_thp` build covers the `madvise` mode. Called first thing by `credexd` and
+/// `credexctl` (whose benchmarks and demo run nodes in-process).
 pub fn keep_memory_in_small_pages() {
     #[cfg(target_os = "linux")]
     if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {

@@ -55,7 +55,6 @@ use std::sync::Arc;
 use std::sync::atomic::{self, AtomicU64};
 
 use credex_core::merkle;
-use sha2::{Digest, Sha256};
 use zstd::zstd_safe::{self, CCtx, CParameter, DCtx};
 
 use crate::codec::{Dec, Enc, or_corrupt};
@@ -700,15 +699,10 @@ impl<'a> Writer<'a> {
         // The checksum is the RFC 6962 leaf hash of fences ‖ filter ‖ head, hashed and written
         // piece by piece: the filter (10 bits a point key, 25 MB for a merge of ten million
         // records) is never copied into one buffer with the rest.
-        let filter = [&[self.bloom.k][..], &self.bloom.bits];
-        let mut hash = Sha256::new();
-        hash.update([0u8]);
-        for part in [&fences[..], filter[0], filter[1], &head] {
-            hash.update(part);
-        }
-        footer.checksum = hash.finalize().into();
+        let hashed = [&fences[..], &[self.bloom.k][..], &self.bloom.bits, &head];
+        footer.checksum = merkle::leaf_hash_of_parts(&hashed).0;
         let mut tail_len = 0;
-        for part in [&fences[..], filter[0], filter[1], &head, &footer.rest()] {
+        for part in hashed.into_iter().chain([&footer.rest()[..]]) {
             self.out.write_all(part).map_err(io_error(self.path))?;
             tail_len += part.len() as u64;
         }
