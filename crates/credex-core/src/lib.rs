@@ -11,6 +11,7 @@
 //! - [`entry`]: entry encoding, Ed25519 signing with domain separation, single and batch verification.
 //! - [`merkle`]: RFC 6962 tree hashing, inclusion and consistency proofs over a hash store.
 //! - [`note`]: C2SP signed-note checkpoints and tlog-cosignature cosignatures.
+//! - [`parallel`]: CPU-bound work over a slice on every core (scoped threads), the core count read once.
 //! - [`history`]: a record's versions over time: fixed identity, final revocation, the version in force on a date.
 //! - [`policy`]: recognition policies: which lists and categories a node recognises from which origins.
 //! - [`view`]: the mutually recognised view as a pure function of records, policy and date.
@@ -27,6 +28,7 @@ pub mod ident;
 pub mod keys;
 pub mod merkle;
 pub mod note;
+pub mod parallel;
 pub mod policy;
 pub mod rules;
 pub mod validate;

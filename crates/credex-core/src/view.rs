@@ -19,13 +19,16 @@ use crate::policy::RecognitionPolicy;
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// One accepted entry's record version, with where it came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordVersion {
     pub origin: String,
     pub seq: u64,
-    pub record: pb::CreditRecord,
+    /// Shared, not copied: a version is evaluated, kept in a batch's histories and reported
+    /// in changes, and a record is some twenty allocations to clone.
+    pub record: Arc<pb::CreditRecord>,
     pub checkpoint_size: u64,
     /// `Entry.logged_at`: when the origin logged this version, Unix ms (transaction time).
     pub logged_at: i64,
@@ -115,7 +118,7 @@ pub struct InForce {
 impl InForce {
     pub fn to_pb(&self) -> pb::ViewRecord {
         pb::ViewRecord {
-            record: Some(self.version.record.clone()),
+            record: Some(pb::CreditRecord::clone(&self.version.record)),
             provenance: Some(self.version.provenance()),
             under_objection: self.under_objection,
             unknown_category: self.version.unknown_category,
@@ -296,7 +299,7 @@ pub fn evaluate_record(
         .copied()
         .filter(|v| v.invalid.is_none())
         .collect();
-    let records: Vec<&pb::CreditRecord> = valid.iter().map(|v| &v.record).collect();
+    let records: Vec<&pb::CreditRecord> = valid.iter().map(|v| &*v.record).collect();
     let held = match history::in_force_version(&records, on) {
         Some(i) => valid[i],
         None => *by_number.values().next_back()?,
@@ -477,7 +480,7 @@ mod tests {
         RecordVersion {
             origin: origin.to_owned(),
             seq,
-            record: pb::CreditRecord {
+            record: Arc::new(pb::CreditRecord {
                 record_id: record_id.to_owned(),
                 version,
                 subject: Some(pb::Subject {
@@ -495,7 +498,7 @@ mod tests {
                     ..Default::default()
                 }),
                 ..Default::default()
-            },
+            }),
             checkpoint_size: seq + 1,
             logged_at: 0,
             invalid: None,
@@ -510,7 +513,7 @@ mod tests {
         reason: &str,
         on: &str,
     ) -> RecordVersion {
-        v.record.status = Some(pb::RecordStatus {
+        Arc::make_mut(&mut v.record).status = Some(pb::RecordStatus {
             kind: kind.into(),
             reason: reason.to_owned(),
             effective_on: on.to_owned(),
@@ -519,7 +522,7 @@ mod tests {
     }
 
     fn with_dates(mut v: RecordVersion, starts_on: &str, ends_on: &str) -> RecordVersion {
-        v.record.publication = Some(pb::Publication {
+        Arc::make_mut(&mut v.record).publication = Some(pb::Publication {
             starts_on: starts_on.to_owned(),
             ends_on: ends_on.to_owned(),
         });
@@ -569,18 +572,18 @@ mod tests {
         let wuhan = || version("wuhan", 3, "WH-1", 2);
         let mut unknown = version("hefei", 8, "HF-2", 1);
         unknown.unknown_category = true;
-        unknown.record.category = "tourism.new_code".to_owned();
+        Arc::make_mut(&mut unknown.record).category = "tourism.new_code".to_owned();
         let mut invalid = version("nanchang", 1, "NC-1", 1);
         invalid.invalid = Some("subject.uscc: check character is X, expected Q".to_owned());
         let mut wuhan_watch = wuhan();
-        wuhan_watch.record.list = ListKind::Watch.into();
+        Arc::make_mut(&mut wuhan_watch.record).list = ListKind::Watch.into();
         let wuhan_watch_2 = wuhan_watch.clone();
         let mut wuhan_tax = wuhan();
-        wuhan_tax.record.category = "tax.major_violation".to_owned();
+        Arc::make_mut(&mut wuhan_tax.record).category = "tax.major_violation".to_owned();
         let mut no_publication = hefei();
-        no_publication.record.publication = None;
+        Arc::make_mut(&mut no_publication.record).publication = None;
         let mut no_status = hefei();
-        no_status.record.status = None;
+        Arc::make_mut(&mut no_status.record).status = None;
         check(
             &[
                 ("active, within", hefei(), "2026-05-01"),
@@ -721,7 +724,7 @@ mod tests {
         let later = |seq: u64, n: u32, kind, on: &str| {
             let mut v = with_status(v1(), kind, "x", on);
             v.seq = seq;
-            v.record.version = n;
+            Arc::make_mut(&mut v.record).version = n;
             v
         };
         // A repair published now, effective 2027-06-01: in force before, out from that day.
@@ -762,8 +765,7 @@ mod tests {
         );
         // An objection still open, then expiry: the window is the version in force's.
         let mut extended = later(2, 3, UnderObjection, "2026-07-01");
-        extended
-            .record
+        Arc::make_mut(&mut extended.record)
             .publication
             .as_mut()
             .expect("publication")
@@ -814,7 +816,7 @@ mod tests {
         let v2 = version("wuhan", 5, "WH-1", 2);
         // An equivocating origin logged version 2 twice; every node saw seq 3 first.
         let mut v2_forked = version("wuhan", 3, "WH-1", 2);
-        v2_forked.record.remarks = "forked".to_owned();
+        Arc::make_mut(&mut v2_forked.record).remarks = "forked".to_owned();
         let other = version("hefei", 0, "HF-1", 1);
         let orders = [
             vec![&v1, &v2, &v2_forked, &other],
@@ -1015,13 +1017,13 @@ mod tests {
                     &format_date(day(s.starts + s.days)),
                 );
                 // Records R0 and R2 are about one subject, R1 and R3 about another.
-                v.record
+                Arc::make_mut(&mut v.record)
                     .subject
                     .as_mut()
                     .expect("fixture has a subject")
                     .uscc = format!("SUBJECT-{}", s.record % 2);
-                v.record.list = s.list.into();
-                v.record.category = CATEGORIES[s.category].to_owned();
+                Arc::make_mut(&mut v.record).list = s.list.into();
+                Arc::make_mut(&mut v.record).category = CATEGORIES[s.category].to_owned();
                 v.unknown_category = s.unknown_category;
                 v.invalid = s.invalid.then(|| "generated validation failure".to_owned());
                 v
@@ -1196,7 +1198,7 @@ mod tests {
             };
             let mut next = with_status(in_force.clone(), status, "信用修复", "2026-01-01");
             next.seq = 1001;
-            next.record.version = 2;
+            Arc::make_mut(&mut next.record).version = 2;
 
             let before = subject_view(versions.iter().chain([&in_force]), &policy, today);
             let after = subject_view(versions.iter().chain([&in_force, &next]), &policy, today);

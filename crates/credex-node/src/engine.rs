@@ -27,7 +27,6 @@ pub mod checkpoints;
 pub mod counts;
 pub mod index;
 pub mod ingest;
-mod parallel;
 pub mod publish;
 pub mod query;
 pub mod storage;

@@ -637,7 +637,8 @@ pub(crate) fn write_blocks(
             Piece::Packed(..) => None,
         })
         .collect();
-    let compress = |blocks: &[&[Vec<u8>]]| -> Result<Vec<(Vec<u8>, u32)>, StoreError> {
+    // One compressor a thread; a block's result is its bytes and its raw length.
+    let compressed = credex_core::parallel::map_chunks(&loose, 2, |_, blocks| {
         let mut compressor = zstd::block::Compressor::new();
         let mut raw = Vec::new();
         blocks
@@ -651,27 +652,9 @@ pub(crate) fn write_blocks(
                 ))
             })
             .collect()
-    };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let compressed: Vec<(Vec<u8>, u32)> = if threads == 1 || loose.len() < 2 {
-        compress(&loose)?
-    } else {
-        let chunk = loose.len().div_ceil(threads);
-        let compress = &compress;
-        std::thread::scope(|s| {
-            let handles: Vec<_> = loose
-                .chunks(chunk)
-                .map(|c| s.spawn(move || compress(c)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect::<Result<Vec<_>, _>>()
-        })?
-        .into_iter()
-        .flatten()
-        .collect()
-    };
+    })
+    .into_iter()
+    .collect::<Result<Vec<(Vec<u8>, u32)>, StoreError>>()?;
     let mut compressed = compressed.into_iter();
     let mut out = Vec::new();
     let mut seq = first;

@@ -800,7 +800,7 @@ fn proof_report_html(lang: Lang, report: &credex_audit::ProofReport, html: &mut 
     let version = RecordVersion {
         origin: report.city.clone(),
         seq: report.index,
-        record: report.entry.record.clone().unwrap_or_default(),
+        record: Arc::new(report.entry.record.clone().unwrap_or_default()),
         checkpoint_size: report.checkpoint.size,
         logged_at: report.entry.logged_at,
         invalid: None,

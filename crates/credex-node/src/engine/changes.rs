@@ -105,7 +105,7 @@ impl<'a> ChangeTracker<'a> {
         &mut self,
         origin: &str,
         record: &pb::CreditRecord,
-    ) -> Result<Option<pb::CreditRecord>, EngineError> {
+    ) -> Result<Option<Arc<pb::CreditRecord>>, EngineError> {
         let history = self.history(origin, record)?;
         Ok(history
             .iter()
@@ -124,7 +124,7 @@ impl<'a> ChangeTracker<'a> {
         origin: &str,
         seq: u64,
         logged_at: i64,
-        record: &pb::CreditRecord,
+        record: &Arc<pb::CreditRecord>,
         subject: Option<&SubjectId>,
     ) -> Result<Option<String>, EngineError> {
         if let Some(previous) = self.previous(origin, record)?
@@ -163,7 +163,7 @@ impl<'a> ChangeTracker<'a> {
         origin: &str,
         seq: u64,
         logged_at: i64,
-        record: &pb::CreditRecord,
+        record: &Arc<pb::CreditRecord>,
         reason: &str,
     ) -> Result<(), EngineError> {
         let version = self.version(origin, seq, logged_at, record, Some(reason));
@@ -178,13 +178,13 @@ impl<'a> ChangeTracker<'a> {
         origin: &str,
         seq: u64,
         logged_at: i64,
-        record: &pb::CreditRecord,
+        record: &Arc<pb::CreditRecord>,
         invalid: Option<&str>,
     ) -> RecordVersion {
         RecordVersion {
             origin: origin.to_owned(),
             seq,
-            record: record.clone(),
+            record: Arc::clone(record),
             checkpoint_size: 0,
             logged_at,
             invalid: invalid.map(str::to_owned),
@@ -239,14 +239,14 @@ fn change(
         (Some(Ok(now)), None) => (
             Kind::Entered,
             pb::ExclusionReason::Unspecified,
-            now.version.clone(),
+            &now.version,
         ),
         (Some(Ok(now)), Some(was)) if was != now.version.record.version => (
             Kind::Updated,
             pb::ExclusionReason::Unspecified,
-            now.version.clone(),
+            &now.version,
         ),
-        (Some(Err(out)), Some(_)) => (Kind::Left, out.reason.to_pb(), out.version.clone()),
+        (Some(Err(out)), Some(_)) => (Kind::Left, out.reason.to_pb(), &out.version),
         _ => return None,
     };
     let effective = on.unwrap_or_else(|| {

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use credex_core::entry::{self, EntryError, VerifiedEntry};
 use credex_core::keys::PublicKey;
+use credex_core::parallel;
 use credex_core::pb;
 use credex_core::validate::{Mode, Validated, Validator};
 use credex_store::WriteBatch;
@@ -203,9 +204,9 @@ impl Engine {
         // has one apply at a time, and an apply at low priority would hold the log's up.
         let (batch, indexed) = spawn_low(move || -> Result<_, EngineError> {
             let mut batch = WriteBatch::new();
-            let indexed = engine.index_checked(&mut batch, &name, from, &checked)?;
-            // Freeing a chunk of decoded entries takes a while too: here, not on the runtime.
-            drop(checked);
+            // Freeing a chunk of decoded entries takes a while too: this consumes them here, not
+            // on the runtime.
+            let indexed = engine.index_checked(&mut batch, &name, from, checked)?;
             Ok((batch, indexed))
         })
         .await
@@ -237,7 +238,7 @@ impl Engine {
             .ok_or_else(|| EngineError::Internal(format!("{origin} is not a member")))?;
         let validator = self.validator(Mode::Relay, origin);
         let checked = check_parallel(leaves, first, origin, &member.log_key, &validator);
-        self.index_checked(batch, origin, first, &checked)
+        self.index_checked(batch, origin, first, checked)
     }
 
     /// Adds to `batch` the index entries, view changes and invalid marks of `checked`
@@ -247,20 +248,22 @@ impl Engine {
         batch: &mut WriteBatch,
         origin: &str,
         from: u64,
-        checked: &[CheckedLeaf],
+        checked: Vec<CheckedLeaf>,
     ) -> Result<Indexed, EngineError> {
+        let indexed = checked.len() as u64;
+        let logged_at = checked
+            .iter()
+            .filter_map(|c| match c {
+                CheckedLeaf::Authentic { verified, .. } => Some(verified.entry.logged_at),
+                CheckedLeaf::Rejected { .. } => None,
+            })
+            .collect();
         let invalid = self.index_batch(batch, origin, from, checked)?;
-        batch.set_indexed(origin, from + checked.len() as u64);
+        batch.set_indexed(origin, from + indexed);
         Ok(Indexed {
-            indexed: checked.len() as u64,
+            indexed,
             invalid,
-            logged_at: checked
-                .iter()
-                .filter_map(|c| match c {
-                    CheckedLeaf::Authentic { verified, .. } => Some(verified.entry.logged_at),
-                    CheckedLeaf::Rejected { .. } => None,
-                })
-                .collect(),
+            logged_at,
         })
     }
 
@@ -288,17 +291,23 @@ impl Engine {
         batch: &mut WriteBatch,
         origin: &str,
         first_seq: u64,
-        checked: &[CheckedLeaf],
+        checked: Vec<CheckedLeaf>,
     ) -> Result<u64, EngineError> {
         let mut changes = super::changes::ChangeTracker::new(self);
         let mut invalid = 0;
-        for (i, item) in checked.iter().enumerate() {
+        for (i, item) in checked.into_iter().enumerate() {
             let seq = first_seq + i as u64;
             let reason = match item {
                 CheckedLeaf::Authentic {
                     validation: Ok(valid),
                     verified,
                 } => {
+                    let Validated {
+                        normalised,
+                        subject_keys,
+                        ..
+                    } = *valid;
+                    let record = Arc::new(normalised);
                     // A version that may not follow its record (moved subject or list, after a
                     // revocation) is listed invalid, out of the indexes and the view.
                     let refused = changes.observe(
@@ -306,13 +315,11 @@ impl Engine {
                         origin,
                         seq,
                         verified.entry.logged_at,
-                        &valid.normalised,
-                        valid.subject_keys.first(),
+                        &record,
+                        subject_keys.first(),
                     )?;
                     if refused.is_none() {
-                        let keys: Vec<&str> =
-                            valid.subject_keys.iter().map(|k| k.as_str()).collect();
-                        let record = &valid.normalised;
+                        let keys: Vec<&str> = subject_keys.iter().map(|k| k.as_str()).collect();
                         batch.index_record(
                             origin,
                             &record.record_id,
@@ -329,28 +336,23 @@ impl Engine {
                 } => {
                     // Indexed under its identifiers as given, so a lookup still finds it and
                     // reports it invalid, at the version it claims.
+                    let logged_at = verified.entry.logged_at;
                     if let Some(record) = verified
                         .entry
                         .record
-                        .as_ref()
                         .filter(|r| !r.record_id.is_empty())
+                        .map(Arc::new)
                     {
-                        changes.observe_invalid(
-                            origin,
-                            seq,
-                            verified.entry.logged_at,
-                            record,
-                            reason,
-                        )?;
+                        changes.observe_invalid(origin, seq, logged_at, &record, &reason)?;
                         batch.index_record(
                             origin,
                             &record.record_id,
                             u64::from(record.version),
                             seq,
-                            &raw_subject_keys(record),
+                            &raw_subject_keys(&record),
                         );
                     }
-                    Some(reason.clone())
+                    Some(reason)
                 }
                 CheckedLeaf::Rejected { reason, detail } => Some(format!("{reason}: {detail}")),
             };
@@ -521,7 +523,7 @@ fn check_parallel(
             })
             .collect()
     };
-    super::parallel::map_chunks(leaves, check)
+    parallel::map_chunks(leaves, parallel::PARALLEL_MIN, check)
 }
 
 /// A verified entry that claims `origin` and `seq`, or the reason it is not one.

@@ -34,6 +34,7 @@ use std::sync::Arc;
 use credex_core::entry;
 use credex_core::merkle;
 use credex_core::note::{self, Checkpoint};
+use credex_core::parallel;
 use credex_core::pb;
 use credex_core::validate::{Mode, Validator};
 use credex_store::WriteBatch;
@@ -282,7 +283,7 @@ struct InFlight {
     /// The [`Failures`] count it was built under; `None` before the first batch.
     failures: Option<u64>,
     next: u64,
-    versions: HashMap<String, (u64, pb::CreditRecord)>,
+    versions: HashMap<String, (u64, Arc<pb::CreditRecord>)>,
 }
 
 /// Waits for a batch's finishing; a panic there dropped its replies, which its callers see as
@@ -318,7 +319,7 @@ type Accepted = (
 
 /// One new version to append: its record (normalised) and the subject keys it is indexed under.
 struct Append {
-    record: pb::CreditRecord,
+    record: Arc<pb::CreditRecord>,
     subject_keys: Vec<credex_core::ident::SubjectId>,
 }
 
@@ -501,22 +502,24 @@ impl Engine {
                         continue;
                     }
                 };
-                let record = v.normalised;
-                let entry = pb::Entry {
+                let mut entry = pb::Entry {
                     origin: origin.clone(),
                     seq: next,
                     logged_at: now,
                     schema_version: credex_proto::SCHEMA_VERSION,
-                    record: Some(record.clone()),
+                    record: Some(v.normalised),
                 };
                 unsigned.push(entry::encode_entry(&entry));
+                // One copy of the record from here on, shared by the batches in flight and
+                // the append.
+                let record = Arc::new(entry.record.take().expect("set above"));
                 published.push(Published {
                     record_id: record.record_id.clone(),
                     version: record.version,
                     seq: next,
                     already_present: false,
                 });
-                pending.insert(record.record_id.clone(), (next, record.clone()));
+                pending.insert(record.record_id.clone(), (next, Arc::clone(&record)));
                 appends.push(Append {
                     record,
                     subject_keys: v.subject_keys,
@@ -532,7 +535,7 @@ impl Engine {
             return None;
         }
         // Signing is most of a batch's CPU work, and each entry's is independent: every core.
-        let leaves = super::parallel::map_chunks(&unsigned, |_, chunk| {
+        let leaves = parallel::map_chunks(&unsigned, parallel::PARALLEL_MIN, |_, chunk| {
             chunk
                 .iter()
                 .map(|bytes| entry::sign_entry(&self.log_key, bytes.clone()))
@@ -732,14 +735,13 @@ impl Engine {
         validator: &Validator<'_>,
         records: &[pb::CreditRecord],
         versions: Versions,
-        pending: &HashMap<String, (u64, pb::CreditRecord)>,
+        pending: &HashMap<String, (u64, Arc<pb::CreditRecord>)>,
         changes: &mut super::changes::ChangeTracker<'_>,
     ) -> Result<Vec<Checked>, EngineError> {
         let mut problems = Vec::new();
         let mut checked = Vec::with_capacity(records.len());
-        let mut valid: Vec<credex_core::validate::Validated> = Vec::with_capacity(records.len());
         let mut in_request: HashMap<&str, u32> = HashMap::new();
-        // The request's own earlier version of a record, by index into `valid`.
+        // The request's own earlier version of a record, by index into `checked`.
         let mut earlier: HashMap<&str, usize> = HashMap::new();
         for (i, given) in records.iter().enumerate() {
             let numbered;
@@ -781,7 +783,7 @@ impl Engine {
                 && let Some((seq, held)) = pending.get(id)
                 && held.version == v.normalised.version
             {
-                if *held == v.normalised {
+                if **held == v.normalised {
                     checked.push(Checked::Present {
                         record_id: id.to_owned(),
                         version: record.version,
@@ -807,7 +809,7 @@ impl Engine {
                     .get(id)
                     .map_or(latest.version, |(_, r)| u64::from(r.version));
                 match self.stored_version(id, v.normalised.version, latest)? {
-                    Some((seq, held)) if held == v.normalised => {
+                    Some((seq, held)) if *held == v.normalised => {
                         checked.push(Checked::Present {
                             record_id: id.to_owned(),
                             version: record.version,
@@ -847,20 +849,26 @@ impl Engine {
                 });
                 continue;
             }
-            let previous = match (earlier.get(id), pending.get(id)) {
-                (Some(&at), _) => Some(valid[at].normalised.clone()),
-                (None, Some((_, record))) => Some(record.clone()),
-                (None, None) => changes.previous(&self.city, &v.normalised)?,
+            let held;
+            let previous: Option<&pb::CreditRecord> = match (earlier.get(id), pending.get(id)) {
+                (Some(&at), _) => match &checked[at] {
+                    Checked::New(earlier) => Some(&earlier.normalised),
+                    Checked::Present { .. } => None,
+                },
+                (None, Some((_, record))) => Some(record),
+                (None, None) => {
+                    held = changes.previous(&self.city, &v.normalised)?;
+                    held.as_deref()
+                }
             };
             if let Some(previous) = previous
-                && let Err(e) = credex_core::history::check_successor(&previous, &v.normalised)
+                && let Err(e) = credex_core::history::check_successor(previous, &v.normalised)
             {
                 problems.push(format!("records[{i}]: {e}"));
                 continue;
             }
             in_request.insert(id, record.version);
-            earlier.insert(id, valid.len());
-            valid.push(v.clone());
+            earlier.insert(id, checked.len());
             checked.push(Checked::New(Box::new(v)));
         }
         if problems.is_empty() {
@@ -918,7 +926,7 @@ impl Engine {
         // version by the caller's validation.
         if let Ok(v) = validator.validate(&numbered(version))
             && let Some((seq, held)) = self.stored_version(id, version, latest)?
-            && held == v.normalised
+            && *held == v.normalised
         {
             return Ok(Assigned::Present(Checked::Present {
                 record_id: id.to_owned(),
@@ -936,7 +944,7 @@ impl Engine {
         id: &str,
         version: u32,
         latest: credex_store::RecordLocation,
-    ) -> Result<Option<(u64, pb::CreditRecord)>, EngineError> {
+    ) -> Result<Option<(u64, Arc<pb::CreditRecord>)>, EngineError> {
         let seq = if u64::from(version) == latest.version {
             latest.seq
         } else {

@@ -19,6 +19,7 @@ use credex_core::pb;
 use credex_core::view::{self, RecordVersion, SubjectView};
 use credex_store::RecordLocation;
 use prost::Message;
+use std::sync::Arc;
 
 use super::{Engine, EngineError};
 
@@ -591,7 +592,7 @@ impl Engine {
             logged_at: entry.logged_at,
             unknown_category: !self.catalogue.is_known(&record.category),
             legacy_code: self.legacy_code(&record),
-            record,
+            record: Arc::new(record),
             checkpoint_size,
             invalid: self.store.invalid(origin, seq)?,
         })
