@@ -45,7 +45,7 @@ fn main() {
     let mut leaves = Vec::new();
     for (seq, r) in changsha.iter().enumerate() {
         let entry = encode_entry(&entry_of(0, seq as u64, r.clone()));
-        let leaf = sign_entry(key, entry.clone());
+        let leaf = sign_entry(key, &entry);
         tree.append(&leaf).unwrap();
         if seq < 3 {
             seeds.put("entry", &format!("changsha-{seq}"), &entry);
@@ -90,7 +90,7 @@ fn main() {
     seeds.put("entry", "no-record", &encode_entry(&no_record));
     let wuhan_leaf = sign_entry(
         &f.log_keys[1],
-        encode_entry(&entry_of(1, 0, records[4].clone())),
+        &encode_entry(&entry_of(1, 0, records[4].clone())),
     );
     seeds.put("signed_entry", "wuhan-0", &wuhan_leaf);
 
@@ -156,7 +156,7 @@ fn main() {
         } else {
             r.clone()
         };
-        let leaf = sign_entry(key, encode_entry(&entry_of(0, seq as u64, r)));
+        let leaf = sign_entry(key, &encode_entry(&entry_of(0, seq as u64, r)));
         forked.append(&leaf).unwrap();
         forked_leaves.push(leaf);
     }

@@ -47,7 +47,7 @@ fn logs() -> &'static Logs {
                         seq
                     };
                     let entry = entry_of(0, seq, records[pick as usize].clone());
-                    let leaf = sign_entry(key, encode_entry(&entry));
+                    let leaf = sign_entry(key, &encode_entry(&entry));
                     tree.append(&leaf).unwrap();
                     leaf
                 })

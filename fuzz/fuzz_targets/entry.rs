@@ -18,7 +18,7 @@ fuzz_target!(|entry_bytes: &[u8]| {
     }
     let f = fixture();
     let key = &f.log_keys[0];
-    let leaf = entry::sign_entry(key, entry_bytes.to_vec());
+    let leaf = entry::sign_entry(key, entry_bytes);
     let parts = entry::parse_leaf(&leaf).expect("sign_entry writes the accepted framing");
     assert_eq!(parts.entry, entry_bytes);
 

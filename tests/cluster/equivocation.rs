@@ -57,7 +57,7 @@ fn diverging(key: &SigningKeyPair, shared: &[Vec<u8>], seed: u64, size: usize) -
             schema_version: credex_proto::SCHEMA_VERSION,
             record: Some(generator.record()),
         };
-        let leaf = entry::sign_entry(key, entry::encode_entry(&entry));
+        let leaf = entry::sign_entry(key, &entry::encode_entry(&entry));
         tree.append(&leaf)?;
         leaves.push(leaf);
     }

@@ -52,7 +52,7 @@
 //! # // Changsha's log of one entry and its checkpoint, cosigned by Wuhan and Hefei.
 //! # let record = pb::CreditRecord { record_id: "CS-17".into(), version: 1, ..Default::default() };
 //! # let e = pb::Entry { origin: "changsha".into(), seq: 0, logged_at: 1_767_196_800_000, schema_version: 1, record: Some(record) };
-//! # let leaf = entry::sign_entry(&logs[0], entry::encode_entry(&e));
+//! # let leaf = entry::sign_entry(&logs[0], &entry::encode_entry(&e));
 //! # let mut tree = MemoryHashStore::new();
 //! # tree.append(&leaf)?;
 //! # let checkpoint = note::Checkpoint { origin: logs[0].name().to_owned(), size: 1, root: tree.root() };

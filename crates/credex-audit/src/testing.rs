@@ -193,7 +193,7 @@ pub fn signed_leaf(
         schema_version: 1,
         record: Some(record),
     };
-    entry::sign_entry(key, entry::encode_entry(&entry))
+    entry::sign_entry(key, &entry::encode_entry(&entry))
 }
 
 pub fn cosigned(cp: &Checkpoint, key: &SigningKeyPair, witnesses: &[SigningKeyPair]) -> Vec<u8> {

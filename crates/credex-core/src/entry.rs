@@ -69,14 +69,14 @@ pub fn encode_entry(entry: &pb::Entry) -> Vec<u8> {
 ///
 /// `key` is the origin's log key ([`KeyAlgorithm::Ed25519`]). The leaf is only accepted by
 /// [`verify_entry`] if `entry_bytes` is at most [`MAX_ENTRY_BYTES`] long.
-pub fn sign_entry(key: &SigningKeyPair, entry_bytes: Vec<u8>) -> Vec<u8> {
+pub fn sign_entry(key: &SigningKeyPair, entry_bytes: &[u8]) -> Vec<u8> {
     debug_assert_eq!(
         key.algorithm(),
         KeyAlgorithm::Ed25519,
         "entries are signed with a log key"
     );
-    let signature = key.sign(&signed_message(&entry_bytes));
-    assemble_leaf(&entry_bytes, key.key_id(), &signature)
+    let signature = key.sign(&signed_message(entry_bytes));
+    assemble_leaf(entry_bytes, key.key_id(), &signature)
 }
 
 /// The parts of a well-formed leaf, borrowed from it. Nothing here is verified.
@@ -344,7 +344,7 @@ mod tests {
     }
 
     fn leaf(key: &SigningKeyPair, seq: u64) -> Vec<u8> {
-        sign_entry(key, encode_entry(&entry(seq)))
+        sign_entry(key, &encode_entry(&entry(seq)))
     }
 
     #[test]
@@ -381,7 +381,7 @@ mod tests {
         let mut entry_bytes = encode_entry(&entry(3));
         // Field 99 (varint 42) and field 100 (string "新"), from a newer schema.
         entry_bytes.extend_from_slice(&[0x98, 0x06, 42, 0xa2, 0x06, 3, 0xe6, 0x96, 0xb0]);
-        let leaf = sign_entry(&key, entry_bytes.clone());
+        let leaf = sign_entry(&key, &entry_bytes);
         let verified = verify_entry(&leaf, &key.public()).unwrap();
         assert_eq!(verified.leaf, leaf);
         assert_eq!(parse_leaf(&verified.leaf).unwrap().entry, entry_bytes);
@@ -436,10 +436,10 @@ mod tests {
             ..entry(0)
         };
         let err =
-            verify_entry(&sign_entry(&key, encode_entry(&no_record)), &key.public()).unwrap_err();
+            verify_entry(&sign_entry(&key, &encode_entry(&no_record)), &key.public()).unwrap_err();
         assert_eq!(err, EntryError::NoRecord);
 
-        let err = verify_entry(&sign_entry(&key, vec![0xff, 0xff]), &key.public()).unwrap_err();
+        let err = verify_entry(&sign_entry(&key, &[0xff, 0xff]), &key.public()).unwrap_err();
         assert_eq!(err.reason_code(), "malformed_entry");
         expect![
             "entry bytes are not a valid Entry: failed to decode Protobuf message: invalid varint"
@@ -450,7 +450,7 @@ mod tests {
     #[test]
     fn oversized_leaves_are_rejected_before_parsing() {
         let key = log_key();
-        let fits = sign_entry(&key, vec![0; MAX_ENTRY_BYTES]);
+        let fits = sign_entry(&key, &vec![0; MAX_ENTRY_BYTES]);
         assert!(fits.len() <= MAX_LEAF_BYTES);
         assert_eq!(parse_leaf(&fits).unwrap().entry.len(), MAX_ENTRY_BYTES);
         let too_big = vec![0; MAX_LEAF_BYTES + 1];

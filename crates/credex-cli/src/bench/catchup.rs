@@ -498,7 +498,7 @@ pub(super) fn sign_parallel(
                                 schema_version: credex_proto::SCHEMA_VERSION,
                                 record: Some(record.clone()),
                             };
-                            entry::sign_entry(key, entry::encode_entry(&entry))
+                            entry::sign_entry(key, &entry::encode_entry(&entry))
                         })
                         .collect::<Vec<_>>()
                 })

@@ -115,7 +115,7 @@ pub(super) async fn receive_from_peer(
                 schema_version: credex_proto::SCHEMA_VERSION,
                 record: Some(record),
             };
-            let leaf = entry::sign_entry(peer_key, entry::encode_entry(&entry));
+            let leaf = entry::sign_entry(peer_key, &entry::encode_entry(&entry));
             tree.append(&leaf).expect("append");
             leaf
         })

@@ -538,7 +538,7 @@ impl Engine {
         let leaves = parallel::map_chunks(&unsigned, parallel::PARALLEL_MIN, |_, chunk| {
             chunk
                 .iter()
-                .map(|bytes| entry::sign_entry(&self.log_key, bytes.clone()))
+                .map(|bytes| entry::sign_entry(&self.log_key, bytes))
                 .collect()
         });
         Some(Prepared {

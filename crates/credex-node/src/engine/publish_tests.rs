@@ -101,7 +101,7 @@ async fn a_log_made_durable_before_its_checkpoint_is_checkpointed_at_start_byte_
         batch.append(
             NODE,
             seq,
-            entry::sign_entry(&engine.log_key, entry::encode_entry(&entry)),
+            entry::sign_entry(&engine.log_key, &entry::encode_entry(&entry)),
         );
     }
     batch.set_indexed(NODE, 3);

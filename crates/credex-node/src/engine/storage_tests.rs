@@ -78,7 +78,7 @@ async fn entries_from_a_peer_on_a_full_disk_are_refused_neither_appended_nor_qua
                     "420100",
                 )),
             };
-            let leaf = entry::sign_entry(&t.peer_key, entry::encode_entry(&entry));
+            let leaf = entry::sign_entry(&t.peer_key, &entry::encode_entry(&entry));
             tree.append(&leaf).expect("append");
             leaf
         })

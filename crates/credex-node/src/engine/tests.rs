@@ -269,7 +269,7 @@ fn signed_as(key: &SigningKeyPair, origin: &str, seq: u64, tag: &str) -> Vec<u8>
             ..Default::default()
         }),
     };
-    entry::sign_entry(key, entry::encode_entry(&entry))
+    entry::sign_entry(key, &entry::encode_entry(&entry))
 }
 
 #[tokio::test]
