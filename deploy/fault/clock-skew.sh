@@ -22,16 +22,8 @@ cd "$(dirname "$0")/../.."
 BIN=${BIN:-target/debug}
 BASE_PORT=${BASE_PORT:-7890}
 [[ -x $BIN/credexd && -x $BIN/credexctl ]] || cargo build --bins
-find_libfaketime() { compgen -G '/usr/lib/*/faketime/libfaketimeMT.so.1' | head -1; }
-if [[ -z $(find_libfaketime) ]]; then
-  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-    apt-get install -y -qq faketime >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq faketime; } >/dev/null
-  else
-    echo "SKIP: no libfaketime (apt-get install faketime)"; exit 77
-  fi
-fi
-libfaketime=$(find_libfaketime)
 source deploy/fault/lib.sh
+use_faketime
 WAIT_S=${WAIT_S:-90}
 
 # The honest clock: real time + OFFSET reads 23:55:00 CST (15:55:00 UTC) of D, the next such
@@ -43,11 +35,6 @@ honest=$(date -u -d "$d 15:55:00" +%s)
 offset=$((honest - real))
 D=$(date -u -d "@$honest" +%F)
 day() { date -u -d "$D + $1 day" +%F; }
-# clock SECONDS: a command prefix running a program under a clock SECONDS ahead of the real
-# one (negative: behind), through libfaketime preloaded (not the `faketime` wrapper, which
-# forks: the pid the script holds must be the node's). Monotonic clocks are left alone: they
-# measure intervals, and this scenario is about the wall clock.
-clock() { echo env LD_PRELOAD="$libfaketime" FAKETIME="$(printf '%+d' "$1")" FAKETIME_DONT_FAKE_MONOTONIC=1; }
 fake_now_ms() { echo $((($(date +%s) + offset) * 1000)); }
 
 "$BIN/credexctl" consortium init --out "$H" --base-port "$BASE_PORT" >/dev/null

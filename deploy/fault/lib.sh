@@ -74,6 +74,26 @@ s = json.load(sys.stdin)
 print(sum(int(q["count"]) for q in s["quarantine"] if q["reason"] == sys.argv[1]))' "$2"
 }
 
+# use_faketime: finds Debian's libfaketime for `clock`, installing the `faketime` package when
+# run as root; exits 77 (skipped) where it cannot. credexd has no clock option (tests inject a
+# clock in process), so the clock scenarios run nodes under libfaketime.
+use_faketime() {
+  find_libfaketime() { compgen -G '/usr/lib/*/faketime/libfaketimeMT.so.1' | head -1; }
+  if [[ -z $(find_libfaketime) ]]; then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+      apt-get install -y -qq faketime >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq faketime; } >/dev/null
+    else
+      echo "SKIP: no libfaketime (apt-get install faketime)"; exit 77
+    fi
+  fi
+  libfaketime=$(find_libfaketime)
+}
+# clock SECONDS: a command prefix running a program under a clock SECONDS ahead of the real
+# one (negative: behind), through libfaketime preloaded (not the `faketime` wrapper, which
+# forks: the pid the script holds must be the node's). Monotonic clocks are left alone: they
+# measure intervals, and these scenarios are about the wall clock.
+clock() { echo env LD_PRELOAD="$libfaketime" FAKETIME="$(printf '%+d' "$1")" FAKETIME_DONT_FAKE_MONOTONIC=1; }
+
 # The members in `consortium init` order: city i listens on BASE_PORT + i.
 cities=(changsha wuhan hefei nanchang)
 now_ms() { echo $(($(date +%s%N) / 1000000)); }

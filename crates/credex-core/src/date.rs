@@ -30,6 +30,11 @@ pub fn parse_date(text: &str) -> Result<Date, String> {
         .map_err(|_| format!("{text:?} is not a calendar date"))
 }
 
+/// The date `days` days before `date`, if it is in range.
+pub fn days_before(date: Date, days: u64) -> Option<Date> {
+    date.checked_sub_days(chrono::Days::new(days))
+}
+
 /// Formats a date as `YYYY-MM-DD`.
 pub fn format_date(date: Date) -> String {
     format!("{:04}-{:02}-{:02}", date.year(), date.month(), date.day())

@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 use credex_core::merkle::{self, Hash};
 use tlog_tiles::tlog::stored_hash_count;
 
-use crate::batch::{AccessRecord, Op, QuarantineRecord, WriteBatch};
+use crate::batch::{AccessRecord, DateList, Op, QuarantineRecord, WriteBatch};
 use crate::codec::{self, Enc, OriginMeta, RecordValue, or_corrupt};
 use crate::error::StoreError;
 use crate::hashes::{self, CHUNK, ChunkCache, Overlay};
@@ -495,25 +495,26 @@ impl Plan<'_> {
                 });
             }
             Op::Quarantine(record) => self.quarantine(record)?,
-            Op::Schedule {
+            Op::Dated {
+                list,
+                on,
                 origin,
                 record_id,
                 day,
             } => {
                 keys::check_len("record id", &record_id)?;
                 let id = self.origins.get(&origin)?.meta.id;
-                self.index_writes
-                    .push((keys::due(day, id, &record_id), Some(Vec::new())));
+                let key = match list {
+                    DateList::Due => keys::due(day, id, &record_id),
+                    DateList::Passed => keys::passed(day, id, &record_id),
+                };
+                self.index_writes.push((key, on.then(Vec::new)));
             }
-            Op::Unschedule {
-                origin,
-                record_id,
-                day,
-            } => {
-                keys::check_len("record id", &record_id)?;
-                let id = self.origins.get(&origin)?.meta.id;
-                self.index_writes
-                    .push((keys::due(day, id, &record_id), None));
+            Op::SetViewDay(day) => {
+                self.batch.insert(
+                    keys::named(keys::COUNTER, keys::VIEW_DAY),
+                    &day.to_be_bytes()[..],
+                );
             }
             Op::PutPeer { peer, state } => {
                 keys::check_len("peer name", &peer)?;

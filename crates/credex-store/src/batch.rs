@@ -44,6 +44,13 @@ pub struct AccessRecord {
     pub purpose: String,
 }
 
+/// The two lists of dated entries: due dates ahead of the view, and those it has passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DateList {
+    Due,
+    Passed,
+}
+
 /// One change in a batch, applied in the order it was added.
 #[derive(Debug, Clone)]
 pub(crate) enum Op {
@@ -94,16 +101,15 @@ pub(crate) enum Op {
     },
     PushChange(Vec<u8>),
     LogAccess(AccessRecord),
-    Schedule {
+    /// Adds (`on`) or removes a `DUE` or `PASSED` entry.
+    Dated {
+        list: DateList,
+        on: bool,
         origin: String,
         record_id: String,
         day: u32,
     },
-    Unschedule {
-        origin: String,
-        record_id: String,
-        day: u32,
-    },
+    SetViewDay(u32),
     RequireRoot {
         origin: String,
         size: u64,
@@ -293,7 +299,36 @@ impl WriteBatch {
     /// Notes that `record_id`'s standing in the view may change on `day` (an opaque, ordered
     /// day number, e.g. `20270601`), for [`crate::StoreReader::due`].
     pub fn schedule(&mut self, origin: &str, record_id: &str, day: u32) -> &mut Self {
-        self.ops.push(Op::Schedule {
+        self.dated(DateList::Due, true, origin, record_id, day)
+    }
+
+    /// Removes a due-date entry written by [`WriteBatch::schedule`] (once it is handled).
+    pub fn unschedule(&mut self, origin: &str, record_id: &str, day: u32) -> &mut Self {
+        self.dated(DateList::Due, false, origin, record_id, day)
+    }
+
+    /// Notes a due date the view has passed, for [`crate::StoreReader::passed_after`] and
+    /// [`crate::StoreReader::passed_until`].
+    pub fn mark_passed(&mut self, origin: &str, record_id: &str, day: u32) -> &mut Self {
+        self.dated(DateList::Passed, true, origin, record_id, day)
+    }
+
+    /// Removes an entry written by [`WriteBatch::mark_passed`].
+    pub fn unmark_passed(&mut self, origin: &str, record_id: &str, day: u32) -> &mut Self {
+        self.dated(DateList::Passed, false, origin, record_id, day)
+    }
+
+    fn dated(
+        &mut self,
+        list: DateList,
+        on: bool,
+        origin: &str,
+        record_id: &str,
+        day: u32,
+    ) -> &mut Self {
+        self.ops.push(Op::Dated {
+            list,
+            on,
             origin: origin.to_owned(),
             record_id: record_id.to_owned(),
             day,
@@ -301,13 +336,9 @@ impl WriteBatch {
         self
     }
 
-    /// Removes a due-date entry written by [`WriteBatch::schedule`] (once it is handled).
-    pub fn unschedule(&mut self, origin: &str, record_id: &str, day: u32) -> &mut Self {
-        self.ops.push(Op::Unschedule {
-            origin: origin.to_owned(),
-            record_id: record_id.to_owned(),
-            day,
-        });
+    /// Records the day the view was evaluated on ([`crate::StoreReader::view_day`]).
+    pub fn set_view_day(&mut self, day: u32) -> &mut Self {
+        self.ops.push(Op::SetViewDay(day));
         self
     }
 

@@ -1,7 +1,7 @@
 //! Keyspaces of the one sled tree and their key encodings.
 //!
 //! Every key starts with one keyspace byte. The view's indexes (`RECORD`, `SUBJECT`, `VERSION`,
-//! `DUE`) use these encodings too, but live in [`crate::view_index`]'s runs, not in sled. Integers are big-endian and fixed width so that
+//! `DUE`, `PASSED`) use these encodings too, but live in [`crate::view_index`]'s runs, not in sled. Integers are big-endian and fixed width so that
 //! sled's byte order is numeric order and a range scan walks seqs, sizes and change numbers in
 //! order. Origins are interned to a dense `u32` id (the registry maps name → id), so the hot keys
 //! (leaf blocks, tree hashes) are 13 bytes and inline in sled. Strings that are not the last
@@ -62,6 +62,11 @@ pub(crate) const INDEX_JOURNAL: u8 = 0x13;
 /// `INDEX_RUNS` → the view index's run files, newest first, and the journal blocks they cover.
 pub(crate) const INDEX_RUNS: u8 = 0x14;
 
+/// `PASSED ‖ day u32 ‖ id ‖ record_id` → empty: a due date the view has passed, kept a while
+/// after it (the engine's `changes::PASSED_KEPT_DAYS`) so the view can be stepped back to an
+/// earlier day when the clock moves back.
+pub(crate) const PASSED: u8 = 0x16;
+
 /// `SUBJECT_COUNT ‖ subject tag` → u64: records in force for the subject (view index; see
 /// [`crate::Standing`]).
 pub(crate) const SUBJECT_COUNT: u8 = 0x15;
@@ -70,6 +75,8 @@ pub(crate) const SUBJECT_COUNT: u8 = 0x15;
 pub(crate) const VIEW_COUNTS: &str = "view";
 /// Counter holding the basis of the view's counts.
 pub(crate) const VIEW_BASIS: &str = "view-basis";
+/// Counter holding the day the view was last evaluated on ([`crate::StoreReader::view_day`]).
+pub(crate) const VIEW_DAY: &str = "view-day";
 
 /// One subject's count of records in force.
 pub(crate) fn subject_count(tag: &crate::SubjectTag) -> [u8; 1 + crate::SUBJECT_TAG_LEN] {
@@ -205,17 +212,27 @@ pub(crate) fn version(id: u32, record_id: &str, version: u64, seq: u64) -> Vec<u
 
 /// One due-date entry.
 pub(crate) fn due(day: u32, id: u32, record_id: &str) -> Vec<u8> {
+    dated(DUE, day, id, record_id)
+}
+
+/// One passed due-date entry.
+pub(crate) fn passed(day: u32, id: u32, record_id: &str) -> Vec<u8> {
+    dated(PASSED, day, id, record_id)
+}
+
+/// A `DUE` or `PASSED` key.
+fn dated(space: u8, day: u32, id: u32, record_id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(9 + record_id.len());
-    k.push(DUE);
+    k.push(space);
     k.extend_from_slice(&day.to_be_bytes());
     k.extend_from_slice(&id.to_be_bytes());
     k.extend_from_slice(record_id.as_bytes());
     k
 }
 
-/// The `(day, id, record_id)` of a due-date key.
-pub(crate) fn split_due(key: &[u8]) -> Option<(u32, u32, String)> {
-    let rest = key.strip_prefix(&[DUE])?;
+/// The `(day, id, record_id)` of a due-date key, `DUE` or `PASSED`.
+pub(crate) fn split_dated(key: &[u8]) -> Option<(u32, u32, String)> {
+    let rest = key.get(1..).filter(|_| matches!(key[0], DUE | PASSED))?;
     let day = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
     let id = u32::from_be_bytes(rest.get(4..8)?.try_into().ok()?);
     let record_id = String::from_utf8(rest.get(8..)?.to_vec()).ok()?;
@@ -311,7 +328,7 @@ mod tests {
         assert!(!version(1, "R1", 1, 0).starts_with(&versions_prefix(1, "R")));
         assert!(!version(2, "R", 1, 0).starts_with(&versions_prefix(1, "R")));
         assert_eq!(
-            split_due(&due(20270601, 3, "CS-17")),
+            split_dated(&due(20270601, 3, "CS-17")),
             Some((20270601, 3, "CS-17".to_owned()))
         );
         assert!(due(20270531, 9, "Z") < due(20270601, 0, "A"));

@@ -635,16 +635,62 @@ impl StoreReader {
     /// Up to `limit` due-date entries on or before `day`, earliest first: (day, origin,
     /// record id).
     pub fn due(&self, day: u32, limit: usize) -> Result<Vec<(u32, String, String)>, StoreError> {
-        let end = keys::due(day.saturating_add(1), 0, "");
+        self.dated(
+            &[keys::DUE],
+            &keys::due(day.saturating_add(1), 0, ""),
+            limit,
+        )
+    }
+
+    /// Up to `limit` passed due dates ([`crate::WriteBatch::mark_passed`]) after `day`,
+    /// earliest first: (day, origin, record id).
+    pub fn passed_after(
+        &self,
+        day: u32,
+        limit: usize,
+    ) -> Result<Vec<(u32, String, String)>, StoreError> {
+        let start = keys::passed(day.saturating_add(1), 0, "");
+        self.dated(&start, &[keys::PASSED + 1], limit)
+    }
+
+    /// Up to `limit` passed due dates on or before `day`, earliest first.
+    pub fn passed_until(
+        &self,
+        day: u32,
+        limit: usize,
+    ) -> Result<Vec<(u32, String, String)>, StoreError> {
+        let end = keys::passed(day.saturating_add(1), 0, "");
+        self.dated(&[keys::PASSED], &end, limit)
+    }
+
+    /// Dated entries (`DUE` or `PASSED`) from `start` up to `end`.
+    fn dated(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(u32, String, String)>, StoreError> {
         let mut out = Vec::new();
-        for (k, _) in self.inner.index.scan(&[keys::DUE], &end, limit)? {
+        for (k, _) in self.inner.index.scan(start, end, limit)? {
             let (d, id, record_id) =
-                or_corrupt(keys::split_due(&k), || format!("due-date key {k:?}"))?;
+                or_corrupt(keys::split_dated(&k), || format!("due-date key {k:?}"))?;
             let origin = self.table().names.get(id as usize).cloned();
             let origin = or_corrupt(origin, || format!("due date names unknown origin id {id}"))?;
             out.push((d, origin, record_id));
         }
         Ok(out)
+    }
+
+    /// The day the view was last evaluated on ([`crate::WriteBatch::set_view_day`]), if one
+    /// was recorded.
+    pub fn view_day(&self) -> Result<Option<u32>, StoreError> {
+        match self.db()?.get(keys::named(keys::COUNTER, keys::VIEW_DAY))? {
+            None => Ok(None),
+            Some(v) => {
+                let day = <[u8; 4]>::try_from(&v[..]).ok().map(u32::from_be_bytes);
+                or_corrupt(day, || "the view's day".into()).map(Some)
+            }
+        }
     }
 
     /// Every record whose latest version is indexed under `subject_key`, by origin id then

@@ -589,6 +589,53 @@ fn due_dates_are_listed_up_to_a_day_until_unscheduled() {
 }
 
 #[test]
+fn passed_due_dates_are_listed_after_or_until_a_day_apart_from_due_ones_with_the_view_day() {
+    let (dir, store) = temp();
+    append(&store, CS, 1);
+    assert_eq!(store.view_day().unwrap(), None);
+    let mut batch = WriteBatch::new();
+    batch
+        .mark_passed(CS, "CS-1", 20270601)
+        .mark_passed(CS, "CS-2", 20270528)
+        .mark_passed(CS, "CS-3", 20270603)
+        .schedule(CS, "CS-4", 20270602)
+        .set_view_day(20270603);
+    store.apply(batch).unwrap();
+    let store = reopen(&dir, store);
+    let dated = |day, id: &str| (day, CS.to_owned(), id.to_owned());
+    assert_eq!(store.view_day().unwrap(), Some(20270603));
+    assert_eq!(
+        store.passed_after(20270528, 10).unwrap(),
+        [dated(20270601, "CS-1"), dated(20270603, "CS-3")]
+    );
+    assert_eq!(
+        store.passed_after(20270601, 1).unwrap(),
+        [dated(20270603, "CS-3")]
+    );
+    assert_eq!(store.passed_after(20270603, 10).unwrap(), []);
+    assert_eq!(
+        store.passed_until(20270601, 10).unwrap(),
+        [dated(20270528, "CS-2"), dated(20270601, "CS-1")]
+    );
+    assert_eq!(store.due(20270610, 10).unwrap(), [dated(20270602, "CS-4")]);
+    let mut batch = WriteBatch::new();
+    batch
+        .unmark_passed(CS, "CS-1", 20270601)
+        .schedule(CS, "CS-1", 20270601)
+        .set_view_day(20270531);
+    store.apply(batch).unwrap();
+    assert_eq!(
+        store.passed_after(20270528, 10).unwrap(),
+        [dated(20270603, "CS-3")]
+    );
+    assert_eq!(
+        store.due(20270610, 10).unwrap(),
+        [dated(20270601, "CS-1"), dated(20270602, "CS-4")]
+    );
+    assert_eq!(store.view_day().unwrap(), Some(20270531));
+}
+
+#[test]
 fn the_subject_index_follows_each_records_latest_version() {
     let (_dir, store) = temp();
     append(&store, CS, 3);

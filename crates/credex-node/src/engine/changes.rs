@@ -11,12 +11,19 @@
 //! the new day and records their changes, with the reason and the date they took effect.
 //! Downstream systems resume from a change seq, so a restart of either side loses nothing; a
 //! node that was down over midnight catches up on the due dates it missed when it starts.
+//!
+//! A due date the view has passed is kept as *passed* for [`PASSED_KEPT_DAYS`], with the day
+//! the view was last evaluated on. If the clock moves back over days the view had reached (a
+//! clock set wrong, then put right), the tick steps the view back: every record with a passed
+//! date after the new today is evaluated again, its change from the day the view was on to
+//! today is recorded (a sanction a future-dated repair lifted too early is back in force, with
+//! its change), and those dates are due again, so each takes effect once more on its own day.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use credex_core::date::{Date, format_date, parse_date};
+use credex_core::date::{Date, days_before, format_date, parse_date};
 use credex_core::history;
 use credex_core::ident::{SubjectId, mask_id_number};
 use credex_core::pb;
@@ -32,6 +39,9 @@ use super::{Engine, EngineError, counts};
 pub const TICK_INTERVAL: Duration = Duration::from_millis(200);
 /// Most due records one tick batch handles; the tick runs batches until none are due.
 const TICK_BATCH: usize = 1024;
+/// Days a passed due date is kept: how far back the view can be stepped when the clock moves
+/// back. A clock moved back further leaves the older dates' changes as they were (logged).
+pub const PASSED_KEPT_DAYS: u64 = 31;
 
 /// A date as the store's ordered day number, e.g. 2027-06-01 → 20270601.
 pub(crate) fn day_number(date: Date) -> u32 {
@@ -144,9 +154,14 @@ impl<'a> ChangeTracker<'a> {
         } else {
             self.standings.remove(&key);
         }
+        let kept_after = kept_after(today);
         for date in history::turning_dates(record) {
+            let day = day_number(date);
             if date > today {
-                batch.schedule(origin, &record.record_id, day_number(date));
+                batch.schedule(origin, &record.record_id, day);
+            } else if day > kept_after {
+                // Evaluated as passed: due again if the clock moves back before it.
+                batch.mark_passed(origin, &record.record_id, day);
             }
         }
         let subject = subject.map(SubjectId::masked).unwrap_or_default();
@@ -208,6 +223,11 @@ impl<'a> ChangeTracker<'a> {
             batch.set_standing(&key.0, &key.1, standing);
         }
     }
+}
+
+/// The day number before which passed due dates are forgotten on `today`.
+fn kept_after(today: Date) -> u32 {
+    days_before(today, PASSED_KEPT_DAYS).map_or(0, day_number)
 }
 
 /// Evaluates a record on `on` from its valid versions: how the change feed sees it.
@@ -307,7 +327,7 @@ impl Engine {
     /// changes it recorded. Cheap when nothing is due: one range read.
     pub async fn tick(&self) -> Result<usize, EngineError> {
         let today = self.clock.today();
-        let mut recorded = 0;
+        let mut recorded = self.step_back(today).await?;
         loop {
             let due = self.store.due(day_number(today), TICK_BATCH)?;
             if due.is_empty() {
@@ -318,8 +338,12 @@ impl Engine {
             let due = self.store.due(day_number(today), TICK_BATCH)?;
             let mut records: BTreeMap<(String, String), (u32, u32)> = BTreeMap::new();
             let mut batch = WriteBatch::new();
+            let kept_after = kept_after(today);
             for (day, origin, record_id) in &due {
                 batch.unschedule(origin, record_id, *day);
+                if *day > kept_after {
+                    batch.mark_passed(origin, record_id, *day);
+                }
                 let span = records
                     .entry((origin.clone(), record_id.clone()))
                     .or_insert((*day, *day));
@@ -343,12 +367,7 @@ impl Engine {
                 };
                 let before = evaluate(&history, self, eve);
                 let after = evaluate(&history, self, today);
-                let subject = history
-                    .iter()
-                    .rev()
-                    .find(|v| v.invalid.is_none())
-                    .map(|v| subject_of(self, &v.record))
-                    .unwrap_or_default();
+                let subject = latest_subject(self, &history);
                 if let Some(change) = change(&before, &after, &subject, Some(last), today) {
                     batch.push_change(prost::Message::encode_to_vec(&change));
                     recorded += 1;
@@ -359,8 +378,128 @@ impl Engine {
             drop(writer);
             self.announce();
         }
+        self.settle_view_day(today).await?;
         Ok(recorded)
     }
+
+    /// Steps the view back to `today` if the clock moved back over days it had reached: each
+    /// record with a passed due date after today is evaluated on today, its change from the day
+    /// the view was on is recorded, and its due dates after today are due again. Returns how
+    /// many changes it recorded.
+    async fn step_back(&self, today: Date) -> Result<usize, EngineError> {
+        let day = day_number(today);
+        let mut recorded = 0;
+        loop {
+            if self.store.passed_after(day, 1)?.is_empty() {
+                return Ok(recorded);
+            }
+            let writer = self.view_lock.lock().await;
+            let passed = self.store.passed_after(day, TICK_BATCH)?;
+            // The day the change feed shows, kept until the step back is done (a crash in it
+            // resumes from the same day); a store that never recorded one, its latest passed date.
+            let from = self
+                .store
+                .view_day()?
+                .filter(|d| *d > day)
+                .or_else(|| passed.iter().map(|(d, ..)| *d).max())
+                .and_then(date_of_day_number)
+                .unwrap_or(today);
+            warn!(
+                from = %format_date(from),
+                to = %format_date(today),
+                "the clock moved back over days the view had reached: stepping the view back"
+            );
+            if days_before(from, PASSED_KEPT_DAYS).is_some_and(|kept| kept > today) {
+                warn!(
+                    from = %format_date(from),
+                    to = %format_date(today),
+                    kept_days = PASSED_KEPT_DAYS,
+                    "the clock moved back further than passed due dates are kept: changes \
+                     dated more than that before the view's day stay as they were"
+                );
+            }
+            let records: std::collections::BTreeSet<(&str, &str)> = passed
+                .iter()
+                .map(|(_, origin, record_id)| (origin.as_str(), record_id.as_str()))
+                .collect();
+            let mut batch = WriteBatch::new();
+            for (origin, record_id) in records {
+                let history = match self.store.record(origin, record_id)? {
+                    Some(loc) => self.record_history(origin, record_id, loc, 0, None)?,
+                    None => Vec::new(),
+                };
+                // Every date after today on which the record may turn is due again (its
+                // passed entries among them, in this batch or not yet read).
+                let mut turning: Vec<u32> = history
+                    .iter()
+                    .filter(|v| v.invalid.is_none())
+                    .flat_map(|v| history::turning_dates(&v.record))
+                    .filter(|d| *d > today)
+                    .map(day_number)
+                    .collect();
+                turning.extend(
+                    passed
+                        .iter()
+                        .filter(|(_, o, r)| (o.as_str(), r.as_str()) == (origin, record_id))
+                        .map(|(d, ..)| *d),
+                );
+                for d in turning {
+                    batch.unmark_passed(origin, record_id, d);
+                    batch.schedule(origin, record_id, d);
+                }
+                if history.is_empty() {
+                    continue;
+                }
+                let standing = counts::standing(&counts::evaluate_all(&history, self, today));
+                batch.set_standing(origin, record_id, standing);
+                let before = evaluate(&history, self, from);
+                let after = evaluate(&history, self, today);
+                let subject = latest_subject(self, &history);
+                if let Some(change) = change(&before, &after, &subject, Some(today), today) {
+                    batch.push_change(prost::Message::encode_to_vec(&change));
+                    recorded += 1;
+                }
+            }
+            self.apply(batch).await?;
+            self.flush_durable().await?;
+            drop(writer);
+            self.announce();
+        }
+    }
+
+    /// Records `today` as the day the view is on, once the tick has handled it, and forgets
+    /// passed due dates older than [`PASSED_KEPT_DAYS`] (a batch of them a tick).
+    async fn settle_view_day(&self, today: Date) -> Result<(), EngineError> {
+        let day = day_number(today);
+        let mut batch = WriteBatch::new();
+        if self.store.view_day()? != Some(day) {
+            batch.set_view_day(day);
+        }
+        for (d, origin, record_id) in self.store.passed_until(kept_after(today), TICK_BATCH)? {
+            batch.unmark_passed(&origin, &record_id, d);
+        }
+        if !batch.is_empty() {
+            self.apply(batch).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether the view is on `today`: no due date on or before it is waiting for the tick,
+    /// and no passed one after it (the clock moved back) waiting to be stepped back over.
+    pub(crate) fn view_is_on(&self, today: Date) -> Result<bool, EngineError> {
+        let day = day_number(today);
+        Ok(self.store.due(day, 1)?.is_empty() && self.store.passed_after(day, 1)?.is_empty())
+    }
+}
+
+/// The masked subject of a record's latest valid version, as its changes are reported.
+fn latest_subject(engine: &Engine, history: &[RecordVersion]) -> String {
+    history
+        .iter()
+        .rev()
+        .find(|v| v.invalid.is_none())
+        .map(|v| subject_of(engine, &v.record))
+        .unwrap_or_default()
 }
 
 /// Runs [`Engine::tick`] at start and whenever the date may have turned (every

@@ -31,7 +31,6 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::changes::day_number;
 use super::{Engine, EngineError};
 
 /// How long the count task waits before counting again after a failed count.
@@ -131,10 +130,7 @@ impl Engine {
     pub fn view_counts(&self) -> Result<ViewTally, EngineError> {
         let kept = self.store.view_counts();
         let counted = kept.basis.as_deref() == Some(self.count_basis());
-        let ticked = self
-            .store
-            .due(day_number(self.clock.today()), 1)?
-            .is_empty();
+        let ticked = self.view_is_on(self.clock.today())?;
         let by_list = kept
             .by_list
             .iter()

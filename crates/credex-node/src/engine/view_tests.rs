@@ -175,6 +175,90 @@ async fn a_future_dated_repair_keeps_the_record_in_force_until_its_date_and_the_
 }
 
 #[tokio::test]
+async fn a_clock_moved_back_steps_the_view_back_and_a_repair_takes_effect_again_on_its_day() {
+    let h = harness();
+    h.recount().await;
+    let v1 = black("CS-17");
+    h.publish(vec![v1.clone()]).await.unwrap();
+    h.publish(vec![next(&v1, pb::StatusKind::Repaired, "2026-06-01")])
+        .await
+        .unwrap();
+    let company = uscc(COMPANY);
+
+    // The clock runs three days past the repair's date: the tick lifts the sanction.
+    h.clock.set_date(date("2026-06-03"));
+    assert_eq!(h.engine.tick().await.unwrap(), 1);
+    assert_eq!(h.lookup(&company, "", 0), "CS-17 excluded repaired v2");
+    assert_eq!(h.counts(), (0, 0, 1, true));
+
+    // It is put back to before the repair's date: the sanction holds again, everywhere the
+    // node answers (lookup, the change feed, the counts), until the repair's own day.
+    h.clock.set_date(date("2026-05-30"));
+    assert_eq!(
+        h.counts(),
+        (0, 0, 1, false),
+        "not current until stepped back"
+    );
+    assert_eq!(h.engine.tick().await.unwrap(), 1);
+    assert_eq!(h.lookup(&company, "", 0), "CS-17 in force v1");
+    assert_eq!(h.counts(), (1, 1, 0, true));
+    h.assert_counts_match_the_view();
+    assert_eq!(h.engine.tick().await.unwrap(), 0, "stepped back once");
+
+    h.clock.set_date(date("2026-05-31"));
+    assert_eq!(h.engine.tick().await.unwrap(), 0);
+    h.clock.set_date(date("2026-06-01"));
+    assert_eq!(h.engine.tick().await.unwrap(), 1);
+    assert_eq!(h.lookup(&company, "", 0), "CS-17 excluded repaired v2");
+    h.assert_counts_match_the_view();
+    assert_eq!(
+        h.changes(),
+        [
+            "CS-17 v1 KIND_ENTERED EXCLUSION_REASON_UNSPECIFIED 2026-05-20",
+            "CS-17 v2 KIND_LEFT EXCLUSION_REASON_REPAIRED 2026-06-01",
+            "CS-17 v1 KIND_ENTERED EXCLUSION_REASON_UNSPECIFIED 2026-05-30",
+            "CS-17 v2 KIND_LEFT EXCLUSION_REASON_REPAIRED 2026-06-01",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_repair_published_while_the_clock_ran_ahead_waits_for_its_date_once_the_clock_is_put_right()
+ {
+    let h = harness();
+    h.recount().await;
+    let v1 = black("CS-17");
+    h.publish(vec![v1.clone()]).await.unwrap();
+    // Ten days ahead, a repair dated five days ahead of the true date is in the past: it
+    // lifts the sanction as it is published.
+    h.clock.set_date(date("2026-05-30"));
+    assert_eq!(h.engine.tick().await.unwrap(), 0);
+    h.publish(vec![next(&v1, pb::StatusKind::Repaired, "2026-05-25")])
+        .await
+        .unwrap();
+    let company = uscc(COMPANY);
+    assert_eq!(h.lookup(&company, "", 0), "CS-17 excluded repaired v2");
+
+    h.clock.set_date(date("2026-05-20"));
+    assert_eq!(h.engine.tick().await.unwrap(), 1);
+    assert_eq!(h.lookup(&company, "", 0), "CS-17 in force v1");
+    assert_eq!(h.counts(), (1, 1, 0, true));
+    h.clock.set_date(date("2026-05-25"));
+    assert_eq!(h.engine.tick().await.unwrap(), 1);
+    assert_eq!(h.lookup(&company, "", 0), "CS-17 excluded repaired v2");
+    h.assert_counts_match_the_view();
+    assert_eq!(
+        h.changes(),
+        [
+            "CS-17 v1 KIND_ENTERED EXCLUSION_REASON_UNSPECIFIED 2026-05-20",
+            "CS-17 v2 KIND_LEFT EXCLUSION_REASON_REPAIRED 2026-05-25",
+            "CS-17 v1 KIND_ENTERED EXCLUSION_REASON_UNSPECIFIED 2026-05-20",
+            "CS-17 v2 KIND_LEFT EXCLUSION_REASON_REPAIRED 2026-05-25",
+        ]
+    );
+}
+
+#[tokio::test]
 async fn as_of_before_a_past_repair_finds_the_record_in_force_and_expiry_is_ticked() {
     let h = harness();
     let mut v1 = black("CS-18");
@@ -549,8 +633,9 @@ enum Step {
         kind: pb::StatusKind,
         days: i8,
     },
-    /// Days pass; the tick runs.
-    Pass { days: u8 },
+    /// Days pass (or the clock is put back, negative: to no more than `PASSED_KEPT_DAYS`
+    /// before the latest day reached); the tick runs.
+    Pass { days: i8 },
 }
 
 fn step() -> impl proptest::strategy::Strategy<Value = Step> {
@@ -572,7 +657,7 @@ fn step() -> impl proptest::strategy::Strategy<Value = Step> {
             -10..30i8
         )
             .prop_map(|(record, kind, days)| Step::Next { record, kind, days }),
-        (1..40u8).prop_map(|days| Step::Pass { days }),
+        prop_oneof![1..40i8, -20..0i8].prop_map(|days| Step::Pass { days }),
     ]
 }
 
@@ -583,8 +668,8 @@ fn days_from(date: Date, days: i64) -> Date {
 
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
-    /// Whatever is published and whenever the days pass, the counts each batch and tick keep
-    /// are what reading the whole view finds.
+    /// Whatever is published and whenever the days pass, or the clock is put back, the counts
+    /// each batch and tick keep are what reading the whole view finds.
     #[test]
     fn kept_counts_equal_the_view_read_whole_after_any_steps(
         steps in proptest::collection::vec(step(), 1..24)
@@ -600,6 +685,9 @@ proptest::proptest! {
             let subjects = [COMPANY, OTHER_COMPANY, "91430100MA4L0000X"];
             let ends = ["2026-05-25", "2026-07-01", "2028-04-02"];
             let mut latest: std::collections::BTreeMap<u8, pb::CreditRecord> = Default::default();
+            // The latest day the view reached: the clock is put back at most
+            // `PASSED_KEPT_DAYS` before it, as far as the view can be stepped back.
+            let mut reached = h.clock.today();
             for step in steps {
                 let today = h.clock.today();
                 match step.clone() {
@@ -627,7 +715,10 @@ proptest::proptest! {
                         }
                     }
                     Step::Pass { days } => {
-                        h.clock.set_date(days_from(today, days.into()));
+                        let kept = super::changes::PASSED_KEPT_DAYS as i64;
+                        let to = days_from(today, days.into()).max(days_from(reached, -kept));
+                        reached = reached.max(to);
+                        h.clock.set_date(to);
                         h.engine.tick().await.expect("tick");
                     }
                 }
