@@ -355,23 +355,13 @@ impl Engine {
                     continue;
                 };
                 let history = self.record_history(&origin, &record_id, loc, 0, None)?;
-                let standing = counts::standing(&counts::evaluate_all(&history, self, today));
-                batch.set_standing(&origin, &record_id, standing);
-                let (Some(first), Some(last)) =
-                    (date_of_day_number(first), date_of_day_number(last))
-                else {
-                    continue;
-                };
-                let Some(eve) = first.pred_opt() else {
-                    continue;
-                };
-                let before = evaluate(&history, self, eve);
-                let after = evaluate(&history, self, today);
-                let subject = latest_subject(self, &history);
-                if let Some(change) = change(&before, &after, &subject, Some(last), today) {
-                    batch.push_change(prost::Message::encode_to_vec(&change));
-                    recorded += 1;
-                }
+                // From the eve of its earliest due date, the change taking effect on its last.
+                let since = date_of_day_number(first)
+                    .and_then(|first| first.pred_opt())
+                    .zip(date_of_day_number(last));
+                recorded += usize::from(
+                    self.evaluate_again(&mut batch, &origin, &record_id, &history, since, today),
+                );
             }
             self.apply(batch).await?;
             self.flush_durable().await?;
@@ -450,21 +440,47 @@ impl Engine {
                 if history.is_empty() {
                     continue;
                 }
-                let standing = counts::standing(&counts::evaluate_all(&history, self, today));
-                batch.set_standing(origin, record_id, standing);
-                let before = evaluate(&history, self, from);
-                let after = evaluate(&history, self, today);
-                let subject = latest_subject(self, &history);
-                if let Some(change) = change(&before, &after, &subject, Some(today), today) {
-                    batch.push_change(prost::Message::encode_to_vec(&change));
-                    recorded += 1;
-                }
+                recorded += usize::from(self.evaluate_again(
+                    &mut batch,
+                    origin,
+                    record_id,
+                    &history,
+                    Some((from, today)),
+                    today,
+                ));
             }
             self.apply(batch).await?;
             self.flush_durable().await?;
             drop(writer);
             self.announce();
         }
+    }
+
+    /// Adds to `batch` a record's standing on `today` from its `history`, for the counts, and,
+    /// given `since` = (the day the change feed last evaluated it on, the day a change takes
+    /// effect), the change from then to today. Returns whether a change was recorded.
+    fn evaluate_again(
+        &self,
+        batch: &mut WriteBatch,
+        origin: &str,
+        record_id: &str,
+        history: &[RecordVersion],
+        since: Option<(Date, Date)>,
+        today: Date,
+    ) -> bool {
+        let standing = counts::standing(&counts::evaluate_all(history, self, today));
+        batch.set_standing(origin, record_id, standing);
+        let Some((was, on)) = since else {
+            return false;
+        };
+        let before = evaluate(history, self, was);
+        let after = evaluate(history, self, today);
+        let subject = latest_subject(self, history);
+        let Some(change) = change(&before, &after, &subject, Some(on), today) else {
+            return false;
+        };
+        batch.push_change(prost::Message::encode_to_vec(&change));
+        true
     }
 
     /// Records `today` as the day the view is on, once the tick has handled it, and forgets
