@@ -323,7 +323,8 @@ impl Engine {
 
     /// The date tick: evaluates every record with a due date on or before today, records the
     /// change each made to the view (evaluated the day before its earliest due date, and
-    /// today), and removes those due dates, one atomic batch at a time. Returns how many
+    /// today), and moves all its due dates up to today to the passed ones, one atomic batch at
+    /// a time. Returns how many
     /// changes it recorded. Cheap when nothing is due: one range read.
     pub async fn tick(&self) -> Result<usize, EngineError> {
         let today = self.clock.today();
@@ -355,6 +356,23 @@ impl Engine {
                     continue;
                 };
                 let history = self.record_history(&origin, &record_id, loc, 0, None)?;
+                // Its later due dates up to today are handled here too, not by a later batch
+                // (one past this batch's end), which would evaluate it again from the eve of
+                // one of them while the feed already shows it as of today.
+                let later: Vec<u32> = history
+                    .iter()
+                    .filter(|v| v.invalid.is_none())
+                    .flat_map(|v| history::turning_dates(&v.record))
+                    .map(day_number)
+                    .filter(|d| (first + 1..=day_number(today)).contains(d))
+                    .collect();
+                for d in &later {
+                    batch.unschedule(&origin, &record_id, *d);
+                    if *d > kept_after {
+                        batch.mark_passed(&origin, &record_id, *d);
+                    }
+                }
+                let last = later.into_iter().fold(last, u32::max);
                 // From the eve of its earliest due date, the change taking effect on its last.
                 let since = date_of_day_number(first)
                     .and_then(|first| first.pred_opt())

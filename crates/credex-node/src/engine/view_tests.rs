@@ -259,6 +259,41 @@ async fn a_repair_published_while_the_clock_ran_ahead_waits_for_its_date_once_th
 }
 
 #[tokio::test]
+async fn a_record_whose_due_dates_fall_in_two_tick_batches_moves_once_from_its_earliest() {
+    let h = harness();
+    // CS-A is published from 2026-06-01 to 06-04: not yet in force, in force for four days,
+    // then expired. Over a thousand records expire on 06-01 too, so when the tick catches up
+    // on 06-10 CS-A's first due date (06-01, first by its id) and its second (06-05) fall in
+    // different batches of the tick.
+    let mut a = black("CS-A");
+    a.publication = Some(pb::Publication {
+        starts_on: "2026-06-01".into(),
+        ends_on: "2026-06-04".into(),
+    });
+    h.publish(vec![a]).await.unwrap();
+    let expiring: Vec<pb::CreditRecord> = (0..1100)
+        .map(|i| {
+            let mut r = black(&format!("r{i:04}"));
+            r.publication.as_mut().expect("publication").ends_on = "2026-05-31".into();
+            r
+        })
+        .collect();
+    h.publish(expiring).await.unwrap();
+    h.clock.set_date(date("2026-06-10"));
+    assert_eq!(
+        h.engine.tick().await.unwrap(),
+        1100,
+        "the 1,100 left; CS-A, no net change"
+    );
+    h.assert_the_feed_replays_to_the_view();
+    assert!(
+        !h.changes().iter().any(|c| c.starts_with("CS-A")),
+        "{:?}",
+        h.changes()
+    );
+}
+
+#[tokio::test]
 async fn as_of_before_a_past_repair_finds_the_record_in_force_and_expiry_is_ticked() {
     let h = harness();
     let mut v1 = black("CS-18");
@@ -496,6 +531,40 @@ impl Harness {
         assert_eq!(kept.by_list, read.by_list);
     }
 
+    /// Asserts that the change feed, replayed from its start, holds in force exactly what the
+    /// view holds in force today (at the versions it holds), and never enters a record already
+    /// in force, updates one not in force or lets one leave that is not in force.
+    fn assert_the_feed_replays_to_the_view(&self) {
+        use pb::view_change::Kind;
+        let mut replayed = std::collections::BTreeMap::new();
+        for c in self.engine.changes(0, usize::MAX).expect("changes") {
+            let key = (c.origin.clone(), c.record_id.clone());
+            let held = match c.kind() {
+                Kind::Entered | Kind::Updated => replayed.insert(key, c.version),
+                Kind::Left => replayed.remove(&key),
+                Kind::Unspecified => panic!("a change of no kind: {c:?}"),
+            };
+            assert_eq!(
+                held.is_some(),
+                c.kind() != Kind::Entered,
+                "{c:?} after {:?}",
+                self.changes()
+            );
+        }
+        let view: std::collections::BTreeMap<_, _> = self
+            .engine
+            .list(&Default::default(), 1000, "", "", 0)
+            .expect("list")
+            .records
+            .into_iter()
+            .map(|f| {
+                let v = f.version;
+                ((v.origin, v.record.record_id.clone()), v.record.version)
+            })
+            .collect();
+        assert_eq!(replayed, view, "the feed replayed, and the view");
+    }
+
     async fn recount(&self) -> u64 {
         let (_stop, stop) = tokio::sync::watch::channel(false);
         self.engine.recount_view(stop).await.expect("recount")
@@ -669,7 +738,8 @@ fn days_from(date: Date, days: i64) -> Date {
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
     /// Whatever is published and whenever the days pass, or the clock is put back, the counts
-    /// each batch and tick keep are what reading the whole view finds.
+    /// each batch and tick keep are what reading the whole view finds, and the change feed
+    /// replayed holds in force what the view does.
     #[test]
     fn kept_counts_equal_the_view_read_whole_after_any_steps(
         steps in proptest::collection::vec(step(), 1..24)
@@ -724,6 +794,7 @@ proptest::proptest! {
                 }
                 assert!(h.counts().3, "current after {step:?}");
                 h.assert_counts_match_the_view();
+                h.assert_the_feed_replays_to_the_view();
             }
         });
     }
