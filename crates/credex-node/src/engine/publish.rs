@@ -856,6 +856,8 @@ impl Engine {
                     Checked::Present { .. } => None,
                 },
                 (None, Some((_, record))) => Some(record),
+                // A first version follows nothing (the store holds none: it would be present).
+                (None, None) if v.normalised.version == 1 => None,
                 (None, None) => {
                     held = changes.previous(&self.city, &v.normalised)?;
                     held.as_deref()
