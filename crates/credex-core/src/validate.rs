@@ -192,16 +192,28 @@ pub struct Validated {
 impl Validator<'_> {
     /// Checks every rule (see the module doc) and returns all failures at once.
     pub fn validate(&self, record: &CreditRecord) -> Result<Validated, ValidationErrors> {
+        self.check(record).map(|found| found.apply(record.clone()))
+    }
+
+    /// [`Validator::validate`] of a record the caller gives up: the normalised record is that
+    /// record with its identifiers rewritten, not a copy (publish and the indexer validate
+    /// every record so). An invalid record comes back with its errors.
+    pub fn validate_owned(
+        &self,
+        record: CreditRecord,
+    ) -> Result<Validated, (ValidationErrors, Box<CreditRecord>)> {
+        match self.check(&record) {
+            Ok(found) => Ok(found.apply(record)),
+            Err(e) => Err((e, Box::new(record))),
+        }
+    }
+
+    fn check(&self, record: &CreditRecord) -> Result<Found, ValidationErrors> {
         let mut run = Run {
             validator: self,
             errors: Vec::new(),
             births: Vec::new(),
-            out: Validated {
-                unknown_category: false,
-                legacy_uscc: false,
-                subject_keys: Vec::new(),
-                normalised: record.clone(),
-            },
+            out: Found::default(),
         };
         run.record(record);
         if run.errors.is_empty() {
@@ -215,13 +227,54 @@ impl Validator<'_> {
     }
 }
 
+/// What a validation found of a valid record: its flags and index keys, and its identifiers in
+/// canonical form, to write into the record ([`Found::apply`]).
+#[derive(Debug, Default)]
+struct Found {
+    unknown_category: bool,
+    legacy_uscc: bool,
+    subject_keys: Vec<SubjectId>,
+    subject_uscc: Option<String>,
+    subject_id_number: Option<String>,
+    representative_id_number: Option<String>,
+    authority_uscc: Option<String>,
+}
+
+impl Found {
+    fn apply(self, mut record: CreditRecord) -> Validated {
+        if let Some(uscc) = self.subject_uscc {
+            record.subject.get_or_insert_default().uscc = uscc;
+        }
+        if let Some(id) = self.subject_id_number {
+            record.subject.get_or_insert_default().id_number = id;
+        }
+        if let Some(id) = self.representative_id_number
+            && let Some(rep) = record
+                .subject
+                .as_mut()
+                .and_then(|s| s.legal_representative.as_mut())
+        {
+            rep.id_number = id;
+        }
+        if let Some(uscc) = self.authority_uscc {
+            record.authority.get_or_insert_default().uscc = uscc;
+        }
+        Validated {
+            unknown_category: self.unknown_category,
+            legacy_uscc: self.legacy_uscc,
+            subject_keys: self.subject_keys,
+            normalised: record,
+        }
+    }
+}
+
 /// One validation in progress: the errors so far and the normalised output.
 struct Run<'v, 'a> {
     validator: &'v Validator<'a>,
     errors: Vec<FieldError>,
     /// Every ID number's birth date, by field path, checked against the dates once they are known.
     births: Vec<(&'static str, IdNumber)>,
-    out: Validated,
+    out: Found,
 }
 
 /// Whether a text may span lines.
@@ -364,7 +417,7 @@ impl Run<'_, '_> {
                             ),
                         );
                     }
-                    self.subject_mut().uscc = uscc.as_str().to_owned();
+                    self.out.subject_uscc = Some(uscc.as_str().to_owned());
                     self.out.subject_keys.push(SubjectId::Uscc(uscc));
                 }
                 if !s.id_number.is_empty() {
@@ -378,7 +431,7 @@ impl Run<'_, '_> {
                 if s.id_number.is_empty() {
                     self.push("subject.id_number", "is required for a natural person");
                 } else if let Some(id) = self.id_number("subject.id_number", &s.id_number) {
-                    self.subject_mut().id_number = id.as_str().to_owned();
+                    self.out.subject_id_number = Some(id.as_str().to_owned());
                     self.births.push(("subject.id_number", id.clone()));
                     self.out.subject_keys.push(SubjectId::IdNumber(id));
                 }
@@ -418,18 +471,13 @@ impl Run<'_, '_> {
             if !rep.id_number.is_empty()
                 && let Some(id) =
                     self.id_number("subject.legal_representative.id_number", &rep.id_number)
-                && let Some(out) = self.subject_mut().legal_representative.as_mut()
             {
-                out.id_number = id.as_str().to_owned();
+                self.out.representative_id_number = Some(id.as_str().to_owned());
                 self.births
                     .push(("subject.legal_representative.id_number", id));
             }
         }
         kind
-    }
-
-    fn subject_mut(&mut self) -> &mut Subject {
-        self.out.normalised.subject.get_or_insert_default()
     }
 
     /// Parses a USCC (allow-list aware), or reports the problem.
@@ -597,7 +645,7 @@ impl Run<'_, '_> {
                     ),
                 ),
             }
-            self.out.normalised.authority.get_or_insert_default().uscc = uscc.as_str().to_owned();
+            self.out.authority_uscc = Some(uscc.as_str().to_owned());
         }
     }
 

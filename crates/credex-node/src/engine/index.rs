@@ -556,17 +556,22 @@ fn check_one(
     origin: &str,
     validator: &Validator<'_>,
 ) -> CheckedLeaf {
-    let verified = match authentic(result, origin, seq) {
+    let mut verified = match authentic(result, origin, seq) {
         Ok(v) => v,
         Err((reason, detail)) => return CheckedLeaf::Rejected { reason, detail },
     };
-    let validation = match &verified.entry.record {
+    // A valid record moves into its normalised form (the entry keeps it only when invalid,
+    // to be indexed as given).
+    let validation = match verified.entry.record.take() {
         // Judged on the day its origin logged it, never this node's today (validate.rs).
         Some(record) => validator
             .on(credex_core::date::date_of_millis(verified.entry.logged_at))
-            .validate(record)
+            .validate_owned(record)
             .map(Box::new)
-            .map_err(|e| e.to_string()),
+            .map_err(|(e, record)| {
+                verified.entry.record = Some(*record);
+                e.to_string()
+            }),
         None => Err("entry has no record".to_owned()),
     };
     CheckedLeaf::Authentic {

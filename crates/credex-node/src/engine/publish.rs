@@ -473,7 +473,7 @@ impl Engine {
         for job in jobs {
             let checked = match self.check_job(
                 &validator,
-                &job.records,
+                job.records,
                 job.versions,
                 pending,
                 &mut changes,
@@ -733,30 +733,26 @@ impl Engine {
     fn check_job(
         &self,
         validator: &Validator<'_>,
-        records: &[pb::CreditRecord],
+        records: Vec<pb::CreditRecord>,
         versions: Versions,
         pending: &HashMap<String, (u64, Arc<pb::CreditRecord>)>,
         changes: &mut super::changes::ChangeTracker<'_>,
     ) -> Result<Vec<Checked>, EngineError> {
         let mut problems = Vec::new();
         let mut checked = Vec::with_capacity(records.len());
-        let mut in_request: HashMap<&str, u32> = HashMap::new();
+        let mut in_request: HashMap<String, u32> = HashMap::new();
         // The request's own earlier version of a record, by index into `checked`.
-        let mut earlier: HashMap<&str, usize> = HashMap::new();
-        for (i, given) in records.iter().enumerate() {
-            let numbered;
+        let mut earlier: HashMap<String, usize> = HashMap::new();
+        for (i, given) in records.into_iter().enumerate() {
             let record = match versions {
                 Versions::Given => given,
                 Versions::Assign => {
                     let known = in_request
-                        .get(given.record_id.as_str())
+                        .get(&given.record_id)
                         .copied()
                         .or_else(|| pending.get(&given.record_id).map(|(_, r)| r.version));
-                    match self.assign_version(validator, i, given, known)? {
-                        Assigned::Next(record) => {
-                            numbered = *record;
-                            &numbered
-                        }
+                    match self.assign_version(validator, i, &given, known)? {
+                        Assigned::Next(record) => *record,
                         Assigned::Present(present) => {
                             checked.push(present);
                             continue;
@@ -768,15 +764,17 @@ impl Engine {
                     }
                 }
             };
-            let v = match validator.validate(record) {
+            // The record itself becomes the normalised one: validation copies nothing.
+            let v = match validator.validate_owned(record) {
                 Ok(v) => v,
-                Err(e) => {
+                Err((e, _)) => {
                     problems.push(format!("records[{i}]: {e}"));
                     continue;
                 }
             };
-            // The id as given (a numbered copy has the same), borrowed for the whole request.
-            let id = given.record_id.as_str();
+            // Normalising rewrites identifiers only: the id and version are as given.
+            let (id, version) = (v.normalised.record_id.clone(), v.normalised.version);
+            let id = id.as_str();
             // A version a batch in flight appends, asked for again (a client retrying before
             // its answer came): the same content is present, as it would be once durable.
             if !in_request.contains_key(id)
@@ -786,14 +784,14 @@ impl Engine {
                 if **held == v.normalised {
                     checked.push(Checked::Present {
                         record_id: id.to_owned(),
-                        version: record.version,
+                        version,
                         seq: *seq,
                     });
                 } else {
                     problems.push(format!(
                         "records[{i}]: record {id}: version: {} is already published with other \
                          content (seq {seq}); publish the change as version {}",
-                        record.version,
+                        version,
                         held.version.saturating_add(1)
                     ));
                 }
@@ -812,14 +810,14 @@ impl Engine {
                     Some((seq, held)) if *held == v.normalised => {
                         checked.push(Checked::Present {
                             record_id: id.to_owned(),
-                            version: record.version,
+                            version,
                             seq,
                         });
                     }
                     _ => problems.push(format!(
                         "records[{i}]: record {id}: version: {} is already published with other \
                          content (seq {}); publish the change as version {}",
-                        record.version,
+                        version,
                         self.stored_version(id, v.normalised.version, latest)?
                             .map_or_else(|| "?".to_owned(), |(seq, _)| seq.to_string()),
                         newest + 1
@@ -836,15 +834,15 @@ impl Engine {
                 None => stored.map(|loc| u32::try_from(loc.version).unwrap_or(u32::MAX)),
             };
             let expected = current.map_or(1, |c| c.saturating_add(1));
-            if record.version != expected {
+            if version != expected {
                 problems.push(match current {
                     Some(c) => format!(
                         "records[{i}]: record {id}: version: {} is not the next version; the latest is {c}, so expected {expected}",
-                        record.version
+                        version
                     ),
                     None => format!(
                         "records[{i}]: record {id}: version: {} is not the next version; the record is new, so expected 1",
-                        record.version
+                        version
                     ),
                 });
                 continue;
@@ -869,8 +867,8 @@ impl Engine {
                 problems.push(format!("records[{i}]: {e}"));
                 continue;
             }
-            in_request.insert(id, record.version);
-            earlier.insert(id, checked.len());
+            in_request.insert(id.to_owned(), version);
+            earlier.insert(id.to_owned(), checked.len());
             checked.push(Checked::New(Box::new(v)));
         }
         if problems.is_empty() {
