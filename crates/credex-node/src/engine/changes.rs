@@ -324,19 +324,19 @@ impl Engine {
     /// The date tick: evaluates every record with a due date on or before today, records the
     /// change each made to the view (evaluated the day before its earliest due date, and
     /// today), and moves all its due dates up to today to the passed ones, one atomic batch at
-    /// a time. Returns how many
-    /// changes it recorded. Cheap when nothing is due: one range read.
+    /// a time. Returns how many changes it recorded. Cheap when nothing is due: one range read.
     pub async fn tick(&self) -> Result<usize, EngineError> {
         let today = self.clock.today();
+        let day = day_number(today);
         let mut recorded = self.step_back(today).await?;
         loop {
-            let due = self.store.due(day_number(today), TICK_BATCH)?;
+            let due = self.store.due(day, TICK_BATCH)?;
             if due.is_empty() {
                 break;
             }
             let writer = self.view_lock.lock().await;
             // Re-read under the lock: a publish may have scheduled more meanwhile.
-            let due = self.store.due(day_number(today), TICK_BATCH)?;
+            let due = self.store.due(day, TICK_BATCH)?;
             let mut records: BTreeMap<(String, String), (u32, u32)> = BTreeMap::new();
             let mut batch = WriteBatch::new();
             let kept_after = kept_after(today);
@@ -364,7 +364,7 @@ impl Engine {
                     .filter(|v| v.invalid.is_none())
                     .flat_map(|v| history::turning_dates(&v.record))
                     .map(day_number)
-                    .filter(|d| (first + 1..=day_number(today)).contains(d))
+                    .filter(|d| (first + 1..=day).contains(d))
                     .collect();
                 for d in &later {
                     batch.unschedule(&origin, &record_id, *d);
@@ -426,12 +426,15 @@ impl Engine {
                      dated more than that before the view's day stay as they were"
                 );
             }
-            let records: std::collections::BTreeSet<(&str, &str)> = passed
-                .iter()
-                .map(|(_, origin, record_id)| (origin.as_str(), record_id.as_str()))
-                .collect();
+            let mut records: BTreeMap<(&str, &str), Vec<u32>> = BTreeMap::new();
+            for (d, origin, record_id) in &passed {
+                records
+                    .entry((origin.as_str(), record_id.as_str()))
+                    .or_default()
+                    .push(*d);
+            }
             let mut batch = WriteBatch::new();
-            for (origin, record_id) in records {
+            for ((origin, record_id), passed) in records {
                 let history = match self.store.record(origin, record_id)? {
                     Some(loc) => self.record_history(origin, record_id, loc, 0, None)?,
                     None => Vec::new(),
@@ -445,12 +448,7 @@ impl Engine {
                     .filter(|d| *d > today)
                     .map(day_number)
                     .collect();
-                turning.extend(
-                    passed
-                        .iter()
-                        .filter(|(_, o, r)| (o.as_str(), r.as_str()) == (origin, record_id))
-                        .map(|(d, ..)| *d),
-                );
+                turning.extend(passed);
                 for d in turning {
                     batch.unmark_passed(origin, record_id, d);
                     batch.schedule(origin, record_id, d);
