@@ -1,5 +1,5 @@
-//! The view's indexes — the record (`RECORD`), version (`VERSION`), subject (`SUBJECT`) and
-//! due-date (`DUE`) keyspaces — kept out of sled as a log-structured merge tree: a memtable in
+//! The view's indexes — the record (`RECORD`), version (`VERSION`), subject (`SUBJECT`),
+//! due-date (`DUE`, `PASSED`) and subject-count keyspaces — kept out of sled as a log-structured merge tree: a memtable in
 //! memory, made durable by a journal in sled, flushed to immutable sorted run files
 //! (`index/<n>.run`, [`crate::runs`]) that a background thread merges.
 //!
