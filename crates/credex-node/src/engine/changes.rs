@@ -339,6 +339,9 @@ impl Engine {
             let due = self.store.due(day, TICK_BATCH)?;
             let mut records: BTreeMap<(String, String), (u32, u32)> = BTreeMap::new();
             let mut batch = WriteBatch::new();
+            // With the dates it marks passed: the view's day is never behind one of them, which
+            // a step back evaluates from.
+            batch.set_view_day(day);
             let kept_after = kept_after(today);
             for (day, origin, record_id) in &due {
                 batch.unschedule(origin, record_id, *day);
@@ -404,12 +407,11 @@ impl Engine {
             let writer = self.view_lock.lock().await;
             let passed = self.store.passed_after(day, TICK_BATCH)?;
             // The day the change feed shows, kept until the step back is done (a crash in it
-            // resumes from the same day); a store that never recorded one, its latest passed date.
+            // resumes from the same day), and never before a date it has passed.
             let from = self
                 .store
                 .view_day()?
-                .filter(|d| *d > day)
-                .or_else(|| passed.iter().map(|(d, ..)| *d).max())
+                .max(passed.iter().map(|(d, ..)| *d).max())
                 .and_then(date_of_day_number)
                 .unwrap_or(today);
             warn!(
