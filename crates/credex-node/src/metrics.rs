@@ -87,6 +87,7 @@ pub struct Metrics {
     invalid: Family<OriginLabel, Counter>,
     bad_checkpoints: Family<OriginLabel, Counter>,
     published: Counter,
+    steps_back: Counter,
     log_size: Family<OriginLabel, Gauge>,
     lag: Family<OriginLabel, Gauge>,
     backlog: Family<OriginLabel, Gauge>,
@@ -122,6 +123,7 @@ impl Metrics {
         let invalid = Family::default();
         let bad_checkpoints = Family::default();
         let published = Counter::default();
+        let steps_back = Counter::default();
         let log_size = Family::default();
         let lag = Family::default();
         let backlog = Family::default();
@@ -168,6 +170,12 @@ impl Metrics {
             "records_published",
             "Records this city published",
             published.clone(),
+        );
+        registry.register(
+            "view_steps_back",
+            "Times the clock moved back over a day the view had reached and the view was \
+             stepped back to the clock's date (the changes that makes recorded on View.Watch)",
+            steps_back.clone(),
         );
         registry.register("log_size", "Entries held per origin", log_size.clone());
         registry.register(
@@ -283,6 +291,7 @@ impl Metrics {
             invalid,
             bad_checkpoints,
             published,
+            steps_back,
             log_size,
             lag,
             backlog,
@@ -405,6 +414,10 @@ impl Metrics {
 
     pub(crate) fn count_published(&self, n: u64) {
         self.published.inc_by(n);
+    }
+
+    pub(crate) fn count_step_back(&self) {
+        self.steps_back.inc();
     }
 
     pub(crate) fn set_origin(&self, origin: &str, figures: OriginGauges) {

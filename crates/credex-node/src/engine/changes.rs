@@ -400,6 +400,7 @@ impl Engine {
     async fn step_back(&self, today: Date) -> Result<usize, EngineError> {
         let day = day_number(today);
         let mut recorded = 0;
+        let mut stepping = false;
         loop {
             if self.store.passed_after(day, 1)?.is_empty() {
                 return Ok(recorded);
@@ -414,6 +415,11 @@ impl Engine {
                 .max(passed.iter().map(|(d, ..)| *d).max())
                 .and_then(date_of_day_number)
                 .unwrap_or(today);
+            if !stepping {
+                // Once a step back, not once a batch of it.
+                stepping = true;
+                self.metrics.count_step_back();
+            }
             warn!(
                 from = %format_date(from),
                 to = %format_date(today),

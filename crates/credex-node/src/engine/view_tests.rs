@@ -204,6 +204,13 @@ async fn a_clock_moved_back_steps_the_view_back_and_a_repair_takes_effect_again_
     assert_eq!(h.counts(), (1, 1, 0, true));
     h.assert_counts_match_the_view();
     assert_eq!(h.engine.tick().await.unwrap(), 0, "stepped back once");
+    assert!(
+        h.engine
+            .metrics
+            .encode()
+            .contains("credex_view_steps_back_total{city=\"changsha\"} 1\n"),
+        "one step back counted"
+    );
 
     h.clock.set_date(date("2026-05-31"));
     assert_eq!(h.engine.tick().await.unwrap(), 0);
