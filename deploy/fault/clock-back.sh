@@ -8,7 +8,8 @@
 #   - ten days ahead (D+10): a record, then its repair effective D+5 (in the past on that clock):
 #     the sanction is lifted at once (lookup: excluded, repaired; the change feed: LEFT);
 #   - put right (D, the node restarted on the true clock): the sanction holds again — lookup
-#     finds it in force, the change feed says ENTERED on D, status counts it in force, current;
+#     finds it in force, the change feed says ENTERED on D, status counts it in force, current,
+#     and the node's metrics count one step back (credex_view_steps_back_total);
 #   - on D+5 (restarted five days ahead): lifted again, the change feed's LEFT dated D+5.
 #
 # Usage: deploy/fault/clock-back.sh [--short]   (the same either way)
@@ -98,6 +99,10 @@ fi
 back=$(standing "$subject")
 check "lookup on $D" "$back" "in force v1"
 check "the change feed" "$(last_change)" "KIND_ENTERED v1 $D"
+# consortium init puts city i's admin listener on 127.0.0.1:BASE_PORT+100+i.
+steps=$(curl -fsS --max-time 5 "http://127.0.0.1:$((BASE_PORT + 100))/metrics" |
+  sed -n 's/^credex_view_steps_back_total{[^}]*} \([0-9]*\)$/\1/p')
+check "credex_view_steps_back_total" "$steps" 1
 stop changsha
 
 say "on $(day 5), the repair's own date"
