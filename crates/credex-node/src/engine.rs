@@ -173,6 +173,9 @@ pub struct Engine {
     checkpoint_times: Mutex<BTreeMap<String, (u64, i64)>>,
     /// What the view's standings are evaluated under (`counts`).
     count_basis: Vec<u8>,
+    /// The day number the date tick last settled the view on (`changes`), 0 before its first
+    /// tick: on any other day it looks for a clock moved back and forgets old passed dates.
+    settled_day: std::sync::atomic::AtomicU32,
     pub batch_max_entries: usize,
 }
 
@@ -222,6 +225,7 @@ impl Engine {
             pending: Mutex::new(BTreeMap::new()),
             checkpoint_times: Mutex::new(BTreeMap::new()),
             count_basis,
+            settled_day: std::sync::atomic::AtomicU32::new(0),
             batch_max_entries: parts.batch_max_entries.max(1),
         };
         engine.refresh_gauges();

@@ -39,8 +39,9 @@ use super::{Engine, EngineError, counts};
 pub const TICK_INTERVAL: Duration = Duration::from_millis(200);
 /// Most due records one tick batch handles; the tick runs batches until none are due.
 const TICK_BATCH: usize = 1024;
-/// Days a passed due date is kept: how far back the view can be stepped when the clock moves
-/// back. A clock moved back further leaves the older dates' changes as they were (logged).
+/// Days a passed due date is kept (while it is less than this many days before today): how far
+/// back the view can be stepped when the clock moves back. A clock moved back further leaves
+/// the older dates' changes as they were (logged).
 pub const PASSED_KEPT_DAYS: u64 = 31;
 
 /// A date as the store's ordered day number, e.g. 2027-06-01 → 20270601.
@@ -159,9 +160,9 @@ impl<'a> ChangeTracker<'a> {
             let day = day_number(date);
             if date > today {
                 batch.schedule(origin, &record.record_id, day);
-            } else if day > kept_after {
+            } else {
                 // Evaluated as passed: due again if the clock moves back before it.
-                batch.mark_passed(origin, &record.record_id, day);
+                pass(batch, origin, &record.record_id, day, kept_after);
             }
         }
         let subject = subject.map(SubjectId::masked).unwrap_or_default();
@@ -228,6 +229,23 @@ impl<'a> ChangeTracker<'a> {
 /// The day number before which passed due dates are forgotten on `today`.
 fn kept_after(today: Date) -> u32 {
     days_before(today, PASSED_KEPT_DAYS).map_or(0, day_number)
+}
+
+/// Notes that the view has passed `day` for a record: kept as passed (for a step back) unless
+/// older than `kept_after`.
+fn pass(batch: &mut WriteBatch, origin: &str, record_id: &str, day: u32, kept_after: u32) {
+    if day > kept_after {
+        batch.mark_passed(origin, record_id, day);
+    }
+}
+
+/// The days, as day numbers, on which a record's valid versions may turn its standing.
+fn turning_days(history: &[RecordVersion]) -> impl Iterator<Item = u32> + '_ {
+    history
+        .iter()
+        .filter(|v| v.invalid.is_none())
+        .flat_map(|v| history::turning_dates(&v.record))
+        .map(day_number)
 }
 
 /// Evaluates a record on `on` from its valid versions: how the change feed sees it.
@@ -326,9 +344,17 @@ impl Engine {
     /// today), and moves all its due dates up to today to the passed ones, one atomic batch at
     /// a time. Returns how many changes it recorded. Cheap when nothing is due: one range read.
     pub async fn tick(&self) -> Result<usize, EngineError> {
+        use std::sync::atomic::Ordering;
         let today = self.clock.today();
         let day = day_number(today);
-        let mut recorded = self.step_back(today).await?;
+        // Within a settled day nothing passed lies after today (dates are passed only on or
+        // before the day they are passed on): the step back is looked for when the day changes.
+        let new_day = self.settled_day.load(Ordering::Acquire) != day;
+        let mut recorded = if new_day {
+            self.step_back(today).await?
+        } else {
+            0
+        };
         loop {
             let due = self.store.due(day, TICK_BATCH)?;
             if due.is_empty() {
@@ -345,9 +371,7 @@ impl Engine {
             let kept_after = kept_after(today);
             for (day, origin, record_id) in &due {
                 batch.unschedule(origin, record_id, *day);
-                if *day > kept_after {
-                    batch.mark_passed(origin, record_id, *day);
-                }
+                pass(&mut batch, origin, record_id, *day, kept_after);
                 let span = records
                     .entry((origin.clone(), record_id.clone()))
                     .or_insert((*day, *day));
@@ -362,20 +386,12 @@ impl Engine {
                 // Its later due dates up to today are handled here too, not by a later batch
                 // (one past this batch's end), which would evaluate it again from the eve of
                 // one of them while the feed already shows it as of today.
-                let later: Vec<u32> = history
-                    .iter()
-                    .filter(|v| v.invalid.is_none())
-                    .flat_map(|v| history::turning_dates(&v.record))
-                    .map(day_number)
-                    .filter(|d| (first + 1..=day).contains(d))
-                    .collect();
-                for d in &later {
-                    batch.unschedule(&origin, &record_id, *d);
-                    if *d > kept_after {
-                        batch.mark_passed(&origin, &record_id, *d);
-                    }
+                let mut last = last;
+                for d in turning_days(&history).filter(|d| (first + 1..=day).contains(d)) {
+                    batch.unschedule(&origin, &record_id, d);
+                    pass(&mut batch, &origin, &record_id, d, kept_after);
+                    last = last.max(d);
                 }
-                let last = later.into_iter().fold(last, u32::max);
                 // From the eve of its earliest due date, the change taking effect on its last.
                 let since = date_of_day_number(first)
                     .and_then(|first| first.pred_opt())
@@ -389,7 +405,10 @@ impl Engine {
             drop(writer);
             self.announce();
         }
-        self.settle_view_day(today).await?;
+        if new_day {
+            self.settle_view_day(today).await?;
+            self.settled_day.store(day, Ordering::Release);
+        }
         Ok(recorded)
     }
 
@@ -400,40 +419,29 @@ impl Engine {
     async fn step_back(&self, today: Date) -> Result<usize, EngineError> {
         let day = day_number(today);
         let mut recorded = 0;
-        let mut stepping = false;
+        // The day the change feed shows, read at the first batch and kept until the step back
+        // is done (the view's day is written only then, so a crash in it resumes from the
+        // same day), and never before a date the view has passed.
+        let mut from = None;
         loop {
             if self.store.passed_after(day, 1)?.is_empty() {
                 return Ok(recorded);
             }
             let writer = self.view_lock.lock().await;
             let passed = self.store.passed_after(day, TICK_BATCH)?;
-            // The day the change feed shows, kept until the step back is done (a crash in it
-            // resumes from the same day), and never before a date it has passed.
-            let from = self
-                .store
-                .view_day()?
-                .max(passed.iter().map(|(d, ..)| *d).max())
-                .and_then(date_of_day_number)
-                .unwrap_or(today);
-            if !stepping {
-                // Once a step back, not once a batch of it.
-                stepping = true;
-                self.metrics.count_step_back();
-            }
-            warn!(
-                from = %format_date(from),
-                to = %format_date(today),
-                "the clock moved back over days the view had reached: stepping the view back"
-            );
-            if days_before(from, PASSED_KEPT_DAYS).is_some_and(|kept| kept > today) {
-                warn!(
-                    from = %format_date(from),
-                    to = %format_date(today),
-                    kept_days = PASSED_KEPT_DAYS,
-                    "the clock moved back further than passed due dates are kept: changes \
-                     dated more than that before the view's day stay as they were"
-                );
-            }
+            let from = match from {
+                Some(from) => from,
+                None => {
+                    let was = self
+                        .store
+                        .view_day()?
+                        .max(passed.iter().map(|(d, ..)| *d).max())
+                        .and_then(date_of_day_number)
+                        .unwrap_or(today);
+                    self.note_step_back(was, today);
+                    *from.insert(was)
+                }
+            };
             let mut records: BTreeMap<(&str, &str), Vec<u32>> = BTreeMap::new();
             for (d, origin, record_id) in &passed {
                 records
@@ -449,15 +457,7 @@ impl Engine {
                 };
                 // Every date after today on which the record may turn is due again (its
                 // passed entries among them, in this batch or not yet read).
-                let mut turning: Vec<u32> = history
-                    .iter()
-                    .filter(|v| v.invalid.is_none())
-                    .flat_map(|v| history::turning_dates(&v.record))
-                    .filter(|d| *d > today)
-                    .map(day_number)
-                    .collect();
-                turning.extend(passed);
-                for d in turning {
+                for d in turning_days(&history).filter(|d| *d > day).chain(passed) {
                     batch.unmark_passed(origin, record_id, d);
                     batch.schedule(origin, record_id, d);
                 }
@@ -477,6 +477,25 @@ impl Engine {
             self.flush_durable().await?;
             drop(writer);
             self.announce();
+        }
+    }
+
+    /// Counts and logs a step back of the view from `from` to `today`.
+    fn note_step_back(&self, from: Date, today: Date) {
+        self.metrics.count_step_back();
+        warn!(
+            from = %format_date(from),
+            to = %format_date(today),
+            "the clock moved back over days the view had reached: stepping the view back"
+        );
+        if days_before(from, PASSED_KEPT_DAYS).is_some_and(|kept| kept > today) {
+            warn!(
+                from = %format_date(from),
+                to = %format_date(today),
+                kept_days = PASSED_KEPT_DAYS,
+                "the clock moved back further than passed due dates are kept: changes dated \
+                 more than that before the view's day stay as they were"
+            );
         }
     }
 
@@ -508,20 +527,21 @@ impl Engine {
     }
 
     /// Records `today` as the day the view is on, once the tick has handled it, and forgets
-    /// passed due dates older than [`PASSED_KEPT_DAYS`] (a batch of them a tick).
+    /// passed due dates older than [`PASSED_KEPT_DAYS`]. Once a day.
     async fn settle_view_day(&self, today: Date) -> Result<(), EngineError> {
-        let day = day_number(today);
         let mut batch = WriteBatch::new();
-        if self.store.view_day()? != Some(day) {
-            batch.set_view_day(day);
+        batch.set_view_day(day_number(today));
+        loop {
+            let old = self.store.passed_until(kept_after(today), TICK_BATCH)?;
+            for (d, origin, record_id) in &old {
+                batch.unmark_passed(origin, record_id, *d);
+            }
+            self.apply(std::mem::replace(&mut batch, WriteBatch::new()))
+                .await?;
+            if old.len() < TICK_BATCH {
+                return Ok(());
+            }
         }
-        for (d, origin, record_id) in self.store.passed_until(kept_after(today), TICK_BATCH)? {
-            batch.unmark_passed(&origin, &record_id, d);
-        }
-        if !batch.is_empty() {
-            self.apply(batch).await?;
-        }
-        Ok(())
     }
 
     /// Whether the view is on `today`: no due date on or before it is waiting for the tick,

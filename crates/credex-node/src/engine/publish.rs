@@ -740,16 +740,19 @@ impl Engine {
     ) -> Result<Vec<Checked>, EngineError> {
         let mut problems = Vec::new();
         let mut checked = Vec::with_capacity(records.len());
-        let mut in_request: HashMap<String, u32> = HashMap::new();
-        // The request's own earlier version of a record, by index into `checked`.
+        // The request's own latest version of a record, by index into `checked`.
         let mut earlier: HashMap<String, usize> = HashMap::new();
+        let version_at = |checked: &[Checked], at: usize| match &checked[at] {
+            Checked::New(v) => v.normalised.version,
+            Checked::Present { version, .. } => *version,
+        };
         for (i, given) in records.into_iter().enumerate() {
             let record = match versions {
                 Versions::Given => given,
                 Versions::Assign => {
-                    let known = in_request
+                    let known = earlier
                         .get(&given.record_id)
-                        .copied()
+                        .map(|&at| version_at(&checked, at))
                         .or_else(|| pending.get(&given.record_id).map(|(_, r)| r.version));
                     match self.assign_version(validator, i, &given, known)? {
                         Assigned::Next(record) => *record,
@@ -773,13 +776,12 @@ impl Engine {
                 }
             };
             // Normalising rewrites identifiers only: the id and version are as given.
-            let (id, version) = (v.normalised.record_id.clone(), v.normalised.version);
-            let id = id.as_str();
+            let (id, version) = (v.normalised.record_id.as_str(), v.normalised.version);
             // A version a batch in flight appends, asked for again (a client retrying before
             // its answer came): the same content is present, as it would be once durable.
-            if !in_request.contains_key(id)
+            if !earlier.contains_key(id)
                 && let Some((seq, held)) = pending.get(id)
-                && held.version == v.normalised.version
+                && held.version == version
             {
                 if **held == v.normalised {
                     checked.push(Checked::Present {
@@ -799,14 +801,14 @@ impl Engine {
             }
             let stored = self.store.record(&self.city, id)?;
             // A version held already (batches in flight only append newer ones).
-            if !in_request.contains_key(id)
+            if !earlier.contains_key(id)
                 && let Some(latest) = stored
-                && u64::from(v.normalised.version) <= latest.version
+                && u64::from(version) <= latest.version
             {
                 let newest = pending
                     .get(id)
                     .map_or(latest.version, |(_, r)| u64::from(r.version));
-                match self.stored_version(id, v.normalised.version, latest)? {
+                match self.stored_version(id, version, latest)? {
                     Some((seq, held)) if *held == v.normalised => {
                         checked.push(Checked::Present {
                             record_id: id.to_owned(),
@@ -814,20 +816,18 @@ impl Engine {
                             seq,
                         });
                     }
-                    _ => problems.push(format!(
-                        "records[{i}]: record {id}: version: {} is already published with other \
-                         content (seq {}); publish the change as version {}",
-                        version,
-                        self.stored_version(id, v.normalised.version, latest)?
-                            .map_or_else(|| "?".to_owned(), |(seq, _)| seq.to_string()),
+                    held => problems.push(format!(
+                        "records[{i}]: record {id}: version: {version} is already published with \
+                         other content (seq {}); publish the change as version {}",
+                        held.map_or_else(|| "?".to_owned(), |(seq, _)| seq.to_string()),
                         newest + 1
                     )),
                 }
                 continue;
             }
-            let current = match in_request
+            let current = match earlier
                 .get(id)
-                .copied()
+                .map(|&at| version_at(&checked, at))
                 .or_else(|| pending.get(id).map(|(_, r)| r.version))
             {
                 Some(v) => Some(v),
@@ -855,7 +855,7 @@ impl Engine {
                 },
                 (None, Some((_, record))) => Some(record),
                 // A first version follows nothing (the store holds none: it would be present).
-                (None, None) if v.normalised.version == 1 => None,
+                (None, None) if version == 1 => None,
                 (None, None) => {
                     held = changes.previous(&self.city, &v.normalised)?;
                     held.as_deref()
@@ -867,7 +867,6 @@ impl Engine {
                 problems.push(format!("records[{i}]: {e}"));
                 continue;
             }
-            in_request.insert(id.to_owned(), version);
             earlier.insert(id.to_owned(), checked.len());
             checked.push(Checked::New(Box::new(v)));
         }

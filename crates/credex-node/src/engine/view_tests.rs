@@ -266,6 +266,44 @@ async fn a_repair_published_while_the_clock_ran_ahead_waits_for_its_date_once_th
 }
 
 #[tokio::test]
+async fn passed_due_dates_are_kept_for_the_kept_days_and_then_forgotten() {
+    use super::changes::{PASSED_KEPT_DAYS, day_number};
+    let h = harness();
+    let v1 = black("CS-17");
+    h.publish(vec![v1.clone()]).await.unwrap();
+    h.publish(vec![next(&v1, pb::StatusKind::Repaired, "2026-06-01")])
+        .await
+        .unwrap();
+    h.clock.set_date(date("2026-06-01"));
+    assert_eq!(h.engine.tick().await.unwrap(), 1);
+    let passed = || {
+        h.engine
+            .store
+            .passed_until(u32::MAX, 100)
+            .expect("passed")
+            .into_iter()
+            .map(|(day, ..)| day)
+            .collect::<Vec<_>>()
+    };
+    assert!(passed().contains(&20260601), "{:?}", passed());
+    // Kept while it is less than the kept days before today.
+    h.clock.set_date(date("2026-07-01"));
+    assert_eq!(h.engine.tick().await.unwrap(), 0);
+    assert!(passed().contains(&20260601), "30 days on, still kept");
+    h.clock.set_date(date("2026-07-02"));
+    assert_eq!(h.engine.tick().await.unwrap(), 0);
+    let kept_after = day_number(
+        credex_core::date::days_before(date("2026-07-02"), PASSED_KEPT_DAYS).expect("a date"),
+    );
+    assert!(
+        passed().iter().all(|d| *d > kept_after),
+        "older than {kept_after}: {:?}",
+        passed()
+    );
+    assert!(!passed().contains(&20260601));
+}
+
+#[tokio::test]
 async fn a_record_whose_due_dates_fall_in_two_tick_batches_moves_once_from_its_earliest() {
     let h = harness();
     // CS-A is published from 2026-06-01 to 06-04: not yet in force, in force for four days,
