@@ -2135,6 +2135,33 @@ proptest! {
 }
 
 #[test]
+fn a_merge_whose_output_name_is_taken_leaves_that_file_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with_index_memory(dir.path(), 256);
+    for round in 0..4u64 {
+        append(&store, CS, 4);
+        let mut batch = WriteBatch::new();
+        for seq in round * 4..round * 4 + 4 {
+            batch.index_record(CS, &format!("R{seq}"), 1, seq, &["s"]);
+        }
+        store.apply(batch).unwrap();
+    }
+    // Opened again, nothing merges until the next flush.
+    drop(store);
+    let store = open_with_index_memory(dir.path(), 256);
+    // A merge planned by the store before it was closed finds its number taken by a run the
+    // store opened again has written since.
+    let taken = store.inner.index.next_run_path();
+    std::fs::write(&taken, b"the reopened store's run").unwrap();
+    assert!(store.inner.index.merge_all_unlisted().is_err());
+    assert_eq!(
+        std::fs::read(&taken).unwrap(),
+        b"the reopened store's run",
+        "the merge removed a file it did not write"
+    );
+}
+
+#[test]
 fn view_index_runs_are_merged_and_files_no_listing_names_are_removed_at_open() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_with_index_memory(dir.path(), 256);

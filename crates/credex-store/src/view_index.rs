@@ -337,11 +337,10 @@ impl ViewIndex {
         // The inputs' point keys bound the output's: a key in several inputs is counted twice.
         let points = plan.inputs.iter().map(|(_, run)| run.bloom_keys()).sum();
         let merged = runs::merge(sources, plan.drop_tombstones);
-        let run = Run::write(&path, merged, point_key, points);
-        if run.is_err() {
-            let _ = std::fs::remove_file(&path);
-        }
-        let run = run?;
+        // A failed write removes the file it created itself; the path is not removed here: a
+        // merge of a store closed and opened again meanwhile finds its number taken by a run
+        // the reopened store wrote (`create_new` refuses it), which must stay.
+        let run = Run::write(&path, merged, point_key, points)?;
         sync_dir(&self.dir)?;
         Ok(run)
     }
@@ -416,6 +415,11 @@ impl ViewIndex {
     /// Bytes the shared block cache holds.
     pub(crate) fn cached_bytes(&self) -> usize {
         self.cache.bytes()
+    }
+
+    /// The path the next run (a flush's or a merge's) will be written at.
+    pub(crate) fn next_run_path(&self) -> PathBuf {
+        run_path(&self.dir, self.read().next_run)
     }
 
     /// Writes the merge of every run, as a merge would, and deletes it unlisted: its entries.
