@@ -10,7 +10,8 @@
 //! ([`Engine::tick`], run by [`run_ticks`] from 00:00 UTC+8) evaluates exactly those records on
 //! the new day and records their changes, with the reason and the date they took effect.
 //! Downstream systems resume from a change seq, so a restart of either side loses nothing; a
-//! node that was down over midnight catches up on the due dates it missed when it starts.
+//! node that was down over midnight catches up on the due dates it missed when it starts, day
+//! by day: each change is dated the day it took effect, as on the nodes that were up.
 //!
 //! A due date the view has passed is kept as *passed* for [`PASSED_KEPT_DAYS`], with the day
 //! the view was last evaluated on. If the clock moves back over days the view had reached (a
@@ -340,9 +341,10 @@ impl Engine {
     }
 
     /// The date tick: evaluates every record with a due date on or before today, records the
-    /// change each made to the view (evaluated the day before its earliest due date, and
-    /// today), and moves all its due dates up to today to the passed ones, one atomic batch at
-    /// a time. Returns how many changes it recorded. Cheap when nothing is due: one range read.
+    /// changes each made to the view (evaluated the day before its earliest due date, then on
+    /// each of its due dates up to today, each change dated its own day), and moves all its due
+    /// dates up to today to the passed ones, one atomic batch at a time. Returns how many
+    /// changes it recorded. Cheap when nothing is due: one range read.
     pub async fn tick(&self) -> Result<usize, EngineError> {
         use std::sync::atomic::Ordering;
         let today = self.clock.today();
@@ -363,7 +365,8 @@ impl Engine {
             let writer = self.view_lock.lock().await;
             // Re-read under the lock: a publish may have scheduled more meanwhile.
             let due = self.store.due(day, TICK_BATCH)?;
-            let mut records: BTreeMap<(String, String), (u32, u32)> = BTreeMap::new();
+            // Each due record, with its earliest due date.
+            let mut records: BTreeMap<(String, String), u32> = BTreeMap::new();
             let mut batch = WriteBatch::new();
             // With the dates it marks passed: the view's day is never behind one of them, which
             // a step back evaluates from.
@@ -372,13 +375,12 @@ impl Engine {
             for (day, origin, record_id) in &due {
                 batch.unschedule(origin, record_id, *day);
                 pass(&mut batch, origin, record_id, *day, kept_after);
-                let span = records
+                let first = records
                     .entry((origin.clone(), record_id.clone()))
-                    .or_insert((*day, *day));
-                span.0 = span.0.min(*day);
-                span.1 = span.1.max(*day);
+                    .or_insert(*day);
+                *first = (*first).min(*day);
             }
-            for ((origin, record_id), (first, last)) in records {
+            for ((origin, record_id), first) in records {
                 let Some(loc) = self.store.record(&origin, &record_id)? else {
                     continue;
                 };
@@ -386,19 +388,24 @@ impl Engine {
                 // Its later due dates up to today are handled here too, not by a later batch
                 // (one past this batch's end), which would evaluate it again from the eve of
                 // one of them while the feed already shows it as of today.
-                let mut last = last;
-                for d in turning_days(&history).filter(|d| (first + 1..=day).contains(d)) {
+                let mut days: Vec<u32> = turning_days(&history)
+                    .filter(|d| (first..=day).contains(d))
+                    .collect();
+                for &d in days.iter().filter(|d| **d > first) {
                     batch.unschedule(&origin, &record_id, d);
                     pass(&mut batch, &origin, &record_id, d, kept_after);
-                    last = last.max(d);
                 }
-                // From the eve of its earliest due date, the change taking effect on its last.
-                let since = date_of_day_number(first)
-                    .and_then(|first| first.pred_opt())
-                    .zip(date_of_day_number(last));
-                recorded += usize::from(
-                    self.evaluate_again(&mut batch, &origin, &record_id, &history, since, today),
-                );
+                // From the eve of its earliest due date, day by day: a node that was down over
+                // several of its dates records each change on its own day, as the nodes that
+                // ticked on each did.
+                days.push(day);
+                days.sort_unstable();
+                days.dedup();
+                let days = days.into_iter().filter_map(date_of_day_number).collect();
+                let eve = date_of_day_number(first).and_then(|first| first.pred_opt());
+                let steps = eve.map(|eve| (eve, days));
+                recorded +=
+                    self.evaluate_again(&mut batch, &origin, &record_id, &history, steps, today);
             }
             self.apply(batch).await?;
             self.flush_durable().await?;
@@ -464,14 +471,14 @@ impl Engine {
                 if history.is_empty() {
                     continue;
                 }
-                recorded += usize::from(self.evaluate_again(
+                recorded += self.evaluate_again(
                     &mut batch,
                     origin,
                     record_id,
                     &history,
-                    Some((from, today)),
+                    Some((from, vec![today])),
                     today,
-                ));
+                );
             }
             self.apply(batch).await?;
             self.flush_durable().await?;
@@ -500,30 +507,35 @@ impl Engine {
     }
 
     /// Adds to `batch` a record's standing on `today` from its `history`, for the counts, and,
-    /// given `since` = (the day the change feed last evaluated it on, the day a change takes
-    /// effect), the change from then to today. Returns whether a change was recorded.
+    /// given `steps` = (the day the change feed last evaluated it on, the days to evaluate it on
+    /// next, in order, the last of them today), each change from one of those days to the next,
+    /// taking effect on the later. Returns how many changes it recorded.
     fn evaluate_again(
         &self,
         batch: &mut WriteBatch,
         origin: &str,
         record_id: &str,
         history: &[RecordVersion],
-        since: Option<(Date, Date)>,
+        steps: Option<(Date, Vec<Date>)>,
         today: Date,
-    ) -> bool {
+    ) -> usize {
         let standing = counts::standing(&counts::evaluate_all(history, self, today));
         batch.set_standing(origin, record_id, standing);
-        let Some((was, on)) = since else {
-            return false;
+        let Some((was, days)) = steps else {
+            return 0;
         };
-        let before = evaluate(history, self, was);
-        let after = evaluate(history, self, today);
         let subject = latest_subject(self, history);
-        let Some(change) = change(&before, &after, &subject, Some(on), today) else {
-            return false;
-        };
-        batch.push_change(prost::Message::encode_to_vec(&change));
-        true
+        let mut before = evaluate(history, self, was);
+        let mut recorded = 0;
+        for on in days {
+            let after = evaluate(history, self, on);
+            if let Some(change) = change(&before, &after, &subject, Some(on), today) {
+                batch.push_change(prost::Message::encode_to_vec(&change));
+                recorded += 1;
+            }
+            before = after;
+        }
+        recorded
     }
 
     /// Records `today` as the day the view is on, once the tick has handled it, and forgets

@@ -108,7 +108,7 @@ impl Harness {
     /// The changes recorded so far, one line each.
     fn changes(&self) -> Vec<String> {
         self.engine
-            .changes(0, 100)
+            .changes(0, usize::MAX)
             .expect("changes")
             .iter()
             .map(|c| {
@@ -304,7 +304,7 @@ async fn passed_due_dates_are_kept_for_the_kept_days_and_then_forgotten() {
 }
 
 #[tokio::test]
-async fn a_record_whose_due_dates_fall_in_two_tick_batches_moves_once_from_its_earliest() {
+async fn a_record_whose_due_dates_fall_in_two_tick_batches_moves_day_by_day_from_its_earliest() {
     let h = harness();
     // CS-A is published from 2026-06-01 to 06-04: not yet in force, in force for four days,
     // then expired. Over a thousand records expire on 06-01 too, so when the tick catches up
@@ -327,15 +327,72 @@ async fn a_record_whose_due_dates_fall_in_two_tick_batches_moves_once_from_its_e
     h.clock.set_date(date("2026-06-10"));
     assert_eq!(
         h.engine.tick().await.unwrap(),
-        1100,
-        "the 1,100 left; CS-A, no net change"
+        1102,
+        "the 1,100 left; CS-A entered and left"
     );
     h.assert_the_feed_replays_to_the_view();
-    assert!(
-        !h.changes().iter().any(|c| c.starts_with("CS-A")),
-        "{:?}",
-        h.changes()
+    let cs_a: Vec<String> = h
+        .changes()
+        .into_iter()
+        .filter(|c| c.starts_with("CS-A"))
+        .collect();
+    assert_eq!(
+        cs_a,
+        [
+            "CS-A v1 KIND_ENTERED EXCLUSION_REASON_UNSPECIFIED 2026-06-01",
+            "CS-A v1 KIND_LEFT EXCLUSION_REASON_EXPIRED 2026-06-05",
+        ]
     );
+}
+
+#[tokio::test]
+async fn a_node_down_over_due_dates_records_each_change_on_its_own_day_as_one_that_ticked_daily() {
+    // The same records, published on 05-20 into two nodes: one ticks every day to 06-10, the
+    // other (down over those days) ticks once on 06-10. Their feeds hold the same changes,
+    // each dated the day it took effect.
+    let (daily, down) = (harness(), harness());
+    let mut a = black("CS-A");
+    a.publication = Some(pb::Publication {
+        starts_on: "2026-06-01".into(),
+        ends_on: "2026-06-04".into(),
+    });
+    let b = black("CS-B");
+    let b2 = next(&b, pb::StatusKind::Repaired, "2026-06-03");
+    let c = black("CS-C");
+    let c2 = next(&c, pb::StatusKind::UnderObjection, "2026-06-02");
+    let c3 = next(&c2, pb::StatusKind::Active, "2026-06-06");
+    for h in [&daily, &down] {
+        h.publish(vec![a.clone(), b.clone(), c.clone()])
+            .await
+            .unwrap();
+        h.publish(vec![b2.clone(), c2.clone()]).await.unwrap();
+        h.publish(vec![c3.clone()]).await.unwrap();
+    }
+    for day in 1..=10 {
+        daily.clock.set_date(date(&format!("2026-06-{day:02}")));
+        daily.engine.tick().await.unwrap();
+    }
+    down.clock.set_date(date("2026-06-10"));
+    assert_eq!(down.engine.tick().await.unwrap(), 5);
+    let sorted = |h: &Harness| {
+        let mut changes = h.changes();
+        changes.sort();
+        changes
+    };
+    expect_test::expect![[r#"
+        [
+            "CS-A v1 KIND_ENTERED EXCLUSION_REASON_UNSPECIFIED 2026-06-01",
+            "CS-A v1 KIND_LEFT EXCLUSION_REASON_EXPIRED 2026-06-05",
+            "CS-B v1 KIND_ENTERED EXCLUSION_REASON_UNSPECIFIED 2026-05-20",
+            "CS-B v2 KIND_LEFT EXCLUSION_REASON_REPAIRED 2026-06-03",
+            "CS-C v1 KIND_ENTERED EXCLUSION_REASON_UNSPECIFIED 2026-05-20",
+            "CS-C v2 KIND_UPDATED EXCLUSION_REASON_UNSPECIFIED 2026-06-02",
+            "CS-C v3 KIND_UPDATED EXCLUSION_REASON_UNSPECIFIED 2026-06-06",
+        ]
+    "#]]
+    .assert_debug_eq(&sorted(&down));
+    assert_eq!(sorted(&down), sorted(&daily));
+    down.assert_the_feed_replays_to_the_view();
 }
 
 #[tokio::test]
