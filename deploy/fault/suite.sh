@@ -19,7 +19,7 @@ cd "$(dirname "$0")/../.."
 export BIN=${BIN:-target/debug}
 [[ -x $BIN/credexd && -x $BIN/credexctl ]] || cargo build --bins
 
-scenarios=(partition kill-mid-catchup rolling-restart full-disk clock-skew clock-back lying-relay restored-store)
+scenarios=(partition kill-mid-catchup rolling-restart full-disk clock-skew clock-back down-over-days lying-relay restored-store)
 declare -A KNOWN_FAILING=(
   # [scenario]="why it fails today", with a comment saying what the fix needs
 )
