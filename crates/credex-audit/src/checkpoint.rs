@@ -4,7 +4,7 @@
 use credex_core::consortium::{Consortium, Member};
 use credex_core::keys::PublicKey;
 use credex_core::merkle::Hash;
-use credex_core::note::{self, Checkpoint, MAX_NOTE_BYTES, NoteError, SignedCheckpoint};
+use credex_core::note::{self, NoteError, SignedCheckpoint};
 
 /// What a verified checkpoint says and who cosigned it.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,18 +28,6 @@ pub struct Cosigner {
     pub city: String,
     /// Unix seconds.
     pub timestamp: u64,
-}
-
-/// The checkpoint a note carries, unverified, to find which key must verify it.
-pub(crate) fn peek_checkpoint(note: &[u8]) -> Result<Checkpoint, NoteError> {
-    if note.len() > MAX_NOTE_BYTES {
-        return Err(NoteError::NoteTooLarge { len: note.len() });
-    }
-    let end = note
-        .windows(2)
-        .position(|w| w == b"\n\n")
-        .ok_or(NoteError::MalformedNote)?;
-    Checkpoint::parse_body(&note[..=end])
 }
 
 /// Verifies a checkpoint note of `member`'s log against the pinned keys.

@@ -6,10 +6,10 @@ use std::fmt;
 use credex_core::consortium::Consortium;
 use credex_core::entry::{self, EntryError};
 use credex_core::merkle::{self, Hash, ProofError};
-use credex_core::note::NoteError;
+use credex_core::note::{NoteError, peek_checkpoint};
 use credex_core::pb;
 
-use crate::checkpoint::{CheckpointReport, peek_checkpoint, verify_note};
+use crate::checkpoint::{CheckpointReport, verify_note};
 use crate::format::ProofFile;
 use crate::text::{format_seconds, plural};
 

@@ -6,9 +6,9 @@ use credex_core::consortium::Consortium;
 use credex_core::entry::{self, EntryError};
 use credex_core::keys::PublicKey;
 use credex_core::merkle::{self, Hash, MemoryHashStore, ProofError};
-use credex_core::note::{Checkpoint, NoteError};
+use credex_core::note::{Checkpoint, NoteError, peek_checkpoint};
 
-use crate::checkpoint::{CheckpointReport, peek_checkpoint, verify_note};
+use crate::checkpoint::{CheckpointReport, verify_note};
 use crate::proof::VerifyError;
 use crate::text::{entries, plural};
 

@@ -229,6 +229,19 @@ pub fn cosign(
     Ok(line.to_bytes())
 }
 
+/// The checkpoint a note carries, unverified: to find which key must verify it, or what a peer
+/// that sent it claims to hold.
+pub fn peek_checkpoint(note: &[u8]) -> Result<Checkpoint, NoteError> {
+    if note.len() > MAX_NOTE_BYTES {
+        return Err(NoteError::NoteTooLarge { len: note.len() });
+    }
+    let end = note
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .ok_or(NoteError::MalformedNote)?;
+    Checkpoint::parse_body(&note[..=end])
+}
+
 /// Verifies the origin's signature (required) and every cosignature line from a known witness
 /// key (unknown key ids are ignored, as signed-note allows; a known key with a bad signature is
 /// an error). The checkpoint's origin line must be `origin_key`'s name.

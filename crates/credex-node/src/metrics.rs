@@ -84,6 +84,7 @@ pub struct Metrics {
     registry: Arc<Registry>,
     appended: Family<OriginLabel, Counter>,
     quarantined: Family<OriginLabel, Counter>,
+    duplicates: Family<OriginLabel, Counter>,
     invalid: Family<OriginLabel, Counter>,
     bad_checkpoints: Family<OriginLabel, Counter>,
     published: Counter,
@@ -120,6 +121,7 @@ impl Metrics {
         let registry = root.sub_registry_with_prefix("credex");
         let appended = Family::default();
         let quarantined = Family::default();
+        let duplicates = Family::default();
         let invalid = Family::default();
         let bad_checkpoints = Family::default();
         let published = Counter::default();
@@ -155,6 +157,12 @@ impl Metrics {
             "entries_quarantined",
             "Entries refused as not authentic",
             quarantined.clone(),
+        );
+        registry.register(
+            "entries_duplicate",
+            "Entries a peer sent that this node already held, byte for byte (copies relayed by \
+             more than one peer)",
+            duplicates.clone(),
         );
         registry.register(
             "entries_invalid",
@@ -288,6 +296,7 @@ impl Metrics {
             registry: Arc::new(root),
             appended,
             quarantined,
+            duplicates,
             invalid,
             bad_checkpoints,
             published,
@@ -394,6 +403,9 @@ impl Metrics {
         self.quarantined
             .get_or_create(&label)
             .inc_by(outcome.quarantined);
+        self.duplicates
+            .get_or_create(&label)
+            .inc_by(outcome.duplicates);
     }
 
     pub(crate) fn count_invalid(&self, origin: &str, n: u64) {
@@ -800,6 +812,7 @@ mod tests {
             &IngestOutcome {
                 appended: 3,
                 quarantined: 1,
+                duplicates: 2,
                 ..Default::default()
             },
         );
@@ -817,6 +830,7 @@ mod tests {
         for line in [
             r#"credex_entries_appended_total{city="changsha",origin="wuhan"} 3"#,
             r#"credex_entries_quarantined_total{city="changsha",origin="wuhan"} 1"#,
+            r#"credex_entries_duplicate_total{city="changsha",origin="wuhan"} 2"#,
             r#"credex_log_size{city="changsha",origin="wuhan"} 3"#,
             r#"credex_origin_lag{city="changsha",origin="wuhan"} 2"#,
             r#"credex_view_backlog{city="changsha",origin="wuhan"} 2"#,

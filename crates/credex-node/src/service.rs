@@ -167,7 +167,7 @@ impl Exchange for Api {
             request.into_inner(),
             peer,
             self.shutdown.clone(),
-            self.peers.limits().send_timeout,
+            self.peers.clone(),
             conn,
         );
         Ok(Response::new(held(ReceiverStream::new(rx), call)))

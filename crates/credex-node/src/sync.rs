@@ -3,7 +3,9 @@
 //! - [`serve`] answers a peer's Sync request: for every origin this node holds where the peer
 //!   is behind, the newest checkpoint (with a consistency proof from the peer's size) and then
 //!   the entries in batches; in live mode it then waits for new commits and pushes them, with
-//!   a heartbeat when idle. Every origin is served, not only this city's (relaying).
+//!   a heartbeat when idle. Every origin is served, not only this city's (relaying); live, a
+//!   third origin's new entries are held back [`RELAY_HOLDBACK`] and sent only if the peer has
+//!   not shown it holds them (by a checkpoint gossiped on its own stream to this node).
 //! - [`run_peer`] keeps one outbound stream to one peer, reconnecting with exponential
 //!   backoff, and feeds what arrives to the engine through a two-stage pipeline: batches are
 //!   verified on a blocking thread (all cores) while the previous batch commits.
@@ -30,7 +32,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use credex_store::{PackedBlock, PackedRun, WireBlock};
 
 use crate::engine::Engine;
-use crate::engine::checkpoints::SentProof;
+use crate::engine::checkpoints::{CheckpointOutcome, SentProof};
 use crate::engine::ingest::Inbox;
 use crate::tls::{self, ConnCloser, Identity, Role};
 
@@ -46,6 +48,14 @@ pub const FRAME_BYTES: usize = 4 << 20;
 const PIPELINE_DEPTH: usize = 16;
 /// Most entries one receive-path commit groups (one atomic write, one flush).
 const MAX_COMMIT_ENTRIES: usize = 8192;
+/// How long a live stream holds back new entries of a third origin (neither this node's nor the
+/// peer's) before relaying them: time for the peer's own checkpoint, gossiped on its stream to
+/// this node, to say it has them already — from their origin, in a full mesh — so that each
+/// peer takes each entry once, not once per node that holds it. A peer cut off from the origin
+/// gets them this much later, through whichever peers reach it.
+pub const RELAY_HOLDBACK: Duration = Duration::from_millis(250);
+/// Log sizes one held-back origin keeps waiting; past this the oldest is relayed early.
+const RELAY_WAITING: usize = 64;
 
 /// What the operator sees of one peer.
 #[derive(Debug, Clone, Default)]
@@ -58,11 +68,15 @@ pub struct PeerState {
 }
 
 /// What the sync side shares with the gRPC adapters: the state of every configured peer (for
-/// Operator.Status) and the limits served streams run under.
+/// Operator.Status), the limits served streams run under, and what each peer is known to hold.
 #[derive(Debug, Default)]
 pub struct PeerTable {
     peers: Mutex<BTreeMap<String, PeerState>>,
     limits: SyncLimits,
+    /// (peer, origin) → the size of the newest checkpoint of `origin` the peer sent this node,
+    /// and when: a node sends only checkpoints whose entries it holds, so the peer holds that
+    /// many (what a stream serving it need not relay).
+    holds: Mutex<BTreeMap<(String, String), (u64, Instant)>>,
 }
 
 impl PeerTable {
@@ -70,6 +84,24 @@ impl PeerTable {
         Self {
             peers: Mutex::default(),
             limits,
+            holds: Mutex::default(),
+        }
+    }
+
+    /// Notes that `peer` sent a checkpoint of `origin` at `size`, so holds that many entries.
+    fn note_holds(&self, peer: &str, origin: &str, size: u64) {
+        let mut holds = self.holds.lock().unwrap_or_else(|e| e.into_inner());
+        holds.insert((peer.to_owned(), origin.to_owned()), (size, Instant::now()));
+    }
+
+    /// How many of `origin`'s entries `peer` is known to hold from a checkpoint it sent since
+    /// `since` (0 if none): one sent before (by a process of the peer since restarted from an
+    /// older copy, say) says nothing.
+    fn holds(&self, peer: &str, origin: &str, since: Instant) -> u64 {
+        let holds = self.holds.lock().unwrap_or_else(|e| e.into_inner());
+        match holds.get(&(peer.to_owned(), origin.to_owned())) {
+            Some(&(size, at)) if at >= since => size,
+            _ => 0,
         }
     }
 
@@ -119,7 +151,7 @@ pub fn serve(
     request: pb::SyncRequest,
     peer: String,
     shutdown: watch::Receiver<bool>,
-    send_timeout: Duration,
+    peers: Arc<PeerTable>,
     conn: ConnCloser,
 ) -> mpsc::Receiver<Result<pb::SyncFrame, Status>> {
     let (tx, rx) = mpsc::channel(4);
@@ -128,10 +160,10 @@ pub fn serve(
         async move {
             let tx = Sender {
                 tx,
-                send_timeout,
+                send_timeout: peers.limits().send_timeout,
                 conn,
             };
-            if let Err(e) = serve_frames(&engine, request, &tx, shutdown, &peer).await {
+            if let Err(e) = serve_frames(&engine, request, &tx, shutdown, &peer, &peers).await {
                 debug!(error = %e, "sync stream ended");
                 let _ = tx.tx.send(Err(Status::internal(e))).await;
             }
@@ -181,12 +213,45 @@ struct Sent {
     checkpoint_note: Vec<u8>,
 }
 
+/// The new entries of one third origin a live stream holds back ([`RELAY_HOLDBACK`]).
+#[derive(Debug, Default)]
+struct HeldBack {
+    /// Log sizes this node reached, oldest first, with when.
+    waiting: std::collections::VecDeque<(u64, Instant)>,
+    /// The largest size reached at least RELAY_HOLDBACK ago: what may be relayed.
+    ripe: u64,
+}
+
+impl HeldBack {
+    /// What may be relayed at `now` of a log this node holds `size` of, and when more may be
+    /// (None: nothing is waiting).
+    fn ripe(&mut self, size: u64, now: Instant) -> (u64, Option<Instant>) {
+        if self.waiting.back().map_or(self.ripe, |(s, _)| *s) < size {
+            if self.waiting.len() == RELAY_WAITING
+                && let Some((oldest, _)) = self.waiting.pop_front()
+            {
+                self.ripe = self.ripe.max(oldest);
+            }
+            self.waiting.push_back((size, now));
+        }
+        while let Some(&(reached, at)) = self.waiting.front()
+            && at + RELAY_HOLDBACK <= now
+        {
+            self.ripe = self.ripe.max(reached);
+            self.waiting.pop_front();
+        }
+        let next = self.waiting.front().map(|(_, at)| *at + RELAY_HOLDBACK);
+        (self.ripe, next)
+    }
+}
+
 async fn serve_frames(
     engine: &Engine,
     request: pb::SyncRequest,
     tx: &Sender,
     mut shutdown: watch::Receiver<bool>,
     peer: &str,
+    peers: &PeerTable,
 ) -> Result<(), String> {
     let frame_entries = match request.max_batch as usize {
         0 => DEFAULT_FRAME_ENTRIES,
@@ -219,9 +284,16 @@ async fn serve_frames(
     let own_upto = engine.origin_state(peer).size;
     // Subscribe before the first pass, so nothing committed during catch-up is missed.
     let mut advanced = engine.subscribe();
+    let opened = Instant::now();
+    // Past the first pass (catch-up), new entries of third origins are held back.
+    let mut caught_up = false;
+    let mut held_back: BTreeMap<String, HeldBack> = BTreeMap::new();
+    let mut quiet_since = Instant::now();
     loop {
         advanced.borrow_and_update();
         let mut idle = true;
+        // When entries held back may next be relayed.
+        let mut relay_at: Option<Instant> = None;
         for (origin, state) in engine.origins_held() {
             let s = sent.entry(origin.clone()).or_default();
             // Gossip: the newest checkpoint, whenever it differs from the one the peer holds,
@@ -241,11 +313,25 @@ async fn serve_frames(
             // that checkpoint, so the peer appends every run as soon as it arrives. A forked
             // origin's entries are not served; its checkpoint still is (above), so every peer
             // can check for itself that the origin signed two histories.
-            let end = if origin == peer {
+            let mut end = if origin == peer {
                 state.size.min(own_upto)
             } else {
                 state.size
             };
+            // Relaying, live: not what the peer has shown it holds (it sent this node a
+            // checkpoint of that size), nor what this node took in less than RELAY_HOLDBACK ago.
+            if caught_up && origin != peer && origin != engine.city {
+                s.size = s.size.max(peers.holds(peer, &origin, opened));
+                let (ripe, next) = held_back
+                    .entry(origin.clone())
+                    .or_default()
+                    .ripe(end, Instant::now());
+                end = end.min(ripe);
+                relay_at = match (relay_at, next) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
             while s.size < end && !state.forked {
                 let next = engine
                     .checkpoints_from(&origin, s.size + 1, 1)
@@ -332,16 +418,26 @@ async fn serve_frames(
             send(tx, heartbeat).await;
             return Ok(());
         }
+        caught_up = true;
         if !idle {
+            quiet_since = Instant::now();
             continue;
         }
+        let relay_due = async {
+            match relay_at {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             changed = advanced.changed() => if changed.is_err() { return Ok(()) },
-            _ = tokio::time::sleep(HEARTBEAT) => {
+            () = relay_due => {}
+            () = tokio::time::sleep_until((quiet_since + HEARTBEAT).into()) => {
                 let heartbeat = pb::sync_frame::Frame::Heartbeat(pb::Heartbeat { sent_at: engine.clock.now_millis() });
                 if !send(tx, heartbeat).await {
                     return Ok(());
                 }
+                quiet_since = Instant::now();
             }
             () = crate::sync::stopped(&mut shutdown) => return Ok(()),
             () = tx.tx.closed() => return Ok(()),
@@ -585,10 +681,21 @@ async fn pull(engine: &Arc<Engine>, link: &PeerLink, peers: &PeerTable) -> Resul
                             }
                         }
                         Staged::Checkpoint(origin, note, proof) => {
-                            engine
+                            let outcome = engine
                                 .receive_checkpoint(&origin, &note, &proof, &from)
                                 .await
                                 .map_err(|e| e.to_string())?;
+                            // One consistent with this node's tree: the peer holds its entries,
+                            // and the stream serving it relays it none of them.
+                            if matches!(
+                                outcome,
+                                CheckpointOutcome::Stored
+                                    | CheckpointOutcome::Pending
+                                    | CheckpointOutcome::Known
+                            ) && let Ok(cp) = credex_core::note::peek_checkpoint(&note)
+                            {
+                                peers.note_holds(&from, &origin, cp.size);
+                            }
                         }
                     }
                     // Group commit: take in whatever has already arrived behind this one.
@@ -770,4 +877,54 @@ pub fn sync_request(engine: &Engine) -> Result<pb::SyncRequest, credex_store::St
         max_batch: DEFAULT_FRAME_ENTRIES as u32,
         accept_packed: true,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_entries_of_a_third_origin_may_be_relayed_once_held_back_long_enough() {
+        let mut held = HeldBack::default();
+        let t0 = Instant::now();
+        let t1 = t0 + RELAY_HOLDBACK / 2;
+        assert_eq!(held.ripe(10, t0), (0, Some(t0 + RELAY_HOLDBACK)));
+        assert_eq!(held.ripe(20, t1), (0, Some(t0 + RELAY_HOLDBACK)));
+        assert_eq!(
+            held.ripe(20, t0 + RELAY_HOLDBACK),
+            (10, Some(t1 + RELAY_HOLDBACK)),
+            "the first size is ripe, the second still waits"
+        );
+        assert_eq!(held.ripe(20, t1 + RELAY_HOLDBACK), (20, None));
+        assert_eq!(
+            held.ripe(20, t1 + 9 * RELAY_HOLDBACK),
+            (20, None),
+            "nothing new"
+        );
+    }
+
+    #[test]
+    fn an_origin_growing_without_pause_has_its_oldest_held_back_size_relayed_early() {
+        let mut held = HeldBack::default();
+        let t0 = Instant::now();
+        for size in 1..=RELAY_WAITING as u64 {
+            assert_eq!(held.ripe(size, t0).0, 0);
+        }
+        assert_eq!(held.ripe(RELAY_WAITING as u64 + 1, t0).0, 1);
+        assert_eq!(held.waiting.len(), RELAY_WAITING);
+    }
+
+    #[test]
+    fn a_peer_holds_what_it_sent_a_checkpoint_of_since_a_stream_to_it_opened() {
+        let peers = PeerTable::new(SyncLimits::default());
+        let before = Instant::now();
+        peers.note_holds("hefei", "changsha", 7);
+        assert_eq!(peers.holds("hefei", "changsha", before), 7);
+        assert_eq!(peers.holds("hefei", "wuhan", before), 0);
+        assert_eq!(peers.holds("wuhan", "changsha", before), 0);
+        // A stream opened after the checkpoint came: its peer may have restarted since, from
+        // an older copy of its data dir.
+        let opened = Instant::now() + Duration::from_nanos(1);
+        assert_eq!(peers.holds("hefei", "changsha", opened), 0);
+    }
 }
