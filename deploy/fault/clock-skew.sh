@@ -26,15 +26,9 @@ source deploy/fault/lib.sh
 use_faketime
 WAIT_S=${WAIT_S:-90}
 
-# The honest clock: real time + OFFSET reads 23:55:00 CST (15:55:00 UTC) of D, the next such
-# instant at least 10 minutes away (so the real clock is never that close to midnight).
-real=$(date +%s)
-d=$(date -u -d "@$real" +%F)
-honest=$(date -u -d "$d 15:55:00" +%s)
-((honest - real >= 600)) || honest=$((honest + 86400))
-offset=$((honest - real))
-D=$(date -u -d "@$honest" +%F)
-day() { date -u -d "$D + $1 day" +%F; }
+# The honest clock: real time + offset reads 23:55:00 CST (15:55:00 UTC) of D.
+clock_at 15:55:00
+honest=$(($(date +%s) + offset))
 fake_now_ms() { echo $((($(date +%s) + offset) * 1000)); }
 
 "$BIN/credexctl" consortium init --out "$H" --base-port "$BASE_PORT" >/dev/null

@@ -24,14 +24,8 @@ source deploy/fault/lib.sh
 use_faketime
 WAIT_S=${WAIT_S:-90}
 
-# The nodes' clock on day D: real time + OFFSET reads 12:00:00 CST (04:00:00 UTC) of D, the next
-# such instant at least 10 minutes away (so no day turns while the script runs).
-real=$(date +%s)
-noon=$(date -u -d "$(date -u -d "@$real" +%F) 04:00:00" +%s)
-((noon - real >= 600)) || noon=$((noon + 86400))
-offset=$((noon - real))
-D=$(date -u -d "@$noon" +%F)
-day() { date -u -d "$D + $1 day" +%F; }
+# The nodes' clock on day D: real time + offset reads 12:00:00 CST (04:00:00 UTC) of D.
+clock_at 04:00:00
 # on CITY DAYS: start CITY (changsha or wuhan, peered with each other only) on D + DAYS.
 on() {
   local city=$1 peer

@@ -93,6 +93,18 @@ use_faketime() {
 # forks: the pid the script holds must be the node's). Monotonic clocks are left alone: they
 # measure intervals, and these scenarios are about the wall clock.
 clock() { echo env LD_PRELOAD="$libfaketime" FAKETIME="$(printf '%+d' "$1")" FAKETIME_DONT_FAKE_MONOTONIC=1; }
+# clock_at HH:MM:SS: sets `offset` so that real time + offset reads that UTC time of a day D, the
+# next such instant at least 10 minutes away (so no day turns, on either clock, while a script
+# runs), and `D`; `day N` prints D + N days.
+clock_at() {
+  local real at
+  real=$(date +%s)
+  at=$(date -u -d "$(date -u -d "@$real" +%F) $1" +%s)
+  ((at - real >= 600)) || at=$((at + 86400))
+  offset=$((at - real))
+  D=$(date -u -d "@$at" +%F)
+}
+day() { date -u -d "$D + $1 day" +%F; }
 
 # The members in `consortium init` order: city i listens on BASE_PORT + i.
 cities=(changsha wuhan hefei nanchang)
