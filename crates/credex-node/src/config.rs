@@ -57,6 +57,7 @@
 //! sync_buffered_bytes = 67108864         # the same in bytes (8 MiB to 1 GiB)
 //! quarantine_backoff_min_ms = 10000      # redial a peer whose entries were quarantined after (100 to 3600000)
 //! quarantine_backoff_max_ms = 600000     # doubling up to this, with jitter (min to 3600000)
+//! sync_relay_holdback_ms = 250           # a third origin's new entries wait this long before they are relayed (0 to 60000)
 //!
 //! [recognition]                          # credex_core::policy::RecognitionPolicy
 //!
@@ -134,6 +135,7 @@ const REQUEST_TIMEOUT_MS: (u64, u64) = (100, 3_600_000);
 const SYNC_TIMEOUT_MS: (u64, u64) = (1_000, 3_600_000);
 const BUFFERED_ENTRIES: (u64, u64) = (1, 1 << 20);
 const QUARANTINE_BACKOFF_MS: (u64, u64) = (100, 3_600_000);
+const RELAY_HOLDBACK_MS: (u64, u64) = (0, 60_000);
 /// Bounds of `admin.ready_max_lag`: entries an origin may be behind and the node still ready.
 const READY_MAX_LAG: (u64, u64) = (0, 100_000_000);
 
@@ -392,6 +394,11 @@ pub struct LimitsConfig {
     /// dialled again, doubling per such stream up to the max, each with up to a half of jitter.
     pub quarantine_backoff_min_ms: u64,
     pub quarantine_backoff_max_ms: u64,
+    /// A live Sync stream holds a third origin's new entries (neither this node's nor the
+    /// peer's) back this long, then relays only those the peer has not shown it holds (by a
+    /// checkpoint gossiped on its own stream to this node): time for that checkpoint to come
+    /// in a full mesh, where the peer has them from their origin. 0 relays at once.
+    pub sync_relay_holdback_ms: u64,
 }
 
 impl Default for LimitsConfig {
@@ -415,6 +422,7 @@ impl Default for LimitsConfig {
             sync_buffered_bytes: 64 << 20,
             quarantine_backoff_min_ms: 10_000,
             quarantine_backoff_max_ms: 600_000,
+            sync_relay_holdback_ms: 250,
         }
     }
 }
@@ -462,6 +470,7 @@ impl LimitsConfig {
             buffered_bytes: count(self.sync_buffered_bytes),
             quarantine_backoff_min: Duration::from_millis(self.quarantine_backoff_min_ms),
             quarantine_backoff_max: Duration::from_millis(self.quarantine_backoff_max_ms),
+            relay_holdback: Duration::from_millis(self.sync_relay_holdback_ms),
         }
     }
 }
@@ -1147,6 +1156,11 @@ fn validate_limits(
             limits.quarantine_backoff_max_ms,
             (limits.quarantine_backoff_min_ms, QUARANTINE_BACKOFF_MS.1),
         ),
+        (
+            "limits.sync_relay_holdback_ms",
+            limits.sync_relay_holdback_ms,
+            RELAY_HOLDBACK_MS,
+        ),
     ];
     for (key, value, range) in ranges {
         checker.range(key, value, range)?;
@@ -1255,6 +1269,7 @@ mod tests {
             sync_buffered_bytes = 67108864
             quarantine_backoff_min_ms = 10000
             quarantine_backoff_max_ms = 600000
+            sync_relay_holdback_ms = 250
 
             [admin]
             listen = "127.0.0.1:9101"
@@ -1342,6 +1357,7 @@ mod tests {
             sync_buffered_bytes = 67108864
             quarantine_backoff_min_ms = 10000
             quarantine_backoff_max_ms = 600000
+            sync_relay_holdback_ms = 250
 
             [admin]
             client_tls = false

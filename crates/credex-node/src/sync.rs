@@ -4,8 +4,9 @@
 //!   is behind, the newest checkpoint (with a consistency proof from the peer's size) and then
 //!   the entries in batches; in live mode it then waits for new commits and pushes them, with
 //!   a heartbeat when idle. Every origin is served, not only this city's (relaying); live, a
-//!   third origin's new entries are held back [`RELAY_HOLDBACK`] and sent only if the peer has
-//!   not shown it holds them (by a checkpoint gossiped on its own stream to this node).
+//!   third origin's new entries are held back ([`SyncLimits::relay_holdback`]) and sent only if
+//!   the peer has not shown it holds them (by a checkpoint gossiped on its own stream to this
+//!   node).
 //! - [`run_peer`] keeps one outbound stream to one peer, reconnecting with exponential
 //!   backoff, and feeds what arrives to the engine through a two-stage pipeline: batches are
 //!   verified on a blocking thread (all cores) while the previous batch commits.
@@ -48,12 +49,6 @@ pub const FRAME_BYTES: usize = 4 << 20;
 const PIPELINE_DEPTH: usize = 16;
 /// Most entries one receive-path commit groups (one atomic write, one flush).
 const MAX_COMMIT_ENTRIES: usize = 8192;
-/// How long a live stream holds back new entries of a third origin (neither this node's nor the
-/// peer's) before relaying them: time for the peer's own checkpoint, gossiped on its stream to
-/// this node, to say it has them already — from their origin, in a full mesh — so that each
-/// peer takes each entry once, not once per node that holds it. A peer cut off from the origin
-/// gets them this much later, through whichever peers reach it.
-pub const RELAY_HOLDBACK: Duration = Duration::from_millis(250);
 /// Log sizes one held-back origin keeps waiting; past this the oldest is relayed early.
 const RELAY_WAITING: usize = 64;
 
@@ -134,6 +129,12 @@ pub struct SyncLimits {
     /// The wait before redialling a peer whose stream brought quarantined entries.
     pub quarantine_backoff_min: Duration,
     pub quarantine_backoff_max: Duration,
+    /// How long a live stream holds back new entries of a third origin (neither this node's
+    /// nor the peer's) before relaying them: time for the peer's own checkpoint, gossiped on its
+    /// stream to this node, to say it has them already — from their origin, in a full mesh — so
+    /// that each peer takes each entry once, not once per node that holds it. A peer cut off
+    /// from the origin gets them this much later, through whichever peers reach it.
+    pub relay_holdback: Duration,
 }
 
 impl Default for SyncLimits {
@@ -213,19 +214,20 @@ struct Sent {
     checkpoint_note: Vec<u8>,
 }
 
-/// The new entries of one third origin a live stream holds back ([`RELAY_HOLDBACK`]).
+/// The new entries of one third origin a live stream holds back
+/// ([`SyncLimits::relay_holdback`]).
 #[derive(Debug, Default)]
 struct HeldBack {
     /// Log sizes this node reached, oldest first, with when.
     waiting: std::collections::VecDeque<(u64, Instant)>,
-    /// The largest size reached at least RELAY_HOLDBACK ago: what may be relayed.
+    /// The largest size reached at least the holdback ago: what may be relayed.
     ripe: u64,
 }
 
 impl HeldBack {
-    /// What may be relayed at `now` of a log this node holds `size` of, and when more may be
-    /// (None: nothing is waiting).
-    fn ripe(&mut self, size: u64, now: Instant) -> (u64, Option<Instant>) {
+    /// What may be relayed at `now` of a log this node holds `size` of, each size held back
+    /// `holdback`, and when more may be (None: nothing is waiting).
+    fn ripe(&mut self, size: u64, now: Instant, holdback: Duration) -> (u64, Option<Instant>) {
         if self.waiting.back().map_or(self.ripe, |(s, _)| *s) < size {
             if self.waiting.len() == RELAY_WAITING
                 && let Some((oldest, _)) = self.waiting.pop_front()
@@ -235,12 +237,12 @@ impl HeldBack {
             self.waiting.push_back((size, now));
         }
         while let Some(&(reached, at)) = self.waiting.front()
-            && at + RELAY_HOLDBACK <= now
+            && at + holdback <= now
         {
             self.ripe = self.ripe.max(reached);
             self.waiting.pop_front();
         }
-        let next = self.waiting.front().map(|(_, at)| *at + RELAY_HOLDBACK);
+        let next = self.waiting.front().map(|(_, at)| *at + holdback);
         (self.ripe, next)
     }
 }
@@ -319,13 +321,14 @@ async fn serve_frames(
                 state.size
             };
             // Relaying, live: not what the peer has shown it holds (it sent this node a
-            // checkpoint of that size), nor what this node took in less than RELAY_HOLDBACK ago.
+            // checkpoint of that size), nor what this node took in less than the holdback ago.
             if caught_up && origin != peer && origin != engine.city {
                 s.size = s.size.max(peers.holds(peer, &origin, opened));
-                let (ripe, next) = held_back
-                    .entry(origin.clone())
-                    .or_default()
-                    .ripe(end, Instant::now());
+                let (ripe, next) = held_back.entry(origin.clone()).or_default().ripe(
+                    end,
+                    Instant::now(),
+                    peers.limits().relay_holdback,
+                );
                 end = end.min(ripe);
                 relay_at = match (relay_at, next) {
                     (Some(a), Some(b)) => Some(a.min(b)),
@@ -883,21 +886,23 @@ pub fn sync_request(engine: &Engine) -> Result<pb::SyncRequest, credex_store::St
 mod tests {
     use super::*;
 
+    const HOLDBACK: Duration = Duration::from_millis(250);
+
     #[test]
     fn new_entries_of_a_third_origin_may_be_relayed_once_held_back_long_enough() {
         let mut held = HeldBack::default();
         let t0 = Instant::now();
-        let t1 = t0 + RELAY_HOLDBACK / 2;
-        assert_eq!(held.ripe(10, t0), (0, Some(t0 + RELAY_HOLDBACK)));
-        assert_eq!(held.ripe(20, t1), (0, Some(t0 + RELAY_HOLDBACK)));
+        let t1 = t0 + HOLDBACK / 2;
+        assert_eq!(held.ripe(10, t0, HOLDBACK), (0, Some(t0 + HOLDBACK)));
+        assert_eq!(held.ripe(20, t1, HOLDBACK), (0, Some(t0 + HOLDBACK)));
         assert_eq!(
-            held.ripe(20, t0 + RELAY_HOLDBACK),
-            (10, Some(t1 + RELAY_HOLDBACK)),
+            held.ripe(20, t0 + HOLDBACK, HOLDBACK),
+            (10, Some(t1 + HOLDBACK)),
             "the first size is ripe, the second still waits"
         );
-        assert_eq!(held.ripe(20, t1 + RELAY_HOLDBACK), (20, None));
+        assert_eq!(held.ripe(20, t1 + HOLDBACK, HOLDBACK), (20, None));
         assert_eq!(
-            held.ripe(20, t1 + 9 * RELAY_HOLDBACK),
+            held.ripe(20, t1 + 9 * HOLDBACK, HOLDBACK),
             (20, None),
             "nothing new"
         );
@@ -908,10 +913,74 @@ mod tests {
         let mut held = HeldBack::default();
         let t0 = Instant::now();
         for size in 1..=RELAY_WAITING as u64 {
-            assert_eq!(held.ripe(size, t0).0, 0);
+            assert_eq!(held.ripe(size, t0, HOLDBACK).0, 0);
         }
-        assert_eq!(held.ripe(RELAY_WAITING as u64 + 1, t0).0, 1);
+        assert_eq!(held.ripe(RELAY_WAITING as u64 + 1, t0, HOLDBACK).0, 1);
         assert_eq!(held.waiting.len(), RELAY_WAITING);
+    }
+
+    /// A live stream served to "hefei" by Changsha's engine, which holds Wuhan's log (a third
+    /// origin to this stream), relaying at once (no holdback): Wuhan's entries the peer has
+    /// shown it holds are not sent, the rest are.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_live_stream_relays_a_third_origin_only_what_the_peer_has_not_shown_it_holds() {
+        use crate::engine::harness::{
+            PEER, company, dishonest_debtor, receive_from_peer, test_engine,
+        };
+        use credex_core::date::Clock;
+        let test = test_engine(
+            "test",
+            credex_core::rules::Rules::default(),
+            credex_core::date::FixedClock::at_date(
+                credex_core::date::parse_date("2026-05-20").expect("date"),
+            ),
+        );
+        let (engine, key) = (test.engine.clone(), &test.peer_key);
+        let records: Vec<pb::CreditRecord> = (0..6)
+            .map(|i| dishonest_debtor(&format!("WH-{i}"), company("91420100MA4L00001"), "420100"))
+            .collect();
+        let now = test.clock.now_millis();
+        receive_from_peer(&engine, key, records[..2].to_vec(), now).await;
+        let peers = Arc::new(PeerTable::new(SyncLimits {
+            relay_holdback: Duration::ZERO,
+            ..SyncLimits::default()
+        }));
+        let (_stop, shutdown) = watch::channel(false);
+        let request = pb::SyncRequest {
+            frontiers: Vec::new(),
+            live: true,
+            max_batch: 0,
+            accept_packed: false,
+        };
+        let mut frames = serve(
+            engine.clone(),
+            request,
+            "hefei".to_owned(),
+            shutdown,
+            peers.clone(),
+            ConnCloser::default(),
+        );
+        // The next run of Wuhan's entries the stream sends: (first seq, count).
+        let mut next_run = async || loop {
+            let frame = tokio::time::timeout(Duration::from_secs(60), frames.recv())
+                .await
+                .expect("a frame within a minute")
+                .expect("the stream is open")
+                .expect("a frame, not an error");
+            if let Some(pb::sync_frame::Frame::Entries(batch)) = frame.frame
+                && batch.origin == PEER
+            {
+                return (batch.first_seq, batch.entries.len());
+            }
+        };
+        assert_eq!(next_run().await, (0, 2), "catch-up: what the peer lacks");
+
+        // Hefei's own stream to this node brought a checkpoint of Wuhan's at 4: the two entries
+        // that take Wuhan's log to 4 are not relayed to it; the two after are.
+        peers.note_holds("hefei", PEER, 4);
+        receive_from_peer(&engine, key, records[..4].to_vec(), now).await;
+        receive_from_peer(&engine, key, records.clone(), now).await;
+        assert_eq!(next_run().await, (4, 2));
     }
 
     #[test]

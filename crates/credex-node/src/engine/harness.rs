@@ -21,8 +21,8 @@ use super::index::IndexOutcome;
 use super::ingest::{Inbox, IngestOutcome};
 use super::{Engine, EngineParts, Member};
 
-pub(super) const NODE: &str = "changsha";
-pub(super) const PEER: &str = "wuhan";
+pub(crate) const NODE: &str = "changsha";
+pub(crate) const PEER: &str = "wuhan";
 
 /// An engine on its own store. The store lives as long as `dir`.
 pub(crate) struct TestEngine {
@@ -97,7 +97,7 @@ pub(super) fn test_engine_with(
 /// with `peer_key` and logged at `logged_at`, under one checkpoint over them all; then runs the
 /// indexer. What the commit did, and what was indexed in all: on arrival (a run of at most
 /// `ingest::INDEX_ON_ARRIVAL` entries) or by the indexer behind it (a longer one).
-pub(super) async fn receive_from_peer(
+pub(crate) async fn receive_from_peer(
     engine: &Arc<Engine>,
     peer_key: &SigningKeyPair,
     records: Vec<pb::CreditRecord>,
@@ -148,7 +148,7 @@ pub(super) fn uscc(first17: &str) -> String {
 }
 
 /// A company with the USCC whose first 17 characters are `first17`.
-pub(super) fn company(first17: &str) -> pb::Subject {
+pub(crate) fn company(first17: &str) -> pb::Subject {
     pb::Subject {
         kind: pb::SubjectKind::LegalPerson as i32,
         name: "长沙某某建材有限公司".into(),
@@ -159,7 +159,7 @@ pub(super) fn company(first17: &str) -> pb::Subject {
 
 /// 失信被执行人 about `subject`, version 1, decided on 2026-04-02 by a court of `division` (six
 /// digits), in force 2026-04-03 … 2028-04-02.
-pub(super) fn dishonest_debtor(
+pub(crate) fn dishonest_debtor(
     record_id: &str,
     subject: pb::Subject,
     division: &str,
