@@ -11,8 +11,8 @@
 #     another in force today whose repair takes effect on D+3; Wuhan holds both, then stops;
 #   - Changsha is up on D+2, D+3 and D+5: its feed says ENTERED on D+2, LEFT (repaired) on D+3,
 #     LEFT (expired) on D+5;
-#   - Wuhan starts again on D+7, down over all three dates: its feed holds the same changes, each
-#     dated the same day, and its status counts are current.
+#   - Wuhan starts again on D+7, down over all three dates: its feed holds the same changes in the
+#     same order, each dated the same day, and its status counts are current.
 #
 # Usage: deploy/fault/down-over-days.sh [--short]   (the same either way)
 set -euo pipefail
@@ -38,7 +38,7 @@ on() {
 
 "$BIN/credexctl" consortium init --out "$H" --base-port "$BASE_PORT" >/dev/null
 failed=0
-# feed CITY: the city's change feed, "RECORD KIND vN REASON EFFECTIVE_ON" a line, sorted.
+# feed CITY: the city's change feed, "RECORD KIND vN REASON EFFECTIVE_ON" a line, in its order.
 feed() {
   { timeout 5 "$BIN/credexctl" --home "$H" --city "$1" --json watch --from-start || true; } |
     python3 -c '
@@ -48,7 +48,7 @@ for line in sys.stdin:
     c = json.loads(line)
     lines.append(" ".join((c["record_id"], c["kind"], "v%s" % c["version"],
                            c.get("reason", "-"), c["effective_on"])))
-print("\n".join(sorted(lines)))'
+print("\n".join(lines))'
 }
 
 say "on $D: changsha publishes a record in force $(day 2) to $(day 4), and one repaired from $(day 3)"
@@ -82,10 +82,10 @@ for d in 2 3 5; do
   on changsha "$d"
   stop changsha
 done
-expected="$a KIND_ENTERED v1 EXCLUSION_REASON_UNSPECIFIED $(day 2)
-$a KIND_LEFT v1 EXCLUSION_REASON_EXPIRED $(day 5)
-$b KIND_ENTERED v1 EXCLUSION_REASON_UNSPECIFIED $D
-$b KIND_LEFT v2 EXCLUSION_REASON_REPAIRED $(day 3)"
+expected="$b KIND_ENTERED v1 EXCLUSION_REASON_UNSPECIFIED $D
+$a KIND_ENTERED v1 EXCLUSION_REASON_UNSPECIFIED $(day 2)
+$b KIND_LEFT v2 EXCLUSION_REASON_REPAIRED $(day 3)
+$a KIND_LEFT v1 EXCLUSION_REASON_EXPIRED $(day 5)"
 
 say "wuhan starts again on $(day 7), down over all three dates"
 on changsha 7
@@ -98,7 +98,7 @@ else
   echo "FAIL: changsha's feed:"; sed 's/^/    /' <<<"$at_changsha"; echo "expected:"; sed 's/^/    /' <<<"$expected"; failed=1
 fi
 if [[ $at_wuhan == "$at_changsha" ]]; then
-  echo "ok: wuhan's feed, down over them, holds the same changes on the same days"
+  echo "ok: wuhan's feed, down over them, holds the same changes on the same days, in the same order"
 else
   echo "FAIL: wuhan's feed:"; sed 's/^/    /' <<<"$at_wuhan"; failed=1
 fi

@@ -380,6 +380,7 @@ impl Engine {
                     .or_insert(*day);
                 *first = (*first).min(*day);
             }
+            let mut changes = Vec::new();
             for ((origin, record_id), first) in records {
                 let Some(loc) = self.store.record(&origin, &record_id)? else {
                     continue;
@@ -404,8 +405,16 @@ impl Engine {
                 let days = days.into_iter().filter_map(date_of_day_number).collect();
                 let eve = date_of_day_number(first).and_then(|first| first.pred_opt());
                 let steps = eve.map(|eve| (eve, days));
-                recorded +=
-                    self.evaluate_again(&mut batch, &origin, &record_id, &history, steps, today);
+                changes.extend(
+                    self.evaluate_again(&mut batch, &origin, &record_id, &history, steps, today),
+                );
+            }
+            // In the order of their dates (each record's already are; records in key order
+            // within a day), as a node that ticked on each day recorded them.
+            changes.sort_by(|a, b| a.effective_on.cmp(&b.effective_on));
+            recorded += changes.len();
+            for change in changes {
+                batch.push_change(prost::Message::encode_to_vec(&change));
             }
             self.apply(batch).await?;
             self.flush_durable().await?;
@@ -471,14 +480,17 @@ impl Engine {
                 if history.is_empty() {
                     continue;
                 }
-                recorded += self.evaluate_again(
+                for change in self.evaluate_again(
                     &mut batch,
                     origin,
                     record_id,
                     &history,
                     Some((from, vec![today])),
                     today,
-                );
+                ) {
+                    batch.push_change(prost::Message::encode_to_vec(&change));
+                    recorded += 1;
+                }
             }
             self.apply(batch).await?;
             self.flush_durable().await?;
@@ -506,10 +518,10 @@ impl Engine {
         }
     }
 
-    /// Adds to `batch` a record's standing on `today` from its `history`, for the counts, and,
-    /// given `steps` = (the day the change feed last evaluated it on, the days to evaluate it on
-    /// next, in order, the last of them today), each change from one of those days to the next,
-    /// taking effect on the later. Returns how many changes it recorded.
+    /// Adds to `batch` a record's standing on `today` from its `history`, for the counts, and
+    /// returns, given `steps` = (the day the change feed last evaluated it on, the days to
+    /// evaluate it on next, in order, the last of them today), each change from one of those
+    /// days to the next, taking effect on the later, for the caller to record.
     fn evaluate_again(
         &self,
         batch: &mut WriteBatch,
@@ -518,24 +530,21 @@ impl Engine {
         history: &[RecordVersion],
         steps: Option<(Date, Vec<Date>)>,
         today: Date,
-    ) -> usize {
+    ) -> Vec<pb::ViewChange> {
         let standing = counts::standing(&counts::evaluate_all(history, self, today));
         batch.set_standing(origin, record_id, standing);
         let Some((was, days)) = steps else {
-            return 0;
+            return Vec::new();
         };
         let subject = latest_subject(self, history);
         let mut before = evaluate(history, self, was);
-        let mut recorded = 0;
+        let mut changes = Vec::new();
         for on in days {
             let after = evaluate(history, self, on);
-            if let Some(change) = change(&before, &after, &subject, Some(on), today) {
-                batch.push_change(prost::Message::encode_to_vec(&change));
-                recorded += 1;
-            }
+            changes.extend(change(&before, &after, &subject, Some(on), today));
             before = after;
         }
-        recorded
+        changes
     }
 
     /// Records `today` as the day the view is on, once the tick has handled it, and forgets
