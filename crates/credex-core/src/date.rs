@@ -40,6 +40,19 @@ pub fn format_date(date: Date) -> String {
     format!("{:04}-{:02}-{:02}", date.year(), date.month(), date.day())
 }
 
+/// A date as an ordered day number, e.g. 2027-06-01 → 20270601 (the store keys its due dates so).
+pub fn day_number(date: Date) -> u32 {
+    u32::try_from(date.year()).map_or(u32::MAX, |year| {
+        year * 10_000 + date.month() * 100 + date.day()
+    })
+}
+
+/// The date of a [`day_number`], if it is one.
+pub fn date_of_day_number(day: u32) -> Option<Date> {
+    let (year, md) = (i32::try_from(day / 10_000).ok()?, day % 10_000);
+    Date::from_ymd_opt(year, md / 100, md % 100)
+}
+
 /// The UTC+8 calendar date of a Unix-millisecond instant.
 pub fn date_of_millis(unix_millis: i64) -> Date {
     let cst = FixedOffset::east_opt(CST_OFFSET_SECS).expect("UTC+8 is a valid offset");
@@ -113,6 +126,31 @@ mod tests {
             Err(e) => format!("err {e}"),
         };
         expect.assert_eq(&got);
+    }
+
+    #[test]
+    fn day_numbers_order_as_dates_and_read_back() {
+        let dates = [
+            "0001-01-01",
+            "2026-12-31",
+            "2027-01-01",
+            "2027-06-01",
+            "9999-12-31",
+        ];
+        let numbers: Vec<u32> = dates
+            .iter()
+            .map(|d| day_number(parse_date(d).expect("a date")))
+            .collect();
+        assert_eq!(numbers[3], 20270601);
+        assert!(numbers.is_sorted());
+        for (date, n) in dates.iter().zip(numbers) {
+            assert_eq!(
+                date_of_day_number(n).map(format_date).as_deref(),
+                Some(*date)
+            );
+        }
+        assert_eq!(date_of_day_number(20270230), None, "no 30 February");
+        assert_eq!(date_of_day_number(20271301), None);
     }
 
     #[test]

@@ -24,7 +24,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use credex_core::date::{Date, days_before, format_date, parse_date};
+use credex_core::date::{
+    Date, date_of_day_number, day_number, days_before, format_date, parse_date,
+};
 use credex_core::history;
 use credex_core::ident::{SubjectId, mask_id_number};
 use credex_core::pb;
@@ -44,19 +46,6 @@ const TICK_BATCH: usize = 1024;
 /// back the view can be stepped when the clock moves back. A clock moved back further leaves
 /// the older dates' changes as they were (logged).
 pub const PASSED_KEPT_DAYS: u64 = 31;
-
-/// A date as the store's ordered day number, e.g. 2027-06-01 → 20270601.
-pub(crate) fn day_number(date: Date) -> u32 {
-    format_date(date)
-        .replace('-', "")
-        .parse()
-        .unwrap_or(u32::MAX)
-}
-
-fn date_of_day_number(day: u32) -> Option<Date> {
-    let (y, md) = (day / 10_000, day % 10_000);
-    parse_date(&format!("{y:04}-{:02}-{:02}", md / 100, md % 100)).ok()
-}
 
 /// Tracks, within one batch, each touched record's versions (from the store, then the batch)
 /// so that every new version is checked against the one before it, its change to today's view

@@ -267,7 +267,8 @@ async fn a_repair_published_while_the_clock_ran_ahead_waits_for_its_date_once_th
 
 #[tokio::test]
 async fn passed_due_dates_are_kept_for_the_kept_days_and_then_forgotten() {
-    use super::changes::{PASSED_KEPT_DAYS, day_number};
+    use super::changes::PASSED_KEPT_DAYS;
+    use credex_core::date::day_number;
     let h = harness();
     let v1 = black("CS-17");
     h.publish(vec![v1.clone()]).await.unwrap();
