@@ -68,11 +68,14 @@ pub struct PeerState {
 pub struct PeerTable {
     peers: Mutex<BTreeMap<String, PeerState>>,
     limits: SyncLimits,
-    /// (peer, origin) → the size of the newest checkpoint of `origin` the peer sent this node,
+    /// peer → origin → the size of the newest checkpoint of `origin` the peer sent this node,
     /// and when: a node sends only checkpoints whose entries it holds, so the peer holds that
     /// many (what a stream serving it need not relay).
-    holds: Mutex<BTreeMap<(String, String), (u64, Instant)>>,
+    holds: Mutex<BTreeMap<String, Holds>>,
 }
+
+/// Of one peer: origin → (entries held, when that was learned).
+type Holds = BTreeMap<String, (u64, Instant)>;
 
 impl PeerTable {
     pub fn new(limits: SyncLimits) -> Self {
@@ -86,7 +89,19 @@ impl PeerTable {
     /// Notes that `peer` sent a checkpoint of `origin` at `size`, so holds that many entries.
     fn note_holds(&self, peer: &str, origin: &str, size: u64) {
         let mut holds = self.holds.lock().unwrap_or_else(|e| e.into_inner());
-        holds.insert((peer.to_owned(), origin.to_owned()), (size, Instant::now()));
+        let held = (size, Instant::now());
+        match holds
+            .get_mut(peer)
+            .and_then(|origins| origins.get_mut(origin))
+        {
+            Some(known) => *known = held,
+            None => {
+                holds
+                    .entry(peer.to_owned())
+                    .or_default()
+                    .insert(origin.to_owned(), held);
+            }
+        }
     }
 
     /// How many of `origin`'s entries `peer` is known to hold from a checkpoint it sent since
@@ -94,7 +109,7 @@ impl PeerTable {
     /// older copy, say) says nothing.
     fn holds(&self, peer: &str, origin: &str, since: Instant) -> u64 {
         let holds = self.holds.lock().unwrap_or_else(|e| e.into_inner());
-        match holds.get(&(peer.to_owned(), origin.to_owned())) {
+        match holds.get(peer).and_then(|origins| origins.get(origin)) {
             Some(&(size, at)) if at >= since => size,
             _ => 0,
         }

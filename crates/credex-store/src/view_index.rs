@@ -1,7 +1,8 @@
 //! The view's indexes — the record (`RECORD`), version (`VERSION`), subject (`SUBJECT`),
-//! due-date (`DUE`, `PASSED`) and subject-count keyspaces — kept out of sled as a log-structured merge tree: a memtable in
-//! memory, made durable by a journal in sled, flushed to immutable sorted run files
-//! (`index/<n>.run`, [`crate::runs`]) that a background thread merges.
+//! due-date (`DUE`, `PASSED`) and subject-count keyspaces — kept out of sled as a
+//! log-structured merge tree: a memtable in memory, made durable by a journal in sled, flushed
+//! to immutable sorted run files (`index/<n>.run`, [`crate::runs`]) that a background thread
+//! merges.
 //!
 //! Why not in sled: these keys are random (record ids, subject keys, dates), and sled 0.34
 //! rewrites a B-tree node for about every ten random inserts and keeps the old copies until a

@@ -398,13 +398,7 @@ impl Engine {
                     self.evaluate_again(&mut batch, &origin, &record_id, &history, steps, today),
                 );
             }
-            // In the order of their dates (each record's already are; records in key order
-            // within a day), as a node that ticked on each day recorded them.
-            changes.sort_by(|a, b| a.effective_on.cmp(&b.effective_on));
-            recorded += changes.len();
-            for change in changes {
-                batch.push_change(prost::Message::encode_to_vec(&change));
-            }
+            recorded += push_changes(&mut batch, changes);
             self.apply(batch).await?;
             self.flush_durable().await?;
             drop(writer);
@@ -455,6 +449,7 @@ impl Engine {
                     .push(*d);
             }
             let mut batch = WriteBatch::new();
+            let mut changes = Vec::new();
             for ((origin, record_id), passed) in records {
                 let history = match self.store.record(origin, record_id)? {
                     Some(loc) => self.record_history(origin, record_id, loc, 0, None)?,
@@ -469,18 +464,16 @@ impl Engine {
                 if history.is_empty() {
                     continue;
                 }
-                for change in self.evaluate_again(
+                changes.extend(self.evaluate_again(
                     &mut batch,
                     origin,
                     record_id,
                     &history,
                     Some((from, vec![today])),
                     today,
-                ) {
-                    batch.push_change(prost::Message::encode_to_vec(&change));
-                    recorded += 1;
-                }
+                ));
             }
+            recorded += push_changes(&mut batch, changes);
             self.apply(batch).await?;
             self.flush_durable().await?;
             drop(writer);
@@ -560,6 +553,17 @@ impl Engine {
         let day = day_number(today);
         Ok(self.store.due(day, 1)?.is_empty() && self.store.passed_after(day, 1)?.is_empty())
     }
+}
+
+/// Records `changes` in `batch` in the order of their dates (each record's already are, and
+/// records are in key order within a day), as a node that ticked on each day recorded them.
+/// Returns how many.
+fn push_changes(batch: &mut WriteBatch, mut changes: Vec<pb::ViewChange>) -> usize {
+    changes.sort_by(|a, b| a.effective_on.cmp(&b.effective_on));
+    for change in &changes {
+        batch.push_change(prost::Message::encode_to_vec(change));
+    }
+    changes.len()
 }
 
 /// The masked subject of a record's latest valid version, as its changes are reported.

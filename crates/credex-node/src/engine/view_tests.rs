@@ -79,6 +79,13 @@ impl Harness {
         self.queue.publish(records).await.map(drop)
     }
 
+    /// Publishes `v1`, then its repair effective `on`.
+    async fn publish_repaired(&self, v1: pb::CreditRecord, on: &str) {
+        let repair = next(&v1, pb::StatusKind::Repaired, on);
+        self.publish(vec![v1]).await.unwrap();
+        self.publish(vec![repair]).await.unwrap();
+    }
+
     /// "in force vN" or "excluded REASON vN" per record of the subject.
     fn lookup(&self, subject: &str, as_of: &str, as_known_at: i64) -> String {
         let view = self
@@ -129,11 +136,7 @@ impl Harness {
 async fn a_future_dated_repair_keeps_the_record_in_force_until_its_date_and_the_tick_lifts_it_then()
 {
     let h = harness();
-    let v1 = black("CS-17");
-    h.publish(vec![v1.clone()]).await.unwrap();
-    h.publish(vec![next(&v1, pb::StatusKind::Repaired, "2026-06-01")])
-        .await
-        .unwrap();
+    h.publish_repaired(black("CS-17"), "2026-06-01").await;
     let company = uscc(COMPANY);
     assert_eq!(h.lookup(&company, "", 0), "CS-17 in force v1");
     assert_eq!(h.lookup(&company, "2026-05-31", 0), "CS-17 in force v1");
@@ -178,11 +181,7 @@ async fn a_future_dated_repair_keeps_the_record_in_force_until_its_date_and_the_
 async fn a_clock_moved_back_steps_the_view_back_and_a_repair_takes_effect_again_on_its_day() {
     let h = harness();
     h.recount().await;
-    let v1 = black("CS-17");
-    h.publish(vec![v1.clone()]).await.unwrap();
-    h.publish(vec![next(&v1, pb::StatusKind::Repaired, "2026-06-01")])
-        .await
-        .unwrap();
+    h.publish_repaired(black("CS-17"), "2026-06-01").await;
     let company = uscc(COMPANY);
 
     // The clock runs three days past the repair's date: the tick lifts the sanction.
@@ -270,11 +269,7 @@ async fn passed_due_dates_are_kept_for_the_kept_days_and_then_forgotten() {
     use super::changes::PASSED_KEPT_DAYS;
     use credex_core::date::day_number;
     let h = harness();
-    let v1 = black("CS-17");
-    h.publish(vec![v1.clone()]).await.unwrap();
-    h.publish(vec![next(&v1, pb::StatusKind::Repaired, "2026-06-01")])
-        .await
-        .unwrap();
+    h.publish_repaired(black("CS-17"), "2026-06-01").await;
     h.clock.set_date(date("2026-06-01"));
     assert_eq!(h.engine.tick().await.unwrap(), 1);
     let passed = || {
@@ -396,10 +391,7 @@ async fn as_of_before_a_past_repair_finds_the_record_in_force_and_expiry_is_tick
     let h = harness();
     let mut v1 = black("CS-18");
     v1.publication.as_mut().unwrap().ends_on = "2026-06-10".into();
-    h.publish(vec![v1.clone()]).await.unwrap();
-    h.publish(vec![next(&v1, pb::StatusKind::Repaired, "2026-05-02")])
-        .await
-        .unwrap();
+    h.publish_repaired(v1, "2026-05-02").await;
     let company = uscc(COMPANY);
     assert_eq!(h.lookup(&company, "2026-05-01", 0), "CS-18 in force v1");
     assert_eq!(
