@@ -27,9 +27,11 @@ BATCHES=10 BATCH=1000 REDIAL=1
 [[ ${1:-} == --short ]] && BATCHES=4 BATCH=300 REDIAL=0
 [[ -x $BIN/credexd && -x $BIN/credexctl ]] || cargo build --bins
 # The tamper tool (crates/credex-store/examples/tamper_leaf.rs), built into $BIN's profile.
+# Resolved over the workspace, as the binaries were, so only credex-store itself is built again
+# with the feature (`-p credex-store` resolves its dependencies' features anew and rebuilds them).
 profile=()
 [[ $(basename "$BIN") == release ]] && profile=(--release)
-cargo build -q "${profile[@]}" -p credex-store --features test-support --example tamper_leaf
+cargo build -q "${profile[@]}" --workspace --features credex-store/test-support --example tamper_leaf
 source deploy/fault/lib.sh
 
 N=$((BATCHES * BATCH))
