@@ -10,6 +10,9 @@
 #   - put right (D, the node restarted on the true clock): the sanction holds again — lookup
 #     finds it in force, the change feed says ENTERED on D, status counts it in force, current,
 #     and the node's metrics count one step back (credex_view_steps_back_total);
+#   - put right, a new record: stamped just after the log's last entry (logged on D+10), not on
+#     D, so the log goes forward in time: as known at the checkpoint of size 2 the view lacks
+#     it, at size 3 it holds it, and credex_publish_clock_behind_seconds says ten days;
 #   - on D+5 (restarted five days ahead): lifted again, the change feed's LEFT dated D+5.
 #
 # Usage: deploy/fault/clock-back.sh [--short]   (the same either way)
@@ -33,9 +36,10 @@ on() {
 
 "$BIN/credexctl" consortium init --out "$H" --base-port "$BASE_PORT" >/dev/null
 failed=0
-# standing SUBJECT: "in force vN", "excluded REASON vN" or "absent", from a lookup.
+# standing SUBJECT [LOOKUP OPTION…]: "in force vN", "excluded REASON vN" or "absent", from a
+# lookup.
 standing() {
-  ctl changsha --json lookup "$1" | python3 -c '
+  ctl changsha --json lookup "$@" | python3 -c '
 import json, sys
 v = json.load(sys.stdin)
 f, x = v.get("in_force") or [], v.get("excluded") or []
@@ -97,11 +101,26 @@ check "the change feed" "$(last_change)" "KIND_ENTERED v1 $D"
 steps=$(curl -fsS --max-time 5 "http://127.0.0.1:$((BASE_PORT + 100))/metrics" |
   sed -n 's/^credex_view_steps_back_total{[^}]*} \([0-9]*\)$/\1/p')
 check "credex_view_steps_back_total" "$steps" 1
+say "a new record on $D, the log's last entry logged on $(day 10)"
+ctl changsha gen --count 1 --seed 4 --today "$D" >"$work/new.jsonl"
+fresh=$(python3 -c '
+import json, sys
+s = json.loads(open(sys.argv[1]).readline())["subject"]
+print(s.get("uscc") or s["id_number"])' "$work/new.jsonl")
+ctl changsha publish "$work/new.jsonl" >/dev/null
+check "the new record as known at checkpoint 2" "$(standing "$fresh" --as-known-at-checkpoint 2)" "absent"
+check "the new record as known at checkpoint 3" "$(standing "$fresh" --as-known-at-checkpoint 3)" "in force v1"
+behind=$(curl -fsS --max-time 5 "http://127.0.0.1:$((BASE_PORT + 100))/metrics" |
+  sed -n 's/^credex_publish_clock_behind_seconds{[^}]*} \([0-9]*\)$/\1/p')
+# Ten days less the seconds between the two publishes (each clock counts on from its noon).
+check "credex_publish_clock_behind_seconds ($behind) within an hour of ten days" \
+  "$((${behind:-0} > 860400 && ${behind:-0} <= 864000))" 1
 stop changsha
 
 say "on $(day 5), the repair's own date"
 on 5
-wait_for "the record counted lifted" in_force_counted 0 || { echo "FAIL: still counted in force on $(day 5)"; failed=1; }
+# In force: only the new record.
+wait_for "the record counted lifted" in_force_counted 1 || { echo "FAIL: still counted in force on $(day 5)"; failed=1; }
 again=$(standing "$subject")
 check "lookup on $(day 5)" "$again" "excluded EXCLUSION_REASON_REPAIRED v2"
 check "the change feed" "$(last_change)" "KIND_LEFT v2 $(day 5)"

@@ -62,6 +62,17 @@ pub fn date_of_millis(unix_millis: i64) -> Date {
         .date_naive()
 }
 
+/// A Unix-millisecond instant as its UTC+8 time, `2026-06-01T12:00:00.000+08:00`.
+pub fn format_millis(unix_millis: i64) -> String {
+    let cst = FixedOffset::east_opt(CST_OFFSET_SECS).expect("UTC+8 is a valid offset");
+    match DateTime::<Utc>::from_timestamp_millis(unix_millis) {
+        Some(t) => t
+            .with_timezone(&cst)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
+        None => format!("{unix_millis} ms (out of range)"),
+    }
+}
+
 /// Where "now" comes from. The node uses [`SystemClock`]; tests inject a [`FixedClock`].
 pub trait Clock: Send + Sync + std::fmt::Debug {
     /// Unix milliseconds.
@@ -151,6 +162,19 @@ mod tests {
         }
         assert_eq!(date_of_day_number(20270230), None, "no 30 February");
         assert_eq!(date_of_day_number(20271301), None);
+    }
+
+    #[test]
+    fn instants_format_in_china_standard_time() {
+        // 2026-05-31T16:00:00Z is the next day in UTC+8.
+        assert_eq!(
+            format_millis(1_780_243_200_123),
+            "2026-06-01T00:00:00.123+08:00"
+        );
+        assert_eq!(
+            format_millis(i64::MAX),
+            format!("{} ms (out of range)", i64::MAX)
+        );
     }
 
     #[test]

@@ -89,6 +89,7 @@ pub struct Metrics {
     bad_checkpoints: Family<OriginLabel, Counter>,
     published: Counter,
     steps_back: Counter,
+    publish_clock_behind: Gauge,
     log_size: Family<OriginLabel, Gauge>,
     lag: Family<OriginLabel, Gauge>,
     backlog: Family<OriginLabel, Gauge>,
@@ -126,6 +127,7 @@ impl Metrics {
         let bad_checkpoints = Family::default();
         let published = Counter::default();
         let steps_back = Counter::default();
+        let publish_clock_behind = Gauge::default();
         let log_size = Family::default();
         let lag = Family::default();
         let backlog = Family::default();
@@ -184,6 +186,13 @@ impl Metrics {
             "Times the clock moved back over a day the view had reached and the view was \
              stepped back to the clock's date (the changes that makes recorded on View.Watch)",
             steps_back.clone(),
+        );
+        registry.register(
+            "publish_clock_behind_seconds",
+            "How far this node's clock read behind its own log's last entry when it last \
+             published: entries are stamped just after that entry until the clock passes it \
+             (a clock put back; 0 normally)",
+            publish_clock_behind.clone(),
         );
         registry.register("log_size", "Entries held per origin", log_size.clone());
         registry.register(
@@ -301,6 +310,7 @@ impl Metrics {
             bad_checkpoints,
             published,
             steps_back,
+            publish_clock_behind,
             log_size,
             lag,
             backlog,
@@ -430,6 +440,10 @@ impl Metrics {
 
     pub(crate) fn count_step_back(&self) {
         self.steps_back.inc();
+    }
+
+    pub(crate) fn set_publish_clock_behind(&self, behind_ms: i64) {
+        self.publish_clock_behind.set(behind_ms / 1000);
     }
 
     pub(crate) fn set_origin(&self, origin: &str, figures: OriginGauges) {

@@ -103,11 +103,21 @@ pub(crate) async fn receive_from_peer(
     records: Vec<pb::CreditRecord>,
     logged_at: i64,
 ) -> (IngestOutcome, IndexOutcome) {
+    let entries = records.into_iter().map(|r| (r, logged_at)).collect();
+    receive_logged_from_peer(engine, peer_key, entries).await
+}
+
+/// [`receive_from_peer`] with each record logged at its own time.
+pub(crate) async fn receive_logged_from_peer(
+    engine: &Arc<Engine>,
+    peer_key: &SigningKeyPair,
+    entries: Vec<(pb::CreditRecord, i64)>,
+) -> (IngestOutcome, IndexOutcome) {
     let mut tree = MemoryHashStore::new();
-    let leaves: Vec<Vec<u8>> = records
+    let leaves: Vec<Vec<u8>> = entries
         .into_iter()
         .enumerate()
-        .map(|(seq, record)| {
+        .map(|(seq, (record, logged_at))| {
             let entry = pb::Entry {
                 origin: PEER.to_owned(),
                 seq: seq as u64,

@@ -50,6 +50,48 @@ pub(crate) enum CheckedLeaf {
     },
 }
 
+impl CheckedLeaf {
+    /// An authentic entry whose record passed validation (the cross-version rules are left).
+    fn is_valid(&self) -> bool {
+        matches!(
+            self,
+            CheckedLeaf::Authentic {
+                validation: Ok(_),
+                ..
+            }
+        )
+    }
+
+    /// Fails a valid entry logged before `before`, the time an earlier entry of its origin in
+    /// the view was logged: its record goes back to the entry, indexed as given like any
+    /// invalid one. An origin stamps `logged_at` going forward whatever its clock does
+    /// (`engine::publish`), so only a log its origin stamped otherwise has one.
+    fn refuse_logged_before(&mut self, before: i64) {
+        let CheckedLeaf::Authentic {
+            verified,
+            validation,
+        } = self
+        else {
+            return;
+        };
+        let logged_at = verified.entry.logged_at;
+        if logged_at >= before {
+            return;
+        }
+        if let Ok(valid) = std::mem::replace(
+            validation,
+            Err(format!(
+                "logged_at: {} is before {}, when an earlier entry of this origin in the view was \
+                 logged; an origin's log goes forward in time",
+                credex_core::date::format_millis(logged_at),
+                credex_core::date::format_millis(before)
+            )),
+        ) {
+            verified.entry.record = Some(valid.normalised);
+        }
+    }
+}
+
 /// One batch's worth of indexing, until it is durable and counted ([`Engine::note_indexed`]).
 #[derive(Debug)]
 pub(crate) struct Indexed {
@@ -295,8 +337,22 @@ impl Engine {
     ) -> Result<u64, EngineError> {
         let mut changes = super::changes::ChangeTracker::new(self);
         let mut invalid = 0;
-        for (i, item) in checked.into_iter().enumerate() {
+        // The entries the view takes go forward in time: "as known at" a time is then a prefix
+        // of every log, and an origin cannot slip a version into a past it has logged beyond.
+        let mut logged_through = match checked.iter().any(CheckedLeaf::is_valid) {
+            true => {
+                let member = self
+                    .member(origin)
+                    .ok_or_else(|| EngineError::Internal(format!("{origin} is not a member")))?;
+                self.logged_through(member, first_seq)?
+            }
+            false => None,
+        };
+        for (i, mut item) in checked.into_iter().enumerate() {
             let seq = first_seq + i as u64;
+            if let Some(before) = logged_through {
+                item.refuse_logged_before(before);
+            }
             let reason = match item {
                 CheckedLeaf::Authentic {
                     validation: Ok(valid),
@@ -319,6 +375,7 @@ impl Engine {
                         subject_keys.first(),
                     )?;
                     if refused.is_none() {
+                        logged_through = Some(verified.entry.logged_at);
                         let keys: Vec<&str> = subject_keys.iter().map(|k| k.as_str()).collect();
                         batch.index_record(
                             origin,

@@ -284,6 +284,10 @@ struct InFlight {
     failures: Option<u64>,
     next: u64,
     versions: HashMap<String, (u64, Arc<pb::CreditRecord>)>,
+    /// The `logged_at` of the log's last entry, in flight or stored: the next is stamped later.
+    logged_at: i64,
+    /// The clock read a second or more before `logged_at` at the last batch (logged once).
+    clock_behind: bool,
 }
 
 /// Waits for a batch's finishing; a panic there dropped its replies, which its callers see as
@@ -448,18 +452,53 @@ impl Engine {
             return None;
         }
         if in_flight.failures != Some(failures) || in_flight.next < state.size {
+            let own = self.member(&origin).expect("the node's city is a member");
+            let logged_at = match self.logged_through(own, state.size) {
+                Ok(logged_at) => logged_at.unwrap_or(i64::MIN),
+                Err(e) => {
+                    for job in jobs {
+                        let _ = job.reply.send(Err(e.for_each_waiter()));
+                    }
+                    return None;
+                }
+            };
             *in_flight = InFlight {
                 failures: Some(failures),
                 next: state.size,
                 versions: HashMap::new(),
+                logged_at,
+                clock_behind: in_flight.clock_behind,
             };
         } else {
             // Entries below the log's size are in the store, indexed (the store makes a
             // batch's index writes visible before its new size).
             in_flight.versions.retain(|_, (seq, _)| *seq >= state.size);
         }
-        let validator = self.validator(Mode::Publish, &self.city);
-        let now = self.clock.now_millis();
+        // The log goes forward in time whatever the clock does: a clock put back (set ahead,
+        // then right) stamps each batch a millisecond after the one before until it passes the
+        // log's last entry again. Peers refuse an entry logged before one they hold in the view
+        // (`index::CheckedLeaf::refuse_logged_before`), and "as known at" a time stays a prefix
+        // of the log. Validation runs on the date stamped, as a peer's does.
+        let clock = self.clock.now_millis();
+        let now = clock.max(in_flight.logged_at.saturating_add(1));
+        let behind = now - clock;
+        self.metrics.set_publish_clock_behind(behind);
+        if (behind >= 1000) != in_flight.clock_behind {
+            in_flight.clock_behind = behind >= 1000;
+            if in_flight.clock_behind {
+                warn!(
+                    clock = %credex_core::date::format_millis(clock),
+                    last_logged = %credex_core::date::format_millis(in_flight.logged_at),
+                    "the clock reads before this city's last entry; stamping entries just after \
+                     it until the clock passes it"
+                );
+            } else {
+                info!("the clock has passed this city's last entry again");
+            }
+        }
+        let validator = self
+            .validator(Mode::Publish, &self.city)
+            .on(credex_core::date::date_of_millis(now));
         let first = in_flight.next;
         let mut next = first;
         // Versions taken by batches in flight and earlier in this one, so two requests cannot
@@ -531,6 +570,9 @@ impl Engine {
             accepted.push((job.reply, published));
         }
         in_flight.next = next;
+        if next > first {
+            in_flight.logged_at = now;
+        }
         if accepted.is_empty() {
             return None;
         }

@@ -35,9 +35,10 @@ fn known_at(as_known_at: i64) -> Result<Option<i64>, EngineError> {
 }
 
 impl Engine {
-    /// The transaction time of a request: `as_known_at` (Unix ms), or the time `origin`'s
-    /// entry `size - 1` was logged when `size` is set (`origin` empty: this city), or 0 (now).
-    /// A checkpoint of size n covers exactly the entries logged up to that one's time.
+    /// The transaction time of a request: `as_known_at` (Unix ms), or when `size` is set the
+    /// time `origin`'s log of that size was logged (`Engine::logged_through`; `origin` empty:
+    /// this city), or 0 (now). The entries in the view go forward in time, so a checkpoint of
+    /// size n covers exactly the entries logged up to that time.
     pub fn known_at(&self, as_known_at: i64, origin: &str, size: u64) -> Result<i64, EngineError> {
         if size == 0 {
             if !origin.is_empty() {
@@ -68,16 +69,58 @@ impl Engine {
                 "as_known_at_size: {size} is beyond {origin}'s log as this node holds it ({held} entries)"
             )));
         }
-        let leaf = self.store.leaf(origin, size - 1)?.ok_or_else(|| {
-            EngineError::Internal(format!("store: {origin} seq {} has no leaf", size - 1))
+        let logged = self.logged_through(member, size).map_err(|e| match e {
+            EngineError::FailedPrecondition(m) => {
+                EngineError::FailedPrecondition(format!("as_known_at_size: {m}"))
+            }
+            e => e,
         })?;
-        let entry = entry::verify_entry(&leaf, &member.log_key).map_err(|e| {
-            EngineError::FailedPrecondition(format!(
-                "as_known_at_size: {origin}'s entry {} is invalid, so its time is unknown: {e}",
-                size - 1
-            ))
-        })?;
-        Ok(entry.entry.logged_at.max(1))
+        // Nothing below `size` in the view: before anything was logged.
+        Ok(logged.unwrap_or(0).max(1))
+    }
+
+    /// When `member`'s log below `end` was logged as the view counts it: the `logged_at` of
+    /// the last entry before `end` not listed invalid, the latest of the entries the view takes
+    /// (they go forward in time, `index::CheckedLeaf::refuse_logged_before`); `None` if there
+    /// is none. An entry past the indexed mark, not judged yet, counts if its signature holds;
+    /// one below it was verified when it was indexed.
+    pub(crate) fn logged_through(
+        &self,
+        member: &super::Member,
+        end: u64,
+    ) -> Result<Option<i64>, EngineError> {
+        let origin = member.city.as_str();
+        let judged = self.store.indexed(origin);
+        for seq in (0..end).rev() {
+            if self.store.invalid(origin, seq)?.is_some() {
+                continue;
+            }
+            let leaf = self.store.leaf(origin, seq)?.ok_or_else(|| {
+                EngineError::Internal(format!("store: {origin} seq {seq} has no leaf"))
+            })?;
+            let logged_at = if seq < judged {
+                entry::parse_leaf(&leaf)
+                    .ok()
+                    .and_then(|parts| pb::Entry::decode(parts.entry).ok())
+                    .map(|e| e.logged_at)
+                    .ok_or_else(|| {
+                        EngineError::Internal(format!(
+                            "store: {origin} seq {seq} is indexed valid but does not decode"
+                        ))
+                    })?
+            } else {
+                entry::verify_entry(&leaf, &member.log_key)
+                    .map_err(|e| {
+                        EngineError::FailedPrecondition(format!(
+                            "{origin}'s entry {seq} is invalid, so its time is unknown: {e}"
+                        ))
+                    })?
+                    .entry
+                    .logged_at
+            };
+            return Ok(Some(logged_at));
+        }
+        Ok(None)
     }
 }
 

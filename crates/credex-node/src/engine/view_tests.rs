@@ -11,7 +11,8 @@ use credex_core::pb;
 use tempfile::TempDir;
 
 use super::harness::{
-    NODE, PEER, TestEngine, company, dishonest_debtor, receive_from_peer, test_engine, uscc,
+    NODE, PEER, TestEngine, company, dishonest_debtor, receive_from_peer, receive_logged_from_peer,
+    test_engine, uscc,
 };
 use super::publish::{self, PublishQueue};
 use super::{Engine, EngineError};
@@ -779,6 +780,89 @@ async fn as_known_at_a_checkpoint_size_answers_what_the_view_showed_at_that_chec
             other => panic!("({time}, {origin:?}, {size}): {other:?}"),
         }
     }
+}
+
+#[tokio::test]
+async fn a_clock_put_back_stamps_entries_after_the_logs_last_so_each_checkpoint_is_a_prefix() {
+    let h = harness();
+    // Ten days ahead, then put right.
+    h.clock.set_date(date("2026-05-30"));
+    h.publish(vec![black("CS-40")]).await.unwrap();
+    let ahead = h.engine.known_at(0, NODE, 1).unwrap();
+    h.clock.set_date(date("2026-05-20"));
+    h.publish(vec![black("CS-41")]).await.unwrap();
+    h.publish(vec![black("CS-42")]).await.unwrap();
+    // Each batch a millisecond after the one before, not the clock's earlier time.
+    let times: Vec<i64> = (1..=3)
+        .map(|size| h.engine.known_at(0, NODE, size).unwrap())
+        .collect();
+    assert_eq!(times, [ahead, ahead + 1, ahead + 2]);
+    assert!(
+        h.engine
+            .metrics
+            .encode()
+            .contains("credex_publish_clock_behind_seconds{city=\"changsha\"} 864000"),
+        "ten days behind the log's last entry"
+    );
+    // As known at each checkpoint: exactly the log's prefix of that size.
+    let known = |size| {
+        let t = h.engine.known_at(0, NODE, size).unwrap();
+        h.lookup(&uscc(COMPANY), "2026-05-20", t)
+    };
+    assert_eq!(known(1), "CS-40 in force v1");
+    assert_eq!(known(2), "CS-40 in force v1; CS-41 in force v1");
+    // The clock past the log again: stamped as it reads.
+    h.clock.set_date(date("2026-05-31"));
+    h.publish(vec![black("CS-43")]).await.unwrap();
+    assert_eq!(h.engine.known_at(0, NODE, 4).unwrap(), h.clock.now_millis());
+    assert!(
+        h.engine
+            .metrics
+            .encode()
+            .contains("credex_publish_clock_behind_seconds{city=\"changsha\"} 0")
+    );
+}
+
+#[tokio::test]
+async fn a_peer_entry_logged_before_one_in_the_view_is_listed_invalid_and_kept_out() {
+    let h = harness();
+    let t = h.clock.now_millis();
+    let hour = 3_600_000;
+    let wuhan = |id: &str| {
+        let mut r = black(id);
+        r.authority.as_mut().unwrap().uscc = uscc("11420100006123456");
+        r
+    };
+    // Seq 2 goes back before seq 1; seq 3 is as late as seq 1 (allowed), seq 4 later still.
+    // Seq 5 (a second run, checked against what the first left in the view) goes back too.
+    let entries = vec![
+        (wuhan("WH-0"), t),
+        (wuhan("WH-1"), t + 2 * hour),
+        (wuhan("WH-2"), t + hour),
+        (wuhan("WH-3"), t + 2 * hour),
+        (wuhan("WH-4"), t + 3 * hour),
+        (wuhan("WH-5"), t + 2 * hour),
+    ];
+    let (_, first) = receive_logged_from_peer(&h.engine, &h.peer_key, entries[..5].to_vec()).await;
+    assert_eq!((first.indexed, first.invalid), (5, 1));
+    let (_, second) = receive_logged_from_peer(&h.engine, &h.peer_key, entries).await;
+    assert_eq!((second.indexed, second.invalid), (1, 1));
+    for seq in [2, 5] {
+        let reason = h.engine.store.invalid(PEER, seq).unwrap().expect("invalid");
+        assert!(
+            reason.starts_with("logged_at: ")
+                && reason.contains("an origin's log goes forward in time"),
+            "{reason}"
+        );
+    }
+    assert_eq!(
+        h.lookup(&uscc(COMPANY), "", 0),
+        "WH-0 in force v1; WH-1 in force v1; WH-3 in force v1; WH-4 in force v1; \
+         WH-2 excluded invalid v1; WH-5 excluded invalid v1"
+    );
+    // As known at a checkpoint whose last entry is invalid: the time of the last one in the
+    // view before it, so the answer is still the log's prefix.
+    assert_eq!(h.engine.known_at(0, PEER, 3).unwrap(), t + 2 * hour);
 }
 
 /// One step of [`kept_counts_equal_the_view_read_whole_after_any_steps`].
