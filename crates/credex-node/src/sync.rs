@@ -6,7 +6,7 @@
 //!   a heartbeat when idle. Every origin is served, not only this city's (relaying); live, a
 //!   third origin's new entries are held back ([`SyncLimits::relay_holdback`]) and sent only if
 //!   the peer has not shown it holds them (by a checkpoint gossiped on its own stream to this
-//!   node).
+//!   node); to a peer that has shown it is cut off from that origin, at once.
 //! - [`run_peer`] keeps one outbound stream to one peer, reconnecting with exponential
 //!   backoff, and feeds what arrives to the engine through a two-stage pipeline: batches are
 //!   verified on a blocking thread (all cores) while the previous batch commits.
@@ -51,6 +51,15 @@ const PIPELINE_DEPTH: usize = 16;
 const MAX_COMMIT_ENTRIES: usize = 8192;
 /// Log sizes one held-back origin keeps waiting; past this the oldest is relayed early.
 const RELAY_WAITING: usize = 64;
+/// Held-back sizes in a row that the peer still lacked once they ripened, after which a live
+/// stream relays that origin to it at once: the peer is cut off from the origin, and this node
+/// is one of the ways it gets its entries.
+const FEED_AFTER: u32 = 3;
+/// While relaying at once, how often the next new size is held back again, to see whether the
+/// peer has found its own way (its link to the origin back): then holding back resumes. Each
+/// probe costs a cut-off peer one batch the holdback late; a healed one takes at most this long
+/// of copies.
+const FEED_PROBE_EVERY: Duration = Duration::from_secs(2);
 
 /// What the operator sees of one peer.
 #[derive(Debug, Clone, Default)]
@@ -148,7 +157,7 @@ pub struct SyncLimits {
     /// nor the peer's) before relaying them: time for the peer's own checkpoint, gossiped on its
     /// stream to this node, to say it has them already — from their origin, in a full mesh — so
     /// that each peer takes each entry once, not once per node that holds it. A peer cut off
-    /// from the origin gets them this much later, through whichever peers reach it.
+    /// from the origin is relayed it at once after a few batches (`FEED_AFTER`).
     pub relay_holdback: Duration,
 }
 
@@ -230,19 +239,38 @@ struct Sent {
 }
 
 /// The new entries of one third origin a live stream holds back
-/// ([`SyncLimits::relay_holdback`]).
+/// ([`SyncLimits::relay_holdback`]), unless the peer has shown it is cut off from the origin
+/// ([`FEED_AFTER`]).
 #[derive(Debug, Default)]
 struct HeldBack {
     /// Log sizes this node reached, oldest first, with when.
     waiting: std::collections::VecDeque<(u64, Instant)>,
     /// The largest size reached at least the holdback ago: what may be relayed.
     ripe: u64,
+    /// Ripened sizes in a row the peer still lacked.
+    lacked: u32,
+    /// Relaying at once until then, when the next new size is held back again as a probe.
+    feeding_until: Option<Instant>,
 }
 
 impl HeldBack {
-    /// What may be relayed at `now` of a log this node holds `size` of, each size held back
-    /// `holdback`, and when more may be (None: nothing is waiting).
-    fn ripe(&mut self, size: u64, now: Instant, holdback: Duration) -> (u64, Option<Instant>) {
+    /// What may be relayed at `now` of a log this node holds `size` of, to a peer known to
+    /// hold `peer_has` of it: each size held back `holdback`, or none while the peer has
+    /// lacked [`FEED_AFTER`] ripened sizes in a row (probing every [`FEED_PROBE_EVERY`]); and
+    /// when more may be (None: nothing is waiting).
+    fn ripe(
+        &mut self,
+        size: u64,
+        peer_has: u64,
+        now: Instant,
+        holdback: Duration,
+    ) -> (u64, Option<Instant>) {
+        if self.feeding_until.is_some_and(|until| now < until) {
+            self.waiting.clear();
+            self.ripe = self.ripe.max(size);
+            return (self.ripe, None);
+        }
+        let before = self.ripe;
         if self.waiting.back().map_or(self.ripe, |(s, _)| *s) < size {
             if self.waiting.len() == RELAY_WAITING
                 && let Some((oldest, _)) = self.waiting.pop_front()
@@ -256,6 +284,19 @@ impl HeldBack {
         {
             self.ripe = self.ripe.max(reached);
             self.waiting.pop_front();
+        }
+        if self.ripe > before {
+            // Held back long enough for the peer to show it had them from elsewhere.
+            if peer_has < self.ripe {
+                self.lacked = self.lacked.saturating_add(1);
+            } else {
+                self.lacked = 0;
+            }
+            self.feeding_until = (self.lacked >= FEED_AFTER).then(|| now + FEED_PROBE_EVERY);
+            if self.feeding_until.is_some() {
+                self.waiting.clear();
+                self.ripe = size;
+            }
         }
         let next = self.waiting.front().map(|(_, at)| *at + holdback);
         (self.ripe, next)
@@ -341,6 +382,7 @@ async fn serve_frames(
                 s.size = s.size.max(peers.holds(peer, &origin, opened));
                 let (ripe, next) = held_back.entry(origin.clone()).or_default().ripe(
                     end,
+                    s.size,
                     Instant::now(),
                     peers.limits().relay_holdback,
                 );
@@ -908,16 +950,16 @@ mod tests {
         let mut held = HeldBack::default();
         let t0 = Instant::now();
         let t1 = t0 + HOLDBACK / 2;
-        assert_eq!(held.ripe(10, t0, HOLDBACK), (0, Some(t0 + HOLDBACK)));
-        assert_eq!(held.ripe(20, t1, HOLDBACK), (0, Some(t0 + HOLDBACK)));
+        assert_eq!(held.ripe(10, 0, t0, HOLDBACK), (0, Some(t0 + HOLDBACK)));
+        assert_eq!(held.ripe(20, 0, t1, HOLDBACK), (0, Some(t0 + HOLDBACK)));
         assert_eq!(
-            held.ripe(20, t0 + HOLDBACK, HOLDBACK),
+            held.ripe(20, 0, t0 + HOLDBACK, HOLDBACK),
             (10, Some(t1 + HOLDBACK)),
             "the first size is ripe, the second still waits"
         );
-        assert_eq!(held.ripe(20, t1 + HOLDBACK, HOLDBACK), (20, None));
+        assert_eq!(held.ripe(20, 0, t1 + HOLDBACK, HOLDBACK), (20, None));
         assert_eq!(
-            held.ripe(20, t1 + 9 * HOLDBACK, HOLDBACK),
+            held.ripe(20, 0, t1 + 9 * HOLDBACK, HOLDBACK),
             (20, None),
             "nothing new"
         );
@@ -928,10 +970,58 @@ mod tests {
         let mut held = HeldBack::default();
         let t0 = Instant::now();
         for size in 1..=RELAY_WAITING as u64 {
-            assert_eq!(held.ripe(size, t0, HOLDBACK).0, 0);
+            assert_eq!(held.ripe(size, 0, t0, HOLDBACK).0, 0);
         }
-        assert_eq!(held.ripe(RELAY_WAITING as u64 + 1, t0, HOLDBACK).0, 1);
+        assert_eq!(held.ripe(RELAY_WAITING as u64 + 1, 0, t0, HOLDBACK).0, 1);
         assert_eq!(held.waiting.len(), RELAY_WAITING);
+    }
+
+    #[test]
+    fn a_peer_that_lacked_ripened_sizes_in_a_row_is_relayed_at_once_and_probed_now_and_then() {
+        let mut held = HeldBack::default();
+        let mut t = Instant::now();
+        // Three sizes, each held back and still lacking at the peer once ripe.
+        for size in [10, 20, 30] {
+            assert_eq!(
+                held.ripe(size, size - 10, t, HOLDBACK).0,
+                size - 10,
+                "held back"
+            );
+            t += HOLDBACK;
+            assert_eq!(held.ripe(size, size - 10, t, HOLDBACK).0, size);
+        }
+        // Cut off from the origin: relayed at once.
+        assert_eq!(held.ripe(40, 30, t, HOLDBACK), (40, None));
+        assert_eq!(
+            held.ripe(50, 40, t + FEED_PROBE_EVERY / 2, HOLDBACK),
+            (50, None)
+        );
+        // The probe: the next new size is held back again…
+        let probe = t + FEED_PROBE_EVERY;
+        assert_eq!(
+            held.ripe(60, 50, probe, HOLDBACK),
+            (50, Some(probe + HOLDBACK))
+        );
+        // …and the peer shows it had it from elsewhere: holding back resumes.
+        assert_eq!(held.ripe(60, 60, probe + HOLDBACK, HOLDBACK), (60, None));
+        assert_eq!(
+            held.ripe(70, 60, probe + HOLDBACK, HOLDBACK).0,
+            60,
+            "held back again"
+        );
+    }
+
+    #[test]
+    fn a_peer_that_had_one_ripened_size_from_elsewhere_is_not_relayed_at_once() {
+        let mut held = HeldBack::default();
+        let mut t = Instant::now();
+        // Lacking, lacking, had it (its own link was slow once), lacking: never three in a row.
+        for (size, peer_has) in [(10, 0), (20, 10), (30, 30), (40, 30)] {
+            held.ripe(size, peer_has, t, HOLDBACK);
+            t += HOLDBACK;
+            held.ripe(size, peer_has, t, HOLDBACK);
+        }
+        assert_eq!(held.ripe(50, 40, t, HOLDBACK).0, 40, "held back");
     }
 
     /// A live stream served to "hefei" by Changsha's engine, which holds Wuhan's log (a third
