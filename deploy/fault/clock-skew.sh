@@ -14,7 +14,11 @@
 #   - transaction time follows the origin's clock: at Wuhan, Nanchang's records are not yet
 #     known as of Wuhan's "now" and are as of 11 minutes later;
 #   - behind: Nanchang restarts 20 minutes earlier than it stopped and publishes on; all four
-#     converge again, nothing invalid, every newest checkpoint final.
+#     converge again, nothing invalid, every newest checkpoint final;
+#   - jumped: Nanchang, restarted on the honest clock, publishes and is cosigned; then its clock
+#     jumps two hours ahead while it runs: its publish is refused (UNAVAILABLE, its clock ahead
+#     of every witness's), nothing appended, credex_clock_ahead_of_witnesses_seconds says about
+#     two hours; set right again, it publishes and all four converge.
 #
 # Usage: deploy/fault/clock-skew.sh [--short]   (the same either way)
 set -euo pipefail
@@ -130,7 +134,44 @@ if wait_for "every newest checkpoint final" final; then
 else
   echo "FAIL: checkpoints not final with nanchang behind"; failed=1
 fi
-figure "+10min: D+2 decision accepted by all, converged ${converge_s}s, known-at $before then $after; -10min: converged ${behind_s}s; final cosigned; $(converged "${cities[@]}")"
+say "nanchang's clock jumps two hours ahead while it runs"
+stop nanchang
+clockfile=$work/nanchang.clock
+# shellcheck disable=SC2046
+start nanchang "$H/nanchang" "$(peers_direct 3)" $(clock_file "$clockfile" "$offset")
+wait_for "nanchang up" ctl nanchang status
+publish nanchang 5 6 "$D"
+# Every witness has cosigned nanchang's newest checkpoint: the node knows their clocks.
+wait_for "every newest checkpoint final" final || { echo "FAIL: nanchang not cosigned"; failed=1; }
+# node_clock: the node's wall clock, from the Date header its admin listener sends.
+node_clock() { date -d "$(curl -fsSI --max-time 5 "http://127.0.0.1:$((BASE_PORT + 103))/metrics" | sed -n 's/^[Dd]ate: //p' | tr -d '\r')" +%s; }
+# clock_reads MIN MAX: the node's clock is MIN to MAX seconds ahead of the honest one.
+clock_reads() { local t; t=$(node_clock) && (($1 <= t - $(date +%s) - offset && t - $(date +%s) - offset <= $2)); }
+set_clock_file "$clockfile" $((offset + 7200))
+wait_for "nanchang's clock two hours ahead" clock_reads 7100 7300
+size_before=$(size_at nanchang nanchang)
+if refusal=$(ctl nanchang gen --count 1 --seed 7 --today "$D" | ctl nanchang publish 2>&1); then
+  echo "FAIL: nanchang published two hours ahead of its witnesses"; failed=1
+elif [[ $refusal == *"s ahead of every witness's"* ]]; then
+  echo "ok: refused: ${refusal#*UNAVAILABLE: }"
+else
+  echo "FAIL: refused for another reason: $refusal"; failed=1
+fi
+[[ $(size_at nanchang nanchang) == "$size_before" ]] || { echo "FAIL: nanchang's log grew"; failed=1; }
+ahead=$(curl -fsS --max-time 5 "http://127.0.0.1:$((BASE_PORT + 103))/metrics" |
+  sed -n 's/^credex_clock_ahead_of_witnesses_seconds{[^}]*} \(-*[0-9]*\)$/\1/p')
+if ((${ahead:-0} >= 7100 && ${ahead:-0} <= 7300)); then
+  echo "ok: credex_clock_ahead_of_witnesses_seconds at nanchang: $ahead"
+else
+  echo "FAIL: credex_clock_ahead_of_witnesses_seconds at nanchang: ${ahead:-none}, expected about 7200"; failed=1
+fi
+set_clock_file "$clockfile" "$offset"
+# Refused until the node reads the file again (within a second), then published. (The Date
+# header cannot tell: hyper refreshes it only once its clock passes the next second it cached.)
+wait_for "nanchang publishing again, its clock set right" publish nanchang 5 8 "$D"
+wait_for "the four converge" converged "${cities[@]}"
+echo "set right: published and converged: $(converged "${cities[@]}")"
+figure "+10min: D+2 decision accepted by all, converged ${converge_s}s, known-at $before then $after; -10min: converged ${behind_s}s; final cosigned; +2h while running: refused; $(converged "${cities[@]}")"
 ((failed == 0)) || exit 1
 echo
 echo "clock skew: every check passed"

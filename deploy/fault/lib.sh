@@ -93,6 +93,13 @@ use_faketime() {
 # forks: the pid the script holds must be the node's). Monotonic clocks are left alone: they
 # measure intervals, and these scenarios are about the wall clock.
 clock() { echo env LD_PRELOAD="$libfaketime" FAKETIME="$(printf '%+d' "$1")" FAKETIME_DONT_FAKE_MONOTONIC=1; }
+# clock_file FILE SECONDS: the same, the offset read from FILE (written here) at most a second
+# old, so the script can move a running node's clock with set_clock_file FILE SECONDS.
+set_clock_file() { printf '%+d\n' "$2" >"$1"; }
+clock_file() {
+  set_clock_file "$1" "$2"
+  echo env LD_PRELOAD="$libfaketime" FAKETIME_TIMESTAMP_FILE="$1" FAKETIME_CACHE_DURATION=1 FAKETIME_DONT_FAKE_MONOTONIC=1
+}
 # clock_at HH:MM:SS: sets `offset` so that real time + offset reads that UTC time of a day D, the
 # next such instant at least 10 minutes away (so no day turns, on either clock, while a script
 # runs), and `D`; `day N` prints D + N days.

@@ -171,6 +171,9 @@ pub struct Engine {
     pending: Mutex<checkpoints::Pending>,
     /// When this node stored each origin's newest checkpoint (size, Unix ms), for its age.
     checkpoint_times: Mutex<BTreeMap<String, (u64, i64)>>,
+    /// Per witness, its clock as its newest cosignature of this city's checkpoints gave it:
+    /// (Unix ms, when that was learnt). See `Engine::witness_now`.
+    witness_clocks: Mutex<BTreeMap<String, (i64, std::time::Instant)>>,
     /// What the view's standings are evaluated under (`counts`).
     count_basis: Vec<u8>,
     /// The day number the date tick last settled the view on (`changes`), 0 before its first
@@ -224,6 +227,7 @@ impl Engine {
             best_seen: Mutex::new(BTreeMap::new()),
             pending: Mutex::new(BTreeMap::new()),
             checkpoint_times: Mutex::new(BTreeMap::new()),
+            witness_clocks: Mutex::new(BTreeMap::new()),
             count_basis,
             settled_day: std::sync::atomic::AtomicU32::new(0),
             batch_max_entries: parts.batch_max_entries.max(1),

@@ -90,6 +90,7 @@ pub struct Metrics {
     published: Counter,
     steps_back: Counter,
     publish_clock_behind: Gauge,
+    clock_ahead_of_witnesses: Gauge,
     log_size: Family<OriginLabel, Gauge>,
     lag: Family<OriginLabel, Gauge>,
     backlog: Family<OriginLabel, Gauge>,
@@ -128,6 +129,7 @@ impl Metrics {
         let published = Counter::default();
         let steps_back = Counter::default();
         let publish_clock_behind = Gauge::default();
+        let clock_ahead_of_witnesses = Gauge::default();
         let log_size = Family::default();
         let lag = Family::default();
         let backlog = Family::default();
@@ -193,6 +195,13 @@ impl Metrics {
              published: entries are stamped just after that entry until the clock passes it \
              (a clock put back; 0 normally)",
             publish_clock_behind.clone(),
+        );
+        registry.register(
+            "clock_ahead_of_witnesses_seconds",
+            "This node's clock less the latest of its witnesses' clocks, as their cosignatures of \
+             its checkpoints give them (negative: behind); publishing is refused more than an \
+             hour ahead",
+            clock_ahead_of_witnesses.clone(),
         );
         registry.register("log_size", "Entries held per origin", log_size.clone());
         registry.register(
@@ -311,6 +320,7 @@ impl Metrics {
             published,
             steps_back,
             publish_clock_behind,
+            clock_ahead_of_witnesses,
             log_size,
             lag,
             backlog,
@@ -440,6 +450,10 @@ impl Metrics {
 
     pub(crate) fn count_step_back(&self) {
         self.steps_back.inc();
+    }
+
+    pub(crate) fn set_clock_ahead_of_witnesses(&self, ahead_ms: i64) {
+        self.clock_ahead_of_witnesses.set(ahead_ms / 1000);
     }
 
     pub(crate) fn set_publish_clock_behind(&self, behind_ms: i64) {

@@ -348,6 +348,11 @@ impl Engine {
             .map_err(|e| EngineError::Internal(format!("merging cosignatures: {e}")))?;
         // Only lines that verify under a member's witness key are kept in what is served.
         let verified = self.verify_note(origin, &merged)?;
+        if origin == self.city {
+            // What each witness's clock read as it cosigned: the new lines only.
+            let before = self.verify_note(origin, &held)?.cosignatures;
+            self.note_witness_clocks(verified.cosignatures.iter().filter(|c| !before.contains(c)));
+        }
         let mut batch = WriteBatch::new();
         batch.set_checkpoint(origin, size, merged);
         self.apply(batch).await?;

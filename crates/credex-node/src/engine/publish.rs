@@ -30,6 +30,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use credex_core::entry;
 use credex_core::merkle;
@@ -45,6 +46,14 @@ use super::{Engine, EngineError};
 
 /// Most records one Publish request may carry.
 pub const MAX_RECORDS_PER_REQUEST: usize = 10_000;
+/// How far ahead of every witness's clock this node's may read and still publish. Each
+/// witness's cosignature of the city's checkpoint says what its clock read; a clock further
+/// ahead of all of them has jumped (a time-source fault, a mistyped date), and what it stamped
+/// would hold the log that far ahead (it goes forward in time). Cities' clocks differ by
+/// seconds; an hour leaves room for a witness that is itself off.
+pub const CLOCK_AHEAD_MAX: Duration = Duration::from_secs(3600);
+/// A witness's clock learnt longer ago than this is not judged by.
+const WITNESS_CLOCK_KEPT: Duration = Duration::from_secs(24 * 3600);
 
 /// Where one published record landed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -288,6 +297,8 @@ struct InFlight {
     logged_at: i64,
     /// The clock read a second or more before `logged_at` at the last batch (logged once).
     clock_behind: bool,
+    /// The last batch was refused for a clock ahead of the witnesses' (logged once).
+    clock_ahead: bool,
 }
 
 /// Waits for a batch's finishing; a panic there dropped its replies, which its callers see as
@@ -468,6 +479,7 @@ impl Engine {
                 versions: HashMap::new(),
                 logged_at,
                 clock_behind: in_flight.clock_behind,
+                clock_ahead: in_flight.clock_ahead,
             };
         } else {
             // Entries below the log's size are in the store, indexed (the store makes a
@@ -480,6 +492,17 @@ impl Engine {
         // (`index::CheckedLeaf::refuse_logged_before`), and "as known at" a time stays a prefix
         // of the log. Validation runs on the date stamped, as a peer's does.
         let clock = self.clock.now_millis();
+        if let Some(refusal) = self.clock_refusal(clock) {
+            if !in_flight.clock_ahead {
+                warn!(error = %refusal, "publishing refused");
+            }
+            in_flight.clock_ahead = true;
+            for job in jobs {
+                let _ = job.reply.send(Err(refusal.for_each_waiter()));
+            }
+            return None;
+        }
+        in_flight.clock_ahead = false;
         let now = clock.max(in_flight.logged_at.saturating_add(1));
         let behind = now - clock;
         self.metrics.set_publish_clock_behind(behind);
@@ -738,6 +761,75 @@ impl Engine {
     /// Why this city's log, in `state`, takes no entries now, if it does not. `state` may be
     /// older than the store's by the batches in flight: it is compared only with what peers
     /// sent, never with the store read again (the log grows under the pipeline's feet).
+    /// Notes the clocks of the witnesses whose `cosignatures` of this city's checkpoint just
+    /// came in: what each read when it cosigned, as of now on this node's monotonic clock.
+    /// `credex_clock_ahead_of_witnesses_seconds` follows, here and at every publish.
+    pub(super) fn note_witness_clocks<'a>(
+        &self,
+        cosignatures: impl IntoIterator<Item = &'a note::Cosignature>,
+    ) {
+        let learnt = Instant::now();
+        let mut clocks = self
+            .witness_clocks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for c in cosignatures {
+            let millis = i64::try_from(c.timestamp.saturating_mul(1000)).unwrap_or(i64::MAX);
+            clocks.insert(c.witness.clone(), (millis, learnt));
+        }
+        drop(clocks);
+        if let Some((witness_now, _)) = self.witness_now() {
+            self.metrics
+                .set_clock_ahead_of_witnesses(self.clock.now_millis() - witness_now);
+        }
+    }
+
+    /// The latest time any witness's clock reads now, going on from its newest cosignature
+    /// (learnt within [`WITNESS_CLOCK_KEPT`]) by this node's monotonic clock, and whose it is.
+    /// `None` until two witnesses have cosigned since the node started: one alone is not
+    /// judged by, so a single lying witness cannot stop this city publishing.
+    fn witness_now(&self) -> Option<(i64, String)> {
+        let clocks = self
+            .witness_clocks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let fresh: Vec<(i64, &String)> = clocks
+            .iter()
+            .filter(|(_, (_, learnt))| learnt.elapsed() < WITNESS_CLOCK_KEPT)
+            .map(|(witness, (millis, learnt))| {
+                let since = i64::try_from(learnt.elapsed().as_millis()).unwrap_or(i64::MAX);
+                (millis.saturating_add(since), witness)
+            })
+            .collect();
+        if fresh.len() < 2 {
+            return None;
+        }
+        fresh
+            .into_iter()
+            .max()
+            .map(|(millis, witness)| (millis, witness.clone()))
+    }
+
+    /// Why this city may not publish at `clock` (Unix ms): its clock reads more than
+    /// [`CLOCK_AHEAD_MAX`] ahead of every witness's. Its log goes forward in time, so an entry
+    /// stamped by a clock that jumped ahead would hold every later one that far ahead too.
+    fn clock_refusal(&self, clock: i64) -> Option<EngineError> {
+        let (witness_now, witness) = self.witness_now()?;
+        let ahead = clock.saturating_sub(witness_now);
+        self.metrics.set_clock_ahead_of_witnesses(ahead);
+        let most = i64::try_from(CLOCK_AHEAD_MAX.as_millis()).unwrap_or(i64::MAX);
+        (ahead > most).then(|| {
+            EngineError::Unavailable(format!(
+                "this node's clock reads {}, {} s ahead of every witness's (the latest, {witness}, \
+                 reads {}): what it published would be logged in the future; set the clock \
+                 right and publish again",
+                credex_core::date::format_millis(clock),
+                ahead / 1000,
+                credex_core::date::format_millis(witness_now)
+            ))
+        })
+    }
+
     pub(super) fn publish_refusal(&self, state: &credex_store::OriginState) -> Option<EngineError> {
         let origin = self.city.as_str();
         if state.forked {

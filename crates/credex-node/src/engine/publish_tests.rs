@@ -259,3 +259,43 @@ async fn versions_chain_across_batches_in_flight_and_a_retry_of_one_is_already_p
         (REQUESTS as u64, chain[REQUESTS - 1].seq)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_an_hour_ahead_of_every_witness_publishes_nothing_until_it_is_set_right() {
+    use credex_core::date::Clock;
+    use credex_core::note::Cosignature;
+    let t = test_engine("test", super::rules_tests::capitals(), clock());
+    let engine = &t.engine;
+    let (queue, _task) = publish::start(engine.clone());
+    let witness = |city: &str, seconds_behind: i64| Cosignature {
+        witness: credex_core::consortium::witness_name("test", city),
+        key_id: 0,
+        timestamp: u64::try_from(t.clock.now_millis() / 1000 - seconds_behind).unwrap(),
+    };
+    // One witness two hours behind: one alone is not judged by (it may be the one that lies).
+    engine.note_witness_clocks(&[witness("wuhan", 7200)]);
+    queue.publish(vec![record(1)]).await.expect("published");
+    // Two, both more than an hour behind: this clock has jumped.
+    engine.note_witness_clocks(&[witness("hefei", 3700)]);
+    let refused = queue.publish(vec![record(2)]).await.unwrap_err();
+    assert!(
+        matches!(&refused, super::EngineError::Unavailable(m)
+            if m.contains("s ahead of every witness's (the latest, credex/test/hefei/witness")),
+        "{refused}"
+    );
+    assert_eq!(engine.origin_state(NODE).size, 1, "nothing appended");
+    // 3,700 s, less the moments since the cosignature was noted.
+    let ahead: i64 = engine
+        .metrics
+        .encode()
+        .lines()
+        .find_map(|l| l.strip_prefix("credex_clock_ahead_of_witnesses_seconds{city=\"changsha\"} "))
+        .expect("the gauge")
+        .parse()
+        .expect("a number");
+    assert!((3690..=3700).contains(&ahead), "{ahead}");
+    // A witness whose clock reads within the hour: publishing goes on.
+    engine.note_witness_clocks(&[witness("nanchang", 600)]);
+    queue.publish(vec![record(2)]).await.expect("published");
+    assert_eq!(engine.origin_state(NODE).size, 2);
+}
