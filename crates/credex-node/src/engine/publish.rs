@@ -364,6 +364,13 @@ struct Staged {
 }
 
 /// Answers every request of a batch that failed to commit.
+/// Answers every request of `jobs` with `error`: none of them is published.
+fn refuse(jobs: Vec<Job>, error: &EngineError) {
+    for job in jobs {
+        let _ = job.reply.send(Err(error.for_each_waiter()));
+    }
+}
+
 fn fail(accepted: Vec<Accepted>, error: &EngineError) {
     warn!(%error, "publish batch failed");
     for (reply, _) in accepted {
@@ -457,9 +464,7 @@ impl Engine {
         let origin = self.city.clone();
         let state = self.store.origin_state(&origin);
         if let Some(refusal) = self.publish_refusal(&state) {
-            for job in jobs {
-                let _ = job.reply.send(Err(refusal.for_each_waiter()));
-            }
+            refuse(jobs, &refusal);
             return None;
         }
         if in_flight.failures != Some(failures) || in_flight.next < state.size {
@@ -467,9 +472,7 @@ impl Engine {
             let logged_at = match self.logged_through(own, state.size) {
                 Ok(logged_at) => logged_at.unwrap_or(i64::MIN),
                 Err(e) => {
-                    for job in jobs {
-                        let _ = job.reply.send(Err(e.for_each_waiter()));
-                    }
+                    refuse(jobs, &e);
                     return None;
                 }
             };
@@ -486,39 +489,14 @@ impl Engine {
             // batch's index writes visible before its new size).
             in_flight.versions.retain(|_, (seq, _)| *seq >= state.size);
         }
-        // The log goes forward in time whatever the clock does: a clock put back (set ahead,
-        // then right) stamps each batch a millisecond after the one before until it passes the
-        // log's last entry again. Peers refuse an entry logged before one they hold in the view
-        // (`index::CheckedLeaf::refuse_logged_before`), and "as known at" a time stays a prefix
-        // of the log. Validation runs on the date stamped, as a peer's does.
-        let clock = self.clock.now_millis();
-        if let Some(refusal) = self.clock_refusal(clock) {
-            if !in_flight.clock_ahead {
-                warn!(error = %refusal, "publishing refused");
+        let now = match self.stamp(in_flight) {
+            Ok(now) => now,
+            Err(refusal) => {
+                refuse(jobs, &refusal);
+                return None;
             }
-            in_flight.clock_ahead = true;
-            for job in jobs {
-                let _ = job.reply.send(Err(refusal.for_each_waiter()));
-            }
-            return None;
-        }
-        in_flight.clock_ahead = false;
-        let now = clock.max(in_flight.logged_at.saturating_add(1));
-        let behind = now - clock;
-        self.metrics.set_publish_clock_behind(behind);
-        if (behind >= 1000) != in_flight.clock_behind {
-            in_flight.clock_behind = behind >= 1000;
-            if in_flight.clock_behind {
-                warn!(
-                    clock = %credex_core::date::format_millis(clock),
-                    last_logged = %credex_core::date::format_millis(in_flight.logged_at),
-                    "the clock reads before this city's last entry; stamping entries just after \
-                     it until the clock passes it"
-                );
-            } else {
-                info!("the clock has passed this city's last entry again");
-            }
-        }
+        };
+        // Validated on the date stamped, as a peer will.
         let validator = self
             .validator(Mode::Publish, &self.city)
             .on(credex_core::date::date_of_millis(now));
@@ -758,9 +736,41 @@ impl Engine {
         Ok(())
     }
 
-    /// Why this city's log, in `state`, takes no entries now, if it does not. `state` may be
-    /// older than the store's by the batches in flight: it is compared only with what peers
-    /// sent, never with the store read again (the log grows under the pipeline's feet).
+    /// The `logged_at` the next batch is stamped with, or why nothing may be published now.
+    /// The log goes forward in time whatever the clock does: a clock put back (set ahead, then
+    /// right) stamps each batch a millisecond after the one before until it passes the log's
+    /// last entry again, so peers, which refuse an entry logged before one they hold in the view
+    /// (`index::CheckedLeaf::refuse_logged_before`), take it, and "as known at" a time stays a
+    /// prefix of the log. A clock that jumped ahead is refused ([`Engine::clock_refusal`]).
+    fn stamp(&self, in_flight: &mut InFlight) -> Result<i64, EngineError> {
+        let clock = self.clock.now_millis();
+        if let Some(refusal) = self.clock_refusal(clock) {
+            if !in_flight.clock_ahead {
+                warn!(error = %refusal, "publishing refused");
+            }
+            in_flight.clock_ahead = true;
+            return Err(refusal);
+        }
+        in_flight.clock_ahead = false;
+        let now = clock.max(in_flight.logged_at.saturating_add(1));
+        let behind = now - clock;
+        self.metrics.set_publish_clock_behind(behind);
+        if (behind >= 1000) != in_flight.clock_behind {
+            in_flight.clock_behind = behind >= 1000;
+            if in_flight.clock_behind {
+                warn!(
+                    clock = %credex_core::date::format_millis(clock),
+                    last_logged = %credex_core::date::format_millis(in_flight.logged_at),
+                    "the clock reads before this city's last entry; stamping entries just after \
+                     it until the clock passes it"
+                );
+            } else {
+                info!("the clock has passed this city's last entry again");
+            }
+        }
+        Ok(now)
+    }
+
     /// Notes the clocks of the witnesses whose `cosignatures` of this city's checkpoint just
     /// came in: what each read when it cosigned, as of now on this node's monotonic clock.
     /// `credex_clock_ahead_of_witnesses_seconds` follows, here and at every publish.
@@ -830,6 +840,9 @@ impl Engine {
         })
     }
 
+    /// Why this city's log, in `state`, takes no entries now, if it does not. `state` may be
+    /// older than the store's by the batches in flight: it is compared only with what peers
+    /// sent, never with the store read again (the log grows under the pipeline's feet).
     pub(super) fn publish_refusal(&self, state: &credex_store::OriginState) -> Option<EngineError> {
         let origin = self.city.as_str();
         if state.forked {
