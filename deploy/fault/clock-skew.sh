@@ -18,7 +18,9 @@
 #   - jumped: Nanchang, restarted on the honest clock, publishes and is cosigned; then its clock
 #     jumps two hours ahead while it runs: its publish is refused (UNAVAILABLE, its clock ahead
 #     of every witness's), nothing appended, credex_clock_ahead_of_witnesses_seconds says about
-#     two hours; set right again, it publishes and all four converge.
+#     two hours; set right again, it publishes and all four converge. The same when it is
+#     restarted two hours ahead: the witnesses' answers to its cosigning round at start carry
+#     their clocks.
 #
 # Usage: deploy/fault/clock-skew.sh [--short]   (the same either way)
 set -euo pipefail
@@ -147,31 +149,51 @@ wait_for "every newest checkpoint final" final || { echo "FAIL: nanchang not cos
 node_clock() { date -d "$(curl -fsSI --max-time 5 "http://127.0.0.1:$((BASE_PORT + 103))/metrics" | sed -n 's/^[Dd]ate: //p' | tr -d '\r')" +%s; }
 # clock_reads MIN MAX: the node's clock is MIN to MAX seconds ahead of the honest one.
 clock_reads() { local t; t=$(node_clock) && (($1 <= t - $(date +%s) - offset && t - $(date +%s) - offset <= $2)); }
+# ahead_gauge: credex_clock_ahead_of_witnesses_seconds at nanchang.
+ahead_gauge() {
+  curl -fsS --max-time 5 "http://127.0.0.1:$((BASE_PORT + 103))/metrics" |
+    sed -n 's/^credex_clock_ahead_of_witnesses_seconds{[^}]*} \(-*[0-9]*\)$/\1/p'
+}
+# refused_ahead WHEN: nanchang refuses a publish for its clock, appends nothing, and its gauge
+# says about two hours; then, its clock set right, publishes again and all four converge.
+refused_ahead() {
+  local size_before refusal ahead
+  size_before=$(size_at nanchang nanchang)
+  if refusal=$(ctl nanchang gen --count 1 --seed 7 --today "$D" | ctl nanchang publish 2>&1); then
+    echo "FAIL: $1: nanchang published two hours ahead of its witnesses"; failed=1
+  elif [[ $refusal == *"s ahead of every witness's"* ]]; then
+    echo "ok: $1: refused: ${refusal#*UNAVAILABLE: }"
+  else
+    echo "FAIL: $1: refused for another reason: $refusal"; failed=1
+  fi
+  [[ $(size_at nanchang nanchang) == "$size_before" ]] || { echo "FAIL: $1: nanchang's log grew"; failed=1; }
+  ahead=$(ahead_gauge)
+  if ((${ahead:-0} >= 7100 && ${ahead:-0} <= 7300)); then
+    echo "ok: $1: credex_clock_ahead_of_witnesses_seconds at nanchang: $ahead"
+  else
+    echo "FAIL: $1: credex_clock_ahead_of_witnesses_seconds at nanchang: ${ahead:-none}, expected about 7200"; failed=1
+  fi
+  set_clock_file "$clockfile" "$offset"
+  # Refused until the node reads the file again (within a second), then published. (The Date
+  # header cannot tell: hyper refreshes it only once its clock passes the next second it cached.)
+  wait_for "nanchang publishing again, its clock set right" publish nanchang 5 "$2" "$D"
+  wait_for "the four converge" converged "${cities[@]}"
+  echo "$1, set right: published and converged: $(converged "${cities[@]}")"
+}
 set_clock_file "$clockfile" $((offset + 7200))
 wait_for "nanchang's clock two hours ahead" clock_reads 7100 7300
-size_before=$(size_at nanchang nanchang)
-if refusal=$(ctl nanchang gen --count 1 --seed 7 --today "$D" | ctl nanchang publish 2>&1); then
-  echo "FAIL: nanchang published two hours ahead of its witnesses"; failed=1
-elif [[ $refusal == *"s ahead of every witness's"* ]]; then
-  echo "ok: refused: ${refusal#*UNAVAILABLE: }"
-else
-  echo "FAIL: refused for another reason: $refusal"; failed=1
-fi
-[[ $(size_at nanchang nanchang) == "$size_before" ]] || { echo "FAIL: nanchang's log grew"; failed=1; }
-ahead=$(curl -fsS --max-time 5 "http://127.0.0.1:$((BASE_PORT + 103))/metrics" |
-  sed -n 's/^credex_clock_ahead_of_witnesses_seconds{[^}]*} \(-*[0-9]*\)$/\1/p')
-if ((${ahead:-0} >= 7100 && ${ahead:-0} <= 7300)); then
-  echo "ok: credex_clock_ahead_of_witnesses_seconds at nanchang: $ahead"
-else
-  echo "FAIL: credex_clock_ahead_of_witnesses_seconds at nanchang: ${ahead:-none}, expected about 7200"; failed=1
-fi
-set_clock_file "$clockfile" "$offset"
-# Refused until the node reads the file again (within a second), then published. (The Date
-# header cannot tell: hyper refreshes it only once its clock passes the next second it cached.)
-wait_for "nanchang publishing again, its clock set right" publish nanchang 5 8 "$D"
-wait_for "the four converge" converged "${cities[@]}"
-echo "set right: published and converged: $(converged "${cities[@]}")"
-figure "+10min: D+2 decision accepted by all, converged ${converge_s}s, known-at $before then $after; -10min: converged ${behind_s}s; final cosigned; +2h while running: refused; $(converged "${cities[@]}")"
+refused_ahead "jumped while running" 8
+
+say "nanchang restarted two hours ahead"
+stop nanchang
+# shellcheck disable=SC2046
+start nanchang "$H/nanchang" "$(peers_direct 3)" $(clock_file "$clockfile" $((offset + 7200)))
+wait_for "nanchang up" ctl nanchang status
+# The cosigning round at start asks every witness again: their answers carry their clocks.
+known_ahead() { local a; a=$(ahead_gauge) && ((${a:-0} >= 7100)); }
+wait_for "nanchang's witnesses' clocks known" known_ahead
+refused_ahead "restarted ahead" 10
+figure "+10min: D+2 decision accepted by all, converged ${converge_s}s, known-at $before then $after; -10min: converged ${behind_s}s; final cosigned; +2h while running and at a restart: refused; $(converged "${cities[@]}")"
 ((failed == 0)) || exit 1
 echo
 echo "clock skew: every check passed"

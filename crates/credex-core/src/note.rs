@@ -352,6 +352,31 @@ pub fn add_signature_lines(note: &[u8], lines: &[Vec<u8>]) -> Result<Vec<u8>, No
     Ok(out)
 }
 
+/// [`add_signature_lines`], but a line by a key the note already has a signature by takes that
+/// signature's place: a witness's newer cosignature (a later time) instead of its older one.
+pub fn replace_signature_lines(note: &[u8], lines: &[Vec<u8>]) -> Result<Vec<u8>, NoteError> {
+    let replaced: Vec<(String, u32)> = lines.iter().filter_map(|l| signature_key(l)).collect();
+    Note::from_bytes(note).map_err(|_| NoteError::MalformedNote)?;
+    let block_start = note.len() - signature_block(note).map(|l| l.len() + 1).sum::<usize>();
+    let mut kept = note[..block_start].to_vec();
+    for line in signature_block(note) {
+        if !signature_key(line).is_some_and(|k| replaced.contains(&k)) {
+            kept.extend_from_slice(line);
+            kept.push(b'\n');
+        }
+    }
+    add_signature_lines(&kept, lines)
+}
+
+/// The key (name and key id) a signature line, with or without its newline, is signed by; not
+/// verified.
+pub fn signature_key(line: &[u8]) -> Option<(String, u32)> {
+    let body = line.strip_suffix(b"\n").unwrap_or(line);
+    Signature::from_bytes(body)
+        .ok()
+        .map(|s| (s.name().to_owned(), s.id()))
+}
+
 /// The signature lines of a well-formed note, without their newlines.
 ///
 /// signed_note 0.2 keeps a parsed `Note`'s signatures private (only `verify` reveals them, and
@@ -782,6 +807,44 @@ mod tests {
                 log signature only: ok credex/middle-yangtze/changsha 8 XcnaeacGWamtVZy3Ad7ZoqudgjqtL0lgz+Nw7/RgQyg=
             "#]],
         );
+    }
+
+    #[test]
+    fn a_newer_cosignature_replaces_the_witness_s_older_one_and_nothing_else() {
+        let note = cosigned_note();
+        let cp = checkpoint();
+        let newer = cosign(&cp, &witness_key("wuhan", 2), 1_767_225_700).unwrap();
+        let merged = replace_signature_lines(&note, std::slice::from_ref(&newer)).unwrap();
+        let (w1, w2) = (
+            witness_key("wuhan", 2).public(),
+            witness_key("hefei", 3).public(),
+        );
+        let signed = verify_checkpoint(&merged, &log_key().public(), &[w1, w2]).unwrap();
+        let times: Vec<(String, u64)> = signed
+            .cosignatures
+            .iter()
+            .map(|c| (c.witness.clone(), c.timestamp))
+            .collect();
+        assert_eq!(
+            times,
+            [
+                (
+                    "credex/middle-yangtze/hefei/witness".to_owned(),
+                    1_767_225_601
+                ),
+                (
+                    "credex/middle-yangtze/wuhan/witness".to_owned(),
+                    1_767_225_700
+                ),
+            ]
+        );
+        // The log's signature and Hefei's line stay verbatim; only Wuhan's moved to the end.
+        let lines = |n: &[u8]| -> Vec<Vec<u8>> { signature_block(n).map(<[u8]>::to_vec).collect() };
+        let (old, new) = (lines(&note), lines(&merged));
+        assert_eq!(new.len(), old.len());
+        assert_eq!(&new[..2], &[old[0].clone(), old[2].clone()]);
+        // add_signature_lines keeps the older one.
+        assert_eq!(add_signature_lines(&note, &[newer]).unwrap(), note);
     }
 
     #[test]

@@ -349,9 +349,17 @@ impl Engine {
         // Only lines that verify under a member's witness key are kept in what is served.
         let verified = self.verify_note(origin, &merged)?;
         if origin == self.city {
-            // What each witness's clock read as it cosigned: the new lines only.
-            let before = self.verify_note(origin, &held)?.cosignatures;
-            self.note_witness_clocks(verified.cosignatures.iter().filter(|c| !before.contains(c)));
+            // What each witness that answered read as it cosigned, from its new line, one that
+            // re-cosigns what the stored note has its older line for included (the round at
+            // start): the stored note keeps the older one.
+            let answered: Vec<String> = lines
+                .iter()
+                .filter_map(|l| note::signature_key(l).map(|(name, _)| name))
+                .collect();
+            let newest = note::replace_signature_lines(&held, &lines)
+                .map_err(|e| EngineError::Internal(format!("merging cosignatures: {e}")))?;
+            let newest = self.verify_note(origin, &newest)?.cosignatures;
+            self.note_witness_clocks(newest.iter().filter(|c| answered.contains(&c.witness)));
         }
         let mut batch = WriteBatch::new();
         batch.set_checkpoint(origin, size, merged);

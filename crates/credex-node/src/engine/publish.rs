@@ -796,8 +796,9 @@ impl Engine {
 
     /// The latest time any witness's clock reads now, going on from its newest cosignature
     /// (learnt within [`WITNESS_CLOCK_KEPT`]) by this node's monotonic clock, and whose it is.
-    /// `None` until two witnesses have cosigned since the node started: one alone is not
-    /// judged by, so a single lying witness cannot stop this city publishing.
+    /// `None` until two witnesses have cosigned since the node started (it asks them all as it
+    /// starts): one alone is not judged by, so a single lying witness cannot stop this city
+    /// publishing.
     fn witness_now(&self) -> Option<(i64, String)> {
         let clocks = self
             .witness_clocks
