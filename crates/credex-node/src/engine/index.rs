@@ -75,7 +75,8 @@ impl CheckedLeaf {
             return;
         };
         let logged_at = verified.entry.logged_at;
-        if logged_at >= before {
+        // An invalid one keeps its own reason.
+        if logged_at >= before || validation.is_err() {
             return;
         }
         if let Ok(valid) = std::mem::replace(

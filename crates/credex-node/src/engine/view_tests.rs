@@ -845,8 +845,18 @@ async fn a_peer_entry_logged_before_one_in_the_view_is_listed_invalid_and_kept_o
     ];
     let (_, first) = receive_logged_from_peer(&h.engine, &h.peer_key, entries[..5].to_vec()).await;
     assert_eq!((first.indexed, first.invalid), (5, 1));
-    let (_, second) = receive_logged_from_peer(&h.engine, &h.peer_key, entries).await;
+    let (_, second) = receive_logged_from_peer(&h.engine, &h.peer_key, entries.clone()).await;
     assert_eq!((second.indexed, second.invalid), (1, 1));
+    // An entry that goes back and fails its own validation keeps the validation's reason.
+    let mut entries = entries;
+    let mut no_authority = wuhan("WH-7");
+    no_authority.authority = None;
+    entries.push((wuhan("WH-6"), t + 4 * hour));
+    entries.push((no_authority, t));
+    let (_, third) = receive_logged_from_peer(&h.engine, &h.peer_key, entries).await;
+    assert_eq!((third.indexed, third.invalid), (2, 1));
+    let reason = h.engine.store.invalid(PEER, 7).unwrap().expect("invalid");
+    assert_eq!(reason, "record WH-7: authority: is required");
     for seq in [2, 5] {
         let reason = h.engine.store.invalid(PEER, seq).unwrap().expect("invalid");
         assert!(
@@ -858,7 +868,8 @@ async fn a_peer_entry_logged_before_one_in_the_view_is_listed_invalid_and_kept_o
     assert_eq!(
         h.lookup(&uscc(COMPANY), "", 0),
         "WH-0 in force v1; WH-1 in force v1; WH-3 in force v1; WH-4 in force v1; \
-         WH-2 excluded invalid v1; WH-5 excluded invalid v1"
+         WH-6 in force v1; WH-2 excluded invalid v1; WH-5 excluded invalid v1; \
+         WH-7 excluded invalid v1"
     );
     // As known at a checkpoint whose last entry is invalid: the time of the last one in the
     // view before it, so the answer is still the log's prefix.
