@@ -1,11 +1,7 @@
 //! How reports write times (China Standard Time, in which credex dates are) and counts.
 
-use chrono::{DateTime, FixedOffset};
-
-/// China Standard Time, in which credex dates are.
-fn cst() -> FixedOffset {
-    FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset")
-}
+use chrono::DateTime;
+use credex_core::date::cst;
 
 /// Unix milliseconds as a time in UTC+8.
 pub fn format_millis(ms: i64) -> String {

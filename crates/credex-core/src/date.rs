@@ -53,21 +53,25 @@ pub fn date_of_day_number(day: u32) -> Option<Date> {
     Date::from_ymd_opt(year, md / 100, md % 100)
 }
 
+/// China Standard Time (UTC+8), in which every credex date is and every time is shown.
+pub fn cst() -> FixedOffset {
+    FixedOffset::east_opt(CST_OFFSET_SECS).expect("UTC+8 is a valid offset")
+}
+
 /// The UTC+8 calendar date of a Unix-millisecond instant.
 pub fn date_of_millis(unix_millis: i64) -> Date {
-    let cst = FixedOffset::east_opt(CST_OFFSET_SECS).expect("UTC+8 is a valid offset");
     DateTime::<Utc>::from_timestamp_millis(unix_millis)
         .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
-        .with_timezone(&cst)
+        .with_timezone(&cst())
         .date_naive()
 }
 
-/// A Unix-millisecond instant as its UTC+8 time, `2026-06-01T12:00:00.000+08:00`.
+/// A Unix-millisecond instant as its UTC+8 time to the millisecond,
+/// `2026-06-01T12:00:00.000+08:00` (for messages; reports use `credex_audit::text`).
 pub fn format_millis(unix_millis: i64) -> String {
-    let cst = FixedOffset::east_opt(CST_OFFSET_SECS).expect("UTC+8 is a valid offset");
     match DateTime::<Utc>::from_timestamp_millis(unix_millis) {
         Some(t) => t
-            .with_timezone(&cst)
+            .with_timezone(&cst())
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
         None => format!("{unix_millis} ms (out of range)"),
     }

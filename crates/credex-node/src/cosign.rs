@@ -99,7 +99,7 @@ pub async fn run(engine: Arc<Engine>, peers: Vec<PeerLink>, mut shutdown: watch:
                     lines.push(line);
                 }
                 if !lines.is_empty()
-                    && let Err(e) = engine.add_cosignatures(&own, cp.size, lines).await
+                    && let Err(e) = engine.add_cosignatures(cp.size, lines).await
                 {
                     warn!(error = %e, "storing cosignatures");
                 }

@@ -5,7 +5,7 @@
 //! with every field ([`Document`]) and the `node` that answered.
 
 use anyhow::Result;
-use chrono::{DateTime, FixedOffset};
+use chrono::DateTime;
 use credex_node::tls::Role;
 use credex_proto::v1::{AccessEntry, ListAccessRequest, ListAccessResponse};
 
@@ -65,11 +65,10 @@ pub async fn run(global: &Global, _args: Args) -> Result<()> {
 }
 
 fn format_millis(ms: i64) -> String {
-    let cst = FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset");
     DateTime::from_timestamp_millis(ms).map_or_else(
         || format!("{ms} ms"),
         |t| {
-            t.with_timezone(&cst)
+            t.with_timezone(&credex_core::date::cst())
                 .format("%Y-%m-%d %H:%M:%S")
                 .to_string()
         },

@@ -68,10 +68,9 @@ pub async fn run(global: &Global, args: Args) -> Result<()> {
 
 /// A snapshot's time, local to the consortium (UTC+8).
 fn snapshot_time(unix_millis: i64) -> String {
-    let offset = chrono::FixedOffset::east_opt(8 * 3600).expect("a valid offset");
     chrono::DateTime::from_timestamp_millis(unix_millis)
         .map(|t| {
-            t.with_timezone(&offset)
+            t.with_timezone(&credex_core::date::cst())
                 .format("%Y-%m-%d %H:%M:%S%:z")
                 .to_string()
         })

@@ -333,34 +333,33 @@ impl Engine {
             .map_err(|e| EngineError::Internal(format!("root of {origin} at {size}: {e}")))
     }
 
-    /// Merges witnesses' cosignature lines into the stored checkpoint of `origin` at `size`.
+    /// Merges witnesses' cosignature lines into this city's stored checkpoint at `size`, each
+    /// witness's newest in place of an older one (a witness asked again, as every one is when
+    /// the node starts, cosigns again), and notes what each witness's clock read as it cosigned
+    /// (what publishing checks this node's against, `Engine::clock_refusal`).
     pub async fn add_cosignatures(
         &self,
-        origin: &str,
         size: u64,
         lines: Vec<Vec<u8>>,
     ) -> Result<(), EngineError> {
+        let origin = self.city.as_str();
         let _writer = self.write_lock.lock().await;
         let Some(held) = self.store.checkpoint_at(origin, size)? else {
             return Ok(());
         };
-        let merged = note::add_signature_lines(&held, &lines)
+        let merged = note::replace_signature_lines(&held, &lines)
             .map_err(|e| EngineError::Internal(format!("merging cosignatures: {e}")))?;
-        // Only lines that verify under a member's witness key are kept in what is served.
         let verified = self.verify_note(origin, &merged)?;
-        if origin == self.city {
-            // What each witness that answered read as it cosigned, from its new line, one that
-            // re-cosigns what the stored note has its older line for included (the round at
-            // start): the stored note keeps the older one.
-            let answered: Vec<String> = lines
+        let answered: Vec<String> = lines
+            .iter()
+            .filter_map(|l| note::signature_key(l).map(|(name, _)| name))
+            .collect();
+        self.note_witness_clocks(
+            verified
+                .cosignatures
                 .iter()
-                .filter_map(|l| note::signature_key(l).map(|(name, _)| name))
-                .collect();
-            let newest = note::replace_signature_lines(&held, &lines)
-                .map_err(|e| EngineError::Internal(format!("merging cosignatures: {e}")))?;
-            let newest = self.verify_note(origin, &newest)?.cosignatures;
-            self.note_witness_clocks(newest.iter().filter(|c| answered.contains(&c.witness)));
-        }
+                .filter(|c| answered.contains(&c.witness)),
+        );
         let mut batch = WriteBatch::new();
         batch.set_checkpoint(origin, size, merged);
         self.apply(batch).await?;
