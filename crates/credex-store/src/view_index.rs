@@ -585,11 +585,18 @@ fn load(db: &sled::Db, dir: &Path) -> Result<State, StoreError> {
             .and_then(|name| name.strip_suffix(".run"))
             .and_then(|n| n.parse::<u64>().ok())
             .is_some_and(|n| state.runs.iter().any(|(m, _)| *m == n));
+        // A merge of the store closed before this open may remove its own unlisted output
+        // first ([`Run::remove_unlisted`]): gone is what was wanted.
         if !listed {
-            std::fs::remove_file(entry.path()).map_err(|source| StoreError::Io {
-                path: entry.path(),
-                source,
-            })?;
+            match std::fs::remove_file(entry.path()) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(StoreError::Io {
+                        path: entry.path(),
+                        source: e,
+                    });
+                }
+                _ => {}
+            }
         }
     }
     state.next_journal = state.covered;
