@@ -18,9 +18,11 @@
 #   - jumped: Nanchang, restarted on the honest clock, publishes and is cosigned; then its clock
 #     jumps two hours ahead while it runs: its publish is refused (UNAVAILABLE, its clock ahead
 #     of every witness's), nothing appended, credex_clock_ahead_of_witnesses_seconds says about
-#     two hours; set right again, it publishes and all four converge. The same when it is
-#     restarted two hours ahead: the witnesses' answers to its cosigning round at start carry
-#     their clocks.
+#     two hours, and its view stays on the witnesses' day (a listing repaired from tomorrow
+#     stays in force there, as everywhere); set right again, it publishes and all four
+#     converge. The same when it is
+#     restarted two hours ahead and published to at once: publishing waits for the witnesses'
+#     answers to its cosigning round at start, which carry their clocks.
 #
 # Usage: deploy/fault/clock-skew.sh [--short]   (the same either way)
 set -euo pipefail
@@ -142,7 +144,30 @@ clockfile=$work/nanchang.clock
 # shellcheck disable=SC2046
 start nanchang "$H/nanchang" "$(peers_direct 3)" $(clock_file "$clockfile" "$offset")
 wait_for "nanchang up" ctl nanchang status
+# A listing of Changsha's in force today and its repair effective tomorrow: dates are law, so it
+# stays in force in every city's view until tomorrow comes, whatever one node's clock says.
+decided changsha "$(day -30)" >"$work/listed.jsonl"
+python3 -c '
+import json, sys
+r = json.loads(open(sys.argv[1]).readline())
+r["version"] = 2
+r["status"] = {"kind": "STATUS_KIND_REPAIRED", "reason": "履行完毕，信用修复", "effective_on": sys.argv[2]}
+print(json.dumps(r, ensure_ascii=False))' "$work/listed.jsonl" "$(day 1)" >"$work/repaired.jsonl"
+ctl changsha publish "$work/listed.jsonl" >/dev/null
+ctl changsha publish "$work/repaired.jsonl" >/dev/null
+read -r listed_id listed_subject <<<"$(python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(r["record_id"], r["subject"].get("uscc") or r["subject"]["id_number"])' "$work/listed.jsonl")"
+# in_force_at CITY: 1 if the listing is in force in CITY's view today, else 0.
+in_force_at() {
+  ctl "$1" --json lookup "$listed_subject" | python3 -c '
+import json, sys
+view = json.load(sys.stdin)
+print(sum(1 for r in view.get("in_force", []) if r["record"]["record_id"] == sys.argv[1]))' "$listed_id"
+}
 publish nanchang 5 6 "$D"
+wait_for "the four converge" converged "${cities[@]}"
 # Every witness has cosigned nanchang's newest checkpoint: the node knows their clocks.
 wait_for "every newest checkpoint final" final || { echo "FAIL: nanchang not cosigned"; failed=1; }
 # node_clock: the node's wall clock, from the Date header its admin listener sends.
@@ -154,24 +179,37 @@ ahead_gauge() {
   curl -fsS --max-time 5 "http://127.0.0.1:$((BASE_PORT + 103))/metrics" |
     sed -n 's/^credex_clock_ahead_of_witnesses_seconds{[^}]*} \(-*[0-9]*\)$/\1/p'
 }
-# refused_ahead WHEN: nanchang refuses a publish for its clock, appends nothing, and its gauge
-# says about two hours; then, its clock set right, publishes again and all four converge.
+# publish_one: publishes one record at nanchang; prints what the node answered, and PUBLISHED
+# last if it took the record.
+publish_one() { ctl nanchang gen --count 1 --seed 7 --today "$D" | ctl nanchang publish 2>&1 && echo PUBLISHED; }
+# refused_ahead WHEN SEED SIZE_BEFORE ANSWER: nanchang refused the publish that ANSWER is
+# publish_one's output of, for its clock, appended nothing since its log held SIZE_BEFORE
+# entries, its gauge says about two hours, and its view keeps the listing repaired from
+# tomorrow in force; then, its clock set right, it publishes again (seed SEED) and all four
+# converge.
 refused_ahead() {
-  local size_before refusal ahead
-  size_before=$(size_at nanchang nanchang)
-  if refusal=$(ctl nanchang gen --count 1 --seed 7 --today "$D" | ctl nanchang publish 2>&1); then
+  local refusal=$4 ahead
+  if [[ $refusal == *PUBLISHED ]]; then
     echo "FAIL: $1: nanchang published two hours ahead of its witnesses"; failed=1
   elif [[ $refusal == *"s ahead of every witness's"* ]]; then
     echo "ok: $1: refused: ${refusal#*UNAVAILABLE: }"
   else
     echo "FAIL: $1: refused for another reason: $refusal"; failed=1
   fi
-  [[ $(size_at nanchang nanchang) == "$size_before" ]] || { echo "FAIL: $1: nanchang's log grew"; failed=1; }
+  [[ $(size_at nanchang nanchang) == "$3" ]] || { echo "FAIL: $1: nanchang's log grew"; failed=1; }
   ahead=$(ahead_gauge)
   if ((${ahead:-0} >= 7100 && ${ahead:-0} <= 7300)); then
     echo "ok: $1: credex_clock_ahead_of_witnesses_seconds at nanchang: $ahead"
   else
     echo "FAIL: $1: credex_clock_ahead_of_witnesses_seconds at nanchang: ${ahead:-none}, expected about 7200"; failed=1
+  fi
+  # Its clock reads tomorrow, 01:55: its view stays on the witnesses' day, as every other city's.
+  local at_nanchang at_wuhan
+  at_nanchang=$(in_force_at nanchang) at_wuhan=$(in_force_at wuhan)
+  if [[ $at_nanchang == 1 && $at_wuhan == 1 ]]; then
+    echo "ok: $1: the listing repaired from $(day 1) is in force at nanchang, as at wuhan"
+  else
+    echo "FAIL: $1: the listing repaired from $(day 1) in force at nanchang: $at_nanchang, at wuhan: $at_wuhan"; failed=1
   fi
   set_clock_file "$clockfile" "$offset"
   # Refused until the node reads the file again (within a second), then published. (The Date
@@ -182,17 +220,31 @@ refused_ahead() {
 }
 set_clock_file "$clockfile" $((offset + 7200))
 wait_for "nanchang's clock two hours ahead" clock_reads 7100 7300
-refused_ahead "jumped while running" 8
+size_before=$(size_at nanchang nanchang)
+refused_ahead "jumped while running" 8 "$size_before" "$(publish_one)"
 
-say "nanchang restarted two hours ahead"
+say "nanchang restarted two hours ahead, published to before its witnesses answer"
 stop nanchang
+# Its dials to the witnesses go through the link proxies, held until the publish is in.
+proxy_start
+proxyctl isolate nanchang drop >/dev/null
 # shellcheck disable=SC2046
-start nanchang "$H/nanchang" "$(peers_direct 3)" $(clock_file "$clockfile" $((offset + 7200)))
+start nanchang "$H/nanchang" "$(peers_via_proxy 3)" $(clock_file "$clockfile" $((offset + 7200)))
 wait_for "nanchang up" ctl nanchang status
-# The cosigning round at start asks every witness again: their answers carry their clocks.
-known_ahead() { local a; a=$(ahead_gauge) && ((${a:-0} >= 7100)); }
-wait_for "nanchang's witnesses' clocks known" known_ahead
-refused_ahead "restarted ahead" 10
+size_before=$(size_at nanchang nanchang)
+publish_one >"$work/early" &
+early=$!
+# publish_in: the publish's client holds a connection to nanchang's gRPC port, or has its answer.
+publish_in() {
+  ss -Htnp state established "( dport = :$((BASE_PORT + 3)) )" | grep -q '"credexctl"' ||
+    ! kill -0 "$early" 2>/dev/null
+}
+wait_for "the publish connected to nanchang" publish_in
+proxyctl heal nanchang >/dev/null
+wait "$early" || true
+# The publish came in before any witness had answered the cosigning round at start: publishing
+# waits for their answers, which carry their clocks, before it stamps anything.
+refused_ahead "restarted ahead" 10 "$size_before" "$(cat "$work/early")"
 figure "+10min: D+2 decision accepted by all, converged ${converge_s}s, known-at $before then $after; -10min: converged ${behind_s}s; final cosigned; +2h while running and at a restart: refused; $(converged "${cities[@]}")"
 ((failed == 0)) || exit 1
 echo

@@ -62,6 +62,7 @@ pub async fn run(engine: Arc<Engine>, peers: Vec<PeerLink>, mut shutdown: watch:
         })
         .collect();
     if witnesses.is_empty() {
+        engine.witnesses_heard();
         return;
     }
     let mut advanced = engine.subscribe();
@@ -104,6 +105,8 @@ pub async fn run(engine: Arc<Engine>, peers: Vec<PeerLink>, mut shutdown: watch:
                     warn!(error = %e, "storing cosignatures");
                 }
             }
+            // The first round is over, answered or not: publishing waits no longer.
+            engine.witnesses_heard();
             let retry = async {
                 if missing {
                     tokio::time::sleep(RETRY).await;

@@ -174,6 +174,9 @@ pub struct Engine {
     /// Per witness, its clock as its newest cosignature of this city's checkpoints gave it:
     /// (Unix ms, when that was learnt). See `Engine::witness_now`.
     witness_clocks: Mutex<BTreeMap<String, (i64, std::time::Instant)>>,
+    /// Whether publishing may stamp a batch yet: false from [`Engine::hear_witnesses_first`]
+    /// until the witnesses' clocks are known or the cosigning round at start has ended.
+    witnesses_heard: watch::Sender<bool>,
     /// What the view's standings are evaluated under (`counts`).
     count_basis: Vec<u8>,
     /// The day number the date tick last settled the view on (`changes`), 0 before its first
@@ -228,6 +231,7 @@ impl Engine {
             pending: Mutex::new(BTreeMap::new()),
             checkpoint_times: Mutex::new(BTreeMap::new()),
             witness_clocks: Mutex::new(BTreeMap::new()),
+            witnesses_heard: watch::channel(true).0,
             count_basis,
             settled_day: std::sync::atomic::AtomicU32::new(0),
             batch_max_entries: parts.batch_max_entries.max(1),

@@ -128,6 +128,9 @@ pub async fn run_with_clock(
     let server_tls = tls::load_server_config(&config.tls).context("loading TLS material")?;
     let client_tls = tls::load_client_config(&config.tls).context("loading TLS material")?;
     let (stop_tx, stop_rx) = watch::channel(false);
+    if config.consortium.members.len() > 1 {
+        engine.hear_witnesses_first();
+    }
     let (publisher, mut publisher_task) = publish::start(engine.clone());
     let sync_limits = config.limits.sync();
     let peers = Arc::new(PeerTable::new(sync_limits.clone()));

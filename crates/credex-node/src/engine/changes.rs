@@ -67,7 +67,7 @@ impl<'a> ChangeTracker<'a> {
     pub(crate) fn new(engine: &'a Engine) -> Self {
         ChangeTracker {
             engine,
-            today: engine.clock.today(),
+            today: engine.view_today(),
             histories: HashMap::new(),
             touched: Vec::new(),
             standings: HashMap::new(),
@@ -336,7 +336,7 @@ impl Engine {
     /// changes it recorded. Cheap when nothing is due: one range read.
     pub async fn tick(&self) -> Result<usize, EngineError> {
         use std::sync::atomic::Ordering;
-        let today = self.clock.today();
+        let today = self.view_today();
         let day = day_number(today);
         // Within a settled day nothing passed lies after today (dates are passed only on or
         // before the day they are passed on): the step back is looked for when the day changes.
@@ -549,6 +549,25 @@ impl Engine {
 
     /// Whether the view is on `today`: no due date on or before it is waiting for the tick,
     /// and no passed one after it (the clock moved back) waiting to be stepped back over.
+    /// The day the view is on: today (UTC+8) by this node's clock, or by the latest witness's
+    /// while this node's reads more than [`super::publish::CLOCK_AHEAD_MAX`] ahead of every
+    /// witness's (two at least, `Engine::witness_now`), as publishing is refused then. Dates
+    /// are law: a clock that jumped ahead past midnight would otherwise end listings and start
+    /// repairs in this city's view, and for the systems that sanction from it, before their
+    /// day came anywhere else. The query date, the date tick and the changes each batch records
+    /// all take it.
+    pub fn view_today(&self) -> Date {
+        let clock = self.clock.now_millis();
+        match self.witness_now() {
+            Some((witness, _))
+                if clock.saturating_sub(witness) > super::publish::clock_ahead_max_ms() =>
+            {
+                credex_core::date::date_of_millis(witness)
+            }
+            _ => self.clock.today(),
+        }
+    }
+
     pub(crate) fn view_is_on(&self, today: Date) -> Result<bool, EngineError> {
         let day = day_number(today);
         Ok(self.store.due(day, 1)?.is_empty() && self.store.passed_after(day, 1)?.is_empty())
@@ -579,6 +598,9 @@ fn latest_subject(engine: &Engine, history: &[RecordVersion]) -> String {
 /// Runs [`Engine::tick`] at start and whenever the date may have turned (every
 /// [`TICK_INTERVAL`]; the tick itself reads one key range when nothing is due) until `stop`.
 pub async fn run_ticks(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
+    // The view's day may come from the witnesses' clocks (`Engine::view_today`): a node whose
+    // clock was wrong when it started does not tick to that clock's day first.
+    engine.wait_for_witnesses().await;
     loop {
         if let Err(e) = engine.tick().await {
             warn!(error = %e, "date tick failed");

@@ -130,7 +130,7 @@ impl Engine {
     pub fn view_counts(&self) -> Result<ViewTally, EngineError> {
         let kept = self.store.view_counts();
         let counted = kept.basis.as_deref() == Some(self.count_basis());
-        let ticked = self.view_is_on(self.clock.today())?;
+        let ticked = self.view_is_on(self.view_today())?;
         let by_list = kept
             .by_list
             .iter()
@@ -223,7 +223,7 @@ impl Engine {
         if leaves.is_empty() {
             return Ok(None);
         }
-        let today = self.clock.today();
+        let today = self.view_today();
         let mut latest = Vec::new();
         for (at, leaf) in (seq..).zip(&leaves) {
             // A leaf that is no record is in no record's history.

@@ -9,7 +9,7 @@ use credex_core::entry;
 use credex_core::ident;
 use credex_core::keys::{KeyAlgorithm, SigningKeyPair};
 use credex_core::merkle::{self, MemoryHashStore};
-use credex_core::note::{self, Checkpoint};
+use credex_core::note::{self, Checkpoint, Cosignature};
 use credex_core::pb;
 use credex_core::policy::RecognitionPolicy;
 use credex_core::rules::Rules;
@@ -42,6 +42,18 @@ fn keys(name: &str, city: &str) -> (SigningKeyPair, SigningKeyPair) {
     )
     .expect("witness key");
     (log, witness)
+}
+
+/// Witness `city`'s cosignature of the node's checkpoint, made when its clock read
+/// `seconds_behind` the node's: what the clock checks learn witnesses' clocks from
+/// (`Engine::note_witness_clocks`).
+pub(crate) fn cosigned_behind(engine: &Engine, city: &str, seconds_behind: i64) -> Cosignature {
+    Cosignature {
+        witness: consortium::witness_name(&engine.consortium, city),
+        key_id: 0,
+        timestamp: u64::try_from(engine.clock.now_millis() / 1000 - seconds_behind)
+            .expect("a time after 1970"),
+    }
 }
 
 /// The node of consortium `consortium` with `rules`, its clock at `clock`.

@@ -54,6 +54,13 @@ pub const MAX_RECORDS_PER_REQUEST: usize = 10_000;
 pub const CLOCK_AHEAD_MAX: Duration = Duration::from_secs(3600);
 /// A witness's clock learnt longer ago than this is not judged by.
 const WITNESS_CLOCK_KEPT: Duration = Duration::from_secs(24 * 3600);
+/// [`CLOCK_AHEAD_MAX`] in milliseconds, as the clocks are compared.
+pub(super) fn clock_ahead_max_ms() -> i64 {
+    i64::try_from(CLOCK_AHEAD_MAX.as_millis()).unwrap_or(i64::MAX)
+}
+/// How long publishing waits at start to hear the witnesses' clocks
+/// ([`Engine::hear_witnesses_first`]) before it stamps a batch without them.
+pub const WITNESS_WAIT_AT_START: Duration = Duration::from_secs(5);
 
 /// Where one published record landed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,6 +199,7 @@ async fn run(engine: Arc<Engine>, mut rx: mpsc::Receiver<Job>) {
         Ok(Err(e)) => warn!(error = %e, "could not checkpoint this city's log at start"),
         Err(e) => warn!(error = %e, "checkpointing this city's log at start panicked"),
     }
+    engine.wait_for_witnesses().await;
     let failures = Arc::new(Failures::default());
     // One prepared batch waits while one is applied: the stages run side by side, no further.
     let (prepared_tx, prepared_rx) = mpsc::channel(1);
@@ -791,6 +799,39 @@ impl Engine {
         if let Some((witness_now, _)) = self.witness_now() {
             self.metrics
                 .set_clock_ahead_of_witnesses(self.clock.now_millis() - witness_now);
+            self.witnesses_heard();
+        }
+    }
+
+    /// Makes publishing wait, when it starts, until the witnesses' clocks are known (two of
+    /// them, what `Engine::witness_now` judges by), the cosigning round at start has ended
+    /// ([`Engine::witnesses_heard`]) or [`WITNESS_WAIT_AT_START`] has passed. A node whose
+    /// clock was already wrong when it started would otherwise stamp the batches that came in
+    /// before the witnesses answered with that clock, and its log, which goes forward in time,
+    /// would have to follow them. Called before [`start`] by a node with witnesses to ask.
+    pub fn hear_witnesses_first(&self) {
+        self.witnesses_heard.send_replace(false);
+    }
+
+    /// Publishing need not wait for the witnesses any longer: the cosigning round at start
+    /// has had its answers, or there was nothing to ask.
+    pub fn witnesses_heard(&self) {
+        self.witnesses_heard.send_replace(true);
+    }
+
+    /// Waits, before the first batch is stamped (and the date tick's first tick), as
+    /// [`Engine::hear_witnesses_first`] says.
+    pub(super) async fn wait_for_witnesses(&self) {
+        let mut heard = self.witnesses_heard.subscribe();
+        if tokio::time::timeout(WITNESS_WAIT_AT_START, heard.wait_for(|heard| *heard))
+            .await
+            .is_err()
+        {
+            warn!(
+                waited = ?WITNESS_WAIT_AT_START,
+                "no two witnesses answered the cosigning round at start in time: publishing \
+                 without checking this node's clock against theirs until they do"
+            );
         }
     }
 
@@ -799,7 +840,7 @@ impl Engine {
     /// `None` until two witnesses have cosigned since the node started (it asks them all as it
     /// starts): one alone is not judged by, so a single lying witness cannot stop this city
     /// publishing.
-    fn witness_now(&self) -> Option<(i64, String)> {
+    pub(super) fn witness_now(&self) -> Option<(i64, String)> {
         let clocks = self
             .witness_clocks
             .lock()
@@ -828,8 +869,7 @@ impl Engine {
         let (witness_now, witness) = self.witness_now()?;
         let ahead = clock.saturating_sub(witness_now);
         self.metrics.set_clock_ahead_of_witnesses(ahead);
-        let most = i64::try_from(CLOCK_AHEAD_MAX.as_millis()).unwrap_or(i64::MAX);
-        (ahead > most).then(|| {
+        (ahead > clock_ahead_max_ms()).then(|| {
             EngineError::Unavailable(format!(
                 "this node's clock reads {}, {} s ahead of every witness's (the latest, {witness}, \
                  reads {}): what it published would be logged in the future; set the clock \

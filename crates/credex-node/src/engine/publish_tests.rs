@@ -3,13 +3,16 @@
 //! checkpointed when publishing starts again, and nothing published into a log shorter than a
 //! checkpoint its city signed.
 
+use std::sync::Arc;
+
 use credex_core::date::{FixedClock, parse_date};
 use credex_core::entry;
 use credex_core::merkle;
 use credex_core::pb;
 use credex_store::WriteBatch;
 
-use super::harness::{NODE, company, dishonest_debtor, test_engine};
+use super::Engine;
+use super::harness::{NODE, company, cosigned_behind, dishonest_debtor, test_engine};
 use super::publish;
 
 fn clock() -> FixedClock {
@@ -262,16 +265,10 @@ async fn versions_chain_across_batches_in_flight_and_a_retry_of_one_is_already_p
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clock_an_hour_ahead_of_every_witness_publishes_nothing_until_it_is_set_right() {
-    use credex_core::date::Clock;
-    use credex_core::note::Cosignature;
     let t = test_engine("test", super::rules_tests::capitals(), clock());
     let engine = &t.engine;
     let (queue, _task) = publish::start(engine.clone());
-    let witness = |city: &str, seconds_behind: i64| Cosignature {
-        witness: credex_core::consortium::witness_name("test", city),
-        key_id: 0,
-        timestamp: u64::try_from(t.clock.now_millis() / 1000 - seconds_behind).unwrap(),
-    };
+    let witness = |city: &str, seconds_behind: i64| cosigned_behind(engine, city, seconds_behind);
     // One witness two hours behind: one alone is not judged by (it may be the one that lies).
     engine.note_witness_clocks(&[witness("wuhan", 7200)]);
     queue.publish(vec![record(1)]).await.expect("published");
@@ -298,4 +295,45 @@ async fn a_clock_an_hour_ahead_of_every_witness_publishes_nothing_until_it_is_se
     engine.note_witness_clocks(&[witness("nanchang", 600)]);
     queue.publish(vec![record(2)]).await.expect("published");
     assert_eq!(engine.origin_state(NODE).size, 2);
+}
+
+/// A node with witnesses, as it starts: its publish queue started before they have answered,
+/// and a request that came in meanwhile.
+fn publishing_at_start(
+    engine: &Arc<Engine>,
+) -> tokio::task::JoinHandle<Result<publish::PublishReceipt, super::EngineError>> {
+    engine.hear_witnesses_first();
+    let (queue, _task) = publish::start(engine.clone());
+    tokio::spawn(async move { queue.publish(vec![record(1)]).await })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_wrong_at_start_is_judged_before_the_first_batch_is_stamped() {
+    let t = test_engine("test", super::rules_tests::capitals(), clock());
+    let engine = &t.engine;
+    let early = publishing_at_start(engine);
+    // The answers of the cosigning round at start: two witnesses two hours behind this clock.
+    engine.note_witness_clocks(&[
+        cosigned_behind(engine, "wuhan", 7200),
+        cosigned_behind(engine, "hefei", 7200),
+    ]);
+    // The request that came in before they answered waited for them, and is refused.
+    let refused = early.await.expect("no panic").unwrap_err();
+    assert!(
+        matches!(&refused, super::EngineError::Unavailable(m) if m.contains("s ahead of every witness's")),
+        "{refused}"
+    );
+    assert_eq!(engine.origin_state(NODE).size, 0, "nothing appended");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_waits_for_the_witnesses_at_start_no_longer_than_the_round() {
+    let t = test_engine("test", super::rules_tests::capitals(), clock());
+    let engine = &t.engine;
+    let early = publishing_at_start(engine);
+    // The round at start ended with no witness answering (all down): nothing to judge by, and
+    // nothing held back any longer.
+    engine.witnesses_heard();
+    early.await.expect("no panic").expect("published");
+    assert_eq!(engine.origin_state(NODE).size, 1);
 }

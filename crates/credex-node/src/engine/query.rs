@@ -245,10 +245,11 @@ pub struct OriginFigures {
 }
 
 impl Engine {
-    /// The date a request asks about: `as_of` if given, else today (UTC+8).
+    /// The date a request asks about: `as_of` if given, else the view's today
+    /// ([`Engine::view_today`]).
     pub fn as_of(&self, as_of: &str) -> Result<Date, EngineError> {
         if as_of.is_empty() {
-            return Ok(self.clock.today());
+            return Ok(self.view_today());
         }
         date::parse_date(as_of).map_err(|e| EngineError::InvalidArgument(format!("as_of: {e}")))
     }

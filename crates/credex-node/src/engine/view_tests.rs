@@ -11,8 +11,8 @@ use credex_core::pb;
 use tempfile::TempDir;
 
 use super::harness::{
-    NODE, PEER, TestEngine, company, dishonest_debtor, receive_from_peer, receive_logged_from_peer,
-    test_engine, uscc,
+    NODE, PEER, TestEngine, company, cosigned_behind, dishonest_debtor, receive_from_peer,
+    receive_logged_from_peer, test_engine, uscc,
 };
 use super::publish::{self, PublishQueue};
 use super::{Engine, EngineError};
@@ -176,6 +176,44 @@ async fn a_future_dated_repair_keeps_the_record_in_force_until_its_date_and_the_
             .len()
     };
     assert_eq!((list("2026-05-31"), list("2026-06-01")), (1, 0));
+}
+
+#[tokio::test]
+async fn a_clock_a_day_ahead_of_every_witness_keeps_the_view_on_the_witnesses_day() {
+    let h = harness();
+    h.recount().await;
+    h.publish_repaired(black("CS-17"), "2026-06-01").await;
+    let company = uscc(COMPANY);
+    let counted = h.counts();
+    assert!(counted.3, "current: {counted:?}");
+    // The clock jumps to the repair's day while the witnesses' read its eve.
+    h.clock.set_date(date("2026-06-01"));
+    let witness =
+        |city: &str, seconds_behind: i64| cosigned_behind(&h.engine, city, seconds_behind);
+    h.engine
+        .note_witness_clocks(&[witness("wuhan", 86_400), witness("hefei", 86_400)]);
+    assert_eq!(h.engine.view_today(), date("2026-05-31"));
+    // The repair does not take effect before its day: not in a lookup of today, not by the
+    // tick, not in the counts, which are current for the view's day.
+    assert_eq!(h.lookup(&company, "", 0), "CS-17 in force v1");
+    assert_eq!(h.engine.tick().await.unwrap(), 0);
+    assert_eq!(
+        h.changes(),
+        ["CS-17 v1 KIND_ENTERED EXCLUSION_REASON_UNSPECIFIED 2026-05-20"]
+    );
+    assert_eq!(h.counts(), counted, "the same counts, current");
+    // Asked about the day itself, the view answers as it will then.
+    assert_eq!(
+        h.lookup(&company, "2026-06-01", 0),
+        "CS-17 excluded repaired v2"
+    );
+    // A witness whose clock reads within the hour of this one's: the day has come.
+    h.engine.note_witness_clocks(&[witness("nanchang", 600)]);
+    assert_eq!(h.engine.view_today(), date("2026-06-01"));
+    assert_eq!(h.engine.tick().await.unwrap(), 1);
+    assert_eq!(h.lookup(&company, "", 0), "CS-17 excluded repaired v2");
+    assert!(h.counts().3, "current on the day come");
+    h.assert_counts_match_the_view();
 }
 
 #[tokio::test]
