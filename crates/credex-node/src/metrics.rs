@@ -91,6 +91,7 @@ pub struct Metrics {
     steps_back: Counter,
     publish_clock_behind: Gauge,
     clock_ahead_of_witnesses: Gauge,
+    clock_behind_witnesses: Gauge,
     log_size: Family<OriginLabel, Gauge>,
     lag: Family<OriginLabel, Gauge>,
     backlog: Family<OriginLabel, Gauge>,
@@ -130,6 +131,7 @@ impl Metrics {
         let steps_back = Counter::default();
         let publish_clock_behind = Gauge::default();
         let clock_ahead_of_witnesses = Gauge::default();
+        let clock_behind_witnesses = Gauge::default();
         let log_size = Family::default();
         let lag = Family::default();
         let backlog = Family::default();
@@ -200,8 +202,15 @@ impl Metrics {
             "clock_ahead_of_witnesses_seconds",
             "This node's clock less the latest of its witnesses' clocks, as their cosignatures of \
              its checkpoints give them (negative: behind); publishing is refused more than an \
-             hour ahead",
+             hour ahead, and the view takes the latest witness's day",
             clock_ahead_of_witnesses.clone(),
+        );
+        registry.register(
+            "clock_behind_witnesses_seconds",
+            "The earliest of this node's witnesses' clocks less its own, as their cosignatures of \
+             its checkpoints give them (negative: not behind them all); more than an hour \
+             behind, the view takes the earliest witness's day",
+            clock_behind_witnesses.clone(),
         );
         registry.register("log_size", "Entries held per origin", log_size.clone());
         registry.register(
@@ -321,6 +330,7 @@ impl Metrics {
             steps_back,
             publish_clock_behind,
             clock_ahead_of_witnesses,
+            clock_behind_witnesses,
             log_size,
             lag,
             backlog,
@@ -452,8 +462,11 @@ impl Metrics {
         self.steps_back.inc();
     }
 
-    pub(crate) fn set_clock_ahead_of_witnesses(&self, ahead_ms: i64) {
+    /// This node's clock against its witnesses': how far it reads ahead of the latest of
+    /// theirs and behind the earliest (ms; negative: not so).
+    pub(crate) fn set_clock_against_witnesses(&self, ahead_ms: i64, behind_ms: i64) {
         self.clock_ahead_of_witnesses.set(ahead_ms / 1000);
+        self.clock_behind_witnesses.set(behind_ms / 1000);
     }
 
     pub(crate) fn set_publish_clock_behind(&self, behind_ms: i64) {

@@ -549,21 +549,19 @@ impl Engine {
 
     /// Whether the view is on `today`: no due date on or before it is waiting for the tick,
     /// and no passed one after it (the clock moved back) waiting to be stepped back over.
-    /// The day the view is on: today (UTC+8) by this node's clock, or by the latest witness's
-    /// while this node's reads more than [`super::publish::CLOCK_AHEAD_MAX`] ahead of every
-    /// witness's (two at least, `Engine::witness_now`), as publishing is refused then. Dates
-    /// are law: a clock that jumped ahead past midnight would otherwise end listings and start
-    /// repairs in this city's view, and for the systems that sanction from it, before their
-    /// day came anywhere else. The query date, the date tick and the changes each batch records
-    /// all take it.
+    /// The day the view is on: today (UTC+8) by this node's clock, or by its witnesses' while
+    /// it reads more than [`super::publish::CLOCK_AHEAD_MAX`] ahead of every witness's (then
+    /// the latest's day; publishing is refused too) or behind every witness's (then the
+    /// earliest's), two witnesses at least (`Engine::witness_clocks`): one lying witness alone
+    /// moves nothing. Dates are law: a clock that jumped past midnight would otherwise end
+    /// listings and start repairs in this city's view, and for the systems that sanction from
+    /// it, before their day came anywhere else; one a day behind would hold a repaired subject
+    /// a day longer. The query date, the date tick and the changes each batch records all take
+    /// it.
     pub fn view_today(&self) -> Date {
-        let clock = self.clock.now_millis();
-        match self.witness_now() {
-            Some((witness, _))
-                if clock.saturating_sub(witness) > super::publish::clock_ahead_max_ms() =>
-            {
-                credex_core::date::date_of_millis(witness)
-            }
+        match self.witness_clocks() {
+            Some(judged) if judged.ahead() => credex_core::date::date_of_millis(judged.latest.0),
+            Some(judged) if judged.behind() => credex_core::date::date_of_millis(judged.earliest.0),
             _ => self.clock.today(),
         }
     }

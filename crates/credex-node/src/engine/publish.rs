@@ -54,8 +54,29 @@ pub const MAX_RECORDS_PER_REQUEST: usize = 10_000;
 pub const CLOCK_AHEAD_MAX: Duration = Duration::from_secs(3600);
 /// A witness's clock learnt longer ago than this is not judged by.
 const WITNESS_CLOCK_KEPT: Duration = Duration::from_secs(24 * 3600);
+/// This node's clock and its witnesses' now ([`Engine::witness_clocks`]): the earliest and
+/// the latest of theirs (Unix ms), each with the witness's name.
+#[derive(Debug)]
+pub(super) struct WitnessClocks {
+    pub clock: i64,
+    pub earliest: (i64, String),
+    pub latest: (i64, String),
+}
+
+impl WitnessClocks {
+    /// This clock reads more than [`CLOCK_AHEAD_MAX`] ahead of every witness's.
+    pub fn ahead(&self) -> bool {
+        self.clock.saturating_sub(self.latest.0) > max_ms()
+    }
+
+    /// This clock reads more than [`CLOCK_AHEAD_MAX`] behind every witness's.
+    pub fn behind(&self) -> bool {
+        self.earliest.0.saturating_sub(self.clock) > max_ms()
+    }
+}
+
 /// [`CLOCK_AHEAD_MAX`] in milliseconds, as the clocks are compared.
-pub(super) fn clock_ahead_max_ms() -> i64 {
+fn max_ms() -> i64 {
     i64::try_from(CLOCK_AHEAD_MAX.as_millis()).unwrap_or(i64::MAX)
 }
 /// How long publishing waits at start to hear the witnesses' clocks
@@ -752,7 +773,7 @@ impl Engine {
     /// prefix of the log. A clock that jumped ahead is refused ([`Engine::clock_refusal`]).
     fn stamp(&self, in_flight: &mut InFlight) -> Result<i64, EngineError> {
         let clock = self.clock.now_millis();
-        if let Some(refusal) = self.clock_refusal(clock) {
+        if let Some(refusal) = self.clock_refusal() {
             if !in_flight.clock_ahead {
                 warn!(error = %refusal, "publishing refused");
             }
@@ -781,7 +802,7 @@ impl Engine {
 
     /// Notes the clocks of the witnesses whose `cosignatures` of this city's checkpoint just
     /// came in: what each read when it cosigned, as of now on this node's monotonic clock.
-    /// `credex_clock_ahead_of_witnesses_seconds` follows, here and at every publish.
+    /// The clock gauges follow, here, at every publish and at every date tick.
     pub(super) fn note_witness_clocks<'a>(
         &self,
         cosignatures: impl IntoIterator<Item = &'a note::Cosignature>,
@@ -796,15 +817,13 @@ impl Engine {
             clocks.insert(c.witness.clone(), (millis, learnt));
         }
         drop(clocks);
-        if let Some((witness_now, _)) = self.witness_now() {
-            self.metrics
-                .set_clock_ahead_of_witnesses(self.clock.now_millis() - witness_now);
+        if self.witness_clocks().is_some() {
             self.witnesses_heard();
         }
     }
 
     /// Makes publishing wait, when it starts, until the witnesses' clocks are known (two of
-    /// them, what `Engine::witness_now` judges by), the cosigning round at start has ended
+    /// them, what `Engine::witness_clocks` judges by), the cosigning round at start has ended
     /// ([`Engine::witnesses_heard`]) or [`WITNESS_WAIT_AT_START`] has passed. A node whose
     /// clock was already wrong when it started would otherwise stamp the batches that came in
     /// before the witnesses answered with that clock, and its log, which goes forward in time,
@@ -835,17 +854,18 @@ impl Engine {
         }
     }
 
-    /// The latest time any witness's clock reads now, going on from its newest cosignature
-    /// (learnt within [`WITNESS_CLOCK_KEPT`]) by this node's monotonic clock, and whose it is.
-    /// `None` until two witnesses have cosigned since the node started (it asks them all as it
-    /// starts): one alone is not judged by, so a single lying witness cannot stop this city
-    /// publishing.
-    pub(super) fn witness_now(&self) -> Option<(i64, String)> {
+    /// This node's clock against its witnesses' now: each going on from its newest cosignature
+    /// (learnt within [`WITNESS_CLOCK_KEPT`]) by this node's monotonic clock. `None` until two
+    /// witnesses have cosigned since the node started (it asks them all as it starts): one
+    /// alone is not judged by, so a single lying witness can neither stop this city publishing
+    /// nor move its view's day. Sets `credex_clock_ahead_of_witnesses_seconds` and
+    /// `credex_clock_behind_witnesses_seconds`.
+    pub(super) fn witness_clocks(&self) -> Option<WitnessClocks> {
         let clocks = self
             .witness_clocks
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let fresh: Vec<(i64, &String)> = clocks
+        let mut fresh: Vec<(i64, &String)> = clocks
             .iter()
             .filter(|(_, (_, learnt))| learnt.elapsed() < WITNESS_CLOCK_KEPT)
             .map(|(witness, (millis, learnt))| {
@@ -856,27 +876,34 @@ impl Engine {
         if fresh.len() < 2 {
             return None;
         }
-        fresh
-            .into_iter()
-            .max()
-            .map(|(millis, witness)| (millis, witness.clone()))
+        fresh.sort_unstable();
+        let owned = |(millis, witness): (i64, &String)| (millis, witness.clone());
+        let judged = WitnessClocks {
+            clock: self.clock.now_millis(),
+            earliest: owned(fresh[0]),
+            latest: owned(fresh[fresh.len() - 1]),
+        };
+        self.metrics.set_clock_against_witnesses(
+            judged.clock.saturating_sub(judged.latest.0),
+            judged.earliest.0.saturating_sub(judged.clock),
+        );
+        Some(judged)
     }
 
-    /// Why this city may not publish at `clock` (Unix ms): its clock reads more than
-    /// [`CLOCK_AHEAD_MAX`] ahead of every witness's. Its log goes forward in time, so an entry
-    /// stamped by a clock that jumped ahead would hold every later one that far ahead too.
-    fn clock_refusal(&self, clock: i64) -> Option<EngineError> {
-        let (witness_now, witness) = self.witness_now()?;
-        let ahead = clock.saturating_sub(witness_now);
-        self.metrics.set_clock_ahead_of_witnesses(ahead);
-        (ahead > clock_ahead_max_ms()).then(|| {
+    /// Why this city may not publish now: its clock reads more than [`CLOCK_AHEAD_MAX`] ahead of
+    /// every witness's. Its log goes forward in time, so an entry stamped by a clock that jumped
+    /// ahead would hold every later one that far ahead too.
+    fn clock_refusal(&self) -> Option<EngineError> {
+        let judged = self.witness_clocks()?;
+        judged.ahead().then(|| {
+            let (witness_now, witness) = &judged.latest;
             EngineError::Unavailable(format!(
                 "this node's clock reads {}, {} s ahead of every witness's (the latest, {witness}, \
                  reads {}): what it published would be logged in the future; set the clock \
                  right and publish again",
-                credex_core::date::format_millis(clock),
-                ahead / 1000,
-                credex_core::date::format_millis(witness_now)
+                credex_core::date::format_millis(judged.clock),
+                (judged.clock - witness_now) / 1000,
+                credex_core::date::format_millis(*witness_now)
             ))
         })
     }

@@ -217,6 +217,42 @@ async fn a_clock_a_day_ahead_of_every_witness_keeps_the_view_on_the_witnesses_da
 }
 
 #[tokio::test]
+async fn a_clock_a_day_behind_every_witness_takes_their_day_and_one_witness_alone_moves_nothing() {
+    let h = harness();
+    h.recount().await;
+    h.publish_repaired(black("CS-17"), "2026-06-01").await;
+    let company = uscc(COMPANY);
+    // The repair's eve on this clock. One witness a day ahead: alone, it moves nothing (it may
+    // be the one that lies).
+    h.clock.set_date(date("2026-05-31"));
+    h.engine.note_witness_clocks(&[
+        cosigned_behind(&h.engine, "wuhan", -86_400),
+        cosigned_behind(&h.engine, "hefei", 0),
+    ]);
+    assert_eq!(h.engine.view_today(), date("2026-05-31"));
+    assert_eq!(h.engine.tick().await.unwrap(), 0);
+    assert_eq!(h.lookup(&company, "", 0), "CS-17 in force v1");
+    // Every witness's clock reads the repair's day: it has come everywhere else, and here.
+    h.engine
+        .note_witness_clocks(&[cosigned_behind(&h.engine, "hefei", -86_400)]);
+    assert_eq!(h.engine.view_today(), date("2026-06-01"));
+    assert_eq!(h.engine.tick().await.unwrap(), 1);
+    assert_eq!(h.lookup(&company, "", 0), "CS-17 excluded repaired v2");
+    assert!(h.counts().3, "current on the witnesses' day");
+    h.assert_counts_match_the_view();
+    let behind: i64 = h
+        .engine
+        .metrics
+        .encode()
+        .lines()
+        .find_map(|l| l.strip_prefix("credex_clock_behind_witnesses_seconds{city=\"changsha\"} "))
+        .expect("the gauge")
+        .parse()
+        .expect("a number");
+    assert_eq!(behind, 86_400);
+}
+
+#[tokio::test]
 async fn a_clock_moved_back_steps_the_view_back_and_a_repair_takes_effect_again_on_its_day() {
     let h = harness();
     h.recount().await;
