@@ -245,7 +245,7 @@ wait "$early" || true
 # The publish came in before any witness had answered the cosigning round at start: publishing
 # waits for their answers, which carry their clocks, before it stamps anything.
 refused_ahead "restarted ahead" 10 "$size_before" "$(cat "$work/early")"
-figure "+10min: D+2 decision accepted by all, converged ${converge_s}s, known-at $before then $after; -10min: converged ${behind_s}s; final cosigned; +2h while running and at a restart: refused; $(converged "${cities[@]}")"
+figure "+10min: D+2 decision accepted by all, converged ${converge_s}s, known-at $before then $after; -10min: converged ${behind_s}s; final cosigned; +2h while running and at a restart (published to before its witnesses answered): refused, its view on D; $(converged "${cities[@]}")"
 ((failed == 0)) || exit 1
 echo
 echo "clock skew: every check passed"

@@ -336,7 +336,7 @@ impl Engine {
     /// Merges witnesses' cosignature lines into this city's stored checkpoint at `size`, each
     /// witness's newest in place of an older one (a witness asked again, as every one is when
     /// the node starts, cosigns again), and notes what each witness's clock read as it cosigned
-    /// (what publishing checks this node's against, `Engine::clock_refusal`).
+    /// (what publishing and the view check this node's against, `Engine::witness_clocks`).
     pub async fn add_cosignatures(
         &self,
         size: u64,

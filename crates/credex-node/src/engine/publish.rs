@@ -75,6 +75,23 @@ impl WitnessClocks {
     }
 }
 
+/// Why this city may not publish now, its clock against its witnesses' as `judged`: it reads
+/// more than [`CLOCK_AHEAD_MAX`] ahead of every witness's. Its log goes forward in time, so an
+/// entry stamped by a clock that jumped ahead would hold every later one that far ahead too.
+fn clock_refusal(judged: &WitnessClocks) -> Option<EngineError> {
+    judged.ahead().then(|| {
+        let (witness_now, witness) = &judged.latest;
+        EngineError::Unavailable(format!(
+            "this node's clock reads {}, {} s ahead of every witness's (the latest, {witness}, \
+             reads {}): what it published would be logged in the future; set the clock right \
+             and publish again",
+            credex_core::date::format_millis(judged.clock),
+            (judged.clock - witness_now) / 1000,
+            credex_core::date::format_millis(*witness_now)
+        ))
+    })
+}
+
 /// [`CLOCK_AHEAD_MAX`] in milliseconds, as the clocks are compared.
 fn max_ms() -> i64 {
     i64::try_from(CLOCK_AHEAD_MAX.as_millis()).unwrap_or(i64::MAX)
@@ -328,6 +345,9 @@ struct InFlight {
     clock_behind: bool,
     /// The last batch was refused for a clock ahead of the witnesses' (logged once).
     clock_ahead: bool,
+    /// The last batch was stamped with a witness's time, the clock behind them all (logged
+    /// once).
+    clock_slow: bool,
 }
 
 /// Waits for a batch's finishing; a panic there dropped its replies, which its callers see as
@@ -512,6 +532,7 @@ impl Engine {
                 logged_at,
                 clock_behind: in_flight.clock_behind,
                 clock_ahead: in_flight.clock_ahead,
+                clock_slow: in_flight.clock_slow,
             };
         } else {
             // Entries below the log's size are in the store, indexed (the store makes a
@@ -770,10 +791,14 @@ impl Engine {
     /// right) stamps each batch a millisecond after the one before until it passes the log's
     /// last entry again, so peers, which refuse an entry logged before one they hold in the view
     /// (`index::CheckedLeaf::refuse_logged_before`), take it, and "as known at" a time stays a
-    /// prefix of the log. A clock that jumped ahead is refused ([`Engine::clock_refusal`]).
+    /// prefix of the log. Against the witnesses' clocks (two at least): a clock that jumped
+    /// ahead of them all is refused ([`clock_refusal`]); one more than
+    /// [`CLOCK_AHEAD_MAX`] behind them all stamps the earliest witness's time instead, as the
+    /// view takes that witness's day ([`Engine::view_today`]), so that what the city logs is
+    /// not logged late by the clock's error nor judged on a day already past elsewhere.
     fn stamp(&self, in_flight: &mut InFlight) -> Result<i64, EngineError> {
-        let clock = self.clock.now_millis();
-        if let Some(refusal) = self.clock_refusal() {
+        let judged = self.witness_clocks();
+        if let Some(refusal) = judged.as_ref().and_then(clock_refusal) {
             if !in_flight.clock_ahead {
                 warn!(error = %refusal, "publishing refused");
             }
@@ -781,6 +806,25 @@ impl Engine {
             return Err(refusal);
         }
         in_flight.clock_ahead = false;
+        let slow = judged.as_ref().filter(|j| j.behind());
+        if slow.is_some() != in_flight.clock_slow {
+            in_flight.clock_slow = slow.is_some();
+            match slow {
+                Some(j) => warn!(
+                    clock = %credex_core::date::format_millis(j.clock),
+                    witness = %j.earliest.1,
+                    witness_clock = %credex_core::date::format_millis(j.earliest.0),
+                    "the clock reads more than an hour behind every witness's; stamping entries \
+                     with the earliest witness's time until it is set right"
+                ),
+                None => info!("the clock reads within the hour of the witnesses' again"),
+            }
+        }
+        let clock = match (&judged, slow) {
+            (_, Some(j)) => j.earliest.0,
+            (Some(j), None) => j.clock,
+            (None, None) => self.clock.now_millis(),
+        };
         let now = clock.max(in_flight.logged_at.saturating_add(1));
         let behind = now - clock;
         self.metrics.set_publish_clock_behind(behind);
@@ -888,24 +932,6 @@ impl Engine {
             judged.earliest.0.saturating_sub(judged.clock),
         );
         Some(judged)
-    }
-
-    /// Why this city may not publish now: its clock reads more than [`CLOCK_AHEAD_MAX`] ahead of
-    /// every witness's. Its log goes forward in time, so an entry stamped by a clock that jumped
-    /// ahead would hold every later one that far ahead too.
-    fn clock_refusal(&self) -> Option<EngineError> {
-        let judged = self.witness_clocks()?;
-        judged.ahead().then(|| {
-            let (witness_now, witness) = &judged.latest;
-            EngineError::Unavailable(format!(
-                "this node's clock reads {}, {} s ahead of every witness's (the latest, {witness}, \
-                 reads {}): what it published would be logged in the future; set the clock \
-                 right and publish again",
-                credex_core::date::format_millis(judged.clock),
-                (judged.clock - witness_now) / 1000,
-                credex_core::date::format_millis(*witness_now)
-            ))
-        })
     }
 
     /// Why this city's log, in `state`, takes no entries now, if it does not. `state` may be

@@ -250,6 +250,12 @@ async fn a_clock_a_day_behind_every_witness_takes_their_day_and_one_witness_alon
         .parse()
         .expect("a number");
     assert_eq!(behind, 86_400);
+    // What it publishes meanwhile is stamped with the earliest witness's time, not logged a
+    // day late.
+    h.publish(vec![black("CS-18")]).await.unwrap();
+    let size = h.engine.origin_state(NODE).size;
+    let logged = h.engine.known_at(0, NODE, size).unwrap() - h.clock.now_millis();
+    assert!((86_400_000..86_405_000).contains(&logged), "{logged}");
 }
 
 #[tokio::test]
