@@ -22,7 +22,10 @@
 #     stays in force there, as everywhere); set right again, it publishes and all four
 #     converge. The same when it is
 #     restarted two hours ahead and published to at once: publishing waits for the witnesses'
-#     answers to its cosigning round at start, which carry their clocks.
+#     answers to its cosigning round at start, which carry their clocks;
+#   - a day behind while it runs: its view takes the witnesses' day (a listing repaired from
+#     today is out of force there, as everywhere), credex_clock_behind_witnesses_seconds says a
+#     day, and what it publishes is taken by all four.
 #
 # Usage: deploy/fault/clock-skew.sh [--short]   (the same either way)
 set -euo pipefail
@@ -155,16 +158,29 @@ r["status"] = {"kind": "STATUS_KIND_REPAIRED", "reason": "履行完毕，信用�
 print(json.dumps(r, ensure_ascii=False))' "$work/listed.jsonl" "$(day 1)" >"$work/repaired.jsonl"
 ctl changsha publish "$work/listed.jsonl" >/dev/null
 ctl changsha publish "$work/repaired.jsonl" >/dev/null
+# A second listing about the same subject, repaired from today: out of force everywhere today.
+python3 -c '
+import json, sys
+r = json.loads(open(sys.argv[1]).readline())
+r["record_id"] = r["record_id"][:-1] + ("0" if r["record_id"][-1] != "0" else "1")
+print(json.dumps(r, ensure_ascii=False))
+r["version"] = 2
+r["status"] = {"kind": "STATUS_KIND_REPAIRED", "reason": "履行完毕，信用修复", "effective_on": sys.argv[2]}
+print(json.dumps(r, ensure_ascii=False))' "$work/listed.jsonl" "$D" >"$work/repaired-today.jsonl"
+sed -n 1p "$work/repaired-today.jsonl" | ctl changsha publish >/dev/null
+sed -n 2p "$work/repaired-today.jsonl" | ctl changsha publish >/dev/null
+today_id=$(sed -n 1p "$work/repaired-today.jsonl" | python3 -c 'import json, sys; print(json.load(sys.stdin)["record_id"])')
 read -r listed_id listed_subject <<<"$(python3 -c '
 import json, sys
 r = json.load(open(sys.argv[1]))
 print(r["record_id"], r["subject"].get("uscc") or r["subject"]["id_number"])' "$work/listed.jsonl")"
-# in_force_at CITY: 1 if the listing is in force in CITY's view today, else 0.
+# in_force_at CITY [ID]: 1 if the listing (or record ID of the same subject) is in force in
+# CITY's view today, else 0.
 in_force_at() {
   ctl "$1" --json lookup "$listed_subject" | python3 -c '
 import json, sys
 view = json.load(sys.stdin)
-print(sum(1 for r in view.get("in_force", []) if r["record"]["record_id"] == sys.argv[1]))' "$listed_id"
+print(sum(1 for r in view.get("in_force", []) if r["record"]["record_id"] == sys.argv[1]))' "${2:-$listed_id}"
 }
 publish nanchang 5 6 "$D"
 wait_for "the four converge" converged "${cities[@]}"
@@ -245,7 +261,31 @@ wait "$early" || true
 # The publish came in before any witness had answered the cosigning round at start: publishing
 # waits for their answers, which carry their clocks, before it stamps anything.
 refused_ahead "restarted ahead" 10 "$size_before" "$(cat "$work/early")"
-figure "+10min: D+2 decision accepted by all, converged ${converge_s}s, known-at $before then $after; -10min: converged ${behind_s}s; final cosigned; +2h while running and at a restart (published to before its witnesses answered): refused, its view on D; $(converged "${cities[@]}")"
+say "nanchang's clock a day behind while it runs"
+set_clock_file "$clockfile" $((offset - 86400))
+# behind_gauge: credex_clock_behind_witnesses_seconds at nanchang (the date tick sets it every
+# 200 ms; the Date header cannot show a clock put back, hyper caching it until its clock passes).
+behind_gauge() {
+  curl -fsS --max-time 5 "http://127.0.0.1:$((BASE_PORT + 103))/metrics" |
+    sed -n 's/^credex_clock_behind_witnesses_seconds{[^}]*} \(-*[0-9]*\)$/\1/p'
+}
+a_day_behind() { local b; b=$(behind_gauge) && ((${b:-0} >= 86300 && ${b:-0} <= 86500)); }
+wait_for "nanchang's clock a day behind its witnesses'" a_day_behind
+echo "ok: a day behind: credex_clock_behind_witnesses_seconds at nanchang: $(behind_gauge)"
+# Its clock reads yesterday: its view takes the witnesses' day, on which the listing repaired
+# from today is out of force, as at Wuhan.
+at_nanchang=$(in_force_at nanchang "$today_id") at_wuhan=$(in_force_at wuhan "$today_id")
+if [[ $at_nanchang == 0 && $at_wuhan == 0 ]]; then
+  echo "ok: a day behind: the listing repaired from $D is out of force at nanchang, as at wuhan"
+else
+  echo "FAIL: a day behind: the listing repaired from $D in force at nanchang: $at_nanchang, at wuhan: $at_wuhan"; failed=1
+fi
+# What it publishes is stamped with the witnesses' time, judged on today, and reaches all four.
+publish nanchang 5 12 "$D"
+wait_for "the four converge" converged "${cities[@]}"
+set_clock_file "$clockfile" "$offset"
+echo "a day behind: published and converged: $(converged "${cities[@]}")"
+figure "+10min: D+2 decision accepted by all, converged ${converge_s}s, known-at $before then $after; -10min: converged ${behind_s}s; final cosigned; +2h while running and at a restart (published to before its witnesses answered): refused, its view on D; a day behind: its view on D, published; $(converged "${cities[@]}")"
 ((failed == 0)) || exit 1
 echo
 echo "clock skew: every check passed"
