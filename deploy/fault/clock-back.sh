@@ -97,9 +97,7 @@ fi
 back=$(standing "$subject")
 check "lookup on $D" "$back" "in force v1"
 check "the change feed" "$(last_change)" "KIND_ENTERED v1 $D"
-# consortium init puts city i's admin listener on 127.0.0.1:BASE_PORT+100+i.
-steps=$(curl -fsS --max-time 5 "http://127.0.0.1:$((BASE_PORT + 100))/metrics" |
-  sed -n 's/^credex_view_steps_back_total{[^}]*} \([0-9]*\)$/\1/p')
+steps=$(metric 0 credex_view_steps_back_total)
 check "credex_view_steps_back_total" "$steps" 1
 say "a new record on $D, the log's last entry logged on $(day 10)"
 ctl changsha gen --count 1 --seed 4 --today "$D" >"$work/new.jsonl"
@@ -110,8 +108,7 @@ print(s.get("uscc") or s["id_number"])' "$work/new.jsonl")
 ctl changsha publish "$work/new.jsonl" >/dev/null
 check "the new record as known at checkpoint 2" "$(standing "$fresh" --as-known-at-checkpoint 2)" "absent"
 check "the new record as known at checkpoint 3" "$(standing "$fresh" --as-known-at-checkpoint 3)" "in force v1"
-behind=$(curl -fsS --max-time 5 "http://127.0.0.1:$((BASE_PORT + 100))/metrics" |
-  sed -n 's/^credex_publish_clock_behind_seconds{[^}]*} \([0-9]*\)$/\1/p')
+behind=$(metric 0 credex_publish_clock_behind_seconds)
 # Ten days less the seconds between the two publishes (each clock counts on from its noon).
 check "credex_publish_clock_behind_seconds ($behind) within an hour of ten days" \
   "$((${behind:-0} > 860400 && ${behind:-0} <= 864000))" 1

@@ -190,11 +190,7 @@ wait_for "every newest checkpoint final" final || { echo "FAIL: nanchang not cos
 node_clock() { date -d "$(curl -fsSI --max-time 5 "http://127.0.0.1:$((BASE_PORT + 103))/metrics" | sed -n 's/^[Dd]ate: //p' | tr -d '\r')" +%s; }
 # clock_reads MIN MAX: the node's clock is MIN to MAX seconds ahead of the honest one.
 clock_reads() { local t; t=$(node_clock) && (($1 <= t - $(date +%s) - offset && t - $(date +%s) - offset <= $2)); }
-# ahead_gauge: credex_clock_ahead_of_witnesses_seconds at nanchang.
-ahead_gauge() {
-  curl -fsS --max-time 5 "http://127.0.0.1:$((BASE_PORT + 103))/metrics" |
-    sed -n 's/^credex_clock_ahead_of_witnesses_seconds{[^}]*} \(-*[0-9]*\)$/\1/p'
-}
+ahead_gauge() { metric 3 credex_clock_ahead_of_witnesses_seconds; }
 # publish_one: publishes one record at nanchang; prints what the node answered, and PUBLISHED
 # last if it took the record.
 publish_one() { ctl nanchang gen --count 1 --seed 7 --today "$D" | ctl nanchang publish 2>&1 && echo PUBLISHED; }
@@ -263,12 +259,9 @@ wait "$early" || true
 refused_ahead "restarted ahead" 10 "$size_before" "$(cat "$work/early")"
 say "nanchang's clock a day behind while it runs"
 set_clock_file "$clockfile" $((offset - 86400))
-# behind_gauge: credex_clock_behind_witnesses_seconds at nanchang (the date tick sets it every
-# 200 ms; the Date header cannot show a clock put back, hyper caching it until its clock passes).
-behind_gauge() {
-  curl -fsS --max-time 5 "http://127.0.0.1:$((BASE_PORT + 103))/metrics" |
-    sed -n 's/^credex_clock_behind_witnesses_seconds{[^}]*} \(-*[0-9]*\)$/\1/p'
-}
+# The date tick sets the gauge every 200 ms; the Date header cannot show a clock put back,
+# hyper caching it until its clock passes.
+behind_gauge() { metric 3 credex_clock_behind_witnesses_seconds; }
 a_day_behind() { local b; b=$(behind_gauge) && ((${b:-0} >= 86300 && ${b:-0} <= 86500)); }
 wait_for "nanchang's clock a day behind its witnesses'" a_day_behind
 echo "ok: a day behind: credex_clock_behind_witnesses_seconds at nanchang: $(behind_gauge)"

@@ -62,7 +62,6 @@ pub async fn run(engine: Arc<Engine>, peers: Vec<PeerLink>, mut shutdown: watch:
         })
         .collect();
     if witnesses.is_empty() {
-        engine.witnesses_heard();
         return;
     }
     let mut advanced = engine.subscribe();

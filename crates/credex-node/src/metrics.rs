@@ -209,7 +209,8 @@ impl Metrics {
             "clock_behind_witnesses_seconds",
             "The earliest of this node's witnesses' clocks less its own, as their cosignatures of \
              its checkpoints give them (negative: not behind them all); more than an hour \
-             behind, the view takes the earliest witness's day",
+             behind with every other member's witness heard, the view takes the earliest \
+             witness's day and publishes are stamped with its time",
             clock_behind_witnesses.clone(),
         );
         registry.register("log_size", "Entries held per origin", log_size.clone());

@@ -559,11 +559,10 @@ impl Engine {
     /// a day longer. The query date, the date tick and the changes each batch records all take
     /// it.
     pub fn view_today(&self) -> Date {
-        match self.witness_clocks() {
-            Some(judged) if judged.ahead() => credex_core::date::date_of_millis(judged.latest.0),
-            Some(judged) if judged.behind() => credex_core::date::date_of_millis(judged.earliest.0),
-            _ => self.clock.today(),
-        }
+        let time = self
+            .witness_clocks()
+            .map_or_else(|| self.clock.now_millis(), |j| j.time());
+        credex_core::date::date_of_millis(time)
     }
 
     pub(crate) fn view_is_on(&self, today: Date) -> Result<bool, EngineError> {
@@ -598,6 +597,7 @@ fn latest_subject(engine: &Engine, history: &[RecordVersion]) -> String {
 pub async fn run_ticks(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
     // The view's day may come from the witnesses' clocks (`Engine::view_today`): a node whose
     // clock was wrong when it started does not tick to that clock's day first.
+    // (Publishing warns if they were not heard in time.)
     engine.wait_for_witnesses().await;
     loop {
         if let Err(e) = engine.tick().await {

@@ -1,5 +1,6 @@
 //! The engine as the direct tests build it: a temp-dir store, a fixed clock and generated keys
-//! for two members, the node (Changsha) and a peer (Wuhan) whose entries it receives.
+//! for four members: the node (Changsha), a peer (Wuhan) whose entries it receives, and two
+//! that send nothing (their witnesses' clocks are fed in by the clock tests).
 
 use std::sync::Arc;
 
@@ -23,6 +24,8 @@ use super::{Engine, EngineParts, Member};
 
 pub(crate) const NODE: &str = "changsha";
 pub(crate) const PEER: &str = "wuhan";
+/// Members of the test consortium besides the two, which send nothing.
+const SILENT: [&str; 2] = ["hefei", "nanchang"];
 
 /// An engine on its own store. The store lives as long as `dir`.
 pub(crate) struct TestEngine {
@@ -84,10 +87,18 @@ pub(super) fn test_engine_with(
     let engine = Engine::new(EngineParts {
         consortium: consortium.to_owned(),
         city: NODE.to_owned(),
-        members: vec![
-            member(NODE, &node_log, &node_witness),
-            member(PEER, &peer_log, &peer_witness),
-        ],
+        members: [
+            (NODE, &node_log, &node_witness),
+            (PEER, &peer_log, &peer_witness),
+        ]
+        .into_iter()
+        .map(|(city, log, witness)| member(city, log, witness))
+        // Two more members, silent, whose witnesses the clock checks count on.
+        .chain(SILENT.iter().map(|city| {
+            let (log, witness) = keys(consortium, city);
+            member(city, &log, &witness)
+        }))
+        .collect(),
         log_key: node_log,
         witness_key: node_witness,
         policy: RecognitionPolicy::recognise_all(NODE),

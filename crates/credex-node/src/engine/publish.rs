@@ -54,13 +54,19 @@ pub const MAX_RECORDS_PER_REQUEST: usize = 10_000;
 pub const CLOCK_AHEAD_MAX: Duration = Duration::from_secs(3600);
 /// A witness's clock learnt longer ago than this is not judged by.
 const WITNESS_CLOCK_KEPT: Duration = Duration::from_secs(24 * 3600);
+/// How long publishing waits at start to hear the witnesses' clocks
+/// ([`Engine::hear_witnesses_first`]) before it stamps a batch without them.
+pub const WITNESS_WAIT_AT_START: Duration = Duration::from_secs(5);
+
 /// This node's clock and its witnesses' now ([`Engine::witness_clocks`]): the earliest and
-/// the latest of theirs (Unix ms), each with the witness's name.
+/// the latest of theirs (Unix ms), each with the witness's name, and whether every other
+/// member's witness is among them.
 #[derive(Debug)]
 pub(super) struct WitnessClocks {
     pub clock: i64,
     pub earliest: (i64, String),
     pub latest: (i64, String),
+    pub every_witness: bool,
 }
 
 impl WitnessClocks {
@@ -69,9 +75,27 @@ impl WitnessClocks {
         self.clock.saturating_sub(self.latest.0) > max_ms()
     }
 
-    /// This clock reads more than [`CLOCK_AHEAD_MAX`] behind every witness's.
+    /// This clock reads more than [`CLOCK_AHEAD_MAX`] behind every witness's, every other
+    /// member's witness answering. Judged behind, the node stamps and takes its day by a
+    /// witness's time, and the log keeps what it stamps for good: a majority of witnesses
+    /// reading ahead together while the one honest witness is silent (at a restart, say) must
+    /// not move it. Ahead only refuses to publish until the clock is right, so two suffice.
     pub fn behind(&self) -> bool {
-        self.earliest.0.saturating_sub(self.clock) > max_ms()
+        self.every_witness && self.earliest.0.saturating_sub(self.clock) > max_ms()
+    }
+
+    /// The time the node goes by (Unix ms): its clock, or the nearest witness's while it reads
+    /// more than [`CLOCK_AHEAD_MAX`] ahead of (the latest's) or behind (the earliest's) them
+    /// all. The view's day ([`Engine::view_today`]) and a batch's stamp (where it is not
+    /// refused for being ahead) take it.
+    pub fn time(&self) -> i64 {
+        if self.ahead() {
+            self.latest.0
+        } else if self.behind() {
+            self.earliest.0
+        } else {
+            self.clock
+        }
     }
 }
 
@@ -96,9 +120,6 @@ fn clock_refusal(judged: &WitnessClocks) -> Option<EngineError> {
 fn max_ms() -> i64 {
     i64::try_from(CLOCK_AHEAD_MAX.as_millis()).unwrap_or(i64::MAX)
 }
-/// How long publishing waits at start to hear the witnesses' clocks
-/// ([`Engine::hear_witnesses_first`]) before it stamps a batch without them.
-pub const WITNESS_WAIT_AT_START: Duration = Duration::from_secs(5);
 
 /// Where one published record landed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,7 +258,13 @@ async fn run(engine: Arc<Engine>, mut rx: mpsc::Receiver<Job>) {
         Ok(Err(e)) => warn!(error = %e, "could not checkpoint this city's log at start"),
         Err(e) => warn!(error = %e, "checkpointing this city's log at start panicked"),
     }
-    engine.wait_for_witnesses().await;
+    if !engine.wait_for_witnesses().await {
+        warn!(
+            waited = ?WITNESS_WAIT_AT_START,
+            "no two witnesses answered the cosigning round at start in time: publishing without \
+             checking this node's clock against theirs until they do"
+        );
+    }
     let failures = Arc::new(Failures::default());
     // One prepared batch waits while one is applied: the stages run side by side, no further.
     let (prepared_tx, prepared_rx) = mpsc::channel(1);
@@ -820,11 +847,7 @@ impl Engine {
                 None => info!("the clock reads within the hour of the witnesses' again"),
             }
         }
-        let clock = match (&judged, slow) {
-            (_, Some(j)) => j.earliest.0,
-            (Some(j), None) => j.clock,
-            (None, None) => self.clock.now_millis(),
-        };
+        let clock = judged.map_or_else(|| self.clock.now_millis(), |j| j.time());
         let now = clock.max(in_flight.logged_at.saturating_add(1));
         let behind = now - clock;
         self.metrics.set_publish_clock_behind(behind);
@@ -883,19 +906,12 @@ impl Engine {
     }
 
     /// Waits, before the first batch is stamped (and the date tick's first tick), as
-    /// [`Engine::hear_witnesses_first`] says.
-    pub(super) async fn wait_for_witnesses(&self) {
+    /// [`Engine::hear_witnesses_first`] says; whether the witnesses were heard in time.
+    pub(super) async fn wait_for_witnesses(&self) -> bool {
         let mut heard = self.witnesses_heard.subscribe();
-        if tokio::time::timeout(WITNESS_WAIT_AT_START, heard.wait_for(|heard| *heard))
+        tokio::time::timeout(WITNESS_WAIT_AT_START, heard.wait_for(|heard| *heard))
             .await
-            .is_err()
-        {
-            warn!(
-                waited = ?WITNESS_WAIT_AT_START,
-                "no two witnesses answered the cosigning round at start in time: publishing \
-                 without checking this node's clock against theirs until they do"
-            );
-        }
+            .is_ok()
     }
 
     /// This node's clock against its witnesses' now: each going on from its newest cosignature
@@ -911,10 +927,10 @@ impl Engine {
             .unwrap_or_else(|e| e.into_inner());
         let mut fresh: Vec<(i64, &String)> = clocks
             .iter()
-            .filter(|(_, (_, learnt))| learnt.elapsed() < WITNESS_CLOCK_KEPT)
-            .map(|(witness, (millis, learnt))| {
-                let since = i64::try_from(learnt.elapsed().as_millis()).unwrap_or(i64::MAX);
-                (millis.saturating_add(since), witness)
+            .filter_map(|(witness, (millis, learnt))| {
+                let since = learnt.elapsed();
+                let since_ms = i64::try_from(since.as_millis()).unwrap_or(i64::MAX);
+                (since < WITNESS_CLOCK_KEPT).then(|| (millis.saturating_add(since_ms), witness))
             })
             .collect();
         if fresh.len() < 2 {
@@ -926,6 +942,10 @@ impl Engine {
             clock: self.clock.now_millis(),
             earliest: owned(fresh[0]),
             latest: owned(fresh[fresh.len() - 1]),
+            every_witness: self.members.keys().filter(|c| **c != self.city).all(|c| {
+                let name = credex_core::consortium::witness_name(&self.consortium, c);
+                fresh.iter().any(|(_, w)| **w == name)
+            }),
         };
         self.metrics.set_clock_against_witnesses(
             judged.clock.saturating_sub(judged.latest.0),

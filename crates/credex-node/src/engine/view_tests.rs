@@ -232,9 +232,14 @@ async fn a_clock_a_day_behind_every_witness_takes_their_day_and_one_witness_alon
     assert_eq!(h.engine.view_today(), date("2026-05-31"));
     assert_eq!(h.engine.tick().await.unwrap(), 0);
     assert_eq!(h.lookup(&company, "", 0), "CS-17 in force v1");
-    // Every witness's clock reads the repair's day: it has come everywhere else, and here.
+    // Two of the three witnesses a day ahead, the third not heard from: not every witness's
+    // (two lying together while the honest one is silent must not move this node's day).
     h.engine
         .note_witness_clocks(&[cosigned_behind(&h.engine, "hefei", -86_400)]);
+    assert_eq!(h.engine.view_today(), date("2026-05-31"));
+    // Every witness's clock reads the repair's day: it has come everywhere else, and here.
+    h.engine
+        .note_witness_clocks(&[cosigned_behind(&h.engine, "nanchang", -86_400)]);
     assert_eq!(h.engine.view_today(), date("2026-06-01"));
     assert_eq!(h.engine.tick().await.unwrap(), 1);
     assert_eq!(h.lookup(&company, "", 0), "CS-17 excluded repaired v2");
