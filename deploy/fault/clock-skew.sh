@@ -7,6 +7,9 @@
 # D. The midnight between them is the point: a record's validity depends on its reference date,
 # which for a relayed entry must be the date its origin logged it (`logged_at`), never the
 # receiver's own clock. What must hold, and what this script checks:
+#   - a new city: Nanchang, its log empty, starts two hours ahead of the rest: its first publish
+#     is refused (its witnesses cosigned the checkpoint over its empty log, and their
+#     cosignatures told their clocks), nothing is logged; it restarts 10 minutes ahead;
 #   - ahead: Nanchang publishes a record decided on D+2, its tomorrow (the consortium allows
 #     decisions one day ahead); the other three append it and hold it valid, though on their
 #     clock D+2 is two days ahead; all four converge with nothing invalid or quarantined, and
@@ -45,9 +48,28 @@ fake_now_ms() { echo $((($(date +%s) + offset) * 1000)); }
 "$BIN/credexctl" consortium init --out "$H" --base-port "$BASE_PORT" >/dev/null
 # shellcheck disable=SC2046 # the prefix is words on purpose
 for i in 0 1 2; do start "${cities[i]}" "$H/${cities[i]}" "$(peers_direct "$i")" $(clock "$offset"); done
+for c in "${cities[@]:0:3}"; do wait_for "$c up" ctl "$c" status; done
+failed=0
+
+say "nanchang, a new city that has logged nothing, starts two hours ahead of its witnesses"
+# Its log is empty, so there is no checkpoint of entries for the witnesses to cosign; they
+# cosign the one over its empty log, whose cosignatures carry their clocks, and its first
+# entry is judged by them, not stamped two hours ahead.
+# shellcheck disable=SC2046
+start nanchang "$H/nanchang" "$(peers_direct 3)" $(clock $((offset + 7200)))
+wait_for "nanchang up" ctl nanchang status
+first=$(ctl nanchang gen --count 1 --seed 5 --today "$D" | ctl nanchang publish 2>&1 && echo PUBLISHED) || true
+if [[ $first == *"s ahead of every witness's"* ]]; then
+  echo "ok: a new city two hours ahead: refused: ${first#*UNAVAILABLE: }"
+else
+  echo "FAIL: a new city two hours ahead: its first publish: $first"; failed=1
+fi
+[[ $(size_at nanchang nanchang) == 0 ]] || { echo "FAIL: a new city two hours ahead: nanchang's log grew"; failed=1; }
+stop nanchang
+
 # shellcheck disable=SC2046
 start nanchang "$H/nanchang" "$(peers_direct 3)" $(clock $((offset + 600)))
-for c in "${cities[@]}"; do wait_for "$c up" ctl "$c" status; done
+wait_for "nanchang up" ctl nanchang status
 echo "honest clocks at $(date -u -d "@$honest" '+%F %T') UTC (23:55 CST of $D); nanchang 10 minutes ahead (00:05 CST of $(day 1))"
 publish() { ctl "$1" gen --count "$2" --seed "$3" --today "$4" | ctl "$1" publish >/dev/null; }
 for i in 0 1 2; do publish "${cities[i]}" 30 "$((i + 1))" "$D"; done
@@ -73,7 +95,6 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 print(r["record_id"], r["publication"]["starts_on"])' "$work/ahead.jsonl")"
 ctl nanchang publish "$work/ahead.jsonl" | tail -1
-failed=0
 if ctl wuhan publish "$work/ahead.jsonl" >/dev/null 2>&1; then
   echo "FAIL: wuhan took a record of nanchang's"; failed=1
 fi

@@ -39,6 +39,8 @@ pub struct Sandbox {
     _dir: tempfile::TempDir,
     pub home: Home,
     pub clock: Arc<FixedClock>,
+    /// Nodes that run on a clock of their own instead ([`Sandbox::set_clock`]).
+    clocks: BTreeMap<String, Arc<FixedClock>>,
     addrs: BTreeMap<String, SocketAddr>,
     /// city → the peers it syncs with.
     links: BTreeMap<String, Vec<String>>,
@@ -215,6 +217,7 @@ impl SandboxBuilder {
             _dir: dir,
             home,
             clock: Arc::new(FixedClock::at_date(start_date())),
+            clocks: BTreeMap::new(),
             addrs,
             links,
             nodes: BTreeMap::new(),
@@ -288,7 +291,7 @@ impl Sandbox {
             None => None,
         };
         let (stop, stopped) = oneshot::channel::<()>();
-        let clock = self.clock.clone();
+        let clock = self.clocks.get(city).unwrap_or(&self.clock).clone();
         let task = tokio::spawn(async move {
             let listeners = Listeners {
                 grpc: listener,
@@ -319,6 +322,12 @@ impl Sandbox {
         tokio::time::timeout(DEADLINE, node.task)
             .await
             .context("node did not stop in time")??
+    }
+
+    /// Runs `city`'s node on `clock` instead of the sandbox's, from its next start on: a
+    /// clock set wrong.
+    pub fn set_clock(&mut self, city: &str, clock: Arc<FixedClock>) {
+        self.clocks.insert(city.to_owned(), clock);
     }
 
     /// Replaces the peers `city` syncs with, from its next start on.

@@ -1,11 +1,14 @@
 //! The view tells the truth over time, through real gRPC: a status takes effect on its own
-//! date in every city (Watch included), and a version that moves its record's subject or list,
-//! or follows a revocation, is refused with the field named.
+//! date in every city (Watch included), a version that moves its record's subject or list, or
+//! follows a revocation, is refused with the field named, and a new city whose clock is wrong
+//! logs nothing by it.
+
+use std::sync::Arc;
 
 use anyhow::Result;
 use credex_cli::city::capitals;
 use credex_cli::generator::{self, Generator};
-use credex_core::date::format_date;
+use credex_core::date::{Clock, FixedClock, format_date};
 use credex_core::pb;
 use credex_node::tls::Role;
 
@@ -188,5 +191,67 @@ async fn versions_that_move_the_subject_or_list_or_revive_a_revoked_record_are_r
         Ok(sandbox.sizes("changsha").await?.get("changsha") == Some(&2))
     })
     .await?;
+    sandbox.shutdown().await
+}
+
+/// A new city's first entry would be stamped by its own clock alone: with no entries, it had no
+/// checkpoint for the witnesses to cosign, and so no witness's clock to judge its own by. Its
+/// witnesses cosign the checkpoint over its empty log instead, and a node a day ahead of them
+/// all logs nothing until it is set right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_city_a_day_ahead_of_its_witnesses_logs_nothing_until_its_clock_is_right()
+-> Result<()> {
+    let cities = capitals()[..3].to_vec();
+    let new_city = cities[2].id.clone();
+    let mut sandbox = Sandbox::builder()
+        .cities(cities.clone())
+        .stopped(&new_city)
+        .start()
+        .await?;
+    let day_ahead = Arc::new(FixedClock::at_millis(
+        sandbox.clock.now_millis() + 86_400_000,
+    ));
+    sandbox.set_clock(&new_city, day_ahead.clone());
+    sandbox.start_node(&new_city).await?;
+    let mut generator = Generator::new(&cities[2], 51, start_date());
+    let record = generator.record();
+
+    let status = refusal(sandbox.publish(&new_city, vec![record.clone()]).await);
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().contains("ahead of every witness's"),
+        "{status:?}"
+    );
+    assert_eq!(
+        sandbox
+            .sizes(&new_city)
+            .await?
+            .get(&new_city)
+            .copied()
+            .unwrap_or(0),
+        0,
+        "nothing logged a day ahead"
+    );
+
+    // Set right, it publishes, stamped by the witnesses' time: what the view knew an hour
+    // from now holds it.
+    day_ahead.set_date(start_date());
+    let published = sandbox.publish(&new_city, vec![record.clone()]).await?;
+    assert_eq!(published.tree_size, 1, "{published:?}");
+    let mut view =
+        pb::view_client::ViewClient::new(sandbox.channel(&new_city, Role::Reader).await?);
+    let known = view
+        .lookup(pb::LookupRequest {
+            subject_id: subject_of(&record),
+            as_known_at: sandbox.clock.now_millis() + 3_600_000,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        known.in_force.len() + known.excluded.len(),
+        1,
+        "logged within the hour, not a day ahead: {known:?}"
+    );
     sandbox.shutdown().await
 }

@@ -5,7 +5,9 @@
 //! from a [`Clock`] so that tests and `credexctl` can move time.
 
 use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, Utc};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// A calendar date (UTC+8).
 pub type Date = NaiveDate;
@@ -82,6 +84,11 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
     /// Unix milliseconds.
     fn now_millis(&self) -> i64;
 
+    /// Time gone by since a fixed point of this clock's, which never goes back whatever the
+    /// wall clock does: what a node measures the age of something it learnt by (a witness's
+    /// clock, as of when it cosigned), so that a wall clock set wrong is seen as wrong.
+    fn elapsed(&self) -> Duration;
+
     /// Today's calendar date in UTC+8.
     fn today(&self) -> Date {
         date_of_millis(self.now_millis())
@@ -96,16 +103,30 @@ impl Clock for SystemClock {
     fn now_millis(&self) -> i64 {
         Utc::now().timestamp_millis()
     }
+
+    /// The monotonic clock's time since the process first asked.
+    fn elapsed(&self) -> Duration {
+        static START: OnceLock<Instant> = OnceLock::new();
+        START.get_or_init(Instant::now).elapsed()
+    }
 }
 
-/// A clock that stands still until moved; for tests and simulated time.
+/// A clock that stands still until moved; for tests and simulated time. Moved forward, time
+/// has gone by ([`Clock::elapsed`] grows by as much, as days passing are simulated); moved
+/// back, it was put back, and no time went by.
 #[derive(Debug)]
-pub struct FixedClock(AtomicI64);
+pub struct FixedClock {
+    unix_millis: AtomicI64,
+    elapsed_millis: AtomicU64,
+}
 
 impl FixedClock {
     /// A clock at the given Unix milliseconds.
     pub fn at_millis(unix_millis: i64) -> Self {
-        Self(AtomicI64::new(unix_millis))
+        Self {
+            unix_millis: AtomicI64::new(unix_millis),
+            elapsed_millis: AtomicU64::new(0),
+        }
     }
 
     /// A clock at noon (UTC+8) of the given date.
@@ -115,13 +136,24 @@ impl FixedClock {
 
     /// Moves the clock to noon (UTC+8) of the given date.
     pub fn set_date(&self, date: Date) {
-        self.0.store(noon_cst_millis(date), Ordering::SeqCst);
+        self.set_millis(noon_cst_millis(date));
+    }
+
+    /// Moves the clock to the given Unix milliseconds.
+    pub fn set_millis(&self, unix_millis: i64) {
+        let before = self.unix_millis.swap(unix_millis, Ordering::SeqCst);
+        let forward = u64::try_from(unix_millis.saturating_sub(before)).unwrap_or(0);
+        self.elapsed_millis.fetch_add(forward, Ordering::SeqCst);
     }
 }
 
 impl Clock for FixedClock {
     fn now_millis(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
+        self.unix_millis.load(Ordering::SeqCst)
+    }
+
+    fn elapsed(&self) -> Duration {
+        Duration::from_millis(self.elapsed_millis.load(Ordering::SeqCst))
     }
 }
 
@@ -229,5 +261,18 @@ mod tests {
         let d = parse_date("2026-05-20").unwrap();
         clock.set_date(d);
         assert_eq!(clock.today(), d);
+    }
+
+    #[test]
+    fn a_fixed_clock_moved_forward_lets_time_go_by_and_put_back_does_not() {
+        let clock = FixedClock::at_date(parse_date("2026-05-20").unwrap());
+        assert_eq!(clock.elapsed(), Duration::ZERO);
+        clock.set_date(parse_date("2026-05-22").unwrap());
+        assert_eq!(clock.elapsed(), Duration::from_secs(2 * 86_400));
+        // Put back a day: the wall clock goes back, time gone by does not.
+        clock.set_date(parse_date("2026-05-21").unwrap());
+        assert_eq!(clock.elapsed(), Duration::from_secs(2 * 86_400));
+        clock.set_date(parse_date("2026-05-23").unwrap());
+        assert_eq!(clock.elapsed(), Duration::from_secs(4 * 86_400));
     }
 }

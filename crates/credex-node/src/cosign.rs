@@ -5,7 +5,9 @@
 //! syncs through one relay still reaches quorum — proving consistency from the size that
 //! witness last cosigned (learnt from its refusals), and merges the cosignature lines into the
 //! stored note. The cosigned note then gossips through Sync like any checkpoint. A checkpoint
-//! with two cosignatures is *published*; with every other member's, *final*.
+//! with two cosignatures is *published*; with every other member's, *final*. While the log is
+//! empty the witnesses cosign its checkpoint over no entries, which is not stored: their
+//! cosignatures carry their clocks, which the first entry is stamped by.
 //!
 //! Witnesses are asked concurrently, each request bounded by [`REQUEST_TIMEOUT`], so one
 //! stalled witness delays nobody else; a witness that has not cosigned the newest checkpoint
@@ -52,7 +54,6 @@ struct WitnessPeer {
 
 /// Runs until `shutdown` turns true. `peers` holds one link per other member.
 pub async fn run(engine: Arc<Engine>, peers: Vec<PeerLink>, mut shutdown: watch::Receiver<bool>) {
-    let own = engine.city.clone();
     let mut witnesses: Vec<WitnessPeer> = peers
         .into_iter()
         .map(|link| WitnessPeer {
@@ -77,7 +78,7 @@ pub async fn run(engine: Arc<Engine>, peers: Vec<PeerLink>, mut shutdown: watch:
                 }
             }
             last_round = Some(tokio::time::Instant::now());
-            let checkpoint = match engine.stored_checkpoint(&own) {
+            let checkpoint = match engine.checkpoint_to_cosign() {
                 Ok(c) => c,
                 Err(e) => {
                     warn!(error = %e, "reading own checkpoint");

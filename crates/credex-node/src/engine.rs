@@ -172,8 +172,8 @@ pub struct Engine {
     /// When this node stored each origin's newest checkpoint (size, Unix ms), for its age.
     checkpoint_times: Mutex<BTreeMap<String, (u64, i64)>>,
     /// Per witness, its clock as its newest cosignature of this city's checkpoints gave it:
-    /// (Unix ms, when that was learnt). See `Engine::witness_clocks`.
-    witness_clocks: Mutex<BTreeMap<String, (i64, std::time::Instant)>>,
+    /// (Unix ms, when that was learnt by `Clock::elapsed`). See `Engine::witness_clocks`.
+    witness_clocks: Mutex<BTreeMap<String, (i64, std::time::Duration)>>,
     /// Whether publishing may stamp a batch yet: false from [`Engine::hear_witnesses_first`]
     /// until the witnesses' clocks are known or the cosigning round at start has ended.
     witnesses_heard: watch::Sender<bool>,

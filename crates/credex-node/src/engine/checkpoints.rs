@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use credex_core::merkle::{self, Hash};
 use credex_core::note::{self, SignedCheckpoint};
 use credex_core::pb;
-use credex_store::WriteBatch;
+use credex_store::{OriginState, StoredNote, WriteBatch};
 use tracing::{info, warn};
 
 use super::{Engine, EngineError};
@@ -333,10 +333,33 @@ impl Engine {
             .map_err(|e| EngineError::Internal(format!("root of {origin} at {size}: {e}")))
     }
 
+    /// This city's checkpoint for its witnesses to cosign: the newest stored, or, while its log
+    /// is empty, the checkpoint over the empty log, signed now and not stored (a log of no
+    /// entries has nothing to prove, and peers are sent nothing of it). Its cosignatures tell
+    /// the node its witnesses' clocks before its first entry is stamped: a new city's node, or
+    /// one whose clock was wrong when it started with an empty store, would otherwise stamp its
+    /// first entries by its own clock alone, and its log, which goes forward in time, would
+    /// have to follow them.
+    pub fn checkpoint_to_cosign(&self) -> Result<Option<StoredNote>, EngineError> {
+        if let Some(stored) = self.store.checkpoint(&self.city)? {
+            return Ok(Some(stored));
+        }
+        let log = self.store.origin_state(&self.city);
+        if log.size > 0 || log.forked {
+            return Ok(None);
+        }
+        Ok(Some(StoredNote {
+            size: 0,
+            note: self.sign_own_checkpoint(&log)?,
+        }))
+    }
+
     /// Merges witnesses' cosignature lines into this city's stored checkpoint at `size`, each
     /// witness's newest in place of an older one (a witness asked again, as every one is when
     /// the node starts, cosigns again), and notes what each witness's clock read as it cosigned
     /// (what publishing and the view check this node's against, `Engine::witness_clocks`).
+    /// Cosignatures of the empty log's checkpoint (size 0) only tell the clocks: nothing is
+    /// stored at size 0 ([`Engine::checkpoint_to_cosign`]).
     pub async fn add_cosignatures(
         &self,
         size: u64,
@@ -344,7 +367,11 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let origin = self.city.as_str();
         let _writer = self.write_lock.lock().await;
-        let Some(held) = self.store.checkpoint_at(origin, size)? else {
+        let held = match size {
+            0 => Some(self.sign_own_checkpoint(&OriginState::EMPTY)?),
+            _ => self.store.checkpoint_at(origin, size)?,
+        };
+        let Some(held) = held else {
             return Ok(());
         };
         let merged = note::replace_signature_lines(&held, &lines)
@@ -360,6 +387,9 @@ impl Engine {
                 .iter()
                 .filter(|c| answered.contains(&c.witness)),
         );
+        if size == 0 {
+            return Ok(());
+        }
         let mut batch = WriteBatch::new();
         batch.set_checkpoint(origin, size, merged);
         self.apply(batch).await?;

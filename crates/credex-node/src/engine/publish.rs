@@ -30,7 +30,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use credex_core::entry;
 use credex_core::merkle;
@@ -769,17 +769,23 @@ impl Engine {
 
     /// A batch storing this city's checkpoint over `log` (its size and root), signed.
     fn own_checkpoint(&self, log: &credex_store::OriginState) -> Result<WriteBatch, EngineError> {
-        let origin = self.city.as_str();
+        let mut batch = WriteBatch::new();
+        batch.set_checkpoint(&self.city, log.size, self.sign_own_checkpoint(log)?);
+        Ok(batch)
+    }
+
+    /// This city's checkpoint note over `log` (its size and root), signed with its log key.
+    pub(super) fn sign_own_checkpoint(
+        &self,
+        log: &credex_store::OriginState,
+    ) -> Result<Vec<u8>, EngineError> {
         let checkpoint = Checkpoint {
             origin: credex_core::consortium::origin(&self.consortium, &self.city),
             size: log.size,
             root: log.root,
         };
-        let note = note::sign_checkpoint(&checkpoint, &self.log_key)
-            .map_err(|e| EngineError::Internal(format!("signing checkpoint: {e}")))?;
-        let mut batch = WriteBatch::new();
-        batch.set_checkpoint(origin, log.size, note);
-        Ok(batch)
+        note::sign_checkpoint(&checkpoint, &self.log_key)
+            .map_err(|e| EngineError::Internal(format!("signing checkpoint: {e}")))
     }
 
     /// Notes this city's checkpoint over `log` as stored.
@@ -874,7 +880,7 @@ impl Engine {
         &self,
         cosignatures: impl IntoIterator<Item = &'a note::Cosignature>,
     ) {
-        let learnt = Instant::now();
+        let learnt = self.clock.elapsed();
         let mut clocks = self
             .witness_clocks
             .lock()
@@ -925,10 +931,11 @@ impl Engine {
             .witness_clocks
             .lock()
             .unwrap_or_else(|e| e.into_inner());
+        let now = self.clock.elapsed();
         let mut fresh: Vec<(i64, &String)> = clocks
             .iter()
             .filter_map(|(witness, (millis, learnt))| {
-                let since = learnt.elapsed();
+                let since = now.saturating_sub(*learnt);
                 let since_ms = i64::try_from(since.as_millis()).unwrap_or(i64::MAX);
                 (since < WITNESS_CLOCK_KEPT).then(|| (millis.saturating_add(since_ms), witness))
             })
