@@ -1,14 +1,14 @@
 //! The view tells the truth over time, through real gRPC: a status takes effect on its own
 //! date in every city (Watch included), a version that moves its record's subject or list, or
-//! follows a revocation, is refused with the field named, and a new city whose clock is wrong
-//! logs nothing by it.
+//! follows a revocation, is refused with the field named, and a city whose clock is wrong —
+//! new, or quiet for days — is judged by its witnesses' clocks.
 
 use std::sync::Arc;
 
 use anyhow::Result;
 use credex_cli::city::capitals;
 use credex_cli::generator::{self, Generator};
-use credex_core::date::{Clock, FixedClock, format_date};
+use credex_core::date::{Clock, FixedClock, date_of_millis, format_date};
 use credex_core::pb;
 use credex_node::tls::Role;
 
@@ -252,6 +252,54 @@ async fn a_new_city_a_day_ahead_of_its_witnesses_logs_nothing_until_its_clock_is
         known.in_force.len() + known.excluded.len(),
         1,
         "logged within the hour, not a day ahead: {known:?}"
+    );
+    sandbox.shutdown().await
+}
+
+/// A city that publishes nothing for days (a weekend, a holiday) keeps its clock judged by its
+/// witnesses': when they have gone unasked for `cosign::REFRESH`, they cosign its checkpoint
+/// again, for their time. Without it the clocks learnt at start age out after a day, and a
+/// clock that then jumped ahead would move the city's view a day on, ending listings and lifting
+/// sanctions there before their day came anywhere else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_city_quiet_for_days_keeps_its_clock_judged_by_its_witnesses() -> Result<()> {
+    let cities = capitals()[..3].to_vec();
+    let quiet = cities[0].id.clone();
+    let mut sandbox = Sandbox::builder()
+        .cities(cities.clone())
+        .stopped(&quiet)
+        .start()
+        .await?;
+    let own = Arc::new(FixedClock::at_millis(sandbox.clock.now_millis()));
+    sandbox.set_clock(&quiet, own.clone());
+    sandbox.start_node(&quiet).await?;
+    let mut generator = Generator::new(&cities[0], 61, start_date());
+    let record = generator.record();
+    sandbox.publish(&quiet, vec![record.clone()]).await?;
+    let subject = subject_of(&record);
+    wait_until("its checkpoint cosigned by both witnesses", || async {
+        let status = sandbox.status(&quiet).await?;
+        Ok(status
+            .origins
+            .iter()
+            .any(|o| o.origin == quiet && o.final_size == 1))
+    })
+    .await?;
+
+    // Two days go by with nothing published anywhere; the quiet city's clock reads a day more.
+    let later = sandbox.clock.now_millis() + 2 * 86_400_000;
+    sandbox.clock.set_millis(later);
+    own.set_millis(later + 86_400_000);
+    let witnesses_day = format_date(date_of_millis(later));
+    wait_until("the quiet city's view on its witnesses' day", || async {
+        Ok(sandbox.lookup(&quiet, &subject).await?.as_of == witnesses_day)
+    })
+    .await?;
+    let status = refusal(sandbox.publish(&quiet, vec![generator.record()]).await);
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().contains("ahead of every witness's"),
+        "{status:?}"
     );
     sandbox.shutdown().await
 }

@@ -14,6 +14,9 @@
 //! is asked again every [`RETRY`], so a checkpoint made during an outage reaches quorum once
 //! the witnesses are back, without waiting for the log to grow.
 //!
+//! When the log does not grow, the witnesses are asked to cosign the newest checkpoint again
+//! every [`REFRESH`], so their clocks, which this node judges its own by, stay known.
+//!
 //! Intermediate checkpoints are skipped: the task always works on the newest, and starts a
 //! round at most every [`ROUND_EVERY`], so a steady publisher's witnesses cosign about once a
 //! second, not once a batch.
@@ -45,6 +48,17 @@ pub const RETRY: Duration = Duration::from_secs(5);
 /// for at once.
 pub const ROUND_EVERY: Duration = Duration::from_secs(1);
 
+/// How long the witnesses go unasked when this city's log does not grow: then they are asked
+/// to cosign the same checkpoint again, each cosignature carrying its witness's time now. A
+/// node judges its clock by its witnesses' only as learnt within the last day
+/// (`engine::publish`), and a city may publish nothing for longer (a weekend, the Spring
+/// Festival's week); without this its clock would go unchecked then, and a clock that jumped
+/// would move its view's day, lifting or starting sanctions a day early.
+pub const REFRESH: Duration = Duration::from_secs(600);
+/// How often the task looks whether [`REFRESH`] has passed (by the engine's clock, whose
+/// `elapsed` never goes back).
+const REFRESH_POLL: Duration = Duration::from_secs(1);
+
 /// One witness: how to reach it and the size it last cosigned, as far as this node knows.
 struct WitnessPeer {
     link: PeerLink,
@@ -68,6 +82,8 @@ pub async fn run(engine: Arc<Engine>, peers: Vec<PeerLink>, mut shutdown: watch:
     let mut advanced = engine.subscribe();
     let mut done: BTreeMap<String, u64> = BTreeMap::new();
     let mut last_round: Option<tokio::time::Instant> = None;
+    // When a witness last answered, by `Clock::elapsed`.
+    let mut answered_at = engine.clock.elapsed();
     async move {
         loop {
             // Paced: a round comes at most every ROUND_EVERY, and then asks for the newest.
@@ -99,6 +115,9 @@ pub async fn run(engine: Arc<Engine>, peers: Vec<PeerLink>, mut shutdown: watch:
                     done.insert(city, cp.size);
                     lines.push(line);
                 }
+                if !lines.is_empty() {
+                    answered_at = engine.clock.elapsed();
+                }
                 if !lines.is_empty()
                     && let Err(e) = engine.add_cosignatures(cp.size, lines).await
                 {
@@ -114,9 +133,18 @@ pub async fn run(engine: Arc<Engine>, peers: Vec<PeerLink>, mut shutdown: watch:
                     std::future::pending::<()>().await;
                 }
             };
+            let refresh = async {
+                while engine.clock.elapsed().saturating_sub(answered_at) < REFRESH {
+                    tokio::time::sleep(REFRESH_POLL).await;
+                }
+            };
             tokio::select! {
                 changed = advanced.changed() => if changed.is_err() { return },
                 () = retry => {}
+                () = refresh => {
+                    debug!("asking the witnesses to cosign again, for their clocks");
+                    done.clear();
+                }
                 () = sync::stopped(&mut shutdown) => return,
             }
         }
