@@ -117,11 +117,9 @@ pub async fn run(engine: Arc<Engine>, peers: Vec<PeerLink>, mut shutdown: watch:
                 }
                 if !lines.is_empty() {
                     answered_at = engine.clock.elapsed();
-                }
-                if !lines.is_empty()
-                    && let Err(e) = engine.add_cosignatures(cp.size, lines).await
-                {
-                    warn!(error = %e, "storing cosignatures");
+                    if let Err(e) = engine.add_cosignatures(cp.size, lines).await {
+                        warn!(error = %e, "storing cosignatures");
+                    }
                 }
             }
             // The first round is over, answered or not: publishing waits no longer.
