@@ -92,6 +92,7 @@ pub struct Metrics {
     publish_clock_behind: Gauge,
     clock_ahead_of_witnesses: Gauge,
     clock_behind_witnesses: Gauge,
+    witness_clocks: Gauge,
     log_size: Family<OriginLabel, Gauge>,
     lag: Family<OriginLabel, Gauge>,
     backlog: Family<OriginLabel, Gauge>,
@@ -132,6 +133,7 @@ impl Metrics {
         let publish_clock_behind = Gauge::default();
         let clock_ahead_of_witnesses = Gauge::default();
         let clock_behind_witnesses = Gauge::default();
+        let witness_clocks = Gauge::default();
         let log_size = Family::default();
         let lag = Family::default();
         let backlog = Family::default();
@@ -212,6 +214,13 @@ impl Metrics {
              behind with every other member's witness heard, the view takes the earliest \
              witness's day and publishes are stamped with its time",
             clock_behind_witnesses.clone(),
+        );
+        registry.register(
+            "witness_clocks",
+            "Witnesses whose clocks this node knows, from their cosignatures of its checkpoints \
+             within the last day; under two, nothing checks its clock: publishing stamps and the \
+             view's day go by it alone",
+            witness_clocks.clone(),
         );
         registry.register("log_size", "Entries held per origin", log_size.clone());
         registry.register(
@@ -332,6 +341,7 @@ impl Metrics {
             publish_clock_behind,
             clock_ahead_of_witnesses,
             clock_behind_witnesses,
+            witness_clocks,
             log_size,
             lag,
             backlog,
@@ -468,6 +478,12 @@ impl Metrics {
     pub(crate) fn set_clock_against_witnesses(&self, ahead_ms: i64, behind_ms: i64) {
         self.clock_ahead_of_witnesses.set(ahead_ms / 1000);
         self.clock_behind_witnesses.set(behind_ms / 1000);
+    }
+
+    /// How many witnesses' clocks this node knows (judges its own by two or more).
+    pub(crate) fn set_witness_clocks(&self, known: usize) {
+        self.witness_clocks
+            .set(i64::try_from(known).unwrap_or(i64::MAX));
     }
 
     pub(crate) fn set_publish_clock_behind(&self, behind_ms: i64) {

@@ -924,8 +924,8 @@ impl Engine {
     /// (learnt within [`WITNESS_CLOCK_KEPT`]) by this node's monotonic clock. `None` until two
     /// witnesses have cosigned since the node started (it asks them all as it starts): one
     /// alone is not judged by, so a single lying witness can neither stop this city publishing
-    /// nor move its view's day. Sets `credex_clock_ahead_of_witnesses_seconds` and
-    /// `credex_clock_behind_witnesses_seconds`.
+    /// nor move its view's day. Sets `credex_witness_clocks`,
+    /// `credex_clock_ahead_of_witnesses_seconds` and `credex_clock_behind_witnesses_seconds`.
     pub(super) fn witness_clocks(&self) -> Option<WitnessClocks> {
         let clocks = self
             .witness_clocks
@@ -940,6 +940,7 @@ impl Engine {
                 (since < WITNESS_CLOCK_KEPT).then(|| (millis.saturating_add(since_ms), witness))
             })
             .collect();
+        self.metrics.set_witness_clocks(fresh.len());
         if fresh.len() < 2 {
             return None;
         }

@@ -272,6 +272,13 @@ async fn a_clock_an_hour_ahead_of_every_witness_publishes_nothing_until_it_is_se
     // One witness two hours behind: one alone is not judged by (it may be the one that lies).
     engine.note_witness_clocks(&[witness("wuhan", 7200)]);
     queue.publish(vec![record(1)]).await.expect("published");
+    assert!(
+        engine
+            .metrics
+            .encode()
+            .contains("credex_witness_clocks{city=\"changsha\"} 1\n"),
+        "one witness's clock known"
+    );
     // Two, both more than an hour behind: this clock has jumped.
     engine.note_witness_clocks(&[witness("hefei", 3700)]);
     let refused = queue.publish(vec![record(2)]).await.unwrap_err();
@@ -282,15 +289,19 @@ async fn a_clock_an_hour_ahead_of_every_witness_publishes_nothing_until_it_is_se
     );
     assert_eq!(engine.origin_state(NODE).size, 1, "nothing appended");
     // 3,700 s, less the moments since the cosignature was noted.
-    let ahead: i64 = engine
-        .metrics
-        .encode()
-        .lines()
-        .find_map(|l| l.strip_prefix("credex_clock_ahead_of_witnesses_seconds{city=\"changsha\"} "))
-        .expect("the gauge")
-        .parse()
-        .expect("a number");
+    let gauge = |name: &str| -> i64 {
+        engine
+            .metrics
+            .encode()
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}{{city=\"changsha\"}} ")))
+            .expect("the gauge")
+            .parse()
+            .expect("a number")
+    };
+    let ahead = gauge("credex_clock_ahead_of_witnesses_seconds");
     assert!((3690..=3700).contains(&ahead), "{ahead}");
+    assert_eq!(gauge("credex_witness_clocks"), 2);
     // A witness whose clock reads within the hour: publishing goes on.
     engine.note_witness_clocks(&[witness("nanchang", 600)]);
     queue.publish(vec![record(2)]).await.expect("published");
