@@ -82,8 +82,10 @@ pub async fn run(engine: Arc<Engine>, peers: Vec<PeerLink>, mut shutdown: watch:
     let mut advanced = engine.subscribe();
     let mut done: BTreeMap<String, u64> = BTreeMap::new();
     let mut last_round: Option<tokio::time::Instant> = None;
-    // When a witness last answered, by `Clock::elapsed`.
-    let mut answered_at = engine.clock.elapsed();
+    // When a witness last answered, or the witnesses were last asked again, by
+    // `Clock::elapsed`: witnesses that refuse (this city's log forked, say) are asked again no
+    // sooner than REFRESH later, not at every poll.
+    let mut fresh_since = engine.clock.elapsed();
     async move {
         loop {
             // Paced: a round comes at most every ROUND_EVERY, and then asks for the newest.
@@ -116,7 +118,7 @@ pub async fn run(engine: Arc<Engine>, peers: Vec<PeerLink>, mut shutdown: watch:
                     lines.push(line);
                 }
                 if !lines.is_empty() {
-                    answered_at = engine.clock.elapsed();
+                    fresh_since = engine.clock.elapsed();
                     if let Err(e) = engine.add_cosignatures(cp.size, lines).await {
                         warn!(error = %e, "storing cosignatures");
                     }
@@ -131,8 +133,9 @@ pub async fn run(engine: Arc<Engine>, peers: Vec<PeerLink>, mut shutdown: watch:
                     std::future::pending::<()>().await;
                 }
             };
-            let refresh = async {
-                while engine.clock.elapsed().saturating_sub(answered_at) < REFRESH {
+            let (clock, since) = (engine.clock.clone(), fresh_since);
+            let refresh = async move {
+                while clock.elapsed().saturating_sub(since) < REFRESH {
                     tokio::time::sleep(REFRESH_POLL).await;
                 }
             };
@@ -141,6 +144,7 @@ pub async fn run(engine: Arc<Engine>, peers: Vec<PeerLink>, mut shutdown: watch:
                 () = retry => {}
                 () = refresh => {
                     debug!("asking the witnesses to cosign again, for their clocks");
+                    fresh_since = engine.clock.elapsed();
                     done.clear();
                 }
                 () = sync::stopped(&mut shutdown) => return,
