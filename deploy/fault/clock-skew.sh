@@ -299,7 +299,7 @@ publish nanchang 5 12 "$D"
 wait_for "the four converge" converged "${cities[@]}"
 set_clock_file "$clockfile" "$offset"
 echo "a day behind: published and converged: $(converged "${cities[@]}")"
-figure "+10min: D+2 decision accepted by all, converged ${converge_s}s, known-at $before then $after; -10min: converged ${behind_s}s; final cosigned; +2h while running and at a restart (published to before its witnesses answered): refused, its view on D; a day behind: its view on D, published; $(converged "${cities[@]}")"
+figure "new city +2h: refused, nothing logged; +10min: D+2 decision accepted by all, converged ${converge_s}s, known-at $before then $after; -10min: converged ${behind_s}s; final cosigned; +2h while running and at a restart (published to before its witnesses answered): refused, its view on D; a day behind: its view on D, published; $(converged "${cities[@]}")"
 ((failed == 0)) || exit 1
 echo
 echo "clock skew: every check passed"
