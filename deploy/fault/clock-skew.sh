@@ -25,7 +25,8 @@
 #     stays in force there, as everywhere); set right again, it publishes and all four
 #     converge. The same when it is
 #     restarted two hours ahead and published to at once: publishing waits for the witnesses'
-#     answers to its cosigning round at start, which carry their clocks;
+#     answers to its cosigning round at start, which carry their clocks, and so does a lookup of
+#     today sent with it (it answers for D, not D+1);
 #   - a day behind while it runs: its view takes the witnesses' day (a listing repaired from
 #     today is out of force there, as everywhere), credex_clock_behind_witnesses_seconds says a
 #     day, and what it publishes is taken by all four.
@@ -267,17 +268,36 @@ wait_for "nanchang up" ctl nanchang status
 size_before=$(size_at nanchang nanchang)
 publish_one >"$work/early" &
 early=$!
-# publish_in: the publish's client holds a connection to nanchang's gRPC port, or has its answer.
-publish_in() {
-  ss -Htnp state established "( dport = :$((BASE_PORT + 3)) )" | grep -q '"credexctl"' ||
-    ! kill -0 "$early" 2>/dev/null
+# And a lookup of today, answered by the day the witnesses' clocks give once they answer.
+ctl nanchang --json lookup "$listed_subject" >"$work/early-lookup" 2>&1 &
+early_lookup=$!
+# clients_in: the publish's and the lookup's clients each hold a connection to nanchang's gRPC
+# port, or have their answers.
+clients_in() {
+  local connected waiting=0
+  connected=$(ss -Htnp state established "( dport = :$((BASE_PORT + 3)) )" | grep -c '"credexctl"' || true)
+  if kill -0 "$early" 2>/dev/null; then waiting=$((waiting + 1)); fi
+  if kill -0 "$early_lookup" 2>/dev/null; then waiting=$((waiting + 1)); fi
+  ((connected >= waiting))
 }
-wait_for "the publish connected to nanchang" publish_in
+wait_for "the publish and the lookup connected to nanchang" clients_in
 proxyctl heal nanchang >/dev/null
 wait "$early" || true
+wait "$early_lookup" || true
 # The publish came in before any witness had answered the cosigning round at start: publishing
 # waits for their answers, which carry their clocks, before it stamps anything.
 refused_ahead "restarted ahead" 10 "$size_before" "$(cat "$work/early")"
+# So does a query of today: its day is the witnesses', not tomorrow by the clock two hours on.
+early_day=$(python3 -c '
+import json, sys
+try: v = json.load(open(sys.argv[1]))
+except ValueError: v = {}
+print(v.get("as_of") or v.get("asOf") or "none")' "$work/early-lookup")
+if [[ $early_day == "$D" ]]; then
+  echo "ok: restarted ahead: a lookup of today sent before the witnesses answered is of $D"
+else
+  echo "FAIL: restarted ahead: a lookup of today sent before the witnesses answered is of $early_day, not $D: $(head -c 300 "$work/early-lookup")"; failed=1
+fi
 say "nanchang's clock a day behind while it runs"
 set_clock_file "$clockfile" $((offset - 86400))
 # The date tick sets the gauge every 200 ms; the Date header cannot show a clock put back,

@@ -265,6 +265,10 @@ impl View for Api {
                 req.as_known_at_size,
             )
             .map_err(status)?;
+        if req.as_of.is_empty() {
+            // "Today" at start is the witnesses' day once they have answered.
+            self.engine.wait_for_witnesses().await;
+        }
         let lookup = self
             .engine
             .lookup_page(
@@ -328,6 +332,9 @@ impl View for Api {
                 req.as_known_at_size,
             )
             .map_err(status)?;
+        if req.as_of.is_empty() {
+            self.engine.wait_for_witnesses().await;
+        }
         let page = self
             .engine
             .list(

@@ -199,6 +199,8 @@ pub async fn query(State(state): State<Arc<AdminState>>, Query(params): Query<Pa
         go = lang.pick("查询", "Search"),
     );
     if !q.is_empty() {
+        // A search of today, as Lookup and List: the witnesses' day once they have answered.
+        state.engine.wait_for_witnesses().await;
         let engine = state.engine.clone();
         let asked = q.clone();
         let answer = tokio::task::spawn_blocking(move || -> Result<String, EngineError> {

@@ -911,9 +911,11 @@ impl Engine {
         self.witnesses_heard.send_replace(true);
     }
 
-    /// Waits, before the first batch is stamped (and the date tick's first tick), as
-    /// [`Engine::hear_witnesses_first`] says; whether the witnesses were heard in time.
-    pub(super) async fn wait_for_witnesses(&self) -> bool {
+    /// Waits, before the first batch is stamped, the date tick's first tick and a query of
+    /// "today" (Lookup and List without `as_of`, the console's search), as
+    /// [`Engine::hear_witnesses_first`] says; whether the witnesses were heard in time. Returns
+    /// at once once they have been.
+    pub async fn wait_for_witnesses(&self) -> bool {
         let mut heard = self.witnesses_heard.subscribe();
         tokio::time::timeout(WITNESS_WAIT_AT_START, heard.wait_for(|heard| *heard))
             .await
