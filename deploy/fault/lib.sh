@@ -123,13 +123,13 @@ figure() {
   echo "figures: $*"
   if [[ -n ${FAULT_FIGURES:-} ]]; then echo "$*" >>"$FAULT_FIGURES"; fi
 }
-# status_json CITY: `credexctl --json status` at CITY, kept in $work/status.CITY.json.
 # metric INDEX NAME: the value of the gauge or counter NAME that city INDEX's node serves on its
 # admin listener (127.0.0.1:BASE_PORT+100+INDEX, as consortium init puts it).
 metric() {
   curl -fsS --max-time 5 "http://127.0.0.1:$((BASE_PORT + 100 + $1))/metrics" |
     sed -n "s/^$2{[^}]*} \(-*[0-9]*\)\$/\1/p"
 }
+# status_json CITY: `credexctl --json status` at CITY, kept in $work/status.CITY.json.
 status_json() { ctl "$1" --json status >"$work/status.$1.json.tmp" && mv "$work/status.$1.json.tmp" "$work/status.$1.json"; }
 # converged [CITY...]: every listed city (default all) holds every listed city's log at the
 # size the origin itself holds, all of it in its view, with nothing invalid, quarantined or

@@ -547,8 +547,6 @@ impl Engine {
         }
     }
 
-    /// Whether the view is on `today`: no due date on or before it is waiting for the tick,
-    /// and no passed one after it (the clock moved back) waiting to be stepped back over.
     /// The day the view is on: today (UTC+8) by this node's clock, or by its witnesses' while
     /// it reads more than [`super::publish::CLOCK_AHEAD_MAX`] ahead of every witness's (then
     /// the latest's day; publishing is refused too) or behind every witness's (then the
@@ -565,6 +563,8 @@ impl Engine {
         credex_core::date::date_of_millis(time)
     }
 
+    /// Whether the view is on `today`: no due date on or before it is waiting for the tick,
+    /// and no passed one after it (the clock moved back) waiting to be stepped back over.
     pub(crate) fn view_is_on(&self, today: Date) -> Result<bool, EngineError> {
         let day = day_number(today);
         Ok(self.store.due(day, 1)?.is_empty() && self.store.passed_after(day, 1)?.is_empty())
@@ -597,7 +597,6 @@ fn latest_subject(engine: &Engine, history: &[RecordVersion]) -> String {
 pub async fn run_ticks(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
     // The view's day may come from the witnesses' clocks (`Engine::view_today`): a node whose
     // clock was wrong when it started does not tick to that clock's day first.
-    // (Publishing warns if they were not heard in time.)
     engine.wait_for_witnesses().await;
     loop {
         if let Err(e) = engine.tick().await {

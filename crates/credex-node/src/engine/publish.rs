@@ -258,13 +258,7 @@ async fn run(engine: Arc<Engine>, mut rx: mpsc::Receiver<Job>) {
         Ok(Err(e)) => warn!(error = %e, "could not checkpoint this city's log at start"),
         Err(e) => warn!(error = %e, "checkpointing this city's log at start panicked"),
     }
-    if !engine.wait_for_witnesses().await {
-        warn!(
-            waited = ?WITNESS_WAIT_AT_START,
-            "no two witnesses answered the cosigning round at start in time: publishing without \
-             checking this node's clock against theirs until they do"
-        );
-    }
+    engine.wait_for_witnesses().await;
     let failures = Arc::new(Failures::default());
     // One prepared batch waits while one is applied: the stages run side by side, no further.
     let (prepared_tx, prepared_rx) = mpsc::channel(1);
@@ -913,13 +907,26 @@ impl Engine {
 
     /// Waits, before the first batch is stamped, the date tick's first tick and a query of
     /// "today" (Lookup and List without `as_of`, the console's search), as
-    /// [`Engine::hear_witnesses_first`] says; whether the witnesses were heard in time. Returns
-    /// at once once they have been.
-    pub async fn wait_for_witnesses(&self) -> bool {
+    /// [`Engine::hear_witnesses_first`] says; at once once the witnesses have been heard. The
+    /// first wait to reach [`WITNESS_WAIT_AT_START`] opens the gate for everyone after it and
+    /// says so: witnesses that do not answer (the round asks each for up to twice
+    /// `cosign::REQUEST_TIMEOUT`) hold back nothing longer than that, once.
+    pub async fn wait_for_witnesses(&self) {
         let mut heard = self.witnesses_heard.subscribe();
-        tokio::time::timeout(WITNESS_WAIT_AT_START, heard.wait_for(|heard| *heard))
+        let in_time = tokio::time::timeout(WITNESS_WAIT_AT_START, heard.wait_for(|heard| *heard))
             .await
-            .is_ok()
+            .is_ok();
+        if !in_time
+            && self
+                .witnesses_heard
+                .send_if_modified(|h| !std::mem::replace(h, true))
+        {
+            warn!(
+                waited = ?WITNESS_WAIT_AT_START,
+                "no two witnesses answered the cosigning round at start in time: going by this \
+                 node's clock, unchecked, until they do"
+            );
+        }
     }
 
     /// This node's clock against its witnesses' now: each going on from its newest cosignature

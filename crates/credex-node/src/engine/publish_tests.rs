@@ -337,6 +337,21 @@ async fn a_clock_wrong_at_start_is_judged_before_the_first_batch_is_stamped() {
     assert_eq!(engine.origin_state(NODE).size, 0, "nothing appended");
 }
 
+#[tokio::test(start_paused = true)]
+async fn the_first_wait_for_silent_witnesses_opens_the_gate_for_everyone_after_it() {
+    let t = test_engine("test", super::rules_tests::capitals(), clock());
+    let engine = &t.engine;
+    engine.hear_witnesses_first();
+    let started = tokio::time::Instant::now();
+    engine.wait_for_witnesses().await;
+    assert_eq!(started.elapsed(), publish::WITNESS_WAIT_AT_START);
+    // The round at start may go on (a witness that accepts the dial and never answers), but a
+    // query of today, or the tick, after the first wait does not wait again.
+    let again = tokio::time::Instant::now();
+    engine.wait_for_witnesses().await;
+    assert_eq!(again.elapsed(), std::time::Duration::ZERO);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishing_waits_for_the_witnesses_at_start_no_longer_than_the_round() {
     let t = test_engine("test", super::rules_tests::capitals(), clock());
