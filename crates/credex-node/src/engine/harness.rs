@@ -59,6 +59,18 @@ pub(crate) fn cosigned_behind(engine: &Engine, city: &str, seconds_behind: i64) 
     }
 }
 
+/// The value of the node's gauge or counter `name` (its one series, labelled with its city), as
+/// its `/metrics` serves it.
+pub(crate) fn metric(engine: &Engine, name: &str) -> i64 {
+    let series = format!("{name}{{city=\"{NODE}\"}} ");
+    engine
+        .metrics
+        .encode()
+        .lines()
+        .find_map(|l| l.strip_prefix(series.as_str())?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series}in the node's metrics"))
+}
+
 /// The node of consortium `consortium` with `rules`, its clock at `clock`.
 pub(crate) fn test_engine(consortium: &str, rules: Rules, clock: FixedClock) -> TestEngine {
     test_engine_with(consortium, rules, clock, &StoreOptions::default())
